@@ -1,0 +1,339 @@
+package connector
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// ProtocolVersion is the version of this contract. It is part of the plugin
+// handshake: a plugin built against another version is refused at start.
+const ProtocolVersion = 1
+
+// Connector is the contract every CRM connector implements.
+//
+// All methods are safe for concurrent use. Each honours ctx: when ctx is done
+// the method returns promptly with an error wrapping ctx.Err().
+type Connector interface {
+	// Describe reports the connector's name and version, the configuration
+	// it expects, its optional capabilities and, when the session carries
+	// credentials, the CRM's objects and fields. Implementations cache object
+	// describes: crmsync calls Describe freely.
+	Describe(ctx context.Context, req DescribeRequest) (*Description, error)
+
+	// Check validates the session's configuration and credentials against
+	// the CRM and returns the integration user's identity and current usage.
+	Check(ctx context.Context, req CheckRequest) (*CheckResponse, error)
+
+	// FetchCurrent returns the current state of records of one object, named
+	// either by id or by a match key (a field and the values it must equal).
+	// Unknown ids are simply absent from the response. Every record carries
+	// its modification stamps.
+	FetchCurrent(ctx context.Context, req FetchCurrentRequest) (*FetchCurrentResponse, error)
+
+	// BulkUpdate applies operations (create, update, upsert by external id,
+	// delete) in as few CRM calls as the CRM allows and answers with exactly
+	// one Result per operation, in the same order. Per-record failures are
+	// Results; a Go error means no operation's outcome is known.
+	BulkUpdate(ctx context.Context, req BulkUpdateRequest) (*BulkUpdateResponse, error)
+
+	// Limits reports the CRM's API usage as of now.
+	Limits(ctx context.Context, req LimitsRequest) (*LimitsResponse, error)
+}
+
+// ChangeFetcher is the optional capability of listing records changed since a
+// cursor, used by inbound sync. A connector that implements it announces
+// [CapabilityFetchChanges] in its Description.
+type ChangeFetcher interface {
+	// FetchChanges returns one page of records of one object changed since
+	// the request's cursor, oldest first. The response's NextCursor resumes
+	// after that page; when More is false, NextCursor is the watermark for
+	// the next cycle. A cursor may overlap the previous page (a look-back),
+	// so callers treat records as idempotent state, never as events.
+	FetchChanges(ctx context.Context, req FetchChangesRequest) (*FetchChangesResponse, error)
+}
+
+// Capability names an optional feature a connector announces in Describe.
+type Capability string
+
+const (
+	// CapabilityFetchChanges: the connector implements ChangeFetcher.
+	CapabilityFetchChanges Capability = "fetch_changes"
+	// CapabilityUpsert: BulkUpdate accepts OpUpsert on external-id fields.
+	CapabilityUpsert Capability = "upsert"
+)
+
+// Session is what every call carries: the connection's configuration and its
+// credentials, both as JSON objects whose shape the connector defines and
+// documents in Description.ConfigFields.
+type Session struct {
+	Config      json.RawMessage
+	Credentials json.RawMessage
+}
+
+// Meta is what every response may carry besides its payload.
+type Meta struct {
+	// Credentials, when not nil, replace the session's credentials (for
+	// example after an access-token refresh). crmsync stores them and sends
+	// them with later calls.
+	Credentials json.RawMessage
+	// Usage, when not nil, is the CRM's API usage observed during the call.
+	Usage *Usage
+}
+
+// Usage is the CRM's API consumption.
+type Usage struct {
+	Used       int64
+	Max        int64
+	ObservedAt time.Time
+}
+
+// DescribeRequest asks for the connector's description. Objects narrows the
+// object describes to those names; nil means every object the connector syncs.
+// Without credentials in the Session only the static part is returned.
+type DescribeRequest struct {
+	Session Session
+	Objects []string
+}
+
+// Description is a connector's self-description.
+type Description struct {
+	Name         string
+	Version      string
+	ConfigFields []ConfigField
+	Capabilities []Capability
+	Objects      []Object
+	Meta
+}
+
+// Has reports whether the description announces capability c.
+func (d *Description) Has(c Capability) bool {
+	for _, have := range d.Capabilities {
+		if have == c {
+			return true
+		}
+	}
+	return false
+}
+
+// Object returns the described object named name.
+func (d *Description) Object(name string) (Object, bool) {
+	for _, o := range d.Objects {
+		if o.Name == name {
+			return o, true
+		}
+	}
+	return Object{}, false
+}
+
+// ConfigField documents one key of Session.Config or Session.Credentials.
+type ConfigField struct {
+	Name        string
+	Description string
+	Required    bool
+	// Secret marks a credentials key (never shown back to users).
+	Secret bool
+}
+
+// Object is one CRM object type (Salesforce: an sObject).
+type Object struct {
+	Name       string
+	Label      string
+	Createable bool
+	Updateable bool
+	Deletable  bool
+	Fields     []Field
+}
+
+// Field returns the object's field named name.
+func (o Object) Field(name string) (Field, bool) {
+	for _, f := range o.Fields {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return Field{}, false
+}
+
+// FieldType is a field's data type, named as Salesforce's describe names it
+// (string, email, phone, url, textarea, picklist, boolean, int, double,
+// currency, percent, date, datetime, id, reference).
+type FieldType string
+
+// Field describes one field of an Object.
+type Field struct {
+	Name           string
+	Label          string
+	Type           FieldType
+	Createable     bool
+	Updateable     bool
+	Nillable       bool
+	Length         int
+	PicklistValues []string
+	ExternalID     bool
+	ReferenceTo    []string
+}
+
+// CheckRequest asks the connector to validate a session.
+type CheckRequest struct {
+	Session Session
+}
+
+// CheckResponse is the result of a successful Check.
+type CheckResponse struct {
+	Identity Identity
+	Meta
+}
+
+// Identity names the CRM user crmsync acts as. Records last modified by
+// UserID were written by crmsync itself.
+type Identity struct {
+	UserID   string
+	Username string
+	OrgID    string
+	// InstanceURL is the CRM's base address, for links shown to users.
+	InstanceURL string
+}
+
+// MatchKey selects records whose Field equals one of Values.
+type MatchKey struct {
+	Field  string
+	Values []string
+}
+
+// FetchCurrentRequest reads records of one object by id or by match key
+// (exactly one of IDs and Match is set). Fields lists the fields to return;
+// the stamps are always returned.
+type FetchCurrentRequest struct {
+	Session Session
+	Object  string
+	IDs     []string
+	Match   *MatchKey
+	Fields  []string
+}
+
+// FetchCurrentResponse holds the records found, in no particular order.
+type FetchCurrentResponse struct {
+	Records []Record
+	Meta
+}
+
+// Record is one CRM record as read.
+type Record struct {
+	ID     string
+	Object string
+	// Fields holds JSON scalar values: nil, string, float64 or bool.
+	Fields map[string]any
+	// LastModified and LastModifiedByID say when and by whom the record was
+	// last changed by a user (Salesforce: LastModifiedDate, second precision).
+	LastModified     time.Time
+	LastModifiedByID string
+	// SystemModstamp changes on every change, including system ones; inbound
+	// cursors are built on it.
+	SystemModstamp time.Time
+	// Deleted is set by FetchChanges for records deleted in the CRM.
+	Deleted bool
+}
+
+// OpKind is the kind of a write operation.
+type OpKind string
+
+const (
+	OpCreate OpKind = "create"
+	OpUpdate OpKind = "update"
+	OpUpsert OpKind = "upsert"
+	OpDelete OpKind = "delete"
+)
+
+// Operation is one record write.
+type Operation struct {
+	Kind   OpKind
+	Object string
+	// ID names the record for OpUpdate and OpDelete.
+	ID string
+	// ExternalIDField and ExternalID name the record for OpUpsert.
+	ExternalIDField string
+	ExternalID      string
+	// Fields holds JSON scalar values (nil clears the field).
+	Fields map[string]any
+}
+
+// BulkUpdateRequest is a list of operations, applied independently of each
+// other (one failing does not roll back the others).
+type BulkUpdateRequest struct {
+	Session    Session
+	Operations []Operation
+}
+
+// BulkUpdateResponse answers a BulkUpdateRequest with one Result per
+// operation, in order.
+type BulkUpdateResponse struct {
+	Results []Result
+	Meta
+}
+
+// Result is the outcome of one Operation.
+type Result struct {
+	// ID is the CRM id of the record written (set on success).
+	ID string
+	// Created is true when the operation created the record.
+	Created bool
+	// Error is set when the operation failed.
+	Error *RecordError
+}
+
+// RecordError is a per-record failure.
+type RecordError struct {
+	// Code is the CRM's error code (Salesforce: statusCode), for example
+	// REQUIRED_FIELD_MISSING or one of the Code constants below.
+	Code    string
+	Message string
+	Fields  []string
+	// Retryable is true when the same operation may succeed later unchanged
+	// (a row lock, a transient server fault).
+	Retryable bool
+}
+
+// Error codes with a meaning crmsync acts on. Connectors for other CRMs map
+// their own codes onto these where the meaning is the same.
+const (
+	// CodeConvertedLead: the Lead was converted; write to its Contact.
+	CodeConvertedLead = "CANNOT_UPDATE_CONVERTED_LEAD"
+	// CodeNotFound: the record does not exist or was deleted.
+	CodeNotFound = "ENTITY_IS_DELETED"
+	// CodeLocked: the row is locked by another transaction (retryable).
+	CodeLocked = "UNABLE_TO_LOCK_ROW"
+	// CodeDuplicate: a duplicate value on a unique field.
+	CodeDuplicate = "DUPLICATE_VALUE"
+)
+
+// LimitsRequest asks for the CRM's current API usage.
+type LimitsRequest struct {
+	Session Session
+}
+
+// LimitsResponse carries the usage (also in Meta.Usage).
+type LimitsResponse struct {
+	Usage Usage
+	Meta
+}
+
+// FetchChangesRequest asks for records of Object changed since Cursor ("" =
+// from the beginning of time, or from Since when set). Fields lists the
+// fields to return. PageSize is a hint; 0 lets the connector choose.
+type FetchChangesRequest struct {
+	Session  Session
+	Object   string
+	Fields   []string
+	Cursor   string
+	Since    time.Time
+	PageSize int
+}
+
+// FetchChangesResponse is one page of changed records, oldest first.
+type FetchChangesResponse struct {
+	Records    []Record
+	NextCursor string
+	More       bool
+	Meta
+}
