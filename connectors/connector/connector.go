@@ -79,6 +79,10 @@ type Meta struct {
 	Credentials json.RawMessage
 	// Usage, when not nil, is the CRM's API usage observed during the call.
 	Usage *Usage
+	// Calls is the number of CRM API requests the call made that count
+	// against the CRM's allowance (Salesforce: every REST call but the
+	// versions list and OAuth). crmsync's own daily limit counts these.
+	Calls int
 }
 
 // Usage is the CRM's API consumption.
