@@ -85,6 +85,11 @@ type Meta struct {
 	Calls int
 }
 
+// ResponseMeta returns m. Every response embeds Meta, so every response
+// pointer has this method, which lets callers handle the Meta of any call
+// in one place.
+func (m *Meta) ResponseMeta() *Meta { return m }
+
 // Usage is the CRM's API consumption.
 type Usage struct {
 	Used       int64
