@@ -1,6 +1,10 @@
 package outbound
 
 import (
+	"time"
+
+	"github.com/uptrace/bun"
+
 	"github.com/crmsync/crmsync/internal/record"
 )
 
@@ -14,13 +18,35 @@ const (
 	OpRemove Op = "REMOVE"
 )
 
-// Item is one queued change.
+// State is where an item stands.
+type State string
+
+const (
+	// StateQueued: waiting to be pushed (possibly after a backoff).
+	StateQueued State = "queued"
+	// StateFailed: parked after a permanent failure until retried or
+	// dismissed by a user.
+	StateFailed State = "failed"
+)
+
+// Item is one queued change (a row of outbound_items). IDs grow
+// monotonically: they are the queue's total order.
 type Item struct {
-	ID         int64
-	RecordID   int64
-	RecordType record.Type
-	Op         Op
-	Fields     record.Fields
+	bun.BaseModel `bun:"table:outbound_items"`
+
+	ID            int64         `bun:"id,pk,autoincrement"`
+	WorkspaceID   int64         `bun:"workspace_id,notnull"`
+	RecordID      int64         `bun:"record_id,notnull"`
+	RecordType    record.Type   `bun:"record_type,notnull"`
+	Op            Op            `bun:"op,notnull"`
+	Fields        record.Fields `bun:"fields,type:text,notnull"`
+	Source        record.Source `bun:"source,notnull"`
+	State         State         `bun:"state,notnull"`
+	Attempts      int           `bun:"attempts,notnull"`
+	NextAttemptAt bun.NullTime  `bun:"next_attempt_at"`
+	ErrorCode     string        `bun:"error_code,notnull"`
+	ErrorMessage  string        `bun:"error_message,notnull"`
+	CreatedAt     time.Time     `bun:"created_at,notnull"`
 }
 
 // Write is what several queued items of one record coalesce into: the last
@@ -33,6 +59,8 @@ type Write struct {
 	// ItemIDs are the items the write covers, in queue order; they are
 	// removed from the queue once the write succeeds.
 	ItemIDs []int64
+	// Attempts is the most attempts any of the items has had.
+	Attempts int
 }
 
 // Coalesce merges items per record. Writes come out in the order of each
@@ -51,6 +79,7 @@ func Coalesce(items []Item) []Write {
 		}
 		w := &writes[i]
 		w.ItemIDs = append(w.ItemIDs, it.ID)
+		w.Attempts = max(w.Attempts, it.Attempts)
 		if it.Op == OpRemove {
 			w.Fields = record.Fields{}
 		}

@@ -1,0 +1,254 @@
+// Package connection stores a workspace's CRM connection: which connector,
+// its configuration, its credentials (sealed with package secret), its
+// health, the integration user it acts as, and the last API usage seen. It
+// also opens a connector session for the connection, persisting refreshed
+// credentials and usage after every call.
+package connection
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/internal/secret"
+)
+
+// Status is a connection's health.
+type Status string
+
+const (
+	StatusConnected Status = "CONNECTED"
+	// StatusExpired: the credentials can no longer be refreshed; syncing
+	// pauses until the user reconnects.
+	StatusExpired Status = "EXPIRED"
+)
+
+// ErrNotConnected is returned when a workspace has no CRM connection.
+var ErrNotConnected = errors.New("no CRM connection: connect one with connectCrm")
+
+// Connection is one row of crm_connections.
+type Connection struct {
+	bun.BaseModel `bun:"table:crm_connections"`
+
+	ID               int64           `bun:"id,pk,autoincrement"`
+	WorkspaceID      int64           `bun:"workspace_id,notnull"`
+	Connector        string          `bun:"connector,notnull"`
+	Config           json.RawMessage `bun:"config,type:text,notnull"`
+	Credentials      []byte          `bun:"credentials"`
+	Status           Status          `bun:"status,notnull"`
+	StatusReason     string          `bun:"status_reason,notnull"`
+	IdentityUserID   string          `bun:"identity_user_id,notnull"`
+	IdentityUsername string          `bun:"identity_username,notnull"`
+	IdentityOrgID    string          `bun:"identity_org_id,notnull"`
+	InstanceURL      string          `bun:"instance_url,notnull"`
+	PausedByUser     bool            `bun:"paused_by_user,notnull"`
+	APIUsed          sql.NullInt64   `bun:"api_used"`
+	APIMax           sql.NullInt64   `bun:"api_max"`
+	APIObservedAt    bun.NullTime    `bun:"api_observed_at"`
+	DailyLimit       sql.NullInt64   `bun:"daily_limit"`
+	LastFlushAt      bun.NullTime    `bun:"last_flush_at"`
+	LeaseOwner       string          `bun:"lease_owner,notnull"`
+	LeaseUntil       bun.NullTime    `bun:"lease_until"`
+	PauseReason      string          `bun:"pause_reason,notnull"`
+	CreatedAt        time.Time       `bun:"created_at,notnull"`
+	UpdatedAt        time.Time       `bun:"updated_at,notnull"`
+}
+
+func binding(c *Connection) string {
+	return "crm_connections/" + strconv.FormatInt(c.ID, 10) + "/workspace/" + strconv.FormatInt(c.WorkspaceID, 10)
+}
+
+// Store reads and writes connections.
+type Store struct {
+	db  bun.IDB
+	box *secret.Box
+	now func() time.Time
+}
+
+// NewStore returns a Store sealing credentials with box.
+func NewStore(db bun.IDB, box *secret.Box) *Store {
+	return &Store{db: db, box: box, now: time.Now}
+}
+
+// Get returns the workspace's connection or ErrNotConnected.
+func (s *Store) Get(ctx context.Context, workspaceID int64) (*Connection, error) {
+	return get(ctx, s.db, workspaceID)
+}
+
+func get(ctx context.Context, db bun.IDB, workspaceID int64) (*Connection, error) {
+	c := new(Connection)
+	err := db.NewSelect().Model(c).Where("workspace_id = ?", workspaceID).Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotConnected
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get connection of workspace %d: %w", workspaceID, err)
+	}
+	return c, nil
+}
+
+// Save creates or replaces the workspace's connection with a checked
+// connector, configuration, credentials and identity. Queued items are not
+// touched: they belong to the workspace, not to the connection.
+func (s *Store) Save(ctx context.Context, workspaceID int64, name string, config, credentials json.RawMessage, id connector.Identity, usage *connector.Usage) (*Connection, error) {
+	now := s.now().UTC()
+	var out *Connection
+	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		c, err := get(ctx, tx, workspaceID)
+		if errors.Is(err, ErrNotConnected) {
+			c = &Connection{WorkspaceID: workspaceID, CreatedAt: now, UpdatedAt: now, Config: json.RawMessage("{}"), Status: StatusConnected}
+			if _, err := tx.NewInsert().Model(c).Returning("id").Exec(ctx); err != nil {
+				return fmt.Errorf("insert connection: %w", err)
+			}
+		} else if err != nil {
+			return err
+		}
+		c.Connector, c.Config = name, config
+		c.Status, c.StatusReason, c.PauseReason = StatusConnected, "", ""
+		c.IdentityUserID, c.IdentityUsername, c.IdentityOrgID, c.InstanceURL = id.UserID, id.Username, id.OrgID, id.InstanceURL
+		c.Credentials = s.box.Seal(credentials, binding(c))
+		if usage != nil {
+			c.APIUsed = sql.NullInt64{Int64: usage.Used, Valid: true}
+			c.APIMax = sql.NullInt64{Int64: usage.Max, Valid: true}
+			c.APIObservedAt = bun.NullTime{Time: usage.ObservedAt.UTC()}
+		}
+		c.UpdatedAt = now
+		if _, err := tx.NewUpdate().Model(c).WherePK().Exec(ctx); err != nil {
+			return fmt.Errorf("update connection %d: %w", c.ID, err)
+		}
+		out = c
+		return nil
+	})
+	return out, err
+}
+
+// Delete removes the workspace's connection.
+func (s *Store) Delete(ctx context.Context, workspaceID int64) error {
+	res, err := s.db.NewDelete().Model((*Connection)(nil)).Where("workspace_id = ?", workspaceID).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("delete connection of workspace %d: %w", workspaceID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotConnected
+	}
+	return nil
+}
+
+// Credentials opens the connection's sealed credentials.
+func (s *Store) Credentials(c *Connection) (json.RawMessage, error) {
+	plain, err := s.box.Open(c.Credentials, binding(c))
+	if err != nil {
+		return nil, fmt.Errorf("open credentials of connection %d: %w", c.ID, err)
+	}
+	return plain, nil
+}
+
+// Session returns the connector session for c.
+func (s *Store) Session(c *Connection) (connector.Session, error) {
+	creds, err := s.Credentials(c)
+	if err != nil {
+		return connector.Session{}, err
+	}
+	return connector.Session{Config: c.Config, Credentials: creds}, nil
+}
+
+// Observe persists what a connector response carried: refreshed credentials
+// and API usage. It is called after every connector call.
+func (s *Store) Observe(ctx context.Context, c *Connection, meta connector.Meta) error {
+	if meta.Credentials == nil && meta.Usage == nil {
+		return nil
+	}
+	q := s.db.NewUpdate().Model(c).WherePK().Set("updated_at = ?", s.now().UTC())
+	if meta.Credentials != nil {
+		c.Credentials = s.box.Seal(meta.Credentials, binding(c))
+		q = q.Set("credentials = ?", c.Credentials)
+	}
+	if u := meta.Usage; u != nil {
+		c.APIUsed = sql.NullInt64{Int64: u.Used, Valid: true}
+		c.APIMax = sql.NullInt64{Int64: u.Max, Valid: true}
+		c.APIObservedAt = bun.NullTime{Time: u.ObservedAt.UTC()}
+		q = q.Set("api_used = ?, api_max = ?, api_observed_at = ?", u.Used, u.Max, c.APIObservedAt)
+	}
+	if _, err := q.Exec(ctx); err != nil {
+		return fmt.Errorf("record connector response for connection %d: %w", c.ID, err)
+	}
+	return nil
+}
+
+// MarkExpired records that the credentials can no longer be refreshed.
+func (s *Store) MarkExpired(ctx context.Context, c *Connection, reason string) error {
+	c.Status, c.StatusReason = StatusExpired, reason
+	_, err := s.db.NewUpdate().Model(c).WherePK().
+		Set("status = ?, status_reason = ?, updated_at = ?", c.Status, reason, s.now().UTC()).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("mark connection %d expired: %w", c.ID, err)
+	}
+	return nil
+}
+
+// SetPausedByUser pauses or resumes syncing by hand.
+func (s *Store) SetPausedByUser(ctx context.Context, workspaceID int64, paused bool) error {
+	res, err := s.db.NewUpdate().Model((*Connection)(nil)).Where("workspace_id = ?", workspaceID).
+		Set("paused_by_user = ?, updated_at = ?", paused, s.now().UTC()).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("pause connection of workspace %d: %w", workspaceID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotConnected
+	}
+	return nil
+}
+
+// AcquireLease takes the connection's flush lease for owner until ttl from
+// now, unless another owner holds an unexpired one. It also stamps
+// last_flush_at. The lease keeps two flushes of one connection from running
+// at once across replicas, whatever the job queue does.
+func (s *Store) AcquireLease(ctx context.Context, c *Connection, owner string, ttl time.Duration) (bool, error) {
+	now := s.now().UTC()
+	res, err := s.db.NewUpdate().Model((*Connection)(nil)).
+		Set("lease_owner = ?, lease_until = ?, last_flush_at = ?", owner, now.Add(ttl), now).
+		Where("id = ?", c.ID).
+		Where("(lease_until IS NULL OR lease_until < ? OR lease_owner = ?)", now, owner).
+		Exec(ctx)
+	if err != nil {
+		return false, fmt.Errorf("acquire flush lease of connection %d: %w", c.ID, err)
+	}
+	n, _ := res.RowsAffected()
+	if n == 1 {
+		c.LeaseOwner, c.LeaseUntil, c.LastFlushAt = owner, bun.NullTime{Time: now.Add(ttl)}, bun.NullTime{Time: now}
+	}
+	return n == 1, nil
+}
+
+// ReleaseLease gives the lease back if owner still holds it.
+func (s *Store) ReleaseLease(ctx context.Context, c *Connection, owner string) error {
+	_, err := s.db.NewUpdate().Model((*Connection)(nil)).
+		Set("lease_owner = '', lease_until = NULL").
+		Where("id = ? AND lease_owner = ?", c.ID, owner).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("release flush lease of connection %d: %w", c.ID, err)
+	}
+	return nil
+}
+
+// With returns a Store working in db (a transaction).
+func (s *Store) With(db bun.IDB) *Store {
+	return &Store{db: db, box: s.box, now: s.now}
+}
+
+// SetPauseReason records the current pause episode ("" when syncing).
+func (s *Store) SetPauseReason(ctx context.Context, c *Connection, reason string) error {
+	c.PauseReason = reason
+	_, err := s.db.NewUpdate().Model((*Connection)(nil)).Set("pause_reason = ?", reason).Where("id = ?", c.ID).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("set pause reason of connection %d: %w", c.ID, err)
+	}
+	return nil
+}

@@ -1,0 +1,134 @@
+package connection
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/crmsync/crmsync/connectors/connector"
+)
+
+// Connectors hands out a connector by name.
+type Connectors interface {
+	Connector(ctx context.Context, name string) (connector.Connector, error)
+}
+
+// Scheduler starts a flush now (after connecting, the queue may hold items
+// accepted while disconnected).
+type Scheduler interface {
+	ScheduleNow(ctx context.Context, workspaceID int64) error
+}
+
+// InputError is a connection request the user must fix.
+type InputError struct{ Message string }
+
+func (e *InputError) Error() string { return e.Message }
+
+// Service connects, checks and describes CRM connections.
+type Service struct {
+	store      *Store
+	connectors Connectors
+	sched      Scheduler
+}
+
+// NewService returns a Service.
+func NewService(store *Store, connectors Connectors, sched Scheduler) *Service {
+	return &Service{store: store, connectors: connectors, sched: sched}
+}
+
+// Store returns the service's store.
+func (s *Service) Store() *Store { return s.store }
+
+// Connect checks config and credentials with the named connector and, if
+// they pass, creates or replaces the workspace's connection. Queued items
+// are kept and a flush is scheduled.
+func (s *Service) Connect(ctx context.Context, workspaceID int64, name string, config, credentials json.RawMessage) (*Connection, error) {
+	if !json.Valid(config) || !isObject(config) {
+		return nil, &InputError{"config must be a JSON object"}
+	}
+	if !json.Valid(credentials) || !isObject(credentials) {
+		return nil, &InputError{"credentials must be a JSON object"}
+	}
+	crm, err := s.connectors.Connector(ctx, name)
+	if err != nil {
+		return nil, &InputError{fmt.Sprintf("unknown connector %q: %v", name, err)}
+	}
+	resp, err := crm.Check(ctx, connector.CheckRequest{Session: connector.Session{Config: config, Credentials: credentials}})
+	if err != nil {
+		switch connector.KindOf(err) {
+		case connector.KindCredentials, connector.KindInvalid:
+			return nil, &InputError{"the CRM refused the connection: " + err.Error()}
+		}
+		return nil, fmt.Errorf("check connection: %w", err)
+	}
+	if resp.Credentials != nil {
+		credentials = resp.Credentials
+	}
+	c, err := s.store.Save(ctx, workspaceID, name, config, credentials, resp.Identity, resp.Usage)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.sched.ScheduleNow(ctx, workspaceID); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Describe returns the CRM's description of objects for the workspace's
+// connection.
+func (s *Service) Describe(ctx context.Context, workspaceID int64, objects []string) (*connector.Description, error) {
+	c, err := s.store.Get(ctx, workspaceID)
+	if err != nil {
+		return nil, err
+	}
+	crm, err := s.connectors.Connector(ctx, c.Connector)
+	if err != nil {
+		return nil, fmt.Errorf("connector %q: %w", c.Connector, err)
+	}
+	session, err := s.store.Session(c)
+	if err != nil {
+		return nil, err
+	}
+	d, err := crm.Describe(ctx, connector.DescribeRequest{Session: session, Objects: objects})
+	if d != nil {
+		if oerr := s.store.Observe(ctx, c, d.Meta); oerr != nil {
+			return nil, oerr
+		}
+	}
+	if err != nil {
+		if errors.Is(err, connector.ErrCredentials) {
+			_ = s.store.MarkExpired(context.WithoutCancel(ctx), c, err.Error())
+		}
+		return nil, fmt.Errorf("describe %v: %w", objects, err)
+	}
+	return d, nil
+}
+
+// SetPaused pauses or resumes syncing by hand; resuming schedules a flush.
+func (s *Service) SetPaused(ctx context.Context, workspaceID int64, paused bool) error {
+	if err := s.store.SetPausedByUser(ctx, workspaceID, paused); err != nil {
+		return err
+	}
+	if paused {
+		return nil
+	}
+	return s.sched.ScheduleNow(ctx, workspaceID)
+}
+
+func isObject(raw json.RawMessage) bool {
+	for _, b := range raw {
+		switch b {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case '{':
+			return true
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+// UserFacing marks the error as safe and useful to show to API clients.
+func (*InputError) UserFacing() {}

@@ -1,0 +1,219 @@
+// Package engine runs one flush of a workspace's outbound queue (ARCHITECTURE
+// §5.3): gate, claim, coalesce, resolve identities, read the CRM's current
+// state, decide every field by its mode, write in bulk, then record every
+// outcome and the sync log in one transaction.
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/synclog"
+)
+
+// Connectors hands out a connector by name: the plugin host in production,
+// in-process connectors in tests.
+type Connectors interface {
+	Connector(ctx context.Context, name string) (connector.Connector, error)
+}
+
+// BatchNotifier learns of every sync-log batch written (for subscriptions
+// and metrics). It must not block.
+type BatchNotifier interface {
+	BatchWritten(b *synclog.Batch)
+}
+
+// PauseReason says why a flush sent nothing.
+type PauseReason string
+
+const (
+	PauseNone              PauseReason = ""
+	PauseNotConnected      PauseReason = "NOT_CONNECTED"
+	PauseConnectionExpired PauseReason = "CONNECTION_EXPIRED"
+	PauseByUser            PauseReason = "PAUSED_BY_USER"
+	PauseSalesforceLimit   PauseReason = "SALESFORCE_LIMIT"
+	PauseConversionLimit   PauseReason = "CONVERSION_LIMIT"
+)
+
+// ErrBusy is returned when another flush of the same connection holds the
+// lease (on this replica or another).
+var ErrBusy = errors.New("another flush of this connection is running")
+
+// Config tunes the engine. Zero values take the defaults.
+type Config struct {
+	// MaxItems is the most queue items one flush claims (default 10,000).
+	MaxItems int
+	// LeaseTTL bounds how long a crashed flush blocks the next one
+	// (default 2 minutes, above the job timeout).
+	LeaseTTL time.Duration
+	// RetryBase is the first backoff of a retryable record failure,
+	// doubled per attempt up to RetryMax (defaults 10 s and 30 min).
+	RetryBase, RetryMax time.Duration
+	// WaitDelay is how long a record waiting for its parent waits before
+	// it is tried again (default 5 s).
+	WaitDelay time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.MaxItems <= 0 {
+		c.MaxItems = 10_000
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = 3 * time.Minute
+	}
+	if c.RetryBase <= 0 {
+		c.RetryBase = 10 * time.Second
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 30 * time.Minute
+	}
+	if c.WaitDelay <= 0 {
+		c.WaitDelay = 5 * time.Second
+	}
+}
+
+// Engine flushes workspaces' queues.
+type Engine struct {
+	db         *bun.DB
+	conns      *connection.Store
+	connectors Connectors
+	notifier   BatchNotifier
+	logger     *slog.Logger
+	cfg        Config
+	owner      string
+	now        func() time.Time
+}
+
+// New returns an Engine. notifier may be nil.
+func New(db *bun.DB, conns *connection.Store, connectors Connectors, notifier BatchNotifier, logger *slog.Logger, cfg Config) *Engine {
+	cfg.defaults()
+	host, _ := os.Hostname()
+	suffix := make([]byte, 4)
+	_, _ = rand.Read(suffix)
+	return &Engine{db: db, conns: conns, connectors: connectors, notifier: notifier, logger: logger, cfg: cfg,
+		owner: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(suffix)), now: time.Now}
+}
+
+// Result is what one flush did.
+type Result struct {
+	// Batch is the sync-log batch written, nil when the flush had nothing
+	// to do (or was paused in an episode already logged).
+	Batch *synclog.Batch
+	// Paused is set when nothing was sent because syncing is paused.
+	Paused PauseReason
+	// More is true when due items remain (the claim was full).
+	More bool
+}
+
+// Flush runs one flush of a workspace's queue. A whole-call connector
+// failure is returned as an error wrapping the connector's typed error
+// (errors.Is(err, connector.ErrRateLimited) and so on); the items stay
+// queued. Expired credentials are not an error: the connection is marked
+// expired and the result says paused.
+func (e *Engine) Flush(ctx context.Context, workspaceID int64) (*Result, error) {
+	c, err := e.conns.Get(ctx, workspaceID)
+	if errors.Is(err, connection.ErrNotConnected) {
+		return &Result{Paused: PauseNotConnected}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if reason := gate(c); reason != PauseNone {
+		return e.pause(ctx, c, reason, "")
+	}
+	ok, err := e.conns.AcquireLease(ctx, c, e.owner, e.cfg.LeaseTTL)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, ErrBusy
+	}
+	defer func() {
+		if err := e.conns.ReleaseLease(context.WithoutCancel(ctx), c, e.owner); err != nil {
+			e.logger.Error("release flush lease", slog.Int64("workspace_id", workspaceID), slog.Any("error", err))
+		}
+	}()
+	if c.PauseReason != "" {
+		if err := e.conns.SetPauseReason(ctx, c, ""); err != nil {
+			return nil, err
+		}
+		e.logger.Info("sync resumed", slog.Int64("workspace_id", workspaceID))
+	}
+	f, err := e.newFlush(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return f.run(ctx)
+}
+
+// gate decides from the stored connection state whether a flush may call
+// the CRM at all. It makes no CRM call.
+func gate(c *connection.Connection) PauseReason {
+	switch {
+	case c.Status == connection.StatusExpired:
+		return PauseConnectionExpired
+	case c.PausedByUser:
+		return PauseByUser
+	case c.APIUsed.Valid && c.APIMax.Valid && c.APIMax.Int64 > 0 && c.APIUsed.Int64 >= c.APIMax.Int64:
+		return PauseSalesforceLimit
+	}
+	return PauseNone
+}
+
+// pause records a pause: once per episode, as a PAUSED sync-log batch.
+func (e *Engine) pause(ctx context.Context, c *connection.Connection, reason PauseReason, detail string) (*Result, error) {
+	res := &Result{Paused: reason}
+	if string(reason) == c.PauseReason {
+		return res, nil
+	}
+	now := e.now().UTC()
+	msg := pauseMessage(reason, c)
+	if detail != "" {
+		msg += ": " + detail
+	}
+	b := &synclog.Batch{WorkspaceID: c.WorkspaceID, Direction: synclog.Outbound, Status: synclog.StatusPaused,
+		Message: msg, StartedAt: now, FinishedAt: now}
+	err := e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if err := e.conns.With(tx).SetPauseReason(ctx, c, string(reason)); err != nil {
+			return err
+		}
+		return synclog.Write(ctx, tx, b)
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.logger.Warn("sync paused", slog.Int64("workspace_id", c.WorkspaceID), slog.String("reason", string(reason)), slog.String("detail", detail))
+	e.notify(b)
+	res.Batch = b
+	return res, nil
+}
+
+func pauseMessage(reason PauseReason, c *connection.Connection) string {
+	switch reason {
+	case PauseConnectionExpired:
+		return "paused: the CRM connection has expired; reconnect to resume (" + c.StatusReason + ")"
+	case PauseByUser:
+		return "paused by a user"
+	case PauseSalesforceLimit:
+		return fmt.Sprintf("paused: Salesforce daily API usage %d of %d reached; resumes when usage is back under", c.APIUsed.Int64, c.APIMax.Int64)
+	case PauseConversionLimit:
+		return "paused: crmsync daily limit reached; resumes when usage is back under"
+	}
+	return "paused: " + string(reason)
+}
+
+func (e *Engine) notify(b *synclog.Batch) {
+	if e.notifier != nil && b != nil {
+		e.notifier.BatchWritten(b)
+	}
+}

@@ -1,0 +1,415 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/record"
+	"github.com/crmsync/crmsync/internal/synclog"
+)
+
+// CRM object names crmsync writes to.
+const (
+	objLead     = "Lead"
+	objContact  = "Contact"
+	objAccount  = "Account"
+	objCampaign = "Campaign"
+	objMember   = "CampaignMember"
+	objTask     = "Task"
+)
+
+// levels orders writes by dependency: Accounts and Campaigns first, then
+// Leads and Contacts (a Contact carries its AccountId), then campaign
+// members and tasks (they reference both).
+var levels = map[record.Type]int{
+	record.TypeCompany: 0, record.TypeCampaign: 0,
+	record.TypeContact:        1,
+	record.TypeCampaignMember: 2, record.TypeTask: 2,
+}
+
+// job is one record's coalesced write, followed through the flush.
+type job struct {
+	w     outbound.Write
+	rec   *record.Record
+	level int
+
+	object string
+	crmID  string
+	// fresh is true when the CRM record was found by matching in this
+	// flush (or is about to be created): the whole record is synced, not
+	// only the fields of the queued changes.
+	fresh bool
+	cur   crmState
+	// redirect notes why the job writes elsewhere than the record's link.
+	redirect string
+
+	op   connector.Operation
+	log  synclog.Record
+	done bool
+}
+
+// flush is the state of one flush of one connection.
+type flush struct {
+	e       *Engine
+	c       *connection.Connection
+	crm     connector.Connector
+	session connector.Session
+	now     time.Time
+
+	objs    map[record.Type]prefs.ObjectPreference
+	maps    map[record.Type][]prefs.FieldMapping
+	desc    *connector.Description
+	extID   map[string]string
+	records map[record.Key]*record.Record
+
+	jobs  []*job
+	calls int
+
+	deleteIDs []int64
+	backoffs  []backoff
+	parks     []backoff
+}
+
+type backoff struct {
+	ids           []int64
+	until         time.Time
+	code, message string
+}
+
+func (e *Engine) newFlush(ctx context.Context, c *connection.Connection) (*flush, error) {
+	crm, err := e.connectors.Connector(ctx, c.Connector)
+	if err != nil {
+		return nil, fmt.Errorf("connector %q: %w", c.Connector, err)
+	}
+	session, err := e.conns.Session(c)
+	if err != nil {
+		return nil, err
+	}
+	return &flush{e: e, c: c, crm: crm, session: session, now: e.now().UTC(),
+		extID: externalIDFields(c.Config), records: map[record.Key]*record.Record{}}, nil
+}
+
+func (f *flush) run(ctx context.Context) (*Result, error) {
+	items, err := outbound.Claim(ctx, f.e.db, f.c.WorkspaceID, f.now, f.e.cfg.MaxItems)
+	if err != nil || len(items) == 0 {
+		return &Result{}, err
+	}
+	batch := &synclog.Batch{WorkspaceID: f.c.WorkspaceID, Direction: synclog.Outbound, StartedAt: f.now}
+	if err := f.plan(ctx, items); err != nil {
+		return nil, err
+	}
+	var callErr error
+	for level := 0; level <= 2 && callErr == nil; level++ {
+		callErr = f.runLevel(ctx, level)
+	}
+	if callErr != nil && errors.Is(callErr, connector.ErrCredentials) {
+		if err := f.e.conns.MarkExpired(ctx, f.c, callErr.Error()); err != nil {
+			return nil, err
+		}
+	}
+	for _, j := range f.jobs {
+		if j.done {
+			batch.Records = append(batch.Records, &j.log)
+		}
+	}
+	batch.FinishedAt = f.e.now().UTC()
+	batch.APICalls = f.calls
+	batch.Count()
+	if callErr != nil {
+		batch.Status = synclog.StatusFailed
+		batch.Message = callErr.Error()
+	}
+	if err := f.commit(ctx, batch); err != nil {
+		return nil, err
+	}
+	f.e.notify(batch)
+	f.e.logger.Info("flush done", slog.Int64("workspace_id", f.c.WorkspaceID), slog.Int("items", len(items)),
+		slog.Int("records", len(f.jobs)), slog.Int("api_calls", f.calls), slog.String("status", string(batch.Status)))
+	res := &Result{Batch: batch, More: len(items) == f.e.cfg.MaxItems}
+	if errors.Is(callErr, connector.ErrCredentials) {
+		pr, err := f.e.pause(ctx, f.c, PauseConnectionExpired, "")
+		if err != nil {
+			return nil, err
+		}
+		res.Paused = pr.Paused
+		return res, nil
+	}
+	if callErr != nil {
+		return res, fmt.Errorf("flush workspace %d: %w", f.c.WorkspaceID, callErr)
+	}
+	return res, nil
+}
+
+// plan loads what the flush needs and builds one job per record.
+func (f *flush) plan(ctx context.Context, items []outbound.Item) error {
+	writes := outbound.Coalesce(items)
+	ids := make([]int64, len(writes))
+	for i, w := range writes {
+		ids[i] = w.RecordID
+	}
+	recs, err := record.ByIDs(ctx, f.e.db, f.c.WorkspaceID, ids)
+	if err != nil {
+		return err
+	}
+	if f.objs, err = prefs.Objects(ctx, f.e.db, f.c.WorkspaceID); err != nil {
+		return err
+	}
+	f.maps = map[record.Type][]prefs.FieldMapping{}
+	for _, w := range writes {
+		if _, ok := f.maps[w.RecordType]; ok {
+			continue
+		}
+		if f.maps[w.RecordType], err = prefs.Fields(ctx, f.e.db, f.c.WorkspaceID, w.RecordType); err != nil {
+			return err
+		}
+	}
+	var parents []record.Key
+	for _, w := range writes {
+		r := recs[w.RecordID]
+		if r == nil { // the record is gone: nothing to write
+			f.deleteIDs = append(f.deleteIDs, w.ItemIDs...)
+			continue
+		}
+		f.records[record.Key{Type: r.Type, ID: r.ConversionID}] = r
+		j := &job{w: w, rec: r, level: levels[r.Type], object: r.CRMObject, crmID: r.CRMID}
+		j.log = synclog.Record{RecordType: r.Type, ConversionID: r.ConversionID}
+		if j.object == "" {
+			j.object = f.objectFor(r.Type)
+		}
+		if !f.objs[r.Type].WriteEnabled {
+			f.finish(j, synclog.OutcomeSkipped, "writing to the CRM is off for "+string(r.Type), "")
+			f.deleteIDs = append(f.deleteIDs, w.ItemIDs...)
+		}
+		f.jobs = append(f.jobs, j)
+		parents = append(parents, parentKeys(r)...)
+	}
+	var missing []record.Key
+	for _, k := range parents {
+		if _, ok := f.records[k]; !ok {
+			missing = append(missing, k)
+		}
+	}
+	loaded, err := record.ByKeys(ctx, f.e.db, f.c.WorkspaceID, missing)
+	if err != nil {
+		return err
+	}
+	for k, r := range loaded {
+		f.records[k] = r
+	}
+	return nil
+}
+
+func (f *flush) objectFor(t record.Type) string {
+	switch t {
+	case record.TypeContact:
+		if f.objs[t].CreateAs == prefs.CreateAsContact {
+			return objContact
+		}
+		return objLead
+	case record.TypeCompany:
+		return objAccount
+	case record.TypeCampaign:
+		return objCampaign
+	case record.TypeCampaignMember:
+		return objMember
+	case record.TypeTask:
+		return objTask
+	}
+	return ""
+}
+
+func parentKeys(r *record.Record) []record.Key {
+	var out []record.Key
+	add := func(field string, t record.Type) {
+		if s, ok := r.Fields[field].Value.(string); ok && s != "" {
+			out = append(out, record.Key{Type: t, ID: s})
+		}
+	}
+	switch r.Type {
+	case record.TypeContact:
+		add(outbound.FieldCompanyID, record.TypeCompany)
+	case record.TypeCampaignMember:
+		add(outbound.FieldCampaignID, record.TypeCampaign)
+		add(outbound.FieldContactID, record.TypeContact)
+	case record.TypeTask:
+		add(outbound.FieldContactID, record.TypeContact)
+	}
+	return out
+}
+
+// runLevel takes the jobs of one dependency level through match, read,
+// decide and write. A returned error is a whole-call connector failure.
+func (f *flush) runLevel(ctx context.Context, level int) error {
+	var jobs []*job
+	for _, j := range f.jobs {
+		if !j.done && j.level == level {
+			jobs = append(jobs, j)
+		}
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	jobs = f.waitForParents(jobs)
+	if err := f.describe(ctx, jobs); err != nil {
+		return err
+	}
+	if err := f.match(ctx, jobs); err != nil {
+		return err
+	}
+	if err := f.readCurrent(ctx, jobs); err != nil {
+		return err
+	}
+	var ops []*job
+	for _, j := range jobs {
+		if !j.done && f.build(j) {
+			ops = append(ops, j)
+		}
+	}
+	return f.write(ctx, ops)
+}
+
+// waitForParents parks jobs whose parent has no CRM id yet as waiting; it
+// returns the jobs that can go on.
+func (f *flush) waitForParents(jobs []*job) []*job {
+	out := jobs[:0]
+	for _, j := range jobs {
+		if missing := f.missingParent(j); missing != "" {
+			f.finish(j, synclog.OutcomeWaiting, "waiting for "+missing+" to reach the CRM", "")
+			f.backoffs = append(f.backoffs, backoff{ids: j.w.ItemIDs, until: f.now.Add(f.e.cfg.WaitDelay), message: "waiting for " + missing})
+			continue
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+func (f *flush) missingParent(j *job) string {
+	if j.w.Op == outbound.OpRemove && j.crmID != "" {
+		return ""
+	}
+	for _, k := range parentKeys(j.rec) {
+		if k.Type == record.TypeCompany && j.object != objContact {
+			continue // Leads name their company as text
+		}
+		p := f.records[k]
+		if p == nil {
+			if k.Type == record.TypeCompany {
+				continue // an unknown company is not a dependency: AccountId stays unset
+			}
+			return fmt.Sprintf("%s %q (unknown to crmsync)", k.Type, k.ID)
+		}
+		if p.CRMID == "" {
+			return fmt.Sprintf("%s %q", k.Type, k.ID)
+		}
+	}
+	return ""
+}
+
+func (f *flush) finish(j *job, outcome synclog.Outcome, reason, code string) {
+	j.done = true
+	j.log.Outcome, j.log.Reason, j.log.ErrorCode = outcome, reason, code
+	j.log.CRMObject, j.log.CRMID = j.object, j.crmID
+}
+
+// describe loads the describes of the objects the jobs write (cached by
+// the connector).
+func (f *flush) describe(ctx context.Context, jobs []*job) error {
+	var want []string
+	for _, j := range jobs {
+		if f.desc != nil {
+			if _, ok := f.desc.Object(j.object); ok {
+				continue
+			}
+		}
+		if !slices.Contains(want, j.object) {
+			want = append(want, j.object)
+		}
+		if j.object == objLead && !slices.Contains(want, objContact) {
+			want = append(want, objContact) // converted leads redirect there
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	d, err := f.crm.Describe(ctx, connector.DescribeRequest{Session: f.session, Objects: want})
+	if err := f.observe(ctx, "describe", metaOf(d), err); err != nil {
+		return err
+	}
+	if f.desc == nil {
+		f.desc = d
+	} else {
+		f.desc.Objects = append(f.desc.Objects, d.Objects...)
+	}
+	return nil
+}
+
+// observe persists what a connector response carried and counts its calls.
+func (f *flush) observe(ctx context.Context, what string, m *connector.Meta, err error) error {
+	if m != nil {
+		f.calls += max(m.Calls, 1)
+		if m.Credentials != nil {
+			f.session.Credentials = m.Credentials
+		}
+		if oerr := f.e.conns.Observe(ctx, f.c, *m); oerr != nil {
+			return oerr
+		}
+	} else if err != nil {
+		f.calls++
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// metaOf returns the Meta of a connector response, nil for a nil response.
+func metaOf[T any, R interface {
+	*T
+	ResponseMeta() *connector.Meta
+}](r R) *connector.Meta {
+	if r == nil {
+		return nil
+	}
+	return r.ResponseMeta()
+}
+
+// commit records every outcome and the sync log in one transaction.
+func (f *flush) commit(ctx context.Context, batch *synclog.Batch) error {
+	return f.e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if err := outbound.Delete(ctx, tx, f.deleteIDs); err != nil {
+			return err
+		}
+		for _, b := range f.backoffs {
+			if err := outbound.Backoff(ctx, tx, b.ids, b.until, b.code, b.message); err != nil {
+				return err
+			}
+		}
+		for _, b := range f.parks {
+			if err := outbound.Park(ctx, tx, b.ids, b.code, b.message); err != nil {
+				return err
+			}
+		}
+		for _, j := range f.jobs {
+			if !j.done || j.rec.ID == 0 {
+				continue
+			}
+			_, err := tx.NewUpdate().Model(j.rec).
+				Column("crm_object", "crm_id", "crm_fields", "create_attempted_at", "updated_at").
+				WherePK().Exec(ctx)
+			if err != nil {
+				return fmt.Errorf("update record %d: %w", j.rec.ID, err)
+			}
+		}
+		return synclog.Write(ctx, tx, batch)
+	})
+}

@@ -1,0 +1,365 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/record"
+	"github.com/crmsync/crmsync/internal/synclog"
+)
+
+// readCurrent fetches the current CRM state of linked records (one read per
+// object), follows converted Leads to their Contacts, and fails the jobs
+// whose CRM record is gone.
+func (f *flush) readCurrent(ctx context.Context, jobs []*job) error {
+	byObject := map[string][]*job{}
+	for _, j := range jobs {
+		if !j.done && j.crmID != "" && !j.fresh {
+			byObject[j.object] = append(byObject[j.object], j)
+		}
+	}
+	objects := make([]string, 0, len(byObject))
+	for o := range byObject {
+		objects = append(objects, o)
+	}
+	slices.Sort(objects)
+	converted := map[string][]*job{}
+	for _, o := range objects {
+		js := byObject[o]
+		ids := make([]string, 0, len(js))
+		for _, j := range js {
+			ids = append(ids, j.crmID)
+		}
+		recs, err := f.fetch(ctx, o, ids, nil)
+		if err != nil {
+			return err
+		}
+		found := make(map[string]connector.Record, len(recs))
+		for _, r := range recs {
+			found[r.ID] = r
+		}
+		for _, j := range js {
+			r, ok := found[j.crmID]
+			switch {
+			case !ok && j.w.Op == outbound.OpRemove:
+				f.succeed(j, synclog.OutcomeDeleted, "already gone from the CRM", nil)
+			case !ok:
+				f.fail(j, connector.RecordError{Code: connector.CodeNotFound, Message: "the CRM record no longer exists (deleted in the CRM?)"})
+			case o == objLead && isConverted(r):
+				id, _ := r.Fields["ConvertedContactId"].(string)
+				converted[id] = append(converted[id], j)
+			default:
+				j.cur = stateOf(r, j.rec)
+			}
+		}
+	}
+	if len(converted) == 0 {
+		return nil
+	}
+	if err := f.followConversions(ctx, converted); err != nil {
+		return err
+	}
+	for _, js := range converted {
+		for _, j := range js {
+			if j.object == objLead { // the Contact was not found
+				f.fail(j, connector.RecordError{Code: connector.CodeConvertedLead, Message: "Lead was converted and its Contact cannot be read"})
+			}
+		}
+	}
+	return nil
+}
+
+// build decides every field of a job and prepares its operation. It returns
+// false when the job needs no write (its outcome is then decided).
+func (f *flush) build(j *job) bool {
+	if j.w.Op == outbound.OpRemove {
+		if j.crmID == "" {
+			f.succeed(j, synclog.OutcomeSkipped, "not a campaign member in the CRM", nil)
+			return false
+		}
+		j.op = connector.Operation{Kind: connector.OpDelete, Object: j.object, ID: j.crmID}
+		return true
+	}
+	source := j.w.Fields
+	if j.fresh {
+		source = j.rec.Fields // a new or newly matched record gets every field
+	}
+	fields := map[string]any{}
+	obj, described := connector.Object{}, false
+	if f.desc != nil {
+		obj, described = f.desc.Object(j.object)
+	}
+	writable := func(crmField string) (bool, string) {
+		if !described {
+			return true, ""
+		}
+		fd, ok := obj.Field(crmField)
+		switch {
+		case !ok:
+			return false, reasonNotOnObject + " " + j.object
+		case j.crmID == "" && !fd.Createable, j.crmID != "" && !fd.Updateable:
+			return false, reasonNotWriteable
+		}
+		return true, ""
+	}
+	mapped := map[string]bool{}
+	for _, m := range f.maps[j.rec.Type] {
+		mapped[m.Field] = true
+		fs, ok := source[m.Field]
+		if !ok {
+			continue
+		}
+		if ok, why := writable(m.CRMField); !ok {
+			j.log.Fields = append(j.log.Fields, synclog.Field{Field: m.Field, CRMField: m.CRMField, Mode: string(m.Mode), Value: fs.Value, Reason: why})
+			continue
+		}
+		d := decideOutbound(m, fs, j.cur, f.c.IdentityUserID)
+		j.log.Fields = append(j.log.Fields, synclog.Field{Field: m.Field, CRMField: m.CRMField, Mode: string(m.Mode), Value: d.Value, Sent: d.Send, Reason: d.Reason})
+		if d.Send {
+			fields[m.CRMField] = d.Value
+		}
+	}
+	for name, st := range structural(f, j) {
+		if ok, why := writable(st.crmField); !ok || st.reason != "" {
+			if st.reason != "" {
+				why = st.reason
+			}
+			j.log.Fields = append(j.log.Fields, synclog.Field{Field: name, CRMField: st.crmField, Value: st.value, Reason: why})
+			continue
+		}
+		mapped[name] = true
+		if j.cur.Exists && sameValue(j.cur.Fields[st.crmField], st.value) {
+			continue
+		}
+		fields[st.crmField] = st.value
+		j.log.Fields = append(j.log.Fields, synclog.Field{Field: name, CRMField: st.crmField, Value: st.value, Sent: true, Reason: "links the record"})
+	}
+	for name, fs := range j.w.Fields {
+		if !mapped[name] && !isStructural(j.rec.Type, name) {
+			j.log.Fields = append(j.log.Fields, synclog.Field{Field: name, Value: fs.Value, Reason: "no CRM field mapped"})
+		}
+	}
+	slices.SortFunc(j.log.Fields, func(a, b synclog.Field) int {
+		if a.Field < b.Field {
+			return -1
+		}
+		if a.Field > b.Field {
+			return 1
+		}
+		return 0
+	})
+	switch {
+	case j.crmID != "" && len(fields) == 0:
+		f.succeed(j, synclog.OutcomeSkipped, skipReason(j), nil)
+		return false
+	case j.crmID != "":
+		j.op = connector.Operation{Kind: connector.OpUpdate, Object: j.object, ID: j.crmID, Fields: fields}
+	case f.extID[j.object] != "":
+		ext := f.extID[j.object]
+		delete(fields, ext)
+		j.op = connector.Operation{Kind: connector.OpUpsert, Object: j.object, ExternalIDField: ext, ExternalID: j.rec.ConversionID, Fields: fields}
+	default:
+		j.op = connector.Operation{Kind: connector.OpCreate, Object: j.object, Fields: fields}
+	}
+	return true
+}
+
+func skipReason(j *job) string {
+	if j.redirect != "" {
+		return j.redirect + "; no field to send"
+	}
+	return "no field to send"
+}
+
+type structuralValue struct {
+	crmField string
+	value    any
+	reason   string // set when the value cannot be sent
+}
+
+// taskFields maps a task's Conversion fields to Task fields.
+var taskFields = map[string]string{"subject": "Subject", "status": "Status", "dueDate": "ActivityDate", "description": "Description"}
+
+func isStructural(t record.Type, name string) bool {
+	switch name {
+	case outbound.FieldCompanyID, outbound.FieldCampaignID, outbound.FieldContactID, outbound.FieldOwnerID:
+		return true
+	}
+	_, ok := taskFields[name]
+	return t == record.TypeTask && ok
+}
+
+// structural returns the link fields of a job: values that tie records
+// together and always go with the write.
+func structural(f *flush, j *job) map[string]structuralValue {
+	out := map[string]structuralValue{}
+	r := j.rec
+	switch r.Type {
+	case record.TypeContact:
+		if _, ok := r.Fields[outbound.FieldCompanyID]; ok && j.object == objContact {
+			if _, id := f.parentID(r, outbound.FieldCompanyID, record.TypeCompany); id != "" {
+				out[outbound.FieldCompanyID] = structuralValue{crmField: "AccountId", value: id}
+			} else {
+				out[outbound.FieldCompanyID] = structuralValue{crmField: "AccountId", value: stringField(r, outbound.FieldCompanyID), reason: "company is not in the CRM"}
+			}
+		}
+		if _, ok := j.w.Fields[outbound.FieldOwnerID]; ok {
+			v := stringField(r, outbound.FieldOwnerID)
+			if j.object != objLead {
+				out[outbound.FieldOwnerID] = structuralValue{crmField: "OwnerId", value: v, reason: "queues can own Leads only"}
+			} else {
+				out[outbound.FieldOwnerID] = structuralValue{crmField: "OwnerId", value: v}
+			}
+		}
+	case record.TypeCampaignMember:
+		if j.crmID == "" {
+			_, cid := f.parentID(r, outbound.FieldCampaignID, record.TypeCampaign)
+			out[outbound.FieldCampaignID] = structuralValue{crmField: "CampaignId", value: cid}
+			obj, who := f.parentID(r, outbound.FieldContactID, record.TypeContact)
+			field := "LeadId"
+			if obj == objContact {
+				field = "ContactId"
+			}
+			out[outbound.FieldContactID] = structuralValue{crmField: field, value: who}
+		}
+	case record.TypeTask:
+		if j.crmID == "" {
+			_, who := f.parentID(r, outbound.FieldContactID, record.TypeContact)
+			out[outbound.FieldContactID] = structuralValue{crmField: "WhoId", value: who}
+		}
+		for name, crmField := range taskFields {
+			if fs, ok := j.w.Fields[name]; ok || j.fresh {
+				if !ok {
+					fs = r.Fields[name]
+				}
+				if fs.Value != nil {
+					out[name] = structuralValue{crmField: crmField, value: fs.Value}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// write sends the operations of one level in one BulkUpdate and applies
+// each result.
+func (f *flush) write(ctx context.Context, jobs []*job) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	if err := f.markCreates(ctx, jobs); err != nil {
+		return err
+	}
+	ops := make([]connector.Operation, len(jobs))
+	for i, j := range jobs {
+		ops[i] = j.op
+	}
+	resp, err := f.crm.BulkUpdate(ctx, connector.BulkUpdateRequest{Session: f.session, Operations: ops})
+	if err := f.observe(ctx, "write", metaOf(resp), err); err != nil {
+		return err
+	}
+	if len(resp.Results) != len(jobs) {
+		return fmt.Errorf("write: connector returned %d results for %d operations", len(resp.Results), len(jobs))
+	}
+	for i, j := range jobs {
+		res := resp.Results[i]
+		if res.Error != nil {
+			f.fail(j, *res.Error)
+			continue
+		}
+		if res.ID != "" {
+			j.crmID = res.ID
+		}
+		outcome := synclog.OutcomeUpdated
+		switch {
+		case j.op.Kind == connector.OpDelete:
+			outcome = synclog.OutcomeDeleted
+		case res.Created || j.op.Kind == connector.OpCreate:
+			outcome = synclog.OutcomeCreated
+		}
+		f.succeed(j, outcome, j.redirect, j.op.Fields)
+	}
+	return nil
+}
+
+// markCreates stamps records about to be created, committed before the
+// call: if crmsync dies before it learns the outcome, the next flush
+// re-matches instead of creating blindly again.
+func (f *flush) markCreates(ctx context.Context, jobs []*job) error {
+	var ids []int64
+	for _, j := range jobs {
+		if j.op.Kind == connector.OpCreate || j.op.Kind == connector.OpUpsert {
+			j.rec.CreateAttemptedAt = bun.NullTime{Time: f.now}
+			ids = append(ids, j.rec.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := f.e.db.NewUpdate().Model((*record.Record)(nil)).Set("create_attempted_at = ?", f.now).
+		Where("id IN (?)", bun.List(ids)).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("mark %d records as being created: %w", len(ids), err)
+	}
+	return nil
+}
+
+// succeed records a written (or deliberately skipped) record: its items
+// leave the queue and its CRM link and synced values are kept.
+func (f *flush) succeed(j *job, outcome synclog.Outcome, reason string, sent map[string]any) {
+	r := j.rec
+	if j.w.Op == outbound.OpRemove && outcome != synclog.OutcomeSkipped {
+		r.CRMID, r.CRMFields = "", map[string]any{}
+		j.crmID = ""
+	} else if j.crmID != "" {
+		if r.CRMID != j.crmID {
+			r.CRMFields = map[string]any{}
+		}
+		r.CRMObject, r.CRMID = j.object, j.crmID
+		if r.CRMFields == nil {
+			r.CRMFields = map[string]any{}
+		}
+		for k, v := range j.cur.Fields {
+			r.CRMFields[k] = v
+		}
+		for k, v := range sent {
+			r.CRMFields[k] = v
+		}
+		r.CreateAttemptedAt = bun.NullTime{}
+	}
+	r.UpdatedAt = f.now
+	f.deleteIDs = append(f.deleteIDs, j.w.ItemIDs...)
+	f.finish(j, outcome, reason, "")
+}
+
+// fail records a per-record failure: retryable ones stay queued with
+// backoff, others are parked with the CRM's error.
+func (f *flush) fail(j *job, e connector.RecordError) {
+	if e.Code == connector.CodeConvertedLead {
+		// Read again next time: the read follows ConvertedContactId.
+		j.rec.CRMObject, j.rec.CRMID = objLead, j.crmID
+		e.Retryable = true
+	}
+	if e.Retryable {
+		f.backoffs = append(f.backoffs, backoff{ids: j.w.ItemIDs, until: f.now.Add(f.retryDelay(j)), code: e.Code, message: e.Message})
+		f.finish(j, synclog.OutcomeRetrying, e.Message, e.Code)
+		return
+	}
+	f.parks = append(f.parks, backoff{ids: j.w.ItemIDs, code: e.Code, message: e.Message})
+	f.finish(j, synclog.OutcomeFailed, e.Message, e.Code)
+}
+
+func (f *flush) retryDelay(j *job) time.Duration {
+	d := f.e.cfg.RetryBase
+	for i := 0; i < j.w.Attempts && d < f.e.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, f.e.cfg.RetryMax)
+}
+

@@ -1,0 +1,249 @@
+// Package synclog is the sync log: one batch per flush or pull, with a row
+// per record and, inside it, the decision taken for every field. It answers
+// "what happened to my change, and why" for users.
+package synclog
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/crmsync/crmsync/internal/record"
+)
+
+// Direction of a batch.
+type Direction string
+
+const (
+	Outbound Direction = "OUTBOUND"
+	Inbound  Direction = "INBOUND"
+)
+
+// Status of a batch.
+type Status string
+
+const (
+	// StatusSucceeded: every record was written, skipped or is waiting.
+	StatusSucceeded Status = "SUCCEEDED"
+	// StatusPartial: some records failed.
+	StatusPartial Status = "PARTIAL"
+	// StatusFailed: the whole call failed; items stay queued.
+	StatusFailed Status = "FAILED"
+	// StatusPaused: nothing was sent because syncing is paused (limit,
+	// expired connection, by hand); logged once per pause episode.
+	StatusPaused Status = "PAUSED"
+)
+
+// Outcome of one record in a batch.
+type Outcome string
+
+const (
+	OutcomeCreated  Outcome = "CREATED"
+	OutcomeUpdated  Outcome = "UPDATED"
+	OutcomeDeleted  Outcome = "DELETED"
+	OutcomeSkipped  Outcome = "SKIPPED"
+	OutcomeFailed   Outcome = "FAILED"
+	OutcomeRetrying Outcome = "RETRYING"
+	OutcomeWaiting  Outcome = "WAITING"
+)
+
+// Batch is one flush or pull (a row of sync_batches).
+type Batch struct {
+	bun.BaseModel `bun:"table:sync_batches"`
+
+	ID          int64     `bun:"id,pk,autoincrement"`
+	WorkspaceID int64     `bun:"workspace_id,notnull"`
+	Direction   Direction `bun:"direction,notnull"`
+	Status      Status    `bun:"status,notnull"`
+	Message     string    `bun:"message,notnull"`
+	StartedAt   time.Time `bun:"started_at,notnull"`
+	FinishedAt  time.Time `bun:"finished_at,notnull"`
+	Created     int       `bun:"created,notnull"`
+	Updated     int       `bun:"updated,notnull"`
+	Deleted     int       `bun:"deleted,notnull"`
+	Skipped     int       `bun:"skipped,notnull"`
+	Failed      int       `bun:"failed,notnull"`
+	Waiting     int       `bun:"waiting,notnull"`
+	APICalls    int       `bun:"api_calls,notnull"`
+
+	Records []*Record `bun:"-"`
+}
+
+// Record is what happened to one record in a batch.
+type Record struct {
+	bun.BaseModel `bun:"table:sync_batch_records"`
+
+	ID           int64       `bun:"id,pk,autoincrement"`
+	BatchID      int64       `bun:"batch_id,notnull"`
+	WorkspaceID  int64       `bun:"workspace_id,notnull"`
+	RecordType   record.Type `bun:"record_type,notnull"`
+	ConversionID string      `bun:"conversion_id,notnull"`
+	CRMObject    string      `bun:"crm_object,notnull"`
+	CRMID        string      `bun:"crm_id,notnull"`
+	Outcome      Outcome     `bun:"outcome,notnull"`
+	Reason       string      `bun:"reason,notnull"`
+	ErrorCode    string      `bun:"error_code,notnull"`
+	Fields       []Field     `bun:"fields,type:text,notnull"`
+}
+
+// Field is the decision taken for one field.
+type Field struct {
+	Field    string `json:"field"`
+	CRMField string `json:"crmField"`
+	Mode     string `json:"mode"`
+	Value    any    `json:"value"`
+	Sent     bool   `json:"sent"`
+	Reason   string `json:"reason"`
+}
+
+// Count tallies b's counters from its records and derives its status.
+func (b *Batch) Count() {
+	b.Created, b.Updated, b.Deleted, b.Skipped, b.Failed, b.Waiting = 0, 0, 0, 0, 0, 0
+	for _, r := range b.Records {
+		switch r.Outcome {
+		case OutcomeCreated:
+			b.Created++
+		case OutcomeUpdated:
+			b.Updated++
+		case OutcomeDeleted:
+			b.Deleted++
+		case OutcomeSkipped:
+			b.Skipped++
+		case OutcomeFailed, OutcomeRetrying:
+			b.Failed++
+		case OutcomeWaiting:
+			b.Waiting++
+		}
+	}
+	if b.Status == "" {
+		b.Status = StatusSucceeded
+		if b.Failed > 0 {
+			b.Status = StatusPartial
+		}
+	}
+}
+
+// Write stores a batch and its records.
+func Write(ctx context.Context, db bun.IDB, b *Batch) error {
+	if _, err := db.NewInsert().Model(b).Returning("id").Exec(ctx); err != nil {
+		return fmt.Errorf("write sync batch: %w", err)
+	}
+	for i := 0; i < len(b.Records); i += 500 {
+		chunk := b.Records[i:min(i+500, len(b.Records))]
+		for _, r := range chunk {
+			r.BatchID, r.WorkspaceID = b.ID, b.WorkspaceID
+			if r.Fields == nil {
+				r.Fields = []Field{}
+			}
+		}
+		if _, err := db.NewInsert().Model(&chunk).Exec(ctx); err != nil {
+			return fmt.Errorf("write records of sync batch %d: %w", b.ID, err)
+		}
+	}
+	return nil
+}
+
+// Filter narrows a listing of batches. Zero fields do not filter.
+type Filter struct {
+	Direction    Direction
+	Status       Status
+	RecordType   record.Type
+	ConversionID string
+	From, To     time.Time
+}
+
+// List returns a workspace's batches, newest first, with ids below before
+// (0 = from the newest), at most limit.
+func List(ctx context.Context, db bun.IDB, workspaceID int64, f Filter, before int64, limit int) ([]*Batch, error) {
+	var out []*Batch
+	q := db.NewSelect().Model(&out).Where("workspace_id = ?", workspaceID)
+	if before > 0 {
+		q = q.Where("id < ?", before)
+	}
+	if f.Direction != "" {
+		q = q.Where("direction = ?", f.Direction)
+	}
+	if f.Status != "" {
+		q = q.Where("status = ?", f.Status)
+	}
+	if !f.From.IsZero() {
+		q = q.Where("started_at >= ?", f.From.UTC())
+	}
+	if !f.To.IsZero() {
+		q = q.Where("started_at < ?", f.To.UTC())
+	}
+	if f.RecordType != "" || f.ConversionID != "" {
+		sub := db.NewSelect().Model((*Record)(nil)).Column("batch_id").Where("workspace_id = ?", workspaceID)
+		if f.RecordType != "" {
+			sub = sub.Where("record_type = ?", f.RecordType)
+		}
+		if f.ConversionID != "" {
+			sub = sub.Where("conversion_id = ?", f.ConversionID)
+		}
+		q = q.Where("id IN (?)", sub)
+	}
+	if err := q.OrderExpr("id DESC").Limit(int64(limit)).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("list sync batches of workspace %d: %w", workspaceID, err)
+	}
+	return out, nil
+}
+
+// Get returns one of a workspace's batches with its records.
+func Get(ctx context.Context, db bun.IDB, workspaceID, id int64) (*Batch, error) {
+	b := new(Batch)
+	if err := db.NewSelect().Model(b).Where("workspace_id = ? AND id = ?", workspaceID, id).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("get sync batch %d: %w", id, err)
+	}
+	recs, err := Records(ctx, db, workspaceID, []int64{id})
+	if err != nil {
+		return nil, err
+	}
+	b.Records = recs[id]
+	return b, nil
+}
+
+// Records returns the records of several batches, keyed by batch id.
+func Records(ctx context.Context, db bun.IDB, workspaceID int64, batchIDs []int64) (map[int64][]*Record, error) {
+	out := make(map[int64][]*Record, len(batchIDs))
+	if len(batchIDs) == 0 {
+		return out, nil
+	}
+	var rs []*Record
+	err := db.NewSelect().Model(&rs).Where("workspace_id = ? AND batch_id IN (?)", workspaceID, bun.List(batchIDs)).
+		OrderExpr("id").Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load sync batch records: %w", err)
+	}
+	for _, r := range rs {
+		out[r.BatchID] = append(out[r.BatchID], r)
+	}
+	return out, nil
+}
+
+// History returns the latest log rows of one record, newest first.
+func History(ctx context.Context, db bun.IDB, workspaceID int64, t record.Type, conversionID string, limit int) ([]*Record, error) {
+	var rs []*Record
+	err := db.NewSelect().Model(&rs).
+		Where("workspace_id = ? AND record_type = ? AND conversion_id = ?", workspaceID, t, conversionID).
+		OrderExpr("id DESC").Limit(int64(limit)).Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load sync history of %s %q: %w", t, conversionID, err)
+	}
+	return rs, nil
+}
+
+// Latest returns the time the workspace's last batch finished (zero if none).
+func Latest(ctx context.Context, db bun.IDB, workspaceID int64) (time.Time, error) {
+	var b Batch
+	err := db.NewSelect().Model(&b).Column("finished_at").Where("workspace_id = ?", workspaceID).
+		OrderExpr("id DESC").Limit(1).Scan(ctx)
+	if err != nil {
+		if isNoRows(err) {
+			return time.Time{}, nil
+		}
+		return time.Time{}, fmt.Errorf("latest sync batch of workspace %d: %w", workspaceID, err)
+	}
+	return b.FinishedAt, nil
+}

@@ -1,0 +1,196 @@
+package jobs
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+	"github.com/uptrace/bun"
+
+	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/engine"
+	"github.com/crmsync/crmsync/internal/outbound"
+)
+
+// QueueFlush is the River queue flush jobs run on.
+const QueueFlush = "flush"
+
+// FlushArgs asks for one flush of a workspace's outbound queue.
+//
+// Scheduling (ARCHITECTURE §9): a change is flushed as soon as it arrives if
+// the workspace's last flush started at least one interval ago; otherwise at
+// last flush + interval. NotBefore (unix seconds) is part of the args, so all
+// changes arriving for the same slot share one job (River unique by args),
+// while a change arriving during a running flush gets the next slot.
+type FlushArgs struct {
+	WorkspaceID int64 `json:"workspace_id"`
+	NotBefore   int64 `json:"not_before"`
+	// Continue marks the follow-up of a full claim: a backlog drains
+	// back to back, without waiting for the interval.
+	Continue bool `json:"continue,omitempty"`
+}
+
+// Kind implements river.JobArgs.
+func (FlushArgs) Kind() string { return "flush" }
+
+// InsertOpts implements river.JobArgsWithInsertOpts.
+func (FlushArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{
+		Queue:       QueueFlush,
+		MaxAttempts: 50,
+		UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
+			rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
+			rivertype.JobStateRunning, rivertype.JobStateScheduled,
+		}},
+	}
+}
+
+// Flusher runs one flush (the engine).
+type Flusher interface {
+	Flush(ctx context.Context, workspaceID int64) (*engine.Result, error)
+}
+
+// Scheduler inserts flush jobs. It implements outbound.Scheduler.
+type Scheduler struct {
+	client   *river.Client[*sql.Tx]
+	interval time.Duration
+	now      func() time.Time
+}
+
+// NewScheduler returns a Scheduler flushing at most once per interval per
+// workspace under a trickle.
+func NewScheduler(client *river.Client[*sql.Tx], interval time.Duration) *Scheduler {
+	return &Scheduler{client: client, interval: interval, now: time.Now}
+}
+
+// ScheduleFlushTx implements outbound.Scheduler: it inserts the flush in the
+// transaction that queued the items.
+func (s *Scheduler) ScheduleFlushTx(ctx context.Context, tx bun.Tx, workspaceID int64) error {
+	var last bun.NullTime
+	err := tx.NewSelect().Model((*connection.Connection)(nil)).Column("last_flush_at").
+		Where("workspace_id = ?", workspaceID).Scan(ctx, &last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // not connected: connecting schedules a flush
+	}
+	if err != nil {
+		return fmt.Errorf("schedule flush of workspace %d: %w", workspaceID, err)
+	}
+	at := s.now()
+	if !last.IsZero() && last.Add(s.interval).After(at) {
+		at = last.Add(s.interval)
+	}
+	return insertFlush(ctx, s.client, tx.Tx, FlushArgs{WorkspaceID: workspaceID, NotBefore: at.Unix()})
+}
+
+// ScheduleNow schedules an immediate flush outside any transaction (after
+// connecting, retrying failed items, resuming).
+func (s *Scheduler) ScheduleNow(ctx context.Context, workspaceID int64) error {
+	return insertFlush(ctx, s.client, nil, FlushArgs{WorkspaceID: workspaceID, NotBefore: s.now().Unix(), Continue: true})
+}
+
+func insertFlush(ctx context.Context, client *river.Client[*sql.Tx], tx *sql.Tx, args FlushArgs) error {
+	opts := &river.InsertOpts{ScheduledAt: time.Unix(args.NotBefore, 0)}
+	var err error
+	if tx != nil {
+		_, err = client.InsertTx(ctx, tx, args, opts)
+	} else {
+		_, err = client.Insert(ctx, args, opts)
+	}
+	if err != nil {
+		return fmt.Errorf("insert flush job for workspace %d: %w", args.WorkspaceID, err)
+	}
+	return nil
+}
+
+// FlushWorker runs flush jobs and schedules what comes next: an immediate
+// follow-up after a full claim, a check on the next tick while paused, and a
+// flush when the earliest backed-off item is due.
+type FlushWorker struct {
+	river.WorkerDefaults[FlushArgs]
+
+	db       *bun.DB
+	engine   Flusher
+	interval time.Duration
+	logger   *slog.Logger
+}
+
+// NewFlushWorker returns the flush worker.
+func NewFlushWorker(db *bun.DB, e Flusher, interval time.Duration, logger *slog.Logger) *FlushWorker {
+	return &FlushWorker{db: db, engine: e, interval: interval, logger: logger}
+}
+
+// Timeout bounds one flush well under River's rescue delay.
+func (w *FlushWorker) Timeout(*river.Job[FlushArgs]) time.Duration { return 2 * time.Minute }
+
+// Work implements river.Worker.
+func (w *FlushWorker) Work(ctx context.Context, job *river.Job[FlushArgs]) error {
+	ws := job.Args.WorkspaceID
+	if !job.Args.Continue {
+		if wait, err := w.untilInterval(ctx, ws); err != nil || wait > 0 {
+			if err != nil {
+				return err
+			}
+			return river.JobSnooze(wait)
+		}
+	}
+	res, err := w.engine.Flush(ctx, ws)
+	var cerr *connector.Error
+	switch {
+	case errors.Is(err, engine.ErrBusy):
+		return river.JobSnooze(time.Second)
+	case errors.Is(err, connector.ErrRateLimited) && errors.As(err, &cerr):
+		// Costs no attempt and drops nothing; the gate holds further calls.
+		return river.JobSnooze(max(cerr.RetryAfter, w.interval))
+	case err != nil:
+		return err
+	}
+	client := river.ClientFromContext[*sql.Tx](ctx)
+	next, ok, err := w.next(ctx, ws, res)
+	if err != nil || !ok {
+		return err
+	}
+	// Never the running job's own args, or River would merge the two.
+	next.NotBefore = max(next.NotBefore, job.Args.NotBefore+1)
+	return insertFlush(ctx, client, nil, next)
+}
+
+// untilInterval returns how long to wait before the workspace may flush
+// again: at most one flush per interval under a trickle.
+func (w *FlushWorker) untilInterval(ctx context.Context, ws int64) (time.Duration, error) {
+	var last bun.NullTime
+	err := w.db.NewSelect().Model((*connection.Connection)(nil)).Column("last_flush_at").
+		Where("workspace_id = ?", ws).Scan(ctx, &last)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && last.IsZero()) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read last flush of workspace %d: %w", ws, err)
+	}
+	return time.Until(last.Add(w.interval)), nil
+}
+
+// next decides the follow-up flush, if any.
+func (w *FlushWorker) next(ctx context.Context, ws int64, res *engine.Result) (FlushArgs, bool, error) {
+	now := time.Now()
+	if res.More && res.Paused == engine.PauseNone {
+		return FlushArgs{WorkspaceID: ws, NotBefore: now.Unix(), Continue: true}, true, nil
+	}
+	if res.Paused == engine.PauseNotConnected {
+		return FlushArgs{}, false, nil // connecting schedules a flush
+	}
+	depth, err := outbound.Measure(ctx, w.db, ws)
+	if err != nil || depth.Queued == 0 {
+		return FlushArgs{}, false, err
+	}
+	at := now.Add(w.interval)
+	if res.Paused == engine.PauseNone && depth.Due.After(now) && depth.Due.Before(at) {
+		at = depth.Due
+	}
+	return FlushArgs{WorkspaceID: ws, NotBefore: at.Unix()}, true, nil
+}
