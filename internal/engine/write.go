@@ -362,4 +362,3 @@ func (f *flush) retryDelay(j *job) time.Duration {
 	}
 	return min(d, f.e.cfg.RetryMax)
 }
-
