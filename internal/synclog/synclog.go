@@ -5,6 +5,8 @@ package synclog
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -240,7 +242,7 @@ func Latest(ctx context.Context, db bun.IDB, workspaceID int64) (time.Time, erro
 	err := db.NewSelect().Model(&b).Column("finished_at").Where("workspace_id = ?", workspaceID).
 		OrderExpr("id DESC").Limit(1).Scan(ctx)
 	if err != nil {
-		if isNoRows(err) {
+		if errors.Is(err, sql.ErrNoRows) {
 			return time.Time{}, nil
 		}
 		return time.Time{}, fmt.Errorf("latest sync batch of workspace %d: %w", workspaceID, err)

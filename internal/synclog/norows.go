@@ -1,8 +1,0 @@
-package synclog
-
-import (
-	"database/sql"
-	"errors"
-)
-
-func isNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }
