@@ -18,6 +18,7 @@ import (
 
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/synclog"
 )
 
@@ -62,6 +63,9 @@ type Config struct {
 	// WaitDelay is how long a record waiting for its parent waits before
 	// it is tried again (default 5 s).
 	WaitDelay time.Duration
+	// LimitProbe is how old a reading of a spent Salesforce allowance must
+	// be before a flush checks it again with one Limits call (default 1 min).
+	LimitProbe time.Duration
 }
 
 func (c *Config) defaults() {
@@ -79,6 +83,9 @@ func (c *Config) defaults() {
 	}
 	if c.WaitDelay <= 0 {
 		c.WaitDelay = 5 * time.Second
+	}
+	if c.LimitProbe <= 0 {
+		c.LimitProbe = time.Minute
 	}
 }
 
@@ -128,8 +135,12 @@ func (e *Engine) Flush(ctx context.Context, workspaceID int64) (*Result, error) 
 	if err != nil {
 		return nil, err
 	}
-	if reason := gate(c); reason != PauseNone {
-		return e.pause(ctx, c, reason, "")
+	reason, detail, err := e.gate(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if reason != PauseNone {
+		return e.pause(ctx, c, reason, detail)
 	}
 	ok, err := e.conns.AcquireLease(ctx, c, e.owner, e.cfg.LeaseTTL)
 	if err != nil {
@@ -156,18 +167,76 @@ func (e *Engine) Flush(ctx context.Context, workspaceID int64) (*Result, error) 
 	return f.run(ctx)
 }
 
-// gate decides from the stored connection state whether a flush may call
-// the CRM at all. It makes no CRM call.
-func gate(c *connection.Connection) PauseReason {
+// gate decides whether a flush may call the CRM at all: not when the
+// connection expired or a user paused it, not when crmsync's own count
+// reached its daily limit, and not when the Salesforce allowance is spent.
+// It reads stored state only, except that a spent allowance whose reading
+// is older than LimitProbe is checked again with one Limits call: that is
+// how a pause ends by itself once the rolling window frees calls.
+func (e *Engine) gate(ctx context.Context, c *connection.Connection) (PauseReason, string, error) {
 	switch {
 	case c.Status == connection.StatusExpired:
-		return PauseConnectionExpired
+		return PauseConnectionExpired, "", nil
 	case c.PausedByUser:
-		return PauseByUser
-	case c.APIUsed.Valid && c.APIMax.Valid && c.APIMax.Int64 > 0 && c.APIUsed.Int64 >= c.APIMax.Int64:
-		return PauseSalesforceLimit
+		return PauseByUser, "", nil
 	}
-	return PauseNone
+	if c.DailyLimit.Valid {
+		used, err := limits.Used(ctx, e.db, c.WorkspaceID, e.now())
+		if err != nil {
+			return PauseNone, "", err
+		}
+		if used >= c.DailyLimit.Int64 {
+			return PauseConversionLimit, fmt.Sprintf("%d of %d calls used in the last 24 hours", used, c.DailyLimit.Int64), nil
+		}
+	}
+	if !spent(c) {
+		return PauseNone, "", nil
+	}
+	if e.now().Sub(c.APIObservedAt.Time) < e.cfg.LimitProbe {
+		return PauseSalesforceLimit, "", nil
+	}
+	if err := e.probeLimits(ctx, c); err != nil {
+		if errors.Is(err, connector.ErrRateLimited) || connector.Retryable(err) {
+			return PauseSalesforceLimit, "", nil
+		}
+		return PauseNone, "", err
+	}
+	if spent(c) {
+		return PauseSalesforceLimit, "", nil
+	}
+	return PauseNone, "", nil
+}
+
+func spent(c *connection.Connection) bool {
+	return c.APIUsed.Valid && c.APIMax.Valid && c.APIMax.Int64 > 0 && c.APIUsed.Int64 >= c.APIMax.Int64
+}
+
+// probeLimits reads the CRM's usage with one call and stores it.
+func (e *Engine) probeLimits(ctx context.Context, c *connection.Connection) error {
+	crm, err := e.connectors.Connector(ctx, c.Connector)
+	if err != nil {
+		return fmt.Errorf("connector %q: %w", c.Connector, err)
+	}
+	session, err := e.conns.Session(c)
+	if err != nil {
+		return err
+	}
+	resp, err := crm.Limits(ctx, connector.LimitsRequest{Session: session})
+	now := e.now().UTC()
+	if err := limits.Record(ctx, e.db, c.WorkspaceID, now, 1); err != nil {
+		return err
+	}
+	if err != nil {
+		// Still spent (or unreachable): count this probe as the new reading.
+		_ = e.conns.Observe(ctx, c, connector.Meta{Usage: &connector.Usage{Used: c.APIUsed.Int64, Max: c.APIMax.Int64, ObservedAt: now}})
+		return fmt.Errorf("probe CRM limits: %w", err)
+	}
+	meta := resp.Meta
+	if meta.Usage == nil {
+		u := resp.Usage
+		meta.Usage = &u
+	}
+	return e.conns.Observe(ctx, c, meta)
 }
 
 // pause records a pause: once per episode, as a PAUSED sync-log batch.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/prefs"
 	"github.com/crmsync/crmsync/internal/record"
@@ -108,9 +109,21 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 	if err := f.plan(ctx, items); err != nil {
 		return nil, err
 	}
+	if reason, detail, err := f.checkBudget(ctx); err != nil || reason != PauseNone {
+		if err != nil {
+			return nil, err
+		}
+		return f.e.pause(ctx, f.c, reason, detail)
+	}
 	var callErr error
 	for level := 0; level <= 2 && callErr == nil; level++ {
 		callErr = f.runLevel(ctx, level)
+	}
+	if errors.Is(callErr, connector.ErrRateLimited) {
+		// Hold further calls at the gate until a fresh reading says otherwise.
+		if err := f.markSpent(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if callErr != nil && errors.Is(callErr, connector.ErrCredentials) {
 		if err := f.e.conns.MarkExpired(ctx, f.c, callErr.Error()); err != nil {
@@ -410,6 +423,72 @@ func (f *flush) commit(ctx context.Context, batch *synclog.Batch) error {
 				return fmt.Errorf("update record %d: %w", j.rec.ID, err)
 			}
 		}
+		if err := limits.Record(ctx, tx, f.c.WorkspaceID, f.now, f.calls); err != nil {
+			return err
+		}
 		return synclog.Write(ctx, tx, batch)
 	})
+}
+
+// checkBudget refuses to start a batch whose planned calls would cross the
+// crmsync daily limit.
+func (f *flush) checkBudget(ctx context.Context) (PauseReason, string, error) {
+	if !f.c.DailyLimit.Valid {
+		return PauseNone, "", nil
+	}
+	used, err := limits.Used(ctx, f.e.db, f.c.WorkspaceID, f.now)
+	if err != nil {
+		return PauseNone, "", err
+	}
+	planned := f.plannedCalls()
+	if used+int64(planned) > f.c.DailyLimit.Int64 {
+		return PauseConversionLimit, fmt.Sprintf("the next batch needs about %d calls and %d of %d are left",
+			planned, max(f.c.DailyLimit.Int64-used, 0), f.c.DailyLimit.Int64), nil
+	}
+	return PauseNone, "", nil
+}
+
+// plannedCalls estimates the calls of this flush before it starts: per
+// dependency level, one read per object of linked records (2,000 ids per
+// read), the matching queries of unlinked records, and one write per 1,000
+// operations. Describes are cached by connectors and not counted.
+func (f *flush) plannedCalls() int {
+	calls := 0
+	for level := 0; level <= 2; level++ {
+		reads := map[string]int{}
+		matches := map[record.Type]bool{}
+		ops := 0
+		for _, j := range f.jobs {
+			if j.done || j.level != level {
+				continue
+			}
+			ops++
+			if j.crmID != "" {
+				reads[j.object]++
+			} else {
+				matches[j.rec.Type] = true
+			}
+		}
+		for _, n := range reads {
+			calls += (n + 1999) / 2000
+		}
+		for t := range matches {
+			calls++
+			if t == record.TypeContact || t == record.TypeCompany {
+				calls++ // Contacts and Leads; website then name
+			}
+		}
+		calls += (ops + 999) / 1000
+	}
+	return calls
+}
+
+// markSpent stores a spent allowance after the CRM refused a call for it.
+func (f *flush) markSpent(ctx context.Context) error {
+	used, maxCalls := f.c.APIUsed.Int64, f.c.APIMax.Int64
+	if maxCalls <= 0 || used < maxCalls {
+		maxCalls = max(maxCalls, 1)
+		used = maxCalls
+	}
+	return f.e.conns.Observe(ctx, f.c, connector.Meta{Usage: &connector.Usage{Used: used, Max: maxCalls, ObservedAt: f.e.now().UTC()}})
 }

@@ -1,0 +1,62 @@
+// Package limits counts the CRM API calls crmsync itself makes, for the
+// optional crmsync daily limit (ARCHITECTURE §6).
+//
+// The window is a rolling 24 hours, like Salesforce's own allowance,
+// counted in hourly buckets: the count at any moment covers the current
+// hour and the 23 before it.
+package limits
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// Window is the span the crmsync daily limit covers.
+const Window = 24 * time.Hour
+
+type bucket struct {
+	bun.BaseModel `bun:"table:api_calls"`
+
+	WorkspaceID int64     `bun:"workspace_id,pk"`
+	Hour        time.Time `bun:"hour,pk"`
+	Calls       int64     `bun:"calls,notnull"`
+}
+
+// Record adds calls made at time at to the workspace's count.
+func Record(ctx context.Context, db bun.IDB, workspaceID int64, at time.Time, calls int) error {
+	if calls <= 0 {
+		return nil
+	}
+	b := bucket{WorkspaceID: workspaceID, Hour: at.UTC().Truncate(time.Hour), Calls: int64(calls)}
+	_, err := db.NewInsert().Model(&b).
+		On("CONFLICT (workspace_id, hour) DO UPDATE").
+		Set("calls = api_calls.calls + EXCLUDED.calls").Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("count %d API calls of workspace %d: %w", calls, workspaceID, err)
+	}
+	return nil
+}
+
+// Used returns the calls the workspace made in the window ending at now.
+func Used(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (int64, error) {
+	var n int64
+	from := now.UTC().Truncate(time.Hour).Add(-Window + time.Hour)
+	err := db.NewSelect().Model((*bucket)(nil)).ColumnExpr("COALESCE(SUM(calls), 0)").
+		Where("workspace_id = ? AND hour >= ?", workspaceID, from).Scan(ctx, &n)
+	if err != nil {
+		return 0, fmt.Errorf("count API calls of workspace %d: %w", workspaceID, err)
+	}
+	return n, nil
+}
+
+// Prune deletes buckets that left the window.
+func Prune(ctx context.Context, db bun.IDB, now time.Time) error {
+	_, err := db.NewDelete().Model((*bucket)(nil)).Where("hour < ?", now.UTC().Add(-Window-time.Hour)).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("prune API call counts: %w", err)
+	}
+	return nil
+}
