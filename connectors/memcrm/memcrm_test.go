@@ -1,0 +1,304 @@
+package memcrm_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/connectors/connectortest"
+	"github.com/crmsync/crmsync/connectors/memcrm"
+)
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	crm := memcrm.New()
+	connectortest.Run(t, func(t *testing.T) connectortest.Harness {
+		org := t.Name()
+		slow := sessionWith(t, org, memcrm.DefaultToken, &memcrm.Faults{Latency: 5 * time.Second})
+		return connectortest.Harness{
+			Connector:      crm,
+			Session:        memcrm.Session(org, memcrm.DefaultToken),
+			BadCredentials: memcrm.Session(org, "revoked"),
+			SlowSession:    &slow,
+			EditAsOtherUser: func(_ context.Context, object, id string, fields map[string]any) error {
+				o := crm.Org(org)
+				return o.EditAsUser(o.SalesRepIDs()[0], object, id, fields)
+			},
+		}
+	})
+}
+
+func sessionWith(t *testing.T, org, token string, f *memcrm.Faults) connector.Session {
+	t.Helper()
+	cfg, err := json.Marshal(memcrm.Config{Org: org, Faults: f})
+	require.NoError(t, err)
+	s := memcrm.Session(org, token)
+	s.Config = cfg
+	return s
+}
+
+type bundle struct {
+	crm   *memcrm.CRM
+	org   *memcrm.Org
+	clock *memcrm.Clock
+	s     connector.Session
+}
+
+func setup(t *testing.T, opts ...memcrm.Option) *bundle {
+	t.Helper()
+	clock := memcrm.NewClock(time.Date(2026, 3, 1, 9, 30, 15, 500_000_000, time.UTC))
+	crm := memcrm.New(append([]memcrm.Option{memcrm.WithClock(clock.Now)}, opts...)...)
+	return &bundle{crm: crm, org: crm.Org("acme"), clock: clock, s: memcrm.Session("acme", memcrm.DefaultToken)}
+}
+
+func (b *bundle) write(t *testing.T, ops ...connector.Operation) []connector.Result {
+	t.Helper()
+	resp, err := b.crm.BulkUpdate(t.Context(), connector.BulkUpdateRequest{Session: b.s, Operations: ops})
+	require.NoError(t, err)
+	require.Len(t, resp.Results, len(ops))
+	return resp.Results
+}
+
+func create(object string, fields map[string]any) connector.Operation {
+	return connector.Operation{Kind: connector.OpCreate, Object: object, Fields: fields}
+}
+
+func code(r connector.Result) string {
+	if r.Error == nil {
+		return ""
+	}
+	return r.Error.Code
+}
+
+func TestIDs(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	res := b.write(t,
+		create("Lead", map[string]any{"LastName": "Lovelace", "Company": "Analytical"}),
+		create("Contact", map[string]any{"LastName": "Babbage"}),
+		create("Account", map[string]any{"Name": "Engines Ltd"}),
+	)
+	for i, prefix := range []string{"00Q", "003", "001"} {
+		id := res[i].ID
+		require.Len(t, id, 18)
+		require.Equal(t, prefix, id[:3])
+		// The suffix encodes which of the first 15 characters are upper case.
+		for chunk := range 3 {
+			bits := 0
+			for j := range 5 {
+				if c := id[chunk*5+j]; c >= 'A' && c <= 'Z' {
+					bits |= 1 << j
+				}
+			}
+			require.Equal(t, "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[bits], id[15+chunk], "checksum of %s", id)
+		}
+	}
+}
+
+func TestStampsAndOwnership(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.write(t, create("Lead", map[string]any{"LastName": "Hopper", "Company": "Navy", "Email": "grace@navy.example.com"}))[0].ID
+	r, ok := b.org.Get("Lead", id)
+	require.True(t, ok)
+	want := time.Date(2026, 3, 1, 9, 30, 15, 0, time.UTC)
+	require.Equal(t, want, r.LastModified, "second precision")
+	require.Equal(t, b.org.Identity().UserID, r.LastModifiedByID)
+	require.Equal(t, b.org.Identity().UserID, r.Fields["OwnerId"], "owner defaults to the writer")
+	require.Equal(t, "Open - Not Contacted", r.Fields["Status"])
+	require.Equal(t, "2026-03-01T09:30:15.000+0000", r.Fields["LastModifiedDate"])
+
+	b.clock.Advance(90 * time.Second)
+	rep := b.org.SalesRepIDs()[1]
+	require.NoError(t, b.org.EditAsUser(rep, "Lead", id, map[string]any{"Title": "Rear Admiral", "OwnerId": b.org.QueueID()}))
+	r, _ = b.org.Get("Lead", id)
+	require.Equal(t, rep, r.LastModifiedByID)
+	require.Equal(t, want.Add(90*time.Second), r.LastModified)
+	require.Equal(t, b.org.QueueID(), r.Fields["OwnerId"], "a lead queue can own a lead")
+}
+
+func TestWriteErrors(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ids := b.write(t,
+		create("Lead", map[string]any{"LastName": "Turing", "Company": "Bletchley"}),
+		create("Campaign", map[string]any{"Name": "Spring", "IsActive": true}),
+	)
+	lead, campaign := ids[0].ID, ids[1].ID
+	tests := map[string]struct {
+		op   connector.Operation
+		code string
+	}{
+		"required missing":   {create("Lead", map[string]any{"LastName": "X"}), "REQUIRED_FIELD_MISSING"},
+		"unknown field":      {create("Contact", map[string]any{"LastName": "X", "Shoe": "42"}), "INVALID_FIELD"},
+		"read-only field":    {create("Lead", map[string]any{"LastName": "X", "Company": "Y", "IsConverted": true}), "INVALID_FIELD_FOR_INSERT_UPDATE"},
+		"bad email":          {create("Contact", map[string]any{"LastName": "X", "Email": "not-an-email"}), "INVALID_EMAIL_ADDRESS"},
+		"too long":           {create("Contact", map[string]any{"LastName": string(make([]byte, 81))}), "STRING_TOO_LONG"},
+		"wrong type":         {create("Campaign", map[string]any{"Name": "X", "IsActive": "yes"}), "INVALID_TYPE_ON_FIELD_IN_RECORD"},
+		"dangling reference": {create("Contact", map[string]any{"LastName": "X", "AccountId": "001000000000000AAA"}), "INVALID_CROSS_REFERENCE_KEY"},
+		"malformed id":       {connector.Operation{Kind: connector.OpUpdate, Object: "Lead", ID: "nope", Fields: map[string]any{"Title": "x"}}, "MALFORMED_ID"},
+		"clear required":     {connector.Operation{Kind: connector.OpUpdate, Object: "Lead", ID: lead, Fields: map[string]any{"Company": ""}}, "REQUIRED_FIELD_MISSING"},
+		"read-only object":   {create("User", map[string]any{"LastName": "X"}), "INVALID_TYPE"},
+		"member needs one":   {create("CampaignMember", map[string]any{"CampaignId": campaign}), "REQUIRED_FIELD_MISSING"},
+		"upsert non ext":     {connector.Operation{Kind: connector.OpUpsert, Object: "Lead", ExternalIDField: "Email", ExternalID: "a@b.co", Fields: map[string]any{}}, "INVALID_FIELD"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			res := b.write(t, tt.op)
+			require.Equal(t, tt.code, code(res[0]), "%+v", res[0].Error)
+		})
+	}
+}
+
+func TestCampaignMemberDuplicate(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ids := b.write(t,
+		create("Lead", map[string]any{"LastName": "Curie", "Company": "Sorbonne"}),
+		create("Campaign", map[string]any{"Name": "Radium"}),
+	)
+	member := create("CampaignMember", map[string]any{"CampaignId": ids[1].ID, "LeadId": ids[0].ID})
+	res := b.write(t, member, member)
+	require.Empty(t, code(res[0]))
+	require.Equal(t, connector.CodeDuplicate, code(res[1]))
+	got, _ := b.org.Get("CampaignMember", res[0].ID)
+	require.Equal(t, "Sent", got.Fields["Status"])
+}
+
+func TestConvertedLead(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	lead := b.write(t, create("Lead", map[string]any{"LastName": "Noether", "Company": "Göttingen", "Email": "emmy@example.org"}))[0].ID
+	contact, err := b.org.ConvertLead(b.org.SalesRepIDs()[0], lead)
+	require.NoError(t, err)
+
+	res := b.write(t, connector.Operation{Kind: connector.OpUpdate, Object: "Lead", ID: lead, Fields: map[string]any{"Title": "Prof"}})
+	require.Equal(t, connector.CodeConvertedLead, code(res[0]))
+
+	resp, err := b.crm.FetchCurrent(t.Context(), connector.FetchCurrentRequest{
+		Session: b.s, Object: "Lead", IDs: []string{lead}, Fields: []string{"IsConverted", "ConvertedContactId"},
+	})
+	require.NoError(t, err)
+	require.Equal(t, map[string]any{"IsConverted": true, "ConvertedContactId": contact}, resp.Records[0].Fields)
+	c, ok := b.org.Get("Contact", contact)
+	require.True(t, ok)
+	require.Equal(t, "emmy@example.org", c.Fields["Email"])
+}
+
+func TestDailyLimit(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.org.SetDailyMax(2)
+	for range 2 {
+		_, err := b.crm.Check(t.Context(), connector.CheckRequest{Session: b.s})
+		require.NoError(t, err)
+	}
+	_, err := b.crm.Check(t.Context(), connector.CheckRequest{Session: b.s})
+	require.ErrorIs(t, err, connector.ErrRateLimited)
+	var ce *connector.Error
+	require.True(t, errors.As(err, &ce))
+	require.Equal(t, 24*time.Hour-(9*time.Hour+30*time.Minute+15*time.Second+500*time.Millisecond), ce.RetryAfter, "until the next UTC day")
+
+	lim, err := b.crm.Limits(t.Context(), connector.LimitsRequest{Session: b.s})
+	require.NoError(t, err, "Limits answers when the allowance is spent")
+	require.Equal(t, connector.Usage{Used: 2, Max: 2, ObservedAt: b.clock.Now()}, lim.Usage)
+
+	b.clock.Advance(15 * time.Hour)
+	_, err = b.crm.Check(t.Context(), connector.CheckRequest{Session: b.s})
+	require.NoError(t, err, "a new day brings a new allowance")
+	require.EqualValues(t, 3, b.org.CallCount())
+
+	b.org.ResetUsage()
+	require.Zero(t, b.org.Usage().Used)
+}
+
+func TestBulkUpdateCalls(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ops := make([]connector.Operation, 450)
+	for i := range ops {
+		ops[i] = create("Contact", map[string]any{"LastName": fmt.Sprint("C", i)})
+	}
+	resp, err := b.crm.BulkUpdate(t.Context(), connector.BulkUpdateRequest{Session: b.s, Operations: ops})
+	require.NoError(t, err)
+	require.Equal(t, 3, resp.Calls, "200 records per call")
+	require.EqualValues(t, 3, resp.Usage.Used)
+	require.Len(t, b.org.All("Contact"), 450)
+}
+
+func TestRecordFaults(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.org.SetFaults(memcrm.Faults{Records: []memcrm.RecordFault{
+		{Object: "Contact", Field: "LastName", Value: "Locked", Code: connector.CodeLocked, Retryable: true, Times: 2},
+	}})
+	op := create("Contact", map[string]any{"LastName": "Locked"})
+	for range 2 {
+		res := b.write(t, op, create("Contact", map[string]any{"LastName": "Free"}))
+		require.Equal(t, connector.CodeLocked, code(res[0]))
+		require.True(t, res[0].Error.Retryable)
+		require.Empty(t, code(res[1]), "other records are unaffected")
+	}
+	require.Empty(t, code(b.write(t, op)[0]), "the fault wears off after Times")
+}
+
+func TestFaultsThroughConfig(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	s := sessionWith(t, "acme", memcrm.DefaultToken, &memcrm.Faults{ErrorRate: 1})
+	_, err := b.crm.Check(t.Context(), connector.CheckRequest{Session: s})
+	require.ErrorIs(t, err, connector.ErrUnavailable)
+
+	var exited []int
+	crashy := memcrm.New(memcrm.WithExit(func(code int) { exited = append(exited, code) }))
+	s = sessionWith(t, "acme", memcrm.DefaultToken, &memcrm.Faults{CrashOn: "Limits"})
+	_, _ = crashy.Limits(t.Context(), connector.LimitsRequest{Session: s})
+	require.Equal(t, []int{memcrm.CrashExitCode}, exited)
+
+	var f memcrm.Faults
+	require.NoError(t, json.Unmarshal([]byte(`{"latency":"250ms","crash_on":"BulkUpdate"}`), &f))
+	require.Empty(t, cmp.Diff(memcrm.Faults{Latency: 250 * time.Millisecond, CrashOn: "BulkUpdate"}, f))
+}
+
+func TestFetchChangesIncludesDeletes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.write(t, create("Account", map[string]any{"Name": "Gone Inc"}))[0].ID
+	b.clock.Advance(time.Minute)
+	b.write(t, connector.Operation{Kind: connector.OpDelete, Object: "Account", ID: id})
+	resp, err := b.crm.FetchChanges(t.Context(), connector.FetchChangesRequest{Session: b.s, Object: "Account"})
+	require.NoError(t, err)
+	require.Len(t, resp.Records, 1)
+	require.True(t, resp.Records[0].Deleted)
+	require.False(t, resp.More)
+
+	since, err := b.crm.FetchChanges(t.Context(), connector.FetchChangesRequest{Session: b.s, Object: "Account", Since: b.clock.Now().Add(time.Second)})
+	require.NoError(t, err)
+	require.Empty(t, since.Records, "Since filters by SystemModstamp")
+
+	_, err = b.crm.FetchChanges(t.Context(), connector.FetchChangesRequest{Session: b.s, Object: "Account", Cursor: "garbage"})
+	require.ErrorIs(t, err, connector.ErrInvalid)
+}
+
+func TestDescribeRequiresKnownObjects(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	d, err := b.crm.Describe(t.Context(), connector.DescribeRequest{Session: b.s})
+	require.NoError(t, err)
+	lead, ok := d.Object("Lead")
+	require.True(t, ok)
+	f, _ := lead.Field("Conversion_Id__c")
+	require.True(t, f.ExternalID)
+	f, _ = lead.Field("Company")
+	require.False(t, f.Nillable, "Company is required")
+	_, err = b.crm.Describe(t.Context(), connector.DescribeRequest{Session: b.s, Objects: []string{"Opportunity"}})
+	require.ErrorIs(t, err, connector.ErrInvalid)
+}
