@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -99,7 +100,20 @@ type Engine struct {
 	cfg        Config
 	owner      string
 	now        func() time.Time
+
+	descMu sync.Mutex
+	descs  map[string]describeEntry
 }
+
+// describeEntry caches a connection's object describes between flushes.
+type describeEntry struct {
+	at      time.Time
+	objects map[string]connector.Object
+}
+
+// describeTTL bounds how long a describe is trusted (fields added in the
+// CRM show up after it).
+const describeTTL = 15 * time.Minute
 
 // New returns an Engine. notifier may be nil.
 func New(db *bun.DB, conns *connection.Store, connectors Connectors, notifier BatchNotifier, logger *slog.Logger, cfg Config) *Engine {
@@ -108,7 +122,8 @@ func New(db *bun.DB, conns *connection.Store, connectors Connectors, notifier Ba
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)
 	return &Engine{db: db, conns: conns, connectors: connectors, notifier: notifier, logger: logger, cfg: cfg,
-		owner: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(suffix)), now: time.Now}
+		owner: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(suffix)), now: time.Now,
+		descs: map[string]describeEntry{}}
 }
 
 // Result is what one flush did.
@@ -285,4 +300,34 @@ func (e *Engine) notify(b *synclog.Batch) {
 	if e.notifier != nil && b != nil {
 		e.notifier.BatchWritten(b)
 	}
+}
+
+func describeKey(c *connection.Connection) string {
+	return fmt.Sprintf("%d/%s/%s", c.ID, c.Connector, c.Config)
+}
+
+// cachedObjects returns the cached describes of a connection's objects.
+func (e *Engine) cachedObjects(c *connection.Connection) map[string]connector.Object {
+	e.descMu.Lock()
+	defer e.descMu.Unlock()
+	d, ok := e.descs[describeKey(c)]
+	if !ok || e.now().Sub(d.at) > describeTTL {
+		return map[string]connector.Object{}
+	}
+	return d.objects
+}
+
+// cacheObjects remembers describes of a connection's objects.
+func (e *Engine) cacheObjects(c *connection.Connection, objs []connector.Object) {
+	e.descMu.Lock()
+	defer e.descMu.Unlock()
+	k := describeKey(c)
+	d, ok := e.descs[k]
+	if !ok || e.now().Sub(d.at) > describeTTL {
+		d = describeEntry{at: e.now(), objects: map[string]connector.Object{}}
+	}
+	for _, o := range objs {
+		d.objects[o.Name] = o
+	}
+	e.descs[k] = d
 }

@@ -334,21 +334,25 @@ func (f *flush) finish(j *job, outcome synclog.Outcome, reason, code string) {
 	j.log.CRMObject, j.log.CRMID = j.object, j.crmID
 }
 
-// describe loads the describes of the objects the jobs write (cached by
-// the connector).
+// describe loads the describes of the objects the jobs write, from the
+// engine's cache when fresh.
 func (f *flush) describe(ctx context.Context, jobs []*job) error {
+	if f.desc == nil {
+		f.desc = &connector.Description{}
+		for _, o := range f.e.cachedObjects(f.c) {
+			f.desc.Objects = append(f.desc.Objects, o)
+		}
+	}
 	var want []string
+	need := func(name string) {
+		if _, ok := f.desc.Object(name); !ok && !slices.Contains(want, name) {
+			want = append(want, name)
+		}
+	}
 	for _, j := range jobs {
-		if f.desc != nil {
-			if _, ok := f.desc.Object(j.object); ok {
-				continue
-			}
-		}
-		if !slices.Contains(want, j.object) {
-			want = append(want, j.object)
-		}
-		if j.object == objLead && !slices.Contains(want, objContact) {
-			want = append(want, objContact) // converted leads redirect there
+		need(j.object)
+		if j.object == objLead {
+			need(objContact) // converted leads redirect there
 		}
 	}
 	if len(want) == 0 {
@@ -358,11 +362,8 @@ func (f *flush) describe(ctx context.Context, jobs []*job) error {
 	if err := f.observe(ctx, "describe", metaOf(d), err); err != nil {
 		return err
 	}
-	if f.desc == nil {
-		f.desc = d
-	} else {
-		f.desc.Objects = append(f.desc.Objects, d.Objects...)
-	}
+	f.desc.Objects = append(f.desc.Objects, d.Objects...)
+	f.e.cacheObjects(f.c, d.Objects)
 	return nil
 }
 

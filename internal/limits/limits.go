@@ -18,7 +18,7 @@ import (
 const Window = 24 * time.Hour
 
 type bucket struct {
-	bun.BaseModel `bun:"table:api_calls"`
+	bun.BaseModel `bun:"table:api_calls,alias:api_calls"`
 
 	WorkspaceID int64     `bun:"workspace_id,pk"`
 	Hour        time.Time `bun:"hour,pk"`

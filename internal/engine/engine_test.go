@@ -1,0 +1,482 @@
+package engine_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+
+	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/connectors/memcrm"
+	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/db/dbtest"
+	"github.com/crmsync/crmsync/internal/engine"
+	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/record"
+	"github.com/crmsync/crmsync/internal/secret"
+	"github.com/crmsync/crmsync/internal/synclog"
+)
+
+// connectorsFunc hands out connectors from a function.
+type connectorsFunc func(ctx context.Context, name string) (connector.Connector, error)
+
+func (f connectorsFunc) Connector(ctx context.Context, name string) (connector.Connector, error) {
+	return f(ctx, name)
+}
+
+type noScheduler struct{}
+
+func (noScheduler) ScheduleFlushTx(context.Context, bun.Tx, int64) error { return nil }
+
+type testBundle struct {
+	db     *bun.DB
+	ws     int64
+	crm    *memcrm.CRM
+	org    *memcrm.Org
+	clock  *memcrm.Clock
+	conns  *connection.Store
+	engine *engine.Engine
+	in     *outbound.Ingester
+	// wrap, when set, wraps the connector the engine uses.
+	wrap func(connector.Connector) connector.Connector
+}
+
+func setup(t *testing.T, bdb *bun.DB) *testBundle {
+	t.Helper()
+	ctx := context.Background()
+	b := &testBundle{db: bdb, clock: memcrm.NewClock(time.Now().UTC().Add(-time.Hour).Truncate(time.Second))}
+	b.crm = memcrm.New(memcrm.WithClock(b.clock.Now))
+	org := fmt.Sprintf("org-%s", t.Name())
+	b.org = b.crm.Org(org)
+	require.NoError(t, bdb.NewRaw("INSERT INTO workspaces (name, created_at) VALUES (?, ?) RETURNING id", "t", time.Now().UTC()).Scan(ctx, &b.ws))
+	key := make([]byte, secret.KeySize)
+	_, _ = rand.Read(key)
+	box, err := secret.NewBox(key)
+	require.NoError(t, err)
+	b.conns = connection.NewStore(bdb, box)
+	s := memcrm.Session(org, memcrm.DefaultToken)
+	_, err = b.conns.Save(ctx, b.ws, memcrm.Name, s.Config, s.Credentials, b.org.Identity(), nil)
+	require.NoError(t, err)
+	conns := connectorsFunc(func(ctx context.Context, name string) (connector.Connector, error) {
+		if b.wrap != nil {
+			return b.wrap(b.crm), nil
+		}
+		return b.crm, nil
+	})
+	b.engine = engine.New(bdb, b.conns, conns, nil, slog.New(slog.DiscardHandler), engine.Config{RetryBase: time.Millisecond, WaitDelay: time.Millisecond})
+	b.in = outbound.NewIngester(bdb, noScheduler{})
+	return b
+}
+
+func (b *testBundle) ingest(t *testing.T, changes ...outbound.Change) {
+	t.Helper()
+	_, err := b.in.Ingest(context.Background(), b.ws, changes)
+	require.NoError(t, err)
+}
+
+func (b *testBundle) flush(t *testing.T) *engine.Result {
+	t.Helper()
+	res, err := b.engine.Flush(context.Background(), b.ws)
+	require.NoError(t, err)
+	return res
+}
+
+// drain flushes until the queue holds nothing due.
+func (b *testBundle) drain(t *testing.T) {
+	t.Helper()
+	for range 10 {
+		b.flush(t)
+		d, err := outbound.Measure(context.Background(), b.db, b.ws)
+		require.NoError(t, err)
+		if d.Queued == 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond) // backoffs in these tests are a millisecond
+	}
+	t.Fatal("queue did not drain")
+}
+
+func (b *testBundle) rec(t *testing.T, typ record.Type, id string) *record.Record {
+	t.Helper()
+	r, err := record.Get(context.Background(), b.db, b.ws, record.Key{Type: typ, ID: id})
+	require.NoError(t, err)
+	return r
+}
+
+func change(typ record.Type, id string, at time.Time, fields map[string]any) outbound.Change {
+	c := outbound.Change{Type: typ, ID: id, Source: record.SourceUI, Fields: map[string]outbound.FieldChange{}}
+	for k, v := range fields {
+		c.Fields[k] = outbound.FieldChange{Value: v, ChangedAt: at}
+	}
+	return c
+}
+
+func lastBatch(t *testing.T, b *testBundle) *synclog.Batch {
+	t.Helper()
+	batches, err := synclog.List(context.Background(), b.db, b.ws, synclog.Filter{}, 0, 1)
+	require.NoError(t, err)
+	require.NotEmpty(t, batches)
+	full, err := synclog.Get(context.Background(), b.db, b.ws, batches[0].ID)
+	require.NoError(t, err)
+	return full
+}
+
+func TestFlushCreatesThenUpdates(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setup(t, bdb)
+		now := b.clock.Now()
+		b.ingest(t, change(record.TypeContact, "c1", now, map[string]any{"email": "ada@example.com", "lastName": "Lovelace", "company": "Analytical", "title": "Countess"}))
+		res := b.flush(t)
+		require.Equal(t, 1, res.Batch.Created, "%+v", res.Batch)
+
+		r := b.rec(t, record.TypeContact, "c1")
+		require.Equal(t, "Lead", r.CRMObject)
+		lead, ok := b.org.Get("Lead", r.CRMID)
+		require.True(t, ok)
+		require.Equal(t, "Countess", lead.Fields["Title"])
+		require.Equal(t, b.org.Identity().UserID, lead.LastModifiedByID)
+
+		// A later change updates only what changed; the default mode
+		// (prefer Salesforce unless empty) keeps the non-empty Title.
+		b.clock.Advance(time.Minute)
+		b.ingest(t, change(record.TypeContact, "c1", b.clock.Now(), map[string]any{"title": "Engineer", "phone": "+44 1"}))
+		res = b.flush(t)
+		require.Equal(t, 1, res.Batch.Updated)
+		lead, _ = b.org.Get("Lead", r.CRMID)
+		require.Equal(t, "Countess", lead.Fields["Title"])
+		require.Equal(t, "+44 1", lead.Fields["Phone"])
+		logged := lastBatch(t, b).Records[0].Fields
+		require.Contains(t, logged, synclog.Field{Field: "title", CRMField: "Title", Mode: string(prefs.PreferSalesforceUnlessEmpty), Value: "Engineer", Reason: "Salesforce field is not empty"})
+
+		// Nothing queued: a flush makes no CRM call.
+		calls := b.org.CallCount()
+		res = b.flush(t)
+		require.Nil(t, res.Batch)
+		require.Equal(t, calls, b.org.CallCount())
+	})
+}
+
+// TestFieldModes runs every mode against a Salesforce value that is newer,
+// older, blank, or last written by crmsync itself.
+func TestFieldModes(t *testing.T) {
+	t.Parallel()
+	type situation string
+	const (
+		sfNewer situation = "salesforce newer"
+		sfOlder situation = "salesforce older"
+		sfBlank situation = "salesforce blank"
+		sfOwn   situation = "changed by crmsync"
+	)
+	want := map[prefs.Mode]map[situation]bool{ // does Conversion's value end up in Salesforce?
+		prefs.TwoWay:                      {sfNewer: false, sfOlder: true, sfBlank: false, sfOwn: true},
+		prefs.PreferSalesforceUnlessEmpty: {sfNewer: false, sfOlder: false, sfBlank: true, sfOwn: false},
+		prefs.AlwaysPreferConversion:      {sfNewer: true, sfOlder: true, sfBlank: true, sfOwn: true},
+		prefs.AlwaysPreferSalesforce:      {sfNewer: false, sfOlder: false, sfBlank: false, sfOwn: false},
+		prefs.DoNotSync:                   {sfNewer: false, sfOlder: false, sfBlank: false, sfOwn: false},
+	}
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		for mode, cases := range want {
+			for sit, sent := range cases {
+				t.Run(fmt.Sprintf("%s/%s", mode, sit), func(t *testing.T) {
+					b := setup(t, bdb)
+					ctx := context.Background()
+					rep := b.org.SalesRepIDs()[0]
+					// The record exists in Salesforce, created by crmsync.
+					t0 := b.clock.Now()
+					b.ingest(t, change(record.TypeContact, "c", t0, map[string]any{"email": "m@example.com", "lastName": "M", "company": "C", "title": "Initial"}))
+					b.flush(t)
+					id := b.rec(t, record.TypeContact, "c").CRMID
+					require.NoError(t, prefs.SetField(ctx, bdb, b.ws, prefs.FieldMapping{RecordType: record.TypeContact, Field: "title", CRMField: "Title", Mode: mode}))
+
+					b.clock.Advance(time.Minute)
+					changedAt := b.clock.Now()
+					switch sit {
+					case sfNewer:
+						b.clock.Advance(time.Minute)
+						require.NoError(t, b.org.EditAsUser(rep, "Lead", id, map[string]any{"Title": "Rep's"}))
+					case sfOlder:
+						require.NoError(t, b.org.EditAsUser(rep, "Lead", id, map[string]any{"Title": "Rep's"}))
+						b.clock.Advance(time.Minute)
+						changedAt = b.clock.Now()
+					case sfBlank:
+						b.clock.Advance(time.Minute)
+						require.NoError(t, b.org.EditAsUser(rep, "Lead", id, map[string]any{"Title": nil}))
+					case sfOwn:
+						// crmsync's own later write (another field) bumps LastModifiedDate.
+						b.clock.Advance(time.Minute)
+						b.ingest(t, change(record.TypeContact, "c", b.clock.Now(), map[string]any{"phone": "1"}))
+						b.flush(t)
+					}
+					b.ingest(t, change(record.TypeContact, "c", changedAt, map[string]any{"title": "Conversion's"}))
+					b.flush(t)
+					lead, _ := b.org.Get("Lead", id)
+					if sent {
+						require.Equal(t, "Conversion's", lead.Fields["Title"])
+					} else {
+						require.NotEqual(t, "Conversion's", lead.Fields["Title"])
+					}
+					var decision *synclog.Field
+					for _, f := range lastBatch(t, b).Records[0].Fields {
+						if f.Field == "title" {
+							decision = &f
+						}
+					}
+					require.NotNil(t, decision, "every field decision is logged")
+					require.Equal(t, sent, decision.Sent, decision.Reason)
+					require.NotEmpty(t, decision.Reason)
+				})
+			}
+		}
+	})
+}
+
+func TestCoalescesTenThousandChangesIntoOneWrite(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setup(t, bdb)
+		t0 := b.clock.Now()
+		changes := make([]outbound.Change, 0, 5000)
+		for i := range 10_000 {
+			changes = append(changes, change(record.TypeCompany, "acme", t0.Add(time.Duration(i)*time.Millisecond),
+				map[string]any{"name": fmt.Sprintf("Acme %d", i)}))
+			if len(changes) == 5000 {
+				b.ingest(t, changes...)
+				changes = changes[:0]
+			}
+		}
+		res := b.flush(t)
+		require.Equal(t, 1, res.Batch.Created)
+		accounts := b.org.All("Account")
+		require.Len(t, accounts, 1)
+		require.Equal(t, "Acme 9999", accounts[0].Fields["Name"])
+
+		// Once linked, 10,000 more changes cost one read and one write, as
+		// counted by the CRM (describes are cached).
+		for i := range 10_000 {
+			changes = append(changes, change(record.TypeCompany, "acme", t0.Add(time.Hour+time.Duration(i)*time.Millisecond),
+				map[string]any{"phone": fmt.Sprintf("%d", i)}))
+			if len(changes) == 5000 {
+				b.ingest(t, changes...)
+				changes = changes[:0]
+			}
+		}
+		before := b.org.CallCount()
+		res = b.flush(t)
+		require.Equal(t, 1, res.Batch.Updated)
+		require.Equal(t, int64(2), b.org.CallCount()-before)
+		require.Equal(t, 2, res.Batch.APICalls)
+		acct, _ := b.org.Get("Account", accounts[0].ID)
+		require.Equal(t, "9999", acct.Fields["Phone"])
+	})
+}
+
+func TestDependenciesWaitForParents(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		b := setup(t, bdb)
+		now := b.clock.Now()
+		require.NoError(t, prefs.SetObject(ctx, bdb, b.ws, prefs.ObjectPreference{RecordType: record.TypeContact, WriteEnabled: true, ReadEnabled: true, CreateAs: prefs.CreateAsContact}))
+		// Children first, in one batch: levels order them.
+		member := outbound.Change{Type: record.TypeCampaignMember, ID: outbound.MemberID("camp", "c1"), Source: record.SourceUI,
+			Fields: map[string]outbound.FieldChange{"campaignId": {Value: "camp"}, "contactId": {Value: "c1"}, "status": {Value: "Sent"}}}
+		b.ingest(t, member,
+			change(record.TypeContact, "c1", now, map[string]any{"email": "g@example.com", "lastName": "Hopper", "companyId": "navy"}),
+			change(record.TypeCompany, "navy", now, map[string]any{"name": "US Navy", "website": "https://navy.mil"}),
+			change(record.TypeCampaign, "camp", now, map[string]any{"name": "Launch"}),
+		)
+		res := b.flush(t)
+		require.Equal(t, 4, res.Batch.Created, "%+v", res.Batch)
+		contact := b.rec(t, record.TypeContact, "c1")
+		c, _ := b.org.Get("Contact", contact.CRMID)
+		require.Equal(t, b.rec(t, record.TypeCompany, "navy").CRMID, c.Fields["AccountId"])
+		members := b.org.All("CampaignMember")
+		require.Len(t, members, 1)
+		require.Equal(t, contact.CRMID, members[0].Fields["ContactId"])
+
+		// A task for a contact that cannot reach the CRM yet waits, not fails.
+		require.NoError(t, prefs.SetObject(ctx, bdb, b.ws, prefs.ObjectPreference{RecordType: record.TypeContact, WriteEnabled: true, ReadEnabled: true, CreateAs: prefs.CreateAsContact}))
+		b.ingest(t,
+			change(record.TypeContact, "c2", now, map[string]any{"email": "x@example.com"}), // no LastName: the CRM refuses it
+			change(record.TypeTask, "t1", now, map[string]any{"contactId": "c2", "subject": "Call"}),
+		)
+		res = b.flush(t)
+		require.Equal(t, 1, res.Batch.Failed, "%+v", res.Batch.Records)
+		require.Equal(t, 1, res.Batch.Waiting)
+		d, err := outbound.Measure(ctx, bdb, b.ws)
+		require.NoError(t, err)
+		require.Equal(t, 1, d.Queued, "the task stays queued")
+		require.Equal(t, 1, d.Failed, "the contact is parked with the CRM's error")
+		failed, err := outbound.Failed(ctx, bdb, b.ws, 0, 10)
+		require.NoError(t, err)
+		require.Equal(t, "REQUIRED_FIELD_MISSING", failed[0].ErrorCode)
+	})
+}
+
+func TestMatchesExistingAndFollowsConvertedLead(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setup(t, bdb)
+		rep := b.org.SalesRepIDs()[0]
+		leadID, err := b.org.CreateAsUser(rep, "Lead", map[string]any{"LastName": "Turing", "Company": "Bletchley", "Email": "alan@example.com"})
+		require.NoError(t, err)
+		contactID, err := b.org.ConvertLead(rep, leadID)
+		require.NoError(t, err)
+
+		b.clock.Advance(time.Minute)
+		b.ingest(t, change(record.TypeContact, "alan", b.clock.Now(), map[string]any{"email": "Alan@Example.com", "phone": "+44 2"}))
+		res := b.flush(t)
+		require.Equal(t, 1, res.Batch.Updated, "%+v", res.Batch.Records)
+		r := b.rec(t, record.TypeContact, "alan")
+		require.Equal(t, "Contact", r.CRMObject)
+		require.Equal(t, contactID, r.CRMID)
+		require.Len(t, b.org.All("Lead"), 1, "no second lead created")
+		c, _ := b.org.Get("Contact", contactID)
+		require.Equal(t, "+44 2", c.Fields["Phone"])
+	})
+}
+
+func TestDuplicateCampaignMemberIsSuccess(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setup(t, bdb)
+		now := b.clock.Now()
+		b.ingest(t,
+			change(record.TypeContact, "c1", now, map[string]any{"email": "d@example.com", "lastName": "D", "company": "X"}),
+			change(record.TypeCampaign, "camp", now, map[string]any{"name": "Webinar"}))
+		b.flush(t)
+		rep := b.org.SalesRepIDs()[0]
+		_, err := b.org.CreateAsUser(rep, "CampaignMember", map[string]any{
+			"CampaignId": b.rec(t, record.TypeCampaign, "camp").CRMID, "LeadId": b.rec(t, record.TypeContact, "c1").CRMID, "Status": "Sent"})
+		require.NoError(t, err)
+		b.ingest(t, outbound.Change{Type: record.TypeCampaignMember, ID: outbound.MemberID("camp", "c1"), Source: record.SourceWorkflow,
+			Fields: map[string]outbound.FieldChange{"campaignId": {Value: "camp"}, "contactId": {Value: "c1"}, "status": {Value: "Sent"}}})
+		res := b.flush(t)
+		require.Zero(t, res.Batch.Failed, "%+v", res.Batch.Records)
+		require.Len(t, b.org.All("CampaignMember"), 1)
+		require.NotEmpty(t, b.rec(t, record.TypeCampaignMember, outbound.MemberID("camp", "c1")).CRMID)
+
+		// Removing the membership deletes it.
+		b.ingest(t, outbound.Change{Type: record.TypeCampaignMember, ID: outbound.MemberID("camp", "c1"), Source: record.SourceUI, Op: outbound.OpRemove})
+		res = b.flush(t)
+		require.Equal(t, 1, res.Batch.Deleted, "%+v", res.Batch.Records)
+		require.Empty(t, b.org.All("CampaignMember"))
+	})
+}
+
+// crashAfterWrite lets BulkUpdate through to the CRM, then fails as if the
+// process died before recording the outcome.
+type crashAfterWrite struct {
+	connector.Connector
+	crashed bool
+}
+
+func (c *crashAfterWrite) BulkUpdate(ctx context.Context, req connector.BulkUpdateRequest) (*connector.BulkUpdateResponse, error) {
+	resp, err := c.Connector.BulkUpdate(ctx, req)
+	if err != nil || c.crashed {
+		return resp, err
+	}
+	c.crashed = true
+	return nil, connector.Errorf(connector.KindUnavailable, "connection reset after the write")
+}
+
+func TestReplayAfterCrashCreatesNothingTwice(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setup(t, bdb)
+		crash := &crashAfterWrite{Connector: b.crm}
+		b.wrap = func(connector.Connector) connector.Connector { return crash }
+		now := b.clock.Now()
+		b.ingest(t,
+			change(record.TypeContact, "c1", now, map[string]any{"email": "r@example.com", "lastName": "R", "company": "X"}),
+			change(record.TypeCompany, "co", now, map[string]any{"name": "Co", "website": "co.example"}),
+			change(record.TypeCampaign, "camp", now, map[string]any{"name": "Spring"}))
+		_, err := b.engine.Flush(context.Background(), b.ws)
+		require.ErrorIs(t, err, connector.ErrUnavailable)
+		require.Len(t, b.org.All("Account"), 1, "the write reached the CRM")
+		d, err := outbound.Measure(context.Background(), bdb, b.ws)
+		require.NoError(t, err)
+		require.Equal(t, 3, d.Queued, "nothing is lost")
+
+		b.drain(t)
+		require.Len(t, b.org.All("Account"), 1)
+		require.Len(t, b.org.All("Campaign"), 1)
+		require.Len(t, b.org.All("Lead"), 1)
+	})
+}
+
+func TestRetryableAndPermanentFailures(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		b := setup(t, bdb)
+		b.org.SetFaults(memcrm.Faults{Records: []memcrm.RecordFault{
+			{Object: "Account", Field: "Name", Value: "Locked", Code: connector.CodeLocked, Retryable: true, Times: 2},
+			{Object: "Account", Field: "Name", Value: "Invalid", Code: "FIELD_CUSTOM_VALIDATION_EXCEPTION", Message: "Name is banned"},
+		}})
+		now := b.clock.Now()
+		b.ingest(t, change(record.TypeCompany, "a", now, map[string]any{"name": "Locked"}), change(record.TypeCompany, "b", now, map[string]any{"name": "Invalid"}))
+		res := b.flush(t)
+		require.Equal(t, 2, res.Batch.Failed)
+		require.Equal(t, synclog.StatusPartial, res.Batch.Status)
+		failed, err := outbound.Failed(ctx, bdb, b.ws, 0, 10)
+		require.NoError(t, err)
+		require.Len(t, failed, 1)
+		require.Equal(t, "Name is banned", failed[0].ErrorMessage)
+
+		b.drain(t)
+		accounts := b.org.All("Account")
+		require.Len(t, accounts, 1)
+		require.Equal(t, "Locked", accounts[0].Fields["Name"])
+
+		// The user fixes the cause and retries the parked item.
+		b.org.SetFaults(memcrm.Faults{})
+		n, err := outbound.Retry(ctx, bdb, b.ws, nil)
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		b.drain(t)
+		require.Len(t, b.org.All("Account"), 2)
+	})
+}
+
+func TestExpiredCredentialsPauseAndKeepItems(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		b := setup(t, bdb)
+		c, err := b.conns.Get(ctx, b.ws)
+		require.NoError(t, err)
+		bad := memcrm.Session("x", "revoked")
+		_, err = b.conns.Save(ctx, b.ws, memcrm.Name, json.RawMessage(c.Config), bad.Credentials, b.org.Identity(), nil)
+		require.NoError(t, err)
+		b.ingest(t, change(record.TypeCompany, "a", b.clock.Now(), map[string]any{"name": "A"}))
+		res := b.flush(t)
+		require.Equal(t, engine.PauseConnectionExpired, res.Paused)
+		c, err = b.conns.Get(ctx, b.ws)
+		require.NoError(t, err)
+		require.Equal(t, connection.StatusExpired, c.Status)
+		res = b.flush(t)
+		require.Equal(t, engine.PauseConnectionExpired, res.Paused)
+		require.Nil(t, res.Batch, "the pause is logged once per episode")
+		d, err := outbound.Measure(ctx, bdb, b.ws)
+		require.NoError(t, err)
+		require.Equal(t, 1, d.Queued)
+	})
+}
