@@ -206,14 +206,14 @@ func (s *Store) SetPausedByUser(ctx context.Context, workspaceID int64, paused b
 	return nil
 }
 
-// AcquireLease takes the connection's flush lease for owner until ttl from
-// now, unless another owner holds an unexpired one. It also stamps
-// last_flush_at. The lease keeps two flushes of one connection from running
-// at once across replicas, whatever the job queue does.
+// AcquireLease takes the connection's sync lease for owner until ttl from
+// now, unless another owner holds an unexpired one. The lease keeps two
+// syncs of one connection (flush or pull) from running at once across
+// replicas, whatever the job queue does.
 func (s *Store) AcquireLease(ctx context.Context, c *Connection, owner string, ttl time.Duration) (bool, error) {
 	now := s.now().UTC()
 	res, err := s.db.NewUpdate().Model((*Connection)(nil)).
-		Set("lease_owner = ?, lease_until = ?, last_flush_at = ?", owner, now.Add(ttl), now).
+		Set("lease_owner = ?, lease_until = ?", owner, now.Add(ttl)).
 		Where("id = ?", c.ID).
 		Where("(lease_until IS NULL OR lease_until < ? OR lease_owner = ?)", now, owner).
 		Exec(ctx)
@@ -222,9 +222,20 @@ func (s *Store) AcquireLease(ctx context.Context, c *Connection, owner string, t
 	}
 	n, _ := res.RowsAffected()
 	if n == 1 {
-		c.LeaseOwner, c.LeaseUntil, c.LastFlushAt = owner, bun.NullTime{Time: now.Add(ttl)}, bun.NullTime{Time: now}
+		c.LeaseOwner, c.LeaseUntil = owner, bun.NullTime{Time: now.Add(ttl)}
 	}
 	return n == 1, nil
+}
+
+// MarkFlushStarted stamps last_flush_at, which paces flushes.
+func (s *Store) MarkFlushStarted(ctx context.Context, c *Connection) error {
+	now := s.now().UTC()
+	_, err := s.db.NewUpdate().Model((*Connection)(nil)).Set("last_flush_at = ?", now).Where("id = ?", c.ID).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("stamp flush of connection %d: %w", c.ID, err)
+	}
+	c.LastFlushAt = bun.NullTime{Time: now}
+	return nil
 }
 
 // ReleaseLease gives the lease back if owner still holds it.

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"reflect"
 	"time"
 
 	"github.com/crmsync/crmsync/internal/prefs"
@@ -66,7 +65,7 @@ func decideOutbound(m prefs.FieldMapping, fs record.FieldState, cur crmState, in
 		return send(reasonNewRecord)
 	}
 	current, has := cur.Fields[m.CRMField]
-	if has && sameValue(current, fs.Value) {
+	if has && record.SameValue(current, fs.Value) {
 		return drop(reasonEqual)
 	}
 	switch m.Mode {
@@ -80,7 +79,7 @@ func decideOutbound(m prefs.FieldMapping, fs record.FieldState, cur crmState, in
 		}
 		return drop(reasonNotBlank)
 	case prefs.TwoWay:
-		if synced, ok := cur.Synced[m.CRMField]; ok && sameValue(synced, current) {
+		if synced, ok := cur.Synced[m.CRMField]; ok && record.SameValue(synced, current) {
 			return send(reasonUnchanged)
 		}
 		if integrationUser != "" && cur.LastModifiedByID == integrationUser {
@@ -93,29 +92,4 @@ func decideOutbound(m prefs.FieldMapping, fs record.FieldState, cur crmState, in
 			cur.LastModified.UTC().Format(time.RFC3339), fs.ChangedAt.UTC().Format(time.RFC3339Nano)))
 	}
 	return drop(reasonNeverSends)
-}
-
-// sameValue compares two JSON scalars, treating nil and "" as equal and
-// numbers by value.
-func sameValue(a, b any) bool {
-	if record.Blank(a) || record.Blank(b) {
-		return record.Blank(a) && record.Blank(b)
-	}
-	if af, ok := toFloat(a); ok {
-		bf, ok := toFloat(b)
-		return ok && af == bf
-	}
-	return reflect.DeepEqual(a, b)
-}
-
-func toFloat(v any) (float64, bool) {
-	switch n := v.(type) {
-	case float64:
-		return n, true
-	case int:
-		return float64(n), true
-	case int64:
-		return float64(n), true
-	}
-	return 0, false
 }

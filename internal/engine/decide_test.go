@@ -62,25 +62,3 @@ func TestDecideOutbound(t *testing.T) {
 		})
 	}
 }
-
-func TestSameValue(t *testing.T) {
-	t.Parallel()
-	tests := map[string]struct {
-		a, b any
-		want bool
-	}{
-		"nil and empty":    {nil, "", true},
-		"strings":          {"a", "a", true},
-		"different":        {"a", "b", false},
-		"numbers":          {float64(3), 3, true},
-		"number vs string": {float64(3), "3", false},
-		"bools":            {true, true, true},
-		"blank vs value":   {nil, "x", false},
-	}
-	for name, tt := range tests {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			require.Equal(t, tt.want, sameValue(tt.a, tt.b))
-		})
-	}
-}

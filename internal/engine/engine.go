@@ -150,12 +150,12 @@ func (e *Engine) Flush(ctx context.Context, workspaceID int64) (*Result, error) 
 	if err != nil {
 		return nil, err
 	}
-	reason, detail, err := e.gate(ctx, c)
+	reason, detail, err := e.Gate(ctx, c)
 	if err != nil {
 		return nil, err
 	}
 	if reason != PauseNone {
-		return e.pause(ctx, c, reason, detail)
+		return e.Pause(ctx, c, synclog.Outbound, reason, detail)
 	}
 	ok, err := e.conns.AcquireLease(ctx, c, e.owner, e.cfg.LeaseTTL)
 	if err != nil {
@@ -169,11 +169,11 @@ func (e *Engine) Flush(ctx context.Context, workspaceID int64) (*Result, error) 
 			e.logger.Error("release flush lease", slog.Int64("workspace_id", workspaceID), slog.Any("error", err))
 		}
 	}()
-	if c.PauseReason != "" {
-		if err := e.conns.SetPauseReason(ctx, c, ""); err != nil {
-			return nil, err
-		}
-		e.logger.Info("sync resumed", slog.Int64("workspace_id", workspaceID))
+	if err := e.Resume(ctx, c); err != nil {
+		return nil, err
+	}
+	if err := e.conns.MarkFlushStarted(ctx, c); err != nil {
+		return nil, err
 	}
 	f, err := e.newFlush(ctx, c)
 	if err != nil {
@@ -182,13 +182,13 @@ func (e *Engine) Flush(ctx context.Context, workspaceID int64) (*Result, error) 
 	return f.run(ctx)
 }
 
-// gate decides whether a flush may call the CRM at all: not when the
+// Gate decides whether a sync (a flush or a pull) may call the CRM at all: not when the
 // connection expired or a user paused it, not when crmsync's own count
 // reached its daily limit, and not when the Salesforce allowance is spent.
 // It reads stored state only, except that a spent allowance whose reading
 // is older than LimitProbe is checked again with one Limits call: that is
 // how a pause ends by itself once the rolling window frees calls.
-func (e *Engine) gate(ctx context.Context, c *connection.Connection) (PauseReason, string, error) {
+func (e *Engine) Gate(ctx context.Context, c *connection.Connection) (PauseReason, string, error) {
 	switch {
 	case c.Status == connection.StatusExpired:
 		return PauseConnectionExpired, "", nil
@@ -254,8 +254,23 @@ func (e *Engine) probeLimits(ctx context.Context, c *connection.Connection) erro
 	return e.conns.Observe(ctx, c, meta)
 }
 
-// pause records a pause: once per episode, as a PAUSED sync-log batch.
-func (e *Engine) pause(ctx context.Context, c *connection.Connection, reason PauseReason, detail string) (*Result, error) {
+// Resume ends a pause episode, if one was recorded: the next pause is
+// logged again.
+func (e *Engine) Resume(ctx context.Context, c *connection.Connection) error {
+	if c.PauseReason == "" {
+		return nil
+	}
+	if err := e.conns.SetPauseReason(ctx, c, ""); err != nil {
+		return err
+	}
+	e.logger.Info("sync resumed", slog.Int64("workspace_id", c.WorkspaceID))
+	return nil
+}
+
+// Pause records a pause of the connection's syncing: once per episode (a
+// connection's flushes and pulls share episodes), as a PAUSED sync-log
+// batch of the given direction.
+func (e *Engine) Pause(ctx context.Context, c *connection.Connection, dir synclog.Direction, reason PauseReason, detail string) (*Result, error) {
 	res := &Result{Paused: reason}
 	if string(reason) == c.PauseReason {
 		return res, nil
@@ -265,7 +280,7 @@ func (e *Engine) pause(ctx context.Context, c *connection.Connection, reason Pau
 	if detail != "" {
 		msg += ": " + detail
 	}
-	b := &synclog.Batch{WorkspaceID: c.WorkspaceID, Direction: synclog.Outbound, Status: synclog.StatusPaused,
+	b := &synclog.Batch{WorkspaceID: c.WorkspaceID, Direction: dir, Status: synclog.StatusPaused,
 		Message: msg, StartedAt: now, FinishedAt: now}
 	err := e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if err := e.conns.With(tx).SetPauseReason(ctx, c, string(reason)); err != nil {

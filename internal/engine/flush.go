@@ -113,7 +113,7 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		return f.e.pause(ctx, f.c, reason, detail)
+		return f.e.Pause(ctx, f.c, synclog.Outbound, reason, detail)
 	}
 	var callErr error
 	for level := 0; level <= 2 && callErr == nil; level++ {
@@ -150,7 +150,7 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 		slog.Int("records", len(f.jobs)), slog.Int("api_calls", f.calls), slog.String("status", string(batch.Status)))
 	res := &Result{Batch: batch, More: len(items) == f.e.cfg.MaxItems}
 	if errors.Is(callErr, connector.ErrCredentials) {
-		pr, err := f.e.pause(ctx, f.c, PauseConnectionExpired, "")
+		pr, err := f.e.Pause(ctx, f.c, synclog.Outbound, PauseConnectionExpired, "")
 		if err != nil {
 			return nil, err
 		}

@@ -134,7 +134,7 @@ func (f *flush) build(j *job) bool {
 			continue
 		}
 		mapped[name] = true
-		if j.cur.Exists && sameValue(j.cur.Fields[st.crmField], st.value) {
+		if j.cur.Exists && record.SameValue(j.cur.Fields[st.crmField], st.value) {
 			continue
 		}
 		fields[st.crmField] = st.value

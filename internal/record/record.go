@@ -6,6 +6,7 @@ package record
 
 import (
 	"fmt"
+	"reflect"
 	"time"
 )
 
@@ -80,4 +81,29 @@ func Blank(v any) bool {
 	}
 	s, ok := v.(string)
 	return ok && s == ""
+}
+
+// SameValue compares two JSON scalars for sync purposes: nil and "" are
+// the same (blank), and numbers compare by value.
+func SameValue(a, b any) bool {
+	if Blank(a) || Blank(b) {
+		return Blank(a) && Blank(b)
+	}
+	if af, ok := toFloat(a); ok {
+		bf, ok := toFloat(b)
+		return ok && af == bf
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+func toFloat(v any) (float64, bool) {
+	switch n := v.(type) {
+	case float64:
+		return n, true
+	case int:
+		return float64(n), true
+	case int64:
+		return float64(n), true
+	}
+	return 0, false
 }
