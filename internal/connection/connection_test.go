@@ -1,0 +1,166 @@
+package connection_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+
+	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/connectors/memcrm"
+	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/db/dbtest"
+	"github.com/crmsync/crmsync/internal/secret"
+)
+
+func newWorkspace(t *testing.T, bdb *bun.DB) int64 {
+	t.Helper()
+	var id int64
+	require.NoError(t, bdb.NewRaw("INSERT INTO workspaces (name, created_at) VALUES (?, ?) RETURNING id", "t", time.Now().UTC()).
+		Scan(context.Background(), &id))
+	return id
+}
+
+func newBox(t *testing.T) *secret.Box {
+	t.Helper()
+	key := make([]byte, secret.KeySize)
+	_, _ = rand.Read(key)
+	box, err := secret.NewBox(key)
+	require.NoError(t, err)
+	return box
+}
+
+type connectorsFunc func(ctx context.Context, name string) (connector.Connector, error)
+
+func (f connectorsFunc) Connector(ctx context.Context, name string) (connector.Connector, error) {
+	return f(ctx, name)
+}
+
+type schedulerFunc func(ctx context.Context, ws int64) error
+
+func (f schedulerFunc) ScheduleNow(ctx context.Context, ws int64) error { return f(ctx, ws) }
+
+func TestCredentialsSealedAndBoundToRow(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		store := connection.NewStore(bdb, newBox(t))
+		wsA, wsB := newWorkspace(t, bdb), newWorkspace(t, bdb)
+		creds := json.RawMessage(`{"clientSecret":"very-secret-value","refreshToken":"5Aep-refresh"}`)
+		a, err := store.Save(ctx, wsA, "memcrm", json.RawMessage(`{"org":"a"}`), creds, connector.Identity{UserID: "005A"}, nil)
+		require.NoError(t, err)
+		b, err := store.Save(ctx, wsB, "memcrm", json.RawMessage(`{"org":"b"}`), json.RawMessage(`{"token":"b"}`), connector.Identity{UserID: "005B"}, nil)
+		require.NoError(t, err)
+
+		var raw []byte
+		require.NoError(t, bdb.NewSelect().Table("crm_connections").Column("credentials").Where("id = ?", a.ID).Scan(ctx, &raw))
+		require.False(t, bytes.Contains(raw, []byte("very-secret-value")), "plaintext secret stored")
+
+		got, err := store.Get(ctx, wsA)
+		require.NoError(t, err)
+		plain, err := store.Credentials(got)
+		require.NoError(t, err)
+		require.JSONEq(t, string(creds), string(plain))
+
+		// A ciphertext copied into another connection's row does not open.
+		_, err = bdb.NewUpdate().Table("crm_connections").Set("credentials = ?", raw).Where("id = ?", b.ID).Exec(ctx)
+		require.NoError(t, err)
+		gotB, err := store.Get(ctx, wsB)
+		require.NoError(t, err)
+		_, err = store.Credentials(gotB)
+		require.ErrorIs(t, err, secret.ErrDecrypt)
+
+		// Refreshed credentials and usage from a response are persisted.
+		require.NoError(t, store.Observe(ctx, got, connector.Meta{Credentials: json.RawMessage(`{"accessToken":"new"}`),
+			Usage: &connector.Usage{Used: 10, Max: 100, ObservedAt: time.Now()}}))
+		got, err = store.Get(ctx, wsA)
+		require.NoError(t, err)
+		plain, err = store.Credentials(got)
+		require.NoError(t, err)
+		require.JSONEq(t, `{"accessToken":"new"}`, string(plain))
+		require.Equal(t, int64(10), got.APIUsed.Int64)
+
+		require.NoError(t, store.Delete(ctx, wsA))
+		_, err = store.Get(ctx, wsA)
+		require.ErrorIs(t, err, connection.ErrNotConnected)
+	})
+}
+
+func TestConnect(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		crm := memcrm.New()
+		scheduled := 0
+		svc := connection.NewService(connection.NewStore(bdb, newBox(t)),
+			connectorsFunc(func(ctx context.Context, name string) (connector.Connector, error) {
+				if name != memcrm.Name {
+					return nil, errors.New("no such connector")
+				}
+				return crm, nil
+			}),
+			schedulerFunc(func(context.Context, int64) error { scheduled++; return nil }))
+		ws := newWorkspace(t, bdb)
+		s := memcrm.Session("acme", memcrm.DefaultToken)
+
+		c, err := svc.Connect(ctx, ws, memcrm.Name, s.Config, s.Credentials)
+		require.NoError(t, err)
+		require.Equal(t, connection.StatusConnected, c.Status)
+		require.Equal(t, crm.Org("acme").Identity().UserID, c.IdentityUserID)
+		require.Equal(t, 1, scheduled)
+
+		var ie *connection.InputError
+		_, err = svc.Connect(ctx, ws, memcrm.Name, s.Config, memcrm.Session("acme", "wrong").Credentials)
+		require.ErrorAs(t, err, &ie)
+		require.Contains(t, err.Error(), "refused")
+		_, err = svc.Connect(ctx, ws, "nope", s.Config, s.Credentials)
+		require.ErrorAs(t, err, &ie)
+		_, err = svc.Connect(ctx, ws, memcrm.Name, json.RawMessage(`[1]`), s.Credentials)
+		require.ErrorAs(t, err, &ie)
+
+		d, err := svc.Describe(ctx, ws, []string{"Lead"})
+		require.NoError(t, err)
+		_, ok := d.Object("Lead")
+		require.True(t, ok)
+
+		require.NoError(t, svc.SetPaused(ctx, ws, true))
+		got, err := svc.Store().Get(ctx, ws)
+		require.NoError(t, err)
+		require.True(t, got.PausedByUser)
+	})
+}
+
+func TestLease(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		store := connection.NewStore(bdb, newBox(t))
+		ws := newWorkspace(t, bdb)
+		_, err := store.Save(ctx, ws, "memcrm", json.RawMessage(`{}`), json.RawMessage(`{}`), connector.Identity{}, nil)
+		require.NoError(t, err)
+		c1, _ := store.Get(ctx, ws)
+		c2, _ := store.Get(ctx, ws)
+		ok, err := store.AcquireLease(ctx, c1, "replica-1", time.Minute)
+		require.NoError(t, err)
+		require.True(t, ok)
+		ok, err = store.AcquireLease(ctx, c2, "replica-2", time.Minute)
+		require.NoError(t, err)
+		require.False(t, ok, "a held lease is exclusive")
+		require.NoError(t, store.ReleaseLease(ctx, c1, "replica-1"))
+		ok, err = store.AcquireLease(ctx, c2, "replica-2", -time.Second) // already expired
+		require.NoError(t, err)
+		require.True(t, ok)
+		ok, err = store.AcquireLease(ctx, c1, "replica-1", time.Minute)
+		require.NoError(t, err)
+		require.True(t, ok, "an expired lease (a crashed holder) is taken over")
+	})
+}
