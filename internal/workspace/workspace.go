@@ -274,3 +274,43 @@ func IsAdmin(ctx context.Context) bool {
 	p, _ := ctx.Value(ctxKey{}).(principal)
 	return p.Admin
 }
+
+// Authenticator turns a bearer token into an authenticated context: the
+// admin token gives the admin principal, a workspace token its workspace.
+type Authenticator struct {
+	svc        *Service
+	adminToken string
+}
+
+// NewAuthenticator returns an Authenticator. An empty adminToken disables
+// admin operations.
+func NewAuthenticator(svc *Service, adminToken string) *Authenticator {
+	return &Authenticator{svc: svc, adminToken: adminToken}
+}
+
+// Authenticate returns ctx carrying the principal of token, or
+// ErrUnauthenticated (wrapped with the cause when it is not the token's
+// fault, for example an unreachable database).
+func (a *Authenticator) Authenticate(ctx context.Context, token string) (context.Context, error) {
+	if token == "" {
+		return ctx, ErrUnauthenticated
+	}
+	if AdminTokenMatches(a.adminToken, token) {
+		return NewAdminContext(ctx), nil
+	}
+	ws, err := a.svc.Authenticate(ctx, token)
+	if err != nil {
+		return ctx, err
+	}
+	return NewContext(ctx, ws.ID), nil
+}
+
+// BearerToken returns the token of an "Authorization: Bearer <token>"
+// header value, or "".
+func BearerToken(authorization string) string {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(authorization), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(token)
+}

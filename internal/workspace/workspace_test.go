@@ -121,3 +121,49 @@ func TestContext(t *testing.T) {
 	_, ok = workspace.FromContext(admin)
 	require.False(t, ok)
 }
+
+func TestAuthenticator(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		svc := workspace.NewService(bdb)
+		ws, token, err := svc.Create(ctx, "Acme")
+		require.NoError(t, err)
+		auth := workspace.NewAuthenticator(svc, "admin-secret")
+
+		got, err := auth.Authenticate(ctx, token)
+		require.NoError(t, err)
+		id, ok := workspace.FromContext(got)
+		require.True(t, ok)
+		require.Equal(t, ws.ID, id)
+
+		got, err = auth.Authenticate(ctx, "admin-secret")
+		require.NoError(t, err)
+		require.True(t, workspace.IsAdmin(got))
+
+		for _, bad := range []string{"", "admin-secre", workspace.TokenPrefix + "x"} {
+			_, err = auth.Authenticate(ctx, bad)
+			require.ErrorIs(t, err, workspace.ErrUnauthenticated)
+		}
+
+		// No admin token configured: nothing is admin.
+		_, err = workspace.NewAuthenticator(svc, "").Authenticate(ctx, "")
+		require.ErrorIs(t, err, workspace.ErrUnauthenticated)
+	})
+}
+
+func TestBearerToken(t *testing.T) {
+	t.Parallel()
+	tests := map[string]string{
+		"Bearer abc":   "abc",
+		"bearer  abc ": "abc",
+		"Basic abc":    "",
+		"abc":          "",
+		"":             "",
+		"Bearer":       "",
+	}
+	for in, want := range tests {
+		require.Equal(t, want, workspace.BearerToken(in), "header %q", in)
+	}
+}
