@@ -143,6 +143,7 @@ func (c *CRM) begin(ctx context.Context, method string, s connector.Session) (*c
 	if creds.Token != c.token {
 		return nil, connector.Errorf(connector.KindCredentials, "memcrm: INVALID_SESSION_ID: Session expired or invalid")
 	}
+	c.logger.Debug("memcrm call", "method", method, "org", cfg.Org)
 	org := c.Org(cfg.Org)
 	if cfg.DailyMax > 0 {
 		org.SetDailyMax(cfg.DailyMax)

@@ -1,0 +1,286 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/crmsync/crmsync/connectors/connector"
+	pb "github.com/crmsync/crmsync/connectors/plugin/internal/proto"
+)
+
+// This file is the one place where connector types meet their wire form:
+// Go values to proto messages and back, and connector errors to gRPC
+// statuses and back.
+
+var kindCodes = map[connector.Kind]codes.Code{
+	connector.KindUnknown:     codes.Unknown,
+	connector.KindCredentials: codes.Unauthenticated,
+	connector.KindRateLimited: codes.ResourceExhausted,
+	connector.KindUnavailable: codes.Unavailable,
+	connector.KindUnsupported: codes.Unimplemented,
+	connector.KindInvalid:     codes.InvalidArgument,
+}
+
+// errorToStatus encodes a connector method's error as a gRPC status whose
+// details carry the connector.Error (kind, message, retry-after).
+func errorToStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *connector.Error
+	if !errors.As(err, &ce) {
+		switch {
+		case errors.Is(err, context.Canceled):
+			return status.Error(codes.Canceled, err.Error())
+		case errors.Is(err, context.DeadlineExceeded):
+			return status.Error(codes.DeadlineExceeded, err.Error())
+		}
+		ce = &connector.Error{Kind: connector.KindUnknown}
+	}
+	msg := ce.Message
+	if error(ce) != err || msg == "" {
+		msg = err.Error()
+	}
+	st := status.New(kindCodes[ce.Kind], msg)
+	detail := &pb.Error{Kind: int32(ce.Kind), Message: msg}
+	if ce.RetryAfter > 0 {
+		detail.RetryAfter = durationpb.New(ce.RetryAfter)
+	}
+	if withDetail, derr := st.WithDetails(detail); derr == nil {
+		st = withDetail
+	}
+	return st.Err()
+}
+
+// statusToError decodes an error returned by a plugin call. It returns the
+// connector.Error the plugin sent, ctx's error when the caller gave up, and
+// otherwise an error of kind KindUnknown, or KindUnavailable for transport
+// failures. transport reports the latter case (the plugin may have died).
+func statusToError(ctx context.Context, err error) (_ error, transport bool) {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr, false
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return &connector.Error{Kind: connector.KindUnknown, Message: err.Error(), Err: err}, false
+	}
+	for _, d := range st.Details() {
+		if e, ok := d.(*pb.Error); ok {
+			return &connector.Error{Kind: connector.Kind(e.Kind), Message: e.Message, RetryAfter: e.RetryAfter.AsDuration()}, false
+		}
+	}
+	switch st.Code() {
+	case codes.Canceled:
+		return context.Canceled, false
+	case codes.DeadlineExceeded:
+		return context.DeadlineExceeded, false
+	case codes.Unavailable:
+		return &connector.Error{Kind: connector.KindUnavailable, Message: st.Message()}, true
+	}
+	return &connector.Error{Kind: connector.KindUnknown, Message: st.Message()}, false
+}
+
+func timeToPB(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func timeFromPB(t *timestamppb.Timestamp) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.AsTime()
+}
+
+func sessionToPB(s connector.Session) *pb.Session {
+	return &pb.Session{Config: s.Config, Credentials: s.Credentials}
+}
+
+func sessionFromPB(s *pb.Session) connector.Session {
+	return connector.Session{Config: raw(s.GetConfig()), Credentials: raw(s.GetCredentials())}
+}
+
+func raw(b []byte) json.RawMessage {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+func metaToPB(m connector.Meta) *pb.Meta {
+	out := &pb.Meta{Credentials: m.Credentials, Calls: int64(m.Calls)}
+	if m.Usage != nil {
+		out.Usage = usageToPB(*m.Usage)
+	}
+	return out
+}
+
+func metaFromPB(m *pb.Meta) connector.Meta {
+	out := connector.Meta{Credentials: raw(m.GetCredentials()), Calls: int(m.GetCalls())}
+	if m.GetUsage() != nil {
+		u := usageFromPB(m.GetUsage())
+		out.Usage = &u
+	}
+	return out
+}
+
+func usageToPB(u connector.Usage) *pb.Usage {
+	return &pb.Usage{Used: u.Used, Max: u.Max, ObservedAt: timeToPB(u.ObservedAt)}
+}
+
+func usageFromPB(u *pb.Usage) connector.Usage {
+	return connector.Usage{Used: u.GetUsed(), Max: u.GetMax(), ObservedAt: timeFromPB(u.GetObservedAt())}
+}
+
+func fieldsToJSON(f map[string]any) ([]byte, error) {
+	if f == nil {
+		return nil, nil
+	}
+	return json.Marshal(f)
+}
+
+func fieldsFromJSON(b []byte) (map[string]any, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	var f map[string]any
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("decode fields: %w", err)
+	}
+	return f, nil
+}
+
+func recordsToPB(recs []connector.Record) ([]*pb.Record, error) {
+	out := make([]*pb.Record, len(recs))
+	for i, r := range recs {
+		fields, err := fieldsToJSON(r.Fields)
+		if err != nil {
+			return nil, fmt.Errorf("encode record %s: %w", r.ID, err)
+		}
+		out[i] = &pb.Record{
+			Id: r.ID, Object: r.Object, Fields: fields,
+			LastModified: timeToPB(r.LastModified), LastModifiedById: r.LastModifiedByID,
+			SystemModstamp: timeToPB(r.SystemModstamp), Deleted: r.Deleted,
+		}
+	}
+	return out, nil
+}
+
+func recordsFromPB(recs []*pb.Record) ([]connector.Record, error) {
+	out := make([]connector.Record, len(recs))
+	for i, r := range recs {
+		fields, err := fieldsFromJSON(r.GetFields())
+		if err != nil {
+			return nil, fmt.Errorf("record %s: %w", r.GetId(), err)
+		}
+		out[i] = connector.Record{
+			ID: r.GetId(), Object: r.GetObject(), Fields: fields,
+			LastModified: timeFromPB(r.GetLastModified()), LastModifiedByID: r.GetLastModifiedById(),
+			SystemModstamp: timeFromPB(r.GetSystemModstamp()), Deleted: r.GetDeleted(),
+		}
+	}
+	return out, nil
+}
+
+func descriptionToPB(d *connector.Description) *pb.DescribeResponse {
+	out := &pb.DescribeResponse{Name: d.Name, Version: d.Version, Meta: metaToPB(d.Meta)}
+	for _, c := range d.ConfigFields {
+		out.ConfigFields = append(out.ConfigFields, &pb.ConfigField{Name: c.Name, Description: c.Description, Required: c.Required, Secret: c.Secret})
+	}
+	for _, c := range d.Capabilities {
+		out.Capabilities = append(out.Capabilities, string(c))
+	}
+	for _, o := range d.Objects {
+		po := &pb.Object{Name: o.Name, Label: o.Label, Createable: o.Createable, Updateable: o.Updateable, Deletable: o.Deletable}
+		for _, f := range o.Fields {
+			po.Fields = append(po.Fields, &pb.Field{
+				Name: f.Name, Label: f.Label, Type: string(f.Type), Createable: f.Createable, Updateable: f.Updateable,
+				Nillable: f.Nillable, Length: int64(f.Length), PicklistValues: f.PicklistValues, ExternalId: f.ExternalID,
+				ReferenceTo: f.ReferenceTo,
+			})
+		}
+		out.Objects = append(out.Objects, po)
+	}
+	return out
+}
+
+func descriptionFromPB(d *pb.DescribeResponse) *connector.Description {
+	out := &connector.Description{Name: d.GetName(), Version: d.GetVersion(), Meta: metaFromPB(d.GetMeta())}
+	for _, c := range d.GetConfigFields() {
+		out.ConfigFields = append(out.ConfigFields, connector.ConfigField{Name: c.GetName(), Description: c.GetDescription(), Required: c.GetRequired(), Secret: c.GetSecret()})
+	}
+	for _, c := range d.GetCapabilities() {
+		out.Capabilities = append(out.Capabilities, connector.Capability(c))
+	}
+	for _, o := range d.GetObjects() {
+		obj := connector.Object{Name: o.GetName(), Label: o.GetLabel(), Createable: o.GetCreateable(), Updateable: o.GetUpdateable(), Deletable: o.GetDeletable()}
+		for _, f := range o.GetFields() {
+			obj.Fields = append(obj.Fields, connector.Field{
+				Name: f.GetName(), Label: f.GetLabel(), Type: connector.FieldType(f.GetType()), Createable: f.GetCreateable(),
+				Updateable: f.GetUpdateable(), Nillable: f.GetNillable(), Length: int(f.GetLength()),
+				PicklistValues: f.GetPicklistValues(), ExternalID: f.GetExternalId(), ReferenceTo: f.GetReferenceTo(),
+			})
+		}
+		out.Objects = append(out.Objects, obj)
+	}
+	return out
+}
+
+func operationsToPB(ops []connector.Operation) ([]*pb.Operation, error) {
+	out := make([]*pb.Operation, len(ops))
+	for i, op := range ops {
+		fields, err := fieldsToJSON(op.Fields)
+		if err != nil {
+			return nil, fmt.Errorf("encode operation %d (%s %s): %w", i, op.Kind, op.Object, err)
+		}
+		out[i] = &pb.Operation{Kind: string(op.Kind), Object: op.Object, Id: op.ID, ExternalIdField: op.ExternalIDField, ExternalId: op.ExternalID, Fields: fields}
+	}
+	return out, nil
+}
+
+func operationsFromPB(ops []*pb.Operation) ([]connector.Operation, error) {
+	out := make([]connector.Operation, len(ops))
+	for i, op := range ops {
+		fields, err := fieldsFromJSON(op.GetFields())
+		if err != nil {
+			return nil, fmt.Errorf("operation %d: %w", i, err)
+		}
+		out[i] = connector.Operation{
+			Kind: connector.OpKind(op.GetKind()), Object: op.GetObject(), ID: op.GetId(),
+			ExternalIDField: op.GetExternalIdField(), ExternalID: op.GetExternalId(), Fields: fields,
+		}
+	}
+	return out, nil
+}
+
+func resultsToPB(rs []connector.Result) []*pb.Result {
+	out := make([]*pb.Result, len(rs))
+	for i, r := range rs {
+		out[i] = &pb.Result{Id: r.ID, Created: r.Created}
+		if e := r.Error; e != nil {
+			out[i].Error = &pb.RecordError{Code: e.Code, Message: e.Message, Fields: e.Fields, Retryable: e.Retryable}
+		}
+	}
+	return out
+}
+
+func resultsFromPB(rs []*pb.Result) []connector.Result {
+	out := make([]connector.Result, len(rs))
+	for i, r := range rs {
+		out[i] = connector.Result{ID: r.GetId(), Created: r.GetCreated()}
+		if e := r.GetError(); e != nil {
+			out[i].Error = &connector.RecordError{Code: e.GetCode(), Message: e.GetMessage(), Fields: e.GetFields(), Retryable: e.GetRetryable()}
+		}
+	}
+	return out
+}

@@ -1,0 +1,52 @@
+package plugin
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/connectors/memcrm"
+)
+
+// TestMain doubles as the plugin binary: the host under test launches this
+// test executable as `<exe> connector NAME`, exactly as crmsync launches
+// itself for built-in connectors.
+func TestMain(m *testing.M) {
+	if len(os.Args) == 3 && os.Args[1] == "connector" {
+		servePlugin(os.Args[2])
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+func servePlugin(name string) {
+	crm := memcrm.New(memcrm.WithLogger(Logger()))
+	switch name {
+	case "memcrm":
+		Serve(crm)
+	case "memcrm-v2": // built against another protocol version
+		serve(crm, connector.ProtocolVersion+1)
+	case "no-changes": // a connector without the optional ChangeFetcher
+		Serve(struct{ connector.Connector }{crm})
+	default:
+		Logger().Error("unknown connector", "name", name)
+		os.Exit(2)
+	}
+}
+
+// testExecutable is the path of this test binary.
+func testExecutable(t testing.TB) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatalf("find test executable: %v", err)
+	}
+	return exe
+}
+
+func ctxT(t testing.TB) context.Context {
+	return t.Context()
+}
