@@ -207,7 +207,8 @@ func (s *Store) SetPausedByUser(ctx context.Context, workspaceID int64, paused b
 }
 
 // AcquireLease takes the connection's sync lease for owner until ttl from
-// now, unless another owner holds an unexpired one. The lease keeps two
+// now, unless anyone (owner included: owners name one sync, not a process)
+// holds an unexpired one. The lease keeps two
 // syncs of one connection (flush or pull) from running at once across
 // replicas, whatever the job queue does.
 func (s *Store) AcquireLease(ctx context.Context, c *Connection, owner string, ttl time.Duration) (bool, error) {
@@ -215,7 +216,7 @@ func (s *Store) AcquireLease(ctx context.Context, c *Connection, owner string, t
 	res, err := s.db.NewUpdate().Model((*Connection)(nil)).
 		Set("lease_owner = ?, lease_until = ?", owner, now.Add(ttl)).
 		Where("id = ?", c.ID).
-		Where("(lease_until IS NULL OR lease_until < ? OR lease_owner = ?)", now, owner).
+		Where("(lease_until IS NULL OR lease_until < ?)", now).
 		Exec(ctx)
 	if err != nil {
 		return false, fmt.Errorf("acquire flush lease of connection %d: %w", c.ID, err)

@@ -105,6 +105,14 @@ type Engine struct {
 	descs  map[string]describeEntry
 }
 
+// leaseOwner names one sync for the connection lease: the process (for
+// operators reading the table) and a random suffix.
+func (e *Engine) leaseOwner() string {
+	suffix := make([]byte, 6)
+	_, _ = rand.Read(suffix)
+	return e.owner + "/" + hex.EncodeToString(suffix)
+}
+
 // describeEntry caches a connection's object describes between flushes.
 type describeEntry struct {
 	at      time.Time
@@ -119,10 +127,8 @@ const describeTTL = 15 * time.Minute
 func New(db *bun.DB, conns *connection.Store, connectors Connectors, notifier BatchNotifier, logger *slog.Logger, cfg Config) *Engine {
 	cfg.defaults()
 	host, _ := os.Hostname()
-	suffix := make([]byte, 4)
-	_, _ = rand.Read(suffix)
 	return &Engine{db: db, conns: conns, connectors: connectors, notifier: notifier, logger: logger, cfg: cfg,
-		owner: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(suffix)), now: time.Now,
+		owner: fmt.Sprintf("%s/%d", host, os.Getpid()), now: time.Now,
 		descs: map[string]describeEntry{}}
 }
 
@@ -157,7 +163,8 @@ func (e *Engine) Flush(ctx context.Context, workspaceID int64) (*Result, error) 
 	if reason != PauseNone {
 		return e.Pause(ctx, c, synclog.Outbound, reason, detail)
 	}
-	ok, err := e.conns.AcquireLease(ctx, c, e.owner, e.cfg.LeaseTTL)
+	owner := e.leaseOwner()
+	ok, err := e.conns.AcquireLease(ctx, c, owner, e.cfg.LeaseTTL)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +172,7 @@ func (e *Engine) Flush(ctx context.Context, workspaceID int64) (*Result, error) 
 		return nil, ErrBusy
 	}
 	defer func() {
-		if err := e.conns.ReleaseLease(context.WithoutCancel(ctx), c, e.owner); err != nil {
+		if err := e.conns.ReleaseLease(context.WithoutCancel(ctx), c, owner); err != nil {
 			e.logger.Error("release flush lease", slog.Int64("workspace_id", workspaceID), slog.Any("error", err))
 		}
 	}()
