@@ -88,7 +88,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func newHost(t *testing.T, external map[string]External) (*Host, *logSink) {
+func newHost(t testing.TB, external map[string]External) (*Host, *logSink) {
 	t.Helper()
 	sink := &logSink{}
 	h, err := NewHost(HostConfig{
@@ -104,7 +104,7 @@ func newHost(t *testing.T, external map[string]External) (*Host, *logSink) {
 
 func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
-func session(t *testing.T, org string, f *memcrm.Faults) connector.Session {
+func session(t testing.TB, org string, f *memcrm.Faults) connector.Session {
 	t.Helper()
 	s := memcrm.Session(org, memcrm.DefaultToken)
 	cfg, err := json.Marshal(memcrm.Config{Org: org, Faults: f, DailyMax: 1 << 40})

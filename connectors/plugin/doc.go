@@ -1,0 +1,49 @@
+// Package plugin runs connectors as separate processes: [Serve] is the whole
+// main of a connector binary, and [Host] is how crmsync launches, verifies,
+// restarts and stops those processes.
+//
+// The wire is go-plugin over gRPC (protocol crmsync.connector.v1, handshake
+// version connector.ProtocolVersion) with automatic mutual TLS over a Unix
+// socket. Connector authors never see go-plugin, gRPC or protobuf: they
+// implement connector.Connector and call Serve.
+//
+// # Writing a connector
+//
+//	package main
+//
+//	import (
+//		"github.com/crmsync/crmsync/connectors/plugin"
+//		"example.com/acmecrm"
+//	)
+//
+//	func main() {
+//		plugin.Serve(acmecrm.New(plugin.Logger()))
+//	}
+//
+// Build it with `go build`, pin it in crmsync's configuration by path and
+// sha256, and test it with connectortest.Run (docs/connectors.md walks
+// through every step).
+//
+// # Hosting connectors
+//
+//	host, err := plugin.NewHost(plugin.HostConfig{
+//		Logger:   logger,
+//		External: map[string]plugin.External{"acmecrm": {Path: "/opt/crm/acmecrm", SHA256: "9f86d0…"}},
+//	})
+//	defer host.Close()
+//	crm, err := host.Connector(ctx, "acmecrm") // or "memcrm", "salesforce": built in
+//
+// A built-in connector runs as `<crmsync executable> connector NAME`; an
+// external one runs its own executable, refused before it starts if its
+// sha256 differs from the pinned one. The plugin gets no environment from the
+// host (configuration and credentials travel with each call), dies with the
+// host (Linux parent-death signal), and logs through the host's logger: lines
+// a plugin writes with [Logger] come out of the host's *slog.Logger at their
+// level, with a "connector" attribute.
+//
+// A connector.Error returned by the plugin arrives on the host with its Kind,
+// message and RetryAfter, so errors.Is and errors.As work as in process;
+// ctx deadlines and cancellation reach the plugin. When a plugin process
+// dies, the calls in flight fail with a retryable connector.ErrUnavailable
+// error and the next call starts a new process.
+package plugin
