@@ -1,6 +1,8 @@
 package plugin
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,8 +11,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -102,7 +106,17 @@ func newHost(t testing.TB, external map[string]External) (*Host, *logSink) {
 	return h, sink
 }
 
-func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+// alive reports whether process pid runs (a zombie, dead but not yet reaped
+// by whoever adopted it, does not).
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command name in parentheses: "pid (comm) S ...".
+	rest := stat[bytes.LastIndexByte(stat, ')')+1:]
+	return len(bytes.Fields(rest)) > 0 && string(bytes.Fields(rest)[0]) != "Z"
+}
 
 func session(t testing.TB, org string, f *memcrm.Faults) connector.Session {
 	t.Helper()
@@ -343,4 +357,24 @@ func TestCloseKillsPlugins(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrNotExist, "socket dir removed")
 	_, err = h.Connector(t.Context(), "memcrm")
 	require.ErrorIs(t, err, errClosed)
+}
+
+func TestNoOrphans(t *testing.T) {
+	t.Parallel()
+	host := exec.Command(testExecutable(t), "host-and-wait")
+	stdin, err := host.StdinPipe()
+	require.NoError(t, err)
+	defer stdin.Close()
+	stdout, err := host.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, host.Start())
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(t, err, "the host reports its plugin's pid")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	require.NoError(t, err)
+	require.True(t, alive(pid))
+
+	require.NoError(t, host.Process.Kill(), "the host dies without a chance to clean up")
+	_ = host.Wait()
+	eventually(t, "the orphaned plugin to die", func() bool { return !alive(pid) })
 }

@@ -2,6 +2,8 @@ package plugin
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"testing"
 
@@ -18,6 +20,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) == 3 && os.Args[1] == "connector" {
 		servePlugin(os.Args[2])
 		os.Exit(0)
+	}
+	if len(os.Args) == 2 && os.Args[1] == "host-and-wait" {
+		hostAndWait()
 	}
 	goleak.VerifyTestMain(m)
 }
@@ -37,6 +42,25 @@ func servePlugin(name string) {
 	}
 }
 
+// hostAndWait is a host process for TestNoOrphans: it starts memcrm, prints
+// the plugin's pid and waits to be killed.
+func hostAndWait() {
+	exe, err := os.Executable()
+	if err != nil {
+		os.Exit(2)
+	}
+	h, err := NewHost(HostConfig{Executable: exe})
+	if err != nil {
+		os.Exit(2)
+	}
+	if _, err := h.Connector(context.Background(), "memcrm"); err != nil {
+		os.Exit(2)
+	}
+	fmt.Println(h.pid("memcrm"))
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	os.Exit(0)
+}
+
 // testExecutable is the path of this test binary.
 func testExecutable(t testing.TB) string {
 	t.Helper()
@@ -45,8 +69,4 @@ func testExecutable(t testing.TB) string {
 		t.Fatalf("find test executable: %v", err)
 	}
 	return exe
-}
-
-func ctxT(t testing.TB) context.Context {
-	return t.Context()
 }
