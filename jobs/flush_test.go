@@ -65,7 +65,7 @@ func TestFlushJobsDrainAndPace(t *testing.T) {
 			defer stop()
 			require.NoError(t, client.Stop(stopCtx))
 		}()
-		in := outbound.NewIngester(bdb, jobs.NewScheduler(client, interval))
+		in := outbound.NewIngester(bdb, jobs.NewScheduler(client, interval), nil)
 
 		// A trickle: one change every 100 ms for 2.5 s, to distinct companies.
 		start := time.Now()

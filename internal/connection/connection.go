@@ -264,3 +264,17 @@ func (s *Store) SetPauseReason(ctx context.Context, c *Connection, reason string
 	}
 	return nil
 }
+
+// SetDailyLimit stores crmsync's own daily call limit (nil clears it).
+func (s *Store) SetDailyLimit(ctx context.Context, c *Connection, limit *int64) error {
+	c.DailyLimit = sql.NullInt64{}
+	if limit != nil {
+		c.DailyLimit = sql.NullInt64{Int64: *limit, Valid: true}
+	}
+	_, err := s.db.NewUpdate().Model((*Connection)(nil)).Set("daily_limit = ?, updated_at = ?", c.DailyLimit, s.now().UTC()).
+		Where("id = ?", c.ID).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("set daily limit of connection %d: %w", c.ID, err)
+	}
+	return nil
+}

@@ -132,3 +132,24 @@ func isObject(raw json.RawMessage) bool {
 
 // UserFacing marks the error as safe and useful to show to API clients.
 func (*InputError) UserFacing() {}
+
+// SetDailyLimit sets (or, with nil, clears) crmsync's own daily call limit.
+// A negative limit, or one above the org's known allowance, is refused.
+func (s *Service) SetDailyLimit(ctx context.Context, workspaceID int64, limit *int64) error {
+	c, err := s.store.Get(ctx, workspaceID)
+	if err != nil {
+		return err
+	}
+	if limit != nil {
+		switch {
+		case *limit < 0:
+			return &InputError{fmt.Sprintf("the daily limit must be 0 or more, got %d", *limit)}
+		case c.APIMax.Valid && c.APIMax.Int64 > 0 && *limit > c.APIMax.Int64:
+			return &InputError{fmt.Sprintf("the daily limit %d is above the org's daily API allowance of %d", *limit, c.APIMax.Int64)}
+		}
+	}
+	if err := s.store.SetDailyLimit(ctx, c, limit); err != nil {
+		return err
+	}
+	return s.sched.ScheduleNow(ctx, workspaceID) // a raised limit may end a pause
+}

@@ -30,9 +30,9 @@ type Connectors interface {
 }
 
 // BatchNotifier learns of every sync-log batch written (for subscriptions
-// and metrics). It must not block.
+// and metrics). It must not block for long.
 type BatchNotifier interface {
-	BatchWritten(b *synclog.Batch)
+	BatchWritten(ctx context.Context, b *synclog.Batch)
 }
 
 // PauseReason says why a flush sent nothing.
@@ -299,7 +299,7 @@ func (e *Engine) Pause(ctx context.Context, c *connection.Connection, dir synclo
 		return nil, err
 	}
 	e.logger.Warn("sync paused", slog.Int64("workspace_id", c.WorkspaceID), slog.String("reason", string(reason)), slog.String("detail", detail))
-	e.notify(b)
+	e.notify(ctx, b)
 	res.Batch = b
 	return res, nil
 }
@@ -318,9 +318,9 @@ func pauseMessage(reason PauseReason, c *connection.Connection) string {
 	return "paused: " + string(reason)
 }
 
-func (e *Engine) notify(b *synclog.Batch) {
+func (e *Engine) notify(ctx context.Context, b *synclog.Batch) {
 	if e.notifier != nil && b != nil {
-		e.notifier.BatchWritten(b)
+		e.notifier.BatchWritten(context.WithoutCancel(ctx), b)
 	}
 }
 

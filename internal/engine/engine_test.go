@@ -71,7 +71,7 @@ func setup(t *testing.T, bdb *bun.DB) *testBundle {
 		return b.crm, nil
 	})
 	b.engine = engine.New(bdb, b.conns, conns, nil, slog.New(slog.DiscardHandler), engine.Config{RetryBase: time.Millisecond, WaitDelay: time.Millisecond})
-	b.in = outbound.NewIngester(bdb, noScheduler{})
+	b.in = outbound.NewIngester(bdb, noScheduler{}, nil)
 	return b
 }
 

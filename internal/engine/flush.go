@@ -145,7 +145,7 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 	if err := f.commit(ctx, batch); err != nil {
 		return nil, err
 	}
-	f.e.notify(batch)
+	f.e.notify(ctx, batch)
 	f.e.logger.Info("flush done", slog.Int64("workspace_id", f.c.WorkspaceID), slog.Int("items", len(items)),
 		slog.Int("records", len(f.jobs)), slog.Int("api_calls", f.calls), slog.String("status", string(batch.Status)))
 	res := &Result{Batch: batch, More: len(items) == f.e.cfg.MaxItems}

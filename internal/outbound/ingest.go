@@ -82,17 +82,23 @@ type Scheduler interface {
 	ScheduleFlushTx(ctx context.Context, tx bun.Tx, workspaceID int64) error
 }
 
+// Notifier learns that a workspace's queue changed (for live overviews).
+type Notifier interface {
+	QueueChanged(ctx context.Context, workspaceID int64)
+}
+
 // Ingester accepts changes: it updates records and queues items for the
 // types written to the CRM, in one transaction with the flush job.
 type Ingester struct {
-	db    *bun.DB
-	sched Scheduler
-	now   func() time.Time
+	db       *bun.DB
+	sched    Scheduler
+	notifier Notifier
+	now      func() time.Time
 }
 
-// NewIngester returns an Ingester.
-func NewIngester(db *bun.DB, sched Scheduler) *Ingester {
-	return &Ingester{db: db, sched: sched, now: time.Now}
+// NewIngester returns an Ingester. notifier may be nil.
+func NewIngester(db *bun.DB, sched Scheduler, notifier Notifier) *Ingester {
+	return &Ingester{db: db, sched: sched, notifier: notifier, now: time.Now}
 }
 
 // IngestResult says what an Ingest call did.
@@ -172,6 +178,9 @@ func (in *Ingester) Ingest(ctx context.Context, workspaceID int64, changes []Cha
 		}
 		// A concurrent ingest created one of the same records first; the
 		// retry sees it and merges into it.
+	}
+	if err == nil && res.Queued > 0 && in.notifier != nil {
+		in.notifier.QueueChanged(ctx, workspaceID)
 	}
 	return res, err
 }

@@ -40,7 +40,7 @@ func setup(t *testing.T, bdb *bun.DB) *testBundle {
 		defer b.mu.Unlock()
 		b.scheduled++
 		return nil
-	}))
+	}), nil)
 	return b
 }
 

@@ -1,0 +1,94 @@
+// Package overview computes what the product's Settings → Syncing →
+// Overview page shows for a workspace: queue depth, API usage against both
+// limits, pause state and the connection's health.
+package overview
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/engine"
+	"github.com/crmsync/crmsync/internal/limits"
+	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/synclog"
+)
+
+// Overview is one workspace's sync overview. Zero times and nil pointers
+// mean "none".
+type Overview struct {
+	ConversionUsed  int64
+	ConversionLimit *int64
+
+	SalesforceUsed       *int64
+	SalesforceMax        *int64
+	SalesforceObservedAt time.Time
+
+	Queued       int
+	Failed       int
+	OldestQueued time.Time
+
+	Paused           bool
+	PauseReason      engine.PauseReason
+	ConnectionStatus connection.Status // "" when not connected
+	LastBatchAt      time.Time
+}
+
+// Get computes the workspace's overview at now.
+func Get(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (Overview, error) {
+	var o Overview
+	depth, err := outbound.Measure(ctx, db, workspaceID)
+	if err != nil {
+		return o, err
+	}
+	o.Queued, o.Failed, o.OldestQueued = depth.Queued, depth.Failed, depth.OldestQueued
+	if o.ConversionUsed, err = limits.Used(ctx, db, workspaceID, now); err != nil {
+		return o, err
+	}
+	if o.LastBatchAt, err = synclog.Latest(ctx, db, workspaceID); err != nil {
+		return o, err
+	}
+	c, err := connection.NewStore(db, nil).Get(ctx, workspaceID)
+	if errors.Is(err, connection.ErrNotConnected) {
+		o.Paused, o.PauseReason = true, engine.PauseNotConnected
+		return o, nil
+	}
+	if err != nil {
+		return o, err
+	}
+	o.ConnectionStatus = c.Status
+	if c.DailyLimit.Valid {
+		o.ConversionLimit = &c.DailyLimit.Int64
+	}
+	if c.APIUsed.Valid {
+		o.SalesforceUsed = &c.APIUsed.Int64
+	}
+	if c.APIMax.Valid {
+		o.SalesforceMax = &c.APIMax.Int64
+	}
+	o.SalesforceObservedAt = c.APIObservedAt.Time
+	o.PauseReason = pauseReason(c, o)
+	o.Paused = o.PauseReason != engine.PauseNone
+	return o, nil
+}
+
+// pauseReason says why the connection is paused now, from its stored state:
+// the same rules as the engine's gate, without calling the CRM.
+func pauseReason(c *connection.Connection, o Overview) engine.PauseReason {
+	switch {
+	case c.Status == connection.StatusExpired:
+		return engine.PauseConnectionExpired
+	case c.PausedByUser:
+		return engine.PauseByUser
+	case o.ConversionLimit != nil && o.ConversionUsed >= *o.ConversionLimit:
+		return engine.PauseConversionLimit
+	case o.SalesforceUsed != nil && o.SalesforceMax != nil && *o.SalesforceMax > 0 && *o.SalesforceUsed >= *o.SalesforceMax:
+		return engine.PauseSalesforceLimit
+	case c.PauseReason != "":
+		return engine.PauseReason(c.PauseReason)
+	}
+	return engine.PauseNone
+}
