@@ -1,0 +1,105 @@
+package connectortest_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/connectors/connectortest"
+	"github.com/crmsync/crmsync/connectors/memcrm"
+)
+
+// brokenEnv selects a deliberately broken connector for TestMemcrmSuite when
+// TestSuiteCatchesBrokenConnectors re-runs this binary.
+const brokenEnv = "CONNECTORTEST_BROKEN"
+
+// broken wraps memcrm with one contract violation.
+type broken struct {
+	*memcrm.CRM
+	bug string
+}
+
+func (b broken) BulkUpdate(ctx context.Context, req connector.BulkUpdateRequest) (*connector.BulkUpdateResponse, error) {
+	resp, err := b.CRM.BulkUpdate(ctx, req)
+	if err == nil && b.bug == "reorder" {
+		slices.Reverse(resp.Results)
+	}
+	return resp, err
+}
+
+func (b broken) FetchCurrent(ctx context.Context, req connector.FetchCurrentRequest) (*connector.FetchCurrentResponse, error) {
+	resp, err := b.CRM.FetchCurrent(ctx, req)
+	if err == nil && b.bug == "stamps" {
+		for i := range resp.Records {
+			resp.Records[i].LastModifiedByID = ""
+		}
+	}
+	return resp, err
+}
+
+func (b broken) FetchChanges(ctx context.Context, req connector.FetchChangesRequest) (*connector.FetchChangesResponse, error) {
+	resp, err := b.CRM.FetchChanges(ctx, req)
+	if err == nil && b.bug == "skip-page" && len(resp.Records) > 1 {
+		resp.Records = resp.Records[1:]
+	}
+	return resp, err
+}
+
+func (b broken) Check(ctx context.Context, req connector.CheckRequest) (*connector.CheckResponse, error) {
+	if b.bug == "ignore-ctx" {
+		ctx = context.Background()
+	}
+	resp, err := b.CRM.Check(ctx, req)
+	if b.bug == "untyped" && err != nil {
+		return nil, errors.New(err.Error())
+	}
+	return resp, err
+}
+
+// TestMemcrmSuite runs the suite against memcrm, or against a broken
+// variant when brokenEnv is set.
+func TestMemcrmSuite(t *testing.T) {
+	crm := memcrm.New()
+	var c connector.Connector = crm
+	if bug := os.Getenv(brokenEnv); bug != "" {
+		c = broken{CRM: crm, bug: bug}
+	}
+	connectortest.Run(t, func(t *testing.T) connectortest.Harness {
+		return connectortest.Harness{
+			Connector:      c,
+			Session:        memcrm.Session(t.Name(), memcrm.DefaultToken),
+			BadCredentials: memcrm.Session(t.Name(), "nope"),
+		}
+	})
+}
+
+// TestSuiteCatchesBrokenConnectors checks the suite fails each broken
+// variant in the subtest that owns the property it breaks.
+func TestSuiteCatchesBrokenConnectors(t *testing.T) {
+	t.Parallel()
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	tests := map[string]string{
+		"reorder":    "PerRecordErrors",
+		"stamps":     "RoundTrip",
+		"skip-page":  "FetchChanges",
+		"ignore-ctx": "Canceled",
+		"untyped":    "BadCredentials",
+	}
+	for bug, subtest := range tests {
+		t.Run(bug, func(t *testing.T) {
+			t.Parallel()
+			cmd := exec.Command(exe, "-test.run=^TestMemcrmSuite$", "-test.v")
+			cmd.Env = append(os.Environ(), brokenEnv+"="+bug)
+			out, err := cmd.CombinedOutput()
+			require.Error(t, err, "the suite passes a connector with bug %q:\n%s", bug, out)
+			require.Contains(t, string(out), "--- FAIL: TestMemcrmSuite/"+subtest+" ", "bug %q", bug)
+		})
+	}
+}
