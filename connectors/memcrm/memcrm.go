@@ -207,7 +207,10 @@ func (c *CRM) description() *connector.Description {
 func (c *CRM) Describe(ctx context.Context, req connector.DescribeRequest) (*connector.Description, error) {
 	d := c.description()
 	if len(req.Session.Credentials) == 0 {
-		return d, ctx.Err()
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("memcrm describe: %w", err)
+		}
+		return d, nil
 	}
 	cl, err := c.begin(ctx, "Describe", req.Session)
 	if err != nil {

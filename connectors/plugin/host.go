@@ -272,7 +272,10 @@ func (h *Host) failed(ctx context.Context, name string, p *process, method strin
 	for !p.client.Exited() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if !p.client.Exited() {
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if !p.client.Exited() || closed { // Close, not a crash, ended it
 		return decoded
 	}
 	h.logger.Error("connector plugin crashed", "connector", name, "pid", p.pid, "method", method, "error", err)
