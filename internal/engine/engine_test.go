@@ -480,3 +480,44 @@ func TestExpiredCredentialsPauseAndKeepItems(t *testing.T) {
 		require.Equal(t, 1, d.Queued)
 	})
 }
+
+func TestWorkflowActions(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setup(t, bdb)
+		now := b.clock.Now()
+		b.ingest(t, change(record.TypeContact, "c1", now, map[string]any{"email": "w@example.com", "lastName": "W", "company": "X"}),
+			change(record.TypeCampaign, "camp", now, map[string]any{"name": "Nurture"}))
+		b.flush(t)
+		leadID := b.rec(t, record.TypeContact, "c1").CRMID
+
+		actions := []outbound.WorkflowAction{
+			{Kind: outbound.WorkflowCreateTask, ActionID: "run-1", ContactID: "c1", Task: &outbound.Task{Subject: "Call back", DueDate: "2026-12-01"}},
+			{Kind: outbound.WorkflowCreateTask, ActionID: "run-1", ContactID: "c1", Task: &outbound.Task{Subject: "Call back", DueDate: "2026-12-01"}}, // a retried run
+			{Kind: outbound.WorkflowAddToCampaign, ContactID: "c1", CampaignID: "camp"},
+			{Kind: outbound.WorkflowAssignToQueue, ContactID: "c1", QueueID: b.org.QueueID()},
+		}
+		for _, a := range actions {
+			c, err := a.Change(b.clock.Now())
+			require.NoError(t, err)
+			b.ingest(t, c)
+		}
+		b.drain(t)
+		b.drain(t) // the duplicate run's item, if any, is flushed too
+
+		tasks := b.org.All("Task")
+		require.Len(t, tasks, 1, "a retried workflow run creates no second task")
+		require.Equal(t, leadID, tasks[0].Fields["WhoId"])
+		require.Equal(t, "Call back", tasks[0].Fields["Subject"])
+		lead, _ := b.org.Get("Lead", leadID)
+		require.Equal(t, b.org.QueueID(), lead.Fields["OwnerId"])
+		require.Len(t, b.org.All("CampaignMember"), 1)
+
+		_, err := outbound.WorkflowAction{Kind: outbound.WorkflowAssignToQueue, ContactID: "c1", QueueID: "' OR 1=1"}.Change(now)
+		var ie *outbound.InputError
+		require.ErrorAs(t, err, &ie)
+		_, err = outbound.WorkflowAction{Kind: outbound.WorkflowCreateTask, ContactID: "c1"}.Change(now)
+		require.ErrorAs(t, err, &ie)
+	})
+}
