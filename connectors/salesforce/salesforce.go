@@ -1,0 +1,300 @@
+package salesforce
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/crmsync/crmsync/connectors/connector"
+)
+
+const (
+	// Name is the connector's name.
+	Name = "salesforce"
+	// Version is the connector's version, reported by Describe.
+	Version = "1.0.0"
+	// DefaultAPIVersion is the REST API version the connector speaks unless
+	// the configuration pins another.
+	DefaultAPIVersion = "v62.0"
+	// DefaultLoginURL is the login host used when the configuration names none.
+	DefaultLoginURL = "https://login.salesforce.com"
+	// DefaultLookBack is how far before its watermark FetchChanges reads
+	// again, for transactions that commit with an older SystemModstamp.
+	DefaultLookBack = 2 * time.Minute
+	// DefaultDescribeTTL is how long an object's describe is cached.
+	DefaultDescribeTTL = 15 * time.Minute
+)
+
+// SyncObjects are the objects Describe reports when no object is named.
+var SyncObjects = []string{"Lead", "Contact", "Account", "Campaign", "CampaignMember", "Task"}
+
+// Connector is the Salesforce connector. It implements connector.Connector
+// and connector.ChangeFetcher, is safe for concurrent use, and keeps no state
+// between calls but caches of access tokens and describes.
+type Connector struct {
+	http        *http.Client
+	now         func() time.Time
+	logger      *slog.Logger
+	lookBack    time.Duration
+	describeTTL time.Duration
+
+	tokens    *tokenCache
+	describes *describeCache
+}
+
+var (
+	_ connector.Connector     = (*Connector)(nil)
+	_ connector.ChangeFetcher = (*Connector)(nil)
+)
+
+// Option configures a Connector.
+type Option func(*Connector)
+
+// WithHTTPClient sets the HTTP client for every Salesforce request (default:
+// timeouts of 10 s to connect, 3 min for response headers, 5 min overall).
+func WithHTTPClient(c *http.Client) Option { return func(s *Connector) { s.http = c } }
+
+// WithClock sets the clock used for JWT expiry, usage stamps and cache ages.
+func WithClock(now func() time.Time) Option { return func(s *Connector) { s.now = now } }
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(s *Connector) { s.logger = l } }
+
+// WithLookBack sets the FetchChanges look-back (default [DefaultLookBack]).
+func WithLookBack(d time.Duration) Option { return func(s *Connector) { s.lookBack = d } }
+
+// WithDescribeTTL sets how long describes are cached (default
+// [DefaultDescribeTTL]).
+func WithDescribeTTL(d time.Duration) Option { return func(s *Connector) { s.describeTTL = d } }
+
+// New returns a Salesforce connector.
+func New(opts ...Option) *Connector {
+	c := &Connector{
+		http:        defaultHTTPClient(),
+		now:         time.Now,
+		logger:      slog.New(slog.DiscardHandler),
+		lookBack:    DefaultLookBack,
+		describeTTL: DefaultDescribeTTL,
+		tokens:      &tokenCache{slots: map[string]*tokenSlot{}},
+		describes:   &describeCache{m: map[string]describeEntry{}},
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+func defaultHTTPClient() *http.Client {
+	return &http.Client{
+		Timeout: 5 * time.Minute,
+		Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: 3 * time.Minute,
+			IdleConnTimeout:       90 * time.Second,
+			MaxIdleConnsPerHost:   8,
+			ForceAttemptHTTP2:     true,
+			TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+		},
+		// Never follow a redirect with a bearer token in hand.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// Config is the session configuration (Session.Config).
+type Config struct {
+	// LoginURL is the OAuth host: https://login.salesforce.com,
+	// https://test.salesforce.com or the org's My Domain. Default
+	// DefaultLoginURL.
+	LoginURL string `json:"loginUrl,omitempty"`
+	// ClientID is the connected app's consumer key.
+	ClientID string `json:"clientId"`
+	// APIVersion pins the REST API version ("v62.0" or "62.0"). Default
+	// DefaultAPIVersion.
+	APIVersion string `json:"apiVersion,omitempty"`
+	// ExternalIDField names, per object, the external-id field crmsync
+	// upserts on (for example {"Contact": "Conversion_Id__c"}).
+	ExternalIDField map[string]string `json:"externalIdField,omitempty"`
+	// JWTAudience overrides the JWT bearer assertion's aud claim (default
+	// LoginURL). Orgs logging in through My Domain set it to
+	// https://login.salesforce.com (or https://test.salesforce.com).
+	JWTAudience string `json:"jwtAudience,omitempty"`
+}
+
+// Credentials are the session credentials (Session.Credentials). Either
+// ClientSecret+RefreshToken or PrivateKey+Username authenticate; the other
+// fields cache the current session and are filled in by the connector.
+type Credentials struct {
+	ClientSecret string `json:"clientSecret,omitempty"`
+	RefreshToken string `json:"refreshToken,omitempty"`
+	// PrivateKey is the PEM (PKCS #1 or #8) RSA key whose certificate is
+	// uploaded to the connected app, for the JWT bearer flow.
+	PrivateKey string `json:"privateKey,omitempty"`
+	Username   string `json:"username,omitempty"`
+
+	AccessToken string `json:"accessToken,omitempty"`
+	InstanceURL string `json:"instanceUrl,omitempty"`
+	IdentityURL string `json:"identityUrl,omitempty"`
+	UserID      string `json:"userId,omitempty"`
+}
+
+// NewSession returns a session carrying cfg and creds.
+func NewSession(cfg Config, creds Credentials) connector.Session {
+	c, _ := json.Marshal(cfg)   // plain strings and maps: cannot fail
+	k, _ := json.Marshal(creds) // plain strings: cannot fail
+	return connector.Session{Config: c, Credentials: k}
+}
+
+var versionRE = regexp.MustCompile(`^v?([0-9]{2,3}\.0)$`)
+
+// parseConfig reads and validates a session's configuration.
+func parseConfig(raw json.RawMessage) (Config, string, error) {
+	var cfg Config
+	if len(bytes.TrimSpace(raw)) > 0 {
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			return cfg, "", connector.Errorf(connector.KindInvalid, "salesforce config: %v", err)
+		}
+	}
+	if cfg.LoginURL == "" {
+		cfg.LoginURL = DefaultLoginURL
+	}
+	cfg.LoginURL = strings.TrimRight(cfg.LoginURL, "/")
+	if err := checkBaseURL(cfg.LoginURL); err != nil {
+		return cfg, "", connector.Errorf(connector.KindInvalid, "salesforce config loginUrl: %v", err)
+	}
+	version := DefaultAPIVersion
+	if cfg.APIVersion != "" {
+		m := versionRE.FindStringSubmatch(cfg.APIVersion)
+		if m == nil {
+			return cfg, "", connector.Errorf(connector.KindInvalid, "salesforce config apiVersion %q: want vNN.0", cfg.APIVersion)
+		}
+		version = "v" + m[1]
+	}
+	for obj, field := range cfg.ExternalIDField {
+		if !validIdent(obj) || !validIdent(field) {
+			return cfg, "", connector.Errorf(connector.KindInvalid, "salesforce config externalIdField: %q: %q is not an API name", obj, field)
+		}
+	}
+	return cfg, version, nil
+}
+
+// checkBaseURL accepts https URLs, and http only on loopback (tests, the
+// local fake), so tokens never travel in clear over a network.
+func checkBaseURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	if u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") {
+		return fmt.Errorf("%q is not a base URL", s)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q: https required", s)
+}
+
+// hasCredentials reports whether a session carries credentials at all.
+func hasCredentials(s connector.Session) bool {
+	b := bytes.TrimSpace(s.Credentials)
+	return len(b) > 0 && !bytes.Equal(b, []byte("null")) && !bytes.Equal(b, []byte("{}"))
+}
+
+// call is the state of one connector call: the session, the access token in
+// use, and the Meta collected along the way.
+type call struct {
+	c       *Connector
+	cfg     Config
+	version string
+	creds   Credentials
+	raw     map[string]json.RawMessage // the credentials as given, to keep unknown keys
+
+	tok     token
+	changed bool // tok differs from the session's: hand credentials back
+	calls   int
+	usage   *connector.Usage
+}
+
+// begin parses the session for one call.
+func (c *Connector) begin(ctx context.Context, s connector.Session) (*call, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, ctxErr("salesforce", err)
+	}
+	cfg, version, err := parseConfig(s.Config)
+	if err != nil {
+		return nil, err
+	}
+	cl := &call{c: c, cfg: cfg, version: version, raw: map[string]json.RawMessage{}}
+	if len(bytes.TrimSpace(s.Credentials)) > 0 {
+		if err := json.Unmarshal(s.Credentials, &cl.raw); err != nil {
+			return nil, connector.Errorf(connector.KindCredentials, "salesforce credentials: %v", err)
+		}
+		if err := json.Unmarshal(s.Credentials, &cl.creds); err != nil {
+			return nil, connector.Errorf(connector.KindCredentials, "salesforce credentials: %v", err)
+		}
+	}
+	if cl.creds.AccessToken != "" && cl.creds.InstanceURL != "" {
+		cl.tok = token{AccessToken: cl.creds.AccessToken, InstanceURL: strings.TrimRight(cl.creds.InstanceURL, "/"),
+			IdentityURL: cl.creds.IdentityURL, RefreshToken: cl.creds.RefreshToken}
+		if err := checkBaseURL(cl.tok.InstanceURL); err != nil {
+			return nil, connector.Errorf(connector.KindCredentials, "salesforce credentials instanceUrl: %v", err)
+		}
+	}
+	return cl, nil
+}
+
+// meta is the Meta of the call so far.
+func (cl *call) meta() connector.Meta {
+	m := connector.Meta{Calls: cl.calls, Usage: cl.usage}
+	if cl.changed {
+		m.Credentials = cl.credentials()
+	}
+	return m
+}
+
+// credentials returns the session's credentials with the current token.
+func (cl *call) credentials() json.RawMessage {
+	out := make(map[string]json.RawMessage, len(cl.raw)+4)
+	for k, v := range cl.raw {
+		out[k] = v
+	}
+	set := func(k, v string) {
+		if v == "" {
+			delete(out, k)
+			return
+		}
+		b, _ := json.Marshal(v) // a string: cannot fail
+		out[k] = b
+	}
+	set("accessToken", cl.tok.AccessToken)
+	set("instanceUrl", cl.tok.InstanceURL)
+	set("identityUrl", cl.tok.IdentityURL)
+	set("userId", cl.tok.userID())
+	if cl.tok.RefreshToken != "" {
+		set("refreshToken", cl.tok.RefreshToken)
+	}
+	b, _ := json.Marshal(out) // raw JSON values: cannot fail
+	return b
+}
+
+// ctxErr wraps a context error so that errors.Is(err, context.Canceled) and
+// the connector kind (unavailable: retry later) both hold.
+func ctxErr(op string, err error) error {
+	return connector.Errorf(connector.KindUnavailable, "%s: %w", op, err)
+}
