@@ -1,0 +1,83 @@
+package graph
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
+func init() {
+	// A too-deep query is refused like an invalid one: HTTP 422.
+	errcode.RegisterErrorType(CodeQueryTooDeep, errcode.KindProtocol)
+}
+
+// DepthLimit is a gqlgen handler extension that refuses, before execution,
+// an operation whose fields nest deeper than Max (fragments are followed;
+// inline fragments add no depth).
+type DepthLimit struct {
+	Max int
+}
+
+var _ interface {
+	graphql.HandlerExtension
+	graphql.OperationContextMutator
+} = DepthLimit{}
+
+// ExtensionName implements graphql.HandlerExtension.
+func (DepthLimit) ExtensionName() string { return "DepthLimit" }
+
+// Validate implements graphql.HandlerExtension.
+func (d DepthLimit) Validate(graphql.ExecutableSchema) error {
+	if d.Max < 1 {
+		return fmt.Errorf("depth limit must be at least 1, got %d", d.Max)
+	}
+	return nil
+}
+
+// MutateOperationContext implements graphql.OperationContextMutator.
+func (d DepthLimit) MutateOperationContext(_ context.Context, oc *graphql.OperationContext) *gqlerror.Error {
+	if oc.Operation == nil {
+		return nil
+	}
+	depth := selectionDepth(oc.Operation.SelectionSet, oc.Doc.Fragments, map[string]bool{}, 0, d.Max)
+	if depth > d.Max {
+		err := gqlerror.Errorf("operation nests fields deeper than the limit of %d", d.Max)
+		errcode.Set(err, CodeQueryTooDeep)
+		return err
+	}
+	return nil
+}
+
+// selectionDepth returns the depth of set, stopping once it exceeds limit.
+func selectionDepth(set ast.SelectionSet, frags ast.FragmentDefinitionList, visiting map[string]bool, depth, limit int) int {
+	deepest := depth
+	for _, sel := range set {
+		if deepest > limit {
+			break
+		}
+		var d int
+		switch sel := sel.(type) {
+		case *ast.Field:
+			d = depth + 1
+			if len(sel.SelectionSet) > 0 {
+				d = selectionDepth(sel.SelectionSet, frags, visiting, depth+1, limit)
+			}
+		case *ast.InlineFragment:
+			d = selectionDepth(sel.SelectionSet, frags, visiting, depth, limit)
+		case *ast.FragmentSpread:
+			def := frags.ForName(sel.Name)
+			if def == nil || visiting[sel.Name] {
+				continue // validation rejects unknown and cyclic fragments
+			}
+			visiting[sel.Name] = true
+			d = selectionDepth(def.SelectionSet, frags, visiting, depth, limit)
+			delete(visiting, sel.Name)
+		}
+		deepest = max(deepest, d)
+	}
+	return deepest
+}

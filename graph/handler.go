@@ -1,0 +1,109 @@
+package graph
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/coder/websocket"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/crmsync/crmsync/graph/generated"
+	"github.com/crmsync/crmsync/internal/workspace"
+)
+
+// Limits applied to every operation unless HandlerOptions says otherwise.
+const (
+	DefaultComplexityLimit = 1000
+	DefaultDepthLimit      = 15
+)
+
+// HandlerOptions configure NewHandler.
+type HandlerOptions struct {
+	Logger *slog.Logger
+	// Authenticate turns the token of a websocket's connection_init into an
+	// authenticated context (workspace.Authenticator.Authenticate). HTTP
+	// requests are authenticated before the handler, by internal/httpserver.
+	Authenticate func(ctx context.Context, token string) (context.Context, error)
+	// AllowedOrigins are the origins, besides the server's own, whose pages
+	// may open a websocket (for example "https://app.example.com").
+	AllowedOrigins []string
+	// Introspection enables schema introspection (GraphiQL needs it).
+	Introspection bool
+	// ComplexityLimit and DepthLimit default to the constants above.
+	ComplexityLimit int
+	DepthLimit      int
+}
+
+// NewExecutableSchema returns the executable schema over r, with the
+// directives wired.
+func NewExecutableSchema(r *Resolver) graphql.ExecutableSchema {
+	return generated.NewExecutableSchema(generated.Config{
+		Resolvers:  r,
+		Directives: generated.DirectiveRoot{Admin: adminDirective},
+	})
+}
+
+// NewHandler returns the GraphQL handler: POST (application/json only, so
+// no cross-site form posts), GET (queries only: gqlgen refuses other
+// operations), and websockets speaking graphql-transport-ws and graphql-ws,
+// authenticated in connection_init; complexity and depth limits; the error
+// presenter; introspection as configured.
+func NewHandler(r *Resolver, opts HandlerOptions) *handler.Server {
+	srv := handler.New(NewExecutableSchema(r))
+	srv.AddTransport(transport.Websocket{
+		Implementation: transport.CoderWebsocketImplementation{
+			AcceptOptions: websocket.AcceptOptions{OriginPatterns: opts.AllowedOrigins},
+		},
+		InitFunc:              websocketInit(opts.Authenticate),
+		InitTimeout:           10 * time.Second,
+		KeepAlivePingInterval: 15 * time.Second,
+	})
+	srv.AddTransport(transport.Options{})
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.SetErrorPresenter(ErrorPresenter(opts.Logger))
+	srv.SetRecoverFunc(RecoverFunc(opts.Logger))
+	if opts.Introspection {
+		srv.Use(extension.Introspection{})
+	}
+	srv.Use(extension.FixedComplexityLimit(cmpOr(opts.ComplexityLimit, DefaultComplexityLimit)))
+	srv.Use(DepthLimit{Max: cmpOr(opts.DepthLimit, DefaultDepthLimit)})
+	return srv
+}
+
+func cmpOr(v, def int) int {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+// websocketCloseUnauthenticated is the close code for a refused
+// connection_init (graphql-transport-ws recommends 4403 Forbidden).
+const websocketCloseUnauthenticated = 4403
+
+// websocketInit authenticates a websocket from its connection_init payload:
+// {"Authorization": "Bearer <token>"} or {"authToken": "<token>"}. A bad or
+// missing token closes the socket.
+func websocketInit(authenticate func(context.Context, string) (context.Context, error)) transport.WebsocketInitFunc {
+	return func(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+		token := workspace.BearerToken(payload.Authorization())
+		if token == "" {
+			token = payload.GetString("authToken")
+		}
+		authCtx, err := authenticate(ctx, token)
+		if err != nil {
+			ctx = transport.WithWebsocketCloseCode(ctx, websocketCloseUnauthenticated)
+			return transport.AppendCloseReason(ctx, "unauthenticated"), nil, workspace.ErrUnauthenticated
+		}
+		return authCtx, nil, nil
+	}
+}
