@@ -48,7 +48,7 @@ func (t token) identity() (orgID, userID string) {
 	if !ValidID(org) || !ValidID(user) {
 		return "", ""
 	}
-	return ID18(org), ID18(user)
+	return org, user
 }
 
 func (t token) userID() string {

@@ -22,26 +22,61 @@ func validIdent(s string) bool { return identRE.MatchString(s) }
 var idRE = regexp.MustCompile(`^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$`)
 
 // ValidID reports whether s has the shape of a Salesforce record id: 15
-// alphanumeric characters, or 18 whose last three are the case checksum of
-// the first 15.
+// alphanumeric characters (case-sensitive), or 18 whose last three are
+// checksum characters (A-Z, 0-5, any case).
 func ValidID(s string) bool {
 	if !idRE.MatchString(s) {
 		return false
 	}
-	return len(s) == 15 || strings.EqualFold(s[15:], idChecksum(s[:15]))
+	if len(s) == 18 {
+		for i := 15; i < 18; i++ {
+			if strings.IndexByte(idAlpha, upper(s[i])) < 0 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
-// ID18 returns the 18-character form of a valid id (15-character ids get
-// their checksum appended).
+// ID18 returns the canonical 18-character form of a valid id: 15-character
+// ids get their checksum appended; 18-character ids get the case of their
+// first 15 characters restored from the checksum (they may arrive in any
+// case).
 func ID18(s string) string {
 	if len(s) == 15 {
 		return s + idChecksum(s)
 	}
-	return s
+	if s[15:] == idChecksum(s[:15]) {
+		return s
+	}
+	b := []byte(s)
+	for blk := range 3 {
+		b[15+blk] = upper(b[15+blk])
+		n := strings.IndexByte(idAlpha, b[15+blk])
+		for i := range 5 {
+			c := b[blk*5+i]
+			if (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') {
+				if n>>i&1 == 1 {
+					b[blk*5+i] = upper(c)
+				} else {
+					b[blk*5+i] = c | 0x20
+				}
+			}
+		}
+	}
+	return string(b)
+}
+
+const idAlpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+
+func upper(c byte) byte {
+	if c >= 'a' && c <= 'z' {
+		return c - 0x20
+	}
+	return c
 }
 
 func idChecksum(id15 string) string {
-	const alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 	out := make([]byte, 3)
 	for b := range 3 {
 		n := 0
@@ -50,7 +85,7 @@ func idChecksum(id15 string) string {
 				n |= 1 << i
 			}
 		}
-		out[b] = alpha[n]
+		out[b] = idAlpha[n]
 	}
 	return string(out)
 }

@@ -207,7 +207,7 @@ func (cl *call) collectionRequest(g *group, idx []int, ops []connector.Operation
 	if g.kind == connector.OpDelete {
 		ids := make([]string, len(idx))
 		for i, j := range idx {
-			ids[i] = ops[j].ID
+			ids[i] = ID18(ops[j].ID)
 		}
 		return request{method: "DELETE", path: "/composite/sobjects", query: "ids=" + strings.Join(ids, ",") + "&allOrNone=false"}
 	}
@@ -227,7 +227,7 @@ func (cl *call) collectionRequest(g *group, idx []int, ops []connector.Operation
 		r := sobjectRecord{typ: g.object, fields: fields}
 		switch g.kind {
 		case connector.OpUpdate:
-			r.id = ops[j].ID
+			r.id = ID18(ops[j].ID)
 		case connector.OpUpsert:
 			fields[g.ext] = op.ExternalID
 		}
