@@ -3,6 +3,7 @@ package salesforce
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -104,7 +105,7 @@ func (cl *call) describe(ctx context.Context, object string) (*sfObject, error) 
 	if err := cl.do(ctx, "describe "+object, request{method: "GET", path: "/sobjects/" + object + "/describe"}, &o); err != nil {
 		return nil, err
 	}
-	if o.Name != object {
+	if !strings.EqualFold(o.Name, object) || !validIdent(o.Name) {
 		return nil, connector.Errorf(connector.KindUnavailable, "salesforce describe %s: answer describes %q", object, o.Name)
 	}
 	o.index()

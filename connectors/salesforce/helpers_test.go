@@ -175,3 +175,5 @@ func jsonEq(t *testing.T, want, got string) {
 	t.Helper()
 	require.JSONEq(t, want, got)
 }
+
+func salesforceCreds(raw []byte, out *salesforce.Credentials) error { return json.Unmarshal(raw, out) }
