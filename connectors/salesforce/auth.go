@@ -237,10 +237,7 @@ func (cl *call) jwtAssertion() (string, error) {
 	if err != nil {
 		return "", connector.Errorf(connector.KindCredentials, "salesforce credentials privateKey: %v", err)
 	}
-	aud := cl.cfg.JWTAudience
-	if aud == "" {
-		aud = cl.cfg.LoginURL
-	}
+	aud := jwtAudience(cl.cfg)
 	claims := jwt.MapClaims{
 		"iss": cl.cfg.ClientID,
 		"sub": cl.creds.Username,
@@ -252,6 +249,30 @@ func (cl *call) jwtAssertion() (string, error) {
 		return "", connector.Errorf(connector.KindCredentials, "salesforce sign JWT assertion: %v", err)
 	}
 	return s, nil
+}
+
+// jwtAudience is the aud claim: the configured one, else the login URL,
+// except that Salesforce wants https://login.salesforce.com (or
+// https://test.salesforce.com for a sandbox) when logging in through a My
+// Domain host.
+func jwtAudience(cfg Config) string {
+	if cfg.JWTAudience != "" {
+		return cfg.JWTAudience
+	}
+	u, err := url.Parse(cfg.LoginURL)
+	if err != nil {
+		return cfg.LoginURL
+	}
+	host := strings.ToLower(u.Hostname())
+	switch {
+	case host == "login.salesforce.com" || host == "test.salesforce.com":
+		return cfg.LoginURL
+	case strings.HasSuffix(host, ".sandbox.my.salesforce.com"):
+		return "https://test.salesforce.com"
+	case strings.HasSuffix(host, ".my.salesforce.com"):
+		return "https://login.salesforce.com"
+	}
+	return cfg.LoginURL
 }
 
 // jwtBearer runs the JWT bearer flow.

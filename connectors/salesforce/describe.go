@@ -133,7 +133,7 @@ func (c *Connector) static() *connector.Description {
 			{Name: "clientId", Description: "Consumer key of the connected app.", Required: true},
 			{Name: "apiVersion", Description: "REST API version, e.g. v62.0 (default " + DefaultAPIVersion + ")."},
 			{Name: "externalIdField", Description: `External-id field to upsert on, per object, e.g. {"Contact": "Conversion_Id__c"}.`},
-			{Name: "jwtAudience", Description: "aud claim of the JWT bearer assertion (default loginUrl); with a My Domain loginUrl set https://login.salesforce.com or https://test.salesforce.com."},
+			{Name: "jwtAudience", Description: "aud claim of the JWT bearer assertion (default: loginUrl; https://login.salesforce.com or https://test.salesforce.com for a My Domain loginUrl)."},
 			{Name: "clientSecret", Description: "Consumer secret of the connected app (refresh-token flow).", Secret: true},
 			{Name: "refreshToken", Description: "OAuth refresh token of the integration user (refresh-token flow, scopes api refresh_token).", Secret: true},
 			{Name: "privateKey", Description: "PEM RSA private key whose certificate is uploaded to the connected app (JWT bearer flow).", Secret: true},

@@ -125,9 +125,9 @@ type Config struct {
 	// ExternalIDField names, per object, the external-id field crmsync
 	// upserts on (for example {"Contact": "Conversion_Id__c"}).
 	ExternalIDField map[string]string `json:"externalIdField,omitempty"`
-	// JWTAudience overrides the JWT bearer assertion's aud claim (default
-	// LoginURL). Orgs logging in through My Domain set it to
-	// https://login.salesforce.com (or https://test.salesforce.com).
+	// JWTAudience overrides the JWT bearer assertion's aud claim. Default:
+	// LoginURL, or https://login.salesforce.com (https://test.salesforce.com
+	// for a sandbox) when LoginURL is a My Domain host.
 	JWTAudience string `json:"jwtAudience,omitempty"`
 }
 
