@@ -16,11 +16,11 @@ import (
 )
 
 func (r *mutationResolver) CreateWorkspace(ctx context.Context, name string) (*model.CreateWorkspacePayload, error) {
-	ws, token, err := r.Workspaces.Create(ctx, name)
+	ws, issued, err := r.Workspaces.Create(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	return &model.CreateWorkspacePayload{Workspace: ws, Token: token}, nil
+	return &model.CreateWorkspacePayload{Workspace: ws, Token: issued.Token}, nil
 }
 
 func (r *queryResolver) Viewer(ctx context.Context) (*workspace.Workspace, error) {

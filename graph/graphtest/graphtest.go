@@ -80,11 +80,11 @@ func New(t testing.TB, bdb *bun.DB, r *graph.Resolver) *Server {
 // NewWorkspace creates a workspace and returns its id and API token.
 func (s *Server) NewWorkspace(t testing.TB, name string) (int64, string) {
 	t.Helper()
-	ws, token, err := s.Workspaces.Create(context.Background(), name)
+	ws, issued, err := s.Workspaces.Create(context.Background(), name)
 	if err != nil {
 		t.Fatalf("graphtest: create workspace: %v", err)
 	}
-	return ws.ID, token
+	return ws.ID, issued.Token
 }
 
 // Response is a GraphQL response with its HTTP status.

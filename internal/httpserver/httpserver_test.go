@@ -102,11 +102,13 @@ func TestAuth(t *testing.T) {
 		t.Parallel()
 		b := setup(t, bdb)
 		ctx := context.Background()
-		ws, token, err := b.svc.Create(ctx, "Acme")
+		ws, issued, err := b.svc.Create(ctx, "Acme")
 		require.NoError(t, err)
-		rec, revoked, err := b.svc.CreateToken(ctx, ws.ID)
+		token := issued.Token
+		second, err := b.svc.CreateToken(ctx, ws.ID)
 		require.NoError(t, err)
-		require.NoError(t, b.svc.RevokeToken(ctx, rec.ID))
+		require.NoError(t, b.svc.RevokeToken(ctx, second.TokenID))
+		revoked := second.Token
 
 		for name, bad := range map[string]string{"missing": "", "unknown": workspace.TokenPrefix + "nope", "revoked": revoked} {
 			resp, body := b.do(t, http.MethodPost, "/graphql", bad, strings.NewReader(`{}`))
@@ -128,8 +130,9 @@ func TestAuth(t *testing.T) {
 func TestBodyLimit(t *testing.T) {
 	t.Parallel()
 	b := setup(t, dbtest.Open(t, db.SQLite))
-	_, token, err := b.svc.Create(context.Background(), "Acme")
+	_, issued, err := b.svc.Create(context.Background(), "Acme")
 	require.NoError(t, err)
+	token := issued.Token
 
 	// Declared too large: refused before reading.
 	resp, body := b.do(t, http.MethodPost, "/graphql", token, strings.NewReader(strings.Repeat("x", 1025)))

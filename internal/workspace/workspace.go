@@ -74,6 +74,13 @@ type Token struct {
 	LastUsedAt  bun.NullTime `bun:"last_used_at"`
 }
 
+// Issued is a newly created API token: its id (to revoke it) and the token
+// itself, available only now.
+type Issued struct {
+	TokenID int64
+	Token   string
+}
+
 // Service creates workspaces and tokens and authenticates tokens.
 type Service struct {
 	db  *bun.DB
@@ -87,25 +94,25 @@ func NewService(db *bun.DB) *Service {
 
 // Create creates a workspace and its first API token, returned in clear
 // (the only time it is available).
-func (s *Service) Create(ctx context.Context, name string) (*Workspace, string, error) {
+func (s *Service) Create(ctx context.Context, name string) (*Workspace, Issued, error) {
 	name = strings.TrimSpace(name)
 	if name == "" || utf8.RuneCountInString(name) > MaxNameLength {
-		return nil, "", ErrInvalidName
+		return nil, Issued{}, ErrInvalidName
 	}
 	ws := &Workspace{Name: name, CreatedAt: s.now()}
-	var token string
+	var issued Issued
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if _, err := tx.NewInsert().Model(ws).Returning("id").Exec(ctx); err != nil {
 			return err
 		}
 		var err error
-		_, token, err = s.insertToken(ctx, tx, ws.ID)
+		issued, err = s.insertToken(ctx, tx, ws.ID)
 		return err
 	})
 	if err != nil {
-		return nil, "", fmt.Errorf("create workspace %q: %w", name, err)
+		return nil, Issued{}, fmt.Errorf("create workspace %q: %w", name, err)
 	}
-	return ws, token, nil
+	return ws, issued, nil
 }
 
 // Get returns the workspace with id, or ErrNotFound.
@@ -121,13 +128,10 @@ func (s *Service) Get(ctx context.Context, id int64) (*Workspace, error) {
 	return ws, nil
 }
 
-// CreateToken creates a new API token for the workspace and returns its
-// record and the token in clear.
-func (s *Service) CreateToken(ctx context.Context, workspaceID int64) (*Token, string, error) {
-	var (
-		rec   *Token
-		token string
-	)
+// CreateToken creates a new API token for the workspace and returns it in
+// clear.
+func (s *Service) CreateToken(ctx context.Context, workspaceID int64) (Issued, error) {
+	var issued Issued
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		n, err := tx.NewSelect().Model((*Workspace)(nil)).Where("id = ?", workspaceID).Count(ctx)
 		if err != nil {
@@ -136,25 +140,25 @@ func (s *Service) CreateToken(ctx context.Context, workspaceID int64) (*Token, s
 		if n == 0 {
 			return ErrNotFound
 		}
-		rec, token, err = s.insertToken(ctx, tx, workspaceID)
+		issued, err = s.insertToken(ctx, tx, workspaceID)
 		return err
 	})
 	if err != nil {
-		return nil, "", fmt.Errorf("create token for workspace %d: %w", workspaceID, err)
+		return Issued{}, fmt.Errorf("create token for workspace %d: %w", workspaceID, err)
 	}
-	return rec, token, nil
+	return issued, nil
 }
 
-func (s *Service) insertToken(ctx context.Context, tx bun.Tx, workspaceID int64) (*Token, string, error) {
+func (s *Service) insertToken(ctx context.Context, tx bun.Tx, workspaceID int64) (Issued, error) {
 	token, err := newToken()
 	if err != nil {
-		return nil, "", err
+		return Issued{}, err
 	}
 	rec := &Token{WorkspaceID: workspaceID, TokenHash: hashToken(token), CreatedAt: s.now()}
 	if _, err := tx.NewInsert().Model(rec).Returning("id").Exec(ctx); err != nil {
-		return nil, "", err
+		return Issued{}, err
 	}
-	return rec, token, nil
+	return Issued{TokenID: rec.ID, Token: token}, nil
 }
 
 // RevokeToken revokes the token with id. Revoking a revoked token is a

@@ -24,7 +24,9 @@ func TestLifecycle(t *testing.T) {
 		ctx := context.Background()
 		svc := workspace.NewService(bdb)
 
-		ws, token, err := svc.Create(ctx, "  Acme  ")
+		ws, issued, err := svc.Create(ctx, "  Acme  ")
+		token := issued.Token
+		require.Positive(t, issued.TokenID)
 		require.NoError(t, err)
 		require.Positive(t, ws.ID)
 		require.Equal(t, "Acme", ws.Name)
@@ -42,13 +44,14 @@ func TestLifecycle(t *testing.T) {
 		require.Equal(t, "Acme", got.Name)
 
 		// A second token works alongside the first; revoking it leaves the first.
-		rec, token2, err := svc.CreateToken(ctx, ws.ID)
+		second, err := svc.CreateToken(ctx, ws.ID)
 		require.NoError(t, err)
+		token2 := second.Token
 		require.NotEqual(t, token, token2)
 		_, err = svc.Authenticate(ctx, token2)
 		require.NoError(t, err)
-		require.NoError(t, svc.RevokeToken(ctx, rec.ID))
-		require.NoError(t, svc.RevokeToken(ctx, rec.ID), "revoking twice is a no-op")
+		require.NoError(t, svc.RevokeToken(ctx, second.TokenID))
+		require.NoError(t, svc.RevokeToken(ctx, second.TokenID), "revoking twice is a no-op")
 		_, err = svc.Authenticate(ctx, token2)
 		require.ErrorIs(t, err, workspace.ErrUnauthenticated)
 		_, err = svc.Authenticate(ctx, token)
@@ -74,7 +77,7 @@ func TestErrors(t *testing.T) {
 		_, _, err = svc.Create(ctx, strings.Repeat("é", workspace.MaxNameLength))
 		require.NoError(t, err)
 
-		_, _, err = svc.CreateToken(ctx, 987654)
+		_, err = svc.CreateToken(ctx, 987654)
 		require.ErrorIs(t, err, workspace.ErrNotFound)
 		require.ErrorIs(t, svc.RevokeToken(ctx, 987654), workspace.ErrTokenNotFound)
 		_, err = svc.Get(ctx, 987654)
@@ -128,8 +131,9 @@ func TestAuthenticator(t *testing.T) {
 		t.Parallel()
 		ctx := context.Background()
 		svc := workspace.NewService(bdb)
-		ws, token, err := svc.Create(ctx, "Acme")
+		ws, issued, err := svc.Create(ctx, "Acme")
 		require.NoError(t, err)
+		token := issued.Token
 		auth := workspace.NewAuthenticator(svc, "admin-secret")
 
 		got, err := auth.Authenticate(ctx, token)

@@ -93,6 +93,26 @@ func openSQLite(ctx context.Context, t testing.TB) *bun.DB {
 
 func openPostgres(ctx context.Context, t testing.TB) *bun.DB {
 	t.Helper()
+	bdb, err := db.Open(ctx, postgresURL(ctx, t), "", quietLogger())
+	if err != nil {
+		t.Fatalf("dbtest: %v", err)
+	}
+	t.Cleanup(func() { _ = bdb.Close() }) // runs before the drop (LIFO)
+	return bdb
+}
+
+// PostgresURL returns the URL of a fresh, fully migrated PostgreSQL
+// database, dropped when the test ends; for tests of code that opens the
+// database itself (the crmsync command).
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return postgresURL(ctx, t)
+}
+
+func postgresURL(ctx context.Context, t testing.TB) string {
+	t.Helper()
 	base := os.Getenv(EnvURL)
 	if base == "" {
 		t.Fatalf("dbtest: %s is not set. Run the tests with `make test`, which starts a throwaway PostgreSQL "+
@@ -113,12 +133,7 @@ func openPostgres(ctx context.Context, t testing.TB) *bun.DB {
 			t.Errorf("dbtest: drop database %s: %v", name, err)
 		}
 	})
-	bdb, err := db.Open(ctx, withDatabase(base, name), "", quietLogger())
-	if err != nil {
-		t.Fatalf("dbtest: %v", err)
-	}
-	t.Cleanup(func() { _ = bdb.Close() }) // runs before the drop (LIFO)
-	return bdb
+	return withDatabase(base, name)
 }
 
 // template returns the name of the migrated template database, building it

@@ -1,0 +1,19 @@
+package main
+
+import (
+	"github.com/crmsync/crmsync/internal/config"
+)
+
+// cli is the command line. Global settings apply to every command.
+type cli struct {
+	config.Global `embed:""`
+
+	Serve     serveCmd     `cmd:"" help:"Serve the GraphQL API and run the sync workers."`
+	Migrate   migrateCmd   `cmd:"" help:"Migrate the database (crmsync's tables and River's)."`
+	Workspace workspaceCmd `cmd:"" help:"Administer workspaces."`
+	Token     tokenCmd     `cmd:"" help:"Administer API tokens."`
+
+	// Commands added by later features go here, each in its own file:
+	//   Connector      connectorCmd      `cmd:"" ...`  (connector.go: serve a built-in connector as a plugin)
+	//   FakeSalesforce fakeSalesforceCmd `cmd:"" name:"fake-salesforce" ...`  (fakesalesforce.go)
+}

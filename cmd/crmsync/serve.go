@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/riverqueue/river"
+	"github.com/uptrace/bun"
+
+	"github.com/crmsync/crmsync/graph"
+	"github.com/crmsync/crmsync/internal/config"
+	"github.com/crmsync/crmsync/internal/db"
+	"github.com/crmsync/crmsync/internal/httpserver"
+	"github.com/crmsync/crmsync/internal/workspace"
+	"github.com/crmsync/crmsync/jobs"
+)
+
+type serveCmd struct {
+	config.Server `embed:""`
+}
+
+// app is everything serve runs, wired from the database and the config by
+// newApp. Later features add their services here, hand them to the
+// resolver in newApp, register their River workers in newApp, and mount
+// their HTTP routes (server.Handle) there too.
+type app struct {
+	db         *bun.DB
+	registry   *prometheus.Registry
+	secretKey  []byte // 32 bytes: encrypts CRM credentials at rest
+	workspaces *workspace.Service
+	auth       *workspace.Authenticator
+	river      *river.Client[*sql.Tx]
+	working    bool // River works jobs (some worker is registered), not insert-only
+	resolver   *graph.Resolver
+	server     *httpserver.Server
+}
+
+// newApp builds the services, the River client and the HTTP handler.
+func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []byte, logger *slog.Logger) (*app, error) {
+	a := &app{db: bdb, registry: prometheus.NewRegistry(), secretKey: secretKey}
+	a.workspaces = workspace.NewService(bdb)
+	a.auth = workspace.NewAuthenticator(a.workspaces, cfg.AdminToken)
+
+	// River: one client inserting and working jobs. Job kinds set
+	// workers = river.NewWorkers() and add theirs (river.AddWorker), and
+	// add periodic schedules; with workers nil the client only inserts.
+	var (
+		workers  *river.Workers
+		periodic []*river.PeriodicJob
+	)
+	client, err := jobs.NewClient(bdb, logger, workers, periodic)
+	if err != nil {
+		return nil, err
+	}
+	a.river, a.working = client, workers != nil
+
+	a.resolver = &graph.Resolver{
+		Logger:     logger,
+		DB:         bdb,
+		Workspaces: a.workspaces,
+	}
+	gql := graph.NewHandler(a.resolver, graph.HandlerOptions{
+		Logger:         logger,
+		Authenticate:   a.auth.Authenticate,
+		AllowedOrigins: cfg.Origins(),
+		Introspection:  cfg.Introspection,
+	})
+	a.server, err = httpserver.New(httpserver.Deps{
+		Logger:         logger,
+		DB:             bdb,
+		GraphQL:        gql,
+		Authenticate:   a.auth.Authenticate,
+		Registry:       a.registry,
+		GraphiQL:       cfg.GraphiQL,
+		AllowedOrigins: cfg.Origins(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Run serves until the context ends: database → migrations → River →
+// HTTP, and back down in reverse on SIGINT/SIGTERM.
+func (c serveCmd) Run(e *env) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	logger := e.global.Logger(e.stderr)
+	ctx := e.ctx
+
+	bdb, err := db.Open(ctx, e.global.DatabaseURL, e.global.DataDir, logger)
+	if err != nil {
+		return err
+	}
+	defer bdb.Close()
+	logger.Info("crmsync: starting", slog.Any("config", e.global), slog.Any("serve", c.Server))
+
+	if err := c.migrate(ctx, bdb, logger); err != nil {
+		return err
+	}
+	key, generated, err := c.SecretKeyBytes(e.global.DataDir)
+	if err != nil {
+		return err
+	}
+	if generated {
+		logger.Warn("generated a secret key for CRM credentials; keep it, and set CRMSYNC_SECRET_KEY on every replica sharing this database",
+			slog.String("file", e.global.DataDir+"/"+config.SecretKeyFile))
+	}
+
+	a, err := newApp(bdb, e.global, c.Server, key, logger)
+	if err != nil {
+		return err
+	}
+	ln, err := httpserver.Listen(c.Listen)
+	if err != nil {
+		return err
+	}
+	if a.working {
+		if err := a.river.Start(context.WithoutCancel(ctx)); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("start river: %w", err)
+		}
+	}
+	logger.Info("crmsync: serving", slog.String("graphql", "http://"+displayAddr(ln.Addr())+"/graphql"))
+
+	// Serve returns once ctx ends and HTTP has drained.
+	serveErr := httpserver.Serve(ctx, ln, a.server, logger, c.ShutdownTimeout)
+	var stopErr error
+	if a.working {
+		stopErr = stopRiver(a.river, c.ShutdownTimeout, logger)
+	}
+	if serveErr != nil {
+		return serveErr
+	}
+	if stopErr != nil {
+		return stopErr
+	}
+	logger.Info("crmsync: stopped")
+	return nil
+}
+
+func (c serveCmd) migrate(ctx context.Context, bdb *bun.DB, logger *slog.Logger) error {
+	if c.NoMigrate {
+		status, err := db.MigrationStatus(ctx, bdb)
+		if err != nil {
+			return err
+		}
+		if len(db.Pending(status)) > 0 {
+			return errNotMigrated
+		}
+		return nil
+	}
+	applied, err := db.Migrate(ctx, bdb)
+	if err != nil {
+		return err
+	}
+	for _, m := range applied {
+		logger.Info("migrate: applied", slog.String("source", m.Source), slog.String("migration", m.Name))
+	}
+	return nil
+}
+
+// stopRiver stops River softly (running jobs finish) and cancels the jobs
+// still running after timeout.
+func stopRiver(client *river.Client[*sql.Tx], timeout time.Duration, logger *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := client.Stop(ctx)
+	if err == nil {
+		return nil
+	}
+	logger.Warn("river: jobs still running after the shutdown timeout; cancelling them", slog.Any("error", err))
+	hardCtx, hardCancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer hardCancel()
+	if err := client.StopAndCancel(hardCtx); err != nil {
+		return fmt.Errorf("stop river: %w", err)
+	}
+	return nil
+}
+
+// displayAddr is addr as a browser would reach it.
+func displayAddr(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}

@@ -1,0 +1,225 @@
+// Package config is crmsync's typed configuration, read once from flags and
+// environment variables (through kong, see Resolver) and passed down.
+//
+// Every setting is a flag and an environment variable; the flag wins. The
+// structs below carry the kong tags, so `crmsync <command> --help` and
+// docs/configuration.md document the same names. Secrets (the database
+// password, the admin token, the secret key) are masked when a config is
+// logged (LogValue).
+package config
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/crmsync/crmsync/internal/secret"
+)
+
+// Global settings, shared by every command.
+type Global struct {
+	DatabaseURL string `name:"database-url" envs:"DATABASE_URL,CRMSYNC_DATABASE_URL" placeholder:"URL" help:"PostgreSQL URL (postgres://user:pass@host:5432/db). Empty: a SQLite file in the data directory. Env: DATABASE_URL or CRMSYNC_DATABASE_URL."`
+	DataDir     string `name:"data-dir" envs:"CRMSYNC_DATA_DIR" default:".data" placeholder:"DIR" help:"Directory for the SQLite database and the generated secret key, created if missing (default: .data, relative to the working directory). Env: CRMSYNC_DATA_DIR."`
+	LogLevel    string `name:"log-level" envs:"CRMSYNC_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level: debug, info, warn or error. Env: CRMSYNC_LOG_LEVEL."`
+	LogFormat   string `name:"log-format" envs:"CRMSYNC_LOG_FORMAT" default:"json" enum:"json,text" help:"Log format: json or text. Env: CRMSYNC_LOG_FORMAT."`
+}
+
+// Server settings of `crmsync serve`.
+type Server struct {
+	Listen          string        `name:"listen" envs:"CRMSYNC_LISTEN" default:"127.0.0.1:8080" placeholder:"HOST:PORT" help:"Address the HTTP server listens on (default: 127.0.0.1:8080). Env: CRMSYNC_LISTEN."`
+	AdminToken      string        `name:"admin-token" envs:"CRMSYNC_ADMIN_TOKEN" placeholder:"TOKEN" help:"Token for admin operations (createWorkspace). Empty: admin operations are disabled. Env: CRMSYNC_ADMIN_TOKEN."`
+	SecretKey       string        `name:"secret-key" envs:"CRMSYNC_SECRET_KEY" placeholder:"BASE64" help:"Key encrypting CRM credentials at rest: 32 random bytes in base64 (openssl rand -base64 32). Empty: read from, or generated into, <data-dir>/secret.key. Replicas on one PostgreSQL must share it. Env: CRMSYNC_SECRET_KEY."`
+	NoMigrate       bool          `name:"no-migrate" envs:"CRMSYNC_NO_MIGRATE" help:"Do not migrate the database on start (run crmsync migrate up yourself). Env: CRMSYNC_NO_MIGRATE=true."`
+	GraphiQL        bool          `name:"graphiql" envs:"CRMSYNC_GRAPHIQL" default:"true" negatable:"" help:"Serve the GraphiQL page at / (--no-graphiql to turn off). Env: CRMSYNC_GRAPHIQL=false."`
+	Introspection   bool          `name:"introspection" envs:"CRMSYNC_INTROSPECTION" default:"true" negatable:"" help:"Allow GraphQL schema introspection (GraphiQL needs it). Env: CRMSYNC_INTROSPECTION=false."`
+	AllowedOrigins  []string      `name:"allowed-origins" envs:"CRMSYNC_ALLOWED_ORIGINS" placeholder:"ORIGIN" help:"Origins besides the server's own whose pages may call the API and open websockets, comma separated (https://app.example.com). Env: CRMSYNC_ALLOWED_ORIGINS."`
+	ShutdownTimeout time.Duration `name:"shutdown-timeout" envs:"CRMSYNC_SHUTDOWN_TIMEOUT" default:"8s" help:"How long a shutdown waits for requests and jobs in flight before cancelling them. Env: CRMSYNC_SHUTDOWN_TIMEOUT."`
+}
+
+// Resolver makes kong read each flag's environment variables (the envs
+// tag, first non-empty wins) through getenv instead of the process
+// environment, so tests pass their own environment.
+func Resolver(getenv func(string) string) kong.Resolver {
+	return kong.ResolverFunc(func(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any, error) {
+		for _, name := range strings.Split(flag.Tag.Get("envs"), ",") {
+			if name = strings.TrimSpace(name); name == "" {
+				continue
+			}
+			if v := getenv(name); v != "" {
+				return v, nil
+			}
+		}
+		return nil, nil
+	})
+}
+
+// Validate checks the global settings.
+func (g Global) Validate() error {
+	if g.DatabaseURL != "" {
+		u, err := url.Parse(g.DatabaseURL)
+		if err != nil {
+			return fmt.Errorf("DATABASE_URL is not a valid URL: %s", redactURLError(err, g.DatabaseURL))
+		}
+		if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+			return fmt.Errorf("DATABASE_URL must start with postgres:// or postgresql:// (got scheme %q); leave it empty for SQLite", u.Scheme)
+		}
+	}
+	if g.DatabaseURL == "" && g.DataDir == "" {
+		return errors.New("data directory is empty: set --data-dir or CRMSYNC_DATA_DIR")
+	}
+	return nil
+}
+
+// redactURLError keeps a password out of a url.Parse error.
+func redactURLError(err error, raw string) string {
+	msg := err.Error()
+	if i := strings.Index(raw, "://"); i >= 0 {
+		rest := raw[i+3:]
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if _, pw, ok := strings.Cut(rest[:at], ":"); ok && pw != "" {
+				msg = strings.ReplaceAll(msg, pw, "xxxxx")
+			}
+		}
+	}
+	return msg
+}
+
+// Validate checks the server settings.
+func (s Server) Validate() error {
+	if _, _, err := net.SplitHostPort(s.Listen); err != nil {
+		return fmt.Errorf("listen address %q: want host:port (for example 127.0.0.1:8080): %w", s.Listen, err)
+	}
+	if s.SecretKey != "" {
+		if _, err := secret.ParseKey(s.SecretKey); err != nil {
+			return fmt.Errorf("CRMSYNC_SECRET_KEY: %w (generate one with: openssl rand -base64 32)", err)
+		}
+	}
+	for _, o := range s.AllowedOrigins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("allowed origin %q: want scheme://host[:port], for example https://app.example.com", o)
+		}
+	}
+	if s.ShutdownTimeout <= 0 {
+		return fmt.Errorf("shutdown timeout must be positive, got %s", s.ShutdownTimeout)
+	}
+	return nil
+}
+
+// Origins returns the allowed origins without a trailing slash.
+func (s Server) Origins() []string {
+	out := make([]string, 0, len(s.AllowedOrigins))
+	for _, o := range s.AllowedOrigins {
+		out = append(out, strings.TrimSuffix(o, "/"))
+	}
+	return out
+}
+
+// Logger returns the logger the global settings ask for, writing to w.
+func (g Global) Logger(w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(g.LogLevel)) // validated by kong's enum; info otherwise
+	opts := &slog.HandlerOptions{Level: lvl}
+	if g.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// LogValue implements slog.LogValuer: the settings with secrets masked.
+func (g Global) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("database_url", maskURL(g.DatabaseURL)),
+		slog.String("data_dir", g.DataDir),
+		slog.String("log_level", g.LogLevel),
+		slog.String("log_format", g.LogFormat),
+	)
+}
+
+// LogValue implements slog.LogValuer: the settings with secrets masked.
+func (s Server) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("listen", s.Listen),
+		slog.String("admin_token", mask(s.AdminToken)),
+		slog.String("secret_key", mask(s.SecretKey)),
+		slog.Bool("no_migrate", s.NoMigrate),
+		slog.Bool("graphiql", s.GraphiQL),
+		slog.Bool("introspection", s.Introspection),
+		slog.Any("allowed_origins", s.AllowedOrigins),
+		slog.String("shutdown_timeout", s.ShutdownTimeout.String()),
+	)
+}
+
+func mask(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "*****"
+}
+
+func maskURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return mask(raw)
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "*****")
+	}
+	return u.Redacted()
+}
+
+// SecretKeyFile is the file in the data directory holding the generated
+// secret key when none is configured.
+const SecretKeyFile = "secret.key"
+
+// SecretKeyBytes returns the 32-byte credential encryption key: the configured
+// one, or the one in <dataDir>/secret.key, generated (mode 0600) on first
+// use. generated reports a new key.
+func (s Server) SecretKeyBytes(dataDir string) (key []byte, generated bool, err error) {
+	if s.SecretKey != "" {
+		key, err := secret.ParseKey(s.SecretKey)
+		return key, false, err
+	}
+	path := filepath.Join(dataDir, SecretKeyFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		key, err := secret.ParseKey(strings.TrimSpace(string(b)))
+		if err != nil {
+			return nil, false, fmt.Errorf("secret key file %s: %w", path, err)
+		}
+		return key, false, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, false, fmt.Errorf("read secret key file: %w", err)
+	}
+	key = make([]byte, secret.KeySize)
+	if _, err := rand.Read(key); err != nil {
+		return nil, false, fmt.Errorf("generate secret key: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, false, fmt.Errorf("data directory %s: %w", dataDir, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, false, fmt.Errorf("write secret key file: %w", err)
+	}
+	_, err = f.WriteString(base64.StdEncoding.EncodeToString(key) + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("write secret key file %s: %w", path, err)
+	}
+	return key, true, nil
+}
