@@ -12,17 +12,40 @@
 package graph
 
 import (
+	"context"
 	"log/slog"
 
 	"github.com/uptrace/bun"
 
+	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/events"
+	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/prefs"
 	"github.com/crmsync/crmsync/internal/workspace"
 )
 
 // Resolver holds the services resolvers call. cmd/crmsync builds it; every
 // field is required unless its comment says otherwise.
 type Resolver struct {
-	Logger     *slog.Logger
-	DB         *bun.DB // health checks only; data goes through services
-	Workspaces *workspace.Service
+	Logger *slog.Logger
+	// DB serves health checks and the read-only domain queries (sync log,
+	// queue, records, overview), always scoped to the caller's workspace.
+	DB          *bun.DB
+	Workspaces  *workspace.Service
+	Connections *connection.Service
+	Prefs       *prefs.Service
+	Ingester    *outbound.Ingester
+	Flushes     FlushScheduler
+	Events      Subscriber
+	Publisher   events.Publisher
+}
+
+// FlushScheduler starts a flush of a workspace's queue now.
+type FlushScheduler interface {
+	ScheduleNow(ctx context.Context, workspaceID int64) error
+}
+
+// Subscriber hands out a workspace's change events until ctx is done.
+type Subscriber interface {
+	Subscribe(ctx context.Context, workspaceID int64) <-chan events.Event
 }

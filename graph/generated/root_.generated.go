@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/crmsync/crmsync/graph/model"
 	gqlparser "github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 )
@@ -23,6 +24,8 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 type ResolverRoot interface {
 	Mutation() MutationResolver
 	Query() QueryResolver
+	Record() RecordResolver
+	Subscription() SubscriptionResolver
 }
 
 type DirectiveRoot struct {
@@ -30,9 +33,67 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	ConversionDailyLimit struct {
+		Limit func(childComplexity int) int
+		Used  func(childComplexity int) int
+	}
+
 	CreateWorkspacePayload struct {
 		Token     func(childComplexity int) int
 		Workspace func(childComplexity int) int
+	}
+
+	CrmConnection struct {
+		Connector    func(childComplexity int) int
+		CreatedAt    func(childComplexity int) int
+		ID           func(childComplexity int) int
+		Identity     func(childComplexity int) int
+		Status       func(childComplexity int) int
+		StatusReason func(childComplexity int) int
+		UpdatedAt    func(childComplexity int) int
+	}
+
+	CrmIdentity struct {
+		InstanceURL func(childComplexity int) int
+		OrgID       func(childComplexity int) int
+		UserID      func(childComplexity int) int
+		Username    func(childComplexity int) int
+	}
+
+	FailedItem struct {
+		Attempts     func(childComplexity int) int
+		CreatedAt    func(childComplexity int) int
+		ErrorCode    func(childComplexity int) int
+		ErrorMessage func(childComplexity int) int
+		ID           func(childComplexity int) int
+		RecordID     func(childComplexity int) int
+		RecordType   func(childComplexity int) int
+	}
+
+	FailedItemConnection struct {
+		Edges    func(childComplexity int) int
+		PageInfo func(childComplexity int) int
+	}
+
+	FailedItemEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	FieldDecision struct {
+		CrmField func(childComplexity int) int
+		Field    func(childComplexity int) int
+		Mode     func(childComplexity int) int
+		Reason   func(childComplexity int) int
+		Sent     func(childComplexity int) int
+		Value    func(childComplexity int) int
+	}
+
+	FieldSyncPreference struct {
+		CrmField   func(childComplexity int) int
+		Field      func(childComplexity int) int
+		Mode       func(childComplexity int) int
+		RecordType func(childComplexity int) int
 	}
 
 	Health struct {
@@ -41,12 +102,134 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		CreateWorkspace func(childComplexity int, name string) int
+		ConnectCrm                 func(childComplexity int, input model.ConnectCrmInput) int
+		CreateWorkspace            func(childComplexity int, name string) int
+		DisconnectCrm              func(childComplexity int) int
+		DismissFailedItems         func(childComplexity int, ids []int64) int
+		PauseSync                  func(childComplexity int) int
+		RecordChanges              func(childComplexity int, input []*model.RecordChangeInput) int
+		ResumeSync                 func(childComplexity int) int
+		RetryFailedItems           func(childComplexity int, ids []int64) int
+		RunWorkflowAction          func(childComplexity int, input model.WorkflowActionInput) int
+		SetConversionDailyLimit    func(childComplexity int, limit *int) int
+		UpdateFieldSyncPreference  func(childComplexity int, input model.FieldSyncPreferenceInput) int
+		UpdateObjectSyncPreference func(childComplexity int, input model.ObjectSyncPreferenceInput) int
+	}
+
+	ObjectSyncPreference struct {
+		CreateAs     func(childComplexity int) int
+		ReadEnabled  func(childComplexity int) int
+		RecordType   func(childComplexity int) int
+		WriteEnabled func(childComplexity int) int
+	}
+
+	PageInfo struct {
+		EndCursor   func(childComplexity int) int
+		HasNextPage func(childComplexity int) int
 	}
 
 	Query struct {
-		Health func(childComplexity int) int
-		Viewer func(childComplexity int) int
+		Connection            func(childComplexity int) int
+		FailedItems           func(childComplexity int, first *int, after *string) int
+		FieldSyncPreferences  func(childComplexity int, recordType model.RecordType) int
+		Health                func(childComplexity int) int
+		ObjectSyncPreferences func(childComplexity int) int
+		Record                func(childComplexity int, typeArg model.RecordType, id string) int
+		SyncBatch             func(childComplexity int, id int64) int
+		SyncLogs              func(childComplexity int, filter *model.SyncLogFilter, first *int, after *string) int
+		SyncOverview          func(childComplexity int) int
+		Viewer                func(childComplexity int) int
+	}
+
+	Record struct {
+		CrmID        func(childComplexity int) int
+		CrmObject    func(childComplexity int) int
+		CrmURL       func(childComplexity int) int
+		FailedItems  func(childComplexity int) int
+		Fields       func(childComplexity int) int
+		History      func(childComplexity int, first *int) int
+		ID           func(childComplexity int) int
+		PendingItems func(childComplexity int) int
+		RecordType   func(childComplexity int) int
+	}
+
+	RecordChangesResult struct {
+		Accepted func(childComplexity int) int
+		Queued   func(childComplexity int) int
+	}
+
+	RecordField struct {
+		ChangedAt func(childComplexity int) int
+		Name      func(childComplexity int) int
+		Source    func(childComplexity int) int
+		Value     func(childComplexity int) int
+	}
+
+	RecordsChanged struct {
+		BatchID func(childComplexity int) int
+		Records func(childComplexity int) int
+	}
+
+	SalesforceDailyLimit struct {
+		Max        func(childComplexity int) int
+		ObservedAt func(childComplexity int) int
+		Used       func(childComplexity int) int
+	}
+
+	Subscription struct {
+		RecordsChanged      func(childComplexity int) int
+		SyncBatchCompleted  func(childComplexity int) int
+		SyncOverviewUpdated func(childComplexity int) int
+	}
+
+	SyncBatch struct {
+		APICalls   func(childComplexity int) int
+		Created    func(childComplexity int) int
+		Deleted    func(childComplexity int) int
+		Direction  func(childComplexity int) int
+		Failed     func(childComplexity int) int
+		FinishedAt func(childComplexity int) int
+		ID         func(childComplexity int) int
+		Message    func(childComplexity int) int
+		Records    func(childComplexity int) int
+		Skipped    func(childComplexity int) int
+		StartedAt  func(childComplexity int) int
+		Status     func(childComplexity int) int
+		Updated    func(childComplexity int) int
+		Waiting    func(childComplexity int) int
+	}
+
+	SyncBatchConnection struct {
+		Edges    func(childComplexity int) int
+		PageInfo func(childComplexity int) int
+	}
+
+	SyncBatchEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	SyncBatchRecord struct {
+		CrmID      func(childComplexity int) int
+		CrmObject  func(childComplexity int) int
+		ErrorCode  func(childComplexity int) int
+		Fields     func(childComplexity int) int
+		Outcome    func(childComplexity int) int
+		Reason     func(childComplexity int) int
+		RecordID   func(childComplexity int) int
+		RecordType func(childComplexity int) int
+	}
+
+	SyncOverview struct {
+		ConnectionStatus     func(childComplexity int) int
+		ConversionDailyLimit func(childComplexity int) int
+		FailedItems          func(childComplexity int) int
+		LastBatchAt          func(childComplexity int) int
+		OldestQueuedAt       func(childComplexity int) int
+		PauseReason          func(childComplexity int) int
+		Paused               func(childComplexity int) int
+		QueuedBatchItems     func(childComplexity int) int
+		SalesforceDailyLimit func(childComplexity int) int
 	}
 
 	Workspace struct {
@@ -70,6 +253,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	_ = ec
 	switch typeName + "." + field {
 
+	case "ConversionDailyLimit.limit":
+		if e.ComplexityRoot.ConversionDailyLimit.Limit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConversionDailyLimit.Limit(childComplexity), true
+	case "ConversionDailyLimit.used":
+		if e.ComplexityRoot.ConversionDailyLimit.Used == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConversionDailyLimit.Used(childComplexity), true
+
 	case "CreateWorkspacePayload.token":
 		if e.ComplexityRoot.CreateWorkspacePayload.Token == nil {
 			break
@@ -82,6 +278,205 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CreateWorkspacePayload.Workspace(childComplexity), true
+
+	case "CrmConnection.connector":
+		if e.ComplexityRoot.CrmConnection.Connector == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CrmConnection.Connector(childComplexity), true
+	case "CrmConnection.createdAt":
+		if e.ComplexityRoot.CrmConnection.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CrmConnection.CreatedAt(childComplexity), true
+	case "CrmConnection.id":
+		if e.ComplexityRoot.CrmConnection.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CrmConnection.ID(childComplexity), true
+	case "CrmConnection.identity":
+		if e.ComplexityRoot.CrmConnection.Identity == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CrmConnection.Identity(childComplexity), true
+	case "CrmConnection.status":
+		if e.ComplexityRoot.CrmConnection.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CrmConnection.Status(childComplexity), true
+	case "CrmConnection.statusReason":
+		if e.ComplexityRoot.CrmConnection.StatusReason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CrmConnection.StatusReason(childComplexity), true
+	case "CrmConnection.updatedAt":
+		if e.ComplexityRoot.CrmConnection.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CrmConnection.UpdatedAt(childComplexity), true
+
+	case "CrmIdentity.instanceUrl":
+		if e.ComplexityRoot.CrmIdentity.InstanceURL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CrmIdentity.InstanceURL(childComplexity), true
+	case "CrmIdentity.orgId":
+		if e.ComplexityRoot.CrmIdentity.OrgID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CrmIdentity.OrgID(childComplexity), true
+	case "CrmIdentity.userId":
+		if e.ComplexityRoot.CrmIdentity.UserID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CrmIdentity.UserID(childComplexity), true
+	case "CrmIdentity.username":
+		if e.ComplexityRoot.CrmIdentity.Username == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CrmIdentity.Username(childComplexity), true
+
+	case "FailedItem.attempts":
+		if e.ComplexityRoot.FailedItem.Attempts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FailedItem.Attempts(childComplexity), true
+	case "FailedItem.createdAt":
+		if e.ComplexityRoot.FailedItem.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FailedItem.CreatedAt(childComplexity), true
+	case "FailedItem.errorCode":
+		if e.ComplexityRoot.FailedItem.ErrorCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FailedItem.ErrorCode(childComplexity), true
+	case "FailedItem.errorMessage":
+		if e.ComplexityRoot.FailedItem.ErrorMessage == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FailedItem.ErrorMessage(childComplexity), true
+	case "FailedItem.id":
+		if e.ComplexityRoot.FailedItem.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FailedItem.ID(childComplexity), true
+	case "FailedItem.recordId":
+		if e.ComplexityRoot.FailedItem.RecordID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FailedItem.RecordID(childComplexity), true
+	case "FailedItem.recordType":
+		if e.ComplexityRoot.FailedItem.RecordType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FailedItem.RecordType(childComplexity), true
+
+	case "FailedItemConnection.edges":
+		if e.ComplexityRoot.FailedItemConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FailedItemConnection.Edges(childComplexity), true
+	case "FailedItemConnection.pageInfo":
+		if e.ComplexityRoot.FailedItemConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FailedItemConnection.PageInfo(childComplexity), true
+
+	case "FailedItemEdge.cursor":
+		if e.ComplexityRoot.FailedItemEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FailedItemEdge.Cursor(childComplexity), true
+	case "FailedItemEdge.node":
+		if e.ComplexityRoot.FailedItemEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FailedItemEdge.Node(childComplexity), true
+
+	case "FieldDecision.crmField":
+		if e.ComplexityRoot.FieldDecision.CrmField == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FieldDecision.CrmField(childComplexity), true
+	case "FieldDecision.field":
+		if e.ComplexityRoot.FieldDecision.Field == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FieldDecision.Field(childComplexity), true
+	case "FieldDecision.mode":
+		if e.ComplexityRoot.FieldDecision.Mode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FieldDecision.Mode(childComplexity), true
+	case "FieldDecision.reason":
+		if e.ComplexityRoot.FieldDecision.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FieldDecision.Reason(childComplexity), true
+	case "FieldDecision.sent":
+		if e.ComplexityRoot.FieldDecision.Sent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FieldDecision.Sent(childComplexity), true
+	case "FieldDecision.value":
+		if e.ComplexityRoot.FieldDecision.Value == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FieldDecision.Value(childComplexity), true
+
+	case "FieldSyncPreference.crmField":
+		if e.ComplexityRoot.FieldSyncPreference.CrmField == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FieldSyncPreference.CrmField(childComplexity), true
+	case "FieldSyncPreference.field":
+		if e.ComplexityRoot.FieldSyncPreference.Field == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FieldSyncPreference.Field(childComplexity), true
+	case "FieldSyncPreference.mode":
+		if e.ComplexityRoot.FieldSyncPreference.Mode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FieldSyncPreference.Mode(childComplexity), true
+	case "FieldSyncPreference.recordType":
+		if e.ComplexityRoot.FieldSyncPreference.RecordType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FieldSyncPreference.RecordType(childComplexity), true
 
 	case "Health.database":
 		if e.ComplexityRoot.Health.Database == nil {
@@ -96,6 +491,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Health.Migrations(childComplexity), true
 
+	case "Mutation.connectCrm":
+		if e.ComplexityRoot.Mutation.ConnectCrm == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_connectCrm_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ConnectCrm(childComplexity, args["input"].(model.ConnectCrmInput)), true
 	case "Mutation.createWorkspace":
 		if e.ComplexityRoot.Mutation.CreateWorkspace == nil {
 			break
@@ -107,7 +513,168 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateWorkspace(childComplexity, args["name"].(string)), true
+	case "Mutation.disconnectCrm":
+		if e.ComplexityRoot.Mutation.DisconnectCrm == nil {
+			break
+		}
 
+		return e.ComplexityRoot.Mutation.DisconnectCrm(childComplexity), true
+	case "Mutation.dismissFailedItems":
+		if e.ComplexityRoot.Mutation.DismissFailedItems == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_dismissFailedItems_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DismissFailedItems(childComplexity, args["ids"].([]int64)), true
+	case "Mutation.pauseSync":
+		if e.ComplexityRoot.Mutation.PauseSync == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Mutation.PauseSync(childComplexity), true
+	case "Mutation.recordChanges":
+		if e.ComplexityRoot.Mutation.RecordChanges == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_recordChanges_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RecordChanges(childComplexity, args["input"].([]*model.RecordChangeInput)), true
+	case "Mutation.resumeSync":
+		if e.ComplexityRoot.Mutation.ResumeSync == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Mutation.ResumeSync(childComplexity), true
+	case "Mutation.retryFailedItems":
+		if e.ComplexityRoot.Mutation.RetryFailedItems == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_retryFailedItems_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RetryFailedItems(childComplexity, args["ids"].([]int64)), true
+	case "Mutation.runWorkflowAction":
+		if e.ComplexityRoot.Mutation.RunWorkflowAction == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_runWorkflowAction_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RunWorkflowAction(childComplexity, args["input"].(model.WorkflowActionInput)), true
+	case "Mutation.setConversionDailyLimit":
+		if e.ComplexityRoot.Mutation.SetConversionDailyLimit == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setConversionDailyLimit_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetConversionDailyLimit(childComplexity, args["limit"].(*int)), true
+	case "Mutation.updateFieldSyncPreference":
+		if e.ComplexityRoot.Mutation.UpdateFieldSyncPreference == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_updateFieldSyncPreference_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UpdateFieldSyncPreference(childComplexity, args["input"].(model.FieldSyncPreferenceInput)), true
+	case "Mutation.updateObjectSyncPreference":
+		if e.ComplexityRoot.Mutation.UpdateObjectSyncPreference == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_updateObjectSyncPreference_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UpdateObjectSyncPreference(childComplexity, args["input"].(model.ObjectSyncPreferenceInput)), true
+
+	case "ObjectSyncPreference.createAs":
+		if e.ComplexityRoot.ObjectSyncPreference.CreateAs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ObjectSyncPreference.CreateAs(childComplexity), true
+	case "ObjectSyncPreference.readEnabled":
+		if e.ComplexityRoot.ObjectSyncPreference.ReadEnabled == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ObjectSyncPreference.ReadEnabled(childComplexity), true
+	case "ObjectSyncPreference.recordType":
+		if e.ComplexityRoot.ObjectSyncPreference.RecordType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ObjectSyncPreference.RecordType(childComplexity), true
+	case "ObjectSyncPreference.writeEnabled":
+		if e.ComplexityRoot.ObjectSyncPreference.WriteEnabled == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ObjectSyncPreference.WriteEnabled(childComplexity), true
+
+	case "PageInfo.endCursor":
+		if e.ComplexityRoot.PageInfo.EndCursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PageInfo.EndCursor(childComplexity), true
+	case "PageInfo.hasNextPage":
+		if e.ComplexityRoot.PageInfo.HasNextPage == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PageInfo.HasNextPage(childComplexity), true
+
+	case "Query.connection":
+		if e.ComplexityRoot.Query.Connection == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Connection(childComplexity), true
+	case "Query.failedItems":
+		if e.ComplexityRoot.Query.FailedItems == nil {
+			break
+		}
+
+		args, err := ec.field_Query_failedItems_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.FailedItems(childComplexity, args["first"].(*int), args["after"].(*string)), true
+	case "Query.fieldSyncPreferences":
+		if e.ComplexityRoot.Query.FieldSyncPreferences == nil {
+			break
+		}
+
+		args, err := ec.field_Query_fieldSyncPreferences_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.FieldSyncPreferences(childComplexity, args["recordType"].(model.RecordType)), true
 	case "Query.health":
 		if e.ComplexityRoot.Query.Health == nil {
 			break
@@ -115,12 +682,421 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Query.Health(childComplexity), true
 
+	case "Query.objectSyncPreferences":
+		if e.ComplexityRoot.Query.ObjectSyncPreferences == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.ObjectSyncPreferences(childComplexity), true
+	case "Query.record":
+		if e.ComplexityRoot.Query.Record == nil {
+			break
+		}
+
+		args, err := ec.field_Query_record_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Record(childComplexity, args["type"].(model.RecordType), args["id"].(string)), true
+	case "Query.syncBatch":
+		if e.ComplexityRoot.Query.SyncBatch == nil {
+			break
+		}
+
+		args, err := ec.field_Query_syncBatch_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.SyncBatch(childComplexity, args["id"].(int64)), true
+	case "Query.syncLogs":
+		if e.ComplexityRoot.Query.SyncLogs == nil {
+			break
+		}
+
+		args, err := ec.field_Query_syncLogs_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.SyncLogs(childComplexity, args["filter"].(*model.SyncLogFilter), args["first"].(*int), args["after"].(*string)), true
+	case "Query.syncOverview":
+		if e.ComplexityRoot.Query.SyncOverview == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.SyncOverview(childComplexity), true
 	case "Query.viewer":
 		if e.ComplexityRoot.Query.Viewer == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Query.Viewer(childComplexity), true
+
+	case "Record.crmId":
+		if e.ComplexityRoot.Record.CrmID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Record.CrmID(childComplexity), true
+	case "Record.crmObject":
+		if e.ComplexityRoot.Record.CrmObject == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Record.CrmObject(childComplexity), true
+	case "Record.crmUrl":
+		if e.ComplexityRoot.Record.CrmURL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Record.CrmURL(childComplexity), true
+	case "Record.failedItems":
+		if e.ComplexityRoot.Record.FailedItems == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Record.FailedItems(childComplexity), true
+	case "Record.fields":
+		if e.ComplexityRoot.Record.Fields == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Record.Fields(childComplexity), true
+	case "Record.history":
+		if e.ComplexityRoot.Record.History == nil {
+			break
+		}
+
+		args, err := ec.field_Record_history_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Record.History(childComplexity, args["first"].(*int)), true
+	case "Record.id":
+		if e.ComplexityRoot.Record.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Record.ID(childComplexity), true
+	case "Record.pendingItems":
+		if e.ComplexityRoot.Record.PendingItems == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Record.PendingItems(childComplexity), true
+	case "Record.recordType":
+		if e.ComplexityRoot.Record.RecordType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Record.RecordType(childComplexity), true
+
+	case "RecordChangesResult.accepted":
+		if e.ComplexityRoot.RecordChangesResult.Accepted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordChangesResult.Accepted(childComplexity), true
+	case "RecordChangesResult.queued":
+		if e.ComplexityRoot.RecordChangesResult.Queued == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordChangesResult.Queued(childComplexity), true
+
+	case "RecordField.changedAt":
+		if e.ComplexityRoot.RecordField.ChangedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordField.ChangedAt(childComplexity), true
+	case "RecordField.name":
+		if e.ComplexityRoot.RecordField.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordField.Name(childComplexity), true
+	case "RecordField.source":
+		if e.ComplexityRoot.RecordField.Source == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordField.Source(childComplexity), true
+	case "RecordField.value":
+		if e.ComplexityRoot.RecordField.Value == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordField.Value(childComplexity), true
+
+	case "RecordsChanged.batchId":
+		if e.ComplexityRoot.RecordsChanged.BatchID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordsChanged.BatchID(childComplexity), true
+	case "RecordsChanged.records":
+		if e.ComplexityRoot.RecordsChanged.Records == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordsChanged.Records(childComplexity), true
+
+	case "SalesforceDailyLimit.max":
+		if e.ComplexityRoot.SalesforceDailyLimit.Max == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SalesforceDailyLimit.Max(childComplexity), true
+	case "SalesforceDailyLimit.observedAt":
+		if e.ComplexityRoot.SalesforceDailyLimit.ObservedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SalesforceDailyLimit.ObservedAt(childComplexity), true
+	case "SalesforceDailyLimit.used":
+		if e.ComplexityRoot.SalesforceDailyLimit.Used == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SalesforceDailyLimit.Used(childComplexity), true
+
+	case "Subscription.recordsChanged":
+		if e.ComplexityRoot.Subscription.RecordsChanged == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Subscription.RecordsChanged(childComplexity), true
+	case "Subscription.syncBatchCompleted":
+		if e.ComplexityRoot.Subscription.SyncBatchCompleted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Subscription.SyncBatchCompleted(childComplexity), true
+	case "Subscription.syncOverviewUpdated":
+		if e.ComplexityRoot.Subscription.SyncOverviewUpdated == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Subscription.SyncOverviewUpdated(childComplexity), true
+
+	case "SyncBatch.apiCalls":
+		if e.ComplexityRoot.SyncBatch.APICalls == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatch.APICalls(childComplexity), true
+	case "SyncBatch.created":
+		if e.ComplexityRoot.SyncBatch.Created == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatch.Created(childComplexity), true
+	case "SyncBatch.deleted":
+		if e.ComplexityRoot.SyncBatch.Deleted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatch.Deleted(childComplexity), true
+	case "SyncBatch.direction":
+		if e.ComplexityRoot.SyncBatch.Direction == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatch.Direction(childComplexity), true
+	case "SyncBatch.failed":
+		if e.ComplexityRoot.SyncBatch.Failed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatch.Failed(childComplexity), true
+	case "SyncBatch.finishedAt":
+		if e.ComplexityRoot.SyncBatch.FinishedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatch.FinishedAt(childComplexity), true
+	case "SyncBatch.id":
+		if e.ComplexityRoot.SyncBatch.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatch.ID(childComplexity), true
+	case "SyncBatch.message":
+		if e.ComplexityRoot.SyncBatch.Message == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatch.Message(childComplexity), true
+	case "SyncBatch.records":
+		if e.ComplexityRoot.SyncBatch.Records == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatch.Records(childComplexity), true
+	case "SyncBatch.skipped":
+		if e.ComplexityRoot.SyncBatch.Skipped == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatch.Skipped(childComplexity), true
+	case "SyncBatch.startedAt":
+		if e.ComplexityRoot.SyncBatch.StartedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatch.StartedAt(childComplexity), true
+	case "SyncBatch.status":
+		if e.ComplexityRoot.SyncBatch.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatch.Status(childComplexity), true
+	case "SyncBatch.updated":
+		if e.ComplexityRoot.SyncBatch.Updated == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatch.Updated(childComplexity), true
+	case "SyncBatch.waiting":
+		if e.ComplexityRoot.SyncBatch.Waiting == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatch.Waiting(childComplexity), true
+
+	case "SyncBatchConnection.edges":
+		if e.ComplexityRoot.SyncBatchConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchConnection.Edges(childComplexity), true
+	case "SyncBatchConnection.pageInfo":
+		if e.ComplexityRoot.SyncBatchConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchConnection.PageInfo(childComplexity), true
+
+	case "SyncBatchEdge.cursor":
+		if e.ComplexityRoot.SyncBatchEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchEdge.Cursor(childComplexity), true
+	case "SyncBatchEdge.node":
+		if e.ComplexityRoot.SyncBatchEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchEdge.Node(childComplexity), true
+
+	case "SyncBatchRecord.crmId":
+		if e.ComplexityRoot.SyncBatchRecord.CrmID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchRecord.CrmID(childComplexity), true
+	case "SyncBatchRecord.crmObject":
+		if e.ComplexityRoot.SyncBatchRecord.CrmObject == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchRecord.CrmObject(childComplexity), true
+	case "SyncBatchRecord.errorCode":
+		if e.ComplexityRoot.SyncBatchRecord.ErrorCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchRecord.ErrorCode(childComplexity), true
+	case "SyncBatchRecord.fields":
+		if e.ComplexityRoot.SyncBatchRecord.Fields == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchRecord.Fields(childComplexity), true
+	case "SyncBatchRecord.outcome":
+		if e.ComplexityRoot.SyncBatchRecord.Outcome == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchRecord.Outcome(childComplexity), true
+	case "SyncBatchRecord.reason":
+		if e.ComplexityRoot.SyncBatchRecord.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchRecord.Reason(childComplexity), true
+	case "SyncBatchRecord.recordId":
+		if e.ComplexityRoot.SyncBatchRecord.RecordID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchRecord.RecordID(childComplexity), true
+	case "SyncBatchRecord.recordType":
+		if e.ComplexityRoot.SyncBatchRecord.RecordType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchRecord.RecordType(childComplexity), true
+
+	case "SyncOverview.connectionStatus":
+		if e.ComplexityRoot.SyncOverview.ConnectionStatus == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.ConnectionStatus(childComplexity), true
+	case "SyncOverview.conversionDailyLimit":
+		if e.ComplexityRoot.SyncOverview.ConversionDailyLimit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.ConversionDailyLimit(childComplexity), true
+	case "SyncOverview.failedItems":
+		if e.ComplexityRoot.SyncOverview.FailedItems == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.FailedItems(childComplexity), true
+	case "SyncOverview.lastBatchAt":
+		if e.ComplexityRoot.SyncOverview.LastBatchAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.LastBatchAt(childComplexity), true
+	case "SyncOverview.oldestQueuedAt":
+		if e.ComplexityRoot.SyncOverview.OldestQueuedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.OldestQueuedAt(childComplexity), true
+	case "SyncOverview.pauseReason":
+		if e.ComplexityRoot.SyncOverview.PauseReason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.PauseReason(childComplexity), true
+	case "SyncOverview.paused":
+		if e.ComplexityRoot.SyncOverview.Paused == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.Paused(childComplexity), true
+	case "SyncOverview.queuedBatchItems":
+		if e.ComplexityRoot.SyncOverview.QueuedBatchItems == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.QueuedBatchItems(childComplexity), true
+	case "SyncOverview.salesforceDailyLimit":
+		if e.ComplexityRoot.SyncOverview.SalesforceDailyLimit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.SalesforceDailyLimit(childComplexity), true
 
 	case "Workspace.createdAt":
 		if e.ComplexityRoot.Workspace.CreatedAt == nil {
@@ -149,7 +1125,17 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	opCtx := graphql.GetOperationContext(ctx)
 	ec := newExecutionContext(opCtx, e, make(chan graphql.DeferredResult))
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
-		return graphql.NewInputUnmarshalerIndex()
+		return graphql.NewInputUnmarshalerIndex(
+			graphql.NewInputUnmarshaler("ConnectCrmInput", ec.unmarshalInputConnectCrmInput),
+			graphql.NewInputUnmarshaler("FieldChangeInput", ec.unmarshalInputFieldChangeInput),
+			graphql.NewInputUnmarshaler("FieldSyncPreferenceInput", ec.unmarshalInputFieldSyncPreferenceInput),
+			graphql.NewInputUnmarshaler("MembershipInput", ec.unmarshalInputMembershipInput),
+			graphql.NewInputUnmarshaler("ObjectSyncPreferenceInput", ec.unmarshalInputObjectSyncPreferenceInput),
+			graphql.NewInputUnmarshaler("RecordChangeInput", ec.unmarshalInputRecordChangeInput),
+			graphql.NewInputUnmarshaler("SyncLogFilter", ec.unmarshalInputSyncLogFilter),
+			graphql.NewInputUnmarshaler("TaskInput", ec.unmarshalInputTaskInput),
+			graphql.NewInputUnmarshaler("WorkflowActionInput", ec.unmarshalInputWorkflowActionInput),
+		)
 	}
 	first := true
 
@@ -193,6 +1179,23 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			ctx = graphql.WithLazyInputUnmarshalerIndex(ctx, inputUnmarshalers)
 			data := ec._Mutation(ctx, opCtx.Operation.SelectionSet)
 			var buf bytes.Buffer
+			data.MarshalGQL(&buf)
+
+			return &graphql.Response{
+				Data: buf.Bytes(),
+			}
+		}
+	case ast.Subscription:
+		next := ec._Subscription(ctx, opCtx.Operation.SelectionSet)
+
+		var buf bytes.Buffer
+		return func(ctx context.Context) *graphql.Response {
+			buf.Reset()
+			data := next(ctx)
+
+			if data == nil {
+				return nil
+			}
 			data.MarshalGQL(&buf)
 
 			return &graphql.Response{
@@ -271,6 +1274,415 @@ type Mutation {
   createWorkspace(name: String!): CreateWorkspacePayload! @admin
 }
 `, BuiltIn: false},
+	{Name: "../schema/sync.graphqls", Input: `# CRM connection, sync preferences, ingest of Conversion changes, the
+# outbound queue, sync logs and live monitoring.
+
+"A kind of Conversion record that syncs with the CRM."
+enum RecordType {
+  CONTACT
+  COMPANY
+  CAMPAIGN
+  CAMPAIGN_MEMBER
+  "A Salesforce Task created by a workflow action."
+  TASK
+}
+
+"Where a Conversion change came from."
+enum ChangeSource {
+  UI
+  FORM
+  IMPORT
+  API
+  WORKFLOW
+}
+
+"Who last set a field: a Conversion source, or Salesforce (inbound sync)."
+enum FieldSource {
+  UI
+  FORM
+  IMPORT
+  API
+  WORKFLOW
+  SALESFORCE
+}
+
+"How a field syncs (see docs/sync.md)."
+enum SyncMode {
+  "The newer change wins, both ways."
+  TWO_WAY
+  "Conversion writes only into a blank Salesforce field; Salesforce's non-blank values come back."
+  PREFER_SALESFORCE_UNLESS_EMPTY
+  "Conversion always writes and never reads."
+  ALWAYS_PREFER_CONVERSION
+  "Conversion never writes and always reads."
+  ALWAYS_PREFER_SALESFORCE
+  "Never synced."
+  DO_NOT_SYNC
+}
+
+"What a new Conversion contact becomes in Salesforce."
+enum CreateAs {
+  LEAD
+  CONTACT
+}
+
+enum ConnectionStatus {
+  CONNECTED
+  "The credentials can no longer be refreshed: reconnect to resume syncing."
+  EXPIRED
+}
+
+type CrmIdentity {
+  "The CRM user crmsync acts as (its writes are recognised by this id)."
+  userId: String!
+  username: String!
+  orgId: String!
+  instanceUrl: String!
+}
+
+"The workspace's CRM connection. Credentials are never returned."
+type CrmConnection {
+  id: ID!
+  connector: String!
+  status: ConnectionStatus!
+  "Why the connection is not CONNECTED, if it is not."
+  statusReason: String!
+  identity: CrmIdentity!
+  createdAt: Time!
+  updatedAt: Time!
+}
+
+input ConnectCrmInput {
+  "The connector's name, for example salesforce or memcrm."
+  connector: String!
+  "The connector's configuration (a JSON object; see docs/salesforce.md)."
+  config: JSON!
+  "The connector's credentials (a JSON object). Stored encrypted, never returned."
+  credentials: JSON!
+}
+
+type ObjectSyncPreference {
+  recordType: RecordType!
+  "Write to Salesforce: changes of this type are pushed."
+  writeEnabled: Boolean!
+  "Read from Salesforce: inbound changes of this type are applied."
+  readEnabled: Boolean!
+  "For contacts: what a new contact becomes."
+  createAs: CreateAs!
+}
+
+input ObjectSyncPreferenceInput {
+  recordType: RecordType!
+  writeEnabled: Boolean!
+  readEnabled: Boolean!
+  "For contacts; defaults to LEAD."
+  createAs: CreateAs
+}
+
+type FieldSyncPreference {
+  recordType: RecordType!
+  "The Conversion field."
+  field: String!
+  "The CRM field it syncs with."
+  crmField: String!
+  mode: SyncMode!
+}
+
+input FieldSyncPreferenceInput {
+  recordType: RecordType!
+  field: String!
+  crmField: String!
+  mode: SyncMode!
+}
+
+input FieldChangeInput {
+  "The Conversion field name."
+  name: String!
+  "The new value (a string, number or boolean), or null to clear the field."
+  value: JSON
+  "When the field changed in Conversion; defaults to now."
+  changedAt: Time
+}
+
+enum MembershipAction {
+  ADD
+  UPDATE
+  REMOVE
+}
+
+input MembershipInput {
+  campaignId: String!
+  contactId: String!
+  action: MembershipAction!
+  "The member status, for example Sent or Responded."
+  status: String
+}
+
+"""
+One change made in Conversion. Contacts, companies and campaigns name their
+recordId and fields; campaign memberships name a membership instead.
+"""
+input RecordChangeInput {
+  recordType: RecordType!
+  "The Conversion record id (not used for memberships)."
+  recordId: String
+  source: ChangeSource!
+  fields: [FieldChangeInput!]
+  membership: MembershipInput
+}
+
+type RecordChangesResult {
+  "Changes accepted (all of them, or the call fails)."
+  accepted: Int!
+  "Changes queued for the CRM (types with writing off are kept but not queued)."
+  queued: Int!
+}
+
+enum WorkflowActionType {
+  "Create a Salesforce Task for a contact."
+  CREATE_TASK
+  "Add a contact to a campaign."
+  ADD_TO_CAMPAIGN
+  "Assign a lead to a Salesforce lead queue (OwnerId = the queue)."
+  ASSIGN_TO_QUEUE
+}
+
+input TaskInput {
+  subject: String!
+  status: String
+  "A date, YYYY-MM-DD."
+  dueDate: String
+  description: String
+}
+
+input WorkflowActionInput {
+  action: WorkflowActionType!
+  "Identifies the action run: a retried call with the same id creates nothing twice. Required for CREATE_TASK."
+  actionId: String
+  contactId: String!
+  task: TaskInput
+  campaignId: String
+  "Member status for ADD_TO_CAMPAIGN."
+  status: String
+  "The Salesforce queue (Group) id for ASSIGN_TO_QUEUE."
+  queueId: String
+}
+
+"A change parked after the CRM refused it for good."
+type FailedItem {
+  id: ID!
+  recordType: RecordType!
+  recordId: String!
+  errorCode: String!
+  errorMessage: String!
+  attempts: Int!
+  createdAt: Time!
+}
+
+type PageInfo {
+  hasNextPage: Boolean!
+  endCursor: String
+}
+
+type FailedItemEdge {
+  cursor: String!
+  node: FailedItem!
+}
+
+type FailedItemConnection {
+  edges: [FailedItemEdge!]!
+  pageInfo: PageInfo!
+}
+
+enum SyncDirection {
+  OUTBOUND
+  INBOUND
+}
+
+enum SyncBatchStatus {
+  SUCCEEDED
+  PARTIAL
+  FAILED
+  PAUSED
+}
+
+enum SyncOutcome {
+  CREATED
+  UPDATED
+  DELETED
+  SKIPPED
+  FAILED
+  RETRYING
+  WAITING
+}
+
+"What happened to one field of one record in a batch."
+type FieldDecision {
+  field: String!
+  crmField: String!
+  mode: String!
+  value: JSON
+  sent: Boolean!
+  reason: String!
+}
+
+type SyncBatchRecord {
+  recordType: RecordType!
+  recordId: String!
+  crmObject: String!
+  crmId: String!
+  outcome: SyncOutcome!
+  reason: String!
+  errorCode: String!
+  fields: [FieldDecision!]!
+}
+
+"One flush or pull, with every record and field decision."
+type SyncBatch {
+  id: ID!
+  direction: SyncDirection!
+  status: SyncBatchStatus!
+  message: String!
+  startedAt: Time!
+  finishedAt: Time!
+  created: Int!
+  updated: Int!
+  deleted: Int!
+  skipped: Int!
+  failed: Int!
+  waiting: Int!
+  apiCalls: Int!
+  records: [SyncBatchRecord!]!
+}
+
+type SyncBatchEdge {
+  cursor: String!
+  node: SyncBatch!
+}
+
+type SyncBatchConnection {
+  edges: [SyncBatchEdge!]!
+  pageInfo: PageInfo!
+}
+
+input SyncLogFilter {
+  direction: SyncDirection
+  status: SyncBatchStatus
+  recordType: RecordType
+  recordId: String
+  from: Time
+  to: Time
+}
+
+type RecordField {
+  name: String!
+  value: JSON
+  changedAt: Time!
+  source: FieldSource!
+}
+
+"Conversion's state of one synced record."
+type Record {
+  recordType: RecordType!
+  "The Conversion record id."
+  id: String!
+  crmObject: String!
+  crmId: String!
+  "A link to the record in the CRM, when linked."
+  crmUrl: String
+  fields: [RecordField!]!
+  "Changes waiting to be pushed."
+  pendingItems: Int!
+  "Changes parked as failed."
+  failedItems: Int!
+  "The record's latest sync-log entries, newest first."
+  history(first: Int = 20): [SyncBatchRecord!]!
+}
+
+enum PauseReason {
+  SALESFORCE_LIMIT
+  CONVERSION_LIMIT
+  CONNECTION_EXPIRED
+  PAUSED_BY_USER
+  NOT_CONNECTED
+}
+
+type ConversionDailyLimit {
+  "Calls crmsync made in the last 24 hours (rolling)."
+  used: Int!
+  "The limit; null when none is set."
+  limit: Int
+}
+
+type SalesforceDailyLimit {
+  used: Int
+  max: Int
+  observedAt: Time
+}
+
+"Settings → Syncing → Overview."
+type SyncOverview {
+  conversionDailyLimit: ConversionDailyLimit!
+  salesforceDailyLimit: SalesforceDailyLimit!
+  "Items waiting to be pushed."
+  queuedBatchItems: Int!
+  failedItems: Int!
+  oldestQueuedAt: Time
+  paused: Boolean!
+  pauseReason: PauseReason
+  connectionStatus: ConnectionStatus
+  lastBatchAt: Time
+}
+
+"Records changed by an inbound pull."
+type RecordsChanged {
+  batchId: ID!
+  records: [SyncBatchRecord!]!
+}
+
+extend type Query {
+  "The workspace's CRM connection, or null."
+  connection: CrmConnection
+  objectSyncPreferences: [ObjectSyncPreference!]!
+  fieldSyncPreferences(recordType: RecordType!): [FieldSyncPreference!]!
+  "Parked changes, oldest first. first is at most 100."
+  failedItems(first: Int = 50, after: String): FailedItemConnection!
+  "Sync-log batches, newest first. first is at most 100."
+  syncLogs(filter: SyncLogFilter, first: Int = 20, after: String): SyncBatchConnection!
+  syncBatch(id: ID!): SyncBatch
+  record(type: RecordType!, id: String!): Record
+  syncOverview: SyncOverview!
+}
+
+extend type Mutation {
+  "Checks the credentials with the connector, then creates or replaces the connection."
+  connectCrm(input: ConnectCrmInput!): CrmConnection!
+  "Removes the connection. Queued changes are kept for the next connection."
+  disconnectCrm: Boolean!
+  updateObjectSyncPreference(input: ObjectSyncPreferenceInput!): ObjectSyncPreference!
+  updateFieldSyncPreference(input: FieldSyncPreferenceInput!): FieldSyncPreference!
+  "Accepts up to 5,000 changes, all or none."
+  recordChanges(input: [RecordChangeInput!]!): RecordChangesResult!
+  runWorkflowAction(input: WorkflowActionInput!): RecordChangesResult!
+  "Re-queues parked changes (all when ids is omitted); returns how many."
+  retryFailedItems(ids: [ID!]): Int!
+  "Deletes parked changes (all when ids is omitted); returns how many."
+  dismissFailedItems(ids: [ID!]): Int!
+  "Sets (or with null clears) crmsync's own daily call limit."
+  setConversionDailyLimit(limit: Int): SyncOverview!
+  pauseSync: SyncOverview!
+  resumeSync: SyncOverview!
+}
+
+type Subscription {
+  "The overview, pushed within a second of any change (at most a few times a second)."
+  syncOverviewUpdated: SyncOverview!
+  "Every new sync-log batch."
+  syncBatchCompleted: SyncBatch!
+  "Records changed in Conversion by inbound sync."
+  recordsChanged: RecordsChanged!
+}
+`, BuiltIn: false},
 	{Name: "../schema/workspace.graphqls", Input: `"A tenant of crmsync: its CRM connection, preferences, queue and logs belong to it."
 type Workspace {
   id: ID!
@@ -291,6 +1703,16 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
 
+func (ec *executionContext) childFields_ConversionDailyLimit(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "used":
+		return ec.fieldContext_ConversionDailyLimit_used(ctx, field)
+	case "limit":
+		return ec.fieldContext_ConversionDailyLimit_limit(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ConversionDailyLimit", field.Name)
+}
+
 func (ec *executionContext) childFields_CreateWorkspacePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "workspace":
@@ -301,6 +1723,112 @@ func (ec *executionContext) childFields_CreateWorkspacePayload(ctx context.Conte
 	return nil, fmt.Errorf("no field named %q was found under type CreateWorkspacePayload", field.Name)
 }
 
+func (ec *executionContext) childFields_CrmConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_CrmConnection_id(ctx, field)
+	case "connector":
+		return ec.fieldContext_CrmConnection_connector(ctx, field)
+	case "status":
+		return ec.fieldContext_CrmConnection_status(ctx, field)
+	case "statusReason":
+		return ec.fieldContext_CrmConnection_statusReason(ctx, field)
+	case "identity":
+		return ec.fieldContext_CrmConnection_identity(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_CrmConnection_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_CrmConnection_updatedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CrmConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_CrmIdentity(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "userId":
+		return ec.fieldContext_CrmIdentity_userId(ctx, field)
+	case "username":
+		return ec.fieldContext_CrmIdentity_username(ctx, field)
+	case "orgId":
+		return ec.fieldContext_CrmIdentity_orgId(ctx, field)
+	case "instanceUrl":
+		return ec.fieldContext_CrmIdentity_instanceUrl(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CrmIdentity", field.Name)
+}
+
+func (ec *executionContext) childFields_FailedItem(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_FailedItem_id(ctx, field)
+	case "recordType":
+		return ec.fieldContext_FailedItem_recordType(ctx, field)
+	case "recordId":
+		return ec.fieldContext_FailedItem_recordId(ctx, field)
+	case "errorCode":
+		return ec.fieldContext_FailedItem_errorCode(ctx, field)
+	case "errorMessage":
+		return ec.fieldContext_FailedItem_errorMessage(ctx, field)
+	case "attempts":
+		return ec.fieldContext_FailedItem_attempts(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_FailedItem_createdAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type FailedItem", field.Name)
+}
+
+func (ec *executionContext) childFields_FailedItemConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_FailedItemConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_FailedItemConnection_pageInfo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type FailedItemConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_FailedItemEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_FailedItemEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_FailedItemEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type FailedItemEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_FieldDecision(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "field":
+		return ec.fieldContext_FieldDecision_field(ctx, field)
+	case "crmField":
+		return ec.fieldContext_FieldDecision_crmField(ctx, field)
+	case "mode":
+		return ec.fieldContext_FieldDecision_mode(ctx, field)
+	case "value":
+		return ec.fieldContext_FieldDecision_value(ctx, field)
+	case "sent":
+		return ec.fieldContext_FieldDecision_sent(ctx, field)
+	case "reason":
+		return ec.fieldContext_FieldDecision_reason(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type FieldDecision", field.Name)
+}
+
+func (ec *executionContext) childFields_FieldSyncPreference(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "recordType":
+		return ec.fieldContext_FieldSyncPreference_recordType(ctx, field)
+	case "field":
+		return ec.fieldContext_FieldSyncPreference_field(ctx, field)
+	case "crmField":
+		return ec.fieldContext_FieldSyncPreference_crmField(ctx, field)
+	case "mode":
+		return ec.fieldContext_FieldSyncPreference_mode(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type FieldSyncPreference", field.Name)
+}
+
 func (ec *executionContext) childFields_Health(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "database":
@@ -309,6 +1837,200 @@ func (ec *executionContext) childFields_Health(ctx context.Context, field graphq
 		return ec.fieldContext_Health_migrations(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Health", field.Name)
+}
+
+func (ec *executionContext) childFields_ObjectSyncPreference(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "recordType":
+		return ec.fieldContext_ObjectSyncPreference_recordType(ctx, field)
+	case "writeEnabled":
+		return ec.fieldContext_ObjectSyncPreference_writeEnabled(ctx, field)
+	case "readEnabled":
+		return ec.fieldContext_ObjectSyncPreference_readEnabled(ctx, field)
+	case "createAs":
+		return ec.fieldContext_ObjectSyncPreference_createAs(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ObjectSyncPreference", field.Name)
+}
+
+func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "hasNextPage":
+		return ec.fieldContext_PageInfo_hasNextPage(ctx, field)
+	case "endCursor":
+		return ec.fieldContext_PageInfo_endCursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
+}
+
+func (ec *executionContext) childFields_Record(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "recordType":
+		return ec.fieldContext_Record_recordType(ctx, field)
+	case "id":
+		return ec.fieldContext_Record_id(ctx, field)
+	case "crmObject":
+		return ec.fieldContext_Record_crmObject(ctx, field)
+	case "crmId":
+		return ec.fieldContext_Record_crmId(ctx, field)
+	case "crmUrl":
+		return ec.fieldContext_Record_crmUrl(ctx, field)
+	case "fields":
+		return ec.fieldContext_Record_fields(ctx, field)
+	case "pendingItems":
+		return ec.fieldContext_Record_pendingItems(ctx, field)
+	case "failedItems":
+		return ec.fieldContext_Record_failedItems(ctx, field)
+	case "history":
+		return ec.fieldContext_Record_history(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Record", field.Name)
+}
+
+func (ec *executionContext) childFields_RecordChangesResult(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "accepted":
+		return ec.fieldContext_RecordChangesResult_accepted(ctx, field)
+	case "queued":
+		return ec.fieldContext_RecordChangesResult_queued(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RecordChangesResult", field.Name)
+}
+
+func (ec *executionContext) childFields_RecordField(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_RecordField_name(ctx, field)
+	case "value":
+		return ec.fieldContext_RecordField_value(ctx, field)
+	case "changedAt":
+		return ec.fieldContext_RecordField_changedAt(ctx, field)
+	case "source":
+		return ec.fieldContext_RecordField_source(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RecordField", field.Name)
+}
+
+func (ec *executionContext) childFields_RecordsChanged(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "batchId":
+		return ec.fieldContext_RecordsChanged_batchId(ctx, field)
+	case "records":
+		return ec.fieldContext_RecordsChanged_records(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RecordsChanged", field.Name)
+}
+
+func (ec *executionContext) childFields_SalesforceDailyLimit(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "used":
+		return ec.fieldContext_SalesforceDailyLimit_used(ctx, field)
+	case "max":
+		return ec.fieldContext_SalesforceDailyLimit_max(ctx, field)
+	case "observedAt":
+		return ec.fieldContext_SalesforceDailyLimit_observedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SalesforceDailyLimit", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncBatch(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_SyncBatch_id(ctx, field)
+	case "direction":
+		return ec.fieldContext_SyncBatch_direction(ctx, field)
+	case "status":
+		return ec.fieldContext_SyncBatch_status(ctx, field)
+	case "message":
+		return ec.fieldContext_SyncBatch_message(ctx, field)
+	case "startedAt":
+		return ec.fieldContext_SyncBatch_startedAt(ctx, field)
+	case "finishedAt":
+		return ec.fieldContext_SyncBatch_finishedAt(ctx, field)
+	case "created":
+		return ec.fieldContext_SyncBatch_created(ctx, field)
+	case "updated":
+		return ec.fieldContext_SyncBatch_updated(ctx, field)
+	case "deleted":
+		return ec.fieldContext_SyncBatch_deleted(ctx, field)
+	case "skipped":
+		return ec.fieldContext_SyncBatch_skipped(ctx, field)
+	case "failed":
+		return ec.fieldContext_SyncBatch_failed(ctx, field)
+	case "waiting":
+		return ec.fieldContext_SyncBatch_waiting(ctx, field)
+	case "apiCalls":
+		return ec.fieldContext_SyncBatch_apiCalls(ctx, field)
+	case "records":
+		return ec.fieldContext_SyncBatch_records(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncBatch", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncBatchConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_SyncBatchConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_SyncBatchConnection_pageInfo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncBatchConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncBatchEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_SyncBatchEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_SyncBatchEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncBatchEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncBatchRecord(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "recordType":
+		return ec.fieldContext_SyncBatchRecord_recordType(ctx, field)
+	case "recordId":
+		return ec.fieldContext_SyncBatchRecord_recordId(ctx, field)
+	case "crmObject":
+		return ec.fieldContext_SyncBatchRecord_crmObject(ctx, field)
+	case "crmId":
+		return ec.fieldContext_SyncBatchRecord_crmId(ctx, field)
+	case "outcome":
+		return ec.fieldContext_SyncBatchRecord_outcome(ctx, field)
+	case "reason":
+		return ec.fieldContext_SyncBatchRecord_reason(ctx, field)
+	case "errorCode":
+		return ec.fieldContext_SyncBatchRecord_errorCode(ctx, field)
+	case "fields":
+		return ec.fieldContext_SyncBatchRecord_fields(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncBatchRecord", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncOverview(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "conversionDailyLimit":
+		return ec.fieldContext_SyncOverview_conversionDailyLimit(ctx, field)
+	case "salesforceDailyLimit":
+		return ec.fieldContext_SyncOverview_salesforceDailyLimit(ctx, field)
+	case "queuedBatchItems":
+		return ec.fieldContext_SyncOverview_queuedBatchItems(ctx, field)
+	case "failedItems":
+		return ec.fieldContext_SyncOverview_failedItems(ctx, field)
+	case "oldestQueuedAt":
+		return ec.fieldContext_SyncOverview_oldestQueuedAt(ctx, field)
+	case "paused":
+		return ec.fieldContext_SyncOverview_paused(ctx, field)
+	case "pauseReason":
+		return ec.fieldContext_SyncOverview_pauseReason(ctx, field)
+	case "connectionStatus":
+		return ec.fieldContext_SyncOverview_connectionStatus(ctx, field)
+	case "lastBatchAt":
+		return ec.fieldContext_SyncOverview_lastBatchAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncOverview", field.Name)
 }
 
 func (ec *executionContext) childFields_Workspace(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

@@ -7,14 +7,107 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/crmsync/crmsync/internal/workspace"
 )
+
+type ConnectCrmInput struct {
+	// The connector's name, for example salesforce or memcrm.
+	Connector string `json:"connector"`
+	// The connector's configuration (a JSON object; see docs/salesforce.md).
+	Config JSON `json:"config"`
+	// The connector's credentials (a JSON object). Stored encrypted, never returned.
+	Credentials JSON `json:"credentials"`
+}
+
+type ConversionDailyLimit struct {
+	// Calls crmsync made in the last 24 hours (rolling).
+	Used int `json:"used"`
+	// The limit; null when none is set.
+	Limit *int `json:"limit,omitempty"`
+}
 
 type CreateWorkspacePayload struct {
 	Workspace *workspace.Workspace `json:"workspace"`
 	// The workspace's first API token. It is shown only here: store it now.
 	Token string `json:"token"`
+}
+
+// The workspace's CRM connection. Credentials are never returned.
+type CrmConnection struct {
+	ID        int64            `json:"id"`
+	Connector string           `json:"connector"`
+	Status    ConnectionStatus `json:"status"`
+	// Why the connection is not CONNECTED, if it is not.
+	StatusReason string       `json:"statusReason"`
+	Identity     *CrmIdentity `json:"identity"`
+	CreatedAt    time.Time    `json:"createdAt"`
+	UpdatedAt    time.Time    `json:"updatedAt"`
+}
+
+type CrmIdentity struct {
+	// The CRM user crmsync acts as (its writes are recognised by this id).
+	UserID      string `json:"userId"`
+	Username    string `json:"username"`
+	OrgID       string `json:"orgId"`
+	InstanceURL string `json:"instanceUrl"`
+}
+
+// A change parked after the CRM refused it for good.
+type FailedItem struct {
+	ID           int64      `json:"id"`
+	RecordType   RecordType `json:"recordType"`
+	RecordID     string     `json:"recordId"`
+	ErrorCode    string     `json:"errorCode"`
+	ErrorMessage string     `json:"errorMessage"`
+	Attempts     int        `json:"attempts"`
+	CreatedAt    time.Time  `json:"createdAt"`
+}
+
+type FailedItemConnection struct {
+	Edges    []*FailedItemEdge `json:"edges"`
+	PageInfo *PageInfo         `json:"pageInfo"`
+}
+
+type FailedItemEdge struct {
+	Cursor string      `json:"cursor"`
+	Node   *FailedItem `json:"node"`
+}
+
+type FieldChangeInput struct {
+	// The Conversion field name.
+	Name string `json:"name"`
+	// The new value (a string, number or boolean), or null to clear the field.
+	Value JSON `json:"value,omitempty"`
+	// When the field changed in Conversion; defaults to now.
+	ChangedAt *time.Time `json:"changedAt,omitempty"`
+}
+
+// What happened to one field of one record in a batch.
+type FieldDecision struct {
+	Field    string `json:"field"`
+	CrmField string `json:"crmField"`
+	Mode     string `json:"mode"`
+	Value    JSON   `json:"value,omitempty"`
+	Sent     bool   `json:"sent"`
+	Reason   string `json:"reason"`
+}
+
+type FieldSyncPreference struct {
+	RecordType RecordType `json:"recordType"`
+	// The Conversion field.
+	Field string `json:"field"`
+	// The CRM field it syncs with.
+	CrmField string   `json:"crmField"`
+	Mode     SyncMode `json:"mode"`
+}
+
+type FieldSyncPreferenceInput struct {
+	RecordType RecordType `json:"recordType"`
+	Field      string     `json:"field"`
+	CrmField   string     `json:"crmField"`
+	Mode       SyncMode   `json:"mode"`
 }
 
 type Health struct {
@@ -23,10 +116,356 @@ type Health struct {
 	Migrations MigrationState `json:"migrations"`
 }
 
+type MembershipInput struct {
+	CampaignID string           `json:"campaignId"`
+	ContactID  string           `json:"contactId"`
+	Action     MembershipAction `json:"action"`
+	// The member status, for example Sent or Responded.
+	Status *string `json:"status,omitempty"`
+}
+
 type Mutation struct {
 }
 
+type ObjectSyncPreference struct {
+	RecordType RecordType `json:"recordType"`
+	// Write to Salesforce: changes of this type are pushed.
+	WriteEnabled bool `json:"writeEnabled"`
+	// Read from Salesforce: inbound changes of this type are applied.
+	ReadEnabled bool `json:"readEnabled"`
+	// For contacts: what a new contact becomes.
+	CreateAs CreateAs `json:"createAs"`
+}
+
+type ObjectSyncPreferenceInput struct {
+	RecordType   RecordType `json:"recordType"`
+	WriteEnabled bool       `json:"writeEnabled"`
+	ReadEnabled  bool       `json:"readEnabled"`
+	// For contacts; defaults to LEAD.
+	CreateAs *CreateAs `json:"createAs,omitempty"`
+}
+
+type PageInfo struct {
+	HasNextPage bool    `json:"hasNextPage"`
+	EndCursor   *string `json:"endCursor,omitempty"`
+}
+
 type Query struct {
+}
+
+// Conversion's state of one synced record.
+type Record struct {
+	RecordType RecordType `json:"recordType"`
+	// The Conversion record id.
+	ID        string `json:"id"`
+	CrmObject string `json:"crmObject"`
+	CrmID     string `json:"crmId"`
+	// A link to the record in the CRM, when linked.
+	CrmURL *string        `json:"crmUrl,omitempty"`
+	Fields []*RecordField `json:"fields"`
+	// Changes waiting to be pushed.
+	PendingItems int `json:"pendingItems"`
+	// Changes parked as failed.
+	FailedItems int `json:"failedItems"`
+	// The record's latest sync-log entries, newest first.
+	History []*SyncBatchRecord `json:"history"`
+}
+
+// One change made in Conversion. Contacts, companies and campaigns name their
+// recordId and fields; campaign memberships name a membership instead.
+type RecordChangeInput struct {
+	RecordType RecordType `json:"recordType"`
+	// The Conversion record id (not used for memberships).
+	RecordID   *string             `json:"recordId,omitempty"`
+	Source     ChangeSource        `json:"source"`
+	Fields     []*FieldChangeInput `json:"fields,omitempty"`
+	Membership *MembershipInput    `json:"membership,omitempty"`
+}
+
+type RecordChangesResult struct {
+	// Changes accepted (all of them, or the call fails).
+	Accepted int `json:"accepted"`
+	// Changes queued for the CRM (types with writing off are kept but not queued).
+	Queued int `json:"queued"`
+}
+
+type RecordField struct {
+	Name      string      `json:"name"`
+	Value     JSON        `json:"value,omitempty"`
+	ChangedAt time.Time   `json:"changedAt"`
+	Source    FieldSource `json:"source"`
+}
+
+// Records changed by an inbound pull.
+type RecordsChanged struct {
+	BatchID int64              `json:"batchId"`
+	Records []*SyncBatchRecord `json:"records"`
+}
+
+type SalesforceDailyLimit struct {
+	Used       *int       `json:"used,omitempty"`
+	Max        *int       `json:"max,omitempty"`
+	ObservedAt *time.Time `json:"observedAt,omitempty"`
+}
+
+type Subscription struct {
+}
+
+// One flush or pull, with every record and field decision.
+type SyncBatch struct {
+	ID         int64              `json:"id"`
+	Direction  SyncDirection      `json:"direction"`
+	Status     SyncBatchStatus    `json:"status"`
+	Message    string             `json:"message"`
+	StartedAt  time.Time          `json:"startedAt"`
+	FinishedAt time.Time          `json:"finishedAt"`
+	Created    int                `json:"created"`
+	Updated    int                `json:"updated"`
+	Deleted    int                `json:"deleted"`
+	Skipped    int                `json:"skipped"`
+	Failed     int                `json:"failed"`
+	Waiting    int                `json:"waiting"`
+	APICalls   int                `json:"apiCalls"`
+	Records    []*SyncBatchRecord `json:"records"`
+}
+
+type SyncBatchConnection struct {
+	Edges    []*SyncBatchEdge `json:"edges"`
+	PageInfo *PageInfo        `json:"pageInfo"`
+}
+
+type SyncBatchEdge struct {
+	Cursor string     `json:"cursor"`
+	Node   *SyncBatch `json:"node"`
+}
+
+type SyncBatchRecord struct {
+	RecordType RecordType       `json:"recordType"`
+	RecordID   string           `json:"recordId"`
+	CrmObject  string           `json:"crmObject"`
+	CrmID      string           `json:"crmId"`
+	Outcome    SyncOutcome      `json:"outcome"`
+	Reason     string           `json:"reason"`
+	ErrorCode  string           `json:"errorCode"`
+	Fields     []*FieldDecision `json:"fields"`
+}
+
+type SyncLogFilter struct {
+	Direction  *SyncDirection   `json:"direction,omitempty"`
+	Status     *SyncBatchStatus `json:"status,omitempty"`
+	RecordType *RecordType      `json:"recordType,omitempty"`
+	RecordID   *string          `json:"recordId,omitempty"`
+	From       *time.Time       `json:"from,omitempty"`
+	To         *time.Time       `json:"to,omitempty"`
+}
+
+// Settings → Syncing → Overview.
+type SyncOverview struct {
+	ConversionDailyLimit *ConversionDailyLimit `json:"conversionDailyLimit"`
+	SalesforceDailyLimit *SalesforceDailyLimit `json:"salesforceDailyLimit"`
+	// Items waiting to be pushed.
+	QueuedBatchItems int               `json:"queuedBatchItems"`
+	FailedItems      int               `json:"failedItems"`
+	OldestQueuedAt   *time.Time        `json:"oldestQueuedAt,omitempty"`
+	Paused           bool              `json:"paused"`
+	PauseReason      *PauseReason      `json:"pauseReason,omitempty"`
+	ConnectionStatus *ConnectionStatus `json:"connectionStatus,omitempty"`
+	LastBatchAt      *time.Time        `json:"lastBatchAt,omitempty"`
+}
+
+type TaskInput struct {
+	Subject string  `json:"subject"`
+	Status  *string `json:"status,omitempty"`
+	// A date, YYYY-MM-DD.
+	DueDate     *string `json:"dueDate,omitempty"`
+	Description *string `json:"description,omitempty"`
+}
+
+type WorkflowActionInput struct {
+	Action WorkflowActionType `json:"action"`
+	// Identifies the action run: a retried call with the same id creates nothing twice. Required for CREATE_TASK.
+	ActionID   *string    `json:"actionId,omitempty"`
+	ContactID  string     `json:"contactId"`
+	Task       *TaskInput `json:"task,omitempty"`
+	CampaignID *string    `json:"campaignId,omitempty"`
+	// Member status for ADD_TO_CAMPAIGN.
+	Status *string `json:"status,omitempty"`
+	// The Salesforce queue (Group) id for ASSIGN_TO_QUEUE.
+	QueueID *string `json:"queueId,omitempty"`
+}
+
+// Where a Conversion change came from.
+type ChangeSource string
+
+const (
+	ChangeSourceUI       ChangeSource = "UI"
+	ChangeSourceForm     ChangeSource = "FORM"
+	ChangeSourceImport   ChangeSource = "IMPORT"
+	ChangeSourceAPI      ChangeSource = "API"
+	ChangeSourceWorkflow ChangeSource = "WORKFLOW"
+)
+
+var AllChangeSource = []ChangeSource{
+	ChangeSourceUI,
+	ChangeSourceForm,
+	ChangeSourceImport,
+	ChangeSourceAPI,
+	ChangeSourceWorkflow,
+}
+
+func (e ChangeSource) IsValid() bool {
+	switch e {
+	case ChangeSourceUI, ChangeSourceForm, ChangeSourceImport, ChangeSourceAPI, ChangeSourceWorkflow:
+		return true
+	}
+	return false
+}
+
+func (e ChangeSource) String() string {
+	return string(e)
+}
+
+func (e *ChangeSource) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = ChangeSource(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid ChangeSource", str)
+	}
+	return nil
+}
+
+func (e ChangeSource) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *ChangeSource) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e ChangeSource) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type ConnectionStatus string
+
+const (
+	ConnectionStatusConnected ConnectionStatus = "CONNECTED"
+	// The credentials can no longer be refreshed: reconnect to resume syncing.
+	ConnectionStatusExpired ConnectionStatus = "EXPIRED"
+)
+
+var AllConnectionStatus = []ConnectionStatus{
+	ConnectionStatusConnected,
+	ConnectionStatusExpired,
+}
+
+func (e ConnectionStatus) IsValid() bool {
+	switch e {
+	case ConnectionStatusConnected, ConnectionStatusExpired:
+		return true
+	}
+	return false
+}
+
+func (e ConnectionStatus) String() string {
+	return string(e)
+}
+
+func (e *ConnectionStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = ConnectionStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid ConnectionStatus", str)
+	}
+	return nil
+}
+
+func (e ConnectionStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *ConnectionStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e ConnectionStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// What a new Conversion contact becomes in Salesforce.
+type CreateAs string
+
+const (
+	CreateAsLead    CreateAs = "LEAD"
+	CreateAsContact CreateAs = "CONTACT"
+)
+
+var AllCreateAs = []CreateAs{
+	CreateAsLead,
+	CreateAsContact,
+}
+
+func (e CreateAs) IsValid() bool {
+	switch e {
+	case CreateAsLead, CreateAsContact:
+		return true
+	}
+	return false
+}
+
+func (e CreateAs) String() string {
+	return string(e)
+}
+
+func (e *CreateAs) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = CreateAs(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid CreateAs", str)
+	}
+	return nil
+}
+
+func (e CreateAs) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *CreateAs) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e CreateAs) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 // The database crmsync stores its state in.
@@ -85,6 +524,127 @@ func (e Database) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// Who last set a field: a Conversion source, or Salesforce (inbound sync).
+type FieldSource string
+
+const (
+	FieldSourceUI         FieldSource = "UI"
+	FieldSourceForm       FieldSource = "FORM"
+	FieldSourceImport     FieldSource = "IMPORT"
+	FieldSourceAPI        FieldSource = "API"
+	FieldSourceWorkflow   FieldSource = "WORKFLOW"
+	FieldSourceSalesforce FieldSource = "SALESFORCE"
+)
+
+var AllFieldSource = []FieldSource{
+	FieldSourceUI,
+	FieldSourceForm,
+	FieldSourceImport,
+	FieldSourceAPI,
+	FieldSourceWorkflow,
+	FieldSourceSalesforce,
+}
+
+func (e FieldSource) IsValid() bool {
+	switch e {
+	case FieldSourceUI, FieldSourceForm, FieldSourceImport, FieldSourceAPI, FieldSourceWorkflow, FieldSourceSalesforce:
+		return true
+	}
+	return false
+}
+
+func (e FieldSource) String() string {
+	return string(e)
+}
+
+func (e *FieldSource) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = FieldSource(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid FieldSource", str)
+	}
+	return nil
+}
+
+func (e FieldSource) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *FieldSource) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e FieldSource) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type MembershipAction string
+
+const (
+	MembershipActionAdd    MembershipAction = "ADD"
+	MembershipActionUpdate MembershipAction = "UPDATE"
+	MembershipActionRemove MembershipAction = "REMOVE"
+)
+
+var AllMembershipAction = []MembershipAction{
+	MembershipActionAdd,
+	MembershipActionUpdate,
+	MembershipActionRemove,
+}
+
+func (e MembershipAction) IsValid() bool {
+	switch e {
+	case MembershipActionAdd, MembershipActionUpdate, MembershipActionRemove:
+		return true
+	}
+	return false
+}
+
+func (e MembershipAction) String() string {
+	return string(e)
+}
+
+func (e *MembershipAction) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = MembershipAction(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid MembershipAction", str)
+	}
+	return nil
+}
+
+func (e MembershipAction) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *MembershipAction) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e MembershipAction) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
 // Whether every schema migration (crmsync's and River's) is applied.
 type MigrationState string
 
@@ -136,6 +696,436 @@ func (e *MigrationState) UnmarshalJSON(b []byte) error {
 }
 
 func (e MigrationState) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type PauseReason string
+
+const (
+	PauseReasonSalesforceLimit   PauseReason = "SALESFORCE_LIMIT"
+	PauseReasonConversionLimit   PauseReason = "CONVERSION_LIMIT"
+	PauseReasonConnectionExpired PauseReason = "CONNECTION_EXPIRED"
+	PauseReasonPausedByUser      PauseReason = "PAUSED_BY_USER"
+	PauseReasonNotConnected      PauseReason = "NOT_CONNECTED"
+)
+
+var AllPauseReason = []PauseReason{
+	PauseReasonSalesforceLimit,
+	PauseReasonConversionLimit,
+	PauseReasonConnectionExpired,
+	PauseReasonPausedByUser,
+	PauseReasonNotConnected,
+}
+
+func (e PauseReason) IsValid() bool {
+	switch e {
+	case PauseReasonSalesforceLimit, PauseReasonConversionLimit, PauseReasonConnectionExpired, PauseReasonPausedByUser, PauseReasonNotConnected:
+		return true
+	}
+	return false
+}
+
+func (e PauseReason) String() string {
+	return string(e)
+}
+
+func (e *PauseReason) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = PauseReason(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid PauseReason", str)
+	}
+	return nil
+}
+
+func (e PauseReason) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *PauseReason) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e PauseReason) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// A kind of Conversion record that syncs with the CRM.
+type RecordType string
+
+const (
+	RecordTypeContact        RecordType = "CONTACT"
+	RecordTypeCompany        RecordType = "COMPANY"
+	RecordTypeCampaign       RecordType = "CAMPAIGN"
+	RecordTypeCampaignMember RecordType = "CAMPAIGN_MEMBER"
+	// A Salesforce Task created by a workflow action.
+	RecordTypeTask RecordType = "TASK"
+)
+
+var AllRecordType = []RecordType{
+	RecordTypeContact,
+	RecordTypeCompany,
+	RecordTypeCampaign,
+	RecordTypeCampaignMember,
+	RecordTypeTask,
+}
+
+func (e RecordType) IsValid() bool {
+	switch e {
+	case RecordTypeContact, RecordTypeCompany, RecordTypeCampaign, RecordTypeCampaignMember, RecordTypeTask:
+		return true
+	}
+	return false
+}
+
+func (e RecordType) String() string {
+	return string(e)
+}
+
+func (e *RecordType) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = RecordType(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid RecordType", str)
+	}
+	return nil
+}
+
+func (e RecordType) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *RecordType) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e RecordType) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type SyncBatchStatus string
+
+const (
+	SyncBatchStatusSucceeded SyncBatchStatus = "SUCCEEDED"
+	SyncBatchStatusPartial   SyncBatchStatus = "PARTIAL"
+	SyncBatchStatusFailed    SyncBatchStatus = "FAILED"
+	SyncBatchStatusPaused    SyncBatchStatus = "PAUSED"
+)
+
+var AllSyncBatchStatus = []SyncBatchStatus{
+	SyncBatchStatusSucceeded,
+	SyncBatchStatusPartial,
+	SyncBatchStatusFailed,
+	SyncBatchStatusPaused,
+}
+
+func (e SyncBatchStatus) IsValid() bool {
+	switch e {
+	case SyncBatchStatusSucceeded, SyncBatchStatusPartial, SyncBatchStatusFailed, SyncBatchStatusPaused:
+		return true
+	}
+	return false
+}
+
+func (e SyncBatchStatus) String() string {
+	return string(e)
+}
+
+func (e *SyncBatchStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = SyncBatchStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid SyncBatchStatus", str)
+	}
+	return nil
+}
+
+func (e SyncBatchStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *SyncBatchStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e SyncBatchStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type SyncDirection string
+
+const (
+	SyncDirectionOutbound SyncDirection = "OUTBOUND"
+	SyncDirectionInbound  SyncDirection = "INBOUND"
+)
+
+var AllSyncDirection = []SyncDirection{
+	SyncDirectionOutbound,
+	SyncDirectionInbound,
+}
+
+func (e SyncDirection) IsValid() bool {
+	switch e {
+	case SyncDirectionOutbound, SyncDirectionInbound:
+		return true
+	}
+	return false
+}
+
+func (e SyncDirection) String() string {
+	return string(e)
+}
+
+func (e *SyncDirection) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = SyncDirection(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid SyncDirection", str)
+	}
+	return nil
+}
+
+func (e SyncDirection) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *SyncDirection) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e SyncDirection) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// How a field syncs (see docs/sync.md).
+type SyncMode string
+
+const (
+	// The newer change wins, both ways.
+	SyncModeTwoWay SyncMode = "TWO_WAY"
+	// Conversion writes only into a blank Salesforce field; Salesforce's non-blank values come back.
+	SyncModePreferSalesforceUnlessEmpty SyncMode = "PREFER_SALESFORCE_UNLESS_EMPTY"
+	// Conversion always writes and never reads.
+	SyncModeAlwaysPreferConversion SyncMode = "ALWAYS_PREFER_CONVERSION"
+	// Conversion never writes and always reads.
+	SyncModeAlwaysPreferSalesforce SyncMode = "ALWAYS_PREFER_SALESFORCE"
+	// Never synced.
+	SyncModeDoNotSync SyncMode = "DO_NOT_SYNC"
+)
+
+var AllSyncMode = []SyncMode{
+	SyncModeTwoWay,
+	SyncModePreferSalesforceUnlessEmpty,
+	SyncModeAlwaysPreferConversion,
+	SyncModeAlwaysPreferSalesforce,
+	SyncModeDoNotSync,
+}
+
+func (e SyncMode) IsValid() bool {
+	switch e {
+	case SyncModeTwoWay, SyncModePreferSalesforceUnlessEmpty, SyncModeAlwaysPreferConversion, SyncModeAlwaysPreferSalesforce, SyncModeDoNotSync:
+		return true
+	}
+	return false
+}
+
+func (e SyncMode) String() string {
+	return string(e)
+}
+
+func (e *SyncMode) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = SyncMode(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid SyncMode", str)
+	}
+	return nil
+}
+
+func (e SyncMode) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *SyncMode) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e SyncMode) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type SyncOutcome string
+
+const (
+	SyncOutcomeCreated  SyncOutcome = "CREATED"
+	SyncOutcomeUpdated  SyncOutcome = "UPDATED"
+	SyncOutcomeDeleted  SyncOutcome = "DELETED"
+	SyncOutcomeSkipped  SyncOutcome = "SKIPPED"
+	SyncOutcomeFailed   SyncOutcome = "FAILED"
+	SyncOutcomeRetrying SyncOutcome = "RETRYING"
+	SyncOutcomeWaiting  SyncOutcome = "WAITING"
+)
+
+var AllSyncOutcome = []SyncOutcome{
+	SyncOutcomeCreated,
+	SyncOutcomeUpdated,
+	SyncOutcomeDeleted,
+	SyncOutcomeSkipped,
+	SyncOutcomeFailed,
+	SyncOutcomeRetrying,
+	SyncOutcomeWaiting,
+}
+
+func (e SyncOutcome) IsValid() bool {
+	switch e {
+	case SyncOutcomeCreated, SyncOutcomeUpdated, SyncOutcomeDeleted, SyncOutcomeSkipped, SyncOutcomeFailed, SyncOutcomeRetrying, SyncOutcomeWaiting:
+		return true
+	}
+	return false
+}
+
+func (e SyncOutcome) String() string {
+	return string(e)
+}
+
+func (e *SyncOutcome) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = SyncOutcome(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid SyncOutcome", str)
+	}
+	return nil
+}
+
+func (e SyncOutcome) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *SyncOutcome) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e SyncOutcome) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type WorkflowActionType string
+
+const (
+	// Create a Salesforce Task for a contact.
+	WorkflowActionTypeCreateTask WorkflowActionType = "CREATE_TASK"
+	// Add a contact to a campaign.
+	WorkflowActionTypeAddToCampaign WorkflowActionType = "ADD_TO_CAMPAIGN"
+	// Assign a lead to a Salesforce lead queue (OwnerId = the queue).
+	WorkflowActionTypeAssignToQueue WorkflowActionType = "ASSIGN_TO_QUEUE"
+)
+
+var AllWorkflowActionType = []WorkflowActionType{
+	WorkflowActionTypeCreateTask,
+	WorkflowActionTypeAddToCampaign,
+	WorkflowActionTypeAssignToQueue,
+}
+
+func (e WorkflowActionType) IsValid() bool {
+	switch e {
+	case WorkflowActionTypeCreateTask, WorkflowActionTypeAddToCampaign, WorkflowActionTypeAssignToQueue:
+		return true
+	}
+	return false
+}
+
+func (e WorkflowActionType) String() string {
+	return string(e)
+}
+
+func (e *WorkflowActionType) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = WorkflowActionType(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid WorkflowActionType", str)
+	}
+	return nil
+}
+
+func (e WorkflowActionType) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *WorkflowActionType) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e WorkflowActionType) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil
