@@ -12,8 +12,8 @@ type cli struct {
 	Migrate   migrateCmd   `cmd:"" help:"Migrate the database (crmsync's tables and River's)."`
 	Workspace workspaceCmd `cmd:"" help:"Administer workspaces."`
 	Token     tokenCmd     `cmd:"" help:"Administer API tokens."`
+	Connector connectorCmd `cmd:"" help:"Serve a built-in connector as a plugin process (started by crmsync itself)."`
 
 	// Commands added by later features go here, each in its own file:
-	//   Connector      connectorCmd      `cmd:"" ...`  (connector.go: serve a built-in connector as a plugin)
 	//   FakeSalesforce fakeSalesforceCmd `cmd:"" name:"fake-salesforce" ...`  (fakesalesforce.go)
 }
