@@ -283,6 +283,17 @@ func TestFetchChangesIncludesDeletes(t *testing.T) {
 	since, err := b.crm.FetchChanges(t.Context(), connector.FetchChangesRequest{Session: b.s, Object: "Account", Since: b.clock.Now().Add(time.Second)})
 	require.NoError(t, err)
 	require.Empty(t, since.Records, "Since filters by SystemModstamp")
+	next, err := b.crm.FetchChanges(t.Context(), connector.FetchChangesRequest{Session: b.s, Object: "Account", Cursor: since.NextCursor})
+	require.NoError(t, err)
+	require.Empty(t, next.Records, "the watermark of an empty page does not go back before Since")
+
+	b.clock.Advance(time.Minute)
+	require.NoError(t, b.org.EditAsUser(b.org.SalesRepIDs()[0], "Lead", mustCreate(t, b, "Lead", map[string]any{"LastName": "L", "Company": "C"}), map[string]any{"Title": "T"}))
+	id2 := mustCreate(t, b, "Account", map[string]any{"Name": "New Inc"})
+	next, err = b.crm.FetchChanges(t.Context(), connector.FetchChangesRequest{Session: b.s, Object: "Account", Cursor: since.NextCursor})
+	require.NoError(t, err)
+	require.Len(t, next.Records, 1, "changes to other objects do not show")
+	require.Equal(t, id2, next.Records[0].ID)
 
 	_, err = b.crm.FetchChanges(t.Context(), connector.FetchChangesRequest{Session: b.s, Object: "Account", Cursor: "garbage"})
 	require.ErrorIs(t, err, connector.ErrInvalid)
@@ -301,4 +312,11 @@ func TestDescribeRequiresKnownObjects(t *testing.T) {
 	require.False(t, f.Nillable, "Company is required")
 	_, err = b.crm.Describe(t.Context(), connector.DescribeRequest{Session: b.s, Objects: []string{"Opportunity"}})
 	require.ErrorIs(t, err, connector.ErrInvalid)
+}
+
+func mustCreate(t *testing.T, b *bundle, object string, fields map[string]any) string {
+	t.Helper()
+	res := b.write(t, create(object, fields))
+	require.Nil(t, res[0].Error)
+	return res[0].ID
 }

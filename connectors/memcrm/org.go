@@ -376,10 +376,10 @@ func (o *Org) changes(def *objectDef, req connector.FetchChangesRequest, after u
 	if size <= 0 || size > 2000 {
 		size = 200
 	}
-	resp := &connector.FetchChangesResponse{NextCursor: req.Cursor}
-	if resp.NextCursor == "" {
-		resp.NextCursor = cursorPrefix + "0"
-	}
+	// Without more pages the watermark is the org's latest change: every
+	// record changed up to it was returned or filtered out by Since.
+	resp := &connector.FetchChangesResponse{NextCursor: cursorPrefix + strconv.FormatUint(o.seq, 10)}
+	var last uint64
 	for _, r := range o.sorted(def.Name) {
 		if r.seq <= after || (req.Cursor == "" && r.modstamp.Before(req.Since)) {
 			continue
@@ -389,7 +389,10 @@ func (o *Org) changes(def *objectDef, req connector.FetchChangesRequest, after u
 			break
 		}
 		resp.Records = append(resp.Records, o.view(def, r, req.Fields))
-		resp.NextCursor = cursorPrefix + strconv.FormatUint(r.seq, 10)
+		last = r.seq
+	}
+	if resp.More {
+		resp.NextCursor = cursorPrefix + strconv.FormatUint(last, 10)
 	}
 	return resp
 }
