@@ -25,7 +25,9 @@ find_bindir() {
 install_pg() {
 	echo "pg.sh: installing postgresql-15 with apt-get" >&2
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq >&2
+	if [[ -z ${APT_UPDATED:-} ]]; then
+		apt-get update -qq >&2
+	fi
 	apt-get install -y -qq --no-install-recommends postgresql-15 >&2
 }
 
