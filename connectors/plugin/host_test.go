@@ -378,3 +378,22 @@ func TestNoOrphans(t *testing.T) {
 	_ = host.Wait()
 	eventually(t, "the orphaned plugin to die", func() bool { return !alive(pid) })
 }
+
+func TestStartTimeout(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "mute")
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	// Never answers the handshake.
+	require.NoError(t, os.WriteFile(path, fmt.Appendf(nil, "#!/bin/sh\necho $$ > '%s'\nexec /bin/sleep 60\n", pidFile), 0o755))
+	h, err := NewHost(HostConfig{External: map[string]External{"mute": {Path: path}}, StartTimeout: 300 * time.Millisecond, SocketDir: t.TempDir()})
+	require.NoError(t, err)
+	defer h.Close()
+	_, err = h.Connector(t.Context(), "mute")
+	require.ErrorContains(t, err, `start connector "mute"`)
+	require.ErrorContains(t, err, "timeout")
+	raw, err := os.ReadFile(pidFile)
+	require.NoError(t, err)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	require.NoError(t, err)
+	eventually(t, "the silent plugin to be killed", func() bool { return !alive(pid) })
+}
