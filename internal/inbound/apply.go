@@ -1,0 +1,493 @@
+package inbound
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
+
+	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/internal/limits"
+	"github.com/crmsync/crmsync/internal/record"
+	"github.com/crmsync/crmsync/internal/synclog"
+)
+
+// ConversionIDPrefix prefixes the Conversion id of a record the pull
+// creates from a CRM record: "sf:" + the CRM id.
+const ConversionIDPrefix = "sf:"
+
+// applier applies one page of CRM records of one object.
+type applier struct {
+	r   *run
+	pl  objectPlan
+	now time.Time
+
+	byCRMID     map[string]*record.Record
+	byKey       map[string]*record.Record
+	byEmail     map[string][]*record.Record
+	byDomain    map[string][]*record.Record
+	unconfirmed []*record.Record
+	pending     map[int64]map[string]bool
+
+	dirty   map[int64]*record.Record
+	created []*record.Record
+	logs    []*synclog.Record
+}
+
+// applyPage applies one page and stores the cursor after it, in one
+// transaction: a crash before the commit re-reads the page, a crash after
+// it resumes after the page.
+func (r *run) applyPage(ctx context.Context, pl objectPlan, recs []connector.Record, next string, calls int) error {
+	now := r.p.now().UTC()
+	prevID, prevLen := r.batch.ID, len(r.batch.Records)
+	err := r.p.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		a := &applier{r: r, pl: pl, now: now, dirty: map[int64]*record.Record{}}
+		if err := a.load(ctx, tx, recs); err != nil {
+			return err
+		}
+		for _, cr := range recs {
+			a.apply(cr)
+		}
+		if err := a.save(ctx, tx); err != nil {
+			return err
+		}
+		if err := a.log(ctx, tx); err != nil {
+			return err
+		}
+		if err := saveCursor(ctx, tx, r.c, pl.object, next, now); err != nil {
+			return err
+		}
+		return limits.Record(ctx, tx, r.c.WorkspaceID, now, calls)
+	})
+	if err != nil {
+		r.batch.ID, r.batch.Records = prevID, r.batch.Records[:prevLen]
+		r.batch.Count()
+		return fmt.Errorf("apply %s changes of workspace %d: %w", pl.object, r.c.WorkspaceID, err)
+	}
+	return nil
+}
+
+func isConverted(cr connector.Record) bool {
+	b, _ := cr.Fields["IsConverted"].(bool)
+	return b
+}
+
+func stringOf(v any) string {
+	s, _ := v.(string)
+	return strings.TrimSpace(s)
+}
+
+func convString(r *record.Record, field string) string { return stringOf(r.Fields[field].Value) }
+
+// load reads every Conversion record the page may touch: linked by CRM id,
+// or candidates for linking by Conversion id, email, website domain or an
+// unconfirmed create; on PostgreSQL it locks them.
+func (a *applier) load(ctx context.Context, tx bun.Tx, recs []connector.Record) error {
+	ws := a.r.c.WorkspaceID
+	ids := make([]string, 0, len(recs))
+	for _, cr := range recs {
+		ids = append(ids, cr.ID)
+		if to := stringOf(cr.Fields["ConvertedContactId"]); a.pl.object == objLead && to != "" {
+			ids = append(ids, to)
+		}
+	}
+	linked, err := record.ByCRMIDs(ctx, tx, ws, ids)
+	if err != nil {
+		return err
+	}
+	var keys []record.Key
+	var emails, websites []string
+	needUnconfirmed := false
+	for _, cr := range recs {
+		if linked[cr.ID] != nil || cr.Deleted || isConverted(cr) {
+			continue
+		}
+		keys = append(keys, record.Key{Type: a.pl.t, ID: ConversionIDPrefix + cr.ID})
+		switch a.pl.object {
+		case objLead, objContact:
+			if e := strings.ToLower(stringOf(cr.Fields["Email"])); e != "" {
+				emails = append(emails, e)
+			}
+		case objAccount:
+			if d := domainOf(stringOf(cr.Fields["Website"])); d != "" {
+				websites = append(websites, websiteVariants(d)...)
+			}
+			needUnconfirmed = true
+		}
+	}
+	var found []*record.Record
+	for _, r := range linked {
+		found = append(found, r)
+	}
+	byKey, err := record.ByKeys(ctx, tx, ws, keys)
+	if err != nil {
+		return err
+	}
+	for _, r := range byKey {
+		found = append(found, r)
+	}
+	more, err := byFieldValues(ctx, tx, ws, record.TypeContact, "email", slices.Compact(slices.Sorted(slices.Values(emails))))
+	if err != nil {
+		return err
+	}
+	found = append(found, more...)
+	if more, err = byFieldValues(ctx, tx, ws, record.TypeCompany, "website", slices.Compact(slices.Sorted(slices.Values(websites)))); err != nil {
+		return err
+	}
+	found = append(found, more...)
+	if needUnconfirmed {
+		if more, err = unconfirmedCompanies(ctx, tx, ws); err != nil {
+			return err
+		}
+		found = append(found, more...)
+	}
+
+	byID := map[int64]*record.Record{}
+	for _, r := range found {
+		byID[r.ID] = r
+	}
+	if tx.Dialect().Name() == dialect.PG && len(byID) > 0 {
+		rowIDs := make([]int64, 0, len(byID))
+		for id := range byID {
+			rowIDs = append(rowIDs, id)
+		}
+		if byID, err = lock(ctx, tx, ws, rowIDs); err != nil {
+			return err
+		}
+	}
+	a.index(byID)
+	rowIDs := make([]int64, 0, len(byID))
+	for id := range byID {
+		rowIDs = append(rowIDs, id)
+	}
+	a.pending, err = pendingFields(ctx, tx, ws, rowIDs)
+	return err
+}
+
+// index builds the page's lookups over the loaded records.
+func (a *applier) index(byID map[int64]*record.Record) {
+	a.byCRMID, a.byKey = map[string]*record.Record{}, map[string]*record.Record{}
+	a.byEmail, a.byDomain = map[string][]*record.Record{}, map[string][]*record.Record{}
+	sorted := make([]*record.Record, 0, len(byID))
+	for _, r := range byID {
+		sorted = append(sorted, r)
+	}
+	slices.SortFunc(sorted, func(x, y *record.Record) int { return cmp.Compare(x.ID, y.ID) })
+	for _, r := range sorted {
+		if r.Fields == nil {
+			r.Fields = record.Fields{}
+		}
+		if r.CRMFields == nil {
+			r.CRMFields = map[string]any{}
+		}
+		a.add(r)
+		if r.Type == record.TypeCompany && r.CRMID == "" && !r.CreateAttemptedAt.IsZero() {
+			a.unconfirmed = append(a.unconfirmed, r)
+		}
+	}
+}
+
+// add puts a record in the page's lookups.
+func (a *applier) add(r *record.Record) {
+	if r.CRMID != "" {
+		a.byCRMID[r.CRMID] = r
+	}
+	if r.Type == a.pl.t {
+		a.byKey[r.ConversionID] = r
+	}
+	switch r.Type {
+	case record.TypeContact:
+		if e := strings.ToLower(convString(r, "email")); e != "" {
+			a.byEmail[e] = append(a.byEmail[e], r)
+		}
+	case record.TypeCompany:
+		if d := domainOf(convString(r, "website")); d != "" {
+			a.byDomain[d] = append(a.byDomain[d], r)
+		}
+	}
+}
+
+func (a *applier) apply(cr connector.Record) {
+	switch {
+	case cr.Deleted:
+		a.unlinkDeleted(cr)
+	case a.pl.object == objLead && isConverted(cr):
+		a.followConversion(cr)
+	default:
+		a.upsert(cr)
+	}
+}
+
+// logRow appends a sync-log row for a record of the page.
+func (a *applier) logRow(r *record.Record, cr connector.Record, outcome synclog.Outcome, reason string, fields []synclog.Field) {
+	row := &synclog.Record{RecordType: a.pl.t, CRMObject: a.pl.object, CRMID: cr.ID, Outcome: outcome, Reason: reason, Fields: fields}
+	if r != nil {
+		row.RecordType, row.ConversionID = r.Type, r.ConversionID
+	}
+	a.logs = append(a.logs, row)
+}
+
+func (a *applier) touch(r *record.Record) {
+	r.UpdatedAt = a.now
+	if r.ID != 0 {
+		a.dirty[r.ID] = r
+	}
+}
+
+func (a *applier) unlink(r *record.Record) {
+	delete(a.byCRMID, r.CRMID)
+	r.CRMObject, r.CRMID, r.CRMFields, r.CRMModstamp = "", "", map[string]any{}, bun.NullTime{}
+}
+
+// unlinkDeleted unlinks the Conversion record of a CRM record deleted in
+// the CRM. The Conversion record is kept; its next outbound change matches
+// or creates a CRM record again.
+func (a *applier) unlinkDeleted(cr connector.Record) {
+	r := a.byCRMID[cr.ID]
+	if r == nil {
+		return // never linked: nothing to do, nothing to log
+	}
+	a.unlink(r)
+	a.touch(r)
+	a.logRow(r, cr, synclog.OutcomeDeleted, "deleted in the CRM: unlinked (the Conversion record is kept)", nil)
+}
+
+// followConversion relinks the Conversion record of a converted Lead to
+// the Contact it became; the Contact's values come through the Contact pull.
+func (a *applier) followConversion(cr connector.Record) {
+	to := stringOf(cr.Fields["ConvertedContactId"])
+	r := a.byCRMID[cr.ID]
+	switch {
+	case r == nil:
+		a.logRow(nil, cr, synclog.OutcomeSkipped, "converted Lead: its Contact comes through the Contact pull", nil)
+	case to == "":
+		a.logRow(r, cr, synclog.OutcomeSkipped, "converted Lead without a Contact: left linked to the Lead", nil)
+	case a.byCRMID[to] != nil && a.byCRMID[to] != r:
+		a.logRow(r, cr, synclog.OutcomeSkipped, fmt.Sprintf("converted Lead: its Contact %s is already linked to Conversion record %q",
+			to, a.byCRMID[to].ConversionID), nil)
+	default:
+		a.unlink(r)
+		r.CRMObject, r.CRMID = objContact, to
+		a.byCRMID[to] = r
+		a.touch(r)
+		a.logRow(r, cr, synclog.OutcomeUpdated, "Lead was converted: relinked to its Contact "+to, nil)
+	}
+}
+
+// match finds the Conversion record an unlinked CRM record belongs to. It
+// returns the record and how it was found, or a reason to skip the CRM
+// record; neither means "create one".
+func (a *applier) match(cr connector.Record) (r *record.Record, how, skip string) {
+	if k := a.byKey[ConversionIDPrefix+cr.ID]; k != nil && k.CRMID == "" {
+		return k, "relinked to the record created from it earlier", ""
+	}
+	switch a.pl.object {
+	case objLead, objContact:
+		email := strings.ToLower(stringOf(cr.Fields["Email"]))
+		if email == "" {
+			return nil, "", "no email: crmsync links and creates contacts by email"
+		}
+		cands := a.byEmail[email]
+		for _, c := range cands {
+			if c.CRMID == "" {
+				return c, "matched by email", ""
+			}
+		}
+		if a.pl.object == objContact {
+			for _, c := range cands {
+				if c.CRMObject == objLead {
+					return c, "matched by email: a Contact wins over a Lead (was linked to Lead " + c.CRMID + ")", ""
+				}
+			}
+		}
+		if len(cands) > 0 {
+			return nil, "", fmt.Sprintf("email already belongs to Conversion contact %q (linked to %s %s)",
+				cands[0].ConversionID, cands[0].CRMObject, cands[0].CRMID)
+		}
+	case objAccount:
+		for _, c := range a.byDomain[domainOf(stringOf(cr.Fields["Website"]))] {
+			if c.CRMID == "" {
+				return c, "matched by website domain", ""
+			}
+		}
+		name := stringOf(cr.Fields["Name"])
+		for _, c := range a.unconfirmed {
+			if c.CRMID == "" && name != "" && convString(c, "name") == name {
+				return c, "matched by name after an unconfirmed create", ""
+			}
+		}
+	}
+	return nil, "", ""
+}
+
+// upsert links (or creates) the Conversion record of a CRM record and
+// applies its fields by mode.
+func (a *applier) upsert(cr connector.Record) {
+	r := a.byCRMID[cr.ID]
+	fresh, created := false, false
+	how := ""
+	if r == nil {
+		var skip string
+		r, how, skip = a.match(cr)
+		if skip != "" {
+			a.logRow(nil, cr, synclog.OutcomeSkipped, skip, nil)
+			return
+		}
+		if r != nil {
+			if r.CRMID != "" {
+				a.unlink(r)
+			}
+			r.CRMObject, r.CRMID, r.CRMFields, r.CreateAttemptedAt = a.pl.object, cr.ID, map[string]any{}, bun.NullTime{}
+			a.byCRMID[cr.ID] = r
+			fresh = true
+		} else {
+			r = &record.Record{WorkspaceID: a.r.c.WorkspaceID, Type: a.pl.t, ConversionID: ConversionIDPrefix + cr.ID,
+				CRMObject: a.pl.object, CRMID: cr.ID, Fields: record.Fields{}, CRMFields: map[string]any{}, CreatedAt: a.now}
+			a.add(r)
+			a.created = append(a.created, r)
+			created = true
+		}
+	}
+	if !fresh && !created && a.seen(r, cr) {
+		return
+	}
+	view := crmView{Created: created, LastModified: cr.LastModified, LastModifiedByID: cr.LastModifiedByID}
+	if !fresh && !created {
+		view.Synced = r.CRMFields
+	}
+	items := a.pending[r.ID]
+	writeOff := !a.r.objs[a.pl.t].WriteEnabled
+	var fields []synclog.Field
+	applied := 0
+	for _, m := range a.r.maps[a.pl.t] {
+		v, ok := cr.Fields[m.CRMField]
+		if !ok {
+			continue
+		}
+		d := decideInbound(m, r.Fields[m.Field], v, view, items[m.Field] || writeOff, a.r.c.IdentityUserID)
+		if d.Agree && !d.Apply {
+			continue
+		}
+		if d.Apply {
+			r.Fields[m.Field] = record.FieldState{Value: v, ChangedAt: cr.LastModified.UTC(), Source: record.SourceSalesforce}
+			applied++
+		}
+		fields = append(fields, synclog.Field{Field: m.Field, CRMField: m.CRMField, Mode: string(m.Mode), Value: v, Sent: d.Apply, Reason: d.Reason})
+	}
+	a.snapshot(r, cr, view.Synced)
+	a.touch(r)
+	slices.SortFunc(fields, func(x, y synclog.Field) int { return strings.Compare(x.Field, y.Field) })
+	switch {
+	case created:
+		a.logRow(r, cr, synclog.OutcomeCreated, "new "+a.pl.object+" in the CRM", fields)
+	case applied > 0 || fresh:
+		a.logRow(r, cr, synclog.OutcomeUpdated, how, fields)
+	case len(fields) > 0:
+		a.logRow(r, cr, synclog.OutcomeSkipped, reasonNothingApplied, fields)
+	}
+}
+
+// seen reports whether a CRM record is exactly as an earlier pull read it
+// (a look-back overlap or a replayed page): nothing to do.
+func (a *applier) seen(r *record.Record, cr connector.Record) bool {
+	if r.CRMModstamp.IsZero() || cr.SystemModstamp.After(r.CRMModstamp.Time) {
+		return false
+	}
+	for k, v := range cr.Fields {
+		s, ok := r.CRMFields[k]
+		if !ok || !record.SameValue(s, v) {
+			return false
+		}
+	}
+	return true
+}
+
+// snapshot refreshes the record's synced snapshot and modstamp with what
+// was read. One exception keeps the old snapshot value of a field: a field
+// whose pending outbound change was just superseded by Salesforce's value
+// (the Conversion value now comes from Salesforce while an outbound item
+// still carries the older Conversion value). The old value lets the next
+// flush see that Salesforce changed the field since the last sync and drop
+// the superseded value instead of sending it back.
+func (a *applier) snapshot(r *record.Record, cr connector.Record, old map[string]any) {
+	snap := make(map[string]any, len(cr.Fields))
+	for k, v := range old {
+		snap[k] = v
+	}
+	for k, v := range cr.Fields {
+		snap[k] = v
+	}
+	for _, m := range a.r.maps[a.pl.t] {
+		if !a.pending[r.ID][m.Field] || r.Fields[m.Field].Source != record.SourceSalesforce {
+			continue
+		}
+		if v, ok := old[m.CRMField]; ok {
+			snap[m.CRMField] = v
+		} else {
+			delete(snap, m.CRMField)
+		}
+	}
+	r.CRMFields = snap
+	r.CRMModstamp = bun.NullTime{Time: cr.SystemModstamp.UTC()}
+}
+
+// save writes the page's records.
+func (a *applier) save(ctx context.Context, tx bun.Tx) error {
+	for i := 0; i < len(a.created); i += 500 {
+		chunk := a.created[i:min(i+500, len(a.created))]
+		if _, err := tx.NewInsert().Model(&chunk).Returning("id").Exec(ctx); err != nil {
+			return fmt.Errorf("create %d records: %w", len(chunk), err)
+		}
+	}
+	ids := make([]int64, 0, len(a.dirty))
+	for id := range a.dirty {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		_, err := tx.NewUpdate().Model(a.dirty[id]).
+			Column("fields", "crm_object", "crm_id", "crm_fields", "crm_modstamp", "create_attempted_at", "updated_at").
+			WherePK().Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("update record %d: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// log writes the page's sync-log rows into the pull's batch.
+func (a *applier) log(ctx context.Context, tx bun.Tx) error {
+	b := a.r.batch
+	if len(a.logs) == 0 && b.ID == 0 {
+		return nil
+	}
+	if err := a.r.ensureBatch(ctx, tx); err != nil {
+		return err
+	}
+	for i := 0; i < len(a.logs); i += 500 {
+		chunk := a.logs[i:min(i+500, len(a.logs))]
+		for _, row := range chunk {
+			row.BatchID, row.WorkspaceID = b.ID, b.WorkspaceID
+			if row.Fields == nil {
+				row.Fields = []synclog.Field{}
+			}
+		}
+		if _, err := tx.NewInsert().Model(&chunk).Exec(ctx); err != nil {
+			return fmt.Errorf("write records of sync batch %d: %w", b.ID, err)
+		}
+	}
+	b.Records = append(b.Records, a.logs...)
+	b.Count()
+	b.APICalls, b.FinishedAt = a.r.calls, a.now
+	_, err := tx.NewUpdate().Model(b).WherePK().
+		Column("finished_at", "created", "updated", "deleted", "skipped", "failed", "waiting", "api_calls").Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("count sync batch %d: %w", b.ID, err)
+	}
+	return nil
+}

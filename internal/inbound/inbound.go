@@ -1,0 +1,211 @@
+// Package inbound pulls CRM changes into Conversion's records (ARCHITECTURE
+// §7): for each object type read from the CRM, it pages through the
+// connector's change feed from a stored cursor, links each CRM record to a
+// Conversion record (or creates one), applies field values by sync mode,
+// and logs every pull as one INBOUND sync-log batch. Applying a change never
+// queues an outbound write. docs/inbound.md states the rules.
+package inbound
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/engine"
+	"github.com/crmsync/crmsync/internal/events"
+	"github.com/crmsync/crmsync/internal/synclog"
+)
+
+// Connectors hands out a connector by name (the plugin host in production).
+type Connectors interface {
+	Connector(ctx context.Context, name string) (connector.Connector, error)
+}
+
+// Gate is the sync gate shared with outbound flushes (*engine.Engine): a
+// pull runs only when a flush could, and a pause is logged once per episode
+// whichever sync meets it first.
+type Gate interface {
+	Gate(ctx context.Context, c *connection.Connection) (engine.PauseReason, string, error)
+	Pause(ctx context.Context, c *connection.Connection, dir synclog.Direction, reason engine.PauseReason, detail string) (*engine.Result, error)
+	Resume(ctx context.Context, c *connection.Connection) error
+}
+
+// ErrBusy is returned when another sync of the same connection (a flush or
+// a pull, on any replica) holds the connection's lease.
+var ErrBusy = errors.New("another sync of this connection is running")
+
+// Config tunes pulls. Zero values take the defaults.
+type Config struct {
+	// PageSize is the page size asked of the connector (0: the
+	// connector's own default; Salesforce accepts 200 to 2,000).
+	PageSize int
+	// MaxPages bounds the pages one Pull reads (default 50), so a large
+	// backlog is pulled in several runs with flushes in between; the
+	// Result says More.
+	MaxPages int
+	// LeaseTTL bounds how long a crashed pull blocks the connection's
+	// next sync (default 4 minutes, above the pull job's timeout).
+	LeaseTTL time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.MaxPages <= 0 {
+		c.MaxPages = 50
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = 4 * time.Minute
+	}
+}
+
+// Puller pulls workspaces' CRM changes. It is safe for concurrent use.
+type Puller struct {
+	db         *bun.DB
+	conns      *connection.Store
+	connectors Connectors
+	gate       Gate
+	pub        events.Publisher
+	logger     *slog.Logger
+	cfg        Config
+	owner      string
+	now        func() time.Time
+
+	descMu sync.Mutex
+	descs  map[string]describeEntry
+}
+
+// describeEntry caches the describes of a connection's objects.
+type describeEntry struct {
+	at      time.Time
+	objects map[string]connector.Object
+}
+
+// describeTTL bounds how long a describe is trusted.
+const describeTTL = 15 * time.Minute
+
+// New returns a Puller. gate is the outbound engine; pub may be nil.
+func New(db *bun.DB, conns *connection.Store, connectors Connectors, gate Gate, pub events.Publisher, logger *slog.Logger, cfg Config) *Puller {
+	cfg.defaults()
+	host, _ := os.Hostname()
+	return &Puller{db: db, conns: conns, connectors: connectors, gate: gate, pub: pub, logger: logger, cfg: cfg,
+		owner: fmt.Sprintf("%s/%d/pull", host, os.Getpid()), now: time.Now, descs: map[string]describeEntry{}}
+}
+
+// Result is what one pull did.
+type Result struct {
+	// Batch is the INBOUND sync-log batch written: nil when the pull found
+	// nothing to log (or was paused in an episode already logged).
+	Batch *synclog.Batch
+	// Paused is set when the pull read nothing because syncing is paused.
+	Paused engine.PauseReason
+	// More is true when the pull stopped after Config.MaxPages pages with
+	// changes left to read: pull again soon.
+	More bool
+	// Calls is the number of CRM API calls the pull made.
+	Calls int
+}
+
+// Pull reads the workspace's CRM changes since its stored cursors and
+// applies them. A whole-call connector failure is returned as an error
+// wrapping the connector's typed error (errors.Is(err,
+// connector.ErrRateLimited), ...); what was applied before it stays
+// applied and the next pull resumes after it. Expired credentials are not
+// an error: the connection is marked expired and the result says paused.
+// ErrBusy means another sync of the connection is running.
+func (p *Puller) Pull(ctx context.Context, workspaceID int64) (*Result, error) {
+	c, err := p.conns.Get(ctx, workspaceID)
+	if errors.Is(err, connection.ErrNotConnected) {
+		return &Result{Paused: engine.PauseNotConnected}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := markPulled(ctx, p.db, workspaceID, p.now().UTC()); err != nil {
+		return nil, err
+	}
+	reason, detail, err := p.gate.Gate(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if reason != engine.PauseNone {
+		return p.pause(ctx, c, reason, detail)
+	}
+	owner := p.leaseOwner()
+	ok, err := p.conns.AcquireLease(ctx, c, owner, p.cfg.LeaseTTL)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, ErrBusy
+	}
+	defer func() {
+		if err := p.conns.ReleaseLease(context.WithoutCancel(ctx), c, owner); err != nil {
+			p.logger.Error("release pull lease", slog.Int64("workspace_id", workspaceID), slog.Any("error", err))
+		}
+	}()
+	if err := p.gate.Resume(ctx, c); err != nil {
+		return nil, err
+	}
+	r, err := p.newRun(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return r.run(ctx)
+}
+
+func (p *Puller) pause(ctx context.Context, c *connection.Connection, reason engine.PauseReason, detail string) (*Result, error) {
+	er, err := p.gate.Pause(ctx, c, synclog.Inbound, reason, detail)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Paused: er.Paused, Batch: er.Batch}, nil
+}
+
+// leaseOwner names one pull for the connection lease.
+func (p *Puller) leaseOwner() string {
+	suffix := make([]byte, 6)
+	_, _ = rand.Read(suffix)
+	return p.owner + "/" + hex.EncodeToString(suffix)
+}
+
+func (p *Puller) publish(ctx context.Context, e events.Event) {
+	if p.pub == nil {
+		return
+	}
+	if err := p.pub.Publish(context.WithoutCancel(ctx), e); err != nil {
+		p.logger.Warn("publish inbound event", slog.Int64("workspace_id", e.WorkspaceID), slog.Any("error", err))
+	}
+}
+
+func describeKey(c *connection.Connection) string {
+	return fmt.Sprintf("%d/%s/%s", c.ID, c.Connector, c.Config)
+}
+
+func (p *Puller) cachedObjects(c *connection.Connection) map[string]connector.Object {
+	p.descMu.Lock()
+	defer p.descMu.Unlock()
+	d, ok := p.descs[describeKey(c)]
+	if !ok || p.now().Sub(d.at) > describeTTL {
+		return nil
+	}
+	return d.objects
+}
+
+func (p *Puller) cacheObjects(c *connection.Connection, objs []connector.Object) {
+	p.descMu.Lock()
+	defer p.descMu.Unlock()
+	m := make(map[string]connector.Object, len(objs))
+	for _, o := range objs {
+		m[o.Name] = o
+	}
+	p.descs[describeKey(c)] = describeEntry{at: p.now(), objects: m}
+}

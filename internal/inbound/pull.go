@@ -1,0 +1,347 @@
+package inbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/engine"
+	"github.com/crmsync/crmsync/internal/events"
+	"github.com/crmsync/crmsync/internal/limits"
+	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/record"
+	"github.com/crmsync/crmsync/internal/synclog"
+)
+
+// CRM objects pulled, and the Conversion record type each feeds. Leads are
+// pulled before Contacts, so a Lead converted since the last pull is
+// relinked to its Contact before that Contact is read.
+const (
+	objLead    = "Lead"
+	objContact = "Contact"
+	objAccount = "Account"
+)
+
+type objectPlan struct {
+	t      record.Type
+	object string
+}
+
+var plans = []objectPlan{
+	{record.TypeCompany, objAccount},
+	{record.TypeContact, objLead},
+	{record.TypeContact, objContact},
+}
+
+// structuralFields are read besides the mapped fields: to match, and to
+// follow converted Leads.
+var structuralFields = map[string][]string{
+	objLead:    {"Email", "IsConverted", "ConvertedContactId"},
+	objContact: {"Email"},
+	objAccount: {"Name", "Website"},
+}
+
+// interrupted is a batch's message until its pull finishes: a batch left
+// with it was cut short by a crash.
+const interrupted = "interrupted: the pull stopped before it finished; the next pull resumes after the last page applied"
+
+// run is one pull of one connection.
+type run struct {
+	p       *Puller
+	c       *connection.Connection
+	crm     connector.Connector
+	session connector.Session
+	started time.Time
+
+	objs   map[record.Type]prefs.ObjectPreference
+	maps   map[record.Type][]prefs.FieldMapping
+	desc   map[string]connector.Object
+	fields map[string][]string
+
+	batch *synclog.Batch
+	calls int
+	pages int
+	more  bool
+}
+
+func (p *Puller) newRun(ctx context.Context, c *connection.Connection) (*run, error) {
+	crm, err := p.connectors.Connector(ctx, c.Connector)
+	if err != nil {
+		return nil, fmt.Errorf("connector %q: %w", c.Connector, err)
+	}
+	session, err := p.conns.Session(c)
+	if err != nil {
+		return nil, err
+	}
+	now := p.now().UTC()
+	return &run{p: p, c: c, crm: crm, session: session, started: now,
+		batch: &synclog.Batch{WorkspaceID: c.WorkspaceID, Direction: synclog.Inbound, Status: synclog.StatusFailed,
+			Message: interrupted, StartedAt: now, FinishedAt: now}}, nil
+}
+
+func (r *run) run(ctx context.Context) (*Result, error) {
+	var err error
+	if r.objs, err = prefs.Objects(ctx, r.p.db, r.c.WorkspaceID); err != nil {
+		return nil, err
+	}
+	var todo []objectPlan
+	r.maps = map[record.Type][]prefs.FieldMapping{}
+	for _, pl := range plans {
+		if !r.objs[pl.t].ReadEnabled {
+			continue
+		}
+		todo = append(todo, pl)
+		if _, ok := r.maps[pl.t]; !ok {
+			if r.maps[pl.t], err = prefs.Fields(ctx, r.p.db, r.c.WorkspaceID, pl.t); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(todo) == 0 {
+		return &Result{}, nil // nothing is read: no CRM call at all
+	}
+	fetcher, ok := r.crm.(connector.ChangeFetcher)
+	if !ok {
+		r.p.logger.Warn("connector cannot list changes; nothing is pulled", slog.Int64("workspace_id", r.c.WorkspaceID), slog.String("connector", r.c.Connector))
+		return &Result{}, nil
+	}
+	var callErr error
+	var stop engine.PauseReason
+	var stopDetail string
+	if callErr = r.describe(ctx, todo); callErr == nil {
+		for _, pl := range todo {
+			stop, stopDetail, callErr = r.pullObject(ctx, fetcher, pl)
+			if callErr != nil || stop != engine.PauseNone || r.more {
+				break
+			}
+		}
+	}
+	return r.finish(ctx, callErr, stop, stopDetail)
+}
+
+// describe loads the describes of the pulled objects (cached for a while),
+// to read only fields that exist on each.
+func (r *run) describe(ctx context.Context, todo []objectPlan) error {
+	r.desc = r.p.cachedObjects(r.c)
+	var want []string
+	for _, pl := range todo {
+		if _, ok := r.desc[pl.object]; !ok {
+			want = append(want, pl.object)
+		}
+	}
+	if len(want) > 0 {
+		d, err := r.crm.Describe(ctx, connector.DescribeRequest{Session: r.session, Objects: want})
+		var meta *connector.Meta
+		if d != nil {
+			meta = &d.Meta
+		}
+		if err := r.observe(ctx, "describe", meta, err); err != nil {
+			return err
+		}
+		objs := make([]connector.Object, 0, len(r.desc)+len(d.Objects))
+		for _, o := range r.desc {
+			objs = append(objs, o)
+		}
+		objs = append(objs, d.Objects...)
+		r.p.cacheObjects(r.c, objs)
+		r.desc = r.p.cachedObjects(r.c)
+	}
+	r.fields = map[string][]string{}
+	for _, pl := range todo {
+		o := r.desc[pl.object]
+		add := func(name string) {
+			if _, ok := o.Field(name); ok && !slices.Contains(r.fields[pl.object], name) {
+				r.fields[pl.object] = append(r.fields[pl.object], name)
+			}
+		}
+		for _, m := range r.maps[pl.t] {
+			if m.Mode != prefs.DoNotSync {
+				add(m.CRMField)
+			}
+		}
+		for _, name := range structuralFields[pl.object] {
+			add(name)
+		}
+	}
+	return nil
+}
+
+// pullObject pages through one object's changes. Each page is applied, with
+// the cursor after it, in one transaction.
+func (r *run) pullObject(ctx context.Context, fetcher connector.ChangeFetcher, pl objectPlan) (engine.PauseReason, string, error) {
+	cursor, err := loadCursor(ctx, r.p.db, r.c, pl.object)
+	if err != nil {
+		return engine.PauseNone, "", err
+	}
+	for {
+		if r.pages >= r.p.cfg.MaxPages {
+			r.more = true
+			return engine.PauseNone, "", nil
+		}
+		if reason, detail, err := r.checkBudget(ctx); err != nil || reason != engine.PauseNone {
+			return reason, detail, err
+		}
+		resp, err := fetcher.FetchChanges(ctx, connector.FetchChangesRequest{Session: r.session, Object: pl.object,
+			Fields: r.fields[pl.object], Cursor: cursor, PageSize: r.p.cfg.PageSize})
+		var meta *connector.Meta
+		if resp != nil {
+			meta = &resp.Meta
+		}
+		before := r.calls
+		if err := r.observe(ctx, "fetch "+pl.object+" changes", meta, err); err != nil {
+			if lerr := limits.Record(ctx, r.p.db, r.c.WorkspaceID, r.p.now(), r.calls-before); lerr != nil {
+				r.p.logger.Error("count API calls", slog.Int64("workspace_id", r.c.WorkspaceID), slog.Any("error", lerr))
+			}
+			return engine.PauseNone, "", err
+		}
+		r.pages++
+		if err := r.applyPage(ctx, pl, resp.Records, resp.NextCursor, r.calls-before); err != nil {
+			return engine.PauseNone, "", err
+		}
+		cursor = resp.NextCursor
+		if !resp.More {
+			return engine.PauseNone, "", nil
+		}
+	}
+}
+
+// checkBudget stops before a page that would cross crmsync's own daily
+// limit (each page is one call at least).
+func (r *run) checkBudget(ctx context.Context) (engine.PauseReason, string, error) {
+	if !r.c.DailyLimit.Valid {
+		return engine.PauseNone, "", nil
+	}
+	used, err := limits.Used(ctx, r.p.db, r.c.WorkspaceID, r.p.now())
+	if err != nil {
+		return engine.PauseNone, "", err
+	}
+	if used+1 > r.c.DailyLimit.Int64 {
+		return engine.PauseConversionLimit, fmt.Sprintf("%d of %d calls used in the last 24 hours", used, r.c.DailyLimit.Int64), nil
+	}
+	return engine.PauseNone, "", nil
+}
+
+// observe persists what a connector response carried and counts its calls.
+func (r *run) observe(ctx context.Context, what string, m *connector.Meta, err error) error {
+	if m != nil {
+		r.calls += max(m.Calls, 1)
+		if m.Credentials != nil {
+			r.session.Credentials = m.Credentials
+		}
+		if oerr := r.p.conns.Observe(ctx, r.c, *m); oerr != nil {
+			return oerr
+		}
+	} else if err != nil {
+		r.calls++
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// finish closes the batch, handles a whole-call failure, and publishes.
+func (r *run) finish(ctx context.Context, callErr error, stop engine.PauseReason, stopDetail string) (*Result, error) {
+	ctx = context.WithoutCancel(ctx) // a cancelled pull still closes its batch
+	ws := r.c.WorkspaceID
+	res := &Result{More: r.more, Calls: r.calls}
+	if errors.Is(callErr, connector.ErrRateLimited) {
+		// Hold further calls at the gate until a fresh reading says otherwise.
+		if err := r.markSpent(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if errors.Is(callErr, connector.ErrCredentials) {
+		if err := r.p.conns.MarkExpired(ctx, r.c, callErr.Error()); err != nil {
+			return nil, err
+		}
+	}
+	b := r.batch
+	b.FinishedAt = r.p.now().UTC()
+	b.APICalls = r.calls
+	b.Status, b.Message = "", ""
+	switch {
+	case callErr != nil:
+		b.Status, b.Message = synclog.StatusFailed, callErr.Error()
+	case stop != engine.PauseNone:
+		b.Message = "stopped: syncing paused (" + string(stop) + "); the next pull resumes here"
+	case r.more:
+		b.Message = fmt.Sprintf("read %d pages; the next pull continues", r.pages)
+	}
+	b.Count()
+	if b.ID != 0 || callErr != nil {
+		if err := r.closeBatch(ctx); err != nil {
+			return nil, err
+		}
+		res.Batch = b
+		r.p.publish(ctx, events.Event{WorkspaceID: ws, Kind: events.KindBatch, BatchID: b.ID})
+		if b.Created+b.Updated+b.Deleted > 0 {
+			r.p.publish(ctx, events.Event{WorkspaceID: ws, Kind: events.KindRecords, BatchID: b.ID})
+		}
+	}
+	r.p.logger.Info("pull done", slog.Int64("workspace_id", ws), slog.Int("pages", r.pages), slog.Int("api_calls", r.calls),
+		slog.Int("created", b.Created), slog.Int("updated", b.Updated), slog.Int("skipped", b.Skipped), slog.String("status", string(b.Status)))
+	switch {
+	case errors.Is(callErr, connector.ErrCredentials):
+		pr, err := r.p.pause(ctx, r.c, engine.PauseConnectionExpired, "")
+		if err != nil {
+			return nil, err
+		}
+		res.Paused = pr.Paused
+		return res, nil
+	case callErr != nil:
+		return res, fmt.Errorf("pull workspace %d: %w", ws, callErr)
+	case stop != engine.PauseNone:
+		pr, err := r.p.pause(ctx, r.c, stop, stopDetail)
+		if err != nil {
+			return nil, err
+		}
+		res.Paused = pr.Paused
+	}
+	return res, nil
+}
+
+// closeBatch writes the batch's final state (inserting it if no page
+// logged anything).
+func (r *run) closeBatch(ctx context.Context) error {
+	b := r.batch
+	if b.ID == 0 {
+		return r.ensureBatch(ctx, r.p.db)
+	}
+	_, err := r.p.db.NewUpdate().Model(b).WherePK().
+		Column("status", "message", "finished_at", "created", "updated", "deleted", "skipped", "failed", "waiting", "api_calls").
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("close sync batch %d: %w", b.ID, err)
+	}
+	return nil
+}
+
+// ensureBatch inserts the pull's batch, still marked interrupted, the first
+// time a page has something to log.
+func (r *run) ensureBatch(ctx context.Context, db bun.IDB) error {
+	if r.batch.ID != 0 {
+		return nil
+	}
+	if _, err := db.NewInsert().Model(r.batch).Returning("id").Exec(ctx); err != nil {
+		return fmt.Errorf("write sync batch: %w", err)
+	}
+	return nil
+}
+
+// markSpent stores a spent allowance after the CRM refused a call for it.
+func (r *run) markSpent(ctx context.Context) error {
+	used, maxCalls := r.c.APIUsed.Int64, r.c.APIMax.Int64
+	if maxCalls <= 0 || used < maxCalls {
+		maxCalls = max(maxCalls, 1)
+		used = maxCalls
+	}
+	return r.p.conns.Observe(ctx, r.c, connector.Meta{Usage: &connector.Usage{Used: used, Max: maxCalls, ObservedAt: r.p.now().UTC()}})
+}

@@ -1,0 +1,225 @@
+package inbound
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
+
+	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/record"
+)
+
+// cursorRow is where one object's change feed stands for a workspace.
+type cursorRow struct {
+	bun.BaseModel `bun:"table:inbound_cursors"`
+
+	WorkspaceID int64     `bun:"workspace_id,pk"`
+	CRMObject   string    `bun:"crm_object,pk"`
+	Source      string    `bun:"source,notnull"`
+	Cursor      string    `bun:"next_cursor,notnull"`
+	UpdatedAt   time.Time `bun:"updated_at,notnull"`
+}
+
+// pullRow stamps a workspace's last pull.
+type pullRow struct {
+	bun.BaseModel `bun:"table:inbound_pulls"`
+
+	WorkspaceID int64     `bun:"workspace_id,pk"`
+	LastPullAt  time.Time `bun:"last_pull_at,notnull"`
+}
+
+// cursorSource names the connector and org a cursor belongs to: a cursor
+// handed out by another org (the workspace reconnected elsewhere) is
+// meaningless and the feed starts over.
+func cursorSource(c *connection.Connection) string {
+	return c.Connector + "/" + c.IdentityOrgID
+}
+
+func loadCursor(ctx context.Context, db bun.IDB, c *connection.Connection, object string) (string, error) {
+	var row cursorRow
+	err := db.NewSelect().Model(&row).Where("workspace_id = ? AND crm_object = ?", c.WorkspaceID, object).Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("load %s cursor of workspace %d: %w", object, c.WorkspaceID, err)
+	}
+	if row.Source != cursorSource(c) {
+		return "", nil
+	}
+	return row.Cursor, nil
+}
+
+func saveCursor(ctx context.Context, db bun.IDB, c *connection.Connection, object, cursor string, now time.Time) error {
+	row := cursorRow{WorkspaceID: c.WorkspaceID, CRMObject: object, Source: cursorSource(c), Cursor: cursor, UpdatedAt: now}
+	_, err := db.NewInsert().Model(&row).
+		On("CONFLICT (workspace_id, crm_object) DO UPDATE").
+		Set("source = EXCLUDED.source, next_cursor = EXCLUDED.next_cursor, updated_at = EXCLUDED.updated_at").
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("store %s cursor of workspace %d: %w", object, c.WorkspaceID, err)
+	}
+	return nil
+}
+
+func markPulled(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) error {
+	row := pullRow{WorkspaceID: workspaceID, LastPullAt: now}
+	_, err := db.NewInsert().Model(&row).
+		On("CONFLICT (workspace_id) DO UPDATE").Set("last_pull_at = EXCLUDED.last_pull_at").Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("stamp pull of workspace %d: %w", workspaceID, err)
+	}
+	return nil
+}
+
+// Due returns the connected workspaces whose last pull started before
+// before (or that were never pulled), for the periodic pull sweep. It reads
+// the database only.
+func Due(ctx context.Context, db bun.IDB, before time.Time) ([]int64, error) {
+	var ids []int64
+	err := db.NewSelect().Model((*connection.Connection)(nil)).Column("workspace_id").
+		Where("workspace_id NOT IN (?)", db.NewSelect().Model((*pullRow)(nil)).Column("workspace_id").
+			Where("last_pull_at >= ?", before.UTC())).
+		OrderExpr("workspace_id").Scan(ctx, &ids)
+	if err != nil {
+		return nil, fmt.Errorf("list workspaces due for a pull: %w", err)
+	}
+	return ids, nil
+}
+
+// LastPull returns when the workspace's last pull started (zero if never).
+func LastPull(ctx context.Context, db bun.IDB, workspaceID int64) (time.Time, error) {
+	var row pullRow
+	err := db.NewSelect().Model(&row).Where("workspace_id = ?", workspaceID).Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("last pull of workspace %d: %w", workspaceID, err)
+	}
+	return row.LastPullAt, nil
+}
+
+// jsonField is the SQL expression of a Conversion field's value, lower
+// case, exactly as the indexes of migration 20261128000200 spell it.
+func jsonField(db bun.IDB, field string) string {
+	if db.Dialect().Name() == dialect.PG {
+		return "lower(((fields::jsonb) -> '" + field + "') ->> 'v')"
+	}
+	return "lower(json_extract(fields, '$." + field + ".v'))"
+}
+
+// byFieldValues loads the records of type t whose field (lower case) is one
+// of values, in id order.
+func byFieldValues(ctx context.Context, db bun.IDB, workspaceID int64, t record.Type, field string, values []string) ([]*record.Record, error) {
+	var out []*record.Record
+	for i := 0; i < len(values); i += 500 {
+		chunk := values[i:min(i+500, len(values))]
+		var rs []*record.Record
+		err := db.NewSelect().Model(&rs).Where("workspace_id = ? AND type = ?", workspaceID, t).
+			Where(jsonField(db, field)+" IN (?)", bun.List(chunk)).OrderExpr("id").Scan(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("find %s records by %s: %w", t, field, err)
+		}
+		out = append(out, rs...)
+	}
+	slices.SortFunc(out, func(a, b *record.Record) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// unconfirmedCompanies loads unlinked companies whose create in the CRM was
+// sent but never confirmed: the Account a pull reads may be theirs.
+func unconfirmedCompanies(ctx context.Context, db bun.IDB, workspaceID int64) ([]*record.Record, error) {
+	var rs []*record.Record
+	err := db.NewSelect().Model(&rs).Where("workspace_id = ? AND type = ? AND crm_id = ''", workspaceID, record.TypeCompany).
+		Where("create_attempted_at IS NOT NULL").OrderExpr("id").Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load unconfirmed companies of workspace %d: %w", workspaceID, err)
+	}
+	return rs, nil
+}
+
+// lock reloads records by row id, locking them on PostgreSQL (in id order,
+// as ingest does) so a concurrent ingest merges its changes before or after
+// the pull's, never in between. SQLite serializes writers anyway.
+func lock(ctx context.Context, tx bun.Tx, workspaceID int64, ids []int64) (map[int64]*record.Record, error) {
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	out := make(map[int64]*record.Record, len(ids))
+	for i := 0; i < len(ids); i += 500 {
+		chunk := ids[i:min(i+500, len(ids))]
+		var rs []*record.Record
+		q := tx.NewSelect().Model(&rs).Where("workspace_id = ? AND id IN (?)", workspaceID, bun.List(chunk)).OrderExpr("id")
+		if tx.Dialect().Name() == dialect.PG {
+			q = q.For("UPDATE")
+		}
+		if err := q.Scan(ctx); err != nil {
+			return nil, fmt.Errorf("lock %d records: %w", len(chunk), err)
+		}
+		for _, r := range rs {
+			out[r.ID] = r
+		}
+	}
+	return out, nil
+}
+
+// pendingFields returns, per record, the fields an outbound item still
+// carries (queued or parked): Conversion changes not yet through a flush.
+func pendingFields(ctx context.Context, db bun.IDB, workspaceID int64, ids []int64) (map[int64]map[string]bool, error) {
+	out := map[int64]map[string]bool{}
+	for i := 0; i < len(ids); i += 500 {
+		chunk := ids[i:min(i+500, len(ids))]
+		var items []outbound.Item
+		err := db.NewSelect().Model(&items).Column("record_id", "fields").
+			Where("workspace_id = ? AND record_id IN (?)", workspaceID, bun.List(chunk)).Scan(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("load pending changes of %d records: %w", len(chunk), err)
+		}
+		for _, it := range items {
+			if out[it.RecordID] == nil {
+				out[it.RecordID] = map[string]bool{}
+			}
+			for f := range it.Fields {
+				out[it.RecordID][f] = true
+			}
+		}
+	}
+	return out, nil
+}
+
+// domainOf reduces a website to its host without "www.", lower case: the
+// key companies are matched on (as the outbound flush matches Accounts).
+func domainOf(website string) string {
+	w := strings.ToLower(strings.TrimSpace(website))
+	if w == "" {
+		return ""
+	}
+	if !strings.Contains(w, "://") {
+		w = "http://" + w
+	}
+	u, err := url.Parse(w)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimPrefix(u.Hostname(), "www.")
+}
+
+// websiteVariants are the spellings of a domain's website looked up in
+// Conversion records (the lookup is by index, so it cannot normalize).
+func websiteVariants(d string) []string {
+	var out []string
+	for _, p := range []string{"", "www.", "http://", "https://", "http://www.", "https://www."} {
+		out = append(out, p+d, p+d+"/")
+	}
+	return out
+}
