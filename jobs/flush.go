@@ -25,12 +25,17 @@ const QueueFlush = "flush"
 //
 // Scheduling (ARCHITECTURE §9): a change is flushed as soon as it arrives if
 // the workspace's last flush started at least one interval ago; otherwise at
-// last flush + interval. NotBefore (unix seconds) is part of the args, so all
-// changes arriving for the same slot share one job (River unique by args),
-// while a change arriving during a running flush gets the next slot.
+// last flush + interval. NotBefore (unix milliseconds; immediate slots are
+// whole seconds) is part of the args, so all changes arriving for the same
+// slot share one job (River unique by args), while a change arriving during
+// a running flush gets the next slot.
+//
+// River moves scheduled jobs to available every few seconds
+// (riverSchedulerCadence), too coarse for a 10 s interval, so a job is
+// scheduled that much ahead of its slot and waits out the rest itself.
 type FlushArgs struct {
 	WorkspaceID int64 `json:"workspace_id"`
-	NotBefore   int64 `json:"not_before"`
+	NotBefore   int64 `json:"not_before_ms"`
 	// Continue marks the follow-up of a full claim: a backlog drains
 	// back to back, without waiting for the interval.
 	Continue bool `json:"continue,omitempty"`
@@ -81,21 +86,28 @@ func (s *Scheduler) ScheduleFlushTx(ctx context.Context, tx bun.Tx, workspaceID 
 	if err != nil {
 		return fmt.Errorf("schedule flush of workspace %d: %w", workspaceID, err)
 	}
-	at := s.now()
-	if !last.IsZero() && last.Add(s.interval).After(at) {
+	at := s.now().Truncate(time.Second)
+	if !last.IsZero() && last.Add(s.interval).After(s.now()) {
 		at = last.Add(s.interval)
 	}
-	return insertFlush(ctx, s.client, tx.Tx, FlushArgs{WorkspaceID: workspaceID, NotBefore: at.Unix()})
+	return insertFlush(ctx, s.client, tx.Tx, FlushArgs{WorkspaceID: workspaceID, NotBefore: at.UnixMilli()})
 }
 
 // ScheduleNow schedules an immediate flush outside any transaction (after
 // connecting, retrying failed items, resuming).
 func (s *Scheduler) ScheduleNow(ctx context.Context, workspaceID int64) error {
-	return insertFlush(ctx, s.client, nil, FlushArgs{WorkspaceID: workspaceID, NotBefore: s.now().Unix(), Continue: true})
+	return insertFlush(ctx, s.client, nil, FlushArgs{WorkspaceID: workspaceID, NotBefore: s.now().Truncate(time.Second).UnixMilli(), Continue: true})
 }
 
+// riverSchedulerCadence is how often River makes scheduled jobs available
+// (its fixed job scheduler interval).
+const riverSchedulerCadence = 5 * time.Second
+
 func insertFlush(ctx context.Context, client *river.Client[*sql.Tx], tx *sql.Tx, args FlushArgs) error {
-	opts := &river.InsertOpts{ScheduledAt: time.Unix(args.NotBefore, 0)}
+	opts := &river.InsertOpts{}
+	if lead := time.Until(time.UnixMilli(args.NotBefore)) - riverSchedulerCadence; lead > 0 {
+		opts.ScheduledAt = time.Now().Add(lead)
+	}
 	var err error
 	if tx != nil {
 		_, err = client.InsertTx(ctx, tx, args, opts)
@@ -131,12 +143,19 @@ func (w *FlushWorker) Timeout(*river.Job[FlushArgs]) time.Duration { return 2 * 
 // Work implements river.Worker.
 func (w *FlushWorker) Work(ctx context.Context, job *river.Job[FlushArgs]) error {
 	ws := job.Args.WorkspaceID
+	if err := waitUntil(ctx, time.UnixMilli(job.Args.NotBefore)); err != nil {
+		return river.JobSnooze(0) // shutting down: run again on the next start
+	}
 	if !job.Args.Continue {
-		if wait, err := w.untilInterval(ctx, ws); err != nil || wait > 0 {
-			if err != nil {
-				return err
-			}
-			return river.JobSnooze(wait)
+		wait, err := w.untilInterval(ctx, ws)
+		if err != nil {
+			return err
+		}
+		if wait > riverSchedulerCadence {
+			return river.JobSnooze(wait - riverSchedulerCadence)
+		}
+		if err := waitUntil(ctx, time.Now().Add(wait)); err != nil {
+			return river.JobSnooze(0)
 		}
 	}
 	res, err := w.engine.Flush(ctx, ws)
@@ -160,6 +179,23 @@ func (w *FlushWorker) Work(ctx context.Context, job *river.Job[FlushArgs]) error
 	return insertFlush(ctx, client, nil, next)
 }
 
+// waitUntil sleeps until t (at most a River scheduler cadence and a bit,
+// since jobs are made available that much early), or until ctx ends.
+func waitUntil(ctx context.Context, t time.Time) error {
+	d := min(time.Until(t), riverSchedulerCadence+time.Second)
+	if d <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // untilInterval returns how long to wait before the workspace may flush
 // again: at most one flush per interval under a trickle.
 func (w *FlushWorker) untilInterval(ctx context.Context, ws int64) (time.Duration, error) {
@@ -179,7 +215,7 @@ func (w *FlushWorker) untilInterval(ctx context.Context, ws int64) (time.Duratio
 func (w *FlushWorker) next(ctx context.Context, ws int64, res *engine.Result) (FlushArgs, bool, error) {
 	now := time.Now()
 	if res.More && res.Paused == engine.PauseNone {
-		return FlushArgs{WorkspaceID: ws, NotBefore: now.Unix(), Continue: true}, true, nil
+		return FlushArgs{WorkspaceID: ws, NotBefore: now.UnixMilli(), Continue: true}, true, nil
 	}
 	if res.Paused == engine.PauseNotConnected {
 		return FlushArgs{}, false, nil // connecting schedules a flush
@@ -192,5 +228,5 @@ func (w *FlushWorker) next(ctx context.Context, ws int64, res *engine.Result) (F
 	if res.Paused == engine.PauseNone && depth.Due.After(now) && depth.Due.Before(at) {
 		at = depth.Due
 	}
-	return FlushArgs{WorkspaceID: ws, NotBefore: at.Unix()}, true, nil
+	return FlushArgs{WorkspaceID: ws, NotBefore: at.UnixMilli()}, true, nil
 }

@@ -55,7 +55,7 @@ func (w *SweepWorker) Work(ctx context.Context, job *river.Job[SweepArgs]) error
 		return fmt.Errorf("sweep: list workspaces with queued items: %w", err)
 	}
 	client := river.ClientFromContext[*sql.Tx](ctx)
-	slot := time.Now().Truncate(time.Minute).Unix()
+	slot := time.Now().Truncate(time.Minute).UnixMilli()
 	for _, ws := range ids {
 		if err := insertFlush(ctx, client, nil, FlushArgs{WorkspaceID: ws, NotBefore: slot}); err != nil {
 			return err

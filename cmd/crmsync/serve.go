@@ -12,10 +12,17 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/uptrace/bun"
 
+	"github.com/crmsync/crmsync/connectors/plugin"
 	"github.com/crmsync/crmsync/graph"
 	"github.com/crmsync/crmsync/internal/config"
+	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/db"
+	"github.com/crmsync/crmsync/internal/engine"
+	"github.com/crmsync/crmsync/internal/events"
 	"github.com/crmsync/crmsync/internal/httpserver"
+	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/secret"
 	"github.com/crmsync/crmsync/internal/workspace"
 	"github.com/crmsync/crmsync/jobs"
 )
@@ -38,6 +45,37 @@ type app struct {
 	working    bool // River works jobs (some worker is registered), not insert-only
 	resolver   *graph.Resolver
 	server     *httpserver.Server
+
+	plugins *plugin.Host
+	engine  *engine.Engine
+	bus     eventBus
+}
+
+// eventBus is the events.Bus of one process (SQLite) or the PGBus shared by
+// every replica (see runBus).
+type eventBus interface {
+	events.Publisher
+	graph.Subscriber
+}
+
+// runBus runs the bus's listener, if any, until ctx ends, and waits for it
+// to be listening.
+func runBus(ctx context.Context, bus eventBus) (wait func()) {
+	pg, ok := bus.(*events.PGBus)
+	if !ok {
+		return func() {}
+	}
+	ready, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		pg.Run(ctx, ready)
+	}()
+	select {
+	case <-ready:
+	case <-done:
+	case <-time.After(10 * time.Second):
+	}
+	return func() { <-done }
 }
 
 // newApp builds the services, the River client and the HTTP handler.
@@ -46,23 +84,51 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	a.workspaces = workspace.NewService(bdb)
 	a.auth = workspace.NewAuthenticator(a.workspaces, cfg.AdminToken)
 
-	// River: one client inserting and working jobs. Job kinds set
-	// workers = river.NewWorkers() and add theirs (river.AddWorker), and
-	// add periodic schedules; with workers nil the client only inserts.
-	var (
-		workers  *river.Workers
-		periodic []*river.PeriodicJob
-	)
-	client, err := jobs.NewClient(bdb, logger, workers, periodic)
+	box, err := secret.NewBox(secretKey)
 	if err != nil {
 		return nil, err
 	}
-	a.river, a.working = client, workers != nil
+	a.bus = events.NewBus()
+	if db.DialectOf(bdb) == db.Postgres {
+		a.bus = events.NewPGBus(bdb, global.DatabaseURL, logger)
+	}
+	external, err := cfg.External()
+	if err != nil {
+		return nil, err
+	}
+	a.plugins, err = plugin.NewHost(plugin.HostConfig{Logger: logger, External: pluginExternals(external)})
+	if err != nil {
+		return nil, err
+	}
+	crms := knownConnectors{host: a.plugins, external: external}
+	store := connection.NewStore(bdb, box)
+	notices := eventNotifier{bus: a.bus, logger: logger}
+	a.engine = engine.New(bdb, store, crms, notices, logger, engine.Config{})
+
+	// River: one client inserting and working jobs.
+	workers := river.NewWorkers()
+	river.AddWorker(workers, jobs.NewFlushWorker(bdb, a.engine, cfg.FlushInterval, logger))
+	river.AddWorker(workers, jobs.NewSweepWorker(bdb))
+	periodic := []*river.PeriodicJob{jobs.SweepPeriodic(time.Minute)}
+	client, err := jobs.NewClient(bdb, logger, workers, periodic)
+	if err != nil {
+		_ = a.plugins.Close()
+		return nil, err
+	}
+	a.river, a.working = client, true
+	sched := jobs.NewScheduler(client, cfg.FlushInterval)
+	conns := connection.NewService(store, crms, sched)
 
 	a.resolver = &graph.Resolver{
-		Logger:     logger,
-		DB:         bdb,
-		Workspaces: a.workspaces,
+		Logger:      logger,
+		DB:          bdb,
+		Workspaces:  a.workspaces,
+		Connections: conns,
+		Prefs:       prefs.NewService(bdb, conns),
+		Ingester:    outbound.NewIngester(bdb, sched, notices),
+		Flushes:     sched,
+		Events:      a.bus,
+		Publisher:   a.bus,
 	}
 	gql := graph.NewHandler(a.resolver, graph.HandlerOptions{
 		Logger:         logger,
@@ -121,6 +187,10 @@ func (c serveCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
+	defer a.plugins.Close() // after River stopped: no job calls a connector any more
+	busCtx, stopBus := context.WithCancel(context.WithoutCancel(ctx))
+	waitBus := runBus(busCtx, a.bus)
+	defer func() { stopBus(); waitBus() }()
 	if a.working {
 		if err := a.river.Start(context.WithoutCancel(ctx)); err != nil {
 			_ = ln.Close()

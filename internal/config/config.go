@@ -45,6 +45,50 @@ type Server struct {
 	Introspection   bool          `name:"introspection" envs:"CRMSYNC_INTROSPECTION" default:"true" negatable:"" help:"Allow GraphQL schema introspection (GraphiQL needs it). Env: CRMSYNC_INTROSPECTION=false."`
 	AllowedOrigins  []string      `name:"allowed-origins" envs:"CRMSYNC_ALLOWED_ORIGINS" placeholder:"ORIGIN" help:"Origins besides the server's own whose pages may call the API and open websockets, comma separated (https://app.example.com). Env: CRMSYNC_ALLOWED_ORIGINS."`
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" envs:"CRMSYNC_SHUTDOWN_TIMEOUT" default:"8s" help:"How long a shutdown waits for requests and jobs in flight before cancelling them. Env: CRMSYNC_SHUTDOWN_TIMEOUT."`
+
+	Sync `embed:""`
+}
+
+// Sync holds the sync engine's settings, shared by serve and demo.
+type Sync struct {
+	FlushInterval time.Duration `name:"flush-interval" envs:"CRMSYNC_FLUSH_INTERVAL" default:"10s" help:"Under a steady trickle of changes, a connection is flushed at most once per interval (a change after a quiet spell is flushed at once). Env: CRMSYNC_FLUSH_INTERVAL."`
+	PullInterval  time.Duration `name:"pull-interval" envs:"CRMSYNC_PULL_INTERVAL" default:"5m" help:"How often Salesforce changes are pulled per connection. Env: CRMSYNC_PULL_INTERVAL."`
+	Connectors    []string      `name:"connector-plugin" envs:"CRMSYNC_CONNECTORS" placeholder:"NAME=PATH[@SHA256]" help:"Third-party connector executables, comma separated, each NAME=PATH, optionally pinned with @ and the hex sha256 of the file. Built in: salesforce, memcrm. Env: CRMSYNC_CONNECTORS."`
+}
+
+// External parses the third-party connector settings.
+func (s Sync) External() (map[string]ExternalConnector, error) {
+	out := map[string]ExternalConnector{}
+	for _, spec := range s.Connectors {
+		name, rest, ok := strings.Cut(strings.TrimSpace(spec), "=")
+		if !ok || name == "" || rest == "" {
+			return nil, fmt.Errorf("connector plugin %q: want NAME=PATH[@SHA256]", spec)
+		}
+		path, sum, _ := strings.Cut(rest, "@")
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("connector plugin %q named twice", name)
+		}
+		out[name] = ExternalConnector{Path: path, SHA256: sum}
+	}
+	return out, nil
+}
+
+// ExternalConnector is a third-party connector executable.
+type ExternalConnector struct {
+	Path   string
+	SHA256 string
+}
+
+// Validate checks the sync settings.
+func (s Sync) Validate() error {
+	if s.FlushInterval < 100*time.Millisecond {
+		return fmt.Errorf("flush interval must be at least 100ms, got %s", s.FlushInterval)
+	}
+	if s.PullInterval < time.Second {
+		return fmt.Errorf("pull interval must be at least 1s, got %s", s.PullInterval)
+	}
+	_, err := s.External()
+	return err
 }
 
 // Resolver makes kong read each flag's environment variables (the envs
@@ -114,7 +158,7 @@ func (s Server) Validate() error {
 	if s.ShutdownTimeout <= 0 {
 		return fmt.Errorf("shutdown timeout must be positive, got %s", s.ShutdownTimeout)
 	}
-	return nil
+	return s.Sync.Validate()
 }
 
 // Origins returns the allowed origins without a trailing slash.
@@ -158,6 +202,9 @@ func (s Server) LogValue() slog.Value {
 		slog.Bool("introspection", s.Introspection),
 		slog.Any("allowed_origins", s.AllowedOrigins),
 		slog.String("shutdown_timeout", s.ShutdownTimeout.String()),
+		slog.String("flush_interval", s.FlushInterval.String()),
+		slog.String("pull_interval", s.PullInterval.String()),
+		slog.Any("connector_plugins", s.Connectors),
 	)
 }
 

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/connectors/plugin"
+	"github.com/crmsync/crmsync/internal/config"
+	"github.com/crmsync/crmsync/internal/events"
+	"github.com/crmsync/crmsync/internal/synclog"
+)
+
+// knownConnectors hands out connectors through the plugin host, refusing
+// names that are neither built in nor configured (so a typo in connectCrm
+// never starts a process).
+type knownConnectors struct {
+	host     *plugin.Host
+	external map[string]config.ExternalConnector
+}
+
+func (k knownConnectors) Connector(ctx context.Context, name string) (connector.Connector, error) {
+	_, builtin := builtinConnectors[name]
+	if _, ext := k.external[name]; !builtin && !ext {
+		names := slices.Sorted(maps.Keys(builtinConnectors))
+		names = append(names, slices.Sorted(maps.Keys(k.external))...)
+		return nil, fmt.Errorf("no connector named %q (known: %s)", name, strings.Join(names, ", "))
+	}
+	return k.host.Connector(ctx, name)
+}
+
+func pluginExternals(ext map[string]config.ExternalConnector) map[string]plugin.External {
+	out := make(map[string]plugin.External, len(ext))
+	for name, e := range ext {
+		out[name] = plugin.External{Path: e.Path, SHA256: e.SHA256}
+	}
+	return out
+}
+
+// eventNotifier turns engine and ingest notices into events for
+// subscriptions.
+type eventNotifier struct {
+	bus    events.Publisher
+	logger *slog.Logger
+}
+
+func (n eventNotifier) BatchWritten(ctx context.Context, b *synclog.Batch) {
+	n.publish(ctx, events.Event{WorkspaceID: b.WorkspaceID, Kind: events.KindBatch, BatchID: b.ID})
+	n.publish(ctx, events.Event{WorkspaceID: b.WorkspaceID, Kind: events.KindOverview})
+}
+
+func (n eventNotifier) QueueChanged(ctx context.Context, workspaceID int64) {
+	n.publish(ctx, events.Event{WorkspaceID: workspaceID, Kind: events.KindOverview})
+}
+
+func (n eventNotifier) publish(ctx context.Context, e events.Event) {
+	if err := n.bus.Publish(ctx, e); err != nil {
+		n.logger.Warn("publish event", slog.Int64("workspace_id", e.WorkspaceID), slog.String("kind", string(e.Kind)), slog.Any("error", err))
+	}
+}
