@@ -199,8 +199,6 @@ func defaultSchema() map[string]*Object {
 			ftyped("date", "StartDate", "Start Date", 0), ftyped("date", "EndDate", "End Date", 0),
 			ftyped("textarea", "Description", "Description", 32000),
 			fref("ParentId", "Parent Campaign ID", "Parent", "Campaign"),
-			fread(ftyped("int", "NumberOfLeads", "Leads in Campaign", 0)),
-			fread(ftyped("int", "NumberOfContacts", "Contacts in Campaign", 0)),
 			owner("User"),
 		}},
 		{Name: "CampaignMember", Label: "Campaign Member", Fields: []*Field{

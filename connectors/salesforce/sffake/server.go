@@ -1,0 +1,496 @@
+package sffake
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Options configure a Server. The zero value is usable.
+type Options struct {
+	// BaseURL is the instance URL the fake reports (instance_url, identity
+	// URLs). Empty: derived from each request's Host.
+	BaseURL string
+	// LoginURL is the audience JWT bearer assertions must carry. Default
+	// https://login.salesforce.com (https://test.salesforce.com is also
+	// accepted, as for a sandbox).
+	LoginURL string
+	// Clock is the org's time. Default: a running clock.
+	Clock *Clock
+	// TokenTTL is the access-token lifetime (the org session timeout).
+	// Default 2h.
+	TokenTTL time.Duration
+	// DailyMax is the DailyApiRequests allocation. Default 15,000.
+	DailyMax int
+	// Latency is added to every call (benchmarks use 150ms).
+	Latency time.Duration
+	// QueryPageSize caps rows per query page below Salesforce's 2,000
+	// (Salesforce may return fewer rows than asked). Default 2,000.
+	QueryPageSize int
+	// ClientID and ClientSecret of the connected app registered at start.
+	// Defaults DefaultClientID and DefaultClientSecret.
+	ClientID, ClientSecret string
+}
+
+// Default credentials of the connected app every Server starts with.
+const (
+	DefaultClientID     = "3MVG9sffake.ConsumerKey.crmsync"
+	DefaultClientSecret = "sffake-consumer-secret"
+)
+
+// Usernames of the two users every Server starts with.
+const (
+	IntegrationUsername = "integration@crmsync.example"
+	RepUsername         = "rep@crmsync.example"
+)
+
+// Versions are the API versions the fake serves, oldest first.
+var Versions = []struct{ Label, Version string }{
+	{"Winter '24", "59.0"}, {"Spring '24", "60.0"}, {"Summer '24", "61.0"},
+	{"Winter '25", "62.0"}, {"Spring '25", "63.0"},
+}
+
+// Server is a fake Salesforce org speaking the REST API. It is an
+// http.Handler; every exported method is safe for concurrent use.
+type Server struct {
+	mu       sync.Mutex
+	opts     Options
+	clock    *Clock
+	st       *store
+	faults   *faults
+	orgID    string
+	intUser  string
+	repUser  string
+	apps     map[string]*App
+	access   map[string]*accessToken
+	refresh  map[string]*refreshToken
+	codes    map[string]*authCode
+	cursors  map[string]*cursor
+	used     int
+	max      int
+	latency  time.Duration
+	pageSize int
+	ttl      time.Duration
+	log      []Request
+	calls    CallCounts
+	ts       *httptest.Server
+}
+
+// Request is one entry of the request log.
+type Request struct {
+	Time   time.Time // the org clock when the call arrived
+	Method string
+	Path   string
+	Query  string      // raw query string
+	Header http.Header // Sforce-* headers, Content-Type, Content-Encoding, If-Unmodified-Since
+	Body   []byte      // the request body (decompressed)
+	Status int         // 0 when the connection was reset
+	Kind   string      // "auth", "read", "write" or "free" (not counted)
+	UserID string      // the acting user of an authenticated call
+}
+
+// AutoAssign returns the Sforce-Auto-Assign header of the request ("" when absent).
+func (r Request) AutoAssign() string { return r.Header.Get("Sforce-Auto-Assign") }
+
+// CallCounts splits calls by kind. Read and Write are the calls counted
+// against the daily allocation; Auth calls (token, authorize, identity) are not.
+type CallCounts struct {
+	Auth, Read, Write int
+}
+
+// New returns a Server with the default connected app, an integration user
+// and a sales rep.
+func New(opts Options) *Server {
+	if opts.Clock == nil {
+		opts.Clock = RunningClock()
+	}
+	if opts.TokenTTL <= 0 {
+		opts.TokenTTL = 2 * time.Hour
+	}
+	if opts.DailyMax <= 0 {
+		opts.DailyMax = 15000
+	}
+	if opts.QueryPageSize <= 0 || opts.QueryPageSize > 2000 {
+		opts.QueryPageSize = 2000
+	}
+	if opts.LoginURL == "" {
+		opts.LoginURL = "https://login.salesforce.com"
+	}
+	if opts.ClientID == "" {
+		opts.ClientID = DefaultClientID
+	}
+	if opts.ClientSecret == "" {
+		opts.ClientSecret = DefaultClientSecret
+	}
+	s := &Server{
+		opts: opts, clock: opts.Clock, st: newStore("5g"), faults: &faults{},
+		apps: map[string]*App{}, access: map[string]*accessToken{}, refresh: map[string]*refreshToken{},
+		codes: map[string]*authCode{}, cursors: map[string]*cursor{},
+		max: opts.DailyMax, latency: opts.Latency, pageSize: opts.QueryPageSize, ttl: opts.TokenTTL,
+	}
+	s.st.faults = s.faults
+	s.orgID = makeID(keyPrefixes["Organization"], "5g", 1)
+	s.apps[opts.ClientID] = &App{ClientID: opts.ClientID, ClientSecret: opts.ClientSecret}
+	s.intUser = s.mustAddUser(User{Username: IntegrationUsername, FirstName: "Integration", LastName: "User", Email: IntegrationUsername})
+	s.repUser = s.mustAddUser(User{Username: RepUsername, FirstName: "Sam", LastName: "Rep", Email: RepUsername})
+	return s
+}
+
+// Start serves a new Server (frozen clock at 2024-05-01T12:00:00Z, opts
+// otherwise as given) on an httptest server closed at the end of the test.
+func Start(t testing.TB, opts ...Options) *Server {
+	t.Helper()
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if o.Clock == nil {
+		o.Clock = NewClock(time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC))
+	}
+	s := New(o)
+	s.ts = httptest.NewServer(s)
+	s.mu.Lock()
+	s.opts.BaseURL = s.ts.URL
+	s.mu.Unlock()
+	t.Cleanup(s.ts.Close)
+	return s
+}
+
+// URL returns the base URL (instance URL) when it is known: set in
+// Options, or the httptest server's URL for a Server from Start.
+func (s *Server) URL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.opts.BaseURL
+}
+
+// SetBaseURL fixes the instance URL the fake reports.
+func (s *Server) SetBaseURL(u string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.BaseURL = strings.TrimRight(u, "/")
+}
+
+func (s *Server) baseURL(r *http.Request) string {
+	if s.opts.BaseURL != "" {
+		return s.opts.BaseURL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// response is what a handler produces before it is written.
+type response struct {
+	status      int
+	body        any // encoded as JSON unless raw is set; nil with raw nil means no body
+	raw         []byte
+	contentType string
+	header      http.Header
+	kind        string
+	user        string
+}
+
+func jsonResp(status int, body any) response { return response{status: status, body: body} }
+
+func errResp(status int, errs ...apiError) response {
+	out := make([]map[string]any, len(errs))
+	for i, e := range errs {
+		out[i] = e.envelope()
+	}
+	return response{status: status, body: out}
+}
+
+func notFound() response {
+	return errResp(404, apiError{Code: "NOT_FOUND", Message: "The requested resource does not exist"})
+}
+
+var versionRE = regexp.MustCompile(`^/services/data/v(\d+\.\d)(/.*)?$`)
+
+// splitVersion returns the API version and the path below it.
+func splitVersion(p string) (version, rest string, ok bool) {
+	m := versionRE.FindStringSubmatch(p)
+	if m == nil {
+		return "", p, false
+	}
+	rest = strings.TrimRight(m[2], "/")
+	return m[1], rest, true
+}
+
+const maxURI = 16384
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	now := s.clock.Now()
+	body, err := readBody(r)
+	entry := Request{Time: now, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: interestingHeaders(r.Header), Body: body}
+	if err != nil {
+		s.finish(w, entry, errResp(400, apiError{Code: "JSON_PARSER_ERROR", Message: "could not read the request body: " + err.Error()}), false)
+		return
+	}
+	_, rest, _ := splitVersion(r.URL.Path)
+	fired := s.faults.match(r.Method, rest)
+	s.mu.Lock()
+	delay := s.latency
+	s.mu.Unlock()
+	var status, truncate, reset *Fault
+	for i := range fired {
+		switch f := &fired[i]; f.Kind {
+		case FaultLatency:
+			delay += f.Latency
+		case FaultStatus:
+			status = f
+		case FaultTruncate:
+			truncate = f
+		case FaultReset:
+			reset = f
+		}
+	}
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+		}
+	}
+	switch {
+	case reset != nil:
+		s.record(entry)
+		resetConn(w)
+		return
+	case status != nil:
+		ct, b := statusBody(*status)
+		resp := response{status: status.Status, raw: []byte(b), contentType: ct, kind: "free"}
+		if status.Status == 401 {
+			resp.header = http.Header{"Www-Authenticate": {"Token"}}
+		}
+		s.finish(w, entry, resp, false)
+		return
+	}
+	if len(r.RequestURI) > maxURI {
+		s.finish(w, entry, response{status: 414, raw: []byte("<html><body>414 Request-URI Too Large</body></html>"), contentType: "text/html", kind: "free"}, false)
+		return
+	}
+	s.finish(w, entry, s.handle(r, body), truncate != nil)
+}
+
+// finish writes resp and appends the log entry.
+func (s *Server) finish(w http.ResponseWriter, entry Request, resp response, truncate bool) {
+	b := resp.raw
+	if b == nil && resp.body != nil {
+		b, _ = json.Marshal(resp.body)
+	}
+	for k, v := range resp.header {
+		w.Header()[k] = v
+	}
+	if b != nil {
+		ct := resp.contentType
+		if ct == "" {
+			ct = "application/json;charset=UTF-8"
+		}
+		w.Header().Set("Content-Type", ct)
+		w.Header().Set("Content-Length", itoa(len(b)))
+	}
+	w.WriteHeader(resp.status)
+	if truncate && len(b) > 1 {
+		b = b[:len(b)/2]
+	}
+	w.Write(b) //nolint:errcheck // the client may be gone
+	if truncate {
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		resetConn(w)
+	}
+	entry.Status, entry.Kind, entry.UserID = resp.status, resp.kind, resp.user
+	s.record(entry)
+}
+
+func (s *Server) record(entry Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.log = append(s.log, entry)
+}
+
+// resetConn drops the connection without a proper HTTP answer.
+func resetConn(w http.ResponseWriter) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		return
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	if tcp, ok := conn.(*net.TCPConn); ok {
+		tcp.SetLinger(0) //nolint:errcheck // best effort: send RST
+	}
+	conn.Close()
+}
+
+func readBody(r *http.Request) ([]byte, error) {
+	if r.Body == nil {
+		return nil, nil
+	}
+	var rd io.Reader = r.Body
+	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") {
+		gz, err := gzip.NewReader(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		rd = gz
+	}
+	return io.ReadAll(io.LimitReader(rd, 64<<20))
+}
+
+func interestingHeaders(h http.Header) http.Header {
+	out := http.Header{}
+	for k, v := range h {
+		if strings.HasPrefix(k, "Sforce-") || k == "Content-Type" || k == "Content-Encoding" || k == "If-Unmodified-Since" || k == "If-Modified-Since" {
+			out[k] = append([]string(nil), v...)
+		}
+	}
+	return out
+}
+
+// handle routes one request.
+func (s *Server) handle(r *http.Request, body []byte) response {
+	p := r.URL.Path
+	switch {
+	case p == "/services/oauth2/token":
+		return s.withKind("auth", s.token(r, body))
+	case p == "/services/oauth2/authorize":
+		return s.withKind("auth", s.authorize(r))
+	case p == "/services/oauth2/revoke":
+		return s.withKind("auth", s.revoke(r, body))
+	case strings.HasPrefix(p, "/id/"):
+		return s.withKind("auth", s.identity(r))
+	case p == "/services/data" || p == "/services/data/":
+		return s.versions()
+	}
+	version, rest, ok := splitVersion(p)
+	if !ok || !knownVersion(version) {
+		return notFound()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	user, ok := s.authenticate(r)
+	if !ok {
+		resp := errResp(401, apiError{Code: "INVALID_SESSION_ID", Message: "Session expired or invalid"})
+		resp.header = http.Header{"Www-Authenticate": {"Token"}}
+		return resp
+	}
+	kind := "write"
+	if r.Method == http.MethodGet || r.Method == http.MethodPost && isRetrieve(rest) {
+		kind = "read"
+	}
+	if s.used >= s.max {
+		resp := errResp(403, apiError{Code: "REQUEST_LIMIT_EXCEEDED", Message: "TotalRequests Limit exceeded."})
+		resp.kind, resp.user = "free", user
+		s.limitHeader(&resp)
+		return resp
+	}
+	s.used++
+	if kind == "read" {
+		s.calls.Read++
+	} else {
+		s.calls.Write++
+	}
+	c := &call{method: r.Method, path: rest, version: version, query: r.URL.Query(), body: body, header: r.Header, actor: user, base: s.baseURL(r)}
+	resp := s.dispatch(c)
+	resp.kind, resp.user = kind, user
+	s.limitHeader(&resp)
+	return resp
+}
+
+func (s *Server) withKind(kind string, resp response) response {
+	resp.kind = kind
+	s.mu.Lock()
+	s.calls.Auth++
+	s.mu.Unlock()
+	return resp
+}
+
+func (s *Server) limitHeader(resp *response) {
+	if resp.header == nil {
+		resp.header = http.Header{}
+	}
+	resp.header.Set("Sforce-Limit-Info", "api-usage="+itoa(s.used)+"/"+itoa(s.max))
+}
+
+func isRetrieve(rest string) bool {
+	parts := strings.Split(strings.Trim(rest, "/"), "/")
+	return len(parts) == 3 && parts[0] == "composite" && parts[1] == "sobjects"
+}
+
+func knownVersion(v string) bool {
+	for _, x := range Versions {
+		if x.Version == v {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) versions() response {
+	out := make([]map[string]string, len(Versions))
+	for i, v := range Versions {
+		out[i] = map[string]string{"label": v.Label, "url": "/services/data/v" + v.Version, "version": v.Version}
+	}
+	return response{status: 200, body: out, kind: "free"}
+}
+
+// call is one data API request (or /composite subrequest) being served.
+type call struct {
+	method      string
+	path        string // below /services/data/vNN.N, no trailing slash
+	version     string
+	query       url.Values
+	body        []byte
+	header      http.Header
+	actor       string
+	base        string
+	inComposite bool
+}
+
+func (c *call) prefix() string { return "/services/data/v" + c.version }
+
+func (c *call) op(now time.Time) writeOp {
+	return writeOp{actor: c.actor, now: now.Truncate(time.Second), autoAssign: !strings.EqualFold(c.header.Get("Sforce-Auto-Assign"), "FALSE")}
+}
+
+// decodeJSON decodes a request body keeping numbers exact.
+func decodeJSON(b []byte, v any) *apiError {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return &apiError{Code: "JSON_PARSER_ERROR", Message: "Unexpected character or end of input: " + err.Error()}
+	}
+	return nil
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func randomToken(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) //nolint:errcheck // crypto/rand never fails on supported platforms
+	out := make([]byte, n)
+	for i, x := range b {
+		out[i] = base62[int(x)%62]
+	}
+	return string(out)
+}
