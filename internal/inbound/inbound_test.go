@@ -235,3 +235,197 @@ func TestCrmsyncOwnWritesChangeNothing(t *testing.T) {
 		require.Zero(t, b.queued(t))
 	})
 }
+
+// TestModesInbound runs every mode against a Salesforce edit with no
+// Conversion change pending, a blanked Salesforce field, and a Salesforce
+// edit older than a pending Conversion change.
+func TestModesInbound(t *testing.T) {
+	t.Parallel()
+	type situation string
+	const (
+		sfEdit       situation = "salesforce edit"
+		sfBlank      situation = "salesforce blanked"
+		convNewer    situation = "pending conversion change is newer"
+		otherFieldSF situation = "salesforce edited another field"
+	)
+	want := map[prefs.Mode]map[situation]bool{ // is Salesforce's Title applied?
+		prefs.TwoWay:                      {sfEdit: true, sfBlank: true, convNewer: false, otherFieldSF: false},
+		prefs.PreferSalesforceUnlessEmpty: {sfEdit: true, sfBlank: false, convNewer: true, otherFieldSF: true},
+		prefs.AlwaysPreferSalesforce:      {sfEdit: true, sfBlank: true, convNewer: true, otherFieldSF: true},
+		prefs.AlwaysPreferConversion:      {sfEdit: false, sfBlank: false, convNewer: false, otherFieldSF: false},
+		prefs.DoNotSync:                   {sfEdit: false, sfBlank: false, convNewer: false, otherFieldSF: false},
+	}
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		for mode, cases := range want {
+			for sit, applied := range cases {
+				t.Run(fmt.Sprintf("%s/%s", mode, sit), func(t *testing.T) {
+					b := setup(t, bdb, inbound.Config{})
+					id := b.syncedContact(t, "c", "m@example.com")
+					b.setMode(t, record.TypeContact, "title", "Title", mode)
+					b.clock.Advance(time.Minute)
+					sfValue := any("Rep's title")
+					switch sit {
+					case sfEdit:
+						require.NoError(t, b.org.EditAsUser(b.rep, "Lead", id, map[string]any{"Title": sfValue}))
+					case sfBlank:
+						sfValue = nil
+						require.NoError(t, b.org.EditAsUser(b.rep, "Lead", id, map[string]any{"Title": nil}))
+					case convNewer:
+						require.NoError(t, b.org.EditAsUser(b.rep, "Lead", id, map[string]any{"Title": sfValue}))
+						b.clock.Advance(time.Minute)
+						b.ingest(t, change(record.TypeContact, "c", b.clock.Now(), map[string]any{"title": "Conversion's title"}))
+					case otherFieldSF:
+						// Conversion changed Title, then a rep edited another
+						// field: the record's LastModifiedDate is newer, the
+						// Title in Salesforce is not.
+						b.ingest(t, change(record.TypeContact, "c", b.clock.Now(), map[string]any{"title": "Conversion's title"}))
+						b.clock.Advance(time.Minute)
+						sfValue = "Initial"
+						require.NoError(t, b.org.EditAsUser(b.rep, "Lead", id, map[string]any{"Phone": "+1 999"}))
+					}
+					queued := b.queued(t)
+					before := b.rec(t, record.TypeContact, "c").Fields["title"]
+					b.clock.Advance(time.Minute)
+					b.pull(t)
+					after := b.rec(t, record.TypeContact, "c").Fields["title"]
+					if applied {
+						require.True(t, record.SameValue(sfValue, after.Value), "%+v", after)
+						require.Equal(t, record.SourceSalesforce, after.Source)
+						lead, _ := b.org.Get("Lead", id)
+						require.Equal(t, lead.LastModified, after.ChangedAt)
+					} else {
+						require.Equal(t, before, after)
+					}
+					require.Equal(t, queued, b.queued(t), "a pull never queues an outbound item")
+				})
+			}
+		}
+	})
+}
+
+// TestConflictEndsAsModeSays edits Title on both sides between two syncs:
+// after one pull and one flush both sides hold what the mode says.
+func TestConflictEndsAsModeSays(t *testing.T) {
+	t.Parallel()
+	const conv, sf = "Conversion's title", "Rep's title"
+	tests := map[string]struct {
+		mode prefs.Mode
+		// sfLater: the rep's edit comes after Conversion's.
+		sfLater bool
+		// want in Conversion and in Salesforce after one pull and one flush.
+		wantConv, wantSF string
+	}{
+		"two-way, salesforce later":      {prefs.TwoWay, true, sf, sf},
+		"two-way, conversion later":      {prefs.TwoWay, false, conv, conv},
+		"prefer salesforce unless empty": {prefs.PreferSalesforceUnlessEmpty, false, sf, sf},
+		"always prefer salesforce":       {prefs.AlwaysPreferSalesforce, false, sf, sf},
+		"always prefer conversion":       {prefs.AlwaysPreferConversion, true, conv, conv},
+		"do not sync":                    {prefs.DoNotSync, true, conv, sf},
+	}
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		for name, tt := range tests {
+			for _, order := range []string{"pull then flush", "flush then pull"} {
+				t.Run(name+"/"+order, func(t *testing.T) {
+					b := setup(t, bdb, inbound.Config{})
+					id := b.syncedContact(t, "c", "x@example.com")
+					b.setMode(t, record.TypeContact, "title", "Title", tt.mode)
+					b.clock.Advance(time.Minute)
+					editSF := func() {
+						require.NoError(t, b.org.EditAsUser(b.rep, "Lead", id, map[string]any{"Title": sf}))
+					}
+					editConv := func() {
+						b.ingest(t, change(record.TypeContact, "c", b.clock.Now(), map[string]any{"title": conv}))
+					}
+					if tt.sfLater {
+						editConv()
+						b.clock.Advance(2 * time.Second)
+						editSF()
+					} else {
+						editSF()
+						b.clock.Advance(2 * time.Second)
+						editConv()
+					}
+					b.clock.Advance(time.Minute)
+					if order == "pull then flush" {
+						b.pull(t)
+						b.flush(t)
+					} else {
+						b.flush(t)
+						b.pull(t)
+					}
+					require.Equal(t, tt.wantConv, b.rec(t, record.TypeContact, "c").Fields["title"].Value)
+					lead, _ := b.org.Get("Lead", id)
+					require.Equal(t, tt.wantSF, lead.Fields["Title"])
+					require.Zero(t, b.queued(t))
+
+					// One more cycle changes nothing on either side: no ping-pong.
+					b.clock.Advance(time.Minute)
+					b.pull(t)
+					b.flush(t)
+					require.Equal(t, tt.wantConv, b.rec(t, record.TypeContact, "c").Fields["title"].Value)
+					lead, _ = b.org.Get("Lead", id)
+					require.Equal(t, tt.wantSF, lead.Fields["Title"])
+					require.Zero(t, b.queued(t))
+				})
+			}
+		}
+	})
+}
+
+// TestRepTitleConversionPhone is the check: a rep edits a Lead's
+// Title while Conversion edits the same contact's Phone (both TWO_WAY):
+// after one pull and one flush both systems hold both edits, and both sync
+// logs say why.
+func TestRepTitleConversionPhone(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		for _, order := range []string{"pull then flush", "flush then pull"} {
+			t.Run(order, func(t *testing.T) {
+				b := setup(t, bdb, inbound.Config{})
+				b.setMode(t, record.TypeContact, "title", "Title", prefs.TwoWay)
+				b.setMode(t, record.TypeContact, "phone", "Phone", prefs.TwoWay)
+				id := b.syncedContact(t, "c", "ada@example.com")
+				b.clock.Advance(time.Minute)
+				require.NoError(t, b.org.EditAsUser(b.rep, "Lead", id, map[string]any{"Title": "VP Engineering"}))
+				b.clock.Advance(time.Second)
+				b.ingest(t, change(record.TypeContact, "c", b.clock.Now(), map[string]any{"phone": "+44 20 7946 0000"}))
+				b.clock.Advance(time.Minute)
+				var in *inbound.Result
+				var out *engine.Result
+				if order == "pull then flush" {
+					in = b.pull(t)
+					out = b.flush(t)
+				} else {
+					out = b.flush(t)
+					in = b.pull(t)
+				}
+				r := b.rec(t, record.TypeContact, "c")
+				require.Equal(t, "VP Engineering", r.Fields["title"].Value)
+				require.Equal(t, record.SourceSalesforce, r.Fields["title"].Source)
+				require.Equal(t, "+44 20 7946 0000", r.Fields["phone"].Value)
+				lead, _ := b.org.Get("Lead", id)
+				require.Equal(t, "VP Engineering", lead.Fields["Title"])
+				require.Equal(t, "+44 20 7946 0000", lead.Fields["Phone"])
+
+				inLog := b.batch(t, in.Batch.ID)
+				require.Equal(t, synclog.Inbound, inLog.Direction)
+				title := fieldLog(t, inLog.Records, "c", "title")
+				require.True(t, title.Sent)
+				require.Contains(t, title.Reason, "Salesforce change is newer")
+				outLog := b.batch(t, out.Batch.ID)
+				require.Equal(t, synclog.Outbound, outLog.Direction)
+				phone := fieldLog(t, outLog.Records, "c", "phone")
+				require.True(t, phone.Sent, phone.Reason)
+				if order == "pull then flush" {
+					kept := fieldLog(t, inLog.Records, "c", "phone")
+					require.False(t, kept.Sent)
+					require.Contains(t, kept.Reason, "unchanged since last sync")
+				}
+				require.Zero(t, b.queued(t))
+			})
+		}
+	})
+}
