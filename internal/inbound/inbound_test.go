@@ -429,3 +429,149 @@ func TestRepTitleConversionPhone(t *testing.T) {
 		}
 	})
 }
+
+// TestCreatesLinksAndSkips covers new CRM records, matching unlinked
+// Conversion records, and what is skipped and why.
+func TestCreatesLinksAndSkips(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		b := setup(t, bdb, inbound.Config{})
+		// Existing Conversion records nobody sent (writing is off), so they
+		// are unlinked.
+		for _, typ := range []record.Type{record.TypeContact, record.TypeCompany} {
+			require.NoError(t, prefs.SetObject(ctx, bdb, b.ws, prefs.ObjectPreference{RecordType: typ, WriteEnabled: false, ReadEnabled: true, CreateAs: prefs.CreateAsLead}))
+		}
+		b.ingest(t,
+			change(record.TypeContact, "grace", b.clock.Now(), map[string]any{"email": "Grace@Example.com", "lastName": "Hopper"}),
+			change(record.TypeCompany, "acme", b.clock.Now(), map[string]any{"name": "ACME", "website": "https://www.acme.com/"}))
+		require.Zero(t, b.queued(t))
+		b.clock.Advance(time.Minute)
+
+		newLead, err := b.org.CreateAsUser(b.rep, "Lead", map[string]any{"LastName": "New", "Company": "Co", "Email": "new@example.com", "Title": "CTO"})
+		require.NoError(t, err)
+		graceLead, err := b.org.CreateAsUser(b.rep, "Lead", map[string]any{"LastName": "Hopper", "Company": "Navy", "Email": "grace@example.COM"})
+		require.NoError(t, err)
+		noEmail, err := b.org.CreateAsUser(b.rep, "Lead", map[string]any{"LastName": "Anon", "Company": "Co"})
+		require.NoError(t, err)
+		acct, err := b.org.CreateAsUser(b.rep, "Account", map[string]any{"Name": "Acme Corp", "Website": "acme.com", "Industry": "Tools"})
+		require.NoError(t, err)
+		other, err := b.org.CreateAsUser(b.rep, "Account", map[string]any{"Name": "Initech"})
+		require.NoError(t, err)
+		b.clock.Advance(time.Minute)
+
+		res := b.pull(t)
+		require.Zero(t, b.queued(t), "inbound creates and links without queueing anything")
+		log := b.batch(t, res.Batch.ID)
+		require.Equal(t, synclog.Inbound, log.Direction)
+		require.Equal(t, 2, log.Created, "%+v", log)
+		require.Equal(t, 2, log.Updated)
+		require.Equal(t, 1, log.Skipped)
+
+		created := b.rec(t, record.TypeContact, inbound.ConversionIDPrefix+newLead)
+		require.Equal(t, "Lead", created.CRMObject)
+		require.Equal(t, newLead, created.CRMID)
+		require.Equal(t, "CTO", created.Fields["title"].Value)
+		require.Equal(t, record.SourceSalesforce, created.Fields["title"].Source)
+		require.Equal(t, graceLead, b.rec(t, record.TypeContact, "grace").CRMID, "matched by email, whatever its case")
+		require.Equal(t, acct, b.rec(t, record.TypeCompany, "acme").CRMID, "matched by website domain")
+		require.Equal(t, "Tools", b.rec(t, record.TypeCompany, "acme").Fields["industry"].Value)
+		require.Equal(t, "Initech", b.rec(t, record.TypeCompany, inbound.ConversionIDPrefix+other).Fields["name"].Value)
+		var skipped *synclog.Record
+		for _, r := range log.Records {
+			if r.CRMID == noEmail {
+				skipped = r
+			}
+		}
+		require.NotNil(t, skipped)
+		require.Equal(t, synclog.OutcomeSkipped, skipped.Outcome)
+		require.Contains(t, skipped.Reason, "no email")
+
+		// Events: the batch, and records changed.
+		evs := b.pub.all()
+		require.Contains(t, evs, events.Event{WorkspaceID: b.ws, Kind: events.KindBatch, BatchID: res.Batch.ID})
+		require.Contains(t, evs, events.Event{WorkspaceID: b.ws, Kind: events.KindRecords, BatchID: res.Batch.ID})
+
+		// Reading is off for companies: Accounts are no longer pulled.
+		require.NoError(t, prefs.SetObject(ctx, bdb, b.ws, prefs.ObjectPreference{RecordType: record.TypeCompany, WriteEnabled: false, ReadEnabled: false, CreateAs: prefs.CreateAsLead}))
+		b.clock.Advance(time.Minute)
+		_, err = b.org.CreateAsUser(b.rep, "Account", map[string]any{"Name": "Unread"})
+		require.NoError(t, err)
+		res = b.pull(t)
+		require.Nil(t, res.Batch)
+		n, err := bdb.NewSelect().Model((*record.Record)(nil)).Where("workspace_id = ? AND type = ?", b.ws, record.TypeCompany).Count(ctx)
+		require.NoError(t, err)
+		require.EqualValues(t, 2, n)
+	})
+}
+
+// TestConvertedLeadFollowsItsContact: a rep converts a synced Lead; the
+// Conversion contact is relinked to the Contact, whose values then apply.
+func TestConvertedLeadFollowsItsContact(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setup(t, bdb, inbound.Config{})
+		b.setMode(t, record.TypeContact, "title", "Title", prefs.TwoWay)
+		leadID := b.syncedContact(t, "c", "conv@example.com")
+		b.clock.Advance(time.Minute)
+		contactID, err := b.org.ConvertLead(b.rep, leadID)
+		require.NoError(t, err)
+		b.clock.Advance(time.Second)
+		require.NoError(t, b.org.EditAsUser(b.rep, "Contact", contactID, map[string]any{"Title": "Customer"}))
+		// An unrelated converted Lead nobody synced.
+		stray, err := b.org.CreateAsUser(b.rep, "Lead", map[string]any{"LastName": "Stray", "Company": "S", "Email": "stray@example.com"})
+		require.NoError(t, err)
+		strayContact, err := b.org.ConvertLead(b.rep, stray)
+		require.NoError(t, err)
+		b.clock.Advance(time.Minute)
+
+		res := b.pull(t)
+		r := b.rec(t, record.TypeContact, "c")
+		require.Equal(t, "Contact", r.CRMObject)
+		require.Equal(t, contactID, r.CRMID)
+		require.Equal(t, "Customer", r.Fields["title"].Value)
+		log := b.batch(t, res.Batch.ID)
+		reasons := map[string]string{}
+		for _, row := range log.Records {
+			reasons[row.CRMID] = string(row.Outcome) + ": " + row.Reason
+		}
+		require.Contains(t, reasons[leadID], "relinked to its Contact")
+		require.Contains(t, reasons[stray], "converted Lead")
+		// The stray Lead's Contact is a new contact with an email: created.
+		require.Equal(t, strayContact, b.rec(t, record.TypeContact, inbound.ConversionIDPrefix+strayContact).CRMID)
+		require.Zero(t, b.queued(t))
+
+		// The next flush writes to the Contact, never to the converted Lead.
+		b.clock.Advance(time.Minute)
+		b.ingest(t, change(record.TypeContact, "c", b.clock.Now(), map[string]any{"title": "Champion"}))
+		b.flush(t)
+		contact, _ := b.org.Get("Contact", contactID)
+		require.Equal(t, "Champion", contact.Fields["Title"])
+	})
+}
+
+// TestDeletedInCRMUnlinks: a CRM record deleted in the CRM unlinks its
+// Conversion record, which is kept.
+func TestDeletedInCRMUnlinks(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		b := setup(t, bdb, inbound.Config{})
+		leadID := b.syncedContact(t, "c", "gone@example.com")
+		b.clock.Advance(time.Minute)
+		s := memcrm.Session(fmt.Sprintf("org-%s", t.Name()), memcrm.DefaultToken)
+		resp, err := b.crm.BulkUpdate(ctx, connector.BulkUpdateRequest{Session: s, Operations: []connector.Operation{{Kind: connector.OpDelete, Object: "Lead", ID: leadID}}})
+		require.NoError(t, err)
+		require.Nil(t, resp.Results[0].Error)
+		b.clock.Advance(time.Minute)
+		res := b.pull(t)
+		r := b.rec(t, record.TypeContact, "c")
+		require.Empty(t, r.CRMID)
+		require.Equal(t, "gone@example.com", r.Fields["email"].Value)
+		require.Equal(t, 1, res.Batch.Deleted)
+		require.Zero(t, b.queued(t))
+	})
+}
