@@ -9,13 +9,15 @@ import (
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/connectors/memcrm"
 	"github.com/crmsync/crmsync/connectors/plugin"
+	"github.com/crmsync/crmsync/connectors/salesforce"
 )
 
 // builtinConnectors are the connectors `crmsync connector NAME` serves and
 // the plugin host launches from crmsync's own executable. Making a
 // connector built in is one line here.
 var builtinConnectors = map[string]func() connector.Connector{
-	memcrm.Name: func() connector.Connector { return memcrm.New(memcrm.WithLogger(plugin.Logger())) },
+	memcrm.Name:     func() connector.Connector { return memcrm.New(memcrm.WithLogger(plugin.Logger())) },
+	salesforce.Name: func() connector.Connector { return salesforce.New(salesforce.WithLogger(plugin.Logger())) },
 }
 
 // connectorCmd serves a built-in connector as a plugin process. crmsync's
