@@ -178,8 +178,20 @@ func TestTransportsAndLimits(t *testing.T) {
 		require.Equal(t, graph.CodeQueryTooDeep, resp.Errors[0].Code())
 		requireNoData(t, resp)
 	})
-	t.Run("introspection within limits", func(t *testing.T) {
-		q := `{ __schema { types { name fields { name type { name ofType { name ofType { name ofType { name } } } } } } } }`
+	t.Run("GraphiQL introspection within limits", func(t *testing.T) {
+		// graphql-js's introspection query with its deepest TypeRef (9 levels).
+		typeRef := "kind name"
+		for range 9 {
+			typeRef = "kind name ofType { " + typeRef + " }"
+		}
+		q := `query IntrospectionQuery { __schema { queryType { name } mutationType { name }
+			types { ...FullType } directives { name locations args { ...InputValue } } } }
+		fragment FullType on __Type { kind name description
+			fields(includeDeprecated: true) { name args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason }
+			inputFields { ...InputValue } interfaces { ...TypeRef }
+			enumValues(includeDeprecated: true) { name } possibleTypes { ...TypeRef } }
+		fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+		fragment TypeRef on __Type { ` + typeRef + ` }`
 		resp := srv.Query(t, token, q, nil)
 		require.Empty(t, resp.Errors, resp.Body)
 	})

@@ -20,7 +20,7 @@ import (
 // Limits applied to every operation unless HandlerOptions says otherwise.
 const (
 	DefaultComplexityLimit = 1000
-	DefaultDepthLimit      = 15
+	DefaultDepthLimit      = 20 // GraphiQL's introspection query nests 15 deep
 )
 
 // HandlerOptions configure NewHandler.
