@@ -270,7 +270,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case reset != nil:
 		s.record(entry)
-		resetConn(w)
+		resetConn(w, true)
 		return
 	case status != nil:
 		ct, b := statusBody(*status)
@@ -314,7 +314,7 @@ func (s *Server) finish(w http.ResponseWriter, entry Request, resp response, tru
 		if f, ok := w.(http.Flusher); ok {
 			f.Flush()
 		}
-		resetConn(w)
+		resetConn(w, false)
 	}
 	entry.Status, entry.Kind, entry.UserID = resp.status, resp.kind, resp.user
 	s.record(entry)
@@ -326,8 +326,9 @@ func (s *Server) record(entry Request) {
 	s.log = append(s.log, entry)
 }
 
-// resetConn drops the connection without a proper HTTP answer.
-func resetConn(w http.ResponseWriter) {
+// resetConn drops the connection: with rst, abortively (TCP RST);
+// otherwise with a plain close, which cuts a response short.
+func resetConn(w http.ResponseWriter, rst bool) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		return
@@ -336,7 +337,7 @@ func resetConn(w http.ResponseWriter) {
 	if err != nil {
 		return
 	}
-	if tcp, ok := conn.(*net.TCPConn); ok {
+	if tcp, ok := conn.(*net.TCPConn); ok && rst {
 		tcp.SetLinger(0) //nolint:errcheck // best effort: send RST
 	}
 	conn.Close()
