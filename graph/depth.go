@@ -11,8 +11,9 @@ import (
 )
 
 func init() {
-	// A too-deep query is refused like an invalid one: HTTP 422.
+	// A too-deep query, or introspection when it is off, is refused like an invalid one: HTTP 422.
 	errcode.RegisterErrorType(CodeQueryTooDeep, errcode.KindProtocol)
+	errcode.RegisterErrorType(CodeIntrospectionDisabled, errcode.KindProtocol)
 }
 
 // DepthLimit is a gqlgen handler extension that refuses, before execution,
@@ -80,4 +81,50 @@ func selectionDepth(set ast.SelectionSet, frags ast.FragmentDefinitionList, visi
 		deepest = max(deepest, d)
 	}
 	return deepest
+}
+
+// introspectionOff refuses, before execution, an operation that asks for
+// __schema or __type while introspection is disabled (gqlgen would
+// otherwise fail those fields with an error indistinguishable from an
+// internal one). __typename stays allowed.
+type introspectionOff struct{}
+
+// ExtensionName implements graphql.HandlerExtension.
+func (introspectionOff) ExtensionName() string { return "IntrospectionOff" }
+
+// Validate implements graphql.HandlerExtension.
+func (introspectionOff) Validate(graphql.ExecutableSchema) error { return nil }
+
+// MutateOperationContext implements graphql.OperationContextMutator.
+func (introspectionOff) MutateOperationContext(_ context.Context, oc *graphql.OperationContext) *gqlerror.Error {
+	if oc.Operation == nil || !introspects(oc.Operation.SelectionSet, oc.Doc.Fragments, map[string]bool{}) {
+		return nil
+	}
+	err := gqlerror.Errorf("schema introspection is disabled on this server")
+	errcode.Set(err, CodeIntrospectionDisabled)
+	return err
+}
+
+// introspects reports whether a root selection set asks for __schema or __type.
+func introspects(set ast.SelectionSet, frags ast.FragmentDefinitionList, seen map[string]bool) bool {
+	for _, sel := range set {
+		switch sel := sel.(type) {
+		case *ast.Field:
+			if sel.Name == "__schema" || sel.Name == "__type" {
+				return true
+			}
+		case *ast.InlineFragment:
+			if introspects(sel.SelectionSet, frags, seen) {
+				return true
+			}
+		case *ast.FragmentSpread:
+			if def := frags.ForName(sel.Name); def != nil && !seen[sel.Name] {
+				seen[sel.Name] = true
+				if introspects(def.SelectionSet, frags, seen) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

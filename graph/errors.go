@@ -20,6 +20,8 @@ const (
 	CodeForbidden       = "FORBIDDEN"
 	CodeUnauthenticated = "UNAUTHENTICATED"
 	CodeQueryTooDeep    = "QUERY_TOO_DEEP"
+
+	CodeIntrospectionDisabled = "INTROSPECTION_DISABLED"
 )
 
 // Error is an error of the GraphQL layer that is safe to show to clients.

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -314,4 +315,26 @@ func TestErrorPresenter(t *testing.T) {
 
 	own := &gqlerror.Error{Message: "Cannot query field \"x\" on type \"Query\"."}
 	require.Same(t, own, present(ctx, own))
+}
+
+func TestIntrospectionOff(t *testing.T) {
+	t.Parallel()
+	bdb := dbtest.Open(t, db.SQLite)
+	svc := workspace.NewService(bdb)
+	h := graph.NewHandler(&graph.Resolver{Logger: slog.New(slog.DiscardHandler), DB: bdb, Workspaces: svc},
+		graph.HandlerOptions{Logger: slog.New(slog.DiscardHandler), Authenticate: workspace.NewAuthenticator(svc, "").Authenticate})
+	ws, _, err := svc.Create(context.Background(), "Acme")
+	require.NoError(t, err)
+
+	query := func(q string) string {
+		req := httptest.NewRequest(http.MethodPost, "/graphql", strings.NewReader(`{"query":`+strconv.Quote(q)+`}`))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req.WithContext(workspace.NewContext(req.Context(), ws.ID)))
+		return rec.Body.String()
+	}
+	require.JSONEq(t, `{"data":{"viewer":{"name":"Acme"}}}`, query(`{ viewer { name } }`))
+	require.Contains(t, query(`{ __schema { types { name } } }`), graph.CodeIntrospectionDisabled)
+	require.Contains(t, query(`query { ...F } fragment F on Query { __type(name: "Query") { name } }`), graph.CodeIntrospectionDisabled)
+	require.JSONEq(t, `{"data":{"__typename":"Query"}}`, query(`{ __typename }`))
 }

@@ -73,6 +73,8 @@ func NewHandler(r *Resolver, opts HandlerOptions) *handler.Server {
 	srv.SetRecoverFunc(RecoverFunc(opts.Logger))
 	if opts.Introspection {
 		srv.Use(extension.Introspection{})
+	} else {
+		srv.Use(introspectionOff{})
 	}
 	srv.Use(extension.FixedComplexityLimit(cmpOr(opts.ComplexityLimit, DefaultComplexityLimit)))
 	srv.Use(DepthLimit{Max: cmpOr(opts.DepthLimit, DefaultDepthLimit)})
