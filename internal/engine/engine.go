@@ -176,9 +176,6 @@ func (e *Engine) Flush(ctx context.Context, workspaceID int64) (*Result, error) 
 			e.logger.Error("release flush lease", slog.Int64("workspace_id", workspaceID), slog.Any("error", err))
 		}
 	}()
-	if err := e.Resume(ctx, c); err != nil {
-		return nil, err
-	}
 	if err := e.conns.MarkFlushStarted(ctx, c); err != nil {
 		return nil, err
 	}

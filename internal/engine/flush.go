@@ -102,8 +102,11 @@ func (e *Engine) newFlush(ctx context.Context, c *connection.Connection) (*flush
 
 func (f *flush) run(ctx context.Context) (*Result, error) {
 	items, err := outbound.Claim(ctx, f.e.db, f.c.WorkspaceID, f.now, f.e.cfg.MaxItems)
-	if err != nil || len(items) == 0 {
-		return &Result{}, err
+	if err != nil {
+		return nil, err
+	}
+	if len(items) == 0 {
+		return &Result{}, f.e.Resume(ctx, f.c)
 	}
 	batch := &synclog.Batch{WorkspaceID: f.c.WorkspaceID, Direction: synclog.Outbound, StartedAt: f.now}
 	if err := f.plan(ctx, items); err != nil {
@@ -114,6 +117,11 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 			return nil, err
 		}
 		return f.e.Pause(ctx, f.c, synclog.Outbound, reason, detail)
+	}
+	// Only a batch that goes ahead ends a pause episode: a batch refused
+	// by its budget continues the one the gate let through.
+	if err := f.e.Resume(ctx, f.c); err != nil {
+		return nil, err
 	}
 	var callErr error
 	for level := 0; level <= 2 && callErr == nil; level++ {
@@ -452,9 +460,23 @@ func (f *flush) checkBudget(ctx context.Context) (PauseReason, string, error) {
 // plannedCalls estimates the calls of this flush before it starts: per
 // dependency level, one read per object of linked records (2,000 ids per
 // read), the matching queries of unlinked records, and one write per 1,000
-// operations. Describes are cached by connectors and not counted.
+// operations, plus one describe per object the engine has not described
+// yet (a connector may spend a call per object).
 func (f *flush) plannedCalls() int {
 	calls := 0
+	cached := f.e.cachedObjects(f.c)
+	undescribed := map[string]bool{}
+	for _, j := range f.jobs {
+		if j.done {
+			continue
+		}
+		for _, o := range []string{j.object, objContact} {
+			if _, ok := cached[o]; !ok && (o == j.object || j.object == objLead) {
+				undescribed[o] = true
+			}
+		}
+	}
+	calls += len(undescribed)
 	for level := 0; level <= 2; level++ {
 		reads := map[string]int{}
 		matches := map[record.Type]bool{}
