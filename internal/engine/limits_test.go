@@ -111,7 +111,6 @@ func (c *countingCRM) Limits(ctx context.Context, req connector.LimitsRequest) (
 	return r, err
 }
 
-
 // nowScheduler counts the flushes a connection service asks for.
 type nowScheduler struct {
 	mu sync.Mutex
