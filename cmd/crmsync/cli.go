@@ -8,12 +8,12 @@ import (
 type cli struct {
 	config.Global `embed:""`
 
-	Serve     serveCmd     `cmd:"" help:"Serve the GraphQL API and run the sync workers."`
-	Migrate   migrateCmd   `cmd:"" help:"Migrate the database (crmsync's tables and River's)."`
-	Workspace workspaceCmd `cmd:"" help:"Administer workspaces."`
-	Token     tokenCmd     `cmd:"" help:"Administer API tokens."`
-	Connector connectorCmd `cmd:"" help:"Serve a built-in connector as a plugin process (started by crmsync itself)."`
+	Serve          serveCmd          `cmd:"" help:"Serve the GraphQL API and run the sync workers."`
+	Migrate        migrateCmd        `cmd:"" help:"Migrate the database (crmsync's tables and River's)."`
+	Workspace      workspaceCmd      `cmd:"" help:"Administer workspaces."`
+	Token          tokenCmd          `cmd:"" help:"Administer API tokens."`
+	Connector      connectorCmd      `cmd:"" help:"Serve a built-in connector as a plugin process (started by crmsync itself)."`
+	FakeSalesforce fakeSalesforceCmd `cmd:"" name:"fake-salesforce" help:"Serve a fake Salesforce org (for the demo and benchmarks) and print its credentials."`
 
 	// Commands added by later features go here, each in its own file:
-	//   FakeSalesforce fakeSalesforceCmd `cmd:"" name:"fake-salesforce" ...`  (fakesalesforce.go)
 }
