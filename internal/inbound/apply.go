@@ -42,7 +42,7 @@ type applier struct {
 // applyPage applies one page and stores the cursor after it, in one
 // transaction: a crash before the commit re-reads the page, a crash after
 // it resumes after the page.
-func (r *run) applyPage(ctx context.Context, pl objectPlan, recs []connector.Record, next string, calls int) error {
+func (r *run) applyPage(ctx context.Context, pl objectPlan, recs []connector.Record, next string) error {
 	now := r.p.now().UTC()
 	prevID, prevLen := r.batch.ID, len(r.batch.Records)
 	err := r.p.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
@@ -62,13 +62,14 @@ func (r *run) applyPage(ctx context.Context, pl objectPlan, recs []connector.Rec
 		if err := saveCursor(ctx, tx, r.c, pl.object, next, now); err != nil {
 			return err
 		}
-		return limits.Record(ctx, tx, r.c.WorkspaceID, now, calls)
+		return limits.Record(ctx, tx, r.c.WorkspaceID, now, r.uncounted)
 	})
 	if err != nil {
 		r.batch.ID, r.batch.Records = prevID, r.batch.Records[:prevLen]
 		r.batch.Count()
 		return fmt.Errorf("apply %s changes of workspace %d: %w", pl.object, r.c.WorkspaceID, err)
 	}
+	r.uncounted = 0
 	return nil
 }
 

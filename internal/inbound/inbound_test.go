@@ -32,6 +32,15 @@ func (f connectorsFunc) Connector(ctx context.Context, name string) (connector.C
 	return f(ctx, name)
 }
 
+// testWriter sends log lines to t.Log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
 type noScheduler struct{}
 
 func (noScheduler) ScheduleFlushTx(context.Context, bun.Tx, int64) error { return nil }
@@ -126,8 +135,8 @@ func setup(t *testing.T, bdb *bun.DB, cfg inbound.Config) *testBundle {
 		}
 		return b.crm, nil
 	})
-	logger := slog.New(slog.DiscardHandler)
-	b.engine = engine.New(bdb, b.conns, conns, nil, logger, engine.Config{RetryBase: time.Millisecond, WaitDelay: time.Millisecond})
+	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	b.engine = engine.New(bdb, b.conns, conns, nil, logger, engine.Config{RetryBase: time.Millisecond, WaitDelay: time.Millisecond, LimitProbe: time.Millisecond})
 	b.puller = inbound.New(bdb, b.conns, conns, b.engine, b.pub, logger, cfg)
 	b.in = outbound.NewIngester(bdb, noScheduler{}, nil)
 	return b
@@ -573,5 +582,241 @@ func TestDeletedInCRMUnlinks(t *testing.T) {
 		require.Equal(t, "gone@example.com", r.Fields["email"].Value)
 		require.Equal(t, 1, res.Batch.Deleted)
 		require.Zero(t, b.queued(t))
+	})
+}
+
+// TestLookBackCatchesLateCommits: a record that becomes visible with a
+// SystemModstamp older than what the last pull read (a transaction that
+// committed late) is still applied.
+func TestLookBackCatchesLateCommits(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setup(t, bdb, inbound.Config{})
+		b.setMode(t, record.TypeContact, "title", "Title", prefs.TwoWay)
+		id := b.syncedContact(t, "c", "late@example.com")
+		b.clock.Advance(time.Minute)
+		_, err := b.org.CreateAsUser(b.rep, "Lead", map[string]any{"LastName": "Early", "Company": "E", "Email": "early@example.com"})
+		require.NoError(t, err)
+		b.pull(t)
+		watermark := b.clock.Now()
+
+		// Both commits carry stamps from before the watermark.
+		b.clock.Set(watermark.Add(-30 * time.Second))
+		late, err := b.org.CreateAsUser(b.rep, "Lead", map[string]any{"LastName": "Late", "Company": "L", "Email": "late-new@example.com"})
+		require.NoError(t, err)
+		require.NoError(t, b.org.EditAsUser(b.rep, "Lead", id, map[string]any{"Title": "Late edit"}))
+		b.clock.Set(watermark.Add(time.Minute))
+
+		res := b.pull(t)
+		require.NotNil(t, res.Batch)
+		require.Equal(t, late, b.rec(t, record.TypeContact, inbound.ConversionIDPrefix+late).CRMID)
+		require.Equal(t, "Late edit", b.rec(t, record.TypeContact, "c").Fields["title"].Value)
+	})
+}
+
+// TestPagesThroughThousands reads thousands of records in small pages,
+// within one pull and across pulls bounded by MaxPages.
+func TestPagesThroughThousands(t *testing.T) {
+	t.Parallel()
+	const n, pageSize = 2500, 100
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		for _, maxPages := range []int{1000, 7} {
+			t.Run(fmt.Sprintf("max %d pages", maxPages), func(t *testing.T) {
+				ctx := context.Background()
+				b := setup(t, bdb, inbound.Config{PageSize: pageSize, MaxPages: maxPages})
+				counter := &fetchCounter{Connector: b.crm, fetches: map[string]int{}}
+				b.wrap = func(connector.Connector) connector.Connector { return counter }
+				for i := range n {
+					_, err := b.org.CreateAsUser(b.rep, "Lead", map[string]any{"LastName": fmt.Sprintf("L%d", i), "Company": "C", "Email": fmt.Sprintf("l%d@example.com", i)})
+					require.NoError(t, err)
+				}
+				created, pulls := 0, 0
+				for {
+					res := b.pull(t)
+					pulls++
+					if res.Batch != nil {
+						created += res.Batch.Created
+					}
+					if !res.More {
+						break
+					}
+					require.Less(t, pulls, 100)
+				}
+				require.Equal(t, n, created)
+				count, err := bdb.NewSelect().Model((*record.Record)(nil)).Where("workspace_id = ? AND type = ?", b.ws, record.TypeContact).Count(ctx)
+				require.NoError(t, err)
+				require.EqualValues(t, n, count)
+				fetches, _ := counter.counts()
+				require.Equal(t, (n+pageSize-1)/pageSize, fetches["Lead"])
+				require.Zero(t, b.queued(t))
+			})
+		}
+	})
+}
+
+// TestCrashMidPullResumes: a pull that fails on its Nth page keeps what it
+// applied and logged; the next pull resumes after the last page applied,
+// nothing skipped and nothing applied twice, and replaying pages applies
+// nothing again.
+func TestCrashMidPullResumes(t *testing.T) {
+	t.Parallel()
+	const n, pageSize = 1000, 100
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		b := setup(t, bdb, inbound.Config{PageSize: pageSize})
+		// Calls: Account (1), then Lead pages; the 4th call is the 3rd Lead page.
+		counter := &fetchCounter{Connector: b.crm, fetches: map[string]int{}, failOn: 4}
+		b.wrap = func(connector.Connector) connector.Connector { return counter }
+		for i := range n {
+			_, err := b.org.CreateAsUser(b.rep, "Lead", map[string]any{"LastName": fmt.Sprintf("L%d", i), "Company": "C", "Email": fmt.Sprintf("l%d@example.com", i)})
+			require.NoError(t, err)
+		}
+		res, err := b.puller.Pull(ctx, b.ws)
+		require.ErrorIs(t, err, connector.ErrUnavailable)
+		require.NotNil(t, res.Batch)
+		failed := b.batch(t, res.Batch.ID)
+		require.Equal(t, synclog.StatusFailed, failed.Status)
+		require.Equal(t, 2*pageSize, failed.Created, "the pages applied before the failure are logged")
+		require.Len(t, failed.Records, 2*pageSize)
+
+		res = b.pull(t)
+		require.Equal(t, synclog.StatusSucceeded, res.Batch.Status)
+		require.Equal(t, n-2*pageSize, res.Batch.Created)
+		count, err := bdb.NewSelect().Model((*record.Record)(nil)).Where("workspace_id = ? AND type = ?", b.ws, record.TypeContact).Count(ctx)
+		require.NoError(t, err)
+		require.EqualValues(t, n, count)
+
+		// Replay every page from the start: nothing is applied twice.
+		_, err = bdb.NewDelete().TableExpr("inbound_cursors").Where("workspace_id = ?", b.ws).Exec(ctx)
+		require.NoError(t, err)
+		res = b.pull(t)
+		require.Nil(t, res.Batch, "pages read again change and log nothing")
+		require.Zero(t, b.queued(t))
+	})
+}
+
+// TestIdlePullsAreCheap: with no edits anywhere, each pull makes one query
+// per object type, logs nothing and queues nothing.
+func TestIdlePullsAreCheap(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setup(t, bdb, inbound.Config{})
+		counter := &fetchCounter{Connector: b.crm, fetches: map[string]int{}}
+		b.wrap = func(connector.Connector) connector.Connector { return counter }
+		b.syncedContact(t, "c", "idle@example.com")
+		b.ingest(t, change(record.TypeCompany, "co", b.clock.Now(), map[string]any{"name": "Idle Inc", "website": "idle.example"}))
+		b.flush(t)
+		b.pull(t)
+		const cycles = 20
+		before, _ := counter.counts()
+		calls := b.org.CallCount()
+		for range cycles {
+			b.clock.Advance(5 * time.Minute)
+			res := b.pull(t)
+			require.Nil(t, res.Batch)
+			require.Equal(t, engine.PauseNone, res.Paused)
+			require.Equal(t, 3, res.Calls)
+			fres := b.flush(t)
+			require.Nil(t, fres.Batch, "nothing to write outbound")
+		}
+		after, _ := counter.counts()
+		for _, obj := range []string{"Lead", "Contact", "Account"} {
+			require.Equal(t, cycles, after[obj]-before[obj], obj)
+		}
+		require.Equal(t, int64(3*cycles), b.org.CallCount()-calls)
+		require.Zero(t, b.queued(t))
+	})
+}
+
+// TestPausedPullsResumeByThemselves: over crmsync's daily limit, over the
+// Salesforce allowance, or expired, a pull reads nothing, logs the pause
+// once, and resumes once the cause is gone.
+func TestPausedPullsResumeByThemselves(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		t.Run("crmsync daily limit", func(t *testing.T) {
+			ctx := context.Background()
+			b := setup(t, bdb, inbound.Config{})
+			counter := &fetchCounter{Connector: b.crm, fetches: map[string]int{}}
+			b.wrap = func(connector.Connector) connector.Connector { return counter }
+			b.pull(t) // describe + 3 queries
+			c, err := b.conns.Get(ctx, b.ws)
+			require.NoError(t, err)
+			limit := int64(4)
+			require.NoError(t, b.conns.SetDailyLimit(ctx, c, &limit))
+			_, total := counter.counts()
+			res := b.pull(t)
+			require.Equal(t, engine.PauseConversionLimit, res.Paused)
+			require.NotNil(t, res.Batch)
+			require.Equal(t, synclog.StatusPaused, res.Batch.Status)
+			require.Equal(t, synclog.Inbound, res.Batch.Direction)
+			res = b.pull(t)
+			require.Equal(t, engine.PauseConversionLimit, res.Paused)
+			require.Nil(t, res.Batch, "logged once per episode")
+			_, after := counter.counts()
+			require.Equal(t, total, after, "no call while paused")
+
+			limit = 1000
+			require.NoError(t, b.conns.SetDailyLimit(ctx, c, &limit))
+			res = b.pull(t)
+			require.Equal(t, engine.PauseNone, res.Paused)
+			c, err = b.conns.Get(ctx, b.ws)
+			require.NoError(t, err)
+			require.Empty(t, c.PauseReason)
+		})
+		t.Run("salesforce allowance", func(t *testing.T) {
+			ctx := context.Background()
+			b := setup(t, bdb, inbound.Config{})
+			b.pull(t)
+			b.org.SetDailyMax(b.org.Usage().Used)
+			_, err := b.org.CreateAsUser(b.rep, "Lead", map[string]any{"LastName": "Waiting", "Company": "W", "Email": "w@example.com"})
+			require.NoError(t, err)
+			_, err = b.puller.Pull(ctx, b.ws)
+			require.ErrorIs(t, err, connector.ErrRateLimited)
+			res := b.pull(t)
+			require.Equal(t, engine.PauseSalesforceLimit, res.Paused)
+			require.NotNil(t, res.Batch)
+			res = b.pull(t)
+			require.Equal(t, engine.PauseSalesforceLimit, res.Paused)
+			require.Nil(t, res.Batch, "logged once per episode")
+
+			// The gate checks a spent allowance again once its reading is
+			// LimitProbe old (a millisecond here): the pull resumes by itself.
+			b.org.SetDailyMax(memcrm.DefaultDailyMax)
+			require.Eventually(t, func() bool {
+				res = b.pull(t)
+				return res.Paused == engine.PauseNone
+			}, 10*time.Second, 5*time.Millisecond)
+			require.Equal(t, 1, res.Batch.Created, "the change waiting behind the limit is applied")
+		})
+		t.Run("expired", func(t *testing.T) {
+			ctx := context.Background()
+			b := setup(t, bdb, inbound.Config{})
+			c, err := b.conns.Get(ctx, b.ws)
+			require.NoError(t, err)
+			good, err := b.conns.Credentials(c)
+			require.NoError(t, err)
+			bad := memcrm.Session("x", "revoked")
+			_, err = b.conns.Save(ctx, b.ws, memcrm.Name, c.Config, bad.Credentials, b.org.Identity(), nil)
+			require.NoError(t, err)
+			res := b.pull(t)
+			require.Equal(t, engine.PauseConnectionExpired, res.Paused)
+			c, err = b.conns.Get(ctx, b.ws)
+			require.NoError(t, err)
+			require.Equal(t, connection.StatusExpired, c.Status)
+			res = b.pull(t)
+			require.Equal(t, engine.PauseConnectionExpired, res.Paused)
+			require.Nil(t, res.Batch, "logged once per episode")
+
+			_, err = b.conns.Save(ctx, b.ws, memcrm.Name, c.Config, good, b.org.Identity(), nil)
+			require.NoError(t, err)
+			res = b.pull(t)
+			require.Equal(t, engine.PauseNone, res.Paused)
+		})
 	})
 }

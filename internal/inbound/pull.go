@@ -67,8 +67,11 @@ type run struct {
 
 	batch *synclog.Batch
 	calls int
-	pages int
-	more  bool
+	// uncounted are calls not yet added to the crmsync daily count: they
+	// are added with the next page, or when the pull finishes.
+	uncounted int
+	pages     int
+	more      bool
 }
 
 func (p *Puller) newRun(ctx context.Context, c *connection.Connection) (*run, error) {
@@ -194,15 +197,11 @@ func (r *run) pullObject(ctx context.Context, fetcher connector.ChangeFetcher, p
 		if resp != nil {
 			meta = &resp.Meta
 		}
-		before := r.calls
 		if err := r.observe(ctx, "fetch "+pl.object+" changes", meta, err); err != nil {
-			if lerr := limits.Record(ctx, r.p.db, r.c.WorkspaceID, r.p.now(), r.calls-before); lerr != nil {
-				r.p.logger.Error("count API calls", slog.Int64("workspace_id", r.c.WorkspaceID), slog.Any("error", lerr))
-			}
 			return engine.PauseNone, "", err
 		}
 		r.pages++
-		if err := r.applyPage(ctx, pl, resp.Records, resp.NextCursor, r.calls-before); err != nil {
+		if err := r.applyPage(ctx, pl, resp.Records, resp.NextCursor); err != nil {
 			return engine.PauseNone, "", err
 		}
 		cursor = resp.NextCursor
@@ -230,6 +229,8 @@ func (r *run) checkBudget(ctx context.Context) (engine.PauseReason, string, erro
 
 // observe persists what a connector response carried and counts its calls.
 func (r *run) observe(ctx context.Context, what string, m *connector.Meta, err error) error {
+	before := r.calls
+	defer func() { r.uncounted += r.calls - before }()
 	if m != nil {
 		r.calls += max(m.Calls, 1)
 		if m.Credentials != nil {
@@ -263,6 +264,10 @@ func (r *run) finish(ctx context.Context, callErr error, stop engine.PauseReason
 			return nil, err
 		}
 	}
+	if err := limits.Record(ctx, r.p.db, ws, r.p.now(), r.uncounted); err != nil {
+		return nil, err
+	}
+	r.uncounted = 0
 	b := r.batch
 	b.FinishedAt = r.p.now().UTC()
 	b.APICalls = r.calls
@@ -295,6 +300,9 @@ func (r *run) finish(ctx context.Context, callErr error, stop engine.PauseReason
 			return nil, err
 		}
 		res.Paused = pr.Paused
+		if res.Batch == nil {
+			res.Batch = pr.Batch
+		}
 		return res, nil
 	case callErr != nil:
 		return res, fmt.Errorf("pull workspace %d: %w", ws, callErr)
@@ -304,6 +312,9 @@ func (r *run) finish(ctx context.Context, callErr error, stop engine.PauseReason
 			return nil, err
 		}
 		res.Paused = pr.Paused
+		if res.Batch == nil {
+			res.Batch = pr.Batch
+		}
 	}
 	return res, nil
 }
