@@ -148,7 +148,8 @@ func (c *Connector) static() *connector.Description {
 }
 
 // Describe reports the connector and, when the session has credentials, the
-// describes of req.Objects (default [SyncObjects]) via
+// describes of req.Objects (default Lead, Contact, Account, Campaign,
+// CampaignMember and Task) via
 // GET /sobjects/{T}/describe, cached per instance and object.
 func (c *Connector) Describe(ctx context.Context, req connector.DescribeRequest) (*connector.Description, error) {
 	if err := ctx.Err(); err != nil {
@@ -164,7 +165,7 @@ func (c *Connector) Describe(ctx context.Context, req connector.DescribeRequest)
 	}
 	names := req.Objects
 	if names == nil {
-		names = SyncObjects
+		names = syncObjects
 	}
 	for _, name := range names {
 		o, err := cl.describe(ctx, name)

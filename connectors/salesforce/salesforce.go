@@ -34,8 +34,8 @@ const (
 	DefaultDescribeTTL = 15 * time.Minute
 )
 
-// SyncObjects are the objects Describe reports when no object is named.
-var SyncObjects = []string{"Lead", "Contact", "Account", "Campaign", "CampaignMember", "Task"}
+// syncObjects are the objects Describe reports when no object is named.
+var syncObjects = []string{"Lead", "Contact", "Account", "Campaign", "CampaignMember", "Task"}
 
 // Connector is the Salesforce connector. It implements connector.Connector
 // and connector.ChangeFetcher, is safe for concurrent use, and keeps no state
@@ -293,8 +293,10 @@ func (cl *call) credentials() json.RawMessage {
 	return b
 }
 
-// ctxErr wraps a context error so that errors.Is(err, context.Canceled) and
-// the connector kind (unavailable: retry later) both hold.
+// ctxErr wraps a context error. It is deliberately a plain error, not a
+// connector.Error: errors.Is(err, context.Canceled) or DeadlineExceeded
+// holds in process, and the plugin boundary carries it as the gRPC
+// cancellation code it is (connector.Retryable treats it as retryable).
 func ctxErr(op string, err error) error {
-	return connector.Errorf(connector.KindUnavailable, "%s: %w", op, err)
+	return fmt.Errorf("%s: %w", op, err)
 }

@@ -213,3 +213,24 @@ func TestBulkUpdateSubrequestFailuresAreRecordErrors(t *testing.T) {
 	require.Equal(t, &connector.RecordError{Code: "SERVER_UNAVAILABLE", Message: "server too busy", Retryable: true}, resp.Results[0].Error)
 	require.Equal(t, &connector.RecordError{Code: "INVALID_FIELD", Message: "No such column 'X'"}, resp.Results[1].Error)
 }
+
+func TestDuplicateValueFailsOutsideCampaignMembers(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	s.handle("PATCH /composite/sobjects", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, []any{map[string]any{"id": nil, "success": false, "errors": []any{
+			map[string]any{"statusCode": "DUPLICATE_VALUE", "message": "duplicate value found: Conversion_Id__c duplicates value on record with id: 003",
+				"fields": []string{"Conversion_Id__c"}}}}})
+	})
+	short := fakeID("003", 1)[:15]
+	resp, err := newConnector(t).BulkUpdate(t.Context(), connector.BulkUpdateRequest{Session: s.session(), Operations: []connector.Operation{
+		{Kind: connector.OpUpdate, Object: "Contact", ID: short, Fields: map[string]any{"Conversion_Id__c": "x"}}}})
+	require.NoError(t, err)
+	require.Equal(t, connector.CodeDuplicate, resp.Results[0].Error.Code)
+	require.False(t, resp.Results[0].Error.Retryable)
+	require.Equal(t, []string{"Conversion_Id__c"}, resp.Results[0].Error.Fields)
+	req := s.requests("/composite/sobjects")[0]
+	jsonEq(t, fmt.Sprintf(`{"allOrNone":false,"records":[{"attributes":{"type":"Contact"},"id":%q,"Conversion_Id__c":"x"}]}`, fakeID("003", 1)),
+		req.Body)
+	require.Empty(t, req.Header.Get("Sforce-Auto-Assign"))
+}
