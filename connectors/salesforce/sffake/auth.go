@@ -261,8 +261,11 @@ func (s *Server) token(r *http.Request, body []byte) response {
 		"token_type":   "Bearer",
 		"issued_at":    issued,
 	}
-	if withRefresh {
+	if withRefresh || grant == "refresh_token" && s.opts.RotateRefreshTokens {
 		out["refresh_token"] = s.newRefresh(user, client)
+	}
+	if grant == "refresh_token" && s.opts.RotateRefreshTokens {
+		s.refresh[form.Get("refresh_token")].revoked = true
 	}
 	return jsonResp(200, out)
 }

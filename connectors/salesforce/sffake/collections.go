@@ -287,7 +287,7 @@ func (s *Server) collectionRetrieve(c *call, obj *Object) response {
 		if !ok {
 			return errResp(400, apiError{Code: "MALFORMED_ID", Message: "malformed id " + raw})
 		}
-		r := s.st.get(id)
+		r := visible(s.st.get(id), s.clock.Now())
 		if r == nil || r.deleted() || r.obj != obj {
 			out[i] = nil
 			continue

@@ -270,3 +270,21 @@ func (s *Server) ClearFaults() {
 	defer s.faults.mu.Unlock()
 	s.faults.endpoint, s.faults.record = nil, nil
 }
+
+// SetCommitLag simulates transactions in flight: a write becomes visible
+// to queries and retrieves only once the org clock has passed its time by
+// d, while it carries the SystemModstamp of its start. A sync cursor
+// without a look-back window misses such records. 0 turns it off.
+func (s *Server) SetCommitLag(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st.commitLag = d
+}
+
+// ExpireQueryLocators ends every open query cursor: following a
+// nextRecordsUrl then fails with INVALID_QUERY_LOCATOR.
+func (s *Server) ExpireQueryLocators() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.cursors)
+}

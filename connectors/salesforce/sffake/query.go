@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // cursor is the server side of a query locator: the rendered rows of a
@@ -12,7 +13,11 @@ import (
 type cursor struct {
 	rows     []any
 	pageSize int
+	expires  time.Time
 }
+
+// locatorTTL is how long a query locator lives (about 2 days since v56).
+const locatorTTL = 48 * time.Hour
 
 // query serves GET /query?q= and /queryAll?q=.
 func (s *Server) query(c *call, all bool) response {
@@ -32,7 +37,7 @@ func (s *Server) query(c *call, all bool) response {
 	for i, r := range matched {
 		rows[i] = s.renderRow(c, sq, r)
 	}
-	cur := &cursor{rows: rows, pageSize: s.batchSize(c.header)}
+	cur := &cursor{rows: rows, pageSize: s.batchSize(c.header), expires: s.clock.Now().Add(locatorTTL)}
 	loc := ""
 	if len(rows) > cur.pageSize {
 		loc = s.st.newID(keyPrefixes["QueryLocator"])
@@ -50,7 +55,7 @@ func (s *Server) queryMore(c *call, locator string) response {
 	}
 	offset, err := strconv.Atoi(off)
 	cur := s.cursors[loc]
-	if err != nil || cur == nil || offset < 0 || offset >= len(cur.rows) {
+	if err != nil || cur == nil || offset < 0 || offset >= len(cur.rows) || !s.clock.Now().Before(cur.expires) {
 		return bad
 	}
 	return jsonResp(200, s.page(c, cur, loc, offset))
@@ -83,7 +88,7 @@ func (s *Server) batchSize(h http.Header) int {
 // run evaluates a query and returns the matching records in order.
 func (s *Server) run(sq *soqlQuery, all bool) []*record {
 	var out []*record
-	for _, r := range s.st.sorted(sq.obj.Name, all) {
+	for _, r := range s.st.sortedAt(sq.obj.Name, all, s.clock.Now()) {
 		if sq.where == nil || sq.where.eval(s.st, r) {
 			out = append(out, r)
 		}

@@ -175,7 +175,12 @@ func (s *Server) sobjects(c *call, parts []string) response {
 			if c.method != http.MethodGet {
 				return methodNotAllowed(c.method, "GET")
 			}
-			return jsonResp(200, s.describe(c, obj))
+			if since, err := http.ParseTime(c.header.Get("If-Modified-Since")); err == nil && !s.schemaTime.After(since) {
+				return response{status: http.StatusNotModified}
+			}
+			resp := jsonResp(200, s.describe(c, obj))
+			resp.header = http.Header{"Last-Modified": {s.schemaTime.Format(http.TimeFormat)}}
+			return resp
 		}
 		switch c.method {
 		case http.MethodGet:
@@ -314,7 +319,7 @@ func (s *Server) getOne(c *call, obj *Object, rawID string) response {
 	if !ok || objectOfID(id) != obj.Name {
 		return notFound()
 	}
-	r := s.st.get(id)
+	r := visible(s.st.get(id), s.clock.Now())
 	if r == nil {
 		return notFound()
 	}

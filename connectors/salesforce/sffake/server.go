@@ -42,6 +42,12 @@ type Options struct {
 	// ClientID and ClientSecret of the connected app registered at start.
 	// Defaults DefaultClientID and DefaultClientSecret.
 	ClientID, ClientSecret string
+	// RotateRefreshTokens makes the refresh-token grant return a new
+	// refresh_token and revoke the one used (refresh token rotation).
+	RotateRefreshTokens bool
+	// GzipResponses compresses response bodies when the request accepts
+	// gzip, as Salesforce may.
+	GzipResponses bool
 }
 
 // Default credentials of the connected app every Server starts with.
@@ -86,6 +92,9 @@ type Server struct {
 	log      []Request
 	calls    CallCounts
 	ts       *httptest.Server
+	// schemaTime is when the org's metadata last changed (its creation):
+	// describe answers If-Modified-Since with 304 after it.
+	schemaTime time.Time
 }
 
 // Request is one entry of the request log.
@@ -99,6 +108,8 @@ type Request struct {
 	Status int         // 0 when the connection was reset
 	Kind   string      // "auth", "read", "write" or "free" (not counted)
 	UserID string      // the acting user of an authenticated call
+
+	acceptEncoding string
 }
 
 // AutoAssign returns the Sforce-Auto-Assign header of the request ("" when absent).
@@ -141,6 +152,8 @@ func New(opts Options) *Server {
 		max: opts.DailyMax, latency: opts.Latency, pageSize: opts.QueryPageSize, ttl: opts.TokenTTL,
 	}
 	s.st.faults = s.faults
+	s.st.now = s.clock.Now
+	s.schemaTime = s.clock.Now().Truncate(time.Second)
 	s.orgID = makeID(keyPrefixes["Organization"], "5g", 1)
 	s.apps[opts.ClientID] = &App{ClientID: opts.ClientID, ClientSecret: opts.ClientSecret}
 	s.intUser = s.mustAddUser(User{Username: IntegrationUsername, FirstName: "Integration", LastName: "User", Email: IntegrationUsername})
@@ -236,7 +249,7 @@ const maxURI = 16384
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := s.clock.Now()
 	body, err := readBody(r)
-	entry := Request{Time: now, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: interestingHeaders(r.Header), Body: body}
+	entry := Request{Time: now, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: interestingHeaders(r.Header), Body: body, acceptEncoding: r.Header.Get("Accept-Encoding")}
 	if err != nil {
 		s.finish(w, entry, errResp(400, apiError{Code: "JSON_PARSER_ERROR", Message: "could not read the request body: " + err.Error()}), false)
 		return
@@ -296,6 +309,14 @@ func (s *Server) finish(w http.ResponseWriter, entry Request, resp response, tru
 	}
 	for k, v := range resp.header {
 		w.Header()[k] = v
+	}
+	if b != nil && s.opts.GzipResponses && strings.Contains(entry.acceptEncoding, "gzip") {
+		var buf bytes.Buffer
+		gz := gzip.NewWriter(&buf)
+		gz.Write(b) //nolint:errcheck // writes to memory
+		gz.Close()  //nolint:errcheck // writes to memory
+		b = buf.Bytes()
+		w.Header().Set("Content-Encoding", "gzip")
 	}
 	if b != nil {
 		ct := resp.contentType

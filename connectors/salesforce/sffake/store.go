@@ -17,6 +17,11 @@ import (
 type record struct {
 	obj *Object
 	f   map[string]any
+	// visibleAt and committed simulate commit lag: until visibleAt, reads
+	// (queries, retrieves) see committed, the version before this write
+	// (nil: the record did not exist yet).
+	visibleAt time.Time
+	committed *record
 }
 
 func (r *record) id() string          { s, _ := r.f["Id"].(string); return s }
@@ -74,6 +79,8 @@ type store struct {
 	inTx    int
 
 	assignOwner string // owner set by the simulated lead assignment rule, "" for none
+	commitLag   time.Duration
+	now         func() time.Time
 	faults      *faults
 }
 
@@ -113,6 +120,15 @@ func (st *store) get(id string) *record {
 
 func (st *store) put(r *record) {
 	id := r.id()
+	if st.commitLag > 0 && st.now != nil {
+		prev := st.recs[r.obj.Name][id]
+		if prev != nil && !prev.visibleAt.IsZero() {
+			prev = prev.committed // an earlier write is still in flight
+		}
+		r.visibleAt, r.committed = st.now().Add(st.commitLag), prev
+	} else {
+		r.visibleAt, r.committed = time.Time{}, nil
+	}
 	if st.inTx > 0 {
 		st.undo = append(st.undo, undoEntry{object: r.obj.Name, id: id, prev: st.recs[r.obj.Name][id]})
 	}
@@ -144,11 +160,28 @@ func (st *store) rollback(savepoint int) {
 	st.commit()
 }
 
+// visible returns the version of r that reads see at now (nil: none yet).
+func visible(r *record, now time.Time) *record {
+	if r == nil || r.visibleAt.IsZero() || !now.Before(r.visibleAt) {
+		return r
+	}
+	return r.committed
+}
+
 // sorted returns the records of obj ordered by id (creation order).
 func (st *store) sorted(obj string, withDeleted bool) []*record {
+	return st.sortedAt(obj, withDeleted, time.Time{})
+}
+
+// sortedAt is sorted as reads see it at now (the zero time: the latest
+// versions, ignoring commit lag).
+func (st *store) sortedAt(obj string, withDeleted bool, now time.Time) []*record {
 	out := make([]*record, 0, len(st.recs[obj]))
 	for _, r := range st.recs[obj] {
-		if withDeleted || !r.deleted() {
+		if !now.IsZero() {
+			r = visible(r, now)
+		}
+		if r != nil && (withDeleted || !r.deleted()) {
 			out = append(out, r)
 		}
 	}
@@ -518,11 +551,12 @@ func (st *store) findByField(obj *Object, f *Field, value string) []*record {
 		}
 		return out
 	}
-	for _, r := range st.sorted(obj.Name, false) {
-		if strings.EqualFold(r.str(f.Name), value) {
+	for _, r := range st.recs[obj.Name] {
+		if !r.deleted() && strings.EqualFold(r.str(f.Name), value) {
 			out = append(out, r)
 		}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id() < out[j].id() })
 	return out
 }
 
