@@ -14,6 +14,7 @@ type cli struct {
 	Token          tokenCmd          `cmd:"" help:"Administer API tokens."`
 	Connector      connectorCmd      `cmd:"" help:"Serve a built-in connector as a plugin process (started by crmsync itself)."`
 	FakeSalesforce fakeSalesforceCmd `cmd:"" name:"fake-salesforce" help:"Serve a fake Salesforce org (for the demo and benchmarks) and print its credentials."`
+	Demo           demoCmd           `cmd:"" help:"Run crmsync against a fake Salesforce org with simulated changes: the quickest way to see it work."`
 
 	// Commands added by later features go here, each in its own file:
 }

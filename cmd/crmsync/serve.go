@@ -20,6 +20,7 @@ import (
 	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/events"
 	"github.com/crmsync/crmsync/internal/httpserver"
+	"github.com/crmsync/crmsync/internal/metrics"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/prefs"
 	"github.com/crmsync/crmsync/internal/secret"
@@ -96,13 +97,20 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	if err != nil {
 		return nil, err
 	}
-	a.plugins, err = plugin.NewHost(plugin.HostConfig{Logger: logger, External: pluginExternals(external)})
+	observer := metrics.NewObserver()
+	if err := observer.Register(a.registry); err != nil {
+		return nil, err
+	}
+	if err := a.registry.Register(metrics.NewCollector(bdb, logger)); err != nil {
+		return nil, fmt.Errorf("register sync state metrics: %w", err)
+	}
+	a.plugins, err = plugin.NewHost(plugin.HostConfig{Logger: logger, External: pluginExternals(external), OnRestart: observer.PluginRestarted})
 	if err != nil {
 		return nil, err
 	}
 	crms := knownConnectors{host: a.plugins, external: external}
 	store := connection.NewStore(bdb, box)
-	notices := eventNotifier{bus: a.bus, logger: logger}
+	notices := eventNotifier{bus: a.bus, logger: logger, metrics: observer}
 	a.engine = engine.New(bdb, store, crms, notices, logger, engine.Config{})
 
 	// River: one client inserting and working jobs.
@@ -154,37 +162,46 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 // Run serves until the context ends: database → migrations → River →
 // HTTP, and back down in reverse on SIGINT/SIGTERM.
 func (c serveCmd) Run(e *env) error {
-	if err := c.Validate(); err != nil {
+	return runServer(e, *e.global, c.Server, nil)
+}
+
+// runServer runs a server with the given settings until e.ctx ends. ready,
+// when set, runs once the server is up (River working, HTTP listening) with
+// the app and the server's base URL; its error stops the server. The demo
+// uses it to set up its workspace and start its simulations.
+func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx context.Context, a *app, baseURL string) error) error {
+	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	logger := e.global.Logger(e.stderr)
+	logger := global.Logger(e.stderr)
 	ctx := e.ctx
 
-	bdb, err := db.Open(ctx, e.global.DatabaseURL, e.global.DataDir, logger)
+	bdb, err := db.Open(ctx, global.DatabaseURL, global.DataDir, logger)
 	if err != nil {
 		return err
 	}
 	defer bdb.Close()
-	logger.Info("crmsync: starting", slog.Any("config", e.global), slog.Any("serve", c.Server))
+	logger.Info("crmsync: starting", slog.Any("config", global), slog.Any("serve", cfg))
 
-	if err := c.migrate(ctx, bdb, logger); err != nil {
+	if err := migrateOnStart(ctx, cfg, bdb, logger); err != nil {
 		return err
 	}
-	key, generated, err := c.SecretKeyBytes(e.global.DataDir)
+	key, generated, err := cfg.SecretKeyBytes(global.DataDir)
 	if err != nil {
 		return err
 	}
 	if generated {
 		logger.Warn("generated a secret key for CRM credentials; keep it, and set CRMSYNC_SECRET_KEY on every replica sharing this database",
-			slog.String("file", e.global.DataDir+"/"+config.SecretKeyFile))
+			slog.String("file", global.DataDir+"/"+config.SecretKeyFile))
 	}
 
-	a, err := newApp(bdb, e.global, c.Server, key, logger)
+	a, err := newApp(bdb, &global, cfg, key, logger)
 	if err != nil {
 		return err
 	}
-	ln, err := httpserver.Listen(c.Listen)
+	ln, err := httpserver.Listen(cfg.Listen)
 	if err != nil {
+		_ = a.plugins.Close()
 		return err
 	}
 	defer a.plugins.Close() // after River stopped: no job calls a connector any more
@@ -197,13 +214,23 @@ func (c serveCmd) Run(e *env) error {
 			return fmt.Errorf("start river: %w", err)
 		}
 	}
-	logger.Info("crmsync: serving", slog.String("graphql", "http://"+displayAddr(ln.Addr())+"/graphql"))
+	baseURL := "http://" + displayAddr(ln.Addr())
+	logger.Info("crmsync: serving", slog.String("graphql", baseURL+"/graphql"))
 
-	// Serve returns once ctx ends and HTTP has drained.
-	serveErr := httpserver.Serve(ctx, ln, a.server, logger, c.ShutdownTimeout)
+	serveCtx, stopServing := context.WithCancelCause(ctx)
+	defer stopServing(nil)
+	if ready != nil {
+		go func() {
+			if err := ready(serveCtx, a, baseURL); err != nil {
+				stopServing(err)
+			}
+		}()
+	}
+	// Serve returns once serveCtx ends and HTTP has drained.
+	serveErr := httpserver.Serve(serveCtx, ln, a.server, logger, cfg.ShutdownTimeout)
 	var stopErr error
 	if a.working {
-		stopErr = stopRiver(a.river, c.ShutdownTimeout, logger)
+		stopErr = stopRiver(a.river, cfg.ShutdownTimeout, logger)
 	}
 	if serveErr != nil {
 		return serveErr
@@ -211,11 +238,14 @@ func (c serveCmd) Run(e *env) error {
 	if stopErr != nil {
 		return stopErr
 	}
+	if cause := context.Cause(serveCtx); ctx.Err() == nil && cause != nil && cause != context.Canceled {
+		return cause
+	}
 	logger.Info("crmsync: stopped")
 	return nil
 }
 
-func (c serveCmd) migrate(ctx context.Context, bdb *bun.DB, logger *slog.Logger) error {
+func migrateOnStart(ctx context.Context, c config.Server, bdb *bun.DB, logger *slog.Logger) error {
 	if c.NoMigrate {
 		status, err := db.MigrationStatus(ctx, bdb)
 		if err != nil {
