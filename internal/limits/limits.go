@@ -60,3 +60,23 @@ func Prune(ctx context.Context, db bun.IDB, now time.Time) error {
 	}
 	return nil
 }
+
+// UsedByWorkspace returns the calls every workspace made in the window
+// ending at now (workspaces without calls are absent), for metrics.
+func UsedByWorkspace(ctx context.Context, db bun.IDB, now time.Time) (map[int64]int64, error) {
+	var rows []struct {
+		WorkspaceID int64 `bun:"workspace_id"`
+		Calls       int64 `bun:"calls"`
+	}
+	from := now.UTC().Truncate(time.Hour).Add(-Window + time.Hour)
+	err := db.NewSelect().Model((*bucket)(nil)).ColumnExpr("workspace_id, SUM(calls) AS calls").
+		Where("hour >= ?", from).Group("workspace_id").Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("count API calls of all workspaces: %w", err)
+	}
+	out := make(map[int64]int64, len(rows))
+	for _, r := range rows {
+		out[r.WorkspaceID] = r.Calls
+	}
+	return out, nil
+}

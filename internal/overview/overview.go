@@ -70,22 +70,23 @@ func Get(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (Ove
 		o.SalesforceMax = &c.APIMax.Int64
 	}
 	o.SalesforceObservedAt = c.APIObservedAt.Time
-	o.PauseReason = pauseReason(c, o)
+	o.PauseReason = PauseReason(c, o.ConversionUsed)
 	o.Paused = o.PauseReason != engine.PauseNone
 	return o, nil
 }
 
-// pauseReason says why the connection is paused now, from its stored state:
-// the same rules as the engine's gate, without calling the CRM.
-func pauseReason(c *connection.Connection, o Overview) engine.PauseReason {
+// PauseReason says why the connection is paused now, from its stored state
+// and crmsync's call count in the window: the same rules as the engine's
+// gate, without calling the CRM.
+func PauseReason(c *connection.Connection, conversionUsed int64) engine.PauseReason {
 	switch {
 	case c.Status == connection.StatusExpired:
 		return engine.PauseConnectionExpired
 	case c.PausedByUser:
 		return engine.PauseByUser
-	case o.ConversionLimit != nil && o.ConversionUsed >= *o.ConversionLimit:
+	case c.DailyLimit.Valid && conversionUsed >= c.DailyLimit.Int64:
 		return engine.PauseConversionLimit
-	case o.SalesforceUsed != nil && o.SalesforceMax != nil && *o.SalesforceMax > 0 && *o.SalesforceUsed >= *o.SalesforceMax:
+	case c.APIUsed.Valid && c.APIMax.Valid && c.APIMax.Int64 > 0 && c.APIUsed.Int64 >= c.APIMax.Int64:
 		return engine.PauseSalesforceLimit
 	case c.PauseReason != "":
 		return engine.PauseReason(c.PauseReason)

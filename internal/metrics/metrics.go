@@ -1,0 +1,259 @@
+// Package metrics exposes crmsync's sync state to Prometheus, per workspace
+// connection (ARCHITECTURE §11; the list is in docs/limits.md).
+//
+// Two halves: Collector reads the state every replica shares (queue depth,
+// API usage against both limits, pause state) from the database on each
+// scrape, with a few aggregated queries over all workspaces, so any replica
+// reports the same numbers; Observer counts what this process did (sync
+// batches and their latency, CRM calls, pause episodes, plugin restarts),
+// fed by the engine's batch notifier and the plugin host.
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/uptrace/bun"
+
+	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/engine"
+	"github.com/crmsync/crmsync/internal/limits"
+	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/overview"
+	"github.com/crmsync/crmsync/internal/synclog"
+)
+
+// scrapeTimeout bounds the queries of one scrape.
+const scrapeTimeout = 5 * time.Second
+
+// pauseReasons are the reasons a connection can be paused for, each one a
+// series of crmsync_sync_paused.
+var pauseReasons = []engine.PauseReason{
+	engine.PauseSalesforceLimit, engine.PauseConversionLimit,
+	engine.PauseConnectionExpired, engine.PauseByUser,
+}
+
+// Collector reads per-connection gauges from the database on every scrape.
+type Collector struct {
+	db     bun.IDB
+	logger *slog.Logger
+	now    func() time.Time
+
+	queued, failed, oldest     *prometheus.Desc
+	apiUsed, apiMax            *prometheus.Desc
+	callsUsed, callsLimit      *prometheus.Desc
+	paused, expired, scrapeErr *prometheus.Desc
+}
+
+// NewCollector returns a Collector over db.
+func NewCollector(db bun.IDB, logger *slog.Logger) *Collector {
+	ws := []string{"workspace", "connector"}
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	return &Collector{db: db, logger: logger, now: time.Now,
+		queued:     d("crmsync_queue_items", "Changes waiting to be pushed to the CRM.", ws...),
+		failed:     d("crmsync_queue_failed_items", "Changes parked after the CRM refused them for good.", ws...),
+		oldest:     d("crmsync_queue_oldest_item_age_seconds", "Age of the oldest change waiting to be pushed (0 when none).", ws...),
+		apiUsed:    d("crmsync_crm_api_used", "The CRM org's API calls used in its daily window, as last reported by the CRM (all tools, not only crmsync).", ws...),
+		apiMax:     d("crmsync_crm_api_max", "The CRM org's daily API allowance, as last reported by the CRM.", ws...),
+		callsUsed:  d("crmsync_calls_used", "CRM API calls crmsync itself made in the rolling 24 hours.", ws...),
+		callsLimit: d("crmsync_calls_limit", "The crmsync daily call limit (absent when none is set).", ws...),
+		paused:     d("crmsync_sync_paused", "1 when the connection's syncing is paused for this reason, else 0.", "workspace", "connector", "reason"),
+		expired:    d("crmsync_connection_expired", "1 when the connection's credentials can no longer be refreshed.", ws...),
+		scrapeErr:  d("crmsync_metrics_scrape_error", "1 when the last scrape could not read the sync state from the database.", nil...),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.queued, c.failed, c.oldest, c.apiUsed, c.apiMax,
+		c.callsUsed, c.callsLimit, c.paused, c.expired, c.scrapeErr} {
+		ch <- d
+	}
+}
+
+// queueRow is one workspace's queue, by state.
+type queueRow struct {
+	WorkspaceID int64          `bun:"workspace_id"`
+	State       outbound.State `bun:"state"`
+	N           int64          `bun:"n"`
+	Oldest      bun.NullTime   `bun:"oldest"`
+}
+
+// state is what one scrape read.
+type state struct {
+	conns  []connection.Connection
+	queues []queueRow
+	calls  map[int64]int64
+}
+
+func (c *Collector) read(ctx context.Context, now time.Time) (*state, error) {
+	s := &state{}
+	if err := c.db.NewSelect().Model(&s.conns).Column("workspace_id", "connector", "status", "paused_by_user",
+		"api_used", "api_max", "daily_limit", "pause_reason").Scan(ctx); err != nil {
+		return nil, fmt.Errorf("read connections: %w", err)
+	}
+	err := c.db.NewSelect().Model((*outbound.Item)(nil)).
+		ColumnExpr("workspace_id, state, COUNT(*) AS n, MIN(created_at) AS oldest").
+		Group("workspace_id", "state").Scan(ctx, &s.queues)
+	if err != nil {
+		return nil, fmt.Errorf("measure queues: %w", err)
+	}
+	if s.calls, err = limits.UsedByWorkspace(ctx, c.db, now); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	now := c.now()
+	s, err := c.read(ctx, now)
+	if err != nil {
+		c.logger.Warn("metrics: read sync state", slog.Any("error", err))
+		ch <- prometheus.MustNewConstMetric(c.scrapeErr, prometheus.GaugeValue, 1)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.scrapeErr, prometheus.GaugeValue, 0)
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	// Every workspace with a connection or a queue gets its queue series;
+	// the connector label is empty while not connected.
+	connectorOf := map[int64]string{}
+	for _, cn := range s.conns {
+		connectorOf[cn.WorkspaceID] = cn.Connector
+	}
+	type depth struct {
+		queued, failed int64
+		oldest         time.Time
+	}
+	depths := map[int64]*depth{}
+	for _, cn := range s.conns {
+		depths[cn.WorkspaceID] = &depth{}
+	}
+	for _, q := range s.queues {
+		d := depths[q.WorkspaceID]
+		if d == nil {
+			d = &depth{}
+			depths[q.WorkspaceID] = d
+		}
+		switch q.State {
+		case outbound.StateQueued:
+			d.queued, d.oldest = q.N, q.Oldest.Time
+		case outbound.StateFailed:
+			d.failed = q.N
+		}
+	}
+	for ws, d := range depths {
+		labels := []string{strconv.FormatInt(ws, 10), connectorOf[ws]}
+		gauge(c.queued, float64(d.queued), labels...)
+		gauge(c.failed, float64(d.failed), labels...)
+		age := 0.0
+		if !d.oldest.IsZero() {
+			age = max(now.Sub(d.oldest).Seconds(), 0)
+		}
+		gauge(c.oldest, age, labels...)
+	}
+	for i := range s.conns {
+		cn := &s.conns[i]
+		labels := []string{strconv.FormatInt(cn.WorkspaceID, 10), cn.Connector}
+		if cn.APIUsed.Valid {
+			gauge(c.apiUsed, float64(cn.APIUsed.Int64), labels...)
+		}
+		if cn.APIMax.Valid {
+			gauge(c.apiMax, float64(cn.APIMax.Int64), labels...)
+		}
+		used := s.calls[cn.WorkspaceID]
+		gauge(c.callsUsed, float64(used), labels...)
+		if cn.DailyLimit.Valid {
+			gauge(c.callsLimit, float64(cn.DailyLimit.Int64), labels...)
+		}
+		reason := overview.PauseReason(cn, used)
+		for _, r := range pauseReasons {
+			gauge(c.paused, boolValue(r == reason), append(labels, string(r))...)
+		}
+		gauge(c.expired, boolValue(cn.Status == connection.StatusExpired), labels...)
+	}
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Observer counts what this process does: it is an engine.BatchNotifier
+// and the plugin host's OnRestart.
+type Observer struct {
+	batches  *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	calls    *prometheus.CounterVec
+	pauses   *prometheus.CounterVec
+	restarts *prometheus.CounterVec
+}
+
+// NewObserver returns an Observer; register it with Register.
+func NewObserver() *Observer {
+	return &Observer{
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crmsync_sync_batches_total",
+			Help: "Sync batches run by this process: direction OUTBOUND is a flush, INBOUND a pull; status SUCCEEDED, PARTIAL or FAILED.",
+		}, []string{"workspace", "direction", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "crmsync_sync_batch_duration_seconds",
+			Help:    "Latency of sync batches (a flush: from claiming the queue to the sync log written).",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+		}, []string{"workspace", "direction"}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crmsync_crm_api_calls_total",
+			Help: "CRM API calls made by the sync batches of this process.",
+		}, []string{"workspace", "direction"}),
+		pauses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crmsync_sync_pauses_total",
+			Help: "Pause episodes logged by this process (one PAUSED sync-log entry each).",
+		}, []string{"workspace", "direction"}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crmsync_plugin_restarts_total",
+			Help: "Connector plugin processes found dead and replaced.",
+		}, []string{"connector"}),
+	}
+}
+
+// Register adds the observer's series to reg.
+func (o *Observer) Register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{o.batches, o.duration, o.calls, o.pauses, o.restarts} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register sync metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// BatchWritten implements engine.BatchNotifier.
+func (o *Observer) BatchWritten(_ context.Context, b *synclog.Batch) {
+	ws, dir := strconv.FormatInt(b.WorkspaceID, 10), string(b.Direction)
+	if b.Status == synclog.StatusPaused {
+		o.pauses.WithLabelValues(ws, dir).Inc()
+		return
+	}
+	o.batches.WithLabelValues(ws, dir, string(b.Status)).Inc()
+	o.duration.WithLabelValues(ws, dir).Observe(max(b.FinishedAt.Sub(b.StartedAt).Seconds(), 0))
+	if b.APICalls > 0 {
+		o.calls.WithLabelValues(ws, dir).Add(float64(b.APICalls))
+	}
+}
+
+// PluginRestarted counts a restart of the named connector's plugin
+// (plugin.HostConfig.OnRestart).
+func (o *Observer) PluginRestarted(connector string) {
+	o.restarts.WithLabelValues(connector).Inc()
+}
