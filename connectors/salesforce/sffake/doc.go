@@ -89,6 +89,10 @@
 //     (per object, record id or written field value, clearing after K
 //     tries: UNABLE_TO_LOCK_ROW, FIELD_CUSTOM_VALIDATION_EXCEPTION,
 //     DUPLICATE_VALUE, ...). SetLatency adds latency to every call.
+//   - Commit lag (SetCommitLag): writes become visible to reads only some
+//     time after the SystemModstamp they carry, like transactions in flight,
+//     so sync cursors need a look-back window. Refresh token rotation
+//     (Options.RotateRefreshTokens).
 //   - A request log (RequestLog) and call counts by kind (Calls).
 //
 // # Where it deliberately differs from Salesforce
@@ -98,19 +102,22 @@
 //     API (INVALID_TYPE_FOR_OPERATION); create them with AddUser/AddQueue.
 //   - No Bulk API, /composite/batch, /composite/tree, getUpdated/getDeleted,
 //     SOSL, child subqueries, aggregate functions other than COUNT(), date
-//     literals such as TODAY or LAST_N_DAYS, or conditional requests
-//     (If-Unmodified-Since is logged but not enforced). Lead conversion is
+//     literals such as TODAY or LAST_N_DAYS, or conditional writes
+//     (If-Unmodified-Since is logged but not enforced; describe does answer
+//     If-Modified-Since with 304). Lead conversion is
 //     only possible through ConvertLead. Deletes do not cascade.
 //   - Usage never rolls over (no 24-hour window): use SetUsage. Calls refused
 //     with an injected status or a 403 at the limit do not count.
-//   - Query cursors never expire, and the rows of a cursor are rendered when
-//     the query runs (a snapshot). nextRecordsUrl always uses /query/.
+//   - Query locators live 48 hours of the org clock (ExpireQueryLocators ends
+//     them at once), and the rows of a cursor are rendered when the query runs
+//     (a snapshot). nextRecordsUrl always uses /query/.
 //   - Error codes and messages Salesforce does not document precisely are
 //     best guesses: the 10-chunk error (INVALID_BATCH_REQUEST), composite
 //     limit errors, the 4,000-character string literal limit
 //     (MALFORMED_QUERY), and a missing record in an update collection
-//     (INVALID_CROSS_REFERENCE_KEY). Responses are never gzip-compressed
-//     (Salesforce may or may not compress); gzip request bodies are accepted.
+//     (INVALID_CROSS_REFERENCE_KEY). Responses are gzip-compressed only with
+//     Options.GzipResponses (Salesforce may or may not compress); gzip
+//     request bodies are always accepted.
 //   - Access-token lifetime is a fixed TTL rather than the org's session
 //     settings, and issued tokens are opaque random strings.
 package sffake
