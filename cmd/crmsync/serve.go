@@ -20,6 +20,7 @@ import (
 	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/events"
 	"github.com/crmsync/crmsync/internal/httpserver"
+	"github.com/crmsync/crmsync/internal/inbound"
 	"github.com/crmsync/crmsync/internal/metrics"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/prefs"
@@ -117,7 +118,14 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	workers := river.NewWorkers()
 	river.AddWorker(workers, jobs.NewFlushWorker(bdb, a.engine, cfg.FlushInterval, logger))
 	river.AddWorker(workers, jobs.NewSweepWorker(bdb))
-	periodic := []*river.PeriodicJob{jobs.SweepPeriodic(time.Minute)}
+	puller := inbound.New(bdb, store, crms, a.engine, a.bus, logger, inbound.Config{})
+	river.AddWorker(workers, jobs.NewPullWorker(puller, cfg.PullInterval, logger))
+	river.AddWorker(workers, jobs.NewPullSweepWorker(bdb))
+	periodic := []*river.PeriodicJob{
+		jobs.SweepPeriodic(time.Minute),
+		// The sweep looks for due pulls at least as often as they fall due.
+		jobs.PullSweepPeriodic(min(time.Minute, cfg.PullInterval), cfg.PullInterval),
+	}
 	client, err := jobs.NewClient(bdb, logger, workers, periodic)
 	if err != nil {
 		_ = a.plugins.Close()

@@ -12,6 +12,7 @@ import (
 	"github.com/crmsync/crmsync/connectors/plugin"
 	"github.com/crmsync/crmsync/internal/config"
 	"github.com/crmsync/crmsync/internal/events"
+	"github.com/crmsync/crmsync/internal/metrics"
 	"github.com/crmsync/crmsync/internal/synclog"
 )
 
@@ -42,13 +43,17 @@ func pluginExternals(ext map[string]config.ExternalConnector) map[string]plugin.
 }
 
 // eventNotifier turns engine and ingest notices into events for
-// subscriptions.
+// subscriptions, and counts batches in the metrics.
 type eventNotifier struct {
-	bus    events.Publisher
-	logger *slog.Logger
+	bus     events.Publisher
+	logger  *slog.Logger
+	metrics *metrics.Observer
 }
 
 func (n eventNotifier) BatchWritten(ctx context.Context, b *synclog.Batch) {
+	if n.metrics != nil {
+		n.metrics.BatchWritten(ctx, b)
+	}
 	n.publish(ctx, events.Event{WorkspaceID: b.WorkspaceID, Kind: events.KindBatch, BatchID: b.ID})
 	n.publish(ctx, events.Event{WorkspaceID: b.WorkspaceID, Kind: events.KindOverview})
 }
