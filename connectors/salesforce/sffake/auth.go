@@ -28,6 +28,10 @@ type App struct {
 	// RunAsUser is the user id of the client credentials flow; empty
 	// disables that flow.
 	RunAsUser string
+	// RefreshWithoutSecret turns off "Require Secret for Refresh Token
+	// Flow" (on by default in Salesforce): the refresh-token grant then
+	// accepts a request without client_secret.
+	RefreshWithoutSecret bool
 }
 
 // User is an org user.
@@ -130,6 +134,14 @@ func (s *Server) IssueRefreshToken(userID string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.newRefresh(userID, s.opts.ClientID)
+}
+
+// IssueRefreshTokenFor issues a refresh token of connected app clientID
+// for userID.
+func (s *Server) IssueRefreshTokenFor(clientID, userID string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.newRefresh(userID, clientID)
 }
 
 // IssueAccessToken issues an access token of the default app for userID.
@@ -284,8 +296,13 @@ func (s *Server) checkClient(clientID, secret string, needSecret bool) (*App, *r
 }
 
 func (s *Server) refreshGrant(tok, clientID, secret string) (string, string, *response) {
-	if _, e := s.checkClient(clientID, secret, false); e != nil {
+	app, e := s.checkClient(clientID, secret, false)
+	if e != nil {
 		return "", "", e
+	}
+	if secret == "" && !app.RefreshWithoutSecret {
+		e := oauthError(400, "invalid_client", "invalid client credentials")
+		return "", "", &e
 	}
 	rt, ok := s.refresh[tok]
 	if !ok || rt.revoked || rt.client != clientID {

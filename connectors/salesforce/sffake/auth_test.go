@@ -100,7 +100,11 @@ func TestAccessTokenExpiry(t *testing.T) {
 
 	// A fresh token from the refresh token works again.
 	refresh := b.sf.IssueRefreshToken(b.sf.IntegrationUserID())
-	tr := tokenRequest(t, b.sf, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "client_id": {sffake.DefaultClientID}})
+	noSecret := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "client_id": {sffake.DefaultClientID}}
+	tr := tokenRequest(t, b.sf, noSecret)
+	require.Equal(t, map[string]any{"error": "invalid_client", "error_description": "invalid client credentials"}, tr.json(t), "the secret is required by default")
+	noSecret.Set("client_secret", sffake.DefaultClientSecret)
+	tr = tokenRequest(t, b.sf, noSecret)
 	require.Equal(t, 200, tr.status)
 	b.token = tr.json(t).(map[string]any)["access_token"].(string)
 	require.Equal(t, 200, b.do(t, "GET", v+"/limits", nil).status)
@@ -211,6 +215,6 @@ func TestInactiveUser(t *testing.T) {
 	b := setup(t)
 	refresh := b.sf.IssueRefreshToken(b.sf.RepUserID())
 	require.NoError(t, b.sf.SetUserActive(b.sf.RepUserID(), false))
-	r := tokenRequest(t, b.sf, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "client_id": {sffake.DefaultClientID}})
+	r := tokenRequest(t, b.sf, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "client_id": {sffake.DefaultClientID}, "client_secret": {sffake.DefaultClientSecret}})
 	require.Equal(t, map[string]any{"error": "invalid_grant", "error_description": "inactive user"}, r.json(t))
 }

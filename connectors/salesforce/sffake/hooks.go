@@ -287,4 +287,5 @@ func (s *Server) ExpireQueryLocators() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.cursors)
+	s.openLocs = nil
 }

@@ -103,3 +103,30 @@ func TestGzip(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(b), "DailyApiRequests")
 }
+
+func TestRequestLogKeepsTheLatest(t *testing.T) {
+	t.Parallel()
+	sf := sffake.Start(t, sffake.Options{LogLimit: 2})
+	b := &bundle{sf: sf, token: sf.IssueAccessToken(sf.IntegrationUserID())}
+	for _, p := range []string{"/limits", "/sobjects", "/sobjects/Lead/describe"} {
+		require.Equal(t, 200, b.do(t, "GET", v+p, nil).status)
+	}
+	log := sf.RequestLog()
+	require.Len(t, log, 2)
+	require.Equal(t, v+"/sobjects", log[0].Path)
+	require.Equal(t, v+"/sobjects/Lead/describe", log[1].Path)
+	require.Equal(t, sffake.CallCounts{Read: 3}, sf.Calls())
+}
+
+func TestRefreshWithoutSecret(t *testing.T) {
+	t.Parallel()
+	sf := sffake.Start(t)
+	sf.RegisterApp(sffake.App{ClientID: "public", ClientSecret: "s", RefreshWithoutSecret: true})
+	sf.RegisterApp(sffake.App{ClientID: sffake.DefaultClientID, ClientSecret: sffake.DefaultClientSecret})
+	refresh := sf.IssueRefreshToken(sf.IntegrationUserID())
+	r := tokenRequest(t, sf, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "client_id": {"public"}})
+	require.Equal(t, "invalid_grant", r.json(t).(map[string]any)["error"], "a refresh token belongs to the app it was issued to")
+	r = tokenRequest(t, sf, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {sf.IssueRefreshTokenFor("public", sf.RepUserID())}, "client_id": {"public"}})
+	require.Equal(t, 200, r.status, string(r.body))
+	require.Equal(t, sf.URL()+"/id/"+sf.OrgID()+"/"+sf.RepUserID(), r.json(t).(map[string]any)["id"])
+}

@@ -41,7 +41,7 @@ func (s *Server) query(c *call, all bool) response {
 	loc := ""
 	if len(rows) > cur.pageSize {
 		loc = s.st.newID(keyPrefixes["QueryLocator"])
-		s.cursors[loc] = cur
+		s.openCursor(loc, cur)
 	}
 	return jsonResp(200, s.page(c, cur, loc, 0))
 }
@@ -151,4 +151,17 @@ func (s *Server) renderRow(c *call, sq *soqlQuery, r *record) *ordered {
 		nested.add(fp.name, v)
 	}
 	return o
+}
+
+// maxOpenCursors bounds the open query locators; opening one more closes
+// the oldest, as Salesforce did with its per-user cursor limit.
+const maxOpenCursors = 1000
+
+func (s *Server) openCursor(loc string, cur *cursor) {
+	for len(s.openLocs) >= maxOpenCursors {
+		delete(s.cursors, s.openLocs[0])
+		s.openLocs = s.openLocs[1:]
+	}
+	s.cursors[loc] = cur
+	s.openLocs = append(s.openLocs, loc)
 }

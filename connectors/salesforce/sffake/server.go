@@ -48,6 +48,9 @@ type Options struct {
 	// GzipResponses compresses response bodies when the request accepts
 	// gzip, as Salesforce may.
 	GzipResponses bool
+	// LogLimit is the number of requests the request log keeps (the
+	// latest). Default 10,000.
+	LogLimit int
 }
 
 // Default credentials of the connected app every Server starts with.
@@ -91,6 +94,8 @@ type Server struct {
 	ttl      time.Duration
 	log      []Request
 	calls    CallCounts
+	logLimit int
+	openLocs []string // open query locators, oldest first
 	ts       *httptest.Server
 	// schemaTime is when the org's metadata last changed (its creation):
 	// describe answers If-Modified-Since with 304 after it.
@@ -136,6 +141,9 @@ func New(opts Options) *Server {
 	if opts.QueryPageSize <= 0 || opts.QueryPageSize > 2000 {
 		opts.QueryPageSize = 2000
 	}
+	if opts.LogLimit <= 0 {
+		opts.LogLimit = 10000
+	}
 	if opts.LoginURL == "" {
 		opts.LoginURL = "https://login.salesforce.com"
 	}
@@ -149,7 +157,7 @@ func New(opts Options) *Server {
 		opts: opts, clock: opts.Clock, st: newStore("5g"), faults: &faults{},
 		apps: map[string]*App{}, access: map[string]*accessToken{}, refresh: map[string]*refreshToken{},
 		codes: map[string]*authCode{}, cursors: map[string]*cursor{},
-		max: opts.DailyMax, latency: opts.Latency, pageSize: opts.QueryPageSize, ttl: opts.TokenTTL,
+		logLimit: opts.LogLimit, max: opts.DailyMax, latency: opts.Latency, pageSize: opts.QueryPageSize, ttl: opts.TokenTTL,
 	}
 	s.st.faults = s.faults
 	s.st.now = s.clock.Now
@@ -344,6 +352,13 @@ func (s *Server) finish(w http.ResponseWriter, entry Request, resp response, tru
 func (s *Server) record(entry Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if entry.Kind == "" {
+		entry.Kind = "free"
+	}
+	if len(s.log) >= s.logLimit {
+		n := copy(s.log, s.log[len(s.log)-s.logLimit+1:])
+		s.log = s.log[:n]
+	}
 	s.log = append(s.log, entry)
 }
 
