@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -90,4 +91,24 @@ func TestFetchChangesPagesAndKeepsAWatermark(t *testing.T) {
 		_, err = conn.FetchChanges(t.Context(), connector.FetchChangesRequest{Session: s.session(), Object: "Contact", Cursor: cursor})
 		require.ErrorIs(t, err, connector.ErrInvalid, "a cursor only ever leads to a query locator: %s", evil)
 	}
+}
+
+func TestFetchChangesStartsAtSince(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	s.handle("GET /queryAll", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{"totalSize": 0, "done": true, "records": []any{}})
+	})
+	conn := newConnector(t)
+	since := time.Date(2024, 3, 4, 5, 6, 7, 890, time.UTC)
+	resp, err := conn.FetchChanges(t.Context(), connector.FetchChangesRequest{Session: s.session(), Object: "Contact", Since: since})
+	require.NoError(t, err)
+	require.False(t, resp.More)
+	require.Empty(t, s.requests("/queryAll")[0].Header.Get("Sforce-Query-Options"), "no page size asked")
+	require.Contains(t, soqlOf(t, s.requests("/queryAll")[0]), "WHERE SystemModstamp >= 2024-03-04T05:06:07Z ORDER BY")
+
+	// Nothing found: the next cycle starts at Since again, not at the beginning of time.
+	_, err = conn.FetchChanges(t.Context(), connector.FetchChangesRequest{Session: s.session(), Object: "Contact", Cursor: resp.NextCursor})
+	require.NoError(t, err)
+	require.Contains(t, soqlOf(t, s.requests("/queryAll")[1]), "WHERE SystemModstamp >= 2024-03-04T05:06:07Z ORDER BY")
 }
