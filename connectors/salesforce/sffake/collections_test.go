@@ -132,3 +132,16 @@ func TestCollectionUpdateUpsertRetrieveDelete(t *testing.T) {
 	require.JSONEq(t, `[{"id":"`+a1+`","success":true,"errors":[]},
 	 {"id":"`+a2+`","success":false,"errors":[{"statusCode":"ENTITY_IS_DELETED","message":"entity is deleted","fields":[]}]}]`, string(r.body))
 }
+
+func TestRetrieveByGETOverflowsTheURI(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	a := b.insert(t, "Account", map[string]any{"Name": "A"})
+	idsParam := strings.TrimSuffix(strings.Repeat(a+",", 1000), ",")
+	r := b.do(t, "GET", v+"/composite/sobjects/Account?fields=Name&ids="+idsParam, nil)
+	require.Equal(t, 414, r.status, "about 800 ids fit in a GET; POST takes 2,000")
+	used, _ := b.sf.Usage()
+	require.Equal(t, 0, used)
+	r = b.do(t, "GET", v+"/composite/sobjects/Account?fields=Name&ids="+strings.TrimSuffix(strings.Repeat(a+",", 800), ","), nil)
+	require.Equal(t, 200, r.status)
+}

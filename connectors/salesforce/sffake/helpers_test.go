@@ -125,3 +125,33 @@ func ids(t *testing.T, r reply) []string {
 	}
 	return res
 }
+
+type rawReply struct {
+	reply
+	err error
+}
+
+// doRaw is do without assertions, for goroutines and benchmarks.
+func (b *bundle) doRaw(method, path string, body any) rawReply {
+	var rd io.Reader
+	if body != nil {
+		enc, err := json.Marshal(body)
+		if err != nil {
+			return rawReply{err: err}
+		}
+		rd = bytes.NewReader(enc)
+	}
+	req, err := http.NewRequest(method, b.sf.URL()+path, rd)
+	if err != nil {
+		return rawReply{err: err}
+	}
+	req.Header.Set("Authorization", "Bearer "+b.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return rawReply{err: err}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return rawReply{reply: reply{status: resp.StatusCode, header: resp.Header, body: data}, err: err}
+}
