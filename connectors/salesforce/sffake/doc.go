@@ -49,6 +49,9 @@
 //     consecutive types, allOrNone rollback with
 //     ALL_OR_NONE_OPERATION_ROLLED_BACK on the other records, results in
 //     request order as {"id","success","errors"} (+ "created" for upsert).
+//   - Replication: GET /sobjects/{T}/updated/ and /deleted/ with start and
+//     end (truncated to the minute, within the last 30 days) answer ids and
+//     deletedRecords with latestDateCovered.
 //   - Query: GET /query?q= and /queryAll?q= (which also returns deleted
 //     records), paged through nextRecordsUrl (/query/01g…-N), batch size 2,000
 //     or Sforce-Query-Options: batchSize=N (200..2,000); each page is a call.
@@ -100,8 +103,7 @@
 //   - Single org, in memory, no sharing or field-level security: every user
 //     sees everything. Setup objects (User, Group) are read-only through the
 //     API (INVALID_TYPE_FOR_OPERATION); create them with AddUser/AddQueue.
-//   - No Bulk API, /composite/batch, /composite/tree, getUpdated/getDeleted,
-//     SOSL, child subqueries, aggregate functions other than COUNT(), date
+//   - No Bulk API, /composite/batch, /composite/tree, SOSL, child subqueries, aggregate functions other than COUNT(), date
 //     literals such as TODAY or LAST_N_DAYS, or conditional writes
 //     (If-Unmodified-Since is logged but not enforced; describe does answer
 //     If-Modified-Since with 304). Lead conversion is

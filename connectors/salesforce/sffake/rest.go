@@ -171,6 +171,9 @@ func (s *Server) sobjects(c *call, parts []string) response {
 		}
 		return methodNotAllowed(c.method, "GET,POST")
 	case 2:
+		if parts[1] == "updated" || parts[1] == "deleted" {
+			return s.replication(c, obj, parts[1])
+		}
 		if parts[1] == "describe" {
 			if c.method != http.MethodGet {
 				return methodNotAllowed(c.method, "GET")
