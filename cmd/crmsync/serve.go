@@ -22,6 +22,7 @@ import (
 	"github.com/crmsync/crmsync/internal/httpserver"
 	"github.com/crmsync/crmsync/internal/inbound"
 	"github.com/crmsync/crmsync/internal/metrics"
+	"github.com/crmsync/crmsync/internal/oauthflow"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/prefs"
 	"github.com/crmsync/crmsync/internal/secret"
@@ -163,6 +164,19 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	})
 	if err != nil {
 		return nil, err
+	}
+	if cfg.SalesforceClientID != "" {
+		flow, err := oauthflow.New(oauthflow.Config{
+			ClientID: cfg.SalesforceClientID, ClientSecret: cfg.SalesforceClientSecret,
+			LoginURL: cfg.SalesforceLoginURL, RedirectURL: cfg.SalesforceRedirectURL, ReturnURL: cfg.SalesforceReturnURL,
+		}, oauthflow.Deps{
+			Logger: logger, SecretKey: secretKey, Authenticate: a.auth.Authenticate, Connections: conns,
+			Connected: notices.QueueChanged,
+		})
+		if err != nil {
+			return nil, err
+		}
+		flow.Mount(a.server)
 	}
 	return a, nil
 }

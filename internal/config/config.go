@@ -46,7 +46,39 @@ type Server struct {
 	AllowedOrigins  []string      `name:"allowed-origins" envs:"CRMSYNC_ALLOWED_ORIGINS" placeholder:"ORIGIN" help:"Origins besides the server's own whose pages may call the API and open websockets, comma separated (https://app.example.com). Env: CRMSYNC_ALLOWED_ORIGINS."`
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" envs:"CRMSYNC_SHUTDOWN_TIMEOUT" default:"8s" help:"How long a shutdown waits for requests and jobs in flight before cancelling them. Env: CRMSYNC_SHUTDOWN_TIMEOUT."`
 
-	Sync `embed:""`
+	Sync            `embed:""`
+	SalesforceOAuth `embed:""`
+}
+
+// SalesforceOAuth configures the Salesforce web flow (GET
+// /oauth/salesforce/start, docs/limits.md): the connected app crmsync
+// sends users to. Unset client id: the routes are not served.
+type SalesforceOAuth struct {
+	SalesforceClientID     string `name:"salesforce-client-id" envs:"CRMSYNC_SALESFORCE_CLIENT_ID" placeholder:"KEY" help:"Consumer key of the Salesforce connected app used by the web flow at /oauth/salesforce/start. Empty: the web flow is off (connectCrm still works). Env: CRMSYNC_SALESFORCE_CLIENT_ID."`
+	SalesforceClientSecret string `name:"salesforce-client-secret" envs:"CRMSYNC_SALESFORCE_CLIENT_SECRET" placeholder:"SECRET" help:"Consumer secret of that connected app (stored with each connection, encrypted). Env: CRMSYNC_SALESFORCE_CLIENT_SECRET."`
+	SalesforceLoginURL     string `name:"salesforce-login-url" envs:"CRMSYNC_SALESFORCE_LOGIN_URL" default:"https://login.salesforce.com" placeholder:"URL" help:"Default OAuth host of the web flow (https://test.salesforce.com for sandboxes, or a My Domain URL); a start request may ask for another host under salesforce.com with ?login_url=. Env: CRMSYNC_SALESFORCE_LOGIN_URL."`
+	SalesforceRedirectURL  string `name:"salesforce-redirect-url" envs:"CRMSYNC_SALESFORCE_REDIRECT_URL" placeholder:"URL" help:"This server's callback URL as registered on the connected app, ending in /oauth/salesforce/callback (https://crmsync.example.com/oauth/salesforce/callback). Required with the client id. Env: CRMSYNC_SALESFORCE_REDIRECT_URL."`
+	SalesforceReturnURL    string `name:"salesforce-return-url" envs:"CRMSYNC_SALESFORCE_RETURN_URL" placeholder:"URL" help:"Where the browser goes after the callback, with ?salesforce=connected or ?salesforce=error&error=CODE (the app's settings page). Empty: a short text page. Env: CRMSYNC_SALESFORCE_RETURN_URL."`
+}
+
+// Validate checks the web-flow settings.
+func (s SalesforceOAuth) Validate() error {
+	if s.SalesforceClientID == "" {
+		return nil
+	}
+	if s.SalesforceRedirectURL == "" {
+		return errors.New("CRMSYNC_SALESFORCE_REDIRECT_URL is required with CRMSYNC_SALESFORCE_CLIENT_ID (this server's /oauth/salesforce/callback URL)")
+	}
+	for name, raw := range map[string]string{"CRMSYNC_SALESFORCE_LOGIN_URL": s.SalesforceLoginURL,
+		"CRMSYNC_SALESFORCE_REDIRECT_URL": s.SalesforceRedirectURL, "CRMSYNC_SALESFORCE_RETURN_URL": s.SalesforceReturnURL} {
+		if raw == "" {
+			continue
+		}
+		if u, err := url.Parse(raw); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("%s %q: want an http(s) URL", name, raw)
+		}
+	}
+	return nil
 }
 
 // Sync holds the sync engine's settings, shared by serve and demo.
@@ -158,6 +190,9 @@ func (s Server) Validate() error {
 	if s.ShutdownTimeout <= 0 {
 		return fmt.Errorf("shutdown timeout must be positive, got %s", s.ShutdownTimeout)
 	}
+	if err := s.SalesforceOAuth.Validate(); err != nil {
+		return err
+	}
 	return s.Sync.Validate()
 }
 
@@ -205,6 +240,11 @@ func (s Server) LogValue() slog.Value {
 		slog.String("flush_interval", s.FlushInterval.String()),
 		slog.String("pull_interval", s.PullInterval.String()),
 		slog.Any("connector_plugins", s.Connectors),
+		slog.String("salesforce_client_id", s.SalesforceClientID),
+		slog.String("salesforce_client_secret", mask(s.SalesforceClientSecret)),
+		slog.String("salesforce_login_url", s.SalesforceLoginURL),
+		slog.String("salesforce_redirect_url", s.SalesforceRedirectURL),
+		slog.String("salesforce_return_url", s.SalesforceReturnURL),
 	)
 }
 
