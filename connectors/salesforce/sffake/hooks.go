@@ -197,7 +197,7 @@ func (s *Server) SetLeadAssignmentOwner(ownerID string) {
 func (s *Server) RequestLog() []Request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Request(nil), s.log...)
+	return append([]Request(nil), s.log[max(0, len(s.log)-s.logLimit):]...)
 }
 
 // ResetRequestLog empties the request log and the call counts.

@@ -355,11 +355,10 @@ func (s *Server) record(entry Request) {
 	if entry.Kind == "" {
 		entry.Kind = "free"
 	}
-	if len(s.log) >= s.logLimit {
-		n := copy(s.log, s.log[len(s.log)-s.logLimit+1:])
-		s.log = s.log[:n]
-	}
 	s.log = append(s.log, entry)
+	if len(s.log) >= 2*s.logLimit { // drop old entries in bulk, amortized
+		s.log = append([]Request(nil), s.log[len(s.log)-s.logLimit:]...)
+	}
 }
 
 // resetConn drops the connection: with rst, abortively (TCP RST);
