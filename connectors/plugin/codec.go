@@ -35,14 +35,16 @@ func errorToStatus(err error) error {
 	if err == nil {
 		return nil
 	}
+	// Context errors first, even wrapped in a connector.Error: a deadline
+	// must stay a deadline on the host.
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	}
 	var ce *connector.Error
 	if !errors.As(err, &ce) {
-		switch {
-		case errors.Is(err, context.Canceled):
-			return status.Error(codes.Canceled, err.Error())
-		case errors.Is(err, context.DeadlineExceeded):
-			return status.Error(codes.DeadlineExceeded, err.Error())
-		}
 		ce = &connector.Error{Kind: connector.KindUnknown}
 	}
 	msg := ce.Message
