@@ -1,0 +1,227 @@
+package securitytest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+
+	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/connectors/memcrm"
+	"github.com/crmsync/crmsync/graph"
+	"github.com/crmsync/crmsync/graph/graphtest"
+	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/engine"
+	"github.com/crmsync/crmsync/internal/events"
+	"github.com/crmsync/crmsync/internal/httpserver"
+	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/secret"
+	"github.com/crmsync/crmsync/internal/synclog"
+	"github.com/crmsync/crmsync/internal/workspace"
+	"github.com/crmsync/crmsync/jobs"
+)
+
+// allowedOrigin is the one foreign origin the test server trusts.
+const allowedOrigin = "https://app.example.com"
+
+// bundle is a running server and the handles a test needs to look behind
+// the API.
+type bundle struct {
+	db     *bun.DB
+	api    *graphtest.Server // only its URL, Query and Do are used
+	wsURL  string
+	logs   *lockedBuffer // every log line of the server, as JSON
+	crm    *memcrm.CRM
+	store  *connection.Store
+	engine *engine.Engine
+	bus    *countingBus
+	works  *workspace.Service
+	// crmToken is the only token memcrm accepts: a secret no output may show.
+	crmToken string
+}
+
+// setup serves crmsync over bdb as cmd/crmsync wires it, with memcrm
+// built in process and an insert-only River client (flushes are run by
+// calling the engine).
+func setup(t *testing.T, bdb *bun.DB) *bundle {
+	t.Helper()
+	b := &bundle{db: bdb, logs: &lockedBuffer{}, crmToken: "S3CRET-crm-token-" + randomHex(t, 8)}
+	logger := slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server logs:\n%s", b.logs.String())
+		}
+	})
+
+	b.crm = memcrm.New(memcrm.WithToken(b.crmToken))
+	key := make([]byte, secret.KeySize)
+	_, err := rand.Read(key)
+	require.NoError(t, err)
+	box, err := secret.NewBox(key)
+	require.NoError(t, err)
+	b.store = connection.NewStore(bdb, box)
+	b.bus = &countingBus{Bus: events.NewBus()}
+	notices := notifier{bus: b.bus}
+	crms := connectorsFunc(func(_ context.Context, name string) (connector.Connector, error) {
+		if name != memcrm.Name {
+			return nil, fmt.Errorf("no connector named %q (known: memcrm)", name)
+		}
+		return b.crm, nil
+	})
+	b.engine = engine.New(bdb, b.store, crms, notices, logger, engine.Config{RetryBase: time.Millisecond, WaitDelay: time.Millisecond})
+
+	river, err := jobs.NewClient(bdb, logger, nil, nil)
+	require.NoError(t, err)
+	sched := jobs.NewScheduler(river, time.Second)
+	conns := connection.NewService(b.store, crms, sched)
+	b.works = workspace.NewService(bdb)
+	resolver := &graph.Resolver{
+		Logger:      logger,
+		DB:          bdb,
+		Workspaces:  b.works,
+		Connections: conns,
+		Prefs:       prefs.NewService(bdb, conns),
+		Ingester:    outbound.NewIngester(bdb, sched, notices),
+		Flushes:     sched,
+		Events:      b.bus,
+		Publisher:   b.bus,
+	}
+	auth := workspace.NewAuthenticator(b.works, graphtest.AdminToken)
+	gql := graph.NewHandler(resolver, graph.HandlerOptions{
+		Logger:         logger,
+		Authenticate:   auth.Authenticate,
+		AllowedOrigins: []string{allowedOrigin},
+		Introspection:  true,
+	})
+	srv, err := httpserver.New(httpserver.Deps{
+		Logger:         logger,
+		DB:             bdb,
+		GraphQL:        gql,
+		Authenticate:   auth.Authenticate,
+		Registry:       prometheus.NewRegistry(),
+		AllowedOrigins: []string{allowedOrigin},
+	})
+	require.NoError(t, err)
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	b.api = &graphtest.Server{URL: ts.URL, DB: bdb, Workspaces: b.works, Resolver: resolver}
+	b.wsURL = "ws" + strings.TrimPrefix(ts.URL, "http") + "/graphql"
+	return b
+}
+
+func (b *bundle) newWorkspace(t *testing.T, name string) (int64, string) {
+	t.Helper()
+	return b.api.NewWorkspace(t, name)
+}
+
+// query runs an operation and fails the test on a transport-level refusal.
+func (b *bundle) query(t *testing.T, token, q string, vars map[string]any) *graphtest.Response {
+	t.Helper()
+	return b.api.Query(t, token, q, vars)
+}
+
+// mustQuery runs an operation that must succeed and decodes its data.
+func (b *bundle) mustQuery(t *testing.T, token, q string, vars map[string]any, dst any) {
+	t.Helper()
+	resp := b.query(t, token, q, vars)
+	require.Empty(t, resp.Errors, resp.Body)
+	if dst != nil {
+		resp.Decode(t, dst)
+	}
+}
+
+// connect connects the workspace to its own memcrm org through the API.
+func (b *bundle) connect(t *testing.T, token, org string) {
+	t.Helper()
+	b.mustQuery(t, token, `mutation($in: ConnectCrmInput!) { connectCrm(input: $in) { id } }`, map[string]any{"in": map[string]any{
+		"connector": "memcrm", "config": map[string]any{"org": org}, "credentials": map[string]any{"token": b.crmToken},
+	}}, nil)
+}
+
+// flush runs one flush of the workspace's queue, as a River job would.
+func (b *bundle) flush(t *testing.T, ws int64) *engine.Result {
+	t.Helper()
+	res, err := b.engine.Flush(context.Background(), ws)
+	require.NoError(t, err)
+	return res
+}
+
+type connectorsFunc func(ctx context.Context, name string) (connector.Connector, error)
+
+func (f connectorsFunc) Connector(ctx context.Context, name string) (connector.Connector, error) {
+	return f(ctx, name)
+}
+
+// notifier turns engine and ingest notices into events, as cmd/crmsync does.
+type notifier struct{ bus events.Publisher }
+
+func (n notifier) BatchWritten(ctx context.Context, b *synclog.Batch) {
+	_ = n.bus.Publish(ctx, events.Event{WorkspaceID: b.WorkspaceID, Kind: events.KindBatch, BatchID: b.ID})
+	_ = n.bus.Publish(ctx, events.Event{WorkspaceID: b.WorkspaceID, Kind: events.KindOverview})
+}
+
+func (n notifier) QueueChanged(ctx context.Context, ws int64) {
+	_ = n.bus.Publish(ctx, events.Event{WorkspaceID: ws, Kind: events.KindOverview})
+}
+
+// countingBus is the in-process event bus, counting subscriptions started
+// per workspace so a test can tell that none started.
+type countingBus struct {
+	*events.Bus
+	mu   sync.Mutex
+	subs map[int64]int
+	all  atomic.Int64
+}
+
+func (c *countingBus) Subscribe(ctx context.Context, ws int64) <-chan events.Event {
+	c.mu.Lock()
+	if c.subs == nil {
+		c.subs = map[int64]int{}
+	}
+	c.subs[ws]++
+	c.mu.Unlock()
+	c.all.Add(1)
+	return c.Bus.Subscribe(ctx, ws)
+}
+
+func (c *countingBus) started() int64 { return c.all.Load() }
+
+// lockedBuffer is a bytes.Buffer safe for the server's goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// randomHex returns n random bytes in hex.
+func randomHex(t *testing.T, n int) string {
+	t.Helper()
+	buf := make([]byte, n)
+	_, err := rand.Read(buf)
+	require.NoError(t, err)
+	return hex.EncodeToString(buf)
+}
