@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/connectors/memcrm"
+	"github.com/crmsync/crmsync/connectors/salesforce"
+	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
 	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
 	"github.com/crmsync/crmsync/internal/engine"
@@ -97,11 +100,14 @@ func (f *fetchCounter) counts() (map[string]int, int) {
 }
 
 type testBundle struct {
-	db     *bun.DB
-	ws     int64
-	crm    *memcrm.CRM
+	db  *bun.DB
+	ws  int64
+	crm connector.Connector
+	// side is the CRM as its users see it; org is set on memcrm only.
+	side   fakeOrg
 	org    *memcrm.Org
-	clock  *memcrm.Clock
+	sf     *sffake.Server
+	clock  clock
 	conns  *connection.Store
 	engine *engine.Engine
 	puller *inbound.Puller
@@ -112,23 +118,138 @@ type testBundle struct {
 	wrap func(connector.Connector) connector.Connector
 }
 
+// clock is the CRM's clock (memcrm.Clock, sffake.Clock).
+type clock interface {
+	Now() time.Time
+	Advance(d time.Duration)
+	Set(t time.Time)
+}
+
+// fakeOrg is what a sales rep does in the CRM, without API calls.
+type fakeOrg interface {
+	create(t *testing.T, object string, fields map[string]any) string
+	edit(t *testing.T, object, id string, fields map[string]any)
+	// get returns a record's fields and LastModifiedDate.
+	get(t *testing.T, object, id string) (map[string]any, time.Time)
+	convert(t *testing.T, leadID string) string
+}
+
+type memOrg struct {
+	org *memcrm.Org
+	rep string
+}
+
+func (m memOrg) create(t *testing.T, object string, fields map[string]any) string {
+	t.Helper()
+	id, err := m.org.CreateAsUser(m.rep, object, fields)
+	require.NoError(t, err)
+	return id
+}
+
+func (m memOrg) edit(t *testing.T, object, id string, fields map[string]any) {
+	t.Helper()
+	require.NoError(t, m.org.EditAsUser(m.rep, object, id, fields))
+}
+
+func (m memOrg) get(t *testing.T, object, id string) (map[string]any, time.Time) {
+	t.Helper()
+	r, ok := m.org.Get(object, id)
+	require.True(t, ok, "%s %s", object, id)
+	return r.Fields, r.LastModified
+}
+
+func (m memOrg) convert(t *testing.T, leadID string) string {
+	t.Helper()
+	id, err := m.org.ConvertLead(m.rep, leadID)
+	require.NoError(t, err)
+	return id
+}
+
+type sfOrg struct{ sf *sffake.Server }
+
+func (s sfOrg) create(t *testing.T, object string, fields map[string]any) string {
+	t.Helper()
+	id, err := s.sf.InsertAsUser(s.sf.RepUserID(), object, fields)
+	require.NoError(t, err)
+	return id
+}
+
+func (s sfOrg) edit(t *testing.T, object, id string, fields map[string]any) {
+	t.Helper()
+	require.NoError(t, s.sf.EditAsUser(s.sf.RepUserID(), object, id, fields))
+}
+
+func (s sfOrg) get(t *testing.T, object, id string) (map[string]any, time.Time) {
+	t.Helper()
+	r, ok := s.sf.Get(object, id)
+	require.True(t, ok, "%s %s", object, id)
+	at, err := time.Parse("2006-01-02T15:04:05.000-0700", r["LastModifiedDate"].(string))
+	require.NoError(t, err)
+	return r, at.UTC()
+}
+
+func (s sfOrg) convert(t *testing.T, leadID string) string {
+	t.Helper()
+	id, _, err := s.sf.ConvertLead(leadID)
+	require.NoError(t, err)
+	return id
+}
+
+// Backends the CRM-facing tests run against.
+const (
+	backendMemcrm = "memcrm"
+	backendSffake = "sffake"
+)
+
+var backends = []string{backendMemcrm, backendSffake}
+
+// setup returns a bundle against memcrm.
 func setup(t *testing.T, bdb *bun.DB, cfg inbound.Config) *testBundle {
 	t.Helper()
+	return setupWith(t, bdb, cfg, backendMemcrm)
+}
+
+// setupWith returns a bundle against memcrm, or against the Salesforce
+// connector talking to sffake.
+func setupWith(t *testing.T, bdb *bun.DB, cfg inbound.Config, backend string) *testBundle {
+	t.Helper()
 	ctx := context.Background()
-	b := &testBundle{db: bdb, clock: memcrm.NewClock(time.Now().UTC().Add(-time.Hour).Truncate(time.Second)), pub: &recorder{}}
-	b.crm = memcrm.New(memcrm.WithClock(b.clock.Now))
-	org := fmt.Sprintf("org-%s", t.Name())
-	b.org = b.crm.Org(org)
-	b.rep = b.org.SalesRepIDs()[0]
+	b := &testBundle{db: bdb, pub: &recorder{}}
 	require.NoError(t, bdb.NewRaw("INSERT INTO workspaces (name, created_at) VALUES (?, ?) RETURNING id", "t", time.Now().UTC()).Scan(ctx, &b.ws))
 	key := make([]byte, secret.KeySize)
 	_, _ = rand.Read(key)
 	box, err := secret.NewBox(key)
 	require.NoError(t, err)
 	b.conns = connection.NewStore(bdb, box)
-	s := memcrm.Session(org, memcrm.DefaultToken)
-	_, err = b.conns.Save(ctx, b.ws, memcrm.Name, s.Config, s.Credentials, b.org.Identity(), nil)
-	require.NoError(t, err)
+	switch backend {
+	case backendMemcrm:
+		mc := memcrm.NewClock(time.Now().UTC().Add(-time.Hour).Truncate(time.Second))
+		crm := memcrm.New(memcrm.WithClock(mc.Now))
+		org := fmt.Sprintf("org-%s", t.Name())
+		b.crm, b.clock, b.org = crm, mc, crm.Org(org)
+		b.rep = b.org.SalesRepIDs()[0]
+		b.side = memOrg{org: b.org, rep: b.rep}
+		s := memcrm.Session(org, memcrm.DefaultToken)
+		_, err = b.conns.Save(ctx, b.ws, memcrm.Name, s.Config, s.Credentials, b.org.Identity(), nil)
+		require.NoError(t, err)
+	case backendSffake:
+		sf := sffake.Start(t)
+		crm := salesforce.New(salesforce.WithClock(sf.Clock().Now))
+		s := salesforce.NewSession(salesforce.Config{LoginURL: sf.URL(), ClientID: sffake.DefaultClientID},
+			salesforce.Credentials{ClientSecret: sffake.DefaultClientSecret, RefreshToken: sf.IssueRefreshToken(sf.IntegrationUserID())})
+		chk, err := crm.Check(ctx, connector.CheckRequest{Session: s})
+		require.NoError(t, err)
+		creds := s.Credentials
+		if chk.Credentials != nil {
+			creds = chk.Credentials
+		}
+		b.crm, b.clock, b.rep = crm, sf.Clock(), sf.RepUserID()
+		b.side, b.sf = sfOrg{sf: sf}, sf
+		_, err = b.conns.Save(ctx, b.ws, "salesforce", s.Config, creds, chk.Identity, nil)
+		require.NoError(t, err)
+	default:
+		t.Fatalf("unknown backend %q", backend)
+	}
 	conns := connectorsFunc(func(ctx context.Context, name string) (connector.Connector, error) {
 		if b.wrap != nil {
 			return b.wrap(b.crm), nil
@@ -266,49 +387,53 @@ func TestModesInbound(t *testing.T) {
 	}
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		t.Parallel()
-		for mode, cases := range want {
-			for sit, applied := range cases {
-				t.Run(fmt.Sprintf("%s/%s", mode, sit), func(t *testing.T) {
-					b := setup(t, bdb, inbound.Config{})
-					id := b.syncedContact(t, "c", "m@example.com")
-					b.setMode(t, record.TypeContact, "title", "Title", mode)
-					b.clock.Advance(time.Minute)
-					sfValue := any("Rep's title")
-					switch sit {
-					case sfEdit:
-						require.NoError(t, b.org.EditAsUser(b.rep, "Lead", id, map[string]any{"Title": sfValue}))
-					case sfBlank:
-						sfValue = nil
-						require.NoError(t, b.org.EditAsUser(b.rep, "Lead", id, map[string]any{"Title": nil}))
-					case convNewer:
-						require.NoError(t, b.org.EditAsUser(b.rep, "Lead", id, map[string]any{"Title": sfValue}))
-						b.clock.Advance(time.Minute)
-						b.ingest(t, change(record.TypeContact, "c", b.clock.Now(), map[string]any{"title": "Conversion's title"}))
-					case otherFieldSF:
-						// Conversion changed Title, then a rep edited another
-						// field: the record's LastModifiedDate is newer, the
-						// Title in Salesforce is not.
-						b.ingest(t, change(record.TypeContact, "c", b.clock.Now(), map[string]any{"title": "Conversion's title"}))
-						b.clock.Advance(time.Minute)
-						sfValue = "Initial"
-						require.NoError(t, b.org.EditAsUser(b.rep, "Lead", id, map[string]any{"Phone": "+1 999"}))
+		for _, backend := range backends {
+			t.Run(backend, func(t *testing.T) {
+				for mode, cases := range want {
+					for sit, applied := range cases {
+						t.Run(fmt.Sprintf("%s/%s", mode, sit), func(t *testing.T) {
+							b := setupWith(t, bdb, inbound.Config{}, backend)
+							id := b.syncedContact(t, "c", "m@example.com")
+							b.setMode(t, record.TypeContact, "title", "Title", mode)
+							b.clock.Advance(time.Minute)
+							sfValue := any("Rep's title")
+							switch sit {
+							case sfEdit:
+								b.side.edit(t, "Lead", id, map[string]any{"Title": sfValue})
+							case sfBlank:
+								sfValue = nil
+								b.side.edit(t, "Lead", id, map[string]any{"Title": nil})
+							case convNewer:
+								b.side.edit(t, "Lead", id, map[string]any{"Title": sfValue})
+								b.clock.Advance(time.Minute)
+								b.ingest(t, change(record.TypeContact, "c", b.clock.Now(), map[string]any{"title": "Conversion's title"}))
+							case otherFieldSF:
+								// Conversion changed Title, then a rep edited another
+								// field: the record's LastModifiedDate is newer, the
+								// Title in Salesforce is not.
+								b.ingest(t, change(record.TypeContact, "c", b.clock.Now(), map[string]any{"title": "Conversion's title"}))
+								b.clock.Advance(time.Minute)
+								sfValue = "Initial"
+								b.side.edit(t, "Lead", id, map[string]any{"Phone": "+1 999"})
+							}
+							queued := b.queued(t)
+							before := b.rec(t, record.TypeContact, "c").Fields["title"]
+							b.clock.Advance(time.Minute)
+							b.pull(t)
+							after := b.rec(t, record.TypeContact, "c").Fields["title"]
+							if applied {
+								require.True(t, record.SameValue(sfValue, after.Value), "%+v", after)
+								require.Equal(t, record.SourceSalesforce, after.Source)
+								_, lastMod := b.side.get(t, "Lead", id)
+								require.Equal(t, lastMod, after.ChangedAt)
+							} else {
+								require.Equal(t, before, after)
+							}
+							require.Equal(t, queued, b.queued(t), "a pull never queues an outbound item")
+						})
 					}
-					queued := b.queued(t)
-					before := b.rec(t, record.TypeContact, "c").Fields["title"]
-					b.clock.Advance(time.Minute)
-					b.pull(t)
-					after := b.rec(t, record.TypeContact, "c").Fields["title"]
-					if applied {
-						require.True(t, record.SameValue(sfValue, after.Value), "%+v", after)
-						require.Equal(t, record.SourceSalesforce, after.Source)
-						lead, _ := b.org.Get("Lead", id)
-						require.Equal(t, lead.LastModified, after.ChangedAt)
-					} else {
-						require.Equal(t, before, after)
-					}
-					require.Equal(t, queued, b.queued(t), "a pull never queues an outbound item")
-				})
-			}
+				}
+			})
 		}
 	})
 }
@@ -334,51 +459,55 @@ func TestConflictEndsAsModeSays(t *testing.T) {
 	}
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		t.Parallel()
-		for name, tt := range tests {
-			for _, order := range []string{"pull then flush", "flush then pull"} {
-				t.Run(name+"/"+order, func(t *testing.T) {
-					b := setup(t, bdb, inbound.Config{})
-					id := b.syncedContact(t, "c", "x@example.com")
-					b.setMode(t, record.TypeContact, "title", "Title", tt.mode)
-					b.clock.Advance(time.Minute)
-					editSF := func() {
-						require.NoError(t, b.org.EditAsUser(b.rep, "Lead", id, map[string]any{"Title": sf}))
-					}
-					editConv := func() {
-						b.ingest(t, change(record.TypeContact, "c", b.clock.Now(), map[string]any{"title": conv}))
-					}
-					if tt.sfLater {
-						editConv()
-						b.clock.Advance(2 * time.Second)
-						editSF()
-					} else {
-						editSF()
-						b.clock.Advance(2 * time.Second)
-						editConv()
-					}
-					b.clock.Advance(time.Minute)
-					if order == "pull then flush" {
-						b.pull(t)
-						b.flush(t)
-					} else {
-						b.flush(t)
-						b.pull(t)
-					}
-					require.Equal(t, tt.wantConv, b.rec(t, record.TypeContact, "c").Fields["title"].Value)
-					lead, _ := b.org.Get("Lead", id)
-					require.Equal(t, tt.wantSF, lead.Fields["Title"])
-					require.Zero(t, b.queued(t))
+		for _, backend := range backends {
+			t.Run(backend, func(t *testing.T) {
+				for name, tt := range tests {
+					for _, order := range []string{"pull then flush", "flush then pull"} {
+						t.Run(name+"/"+order, func(t *testing.T) {
+							b := setupWith(t, bdb, inbound.Config{}, backend)
+							id := b.syncedContact(t, "c", "x@example.com")
+							b.setMode(t, record.TypeContact, "title", "Title", tt.mode)
+							b.clock.Advance(time.Minute)
+							editSF := func() {
+								b.side.edit(t, "Lead", id, map[string]any{"Title": sf})
+							}
+							editConv := func() {
+								b.ingest(t, change(record.TypeContact, "c", b.clock.Now(), map[string]any{"title": conv}))
+							}
+							if tt.sfLater {
+								editConv()
+								b.clock.Advance(2 * time.Second)
+								editSF()
+							} else {
+								editSF()
+								b.clock.Advance(2 * time.Second)
+								editConv()
+							}
+							b.clock.Advance(time.Minute)
+							if order == "pull then flush" {
+								b.pull(t)
+								b.flush(t)
+							} else {
+								b.flush(t)
+								b.pull(t)
+							}
+							require.Equal(t, tt.wantConv, b.rec(t, record.TypeContact, "c").Fields["title"].Value)
+							lead, _ := b.side.get(t, "Lead", id)
+							require.Equal(t, tt.wantSF, lead["Title"])
+							require.Zero(t, b.queued(t))
 
-					// One more cycle changes nothing on either side: no ping-pong.
-					b.clock.Advance(time.Minute)
-					b.pull(t)
-					b.flush(t)
-					require.Equal(t, tt.wantConv, b.rec(t, record.TypeContact, "c").Fields["title"].Value)
-					lead, _ = b.org.Get("Lead", id)
-					require.Equal(t, tt.wantSF, lead.Fields["Title"])
-					require.Zero(t, b.queued(t))
-				})
-			}
+							// One more cycle changes nothing on either side: no ping-pong.
+							b.clock.Advance(time.Minute)
+							b.pull(t)
+							b.flush(t)
+							require.Equal(t, tt.wantConv, b.rec(t, record.TypeContact, "c").Fields["title"].Value)
+							lead, _ = b.side.get(t, "Lead", id)
+							require.Equal(t, tt.wantSF, lead["Title"])
+							require.Zero(t, b.queued(t))
+						})
+					}
+				}
+			})
 		}
 	})
 }
@@ -391,49 +520,53 @@ func TestRepTitleConversionPhone(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		t.Parallel()
-		for _, order := range []string{"pull then flush", "flush then pull"} {
-			t.Run(order, func(t *testing.T) {
-				b := setup(t, bdb, inbound.Config{})
-				b.setMode(t, record.TypeContact, "title", "Title", prefs.TwoWay)
-				b.setMode(t, record.TypeContact, "phone", "Phone", prefs.TwoWay)
-				id := b.syncedContact(t, "c", "ada@example.com")
-				b.clock.Advance(time.Minute)
-				require.NoError(t, b.org.EditAsUser(b.rep, "Lead", id, map[string]any{"Title": "VP Engineering"}))
-				b.clock.Advance(time.Second)
-				b.ingest(t, change(record.TypeContact, "c", b.clock.Now(), map[string]any{"phone": "+44 20 7946 0000"}))
-				b.clock.Advance(time.Minute)
-				var in *inbound.Result
-				var out *engine.Result
-				if order == "pull then flush" {
-					in = b.pull(t)
-					out = b.flush(t)
-				} else {
-					out = b.flush(t)
-					in = b.pull(t)
-				}
-				r := b.rec(t, record.TypeContact, "c")
-				require.Equal(t, "VP Engineering", r.Fields["title"].Value)
-				require.Equal(t, record.SourceSalesforce, r.Fields["title"].Source)
-				require.Equal(t, "+44 20 7946 0000", r.Fields["phone"].Value)
-				lead, _ := b.org.Get("Lead", id)
-				require.Equal(t, "VP Engineering", lead.Fields["Title"])
-				require.Equal(t, "+44 20 7946 0000", lead.Fields["Phone"])
+		for _, backend := range backends {
+			t.Run(backend, func(t *testing.T) {
+				for _, order := range []string{"pull then flush", "flush then pull"} {
+					t.Run(order, func(t *testing.T) {
+						b := setupWith(t, bdb, inbound.Config{}, backend)
+						b.setMode(t, record.TypeContact, "title", "Title", prefs.TwoWay)
+						b.setMode(t, record.TypeContact, "phone", "Phone", prefs.TwoWay)
+						id := b.syncedContact(t, "c", "ada@example.com")
+						b.clock.Advance(time.Minute)
+						b.side.edit(t, "Lead", id, map[string]any{"Title": "VP Engineering"})
+						b.clock.Advance(time.Second)
+						b.ingest(t, change(record.TypeContact, "c", b.clock.Now(), map[string]any{"phone": "+44 20 7946 0000"}))
+						b.clock.Advance(time.Minute)
+						var in *inbound.Result
+						var out *engine.Result
+						if order == "pull then flush" {
+							in = b.pull(t)
+							out = b.flush(t)
+						} else {
+							out = b.flush(t)
+							in = b.pull(t)
+						}
+						r := b.rec(t, record.TypeContact, "c")
+						require.Equal(t, "VP Engineering", r.Fields["title"].Value)
+						require.Equal(t, record.SourceSalesforce, r.Fields["title"].Source)
+						require.Equal(t, "+44 20 7946 0000", r.Fields["phone"].Value)
+						lead, _ := b.side.get(t, "Lead", id)
+						require.Equal(t, "VP Engineering", lead["Title"])
+						require.Equal(t, "+44 20 7946 0000", lead["Phone"])
 
-				inLog := b.batch(t, in.Batch.ID)
-				require.Equal(t, synclog.Inbound, inLog.Direction)
-				title := fieldLog(t, inLog.Records, "c", "title")
-				require.True(t, title.Sent)
-				require.Contains(t, title.Reason, "Salesforce change is newer")
-				outLog := b.batch(t, out.Batch.ID)
-				require.Equal(t, synclog.Outbound, outLog.Direction)
-				phone := fieldLog(t, outLog.Records, "c", "phone")
-				require.True(t, phone.Sent, phone.Reason)
-				if order == "pull then flush" {
-					kept := fieldLog(t, inLog.Records, "c", "phone")
-					require.False(t, kept.Sent)
-					require.Contains(t, kept.Reason, "unchanged since last sync")
+						inLog := b.batch(t, in.Batch.ID)
+						require.Equal(t, synclog.Inbound, inLog.Direction)
+						title := fieldLog(t, inLog.Records, "c", "title")
+						require.True(t, title.Sent)
+						require.Contains(t, title.Reason, "Salesforce change is newer")
+						outLog := b.batch(t, out.Batch.ID)
+						require.Equal(t, synclog.Outbound, outLog.Direction)
+						phone := fieldLog(t, outLog.Records, "c", "phone")
+						require.True(t, phone.Sent, phone.Reason)
+						if order == "pull then flush" {
+							kept := fieldLog(t, inLog.Records, "c", "phone")
+							require.False(t, kept.Sent)
+							require.Contains(t, kept.Reason, "unchanged since last sync")
+						}
+						require.Zero(t, b.queued(t))
+					})
 				}
-				require.Zero(t, b.queued(t))
 			})
 		}
 	})
@@ -521,43 +654,44 @@ func TestConvertedLeadFollowsItsContact(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		t.Parallel()
-		b := setup(t, bdb, inbound.Config{})
-		b.setMode(t, record.TypeContact, "title", "Title", prefs.TwoWay)
-		leadID := b.syncedContact(t, "c", "conv@example.com")
-		b.clock.Advance(time.Minute)
-		contactID, err := b.org.ConvertLead(b.rep, leadID)
-		require.NoError(t, err)
-		b.clock.Advance(time.Second)
-		require.NoError(t, b.org.EditAsUser(b.rep, "Contact", contactID, map[string]any{"Title": "Customer"}))
-		// An unrelated converted Lead nobody synced.
-		stray, err := b.org.CreateAsUser(b.rep, "Lead", map[string]any{"LastName": "Stray", "Company": "S", "Email": "stray@example.com"})
-		require.NoError(t, err)
-		strayContact, err := b.org.ConvertLead(b.rep, stray)
-		require.NoError(t, err)
-		b.clock.Advance(time.Minute)
+		for _, backend := range backends {
+			t.Run(backend, func(t *testing.T) {
+				b := setupWith(t, bdb, inbound.Config{}, backend)
+				b.setMode(t, record.TypeContact, "title", "Title", prefs.TwoWay)
+				leadID := b.syncedContact(t, "c", "conv@example.com")
+				b.clock.Advance(time.Minute)
+				contactID := b.side.convert(t, leadID)
+				b.clock.Advance(time.Second)
+				b.side.edit(t, "Contact", contactID, map[string]any{"Title": "Customer"})
+				// An unrelated converted Lead nobody synced.
+				stray := b.side.create(t, "Lead", map[string]any{"LastName": "Stray", "Company": "S", "Email": "stray@example.com"})
+				strayContact := b.side.convert(t, stray)
+				b.clock.Advance(time.Minute)
 
-		res := b.pull(t)
-		r := b.rec(t, record.TypeContact, "c")
-		require.Equal(t, "Contact", r.CRMObject)
-		require.Equal(t, contactID, r.CRMID)
-		require.Equal(t, "Customer", r.Fields["title"].Value)
-		log := b.batch(t, res.Batch.ID)
-		reasons := map[string]string{}
-		for _, row := range log.Records {
-			reasons[row.CRMID] = string(row.Outcome) + ": " + row.Reason
+				res := b.pull(t)
+				r := b.rec(t, record.TypeContact, "c")
+				require.Equal(t, "Contact", r.CRMObject)
+				require.Equal(t, contactID, r.CRMID)
+				require.Equal(t, "Customer", r.Fields["title"].Value)
+				log := b.batch(t, res.Batch.ID)
+				reasons := map[string]string{}
+				for _, row := range log.Records {
+					reasons[row.CRMID] = string(row.Outcome) + ": " + row.Reason
+				}
+				require.Contains(t, reasons[leadID], "relinked to its Contact")
+				require.Contains(t, reasons[stray], "converted Lead")
+				// The stray Lead's Contact is a new contact with an email: created.
+				require.Equal(t, strayContact, b.rec(t, record.TypeContact, inbound.ConversionIDPrefix+strayContact).CRMID)
+				require.Zero(t, b.queued(t))
+
+				// The next flush writes to the Contact, never to the converted Lead.
+				b.clock.Advance(time.Minute)
+				b.ingest(t, change(record.TypeContact, "c", b.clock.Now(), map[string]any{"title": "Champion"}))
+				b.flush(t)
+				contact, _ := b.side.get(t, "Contact", contactID)
+				require.Equal(t, "Champion", contact["Title"])
+			})
 		}
-		require.Contains(t, reasons[leadID], "relinked to its Contact")
-		require.Contains(t, reasons[stray], "converted Lead")
-		// The stray Lead's Contact is a new contact with an email: created.
-		require.Equal(t, strayContact, b.rec(t, record.TypeContact, inbound.ConversionIDPrefix+strayContact).CRMID)
-		require.Zero(t, b.queued(t))
-
-		// The next flush writes to the Contact, never to the converted Lead.
-		b.clock.Advance(time.Minute)
-		b.ingest(t, change(record.TypeContact, "c", b.clock.Now(), map[string]any{"title": "Champion"}))
-		b.flush(t)
-		contact, _ := b.org.Get("Contact", contactID)
-		require.Equal(t, "Champion", contact.Fields["Title"])
 	})
 }
 
@@ -605,7 +739,7 @@ func TestLookBackCatchesLateCommits(t *testing.T) {
 		b.clock.Set(watermark.Add(-30 * time.Second))
 		late, err := b.org.CreateAsUser(b.rep, "Lead", map[string]any{"LastName": "Late", "Company": "L", "Email": "late-new@example.com"})
 		require.NoError(t, err)
-		require.NoError(t, b.org.EditAsUser(b.rep, "Lead", id, map[string]any{"Title": "Late edit"}))
+		b.side.edit(t, "Lead", id, map[string]any{"Title": "Late edit"})
 		b.clock.Set(watermark.Add(time.Minute))
 
 		res := b.pull(t)
@@ -619,38 +753,41 @@ func TestLookBackCatchesLateCommits(t *testing.T) {
 // within one pull and across pulls bounded by MaxPages.
 func TestPagesThroughThousands(t *testing.T) {
 	t.Parallel()
-	const n, pageSize = 2500, 100
+	const n, pageSize = 2500, 200
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		t.Parallel()
-		for _, maxPages := range []int{1000, 7} {
-			t.Run(fmt.Sprintf("max %d pages", maxPages), func(t *testing.T) {
-				ctx := context.Background()
-				b := setup(t, bdb, inbound.Config{PageSize: pageSize, MaxPages: maxPages})
-				counter := &fetchCounter{Connector: b.crm, fetches: map[string]int{}}
-				b.wrap = func(connector.Connector) connector.Connector { return counter }
-				for i := range n {
-					_, err := b.org.CreateAsUser(b.rep, "Lead", map[string]any{"LastName": fmt.Sprintf("L%d", i), "Company": "C", "Email": fmt.Sprintf("l%d@example.com", i)})
-					require.NoError(t, err)
+		for _, backend := range backends {
+			t.Run(backend, func(t *testing.T) {
+				for _, maxPages := range []int{1000, 7} {
+					t.Run(fmt.Sprintf("max %d pages", maxPages), func(t *testing.T) {
+						ctx := context.Background()
+						b := setupWith(t, bdb, inbound.Config{PageSize: pageSize, MaxPages: maxPages}, backend)
+						counter := &fetchCounter{Connector: b.crm, fetches: map[string]int{}}
+						b.wrap = func(connector.Connector) connector.Connector { return counter }
+						for i := range n {
+							b.side.create(t, "Lead", map[string]any{"LastName": fmt.Sprintf("L%d", i), "Company": "C", "Email": fmt.Sprintf("l%d@example.com", i)})
+						}
+						created, pulls := 0, 0
+						for {
+							res := b.pull(t)
+							pulls++
+							if res.Batch != nil {
+								created += res.Batch.Created
+							}
+							if !res.More {
+								break
+							}
+							require.Less(t, pulls, 100)
+						}
+						require.Equal(t, n, created)
+						count, err := bdb.NewSelect().Model((*record.Record)(nil)).Where("workspace_id = ? AND type = ?", b.ws, record.TypeContact).Count(ctx)
+						require.NoError(t, err)
+						require.EqualValues(t, n, count)
+						fetches, _ := counter.counts()
+						require.Equal(t, (n+pageSize-1)/pageSize, fetches["Lead"])
+						require.Zero(t, b.queued(t))
+					})
 				}
-				created, pulls := 0, 0
-				for {
-					res := b.pull(t)
-					pulls++
-					if res.Batch != nil {
-						created += res.Batch.Created
-					}
-					if !res.More {
-						break
-					}
-					require.Less(t, pulls, 100)
-				}
-				require.Equal(t, n, created)
-				count, err := bdb.NewSelect().Model((*record.Record)(nil)).Where("workspace_id = ? AND type = ?", b.ws, record.TypeContact).Count(ctx)
-				require.NoError(t, err)
-				require.EqualValues(t, n, count)
-				fetches, _ := counter.counts()
-				require.Equal(t, (n+pageSize-1)/pageSize, fetches["Lead"])
-				require.Zero(t, b.queued(t))
 			})
 		}
 	})
@@ -662,39 +799,42 @@ func TestPagesThroughThousands(t *testing.T) {
 // nothing again.
 func TestCrashMidPullResumes(t *testing.T) {
 	t.Parallel()
-	const n, pageSize = 1000, 100
+	const n, pageSize = 1000, 200
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		t.Parallel()
-		ctx := context.Background()
-		b := setup(t, bdb, inbound.Config{PageSize: pageSize})
-		// Calls: Account (1), then Lead pages; the 4th call is the 3rd Lead page.
-		counter := &fetchCounter{Connector: b.crm, fetches: map[string]int{}, failOn: 4}
-		b.wrap = func(connector.Connector) connector.Connector { return counter }
-		for i := range n {
-			_, err := b.org.CreateAsUser(b.rep, "Lead", map[string]any{"LastName": fmt.Sprintf("L%d", i), "Company": "C", "Email": fmt.Sprintf("l%d@example.com", i)})
-			require.NoError(t, err)
+		for _, backend := range backends {
+			t.Run(backend, func(t *testing.T) {
+				ctx := context.Background()
+				b := setupWith(t, bdb, inbound.Config{PageSize: pageSize}, backend)
+				// Calls: Account (1), then Lead pages; the 4th call is the 3rd Lead page.
+				counter := &fetchCounter{Connector: b.crm, fetches: map[string]int{}, failOn: 4}
+				b.wrap = func(connector.Connector) connector.Connector { return counter }
+				for i := range n {
+					b.side.create(t, "Lead", map[string]any{"LastName": fmt.Sprintf("L%d", i), "Company": "C", "Email": fmt.Sprintf("l%d@example.com", i)})
+				}
+				res, err := b.puller.Pull(ctx, b.ws)
+				require.ErrorIs(t, err, connector.ErrUnavailable)
+				require.NotNil(t, res.Batch)
+				failed := b.batch(t, res.Batch.ID)
+				require.Equal(t, synclog.StatusFailed, failed.Status)
+				require.Equal(t, 2*pageSize, failed.Created, "the pages applied before the failure are logged")
+				require.Len(t, failed.Records, 2*pageSize)
+
+				res = b.pull(t)
+				require.Equal(t, synclog.StatusSucceeded, res.Batch.Status)
+				require.Equal(t, n-2*pageSize, res.Batch.Created)
+				count, err := bdb.NewSelect().Model((*record.Record)(nil)).Where("workspace_id = ? AND type = ?", b.ws, record.TypeContact).Count(ctx)
+				require.NoError(t, err)
+				require.EqualValues(t, n, count)
+
+				// Replay every page from the start: nothing is applied twice.
+				_, err = bdb.NewDelete().TableExpr("inbound_cursors").Where("workspace_id = ?", b.ws).Exec(ctx)
+				require.NoError(t, err)
+				res = b.pull(t)
+				require.Nil(t, res.Batch, "pages read again change and log nothing")
+				require.Zero(t, b.queued(t))
+			})
 		}
-		res, err := b.puller.Pull(ctx, b.ws)
-		require.ErrorIs(t, err, connector.ErrUnavailable)
-		require.NotNil(t, res.Batch)
-		failed := b.batch(t, res.Batch.ID)
-		require.Equal(t, synclog.StatusFailed, failed.Status)
-		require.Equal(t, 2*pageSize, failed.Created, "the pages applied before the failure are logged")
-		require.Len(t, failed.Records, 2*pageSize)
-
-		res = b.pull(t)
-		require.Equal(t, synclog.StatusSucceeded, res.Batch.Status)
-		require.Equal(t, n-2*pageSize, res.Batch.Created)
-		count, err := bdb.NewSelect().Model((*record.Record)(nil)).Where("workspace_id = ? AND type = ?", b.ws, record.TypeContact).Count(ctx)
-		require.NoError(t, err)
-		require.EqualValues(t, n, count)
-
-		// Replay every page from the start: nothing is applied twice.
-		_, err = bdb.NewDelete().TableExpr("inbound_cursors").Where("workspace_id = ?", b.ws).Exec(ctx)
-		require.NoError(t, err)
-		res = b.pull(t)
-		require.Nil(t, res.Batch, "pages read again change and log nothing")
-		require.Zero(t, b.queued(t))
 	})
 }
 
@@ -704,31 +844,47 @@ func TestIdlePullsAreCheap(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		t.Parallel()
-		b := setup(t, bdb, inbound.Config{})
-		counter := &fetchCounter{Connector: b.crm, fetches: map[string]int{}}
-		b.wrap = func(connector.Connector) connector.Connector { return counter }
-		b.syncedContact(t, "c", "idle@example.com")
-		b.ingest(t, change(record.TypeCompany, "co", b.clock.Now(), map[string]any{"name": "Idle Inc", "website": "idle.example"}))
-		b.flush(t)
-		b.pull(t)
-		const cycles = 20
-		before, _ := counter.counts()
-		calls := b.org.CallCount()
-		for range cycles {
-			b.clock.Advance(5 * time.Minute)
-			res := b.pull(t)
-			require.Nil(t, res.Batch)
-			require.Equal(t, engine.PauseNone, res.Paused)
-			require.Equal(t, 3, res.Calls)
-			fres := b.flush(t)
-			require.Nil(t, fres.Batch, "nothing to write outbound")
+		for _, backend := range backends {
+			t.Run(backend, func(t *testing.T) {
+				b := setupWith(t, bdb, inbound.Config{}, backend)
+				counter := &fetchCounter{Connector: b.crm, fetches: map[string]int{}}
+				b.wrap = func(connector.Connector) connector.Connector { return counter }
+				b.syncedContact(t, "c", "idle@example.com")
+				b.ingest(t, change(record.TypeCompany, "co", b.clock.Now(), map[string]any{"name": "Idle Inc", "website": "idle.example"}))
+				b.flush(t)
+				b.pull(t)
+				const cycles = 20
+				before, _ := counter.counts()
+				for range cycles {
+					b.clock.Advance(5 * time.Minute)
+					if b.sf != nil {
+						b.sf.ResetRequestLog()
+					}
+					res := b.pull(t)
+					require.Nil(t, res.Batch)
+					require.Equal(t, engine.PauseNone, res.Paused)
+					if b.org != nil {
+						require.Equal(t, 3, res.Calls, "one call per object")
+					}
+					if b.sf != nil {
+						queries := 0
+						for _, r := range b.sf.RequestLog() {
+							if strings.Contains(r.Path, "/query") {
+								queries++
+							}
+						}
+						require.Equal(t, 3, queries, "one query per object")
+					}
+					fres := b.flush(t)
+					require.Nil(t, fres.Batch, "nothing to write outbound")
+				}
+				after, _ := counter.counts()
+				for _, obj := range []string{"Lead", "Contact", "Account"} {
+					require.Equal(t, cycles, after[obj]-before[obj], obj)
+				}
+				require.Zero(t, b.queued(t))
+			})
 		}
-		after, _ := counter.counts()
-		for _, obj := range []string{"Lead", "Contact", "Account"} {
-			require.Equal(t, cycles, after[obj]-before[obj], obj)
-		}
-		require.Equal(t, int64(3*cycles), b.org.CallCount()-calls)
-		require.Zero(t, b.queued(t))
 	})
 }
 
@@ -818,5 +974,38 @@ func TestPausedPullsResumeByThemselves(t *testing.T) {
 			res = b.pull(t)
 			require.Equal(t, engine.PauseNone, res.Paused)
 		})
+	})
+}
+
+// TestLookBackCatchesLateCommitsOnSalesforce: against the Salesforce
+// connector and sffake's commit lag, a Lead whose transaction commits after
+// a pull read newer records (so it carries a SystemModstamp older than the
+// watermark) is caught by the connector's look-back on the next pull, and
+// the overlap it re-reads applies and logs nothing twice.
+func TestLookBackCatchesLateCommitsOnSalesforce(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		b := setupWith(t, bdb, inbound.Config{}, backendSffake)
+		b.sf.SetCommitLag(30 * time.Second)
+		late := b.side.create(t, "Lead", map[string]any{"LastName": "Late", "Company": "L", "Email": "late@example.com"})
+		b.sf.SetCommitLag(0)
+		b.clock.Advance(10 * time.Second)
+		early := b.side.create(t, "Lead", map[string]any{"LastName": "Early", "Company": "E", "Email": "early@example.com"})
+
+		res := b.pull(t)
+		require.Equal(t, 1, res.Batch.Created)
+		require.Equal(t, early, b.rec(t, record.TypeContact, inbound.ConversionIDPrefix+early).CRMID)
+		_, err := record.Get(ctx, bdb, b.ws, record.Key{Type: record.TypeContact, ID: inbound.ConversionIDPrefix + late})
+		require.Error(t, err, "not committed yet")
+
+		b.clock.Advance(30 * time.Second)
+		res = b.pull(t)
+		require.NotNil(t, res.Batch)
+		require.Equal(t, 1, res.Batch.Created, "only the late Lead: the overlap re-read the early one and left it alone")
+		require.Len(t, res.Batch.Records, 1)
+		require.Equal(t, late, b.rec(t, record.TypeContact, inbound.ConversionIDPrefix+late).CRMID)
+		require.Zero(t, b.queued(t))
 	})
 }
