@@ -192,7 +192,9 @@ var probes = map[string]probe{
 		require.NotEqual(t, v.connectionID, d.Connection.ID, "the attacker sees its own connection")
 	},
 	"Query.objectSyncPreferences": func(t *testing.T, a *attacker, v *victim) {
-		var d struct{ ObjectSyncPreferences []struct{ RecordType, CreateAs string } }
+		var d struct {
+			ObjectSyncPreferences []struct{ RecordType, CreateAs string }
+		}
 		a.data(t, `{ objectSyncPreferences { recordType writeEnabled readEnabled createAs } }`, nil, &d)
 		for _, p := range d.ObjectSyncPreferences {
 			if p.RecordType == "CONTACT" {
@@ -236,7 +238,9 @@ var probes = map[string]probe{
 		}
 	},
 	"Query.syncOverview": func(t *testing.T, a *attacker, v *victim) {
-		var d struct{ SyncOverview struct{ QueuedBatchItems, FailedItems int } }
+		var d struct {
+			SyncOverview struct{ QueuedBatchItems, FailedItems int }
+		}
 		a.data(t, `{ syncOverview { queuedBatchItems failedItems conversionDailyLimit { used limit } connectionStatus } }`, nil, &d)
 		require.Zero(t, d.SyncOverview.QueuedBatchItems)
 		require.Zero(t, d.SyncOverview.FailedItems)
@@ -296,7 +300,9 @@ var probes = map[string]probe{
 		require.Zero(t, d.DismissFailedItems)
 	},
 	"Mutation.setConversionDailyLimit": func(t *testing.T, a *attacker, v *victim) {
-		var d struct{ SetConversionDailyLimit struct{ ConversionDailyLimit struct{ Limit int } } }
+		var d struct {
+			SetConversionDailyLimit struct{ ConversionDailyLimit struct{ Limit int } }
+		}
 		a.data(t, `mutation { setConversionDailyLimit(limit: 5) { conversionDailyLimit { limit } failedItems } }`, nil, &d)
 		require.Equal(t, 5, d.SetConversionDailyLimit.ConversionDailyLimit.Limit)
 		a.data(t, `mutation { setConversionDailyLimit(limit: null) { failedItems } }`, nil, &d)
