@@ -103,3 +103,25 @@ func TestCompositeLimits(t *testing.T) {
 }
 
 func letter(i int) string { return string(rune('a' + i)) }
+
+func TestCompositeBatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	r := b.do(t, "POST", v+"/composite/batch", map[string]any{"haltOnError": true, "batchRequests": []any{
+		map[string]any{"method": "POST", "url": "v62.0/sobjects/Account", "richInput": map[string]any{"Name": "Acme"}},
+		map[string]any{"method": "GET", "url": "v62.0/sobjects/Lead/describe"},
+		map[string]any{"method": "POST", "url": "v62.0/sobjects/Account", "richInput": map[string]any{}},
+		map[string]any{"method": "GET", "url": "v62.0/limits"},
+	}})
+	require.Equal(t, 200, r.status, string(r.body))
+	body := r.json(t).(map[string]any)
+	require.Equal(t, true, body["hasErrors"])
+	var statuses []float64
+	for _, res := range body["results"].([]any) {
+		statuses = append(statuses, res.(map[string]any)["statusCode"].(float64))
+	}
+	require.Equal(t, []float64{201, 200, 400, 412}, statuses)
+	used, _ := b.sf.Usage()
+	require.Equal(t, 3, used, "each subrequest that ran is a call")
+	require.Len(t, b.sf.All("Account"), 1, "subrequests commit on their own")
+}

@@ -65,7 +65,9 @@
 //     String comparisons are case-insensitive, as in SOQL.
 //   - POST /composite: up to 25 subrequests, at most 5 of them collections
 //     or queries, @{ref.path} references, allOrNone with PROCESSING_HALTED;
-//     the whole request is one API call.
+//     the whole request is one API call. POST /composite/batch: up to 25
+//     independent subrequests, each one API call, haltOnError with 412
+//     BATCH_PROCESSING_HALTED.
 //   - Records get 18-character ids with the right key prefix and checksum;
 //     15-character ids are accepted on input. CreatedDate, LastModifiedDate
 //     and SystemModstamp come from the injectable Clock at second precision
@@ -103,7 +105,7 @@
 //   - Single org, in memory, no sharing or field-level security: every user
 //     sees everything. Setup objects (User, Group) are read-only through the
 //     API (INVALID_TYPE_FOR_OPERATION); create them with AddUser/AddQueue.
-//   - No Bulk API, /composite/batch, /composite/tree, SOSL, child subqueries, aggregate functions other than COUNT(), date
+//   - No Bulk API, /composite/tree, /composite/graph, SOSL, child subqueries, aggregate functions other than COUNT(), date
 //     literals such as TODAY or LAST_N_DAYS, or conditional writes
 //     (If-Unmodified-Since is logged but not enforced; describe does answer
 //     If-Modified-Since with 304). Lead conversion is

@@ -122,6 +122,9 @@ func (s *Server) dispatch(c *call) response {
 		if parts[1] == "sobjects" {
 			return s.collections(c, parts[2:])
 		}
+		if parts[1] == "batch" && len(parts) == 2 && !c.inComposite {
+			return s.compositeBatch(c)
+		}
 	}
 	return notFound()
 }

@@ -120,8 +120,11 @@ type Request struct {
 // AutoAssign returns the Sforce-Auto-Assign header of the request ("" when absent).
 func (r Request) AutoAssign() string { return r.Header.Get("Sforce-Auto-Assign") }
 
-// CallCounts splits calls by kind. Read and Write are the calls counted
-// against the daily allocation; Auth calls (token, authorize, identity) are not.
+// CallCounts splits the HTTP requests served by kind. Read and Write
+// requests count against the daily allocation (see Usage, where a
+// /composite/batch request counts once per subrequest); Auth requests
+// (token, authorize, revoke, identity) do not. Requests refused before
+// they ran (401, 403 at the limit, injected faults) are not counted here.
 type CallCounts struct {
 	Auth, Read, Write int
 }
