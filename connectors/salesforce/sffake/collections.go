@@ -81,7 +81,7 @@ var rolledBack = apiError{Code: "ALL_OR_NONE_OPERATION_ROLLED_BACK", Message: "R
 
 // collectionWrite serves create (POST), update (PATCH) and upsert (PATCH
 // with an external id field).
-func (s *Server) collectionWrite(c *call, upsertObj *Object, ext *Field) response {
+func (s *Server) collectionWrite(c *call, upsertObj *sobject, ext *Field) response {
 	var body collectionBody
 	if err := decodeJSON(c.body, &body); err != nil {
 		return errResp(400, *err)
@@ -92,7 +92,7 @@ func (s *Server) collectionWrite(c *call, upsertObj *Object, ext *Field) respons
 	if len(body.Records) > maxWriteRecords {
 		return errResp(400, errTooManyRecords)
 	}
-	objs := make([]*Object, len(body.Records))
+	objs := make([]*sobject, len(body.Records))
 	fields := make([]map[string]any, len(body.Records))
 	chunks, prev := 0, ""
 	for i, rec := range body.Records {
@@ -184,7 +184,7 @@ func (s *Server) collectionWrite(c *call, upsertObj *Object, ext *Field) respons
 
 // collectionUpdateOne updates one record of an update collection and
 // returns its result and the id to echo.
-func (s *Server) collectionUpdateOne(obj *Object, fields map[string]any, op writeOp) (saveResult, string) {
+func (s *Server) collectionUpdateOne(obj *sobject, fields map[string]any, op writeOp) (saveResult, string) {
 	raw, _ := lookupFold(fields, "Id").(string)
 	if raw == "" {
 		return failed(400, apiError{Code: "MISSING_ARGUMENT", Message: "Id not specified in an update call", Fields: []string{}}), ""
@@ -248,7 +248,7 @@ func (s *Server) collectionDelete(c *call) response {
 
 // collectionRetrieve serves GET /composite/sobjects/{T}?ids=&fields= and
 // the POST form with {"ids":[...],"fields":[...]}.
-func (s *Server) collectionRetrieve(c *call, obj *Object) response {
+func (s *Server) collectionRetrieve(c *call, obj *sobject) response {
 	var ids, names []string
 	if c.method == http.MethodGet {
 		if v := c.query.Get("ids"); v != "" {

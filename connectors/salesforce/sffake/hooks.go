@@ -2,6 +2,8 @@ package sffake
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -288,4 +290,44 @@ func (s *Server) ExpireQueryLocators() {
 	defer s.mu.Unlock()
 	clear(s.cursors)
 	s.openLocs = nil
+}
+
+// AddField adds a field (typically a custom one, Name ending in __c) to
+// object, as an admin would in Setup. Describe then changes (and answers
+// If-Modified-Since with 200 again).
+func (s *Server) AddField(object string, f Field) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	obj := s.st.object(object)
+	if obj == nil {
+		return fmt.Errorf("add field %s.%s: no such object", object, f.Name)
+	}
+	if obj.field(f.Name) != nil {
+		return fmt.Errorf("add field %s.%s: the field exists", object, f.Name)
+	}
+	nf := f
+	obj.Fields = append(obj.Fields, &nf)
+	obj.fieldIndex[strings.ToLower(nf.Name)] = &nf
+	s.schemaTime = s.clock.Now().Truncate(time.Second)
+	return nil
+}
+
+// RemoveField deletes a field from object (for example Conversion_Id__c,
+// to model an org without the optional external id field). Stored values
+// of the field are dropped.
+func (s *Server) RemoveField(object, name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	obj := s.st.object(object)
+	if obj == nil || obj.field(name) == nil {
+		return fmt.Errorf("remove field %s.%s: no such field", object, name)
+	}
+	f := obj.field(name)
+	obj.Fields = slices.DeleteFunc(obj.Fields, func(x *Field) bool { return x == f })
+	delete(obj.fieldIndex, strings.ToLower(name))
+	for _, r := range s.st.recs[obj.Name] {
+		delete(r.f, f.Name)
+	}
+	s.schemaTime = s.clock.Now().Truncate(time.Second)
+	return nil
 }

@@ -14,7 +14,7 @@ const (
 // replication serves GET /sobjects/{T}/updated/?start=&end= and
 // /sobjects/{T}/deleted/?start=&end=. Start and end are truncated to the
 // minute; the window must lie within the last 30 days.
-func (s *Server) replication(c *call, obj *Object, kind string) response {
+func (s *Server) replication(c *call, obj *sobject, kind string) response {
 	if c.method != http.MethodGet {
 		return methodNotAllowed(c.method, "GET")
 	}

@@ -228,7 +228,7 @@ func multipleChoices(c *call, found []*record) response {
 	return jsonResp(300, urls)
 }
 
-func (s *Server) objectSummary(c *call, obj *Object) map[string]any {
+func (s *Server) objectSummary(c *call, obj *sobject) map[string]any {
 	u := c.prefix() + "/sobjects/" + obj.Name
 	return map[string]any{
 		"name": obj.Name, "label": obj.Label, "labelPlural": obj.Label + "s", "keyPrefix": obj.KeyPrefix,
@@ -247,7 +247,7 @@ func (s *Server) describeGlobal(c *call) response {
 	return jsonResp(200, map[string]any{"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": out})
 }
 
-func (s *Server) describe(c *call, obj *Object) map[string]any {
+func (s *Server) describe(c *call, obj *sobject) map[string]any {
 	d := s.objectSummary(c, obj)
 	fields := make([]map[string]any, len(obj.Fields))
 	for i, f := range obj.Fields {
@@ -303,7 +303,7 @@ func saveErrResp(res saveResult) response {
 	return errResp(status, res.errs...)
 }
 
-func (s *Server) createOne(c *call, obj *Object) response {
+func (s *Server) createOne(c *call, obj *sobject) response {
 	fields, err := bodyFields(c.body)
 	if err != nil {
 		return errResp(400, *err)
@@ -320,7 +320,7 @@ func (s *Server) createOne(c *call, obj *Object) response {
 	return resp
 }
 
-func (s *Server) getOne(c *call, obj *Object, rawID string) response {
+func (s *Server) getOne(c *call, obj *sobject, rawID string) response {
 	id, ok := NormalizeID(rawID)
 	if !ok || objectOfID(id) != obj.Name {
 		return notFound()
@@ -345,7 +345,7 @@ func (s *Server) getOne(c *call, obj *Object, rawID string) response {
 	return jsonResp(200, c.render(r, fields))
 }
 
-func (s *Server) updateOne(c *call, obj *Object, rawID string) response {
+func (s *Server) updateOne(c *call, obj *sobject, rawID string) response {
 	fields, err := bodyFields(c.body)
 	if err != nil {
 		return errResp(400, *err)
@@ -364,7 +364,7 @@ func (s *Server) updateOne(c *call, obj *Object, rawID string) response {
 	return response{status: 204}
 }
 
-func (s *Server) deleteOne(c *call, obj *Object, rawID string) response {
+func (s *Server) deleteOne(c *call, obj *sobject, rawID string) response {
 	id, ok := NormalizeID(rawID)
 	if !ok || objectOfID(id) != obj.Name || s.st.get(id) == nil {
 		return notFound()
@@ -376,7 +376,7 @@ func (s *Server) deleteOne(c *call, obj *Object, rawID string) response {
 	return response{status: 204}
 }
 
-func (s *Server) upsertOne(c *call, obj *Object, ext *Field, value string) response {
+func (s *Server) upsertOne(c *call, obj *sobject, ext *Field, value string) response {
 	fields, err := bodyFields(c.body)
 	if err != nil {
 		return errResp(400, *err)

@@ -339,3 +339,30 @@ func TestEditAsUser(t *testing.T) {
 	require.Equal(t, "2024-05-01T12:01:01.000+0000", got["SystemModstamp"])
 	require.Equal(t, "2024-05-01T12:00:01.000+0000", got["LastModifiedDate"])
 }
+
+func TestAddAndRemoveFields(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	lastModified := b.do(t, "GET", v+"/sobjects/Lead/describe", nil).header.Get("Last-Modified")
+	b.sf.Clock().Advance(time.Minute)
+	require.NoError(t, b.sf.RemoveField("Lead", "Conversion_Id__c"))
+	require.NoError(t, b.sf.AddField("Lead", sffake.Field{Name: "Score__c", Label: "Score", Type: "int", Createable: true, Updateable: true, Nillable: true, Custom: true}))
+	require.Error(t, b.sf.AddField("Lead", sffake.Field{Name: "score__c", Type: "int"}), "field names are case-insensitive")
+
+	r := b.do(t, "GET", v+"/sobjects/Lead/describe", nil, "If-Modified-Since", lastModified)
+	require.Equal(t, 200, r.status, "describe changed")
+	var names []string
+	for _, f := range r.json(t).(map[string]any)["fields"].([]any) {
+		names = append(names, f.(map[string]any)["name"].(string))
+	}
+	require.Contains(t, names, "Score__c")
+	require.NotContains(t, names, "Conversion_Id__c")
+
+	r = b.do(t, "PATCH", v+"/sobjects/Lead/Conversion_Id__c/x-1", map[string]any{"LastName": "A", "Company": "B"})
+	require.Equal(t, 404, r.status)
+	require.Equal(t, "INVALID_FIELD", b.query(t, "SELECT Conversion_Id__c FROM Lead").errorCode(t))
+	r = b.do(t, "POST", v+"/sobjects/Lead", map[string]any{"LastName": "A", "Company": "B", "Score__c": 7})
+	require.Equal(t, 201, r.status, string(r.body))
+	require.Equal(t, "JSON_PARSER_ERROR", b.do(t, "POST", v+"/sobjects/Lead", map[string]any{"LastName": "A", "Company": "B", "Score__c": 7.5}).errorCode(t))
+	require.Len(t, ids(t, b.query(t, "SELECT Id FROM Lead WHERE Score__c > 5")), 1)
+}

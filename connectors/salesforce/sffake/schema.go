@@ -3,7 +3,8 @@ package sffake
 import "strings"
 
 // Field is the describe metadata of one field, as the fake serves it from
-// /sobjects/{T}/describe and enforces it on writes.
+// /sobjects/{T}/describe and enforces it on writes. AddField adds custom
+// fields to an org.
 type Field struct {
 	Name               string
 	Label              string
@@ -24,8 +25,8 @@ type Field struct {
 	RestrictedPicklist bool
 }
 
-// Object is the describe metadata of one sObject.
-type Object struct {
+// sobject is the describe metadata of one sObject.
+type sobject struct {
 	Name       string
 	Label      string
 	KeyPrefix  string
@@ -35,7 +36,7 @@ type Object struct {
 }
 
 // field looks a field up case-insensitively, as Salesforce does.
-func (o *Object) field(name string) *Field {
+func (o *sobject) field(name string) *Field {
 	return o.fieldIndex[strings.ToLower(name)]
 }
 
@@ -136,9 +137,9 @@ func systemFields() []*Field {
 
 var leadStatuses = []string{"Open - Not Contacted", "Working - Contacted", "Closed - Converted", "Closed - Not Converted"}
 
-func defaultSchema() map[string]*Object {
+func defaultSchema() map[string]*sobject {
 	name := func(label string) *Field { return fread(fstr("Name", label, 121)) }
-	objects := []*Object{
+	objects := []*sobject{
 		{Name: "Lead", Label: "Lead", Fields: []*Field{
 			fstr("FirstName", "First Name", 40), freq(fstr("LastName", "Last Name", 80)), name("Full Name"),
 			fpick("Salutation", "Salutation", "Mr.", "Ms.", "Mrs.", "Dr.", "Prof."),
@@ -235,7 +236,7 @@ func defaultSchema() map[string]*Object {
 			fref("OwnerId", "Owner ID", "Owner", "User"),
 		}},
 	}
-	m := make(map[string]*Object, len(objects))
+	m := make(map[string]*sobject, len(objects))
 	for _, o := range objects {
 		o.KeyPrefix = keyPrefixes[o.Name]
 		o.Fields = append(systemFields(), o.Fields...)

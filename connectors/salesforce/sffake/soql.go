@@ -228,7 +228,7 @@ func lexString(q string, start int) (token, int, *soqlError) {
 // soqlQuery is a parsed statement.
 type soqlQuery struct {
 	text    string
-	obj     *Object
+	obj     *sobject
 	count   bool
 	fields  []fieldPath
 	where   expr
@@ -292,7 +292,7 @@ type parser struct {
 	toks []token
 	i    int
 	st   *store
-	obj  *Object
+	obj  *sobject
 }
 
 func (p *parser) peek() token { return p.toks[p.i] }

@@ -15,7 +15,7 @@ import (
 // time.Time (datetime) or nil; dates are "YYYY-MM-DD" strings; ids are
 // 18-character strings.
 type record struct {
-	obj *Object
+	obj *sobject
 	f   map[string]any
 	// visibleAt and committed simulate commit lag: until visibleAt, reads
 	// (queries, retrieves) see committed, the version before this write
@@ -71,7 +71,7 @@ type undoEntry struct {
 
 // store holds the org's records. It is guarded by Server.mu.
 type store struct {
-	objects map[string]*Object
+	objects map[string]*sobject
 	recs    map[string]map[string]*record // object → id → record
 	seq     uint64
 	pod     string
@@ -93,7 +93,7 @@ func newStore(pod string) *store {
 }
 
 // object looks an sObject up case-insensitively.
-func (st *store) object(name string) *Object {
+func (st *store) object(name string) *sobject {
 	if o, ok := st.objects[name]; ok {
 		return o
 	}
@@ -202,7 +202,7 @@ var emailRE = regexp.MustCompile(`^[A-Za-z0-9.!#$%&'*+/=?^_` + "`" + `{|}~-]+@[A
 // shapeError checks what Salesforce rejects while deserializing a request
 // (unknown fields, values of the wrong JSON type); such errors fail the
 // whole request. fields must exclude "attributes".
-func shapeError(obj *Object, fields map[string]any) *apiError {
+func shapeError(obj *sobject, fields map[string]any) *apiError {
 	names := make([]string, 0, len(fields))
 	for k := range fields {
 		names = append(names, k)
@@ -331,7 +331,7 @@ func jsonKind(v any) string {
 
 // assign validates fields for a create (prev == nil) or an update of prev
 // and returns the new record, or every error Salesforce would report.
-func (st *store) assign(obj *Object, prev *record, fields map[string]any, op writeOp) (*record, []apiError) {
+func (st *store) assign(obj *sobject, prev *record, fields map[string]any, op writeOp) (*record, []apiError) {
 	var r *record
 	if prev == nil {
 		r = &record{obj: obj, f: map[string]any{}}
@@ -400,7 +400,7 @@ func (st *store) assign(obj *Object, prev *record, fields map[string]any, op wri
 }
 
 // checkValue applies describe-driven validation to one value.
-func (st *store) checkValue(obj *Object, f *Field, v any) *apiError {
+func (st *store) checkValue(obj *sobject, f *Field, v any) *apiError {
 	s, isStr := v.(string)
 	if !isStr {
 		return nil
@@ -423,7 +423,7 @@ func (st *store) checkValue(obj *Object, f *Field, v any) *apiError {
 	return nil
 }
 
-func (st *store) checkReference(obj *Object, f *Field, s string) *apiError {
+func (st *store) checkReference(obj *sobject, f *Field, s string) *apiError {
 	id, ok := NormalizeID(s)
 	target := objectOfID(id)
 	if !ok || !contains(f.ReferenceTo, target) {
@@ -549,7 +549,7 @@ func (st *store) uniqueError(r *record) *apiError {
 
 // findByField returns the live records of obj whose field equals value
 // (case-insensitively, as external ids are by default).
-func (st *store) findByField(obj *Object, f *Field, value string) []*record {
+func (st *store) findByField(obj *sobject, f *Field, value string) []*record {
 	var out []*record
 	if f.isID() {
 		id, ok := NormalizeID(value)

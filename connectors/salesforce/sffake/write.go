@@ -16,7 +16,7 @@ type saveResult struct {
 func failed(status int, errs ...apiError) saveResult { return saveResult{errs: errs, status: status} }
 
 // create inserts one record of obj.
-func (st *store) create(obj *Object, fields map[string]any, op writeOp) saveResult {
+func (st *store) create(obj *sobject, fields map[string]any, op writeOp) saveResult {
 	if obj.Setup {
 		return failed(400, apiError{Code: "INVALID_TYPE_FOR_OPERATION", Message: "entity type cannot be inserted: " + obj.Name, Fields: []string{}})
 	}
@@ -36,7 +36,7 @@ func (st *store) create(obj *Object, fields map[string]any, op writeOp) saveResu
 
 // lookupLive returns the record id names, or the single-record error
 // Salesforce gives for it.
-func (st *store) lookupLive(obj *Object, rawID string) (*record, saveResult) {
+func (st *store) lookupLive(obj *sobject, rawID string) (*record, saveResult) {
 	id, ok := NormalizeID(rawID)
 	if !ok {
 		return nil, failed(400, apiError{Code: "MALFORMED_ID", Message: fmt.Sprintf("%s ID: id value of incorrect type: %s", obj.Label, rawID), Fields: []string{"Id"}})
@@ -55,7 +55,7 @@ func (st *store) lookupLive(obj *Object, rawID string) (*record, saveResult) {
 }
 
 // update changes one existing record.
-func (st *store) update(obj *Object, rawID string, fields map[string]any, op writeOp) saveResult {
+func (st *store) update(obj *sobject, rawID string, fields map[string]any, op writeOp) saveResult {
 	if obj.Setup {
 		return failed(400, apiError{Code: "INVALID_TYPE_FOR_OPERATION", Message: "entity type cannot be updated: " + obj.Name, Fields: []string{}})
 	}
@@ -87,7 +87,7 @@ func (st *store) updateRecord(prev *record, fields map[string]any, op writeOp) s
 
 // upsert creates or updates the record whose extField equals value.
 // matches holds the ids when several records match (HTTP 300).
-func (st *store) upsert(obj *Object, ext *Field, value string, fields map[string]any, op writeOp) (res saveResult, matches []string) {
+func (st *store) upsert(obj *sobject, ext *Field, value string, fields map[string]any, op writeOp) (res saveResult, matches []string) {
 	found := st.findByField(obj, ext, value)
 	switch len(found) {
 	case 0:
