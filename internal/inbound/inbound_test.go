@@ -1009,3 +1009,40 @@ func TestLookBackCatchesLateCommitsOnSalesforce(t *testing.T) {
 		require.Zero(t, b.queued(t))
 	})
 }
+
+// TestIngestDuringPullsLosesNothing: Conversion changes ingested while
+// pulls apply Salesforce changes to the same record are all kept.
+func TestIngestDuringPullsLosesNothing(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setup(t, bdb, inbound.Config{})
+		b.setMode(t, record.TypeContact, "title", "Title", prefs.AlwaysPreferSalesforce)
+		b.setMode(t, record.TypeContact, "phone", "Phone", prefs.AlwaysPreferConversion)
+		id := b.syncedContact(t, "c", "busy@example.com")
+		const n = 30
+		done := make(chan error, 1)
+		go func() {
+			for i := range n {
+				at := time.Now().UTC()
+				if _, err := b.in.Ingest(context.Background(), b.ws, []outbound.Change{{Type: record.TypeContact, ID: "c", Source: record.SourceAPI,
+					Fields: map[string]outbound.FieldChange{"phone": {Value: fmt.Sprintf("+1 %03d", i), ChangedAt: at}}}}); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+		for i := range n {
+			b.clock.Advance(time.Second)
+			b.side.edit(t, "Lead", id, map[string]any{"Title": fmt.Sprintf("T%d", i)})
+			b.pull(t)
+		}
+		require.NoError(t, <-done)
+		b.clock.Advance(time.Second)
+		b.pull(t)
+		r := b.rec(t, record.TypeContact, "c")
+		require.Equal(t, fmt.Sprintf("+1 %03d", n-1), r.Fields["phone"].Value, "no ingested change is lost")
+		require.Equal(t, fmt.Sprintf("T%d", n-1), r.Fields["title"].Value, "no pulled change is lost")
+	})
+}

@@ -252,6 +252,12 @@ func (r *run) observe(ctx context.Context, what string, m *connector.Meta, err e
 func (r *run) finish(ctx context.Context, callErr error, stop engine.PauseReason, stopDetail string) (*Result, error) {
 	ctx = context.WithoutCancel(ctx) // a cancelled pull still closes its batch
 	ws := r.c.WorkspaceID
+	if errors.Is(callErr, connector.ErrUnsupported) {
+		// A connector without a change feed: nothing to pull, nothing failed.
+		r.p.logger.Warn("connector cannot list changes; nothing is pulled", slog.Int64("workspace_id", ws),
+			slog.String("connector", r.c.Connector), slog.Any("error", callErr))
+		callErr = nil
+	}
 	res := &Result{More: r.more, Calls: r.calls}
 	if errors.Is(callErr, connector.ErrRateLimited) {
 		// Hold further calls at the gate until a fresh reading says otherwise.
