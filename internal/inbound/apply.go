@@ -33,6 +33,10 @@ type applier struct {
 	byDomain    map[string][]*record.Record
 	unconfirmed []*record.Record
 	pending     map[int64]map[string]bool
+	// skips holds when CRM records of the page were last skipped; newSkips
+	// are the skips of this page.
+	skips    map[string]time.Time
+	newSkips []skipRow
 
 	dirty   map[int64]*record.Record
 	created []*record.Record
@@ -99,6 +103,9 @@ func (a *applier) load(ctx context.Context, tx bun.Tx, recs []connector.Record) 
 	}
 	linked, err := record.ByCRMIDs(ctx, tx, ws, ids)
 	if err != nil {
+		return err
+	}
+	if a.skips, err = skipped(ctx, tx, ws, ids); err != nil {
 		return err
 	}
 	var keys []record.Key
@@ -233,6 +240,21 @@ func (a *applier) logRow(r *record.Record, cr connector.Record, outcome synclog.
 	a.logs = append(a.logs, row)
 }
 
+// skip logs a CRM record the pull leaves alone, once per version of it:
+// the look-back reads the same version again, and that says nothing new.
+func (a *applier) skip(r *record.Record, cr connector.Record, reason string) {
+	a.remember(cr)
+	if at, ok := a.skips[cr.ID]; ok && !cr.SystemModstamp.After(at) {
+		return
+	}
+	a.logRow(r, cr, synclog.OutcomeSkipped, reason, nil)
+}
+
+// remember records that this version of a CRM record needs nothing more.
+func (a *applier) remember(cr connector.Record) {
+	a.newSkips = append(a.newSkips, skipRow{WorkspaceID: a.r.c.WorkspaceID, CRMID: cr.ID, CRMModstamp: cr.SystemModstamp.UTC()})
+}
+
 func (a *applier) touch(r *record.Record) {
 	r.UpdatedAt = a.now
 	if r.ID != 0 {
@@ -265,17 +287,18 @@ func (a *applier) followConversion(cr connector.Record) {
 	r := a.byCRMID[cr.ID]
 	switch {
 	case r == nil:
-		a.logRow(nil, cr, synclog.OutcomeSkipped, "converted Lead: its Contact comes through the Contact pull", nil)
+		a.skip(nil, cr, "converted Lead: its Contact comes through the Contact pull")
 	case to == "":
-		a.logRow(r, cr, synclog.OutcomeSkipped, "converted Lead without a Contact: left linked to the Lead", nil)
+		a.skip(r, cr, "converted Lead without a Contact: left linked to the Lead")
 	case a.byCRMID[to] != nil && a.byCRMID[to] != r:
-		a.logRow(r, cr, synclog.OutcomeSkipped, fmt.Sprintf("converted Lead: its Contact %s is already linked to Conversion record %q",
-			to, a.byCRMID[to].ConversionID), nil)
+		a.skip(r, cr, fmt.Sprintf("converted Lead: its Contact %s is already linked to Conversion record %q",
+			to, a.byCRMID[to].ConversionID))
 	default:
 		a.unlink(r)
 		r.CRMObject, r.CRMID = objContact, to
 		a.byCRMID[to] = r
 		a.touch(r)
+		a.remember(cr) // read again, the Lead (no longer linked) says nothing new
 		a.logRow(r, cr, synclog.OutcomeUpdated, "Lead was converted: relinked to its Contact "+to, nil)
 	}
 }
@@ -336,7 +359,7 @@ func (a *applier) upsert(cr connector.Record) {
 		var skip string
 		r, how, skip = a.match(cr)
 		if skip != "" {
-			a.logRow(nil, cr, synclog.OutcomeSkipped, skip, nil)
+			a.skip(nil, cr, skip)
 			return
 		}
 		if r != nil {
@@ -439,6 +462,9 @@ func (a *applier) snapshot(r *record.Record, cr connector.Record, old map[string
 
 // save writes the page's records.
 func (a *applier) save(ctx context.Context, tx bun.Tx) error {
+	if err := rememberSkips(ctx, tx, a.newSkips); err != nil {
+		return err
+	}
 	for i := 0; i < len(a.created); i += 500 {
 		chunk := a.created[i:min(i+500, len(a.created))]
 		if _, err := tx.NewInsert().Model(&chunk).Returning("id").Exec(ctx); err != nil {

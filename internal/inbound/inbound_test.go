@@ -132,11 +132,22 @@ type fakeOrg interface {
 	// get returns a record's fields and LastModifiedDate.
 	get(t *testing.T, object, id string) (map[string]any, time.Time)
 	convert(t *testing.T, leadID string) string
+	remove(t *testing.T, object, id string)
 }
 
 type memOrg struct {
-	org *memcrm.Org
-	rep string
+	crm  *memcrm.CRM
+	name string
+	org  *memcrm.Org
+	rep  string
+}
+
+func (m memOrg) remove(t *testing.T, object, id string) {
+	t.Helper()
+	resp, err := m.crm.BulkUpdate(context.Background(), connector.BulkUpdateRequest{Session: memcrm.Session(m.name, memcrm.DefaultToken),
+		Operations: []connector.Operation{{Kind: connector.OpDelete, Object: object, ID: id}}})
+	require.NoError(t, err)
+	require.Nil(t, resp.Results[0].Error)
 }
 
 func (m memOrg) create(t *testing.T, object string, fields map[string]any) string {
@@ -166,6 +177,11 @@ func (m memOrg) convert(t *testing.T, leadID string) string {
 }
 
 type sfOrg struct{ sf *sffake.Server }
+
+func (s sfOrg) remove(t *testing.T, _, id string) {
+	t.Helper()
+	require.NoError(t, s.sf.DeleteAsUser(s.sf.RepUserID(), id))
+}
 
 func (s sfOrg) create(t *testing.T, object string, fields map[string]any) string {
 	t.Helper()
@@ -228,7 +244,7 @@ func setupWith(t *testing.T, bdb *bun.DB, cfg inbound.Config, backend string) *t
 		org := fmt.Sprintf("org-%s", t.Name())
 		b.crm, b.clock, b.org = crm, mc, crm.Org(org)
 		b.rep = b.org.SalesRepIDs()[0]
-		b.side = memOrg{org: b.org, rep: b.rep}
+		b.side = memOrg{crm: crm, name: org, org: b.org, rep: b.rep}
 		s := memcrm.Session(org, memcrm.DefaultToken)
 		_, err = b.conns.Save(ctx, b.ws, memcrm.Name, s.Config, s.Credentials, b.org.Identity(), nil)
 		require.NoError(t, err)
@@ -578,73 +594,71 @@ func TestCreatesLinksAndSkips(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		t.Parallel()
-		ctx := context.Background()
-		b := setup(t, bdb, inbound.Config{})
-		// Existing Conversion records nobody sent (writing is off), so they
-		// are unlinked.
-		for _, typ := range []record.Type{record.TypeContact, record.TypeCompany} {
-			require.NoError(t, prefs.SetObject(ctx, bdb, b.ws, prefs.ObjectPreference{RecordType: typ, WriteEnabled: false, ReadEnabled: true, CreateAs: prefs.CreateAsLead}))
+		for _, backend := range backends {
+			t.Run(backend, func(t *testing.T) {
+				ctx := context.Background()
+				b := setupWith(t, bdb, inbound.Config{}, backend)
+				// Existing Conversion records nobody sent (writing is off), so they
+				// are unlinked.
+				for _, typ := range []record.Type{record.TypeContact, record.TypeCompany} {
+					require.NoError(t, prefs.SetObject(ctx, bdb, b.ws, prefs.ObjectPreference{RecordType: typ, WriteEnabled: false, ReadEnabled: true, CreateAs: prefs.CreateAsLead}))
+				}
+				b.ingest(t,
+					change(record.TypeContact, "grace", b.clock.Now(), map[string]any{"email": "Grace@Example.com", "lastName": "Hopper"}),
+					change(record.TypeCompany, "acme", b.clock.Now(), map[string]any{"name": "ACME", "website": "https://www.acme.com/"}))
+				require.Zero(t, b.queued(t))
+				b.clock.Advance(time.Minute)
+
+				newLead := b.side.create(t, "Lead", map[string]any{"LastName": "New", "Company": "Co", "Email": "new@example.com", "Title": "CTO"})
+				graceLead := b.side.create(t, "Lead", map[string]any{"LastName": "Hopper", "Company": "Navy", "Email": "grace@example.COM"})
+				noEmail := b.side.create(t, "Lead", map[string]any{"LastName": "Anon", "Company": "Co"})
+				acct := b.side.create(t, "Account", map[string]any{"Name": "Acme Corp", "Website": "acme.com", "Industry": "Technology"})
+				other := b.side.create(t, "Account", map[string]any{"Name": "Initech"})
+				b.clock.Advance(time.Minute)
+
+				res := b.pull(t)
+				require.Zero(t, b.queued(t), "inbound creates and links without queueing anything")
+				log := b.batch(t, res.Batch.ID)
+				require.Equal(t, synclog.Inbound, log.Direction)
+				require.Equal(t, 2, log.Created, "%+v", log)
+				require.Equal(t, 2, log.Updated)
+				require.Equal(t, 1, log.Skipped)
+
+				created := b.rec(t, record.TypeContact, inbound.ConversionIDPrefix+newLead)
+				require.Equal(t, "Lead", created.CRMObject)
+				require.Equal(t, newLead, created.CRMID)
+				require.Equal(t, "CTO", created.Fields["title"].Value)
+				require.Equal(t, record.SourceSalesforce, created.Fields["title"].Source)
+				require.Equal(t, graceLead, b.rec(t, record.TypeContact, "grace").CRMID, "matched by email, whatever its case")
+				require.Equal(t, acct, b.rec(t, record.TypeCompany, "acme").CRMID, "matched by website domain")
+				require.Equal(t, "Technology", b.rec(t, record.TypeCompany, "acme").Fields["industry"].Value)
+				require.Equal(t, "Initech", b.rec(t, record.TypeCompany, inbound.ConversionIDPrefix+other).Fields["name"].Value)
+				var skipped *synclog.Record
+				for _, r := range log.Records {
+					if r.CRMID == noEmail {
+						skipped = r
+					}
+				}
+				require.NotNil(t, skipped)
+				require.Equal(t, synclog.OutcomeSkipped, skipped.Outcome)
+				require.Contains(t, skipped.Reason, "no email")
+
+				// Events: the batch, and records changed.
+				evs := b.pub.all()
+				require.Contains(t, evs, events.Event{WorkspaceID: b.ws, Kind: events.KindBatch, BatchID: res.Batch.ID})
+				require.Contains(t, evs, events.Event{WorkspaceID: b.ws, Kind: events.KindRecords, BatchID: res.Batch.ID})
+
+				// Reading is off for companies: Accounts are no longer pulled.
+				require.NoError(t, prefs.SetObject(ctx, bdb, b.ws, prefs.ObjectPreference{RecordType: record.TypeCompany, WriteEnabled: false, ReadEnabled: false, CreateAs: prefs.CreateAsLead}))
+				b.clock.Advance(time.Minute)
+				b.side.create(t, "Account", map[string]any{"Name": "Unread"})
+				res = b.pull(t)
+				require.Nil(t, res.Batch)
+				n, err := bdb.NewSelect().Model((*record.Record)(nil)).Where("workspace_id = ? AND type = ?", b.ws, record.TypeCompany).Count(ctx)
+				require.NoError(t, err)
+				require.EqualValues(t, 2, n)
+			})
 		}
-		b.ingest(t,
-			change(record.TypeContact, "grace", b.clock.Now(), map[string]any{"email": "Grace@Example.com", "lastName": "Hopper"}),
-			change(record.TypeCompany, "acme", b.clock.Now(), map[string]any{"name": "ACME", "website": "https://www.acme.com/"}))
-		require.Zero(t, b.queued(t))
-		b.clock.Advance(time.Minute)
-
-		newLead, err := b.org.CreateAsUser(b.rep, "Lead", map[string]any{"LastName": "New", "Company": "Co", "Email": "new@example.com", "Title": "CTO"})
-		require.NoError(t, err)
-		graceLead, err := b.org.CreateAsUser(b.rep, "Lead", map[string]any{"LastName": "Hopper", "Company": "Navy", "Email": "grace@example.COM"})
-		require.NoError(t, err)
-		noEmail, err := b.org.CreateAsUser(b.rep, "Lead", map[string]any{"LastName": "Anon", "Company": "Co"})
-		require.NoError(t, err)
-		acct, err := b.org.CreateAsUser(b.rep, "Account", map[string]any{"Name": "Acme Corp", "Website": "acme.com", "Industry": "Tools"})
-		require.NoError(t, err)
-		other, err := b.org.CreateAsUser(b.rep, "Account", map[string]any{"Name": "Initech"})
-		require.NoError(t, err)
-		b.clock.Advance(time.Minute)
-
-		res := b.pull(t)
-		require.Zero(t, b.queued(t), "inbound creates and links without queueing anything")
-		log := b.batch(t, res.Batch.ID)
-		require.Equal(t, synclog.Inbound, log.Direction)
-		require.Equal(t, 2, log.Created, "%+v", log)
-		require.Equal(t, 2, log.Updated)
-		require.Equal(t, 1, log.Skipped)
-
-		created := b.rec(t, record.TypeContact, inbound.ConversionIDPrefix+newLead)
-		require.Equal(t, "Lead", created.CRMObject)
-		require.Equal(t, newLead, created.CRMID)
-		require.Equal(t, "CTO", created.Fields["title"].Value)
-		require.Equal(t, record.SourceSalesforce, created.Fields["title"].Source)
-		require.Equal(t, graceLead, b.rec(t, record.TypeContact, "grace").CRMID, "matched by email, whatever its case")
-		require.Equal(t, acct, b.rec(t, record.TypeCompany, "acme").CRMID, "matched by website domain")
-		require.Equal(t, "Tools", b.rec(t, record.TypeCompany, "acme").Fields["industry"].Value)
-		require.Equal(t, "Initech", b.rec(t, record.TypeCompany, inbound.ConversionIDPrefix+other).Fields["name"].Value)
-		var skipped *synclog.Record
-		for _, r := range log.Records {
-			if r.CRMID == noEmail {
-				skipped = r
-			}
-		}
-		require.NotNil(t, skipped)
-		require.Equal(t, synclog.OutcomeSkipped, skipped.Outcome)
-		require.Contains(t, skipped.Reason, "no email")
-
-		// Events: the batch, and records changed.
-		evs := b.pub.all()
-		require.Contains(t, evs, events.Event{WorkspaceID: b.ws, Kind: events.KindBatch, BatchID: res.Batch.ID})
-		require.Contains(t, evs, events.Event{WorkspaceID: b.ws, Kind: events.KindRecords, BatchID: res.Batch.ID})
-
-		// Reading is off for companies: Accounts are no longer pulled.
-		require.NoError(t, prefs.SetObject(ctx, bdb, b.ws, prefs.ObjectPreference{RecordType: record.TypeCompany, WriteEnabled: false, ReadEnabled: false, CreateAs: prefs.CreateAsLead}))
-		b.clock.Advance(time.Minute)
-		_, err = b.org.CreateAsUser(b.rep, "Account", map[string]any{"Name": "Unread"})
-		require.NoError(t, err)
-		res = b.pull(t)
-		require.Nil(t, res.Batch)
-		n, err := bdb.NewSelect().Model((*record.Record)(nil)).Where("workspace_id = ? AND type = ?", b.ws, record.TypeCompany).Count(ctx)
-		require.NoError(t, err)
-		require.EqualValues(t, 2, n)
 	})
 }
 
@@ -701,21 +715,21 @@ func TestDeletedInCRMUnlinks(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		t.Parallel()
-		ctx := context.Background()
-		b := setup(t, bdb, inbound.Config{})
-		leadID := b.syncedContact(t, "c", "gone@example.com")
-		b.clock.Advance(time.Minute)
-		s := memcrm.Session(fmt.Sprintf("org-%s", t.Name()), memcrm.DefaultToken)
-		resp, err := b.crm.BulkUpdate(ctx, connector.BulkUpdateRequest{Session: s, Operations: []connector.Operation{{Kind: connector.OpDelete, Object: "Lead", ID: leadID}}})
-		require.NoError(t, err)
-		require.Nil(t, resp.Results[0].Error)
-		b.clock.Advance(time.Minute)
-		res := b.pull(t)
-		r := b.rec(t, record.TypeContact, "c")
-		require.Empty(t, r.CRMID)
-		require.Equal(t, "gone@example.com", r.Fields["email"].Value)
-		require.Equal(t, 1, res.Batch.Deleted)
-		require.Zero(t, b.queued(t))
+		for _, backend := range backends {
+			t.Run(backend, func(t *testing.T) {
+				b := setupWith(t, bdb, inbound.Config{}, backend)
+				leadID := b.syncedContact(t, "c", "gone@example.com")
+				b.clock.Advance(time.Minute)
+				b.side.remove(t, "Lead", leadID)
+				b.clock.Advance(time.Minute)
+				res := b.pull(t)
+				r := b.rec(t, record.TypeContact, "c")
+				require.Empty(t, r.CRMID)
+				require.Equal(t, "gone@example.com", r.Fields["email"].Value)
+				require.Equal(t, 1, res.Batch.Deleted)
+				require.Zero(t, b.queued(t))
+			})
+		}
 	})
 }
 
@@ -730,15 +744,13 @@ func TestLookBackCatchesLateCommits(t *testing.T) {
 		b.setMode(t, record.TypeContact, "title", "Title", prefs.TwoWay)
 		id := b.syncedContact(t, "c", "late@example.com")
 		b.clock.Advance(time.Minute)
-		_, err := b.org.CreateAsUser(b.rep, "Lead", map[string]any{"LastName": "Early", "Company": "E", "Email": "early@example.com"})
-		require.NoError(t, err)
+		b.side.create(t, "Lead", map[string]any{"LastName": "Early", "Company": "E", "Email": "early@example.com"})
 		b.pull(t)
 		watermark := b.clock.Now()
 
 		// Both commits carry stamps from before the watermark.
 		b.clock.Set(watermark.Add(-30 * time.Second))
-		late, err := b.org.CreateAsUser(b.rep, "Lead", map[string]any{"LastName": "Late", "Company": "L", "Email": "late-new@example.com"})
-		require.NoError(t, err)
+		late := b.side.create(t, "Lead", map[string]any{"LastName": "Late", "Company": "L", "Email": "late-new@example.com"})
 		b.side.edit(t, "Lead", id, map[string]any{"Title": "Late edit"})
 		b.clock.Set(watermark.Add(time.Minute))
 

@@ -223,3 +223,42 @@ func websiteVariants(d string) []string {
 	}
 	return out
 }
+
+// skipRow remembers the version of a CRM record a pull skipped.
+type skipRow struct {
+	bun.BaseModel `bun:"table:inbound_skips"`
+
+	WorkspaceID int64     `bun:"workspace_id,pk"`
+	CRMID       string    `bun:"crm_id,pk"`
+	CRMModstamp time.Time `bun:"crm_modstamp,notnull"`
+}
+
+// skipped returns the SystemModstamp each of the CRM records was last
+// skipped at.
+func skipped(ctx context.Context, db bun.IDB, workspaceID int64, crmIDs []string) (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	for i := 0; i < len(crmIDs); i += 500 {
+		chunk := crmIDs[i:min(i+500, len(crmIDs))]
+		var rows []skipRow
+		err := db.NewSelect().Model(&rows).Where("workspace_id = ? AND crm_id IN (?)", workspaceID, bun.List(chunk)).Scan(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("load skipped CRM records: %w", err)
+		}
+		for _, r := range rows {
+			out[r.CRMID] = r.CRMModstamp
+		}
+	}
+	return out, nil
+}
+
+func rememberSkips(ctx context.Context, db bun.IDB, rows []skipRow) error {
+	for i := 0; i < len(rows); i += 500 {
+		chunk := rows[i:min(i+500, len(rows))]
+		_, err := db.NewInsert().Model(&chunk).On("CONFLICT (workspace_id, crm_id) DO UPDATE").
+			Set("crm_modstamp = EXCLUDED.crm_modstamp").Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("remember %d skipped CRM records: %w", len(chunk), err)
+		}
+	}
+	return nil
+}

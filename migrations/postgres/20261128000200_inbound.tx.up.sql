@@ -18,5 +18,15 @@ CREATE TABLE inbound_pulls (
     last_pull_at TIMESTAMPTZ NOT NULL
 );
 
+-- CRM records a pull skipped (no email, converted Lead, ...), with the
+-- SystemModstamp skipped: a look-back re-read of the same version is not
+-- logged again.
+CREATE TABLE inbound_skips (
+    workspace_id BIGINT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+    crm_id TEXT NOT NULL,
+    crm_modstamp TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (workspace_id, crm_id)
+);
+
 CREATE INDEX records_email ON records (workspace_id, type, lower(((fields::jsonb) -> 'email') ->> 'v'));
 CREATE INDEX records_website ON records (workspace_id, type, lower(((fields::jsonb) -> 'website') ->> 'v'));
