@@ -367,18 +367,22 @@ func TestCrmsyncOwnWritesChangeNothing(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		t.Parallel()
-		b := setup(t, bdb, inbound.Config{})
-		b.ingest(t, change(record.TypeContact, "c1", b.clock.Now(), map[string]any{"email": "ada@example.com", "lastName": "Lovelace", "company": "Analytical", "title": "Countess"}))
-		b.flush(t)
-		before := b.rec(t, record.TypeContact, "c1")
-		b.clock.Advance(time.Minute)
-		res := b.pull(t)
-		require.Nil(t, res.Batch, "reading back crmsync's own write logs nothing")
-		after := b.rec(t, record.TypeContact, "c1")
-		require.Equal(t, before.Fields, after.Fields)
-		require.Equal(t, before.CRMID, after.CRMID)
-		require.False(t, after.CRMModstamp.IsZero(), "the modstamp read is stored")
-		require.Zero(t, b.queued(t))
+		for _, backend := range backends {
+			t.Run(backend, func(t *testing.T) {
+				b := setupWith(t, bdb, inbound.Config{}, backend)
+				b.ingest(t, change(record.TypeContact, "c1", b.clock.Now(), map[string]any{"email": "ada@example.com", "lastName": "Lovelace", "company": "Analytical", "title": "Countess"}))
+				b.flush(t)
+				before := b.rec(t, record.TypeContact, "c1")
+				b.clock.Advance(time.Minute)
+				res := b.pull(t)
+				require.Nil(t, res.Batch, "reading back crmsync's own write logs nothing")
+				after := b.rec(t, record.TypeContact, "c1")
+				require.Equal(t, before.Fields, after.Fields)
+				require.Equal(t, before.CRMID, after.CRMID)
+				require.False(t, after.CRMModstamp.IsZero(), "the modstamp read is stored")
+				require.Zero(t, b.queued(t))
+			})
+		}
 	})
 }
 
