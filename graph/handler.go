@@ -78,6 +78,7 @@ func NewHandler(r *Resolver, opts HandlerOptions) *handler.Server {
 	}
 	srv.Use(extension.FixedComplexityLimit(cmpOr(opts.ComplexityLimit, DefaultComplexityLimit)))
 	srv.Use(DepthLimit{Max: cmpOr(opts.DepthLimit, DefaultDepthLimit)})
+	srv.Use(SelectionLimit{MaxFields: DefaultMaxFields, MaxAliases: DefaultMaxAliases})
 	return srv
 }
 
