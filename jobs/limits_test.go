@@ -18,6 +18,7 @@ import (
 	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
 	"github.com/crmsync/crmsync/internal/engine"
+	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/overview"
 	"github.com/crmsync/crmsync/internal/record"
@@ -79,7 +80,7 @@ func TestAllowanceRunsOutMidBurstAndQueueDrainsItself(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		t.Parallel()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 		defer cancel()
 		const interval = 200 * time.Millisecond
 
@@ -131,7 +132,9 @@ func TestAllowanceRunsOutMidBurstAndQueueDrainsItself(t *testing.T) {
 
 		// Ticks come and probe; none sends data, nothing leaves the queue.
 		probes := counter.probes.Load()
-		require.Eventually(t, func() bool { return counter.probes.Load() >= probes+2 }, 30*time.Second, 20*time.Millisecond)
+		// (After the refusal the job snoozes; the sweep, on River's elected
+		// leader, brings the ticks back.)
+		require.Eventually(t, func() bool { return counter.probes.Load() >= probes+2 }, 90*time.Second, 20*time.Millisecond)
 		require.Zero(t, counter.afterLimit.Load(), "no data call after the first REQUEST_LIMIT_EXCEEDED")
 		d, err := outbound.Measure(ctx, bdb, ws)
 		require.NoError(t, err)
@@ -152,5 +155,37 @@ func TestAllowanceRunsOutMidBurstAndQueueDrainsItself(t *testing.T) {
 		o, err := overview.Get(ctx, bdb, ws, time.Now())
 		require.NoError(t, err)
 		require.False(t, o.Paused)
+	})
+}
+
+func TestSweepPrunesCallCountsOutsideTheWindow(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		var ws int64
+		require.NoError(t, bdb.NewRaw("INSERT INTO workspaces (name, created_at) VALUES (?, ?) RETURNING id", "t", time.Now().UTC()).Scan(ctx, &ws))
+		now := time.Now()
+		require.NoError(t, limits.Record(ctx, bdb, ws, now.Add(-30*time.Hour), 5))
+		require.NoError(t, limits.Record(ctx, bdb, ws, now, 2))
+
+		workers := river.NewWorkers()
+		river.AddWorker(workers, jobs.NewSweepWorker(bdb))
+		client, err := jobs.NewClient(bdb, quiet(), workers, []*river.PeriodicJob{jobs.SweepPeriodic(200 * time.Millisecond)})
+		require.NoError(t, err)
+		require.NoError(t, client.Start(ctx))
+		defer func() {
+			stopCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+			defer stop()
+			require.NoError(t, client.Stop(stopCtx))
+		}()
+		require.Eventually(t, func() bool {
+			n, err := bdb.NewSelect().Table("api_calls").Where("workspace_id = ?", ws).Count(ctx)
+			return err == nil && n == 1
+		}, 30*time.Second, 50*time.Millisecond, "the bucket 30 hours old is pruned")
+		used, err := limits.Used(ctx, bdb, ws, time.Now())
+		require.NoError(t, err)
+		require.Equal(t, int64(2), used)
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/outbound"
 )
 
@@ -44,8 +45,12 @@ func SweepPeriodic(interval time.Duration) *river.PeriodicJob {
 		&river.PeriodicJobOpts{ID: "flush_sweep"})
 }
 
-// Work implements river.Worker.
+// Work implements river.Worker. It also prunes crmsync's call counts that
+// left the limit window.
 func (w *SweepWorker) Work(ctx context.Context, job *river.Job[SweepArgs]) error {
+	if err := limits.Prune(ctx, w.db, time.Now()); err != nil {
+		return err
+	}
 	var ids []int64
 	err := w.db.NewSelect().Model((*connection.Connection)(nil)).Column("workspace_id").
 		Where("workspace_id IN (?)", w.db.NewSelect().Model((*outbound.Item)(nil)).Column("workspace_id").
