@@ -521,3 +521,37 @@ func TestWorkflowActions(t *testing.T) {
 		require.ErrorAs(t, err, &ie)
 	})
 }
+
+// Updates of every type need no dependency order: one read per object and
+// one write for the whole batch, as counted by the CRM.
+func TestUpdateBurstIsOneWrite(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setup(t, bdb)
+		now := b.clock.Now()
+		var changes []outbound.Change
+		for i := range 50 {
+			changes = append(changes,
+				change(record.TypeCompany, fmt.Sprintf("co%d", i), now, map[string]any{"name": fmt.Sprintf("Co %d", i)}),
+				change(record.TypeContact, fmt.Sprintf("c%d", i), now, map[string]any{"email": fmt.Sprintf("c%d@example.com", i), "lastName": "L", "company": "X", "companyId": fmt.Sprintf("co%d", i)}),
+				change(record.TypeCampaign, fmt.Sprintf("camp%d", i), now, map[string]any{"name": fmt.Sprintf("Camp %d", i)}))
+		}
+		b.ingest(t, changes...)
+		b.drain(t)
+
+		b.clock.Advance(time.Minute)
+		changes = changes[:0]
+		for i := range 50 {
+			changes = append(changes,
+				change(record.TypeCompany, fmt.Sprintf("co%d", i), b.clock.Now(), map[string]any{"phone": "1"}),
+				change(record.TypeContact, fmt.Sprintf("c%d", i), b.clock.Now(), map[string]any{"phone": "2"}),
+				change(record.TypeCampaign, fmt.Sprintf("camp%d", i), b.clock.Now(), map[string]any{"status": "In Progress"}))
+		}
+		b.ingest(t, changes...)
+		before := b.org.CallCount()
+		res := b.flush(t)
+		require.Equal(t, 150, res.Batch.Updated, "%+v", res.Batch)
+		require.Equal(t, int64(3+1), b.org.CallCount()-before, "a read per object (Account, Campaign, Lead) and one write")
+	})
+}

@@ -73,8 +73,10 @@ type flush struct {
 	extID   map[string]string
 	records map[record.Key]*record.Record
 
-	jobs  []*job
-	calls int
+	jobs []*job
+	// pending are built jobs whose writes are not sent yet.
+	pending []*job
+	calls   int
 
 	deleteIDs []int64
 	backoffs  []backoff
@@ -126,6 +128,9 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 	var callErr error
 	for level := 0; level <= 2 && callErr == nil; level++ {
 		callErr = f.runLevel(ctx, level)
+	}
+	if callErr == nil {
+		callErr = f.writePending(ctx)
 	}
 	if errors.Is(callErr, connector.ErrRateLimited) {
 		// Hold further calls at the gate until a fresh reading says otherwise.
@@ -268,8 +273,11 @@ func parentKeys(r *record.Record) []record.Key {
 	return out
 }
 
-// runLevel takes the jobs of one dependency level through match, read,
-// decide and write. A returned error is a whole-call connector failure.
+// runLevel takes the jobs of one dependency level through match, read and
+// decide; their writes join the pending ones. Pending writes are sent first
+// only when a job of this level needs the CRM id of a record they create:
+// in the steady state (updates) every level goes out in one BulkUpdate. A
+// returned error is a whole-call connector failure.
 func (f *flush) runLevel(ctx context.Context, level int) error {
 	var jobs []*job
 	for _, j := range f.jobs {
@@ -279,6 +287,11 @@ func (f *flush) runLevel(ctx context.Context, level int) error {
 	}
 	if len(jobs) == 0 {
 		return nil
+	}
+	if f.needsPendingCreates(jobs) {
+		if err := f.writePending(ctx); err != nil {
+			return err
+		}
 	}
 	jobs = f.waitForParents(jobs)
 	if err := f.describe(ctx, jobs); err != nil {
@@ -290,12 +303,40 @@ func (f *flush) runLevel(ctx context.Context, level int) error {
 	if err := f.readCurrent(ctx, jobs); err != nil {
 		return err
 	}
-	var ops []*job
 	for _, j := range jobs {
 		if !j.done && f.build(j) {
-			ops = append(ops, j)
+			f.pending = append(f.pending, j)
 		}
 	}
+	return nil
+}
+
+// needsPendingCreates reports whether a job depends on a record that a
+// pending write is about to create.
+func (f *flush) needsPendingCreates(jobs []*job) bool {
+	creating := map[int64]bool{}
+	for _, p := range f.pending {
+		if p.op.Kind == connector.OpCreate || p.op.Kind == connector.OpUpsert {
+			creating[p.rec.ID] = true
+		}
+	}
+	if len(creating) == 0 {
+		return false
+	}
+	for _, j := range jobs {
+		for _, k := range parentKeys(j.rec) {
+			if r := f.records[k]; r != nil && creating[r.ID] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// writePending sends the pending writes in one BulkUpdate.
+func (f *flush) writePending(ctx context.Context) error {
+	ops := f.pending
+	f.pending = nil
 	return f.write(ctx, ops)
 }
 
