@@ -164,8 +164,14 @@ func (w *FlushWorker) Work(ctx context.Context, job *river.Job[FlushArgs]) error
 	case errors.Is(err, engine.ErrBusy):
 		return river.JobSnooze(time.Second)
 	case errors.Is(err, connector.ErrRateLimited) && errors.As(err, &cerr):
-		// Costs no attempt and drops nothing; the gate holds further calls.
-		return river.JobSnooze(max(cerr.RetryAfter, w.interval))
+		// Costs no attempt and drops nothing. Back on the next tick (sooner
+		// if the CRM says so): the gate holds further calls until a probe
+		// finds the allowance back, so a tick costs no CRM call.
+		d := w.interval
+		if cerr.RetryAfter > 0 && cerr.RetryAfter < d {
+			d = cerr.RetryAfter
+		}
+		return river.JobSnooze(d)
 	case err != nil:
 		return err
 	}
