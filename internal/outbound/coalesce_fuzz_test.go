@@ -1,7 +1,6 @@
 package outbound
 
 import (
-	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -9,24 +8,25 @@ import (
 	"github.com/crmsync/crmsync/internal/record"
 )
 
-// itemsFromBytes turns fuzz bytes into a queue: four bytes per item say
-// which record (of 4), upsert or remove, which field (of 3) and when (of 6
-// instants, so ties are common). Ids grow, as in the queue.
+var fuzzFields = [3]string{"f0", "f1", "f2"}
+
+// itemsFromBytes turns fuzz bytes into a queue of at most 64 items: four
+// bytes per item say which record (of 4), upsert or remove, which field
+// (of 3) and when (of 6 instants, so ties are common). Ids grow, as in the
+// queue.
 func itemsFromBytes(data []byte) []Item {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var items []Item
-	for i := 0; i+4 <= len(data) && len(items) < 200; i += 4 {
+	for i := 0; i+4 <= len(data) && len(items) < 64; i += 4 {
 		b := data[i : i+4]
 		it := Item{ID: int64(len(items) + 1), RecordID: int64(b[0] % 4), RecordType: record.TypeContact,
 			Op: OpUpsert, Attempts: int(b[3] % 5)}
 		if b[1]%7 == 0 {
 			it.Op = OpRemove
 		} else {
-			name := fmt.Sprintf("f%d", b[1]%3)
-			it.Fields = record.Fields{name: {Value: fmt.Sprintf("v%d", it.ID), ChangedAt: t0.Add(time.Duration(b[2]%6) * time.Second)}}
+			it.Fields = record.Fields{fuzzFields[b[1]%3]: {Value: it.ID, ChangedAt: t0.Add(time.Duration(b[2]%6) * time.Second)}}
 			if b[2]&0x80 != 0 { // a second field in the same item
-				other := fmt.Sprintf("f%d", (b[1]+1)%3)
-				it.Fields[other] = record.FieldState{Value: fmt.Sprintf("w%d", it.ID), ChangedAt: t0.Add(time.Duration(b[3]%6) * time.Second)}
+				it.Fields[fuzzFields[(b[1]+1)%3]] = record.FieldState{Value: -it.ID, ChangedAt: t0.Add(time.Duration(b[3]%6) * time.Second)}
 			}
 		}
 		items = append(items, it)
