@@ -2,10 +2,12 @@ package securitytest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -103,6 +105,28 @@ func TestCostAttacksRefusedBeforeExecution(t *testing.T) {
 			require.Contains(t, resp.Errors[0].Message, "first must be between 1 and 100")
 		})
 
+		t.Run("1,000 aliases over GET", func(t *testing.T) {
+			q := url.Values{"query": {"{ " + repeat(1000, "a%d: __schema { types { name } }") + "}"}}
+			resp := b.api.Do(t, http.MethodGet, "/graphql?"+q.Encode(), token, "", nil)
+			require.Equal(t, http.StatusUnprocessableEntity, resp.Status, resp.Body)
+			require.Equal(t, graph.CodeQueryTooLarge, resp.Errors[0].Code())
+			requireNoData(t, resp)
+		})
+		t.Run("1,000 aliases over a websocket", func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			before := b.bus.started()
+			conn := dialInit(ctx, t, b, "graphql-transport-ws", map[string]any{"Authorization": "Bearer " + token})
+			writeMsg(ctx, t, conn, map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{
+				"query": "subscription { " + repeat(1000, "a%d: syncOverviewUpdated { paused }") + "}"}})
+			msgs := readUntil(ctx, t, conn, func(m map[string]any) bool { return m["type"] == "error" || m["type"] == "next" })
+			last := msgs[len(msgs)-1]
+			require.Equal(t, "error", last["type"], "%v", last)
+			raw, _ := json.Marshal(last["payload"])
+			require.Contains(t, string(raw), graph.CodeQueryTooLarge)
+			require.Equal(t, before, b.bus.started(), "no subscription started")
+			closeConn(t, conn)
+		})
 		t.Run("100,000 changes", func(t *testing.T) {
 			resp := b.query(t, token, `mutation($in: [RecordChangeInput!]!) { recordChanges(input: $in) { accepted } }`, map[string]any{"in": changes(100_000)})
 			require.Equal(t, http.StatusRequestEntityTooLarge, resp.Status)

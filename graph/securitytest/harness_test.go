@@ -115,7 +115,9 @@ func setup(t *testing.T, bdb *bun.DB) *bundle {
 		AllowedOrigins: []string{allowedOrigin},
 	})
 	require.NoError(t, err)
-	ts := httptest.NewServer(srv)
+	ts := httptest.NewUnstartedServer(srv)
+	ts.Config.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn) // as httpserver.Serve does
+	ts.Start()
 	t.Cleanup(ts.Close)
 	b.api = &graphtest.Server{URL: ts.URL, DB: bdb, Workspaces: b.works, Resolver: resolver}
 	b.wsURL = "ws" + strings.TrimPrefix(ts.URL, "http") + "/graphql"
