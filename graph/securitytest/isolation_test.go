@@ -262,6 +262,7 @@ var probes = map[string]probe{
 		require.True(t, d.DisconnectCrm)
 		resp := a.do(t, `mutation { disconnectCrm }`, nil)
 		require.NotEmpty(t, resp.Errors, "the attacker has no connection left to remove; the victim's is not its")
+		require.Equal(t, "NOT_CONNECTED", resp.Errors[0].Code(), resp.Body)
 		a.data(t, `mutation($in: ConnectCrmInput!) { connectCrm(input: $in) { id } }`, map[string]any{"in": map[string]any{
 			"connector": "memcrm", "config": map[string]any{"org": "attacker-org"}, "credentials": map[string]any{"token": a.b.crmToken}}}, &d)
 	},

@@ -30,8 +30,19 @@ const (
 	StatusExpired Status = "EXPIRED"
 )
 
-// ErrNotConnected is returned when a workspace has no CRM connection.
-var ErrNotConnected = errors.New("no CRM connection: connect one with connectCrm")
+// ErrNotConnected is returned when a workspace has no CRM connection. Its
+// message is written for API clients (code NOT_CONNECTED).
+var ErrNotConnected error = notConnectedError{}
+
+type notConnectedError struct{}
+
+func (notConnectedError) Error() string { return "no CRM connection: connect one with connectCrm" }
+
+// UserFacing marks the error as safe to show to API clients.
+func (notConnectedError) UserFacing() {}
+
+// Code is the error's GraphQL extension code.
+func (notConnectedError) Code() string { return "NOT_CONNECTED" }
 
 // Connection is one row of crm_connections.
 type Connection struct {
