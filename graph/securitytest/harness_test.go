@@ -23,6 +23,8 @@ import (
 	"github.com/crmsync/crmsync/graph"
 	"github.com/crmsync/crmsync/graph/graphtest"
 	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/db"
+	"github.com/crmsync/crmsync/internal/db/dbtest"
 	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/events"
 	"github.com/crmsync/crmsync/internal/httpserver"
@@ -55,8 +57,32 @@ type bundle struct {
 
 // setup serves crmsync over bdb as cmd/crmsync wires it, with memcrm
 // built in process and an insert-only River client (flushes are run by
-// calling the engine).
+// calling the engine). Events go through the in-process bus.
 func setup(t *testing.T, bdb *bun.DB) *bundle {
+	t.Helper()
+	return newBundle(t, bdb, "")
+}
+
+// eachWithPGBus is dbtest.Each for tests of events: on PostgreSQL the
+// server publishes and receives them through the PostgreSQL bus (NOTIFY),
+// as replicas do in production.
+func eachWithPGBus(t *testing.T, fn func(t *testing.T, b *bundle)) {
+	t.Helper()
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		fn(t, setup(t, dbtest.Open(t, db.SQLite)))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		url := dbtest.PostgresURL(t)
+		bdb, err := db.Open(context.Background(), url, "", slog.New(slog.DiscardHandler))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = bdb.Close() })
+		fn(t, newBundle(t, bdb, url))
+	})
+}
+
+func newBundle(t *testing.T, bdb *bun.DB, pgURL string) *bundle {
 	t.Helper()
 	b := &bundle{db: bdb, logs: &lockedBuffer{}, crmToken: "S3CRET-crm-token-" + randomHex(t, 8)}
 	logger := slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -73,7 +99,23 @@ func setup(t *testing.T, bdb *bun.DB) *bundle {
 	box, err := secret.NewBox(key)
 	require.NoError(t, err)
 	b.store = connection.NewStore(bdb, box)
-	b.bus = &countingBus{Bus: events.NewBus()}
+	b.bus = &countingBus{bus: events.NewBus()}
+	if pgURL != "" {
+		pg := events.NewPGBus(bdb, pgURL, logger)
+		ctx, cancel := context.WithCancel(context.Background())
+		ready, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			pg.Run(ctx, ready)
+		}()
+		t.Cleanup(func() { cancel(); <-done })
+		select {
+		case <-ready:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the PostgreSQL event bus is not listening after 10s")
+		}
+		b.bus.bus = pg
+	}
 	notices := notifier{bus: b.bus}
 	crms := connectorsFunc(func(_ context.Context, name string) (connector.Connector, error) {
 		if name != memcrm.Name {
@@ -179,24 +221,23 @@ func (n notifier) QueueChanged(ctx context.Context, ws int64) {
 	_ = n.bus.Publish(ctx, events.Event{WorkspaceID: ws, Kind: events.KindOverview})
 }
 
-// countingBus is the in-process event bus, counting subscriptions started
-// per workspace so a test can tell that none started.
+// countingBus is the server's event bus, counting the subscriptions
+// started so a test can tell that none started.
 type countingBus struct {
-	*events.Bus
-	mu   sync.Mutex
-	subs map[int64]int
-	all  atomic.Int64
+	bus interface {
+		events.Publisher
+		graph.Subscriber
+	}
+	all atomic.Int64
+}
+
+func (c *countingBus) Publish(ctx context.Context, e events.Event) error {
+	return c.bus.Publish(ctx, e)
 }
 
 func (c *countingBus) Subscribe(ctx context.Context, ws int64) <-chan events.Event {
-	c.mu.Lock()
-	if c.subs == nil {
-		c.subs = map[int64]int{}
-	}
-	c.subs[ws]++
-	c.mu.Unlock()
 	c.all.Add(1)
-	return c.Bus.Subscribe(ctx, ws)
+	return c.bus.Subscribe(ctx, ws)
 }
 
 func (c *countingBus) started() int64 { return c.all.Load() }

@@ -11,12 +11,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/uptrace/bun"
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/crmsync/crmsync/graph"
 	"github.com/crmsync/crmsync/graph/graphtest"
-	"github.com/crmsync/crmsync/internal/db/dbtest"
 	"github.com/crmsync/crmsync/internal/events"
 )
 
@@ -392,9 +390,7 @@ func TestEveryRootFieldHasAnIsolationProbe(t *testing.T) {
 // errors or subscription events.
 func TestTenantIsolation(t *testing.T) {
 	t.Parallel()
-	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
-		t.Parallel()
-		b := setup(t, bdb)
+	eachWithPGBus(t, func(t *testing.T, b *bundle) {
 		v := seedVictim(t, b)
 		before := v.snapshot(t, b)
 		ws, token := b.newWorkspace(t, "Attacker")
