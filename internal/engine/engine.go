@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -101,8 +100,7 @@ type Engine struct {
 	owner      string
 	now        func() time.Time
 
-	descMu sync.Mutex
-	descs  map[string]describeEntry
+	descs *connection.DescribeCache
 }
 
 // leaseOwner names one sync for the connection lease: the process (for
@@ -111,12 +109,6 @@ func (e *Engine) leaseOwner() string {
 	suffix := make([]byte, 6)
 	_, _ = rand.Read(suffix)
 	return e.owner + "/" + hex.EncodeToString(suffix)
-}
-
-// describeEntry caches a connection's object describes between flushes.
-type describeEntry struct {
-	at      time.Time
-	objects map[string]connector.Object
 }
 
 // describeTTL bounds how long a describe is trusted (fields added in the
@@ -129,7 +121,7 @@ func New(db *bun.DB, conns *connection.Store, connectors Connectors, notifier Ba
 	host, _ := os.Hostname()
 	return &Engine{db: db, conns: conns, connectors: connectors, notifier: notifier, logger: logger, cfg: cfg,
 		owner: fmt.Sprintf("%s/%d", host, os.Getpid()), now: time.Now,
-		descs: map[string]describeEntry{}}
+		descs: connection.NewDescribeCache(describeTTL)}
 }
 
 // Result is what one flush did.
@@ -319,34 +311,4 @@ func (e *Engine) notify(ctx context.Context, b *synclog.Batch) {
 	if e.notifier != nil && b != nil {
 		e.notifier.BatchWritten(context.WithoutCancel(ctx), b)
 	}
-}
-
-func describeKey(c *connection.Connection) string {
-	return fmt.Sprintf("%d/%s/%s", c.ID, c.Connector, c.Config)
-}
-
-// cachedObjects returns the cached describes of a connection's objects.
-func (e *Engine) cachedObjects(c *connection.Connection) map[string]connector.Object {
-	e.descMu.Lock()
-	defer e.descMu.Unlock()
-	d, ok := e.descs[describeKey(c)]
-	if !ok || e.now().Sub(d.at) > describeTTL {
-		return map[string]connector.Object{}
-	}
-	return d.objects
-}
-
-// cacheObjects remembers describes of a connection's objects.
-func (e *Engine) cacheObjects(c *connection.Connection, objs []connector.Object) {
-	e.descMu.Lock()
-	defer e.descMu.Unlock()
-	k := describeKey(c)
-	d, ok := e.descs[k]
-	if !ok || e.now().Sub(d.at) > describeTTL {
-		d = describeEntry{at: e.now(), objects: map[string]connector.Object{}}
-	}
-	for _, o := range objs {
-		d.objects[o.Name] = o
-	}
-	e.descs[k] = d
 }

@@ -61,11 +61,11 @@ type job struct {
 
 // flush is the state of one flush of one connection.
 type flush struct {
-	e       *Engine
-	c       *connection.Connection
-	crm     connector.Connector
-	session connector.Session
-	now     time.Time
+	e     *Engine
+	c     *connection.Connection
+	crm   connector.Connector
+	meter *connection.Meter
+	now   time.Time
 
 	objs    map[record.Type]prefs.ObjectPreference
 	maps    map[record.Type][]prefs.FieldMapping
@@ -76,7 +76,6 @@ type flush struct {
 	jobs []*job
 	// pending are built jobs whose writes are not sent yet.
 	pending []*job
-	calls   int
 
 	deleteIDs []int64
 	backoffs  []backoff
@@ -94,11 +93,11 @@ func (e *Engine) newFlush(ctx context.Context, c *connection.Connection) (*flush
 	if err != nil {
 		return nil, fmt.Errorf("connector %q: %w", c.Connector, err)
 	}
-	session, err := e.conns.Session(c)
+	meter, err := e.conns.NewMeter(c)
 	if err != nil {
 		return nil, err
 	}
-	return &flush{e: e, c: c, crm: crm, session: session, now: e.now().UTC(),
+	return &flush{e: e, c: c, crm: crm, meter: meter, now: e.now().UTC(),
 		extID: externalIDFields(c.Config), records: map[record.Key]*record.Record{}}, nil
 }
 
@@ -149,7 +148,7 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 		}
 	}
 	batch.FinishedAt = f.e.now().UTC()
-	batch.APICalls = f.calls
+	batch.APICalls = f.meter.Calls
 	batch.Count()
 	if callErr != nil {
 		batch.Status = synclog.StatusFailed
@@ -160,7 +159,7 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 	}
 	f.e.notify(ctx, batch)
 	f.e.logger.Info("flush done", slog.Int64("workspace_id", f.c.WorkspaceID), slog.Int("items", len(items)),
-		slog.Int("records", len(f.jobs)), slog.Int("api_calls", f.calls), slog.String("status", string(batch.Status)))
+		slog.Int("records", len(f.jobs)), slog.Int("api_calls", f.meter.Calls), slog.String("status", string(batch.Status)))
 	res := &Result{Batch: batch, More: len(items) == f.e.cfg.MaxItems}
 	if errors.Is(callErr, connector.ErrCredentials) {
 		pr, err := f.e.Pause(ctx, f.c, synclog.Outbound, PauseConnectionExpired, "")
@@ -388,7 +387,7 @@ func (f *flush) finish(j *job, outcome synclog.Outcome, reason, code string) {
 func (f *flush) describe(ctx context.Context, jobs []*job) error {
 	if f.desc == nil {
 		f.desc = &connector.Description{}
-		for _, o := range f.e.cachedObjects(f.c) {
+		for _, o := range f.e.descs.Objects(f.c) {
 			f.desc.Objects = append(f.desc.Objects, o)
 		}
 	}
@@ -407,43 +406,13 @@ func (f *flush) describe(ctx context.Context, jobs []*job) error {
 	if len(want) == 0 {
 		return nil
 	}
-	d, err := f.crm.Describe(ctx, connector.DescribeRequest{Session: f.session, Objects: want})
-	if err := f.observe(ctx, "describe", metaOf(d), err); err != nil {
+	d, err := f.crm.Describe(ctx, connector.DescribeRequest{Session: f.meter.Session, Objects: want})
+	if err := f.meter.Observe(ctx, "describe", connection.MetaOf(d), err); err != nil {
 		return err
 	}
 	f.desc.Objects = append(f.desc.Objects, d.Objects...)
-	f.e.cacheObjects(f.c, d.Objects)
+	f.e.descs.Add(f.c, d.Objects)
 	return nil
-}
-
-// observe persists what a connector response carried and counts its calls.
-func (f *flush) observe(ctx context.Context, what string, m *connector.Meta, err error) error {
-	if m != nil {
-		f.calls += max(m.Calls, 1)
-		if m.Credentials != nil {
-			f.session.Credentials = m.Credentials
-		}
-		if oerr := f.e.conns.Observe(ctx, f.c, *m); oerr != nil {
-			return oerr
-		}
-	} else if err != nil {
-		f.calls++
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	return nil
-}
-
-// metaOf returns the Meta of a connector response, nil for a nil response.
-func metaOf[T any, R interface {
-	*T
-	ResponseMeta() *connector.Meta
-}](r R) *connector.Meta {
-	if r == nil {
-		return nil
-	}
-	return r.ResponseMeta()
 }
 
 // commit records every outcome and the sync log in one transaction.
@@ -473,7 +442,7 @@ func (f *flush) commit(ctx context.Context, batch *synclog.Batch) error {
 				return fmt.Errorf("update record %d: %w", j.rec.ID, err)
 			}
 		}
-		if err := limits.Record(ctx, tx, f.c.WorkspaceID, f.now, f.calls); err != nil {
+		if err := limits.Record(ctx, tx, f.c.WorkspaceID, f.now, f.meter.Calls); err != nil {
 			return err
 		}
 		return synclog.Write(ctx, tx, batch)
@@ -505,7 +474,7 @@ func (f *flush) checkBudget(ctx context.Context) (PauseReason, string, error) {
 // yet (a connector may spend a call per object).
 func (f *flush) plannedCalls() int {
 	calls := 0
-	cached := f.e.cachedObjects(f.c)
+	cached := f.e.descs.Objects(f.c)
 	undescribed := map[string]bool{}
 	for _, j := range f.jobs {
 		if j.done {

@@ -3,11 +3,11 @@ package engine
 import (
 	"context"
 	"encoding/json"
-	"net/url"
 	"slices"
 	"strings"
 
 	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/record"
 )
@@ -81,9 +81,9 @@ func (f *flush) fetch(ctx context.Context, object string, ids []string, key *con
 	if len(ids) == 0 && (key == nil || len(key.Values) == 0) {
 		return nil, nil
 	}
-	resp, err := f.crm.FetchCurrent(ctx, connector.FetchCurrentRequest{Session: f.session, Object: object,
+	resp, err := f.crm.FetchCurrent(ctx, connector.FetchCurrentRequest{Session: f.meter.Session, Object: object,
 		IDs: ids, Match: key, Fields: f.readFields(object)})
-	if err := f.observe(ctx, "read "+object, metaOf(resp), err); err != nil {
+	if err := f.meter.Observe(ctx, "read "+object, connection.MetaOf(resp), err); err != nil {
 		return nil, err
 	}
 	return resp.Records, nil
@@ -322,7 +322,7 @@ func (f *flush) matchCompanies(ctx context.Context, jobs []*job) error {
 	byDomain := map[string][]*job{}
 	var values []string
 	for _, j := range jobs {
-		d := domainOf(stringField(j.rec, "website"))
+		d := record.Domain(stringField(j.rec, "website"))
 		if d == "" {
 			continue
 		}
@@ -340,7 +340,7 @@ func (f *flush) matchCompanies(ctx context.Context, jobs []*job) error {
 	byD := map[string][]connector.Record{}
 	for _, r := range recs {
 		w, _ := r.Fields["Website"].(string)
-		byD[domainOf(w)] = append(byD[domainOf(w)], r)
+		byD[record.Domain(w)] = append(byD[record.Domain(w)], r)
 	}
 	for d, js := range byDomain {
 		if r, ok := newest(byD[d]); ok {
@@ -350,22 +350,6 @@ func (f *flush) matchCompanies(ctx context.Context, jobs []*job) error {
 		}
 	}
 	return f.matchByName(ctx, objAccount, unlinked(jobs))
-}
-
-// domainOf reduces a website to its host without "www.", lower case.
-func domainOf(website string) string {
-	w := strings.ToLower(strings.TrimSpace(website))
-	if w == "" {
-		return ""
-	}
-	if !strings.Contains(w, "://") {
-		w = "http://" + w
-	}
-	u, err := url.Parse(w)
-	if err != nil {
-		return ""
-	}
-	return strings.TrimPrefix(u.Hostname(), "www.")
 }
 
 func (f *flush) matchCampaigns(ctx context.Context, jobs []*job) error {

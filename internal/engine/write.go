@@ -9,6 +9,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/record"
 	"github.com/crmsync/crmsync/internal/synclog"
@@ -260,8 +261,8 @@ func (f *flush) write(ctx context.Context, jobs []*job) error {
 	for i, j := range jobs {
 		ops[i] = j.op
 	}
-	resp, err := f.crm.BulkUpdate(ctx, connector.BulkUpdateRequest{Session: f.session, Operations: ops})
-	if err := f.observe(ctx, "write", metaOf(resp), err); err != nil {
+	resp, err := f.crm.BulkUpdate(ctx, connector.BulkUpdateRequest{Session: f.meter.Session, Operations: ops})
+	if err := f.meter.Observe(ctx, "write", connection.MetaOf(resp), err); err != nil {
 		return err
 	}
 	if len(resp.Results) != len(jobs) {

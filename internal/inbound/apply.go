@@ -122,7 +122,7 @@ func (a *applier) load(ctx context.Context, tx bun.Tx, recs []connector.Record) 
 				emails = append(emails, e)
 			}
 		case objAccount:
-			if d := domainOf(stringOf(cr.Fields["Website"])); d != "" {
+			if d := record.Domain(stringOf(cr.Fields["Website"])); d != "" {
 				websites = append(websites, websiteVariants(d)...)
 			}
 			needUnconfirmed = true
@@ -214,7 +214,7 @@ func (a *applier) add(r *record.Record) {
 			a.byEmail[e] = append(a.byEmail[e], r)
 		}
 	case record.TypeCompany:
-		if d := domainOf(convString(r, "website")); d != "" {
+		if d := record.Domain(convString(r, "website")); d != "" {
 			a.byDomain[d] = append(a.byDomain[d], r)
 		}
 	}
@@ -334,7 +334,7 @@ func (a *applier) match(cr connector.Record) (r *record.Record, how, skip string
 				cands[0].ConversionID, cands[0].CRMObject, cands[0].CRMID)
 		}
 	case objAccount:
-		for _, c := range a.byDomain[domainOf(stringOf(cr.Fields["Website"]))] {
+		for _, c := range a.byDomain[record.Domain(stringOf(cr.Fields["Website"]))] {
 			if c.CRMID == "" {
 				return c, "matched by website domain", ""
 			}
@@ -510,7 +510,7 @@ func (a *applier) log(ctx context.Context, tx bun.Tx) error {
 	}
 	b.Records = append(b.Records, a.logs...)
 	b.Count()
-	b.APICalls, b.FinishedAt = a.r.calls, a.now
+	b.APICalls, b.FinishedAt = a.r.meter.Calls, a.now
 	_, err := tx.NewUpdate().Model(b).WherePK().
 		Column("finished_at", "created", "updated", "deleted", "skipped", "failed", "waiting", "api_calls").Exec(ctx)
 	if err != nil {

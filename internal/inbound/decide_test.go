@@ -71,6 +71,6 @@ func TestDomainOf(t *testing.T) {
 		"http://sub.acme.co.uk":      "sub.acme.co.uk",
 	}
 	for in, want := range tests {
-		require.Equal(t, want, domainOf(in), in)
+		require.Equal(t, want, record.Domain(in), in)
 	}
 }

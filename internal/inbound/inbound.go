@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -79,14 +78,7 @@ type Puller struct {
 	owner      string
 	now        func() time.Time
 
-	descMu sync.Mutex
-	descs  map[string]describeEntry
-}
-
-// describeEntry caches the describes of a connection's objects.
-type describeEntry struct {
-	at      time.Time
-	objects map[string]connector.Object
+	descs *connection.DescribeCache
 }
 
 // describeTTL bounds how long a describe is trusted.
@@ -97,7 +89,7 @@ func New(db *bun.DB, conns *connection.Store, connectors Connectors, gate Gate, 
 	cfg.defaults()
 	host, _ := os.Hostname()
 	return &Puller{db: db, conns: conns, connectors: connectors, gate: gate, pub: pub, logger: logger, cfg: cfg,
-		owner: fmt.Sprintf("%s/%d/pull", host, os.Getpid()), now: time.Now, descs: map[string]describeEntry{}}
+		owner: fmt.Sprintf("%s/%d/pull", host, os.Getpid()), now: time.Now, descs: connection.NewDescribeCache(describeTTL)}
 }
 
 // Result is what one pull did.
@@ -184,28 +176,4 @@ func (p *Puller) publish(ctx context.Context, e events.Event) {
 	if err := p.pub.Publish(context.WithoutCancel(ctx), e); err != nil {
 		p.logger.Warn("publish inbound event", slog.Int64("workspace_id", e.WorkspaceID), slog.Any("error", err))
 	}
-}
-
-func describeKey(c *connection.Connection) string {
-	return fmt.Sprintf("%d/%s/%s", c.ID, c.Connector, c.Config)
-}
-
-func (p *Puller) cachedObjects(c *connection.Connection) map[string]connector.Object {
-	p.descMu.Lock()
-	defer p.descMu.Unlock()
-	d, ok := p.descs[describeKey(c)]
-	if !ok || p.now().Sub(d.at) > describeTTL {
-		return nil
-	}
-	return d.objects
-}
-
-func (p *Puller) cacheObjects(c *connection.Connection, objs []connector.Object) {
-	p.descMu.Lock()
-	defer p.descMu.Unlock()
-	m := make(map[string]connector.Object, len(objs))
-	for _, o := range objs {
-		m[o.Name] = o
-	}
-	p.descs[describeKey(c)] = describeEntry{at: p.now(), objects: m}
 }

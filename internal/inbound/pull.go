@@ -57,7 +57,7 @@ type run struct {
 	p       *Puller
 	c       *connection.Connection
 	crm     connector.Connector
-	session connector.Session
+	meter   *connection.Meter
 	started time.Time
 
 	objs   map[record.Type]prefs.ObjectPreference
@@ -66,7 +66,6 @@ type run struct {
 	fields map[string][]string
 
 	batch *synclog.Batch
-	calls int
 	// uncounted are calls not yet added to the crmsync daily count: they
 	// are added with the next page, or when the pull finishes.
 	uncounted int
@@ -79,12 +78,12 @@ func (p *Puller) newRun(ctx context.Context, c *connection.Connection) (*run, er
 	if err != nil {
 		return nil, fmt.Errorf("connector %q: %w", c.Connector, err)
 	}
-	session, err := p.conns.Session(c)
+	meter, err := p.conns.NewMeter(c)
 	if err != nil {
 		return nil, err
 	}
 	now := p.now().UTC()
-	return &run{p: p, c: c, crm: crm, session: session, started: now,
+	return &run{p: p, c: c, crm: crm, meter: meter, started: now,
 		batch: &synclog.Batch{WorkspaceID: c.WorkspaceID, Direction: synclog.Inbound, Status: synclog.StatusFailed,
 			Message: interrupted, StartedAt: now, FinishedAt: now}}, nil
 }
@@ -132,7 +131,7 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 // describe loads the describes of the pulled objects (cached for a while),
 // to read only fields that exist on each.
 func (r *run) describe(ctx context.Context, todo []objectPlan) error {
-	r.desc = r.p.cachedObjects(r.c)
+	r.desc = r.p.descs.Objects(r.c)
 	var want []string
 	for _, pl := range todo {
 		if _, ok := r.desc[pl.object]; !ok {
@@ -140,21 +139,12 @@ func (r *run) describe(ctx context.Context, todo []objectPlan) error {
 		}
 	}
 	if len(want) > 0 {
-		d, err := r.crm.Describe(ctx, connector.DescribeRequest{Session: r.session, Objects: want})
-		var meta *connector.Meta
-		if d != nil {
-			meta = &d.Meta
-		}
-		if err := r.observe(ctx, "describe", meta, err); err != nil {
+		d, err := r.crm.Describe(ctx, connector.DescribeRequest{Session: r.meter.Session, Objects: want})
+		if err := r.observe(ctx, "describe", connection.MetaOf(d), err); err != nil {
 			return err
 		}
-		objs := make([]connector.Object, 0, len(r.desc)+len(d.Objects))
-		for _, o := range r.desc {
-			objs = append(objs, o)
-		}
-		objs = append(objs, d.Objects...)
-		r.p.cacheObjects(r.c, objs)
-		r.desc = r.p.cachedObjects(r.c)
+		r.p.descs.Add(r.c, d.Objects)
+		r.desc = r.p.descs.Objects(r.c)
 	}
 	r.fields = map[string][]string{}
 	for _, pl := range todo {
@@ -191,7 +181,7 @@ func (r *run) pullObject(ctx context.Context, fetcher connector.ChangeFetcher, p
 		if reason, detail, err := r.checkBudget(ctx); err != nil || reason != engine.PauseNone {
 			return reason, detail, err
 		}
-		resp, err := fetcher.FetchChanges(ctx, connector.FetchChangesRequest{Session: r.session, Object: pl.object,
+		resp, err := fetcher.FetchChanges(ctx, connector.FetchChangesRequest{Session: r.meter.Session, Object: pl.object,
 			Fields: r.fields[pl.object], Cursor: cursor, PageSize: r.p.cfg.PageSize})
 		var meta *connector.Meta
 		if resp != nil {
@@ -229,23 +219,9 @@ func (r *run) checkBudget(ctx context.Context) (engine.PauseReason, string, erro
 
 // observe persists what a connector response carried and counts its calls.
 func (r *run) observe(ctx context.Context, what string, m *connector.Meta, err error) error {
-	before := r.calls
-	defer func() { r.uncounted += r.calls - before }()
-	if m != nil {
-		r.calls += max(m.Calls, 1)
-		if m.Credentials != nil {
-			r.session.Credentials = m.Credentials
-		}
-		if oerr := r.p.conns.Observe(ctx, r.c, *m); oerr != nil {
-			return oerr
-		}
-	} else if err != nil {
-		r.calls++
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	return nil
+	before := r.meter.Calls
+	defer func() { r.uncounted += r.meter.Calls - before }()
+	return r.meter.Observe(ctx, what, m, err)
 }
 
 // finish closes the batch, handles a whole-call failure, and publishes.
@@ -258,7 +234,7 @@ func (r *run) finish(ctx context.Context, callErr error, stop engine.PauseReason
 			slog.String("connector", r.c.Connector), slog.Any("error", callErr))
 		callErr = nil
 	}
-	res := &Result{More: r.more, Calls: r.calls}
+	res := &Result{More: r.more, Calls: r.meter.Calls}
 	if errors.Is(callErr, connector.ErrRateLimited) {
 		// Hold further calls at the gate until a fresh reading says otherwise.
 		if err := r.markSpent(ctx); err != nil {
@@ -276,7 +252,7 @@ func (r *run) finish(ctx context.Context, callErr error, stop engine.PauseReason
 	r.uncounted = 0
 	b := r.batch
 	b.FinishedAt = r.p.now().UTC()
-	b.APICalls = r.calls
+	b.APICalls = r.meter.Calls
 	b.Status, b.Message = "", ""
 	switch {
 	case callErr != nil:
@@ -297,7 +273,7 @@ func (r *run) finish(ctx context.Context, callErr error, stop engine.PauseReason
 			r.p.publish(ctx, events.Event{WorkspaceID: ws, Kind: events.KindRecords, BatchID: b.ID})
 		}
 	}
-	r.p.logger.Info("pull done", slog.Int64("workspace_id", ws), slog.Int("pages", r.pages), slog.Int("api_calls", r.calls),
+	r.p.logger.Info("pull done", slog.Int64("workspace_id", ws), slog.Int("pages", r.pages), slog.Int("api_calls", r.meter.Calls),
 		slog.Int("created", b.Created), slog.Int("updated", b.Updated), slog.Int("skipped", b.Skipped), slog.String("status", string(b.Status)))
 	switch {
 	case errors.Is(callErr, connector.ErrCredentials):

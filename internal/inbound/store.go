@@ -6,9 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -195,23 +193,6 @@ func pendingFields(ctx context.Context, db bun.IDB, workspaceID int64, ids []int
 		}
 	}
 	return out, nil
-}
-
-// domainOf reduces a website to its host without "www.", lower case: the
-// key companies are matched on (as the outbound flush matches Accounts).
-func domainOf(website string) string {
-	w := strings.ToLower(strings.TrimSpace(website))
-	if w == "" {
-		return ""
-	}
-	if !strings.Contains(w, "://") {
-		w = "http://" + w
-	}
-	u, err := url.Parse(w)
-	if err != nil {
-		return ""
-	}
-	return strings.TrimPrefix(u.Hostname(), "www.")
 }
 
 // websiteVariants are the spellings of a domain's website looked up in

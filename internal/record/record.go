@@ -6,7 +6,9 @@ package record
 
 import (
 	"fmt"
+	"net/url"
 	"reflect"
+	"strings"
 	"time"
 )
 
@@ -106,4 +108,21 @@ func toFloat(v any) (float64, bool) {
 		return float64(n), true
 	}
 	return 0, false
+}
+
+// Domain reduces a website to its host, lower case and without "www.", so
+// "https://www.Acme.com/about" and "acme.com" name the same company.
+func Domain(website string) string {
+	w := strings.ToLower(strings.TrimSpace(website))
+	if w == "" {
+		return ""
+	}
+	if !strings.Contains(w, "://") {
+		w = "http://" + w
+	}
+	u, err := url.Parse(w)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimPrefix(u.Hostname(), "www.")
 }
