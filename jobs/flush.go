@@ -49,11 +49,18 @@ func (FlushArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{
 		Queue:       QueueFlush,
 		MaxAttempts: 50,
-		UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
-			rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
-			rivertype.JobStateRunning, rivertype.JobStateScheduled,
-		}},
+		UniqueOpts:  uniqueWhileActive(),
 	}
+}
+
+// uniqueWhileActive makes a job unique by its arguments among jobs not yet
+// finished: completed, cancelled and discarded jobs do not block a new one
+// (a change arriving after a flush completed must get its own flush).
+func uniqueWhileActive() river.UniqueOpts {
+	return river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
+		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
+		rivertype.JobStateRunning, rivertype.JobStateScheduled,
+	}}
 }
 
 // Flusher runs one flush (the engine).

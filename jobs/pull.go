@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
 	"github.com/uptrace/bun"
 
 	"github.com/crmsync/crmsync/connectors/connector"
@@ -38,10 +37,7 @@ func (PullArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{
 		Queue:       river.QueueDefault,
 		MaxAttempts: 5,
-		UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
-			rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
-			rivertype.JobStateRunning, rivertype.JobStateScheduled,
-		}},
+		UniqueOpts:  uniqueWhileActive(),
 	}
 }
 
