@@ -53,6 +53,30 @@ type ChangeFetcher interface {
 	FetchChanges(ctx context.Context, req FetchChangesRequest) (*FetchChangesResponse, error)
 }
 
+// BatchFetcher is the optional capability of reading records of several
+// objects by id in one call (Salesforce: retrieve subrequests packed five to
+// a /composite call). A connector that implements it announces
+// [CapabilityFetchMany]. crmsync falls back to one FetchCurrent per object
+// when it is absent or answers ErrUnsupported.
+type BatchFetcher interface {
+	// FetchCurrentMany runs several by-id reads (each request's Session is
+	// ignored; the outer one is used) and answers with their records in
+	// request order. Match keys are not accepted (ErrInvalid).
+	FetchCurrentMany(ctx context.Context, req FetchManyRequest) (*FetchManyResponse, error)
+}
+
+// FetchManyRequest is several by-id FetchCurrent requests made as one.
+type FetchManyRequest struct {
+	Session  Session
+	Requests []FetchCurrentRequest
+}
+
+// FetchManyResponse holds each request's records, in request order.
+type FetchManyResponse struct {
+	Results [][]Record
+	Meta
+}
+
 // Capability names an optional feature a connector announces in Describe.
 type Capability string
 
@@ -61,6 +85,8 @@ const (
 	CapabilityFetchChanges Capability = "fetch_changes"
 	// CapabilityUpsert: BulkUpdate accepts OpUpsert on external-id fields.
 	CapabilityUpsert Capability = "upsert"
+	// CapabilityFetchMany: the connector implements BatchFetcher.
+	CapabilityFetchMany Capability = "fetch_many"
 )
 
 // Session is what every call carries: the connection's configuration and its

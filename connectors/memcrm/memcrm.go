@@ -47,6 +47,7 @@ type CRM struct {
 var (
 	_ connector.Connector     = (*CRM)(nil)
 	_ connector.ChangeFetcher = (*CRM)(nil)
+	_ connector.BatchFetcher  = (*CRM)(nil)
 )
 
 // Option configures a CRM.
@@ -198,7 +199,7 @@ func (c *CRM) description() *connector.Description {
 			{Name: "faults", Description: "Fault knobs: latency, error_rate, crash_on, records (see memcrm.Faults)."},
 			{Name: "token", Description: "API token; must equal the CRM's token.", Required: true, Secret: true},
 		},
-		Capabilities: []connector.Capability{connector.CapabilityFetchChanges, connector.CapabilityUpsert},
+		Capabilities: []connector.Capability{connector.CapabilityFetchChanges, connector.CapabilityUpsert, connector.CapabilityFetchMany},
 	}
 }
 
@@ -289,6 +290,41 @@ func (c *CRM) FetchCurrent(ctx context.Context, req connector.FetchCurrentReques
 		return nil, err
 	}
 	return &connector.FetchCurrentResponse{Records: recs, Meta: meta}, nil
+}
+
+// FetchCurrentMany implements connector.BatchFetcher. Like Salesforce's
+// retrieves packed into /composite, it costs one API call per five reads of
+// up to 2,000 ids each.
+func (c *CRM) FetchCurrentMany(ctx context.Context, req connector.FetchManyRequest) (*connector.FetchManyResponse, error) {
+	cl, err := c.begin(ctx, "FetchCurrentMany", req.Session)
+	if err != nil {
+		return nil, err
+	}
+	defs := make([]*objectDef, len(req.Requests))
+	chunks := 0
+	for i, r := range req.Requests {
+		if r.Match != nil {
+			return nil, connector.Errorf(connector.KindInvalid, "memcrm fetch many: request %d has a match key; only ids are accepted", i)
+		}
+		if defs[i], err = c.readable(r.Object, r.Fields); err != nil {
+			return nil, fmt.Errorf("memcrm fetch many: %w", err)
+		}
+		chunks += (len(r.IDs) + 1999) / 2000
+	}
+	meta, err := cl.org.charge(int64(max(1, (chunks+4)/5)))
+	if err != nil {
+		return nil, err
+	}
+	out := &connector.FetchManyResponse{Results: make([][]connector.Record, len(req.Requests)), Meta: meta}
+	for i, r := range req.Requests {
+		if r.IDs == nil {
+			r.IDs = []string{}
+		}
+		if out.Results[i], err = cl.org.fetch(defs[i], r); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // BulkUpdate implements connector.Connector. It costs one API call per 200

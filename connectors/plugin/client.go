@@ -19,6 +19,7 @@ type remote struct {
 var (
 	_ connector.Connector     = (*remote)(nil)
 	_ connector.ChangeFetcher = (*remote)(nil)
+	_ connector.BatchFetcher  = (*remote)(nil)
 )
 
 // invoke runs fn against the plugin's current process and decodes its error.
@@ -103,6 +104,35 @@ func (r *remote) Limits(ctx context.Context, req connector.LimitsRequest) (*conn
 		return nil, err
 	}
 	return &connector.LimitsResponse{Usage: usageFromPB(resp.GetUsage()), Meta: metaFromPB(resp.GetMeta())}, nil
+}
+
+// FetchCurrentMany implements connector.BatchFetcher; it fails with
+// connector.ErrUnsupported when the plugin does not implement it.
+func (r *remote) FetchCurrentMany(ctx context.Context, req connector.FetchManyRequest) (*connector.FetchManyResponse, error) {
+	in := &pb.FetchManyRequest{Session: sessionToPB(req.Session)}
+	for _, q := range req.Requests {
+		one := &pb.FetchCurrentRequest{Object: q.Object, Ids: q.IDs, Fields: q.Fields}
+		if q.Match != nil {
+			one.Match = &pb.MatchKey{Field: q.Match.Field, Values: q.Match.Values}
+		}
+		in.Requests = append(in.Requests, one)
+	}
+	resp, err := invoke(ctx, r, "FetchCurrentMany", func(c pb.ConnectorClient) (*pb.FetchManyResponse, error) {
+		return c.FetchCurrentMany(ctx, in)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.GetResults()) != len(req.Requests) {
+		return nil, fmt.Errorf("connector %s FetchCurrentMany: %d results for %d requests", r.name, len(resp.GetResults()), len(req.Requests))
+	}
+	out := &connector.FetchManyResponse{Results: make([][]connector.Record, len(req.Requests)), Meta: metaFromPB(resp.GetMeta())}
+	for i, list := range resp.GetResults() {
+		if out.Results[i], err = recordsFromPB(list.GetRecords()); err != nil {
+			return nil, fmt.Errorf("connector %s FetchCurrentMany %s: %w", r.name, req.Requests[i].Object, err)
+		}
+	}
+	return out, nil
 }
 
 // FetchChanges implements connector.ChangeFetcher; it fails with

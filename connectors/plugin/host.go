@@ -110,8 +110,9 @@ func NewHost(cfg HostConfig) (*Host, error) {
 
 // Connector starts the plugin serving the connector name (unless it runs
 // already) and returns a client for it. The client implements
-// connector.Connector and connector.ChangeFetcher (whose calls fail with
-// connector.ErrUnsupported when the plugin lacks it). A call that hits a
+// connector.Connector, connector.ChangeFetcher and connector.BatchFetcher
+// (whose calls fail with connector.ErrUnsupported when the plugin lacks
+// them). A call that hits a
 // crashed plugin fails with a connector.ErrUnavailable error; the next call
 // starts a new process.
 func (h *Host) Connector(ctx context.Context, name string) (connector.Connector, error) {

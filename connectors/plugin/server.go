@@ -123,6 +123,36 @@ func (s *server) Limits(ctx context.Context, req *pb.LimitsRequest) (*pb.LimitsR
 	return &pb.LimitsResponse{Usage: usageToPB(resp.Usage), Meta: metaToPB(resp.Meta)}, nil
 }
 
+func (s *server) FetchCurrentMany(ctx context.Context, req *pb.FetchManyRequest) (*pb.FetchManyResponse, error) {
+	bf, ok := s.impl.(connector.BatchFetcher)
+	if !ok {
+		return nil, errorToStatus(connector.Errorf(connector.KindUnsupported, "connector does not fetch several objects at once"))
+	}
+	in := connector.FetchManyRequest{Session: sessionFromPB(req.GetSession())}
+	for _, q := range req.GetRequests() {
+		one := connector.FetchCurrentRequest{Object: q.GetObject(), IDs: q.GetIds(), Fields: q.GetFields()}
+		if m := q.GetMatch(); m != nil {
+			one.Match = &connector.MatchKey{Field: m.GetField(), Values: m.GetValues()}
+		} else if one.IDs == nil {
+			one.IDs = []string{}
+		}
+		in.Requests = append(in.Requests, one)
+	}
+	resp, err := bf.FetchCurrentMany(ctx, in)
+	if err != nil {
+		return nil, errorToStatus(err)
+	}
+	out := &pb.FetchManyResponse{Meta: metaToPB(resp.Meta)}
+	for _, recs := range resp.Results {
+		list, err := recordsToPB(recs)
+		if err != nil {
+			return nil, errorToStatus(err)
+		}
+		out.Results = append(out.Results, &pb.RecordList{Records: list})
+	}
+	return out, nil
+}
+
 func (s *server) FetchChanges(ctx context.Context, req *pb.FetchChangesRequest) (*pb.FetchChangesResponse, error) {
 	cf, ok := s.impl.(connector.ChangeFetcher)
 	if !ok {

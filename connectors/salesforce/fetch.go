@@ -89,9 +89,69 @@ func (c *Connector) FetchCurrent(ctx context.Context, req connector.FetchCurrent
 	return &connector.FetchCurrentResponse{Records: recs, Meta: cl.meta()}, nil
 }
 
+// FetchCurrentMany implements connector.BatchFetcher: the by-id reads of
+// every request, 2,000 ids each, go out together, five to a /composite call.
+func (c *Connector) FetchCurrentMany(ctx context.Context, req connector.FetchManyRequest) (*connector.FetchManyResponse, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, ctxErr("salesforce fetch many", err)
+	}
+	for i, r := range req.Requests {
+		if r.Match != nil {
+			return nil, connector.Errorf(connector.KindInvalid, "salesforce fetch many: request %d (%s) has a match key; only ids are accepted", i, r.Object)
+		}
+	}
+	out := &connector.FetchManyResponse{Results: make([][]connector.Record, len(req.Requests))}
+	cl, err := c.begin(ctx, req.Session)
+	if err != nil {
+		return nil, err
+	}
+	objects := make([]*sfObject, len(req.Requests))
+	var reqs []request
+	spans := make([][2]int, len(req.Requests)) // each request's slice of reqs
+	for i, r := range req.Requests {
+		if objects[i], err = cl.describe(ctx, r.Object); err != nil {
+			return nil, err
+		}
+		fields, err := selectFields(objects[i], r.Fields)
+		if err != nil {
+			return nil, err
+		}
+		spans[i][0] = len(reqs)
+		reqs = append(reqs, retrieveRequests(objects[i], r.IDs, fields)...)
+		spans[i][1] = len(reqs)
+	}
+	if len(reqs) > 0 {
+		resps, err := cl.batch(ctx, "retrieve", reqs)
+		if err != nil {
+			return nil, err
+		}
+		for i, span := range spans {
+			if out.Results[i], err = cl.retrieved(objects[i], resps[span[0]:span[1]]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	out.Meta = cl.meta()
+	return out, nil
+}
+
 // retrieve reads records by id. Ids that cannot be Salesforce ids are
 // absent from the answer, like ids of missing records.
 func (cl *call) retrieve(ctx context.Context, o *sfObject, ids []string, fields []string) ([]connector.Record, error) {
+	reqs := retrieveRequests(o, ids, fields)
+	if len(reqs) == 0 {
+		return nil, nil
+	}
+	resps, err := cl.batch(ctx, "retrieve "+o.Name, reqs)
+	if err != nil {
+		return nil, err
+	}
+	return cl.retrieved(o, resps)
+}
+
+// retrieveRequests are the sObject Collections retrieves of ids (valid
+// Salesforce ids only, deduplicated), 2,000 per request.
+func retrieveRequests(o *sfObject, ids []string, fields []string) []request {
 	seen := map[string]bool{}
 	var valid []string
 	for _, id := range ids {
@@ -109,13 +169,11 @@ func (cl *call) retrieve(ctx context.Context, o *sfObject, ids []string, fields 
 		reqs = append(reqs, request{method: "POST", path: "/composite/sobjects/" + o.Name,
 			body: map[string]any{"ids": chunk, "fields": fields}})
 	}
-	if len(reqs) == 0 {
-		return nil, nil
-	}
-	resps, err := cl.batch(ctx, "retrieve "+o.Name, reqs)
-	if err != nil {
-		return nil, err
-	}
+	return reqs
+}
+
+// retrieved decodes the answers of o's retrieves.
+func (cl *call) retrieved(o *sfObject, resps []*response) ([]connector.Record, error) {
 	var out []connector.Record
 	for _, resp := range resps {
 		if resp.status != http.StatusOK {

@@ -54,6 +54,7 @@ type Connector struct {
 var (
 	_ connector.Connector     = (*Connector)(nil)
 	_ connector.ChangeFetcher = (*Connector)(nil)
+	_ connector.BatchFetcher  = (*Connector)(nil)
 )
 
 // Option configures a Connector.

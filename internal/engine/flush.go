@@ -76,6 +76,9 @@ type flush struct {
 	jobs []*job
 	// pending are built jobs whose writes are not sent yet.
 	pending []*job
+	// prefetched holds, per object, the current state of linked records
+	// read up front for every level (nil when read level by level).
+	prefetched map[string]map[string]connector.Record
 
 	deleteIDs []int64
 	backoffs  []backoff
@@ -124,7 +127,7 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 	if err := f.e.Resume(ctx, f.c); err != nil {
 		return nil, err
 	}
-	var callErr error
+	callErr := f.prefetch(ctx)
 	for level := 0; level <= 2 && callErr == nil; level++ {
 		callErr = f.runLevel(ctx, level)
 	}

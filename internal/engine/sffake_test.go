@@ -135,6 +135,7 @@ func TestLimitsAgainstSffake(t *testing.T) {
 		require.Len(t, paused, 1)
 
 		// An old reading is probed with one /limits call: still spent, still paused.
+		time.Sleep(5 * time.Millisecond) // older than the probing engine's LimitProbe
 		res, err := probing.Flush(ctx, ws)
 		require.NoError(t, err)
 		require.Equal(t, engine.PauseSalesforceLimit, res.Paused)

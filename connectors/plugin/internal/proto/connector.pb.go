@@ -1103,6 +1103,155 @@ func (x *FetchCurrentResponse) GetMeta() *Meta {
 	return nil
 }
 
+type FetchManyRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Session *Session               `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// Each request's session is unset: the outer one applies.
+	Requests      []*FetchCurrentRequest `protobuf:"bytes,2,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchManyRequest) Reset() {
+	*x = FetchManyRequest{}
+	mi := &file_connector_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchManyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchManyRequest) ProtoMessage() {}
+
+func (x *FetchManyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_connector_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchManyRequest.ProtoReflect.Descriptor instead.
+func (*FetchManyRequest) Descriptor() ([]byte, []int) {
+	return file_connector_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *FetchManyRequest) GetSession() *Session {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *FetchManyRequest) GetRequests() []*FetchCurrentRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+type RecordList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Records       []*Record              `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordList) Reset() {
+	*x = RecordList{}
+	mi := &file_connector_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordList) ProtoMessage() {}
+
+func (x *RecordList) ProtoReflect() protoreflect.Message {
+	mi := &file_connector_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordList.ProtoReflect.Descriptor instead.
+func (*RecordList) Descriptor() ([]byte, []int) {
+	return file_connector_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RecordList) GetRecords() []*Record {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+type FetchManyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*RecordList          `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	Meta          *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchManyResponse) Reset() {
+	*x = FetchManyResponse{}
+	mi := &file_connector_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchManyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchManyResponse) ProtoMessage() {}
+
+func (x *FetchManyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_connector_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchManyResponse.ProtoReflect.Descriptor instead.
+func (*FetchManyResponse) Descriptor() ([]byte, []int) {
+	return file_connector_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *FetchManyResponse) GetResults() []*RecordList {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *FetchManyResponse) GetMeta() *Meta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
 type Operation struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Kind            string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
@@ -1118,7 +1267,7 @@ type Operation struct {
 
 func (x *Operation) Reset() {
 	*x = Operation{}
-	mi := &file_connector_proto_msgTypes[16]
+	mi := &file_connector_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1279,7 @@ func (x *Operation) String() string {
 func (*Operation) ProtoMessage() {}
 
 func (x *Operation) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[16]
+	mi := &file_connector_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +1292,7 @@ func (x *Operation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Operation.ProtoReflect.Descriptor instead.
 func (*Operation) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{16}
+	return file_connector_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Operation) GetKind() string {
@@ -1198,7 +1347,7 @@ type BulkUpdateRequest struct {
 
 func (x *BulkUpdateRequest) Reset() {
 	*x = BulkUpdateRequest{}
-	mi := &file_connector_proto_msgTypes[17]
+	mi := &file_connector_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1359,7 @@ func (x *BulkUpdateRequest) String() string {
 func (*BulkUpdateRequest) ProtoMessage() {}
 
 func (x *BulkUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[17]
+	mi := &file_connector_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1372,7 @@ func (x *BulkUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BulkUpdateRequest.ProtoReflect.Descriptor instead.
 func (*BulkUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{17}
+	return file_connector_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *BulkUpdateRequest) GetSession() *Session {
@@ -1252,7 +1401,7 @@ type RecordError struct {
 
 func (x *RecordError) Reset() {
 	*x = RecordError{}
-	mi := &file_connector_proto_msgTypes[18]
+	mi := &file_connector_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1264,7 +1413,7 @@ func (x *RecordError) String() string {
 func (*RecordError) ProtoMessage() {}
 
 func (x *RecordError) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[18]
+	mi := &file_connector_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1277,7 +1426,7 @@ func (x *RecordError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordError.ProtoReflect.Descriptor instead.
 func (*RecordError) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{18}
+	return file_connector_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RecordError) GetCode() string {
@@ -1319,7 +1468,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_connector_proto_msgTypes[19]
+	mi := &file_connector_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1480,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[19]
+	mi := &file_connector_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1493,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{19}
+	return file_connector_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Result) GetId() string {
@@ -1378,7 +1527,7 @@ type BulkUpdateResponse struct {
 
 func (x *BulkUpdateResponse) Reset() {
 	*x = BulkUpdateResponse{}
-	mi := &file_connector_proto_msgTypes[20]
+	mi := &file_connector_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1539,7 @@ func (x *BulkUpdateResponse) String() string {
 func (*BulkUpdateResponse) ProtoMessage() {}
 
 func (x *BulkUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[20]
+	mi := &file_connector_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1552,7 @@ func (x *BulkUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BulkUpdateResponse.ProtoReflect.Descriptor instead.
 func (*BulkUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{20}
+	return file_connector_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *BulkUpdateResponse) GetResults() []*Result {
@@ -1429,7 +1578,7 @@ type LimitsRequest struct {
 
 func (x *LimitsRequest) Reset() {
 	*x = LimitsRequest{}
-	mi := &file_connector_proto_msgTypes[21]
+	mi := &file_connector_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1441,7 +1590,7 @@ func (x *LimitsRequest) String() string {
 func (*LimitsRequest) ProtoMessage() {}
 
 func (x *LimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[21]
+	mi := &file_connector_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1454,7 +1603,7 @@ func (x *LimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimitsRequest.ProtoReflect.Descriptor instead.
 func (*LimitsRequest) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{21}
+	return file_connector_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LimitsRequest) GetSession() *Session {
@@ -1474,7 +1623,7 @@ type LimitsResponse struct {
 
 func (x *LimitsResponse) Reset() {
 	*x = LimitsResponse{}
-	mi := &file_connector_proto_msgTypes[22]
+	mi := &file_connector_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1486,7 +1635,7 @@ func (x *LimitsResponse) String() string {
 func (*LimitsResponse) ProtoMessage() {}
 
 func (x *LimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[22]
+	mi := &file_connector_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1499,7 +1648,7 @@ func (x *LimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimitsResponse.ProtoReflect.Descriptor instead.
 func (*LimitsResponse) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{22}
+	return file_connector_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LimitsResponse) GetUsage() *Usage {
@@ -1530,7 +1679,7 @@ type FetchChangesRequest struct {
 
 func (x *FetchChangesRequest) Reset() {
 	*x = FetchChangesRequest{}
-	mi := &file_connector_proto_msgTypes[23]
+	mi := &file_connector_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1542,7 +1691,7 @@ func (x *FetchChangesRequest) String() string {
 func (*FetchChangesRequest) ProtoMessage() {}
 
 func (x *FetchChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[23]
+	mi := &file_connector_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1555,7 +1704,7 @@ func (x *FetchChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchChangesRequest.ProtoReflect.Descriptor instead.
 func (*FetchChangesRequest) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{23}
+	return file_connector_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FetchChangesRequest) GetSession() *Session {
@@ -1612,7 +1761,7 @@ type FetchChangesResponse struct {
 
 func (x *FetchChangesResponse) Reset() {
 	*x = FetchChangesResponse{}
-	mi := &file_connector_proto_msgTypes[24]
+	mi := &file_connector_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1773,7 @@ func (x *FetchChangesResponse) String() string {
 func (*FetchChangesResponse) ProtoMessage() {}
 
 func (x *FetchChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[24]
+	mi := &file_connector_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1786,7 @@ func (x *FetchChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchChangesResponse.ProtoReflect.Descriptor instead.
 func (*FetchChangesResponse) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{24}
+	return file_connector_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FetchChangesResponse) GetRecords() []*Record {
@@ -1762,6 +1911,15 @@ const file_connector_proto_rawDesc = "" +
 	"\adeleted\x18\a \x01(\bR\adeleted\"~\n" +
 	"\x14FetchCurrentResponse\x126\n" +
 	"\arecords\x18\x01 \x03(\v2\x1c.crmsync.connector.v1.RecordR\arecords\x12.\n" +
+	"\x04meta\x18\x02 \x01(\v2\x1a.crmsync.connector.v1.MetaR\x04meta\"\x92\x01\n" +
+	"\x10FetchManyRequest\x127\n" +
+	"\asession\x18\x01 \x01(\v2\x1d.crmsync.connector.v1.SessionR\asession\x12E\n" +
+	"\brequests\x18\x02 \x03(\v2).crmsync.connector.v1.FetchCurrentRequestR\brequests\"D\n" +
+	"\n" +
+	"RecordList\x126\n" +
+	"\arecords\x18\x01 \x03(\v2\x1c.crmsync.connector.v1.RecordR\arecords\"\x7f\n" +
+	"\x11FetchManyResponse\x12:\n" +
+	"\aresults\x18\x01 \x03(\v2 .crmsync.connector.v1.RecordListR\aresults\x12.\n" +
 	"\x04meta\x18\x02 \x01(\v2\x1a.crmsync.connector.v1.MetaR\x04meta\"\xac\x01\n" +
 	"\tOperation\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
@@ -1805,7 +1963,7 @@ const file_connector_proto_rawDesc = "" +
 	"\vnext_cursor\x18\x02 \x01(\tR\n" +
 	"nextCursor\x12\x12\n" +
 	"\x04more\x18\x03 \x01(\bR\x04more\x12.\n" +
-	"\x04meta\x18\x04 \x01(\v2\x1a.crmsync.connector.v1.MetaR\x04meta2\xbc\x04\n" +
+	"\x04meta\x18\x04 \x01(\v2\x1a.crmsync.connector.v1.MetaR\x04meta2\xa1\x05\n" +
 	"\tConnector\x12Y\n" +
 	"\bDescribe\x12%.crmsync.connector.v1.DescribeRequest\x1a&.crmsync.connector.v1.DescribeResponse\x12P\n" +
 	"\x05Check\x12\".crmsync.connector.v1.CheckRequest\x1a#.crmsync.connector.v1.CheckResponse\x12e\n" +
@@ -1813,7 +1971,8 @@ const file_connector_proto_rawDesc = "" +
 	"\n" +
 	"BulkUpdate\x12'.crmsync.connector.v1.BulkUpdateRequest\x1a(.crmsync.connector.v1.BulkUpdateResponse\x12S\n" +
 	"\x06Limits\x12#.crmsync.connector.v1.LimitsRequest\x1a$.crmsync.connector.v1.LimitsResponse\x12e\n" +
-	"\fFetchChanges\x12).crmsync.connector.v1.FetchChangesRequest\x1a*.crmsync.connector.v1.FetchChangesResponseBIZGgithub.com/crmsync/crmsync/connectors/plugin/internal/proto;connectorv1b\x06proto3"
+	"\fFetchChanges\x12).crmsync.connector.v1.FetchChangesRequest\x1a*.crmsync.connector.v1.FetchChangesResponse\x12c\n" +
+	"\x10FetchCurrentMany\x12&.crmsync.connector.v1.FetchManyRequest\x1a'.crmsync.connector.v1.FetchManyResponseBIZGgithub.com/crmsync/crmsync/connectors/plugin/internal/proto;connectorv1b\x06proto3"
 
 var (
 	file_connector_proto_rawDescOnce sync.Once
@@ -1827,7 +1986,7 @@ func file_connector_proto_rawDescGZIP() []byte {
 	return file_connector_proto_rawDescData
 }
 
-var file_connector_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_connector_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_connector_proto_goTypes = []any{
 	(*Error)(nil),                 // 0: crmsync.connector.v1.Error
 	(*Session)(nil),               // 1: crmsync.connector.v1.Session
@@ -1845,21 +2004,24 @@ var file_connector_proto_goTypes = []any{
 	(*FetchCurrentRequest)(nil),   // 13: crmsync.connector.v1.FetchCurrentRequest
 	(*Record)(nil),                // 14: crmsync.connector.v1.Record
 	(*FetchCurrentResponse)(nil),  // 15: crmsync.connector.v1.FetchCurrentResponse
-	(*Operation)(nil),             // 16: crmsync.connector.v1.Operation
-	(*BulkUpdateRequest)(nil),     // 17: crmsync.connector.v1.BulkUpdateRequest
-	(*RecordError)(nil),           // 18: crmsync.connector.v1.RecordError
-	(*Result)(nil),                // 19: crmsync.connector.v1.Result
-	(*BulkUpdateResponse)(nil),    // 20: crmsync.connector.v1.BulkUpdateResponse
-	(*LimitsRequest)(nil),         // 21: crmsync.connector.v1.LimitsRequest
-	(*LimitsResponse)(nil),        // 22: crmsync.connector.v1.LimitsResponse
-	(*FetchChangesRequest)(nil),   // 23: crmsync.connector.v1.FetchChangesRequest
-	(*FetchChangesResponse)(nil),  // 24: crmsync.connector.v1.FetchChangesResponse
-	(*durationpb.Duration)(nil),   // 25: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*FetchManyRequest)(nil),      // 16: crmsync.connector.v1.FetchManyRequest
+	(*RecordList)(nil),            // 17: crmsync.connector.v1.RecordList
+	(*FetchManyResponse)(nil),     // 18: crmsync.connector.v1.FetchManyResponse
+	(*Operation)(nil),             // 19: crmsync.connector.v1.Operation
+	(*BulkUpdateRequest)(nil),     // 20: crmsync.connector.v1.BulkUpdateRequest
+	(*RecordError)(nil),           // 21: crmsync.connector.v1.RecordError
+	(*Result)(nil),                // 22: crmsync.connector.v1.Result
+	(*BulkUpdateResponse)(nil),    // 23: crmsync.connector.v1.BulkUpdateResponse
+	(*LimitsRequest)(nil),         // 24: crmsync.connector.v1.LimitsRequest
+	(*LimitsResponse)(nil),        // 25: crmsync.connector.v1.LimitsResponse
+	(*FetchChangesRequest)(nil),   // 26: crmsync.connector.v1.FetchChangesRequest
+	(*FetchChangesResponse)(nil),  // 27: crmsync.connector.v1.FetchChangesResponse
+	(*durationpb.Duration)(nil),   // 28: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
 }
 var file_connector_proto_depIdxs = []int32{
-	25, // 0: crmsync.connector.v1.Error.retry_after:type_name -> google.protobuf.Duration
-	26, // 1: crmsync.connector.v1.Usage.observed_at:type_name -> google.protobuf.Timestamp
+	28, // 0: crmsync.connector.v1.Error.retry_after:type_name -> google.protobuf.Duration
+	29, // 1: crmsync.connector.v1.Usage.observed_at:type_name -> google.protobuf.Timestamp
 	2,  // 2: crmsync.connector.v1.Meta.usage:type_name -> crmsync.connector.v1.Usage
 	1,  // 3: crmsync.connector.v1.DescribeRequest.session:type_name -> crmsync.connector.v1.Session
 	6,  // 4: crmsync.connector.v1.Object.fields:type_name -> crmsync.connector.v1.Field
@@ -1871,39 +2033,46 @@ var file_connector_proto_depIdxs = []int32{
 	3,  // 10: crmsync.connector.v1.CheckResponse.meta:type_name -> crmsync.connector.v1.Meta
 	1,  // 11: crmsync.connector.v1.FetchCurrentRequest.session:type_name -> crmsync.connector.v1.Session
 	12, // 12: crmsync.connector.v1.FetchCurrentRequest.match:type_name -> crmsync.connector.v1.MatchKey
-	26, // 13: crmsync.connector.v1.Record.last_modified:type_name -> google.protobuf.Timestamp
-	26, // 14: crmsync.connector.v1.Record.system_modstamp:type_name -> google.protobuf.Timestamp
+	29, // 13: crmsync.connector.v1.Record.last_modified:type_name -> google.protobuf.Timestamp
+	29, // 14: crmsync.connector.v1.Record.system_modstamp:type_name -> google.protobuf.Timestamp
 	14, // 15: crmsync.connector.v1.FetchCurrentResponse.records:type_name -> crmsync.connector.v1.Record
 	3,  // 16: crmsync.connector.v1.FetchCurrentResponse.meta:type_name -> crmsync.connector.v1.Meta
-	1,  // 17: crmsync.connector.v1.BulkUpdateRequest.session:type_name -> crmsync.connector.v1.Session
-	16, // 18: crmsync.connector.v1.BulkUpdateRequest.operations:type_name -> crmsync.connector.v1.Operation
-	18, // 19: crmsync.connector.v1.Result.error:type_name -> crmsync.connector.v1.RecordError
-	19, // 20: crmsync.connector.v1.BulkUpdateResponse.results:type_name -> crmsync.connector.v1.Result
-	3,  // 21: crmsync.connector.v1.BulkUpdateResponse.meta:type_name -> crmsync.connector.v1.Meta
-	1,  // 22: crmsync.connector.v1.LimitsRequest.session:type_name -> crmsync.connector.v1.Session
-	2,  // 23: crmsync.connector.v1.LimitsResponse.usage:type_name -> crmsync.connector.v1.Usage
-	3,  // 24: crmsync.connector.v1.LimitsResponse.meta:type_name -> crmsync.connector.v1.Meta
-	1,  // 25: crmsync.connector.v1.FetchChangesRequest.session:type_name -> crmsync.connector.v1.Session
-	26, // 26: crmsync.connector.v1.FetchChangesRequest.since:type_name -> google.protobuf.Timestamp
-	14, // 27: crmsync.connector.v1.FetchChangesResponse.records:type_name -> crmsync.connector.v1.Record
-	3,  // 28: crmsync.connector.v1.FetchChangesResponse.meta:type_name -> crmsync.connector.v1.Meta
-	4,  // 29: crmsync.connector.v1.Connector.Describe:input_type -> crmsync.connector.v1.DescribeRequest
-	9,  // 30: crmsync.connector.v1.Connector.Check:input_type -> crmsync.connector.v1.CheckRequest
-	13, // 31: crmsync.connector.v1.Connector.FetchCurrent:input_type -> crmsync.connector.v1.FetchCurrentRequest
-	17, // 32: crmsync.connector.v1.Connector.BulkUpdate:input_type -> crmsync.connector.v1.BulkUpdateRequest
-	21, // 33: crmsync.connector.v1.Connector.Limits:input_type -> crmsync.connector.v1.LimitsRequest
-	23, // 34: crmsync.connector.v1.Connector.FetchChanges:input_type -> crmsync.connector.v1.FetchChangesRequest
-	8,  // 35: crmsync.connector.v1.Connector.Describe:output_type -> crmsync.connector.v1.DescribeResponse
-	11, // 36: crmsync.connector.v1.Connector.Check:output_type -> crmsync.connector.v1.CheckResponse
-	15, // 37: crmsync.connector.v1.Connector.FetchCurrent:output_type -> crmsync.connector.v1.FetchCurrentResponse
-	20, // 38: crmsync.connector.v1.Connector.BulkUpdate:output_type -> crmsync.connector.v1.BulkUpdateResponse
-	22, // 39: crmsync.connector.v1.Connector.Limits:output_type -> crmsync.connector.v1.LimitsResponse
-	24, // 40: crmsync.connector.v1.Connector.FetchChanges:output_type -> crmsync.connector.v1.FetchChangesResponse
-	35, // [35:41] is the sub-list for method output_type
-	29, // [29:35] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	1,  // 17: crmsync.connector.v1.FetchManyRequest.session:type_name -> crmsync.connector.v1.Session
+	13, // 18: crmsync.connector.v1.FetchManyRequest.requests:type_name -> crmsync.connector.v1.FetchCurrentRequest
+	14, // 19: crmsync.connector.v1.RecordList.records:type_name -> crmsync.connector.v1.Record
+	17, // 20: crmsync.connector.v1.FetchManyResponse.results:type_name -> crmsync.connector.v1.RecordList
+	3,  // 21: crmsync.connector.v1.FetchManyResponse.meta:type_name -> crmsync.connector.v1.Meta
+	1,  // 22: crmsync.connector.v1.BulkUpdateRequest.session:type_name -> crmsync.connector.v1.Session
+	19, // 23: crmsync.connector.v1.BulkUpdateRequest.operations:type_name -> crmsync.connector.v1.Operation
+	21, // 24: crmsync.connector.v1.Result.error:type_name -> crmsync.connector.v1.RecordError
+	22, // 25: crmsync.connector.v1.BulkUpdateResponse.results:type_name -> crmsync.connector.v1.Result
+	3,  // 26: crmsync.connector.v1.BulkUpdateResponse.meta:type_name -> crmsync.connector.v1.Meta
+	1,  // 27: crmsync.connector.v1.LimitsRequest.session:type_name -> crmsync.connector.v1.Session
+	2,  // 28: crmsync.connector.v1.LimitsResponse.usage:type_name -> crmsync.connector.v1.Usage
+	3,  // 29: crmsync.connector.v1.LimitsResponse.meta:type_name -> crmsync.connector.v1.Meta
+	1,  // 30: crmsync.connector.v1.FetchChangesRequest.session:type_name -> crmsync.connector.v1.Session
+	29, // 31: crmsync.connector.v1.FetchChangesRequest.since:type_name -> google.protobuf.Timestamp
+	14, // 32: crmsync.connector.v1.FetchChangesResponse.records:type_name -> crmsync.connector.v1.Record
+	3,  // 33: crmsync.connector.v1.FetchChangesResponse.meta:type_name -> crmsync.connector.v1.Meta
+	4,  // 34: crmsync.connector.v1.Connector.Describe:input_type -> crmsync.connector.v1.DescribeRequest
+	9,  // 35: crmsync.connector.v1.Connector.Check:input_type -> crmsync.connector.v1.CheckRequest
+	13, // 36: crmsync.connector.v1.Connector.FetchCurrent:input_type -> crmsync.connector.v1.FetchCurrentRequest
+	20, // 37: crmsync.connector.v1.Connector.BulkUpdate:input_type -> crmsync.connector.v1.BulkUpdateRequest
+	24, // 38: crmsync.connector.v1.Connector.Limits:input_type -> crmsync.connector.v1.LimitsRequest
+	26, // 39: crmsync.connector.v1.Connector.FetchChanges:input_type -> crmsync.connector.v1.FetchChangesRequest
+	16, // 40: crmsync.connector.v1.Connector.FetchCurrentMany:input_type -> crmsync.connector.v1.FetchManyRequest
+	8,  // 41: crmsync.connector.v1.Connector.Describe:output_type -> crmsync.connector.v1.DescribeResponse
+	11, // 42: crmsync.connector.v1.Connector.Check:output_type -> crmsync.connector.v1.CheckResponse
+	15, // 43: crmsync.connector.v1.Connector.FetchCurrent:output_type -> crmsync.connector.v1.FetchCurrentResponse
+	23, // 44: crmsync.connector.v1.Connector.BulkUpdate:output_type -> crmsync.connector.v1.BulkUpdateResponse
+	25, // 45: crmsync.connector.v1.Connector.Limits:output_type -> crmsync.connector.v1.LimitsResponse
+	27, // 46: crmsync.connector.v1.Connector.FetchChanges:output_type -> crmsync.connector.v1.FetchChangesResponse
+	18, // 47: crmsync.connector.v1.Connector.FetchCurrentMany:output_type -> crmsync.connector.v1.FetchManyResponse
+	41, // [41:48] is the sub-list for method output_type
+	34, // [34:41] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_connector_proto_init() }
@@ -1917,7 +2086,7 @@ func file_connector_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_connector_proto_rawDesc), len(file_connector_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

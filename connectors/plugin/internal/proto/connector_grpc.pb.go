@@ -24,12 +24,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Connector_Describe_FullMethodName     = "/crmsync.connector.v1.Connector/Describe"
-	Connector_Check_FullMethodName        = "/crmsync.connector.v1.Connector/Check"
-	Connector_FetchCurrent_FullMethodName = "/crmsync.connector.v1.Connector/FetchCurrent"
-	Connector_BulkUpdate_FullMethodName   = "/crmsync.connector.v1.Connector/BulkUpdate"
-	Connector_Limits_FullMethodName       = "/crmsync.connector.v1.Connector/Limits"
-	Connector_FetchChanges_FullMethodName = "/crmsync.connector.v1.Connector/FetchChanges"
+	Connector_Describe_FullMethodName         = "/crmsync.connector.v1.Connector/Describe"
+	Connector_Check_FullMethodName            = "/crmsync.connector.v1.Connector/Check"
+	Connector_FetchCurrent_FullMethodName     = "/crmsync.connector.v1.Connector/FetchCurrent"
+	Connector_BulkUpdate_FullMethodName       = "/crmsync.connector.v1.Connector/BulkUpdate"
+	Connector_Limits_FullMethodName           = "/crmsync.connector.v1.Connector/Limits"
+	Connector_FetchChanges_FullMethodName     = "/crmsync.connector.v1.Connector/FetchChanges"
+	Connector_FetchCurrentMany_FullMethodName = "/crmsync.connector.v1.Connector/FetchCurrentMany"
 )
 
 // ConnectorClient is the client API for Connector service.
@@ -44,6 +45,9 @@ type ConnectorClient interface {
 	// FetchChanges answers a connector error of kind UNSUPPORTED when the
 	// plugin does not implement connector.ChangeFetcher.
 	FetchChanges(ctx context.Context, in *FetchChangesRequest, opts ...grpc.CallOption) (*FetchChangesResponse, error)
+	// FetchCurrentMany answers a connector error of kind UNSUPPORTED when the
+	// plugin does not implement connector.BatchFetcher.
+	FetchCurrentMany(ctx context.Context, in *FetchManyRequest, opts ...grpc.CallOption) (*FetchManyResponse, error)
 }
 
 type connectorClient struct {
@@ -114,6 +118,16 @@ func (c *connectorClient) FetchChanges(ctx context.Context, in *FetchChangesRequ
 	return out, nil
 }
 
+func (c *connectorClient) FetchCurrentMany(ctx context.Context, in *FetchManyRequest, opts ...grpc.CallOption) (*FetchManyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FetchManyResponse)
+	err := c.cc.Invoke(ctx, Connector_FetchCurrentMany_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConnectorServer is the server API for Connector service.
 // All implementations must embed UnimplementedConnectorServer
 // for forward compatibility.
@@ -126,6 +140,9 @@ type ConnectorServer interface {
 	// FetchChanges answers a connector error of kind UNSUPPORTED when the
 	// plugin does not implement connector.ChangeFetcher.
 	FetchChanges(context.Context, *FetchChangesRequest) (*FetchChangesResponse, error)
+	// FetchCurrentMany answers a connector error of kind UNSUPPORTED when the
+	// plugin does not implement connector.BatchFetcher.
+	FetchCurrentMany(context.Context, *FetchManyRequest) (*FetchManyResponse, error)
 	mustEmbedUnimplementedConnectorServer()
 }
 
@@ -153,6 +170,9 @@ func (UnimplementedConnectorServer) Limits(context.Context, *LimitsRequest) (*Li
 }
 func (UnimplementedConnectorServer) FetchChanges(context.Context, *FetchChangesRequest) (*FetchChangesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method FetchChanges not implemented")
+}
+func (UnimplementedConnectorServer) FetchCurrentMany(context.Context, *FetchManyRequest) (*FetchManyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FetchCurrentMany not implemented")
 }
 func (UnimplementedConnectorServer) mustEmbedUnimplementedConnectorServer() {}
 func (UnimplementedConnectorServer) testEmbeddedByValue()                   {}
@@ -283,6 +303,24 @@ func _Connector_FetchChanges_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Connector_FetchCurrentMany_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FetchManyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectorServer).FetchCurrentMany(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Connector_FetchCurrentMany_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectorServer).FetchCurrentMany(ctx, req.(*FetchManyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Connector_ServiceDesc is the grpc.ServiceDesc for Connector service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -313,6 +351,10 @@ var Connector_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "FetchChanges",
 			Handler:    _Connector_FetchChanges_Handler,
+		},
+		{
+			MethodName: "FetchCurrentMany",
+			Handler:    _Connector_FetchCurrentMany_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
