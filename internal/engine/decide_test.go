@@ -62,3 +62,18 @@ func TestDecideOutbound(t *testing.T) {
 		})
 	}
 }
+
+func BenchmarkDecideOutbound(b *testing.B) {
+	base := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	cur := crmState{Exists: true, Fields: map[string]any{"Title": "VP"}, LastModified: base, LastModifiedByID: "005B",
+		Synced: map[string]any{"Title": "CTO"}}
+	fs := record.FieldState{Value: "CEO", ChangedAt: base.Add(time.Minute), Source: record.SourceUI}
+	modes := []prefs.Mode{prefs.TwoWay, prefs.PreferSalesforceUnlessEmpty, prefs.AlwaysPreferConversion, prefs.AlwaysPreferSalesforce, prefs.DoNotSync}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		m := prefs.FieldMapping{RecordType: record.TypeContact, Field: "title", CRMField: "Title", Mode: modes[i%len(modes)]}
+		decideOutbound(m, fs, cur, "005A")
+		i++
+	}
+}

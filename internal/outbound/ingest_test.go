@@ -236,3 +236,34 @@ func TestFailedItemsRetryAndDismiss(t *testing.T) {
 		require.Empty(t, claimed)
 	})
 }
+
+// BenchmarkIngestAndClaim ingests 1,000 changes over 100 records and
+// claims them, the hot path of every burst.
+func BenchmarkIngestAndClaim(b *testing.B) {
+	for _, d := range dbtest.Dialects {
+		b.Run(string(d), func(b *testing.B) {
+			ctx := context.Background()
+			bdb := dbtest.Open(b, d)
+			var ws int64
+			require.NoError(b, bdb.NewRaw("INSERT INTO workspaces (name, created_at) VALUES (?, ?) RETURNING id", "b", time.Now().UTC()).Scan(ctx, &ws))
+			in := outbound.NewIngester(bdb, schedulerFunc(func(context.Context, bun.Tx, int64) error { return nil }), nil)
+			changes := make([]outbound.Change, 1000)
+			for i := range changes {
+				changes[i] = contact(fmt.Sprintf("c%d", i%100), time.Now(), map[string]any{"title": fmt.Sprintf("t%d", i)})
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				_, err := in.Ingest(ctx, ws, changes)
+				require.NoError(b, err)
+				items, err := outbound.Claim(ctx, bdb, ws, time.Now(), 10_000)
+				require.NoError(b, err)
+				ids := make([]int64, len(items))
+				for i, it := range items {
+					ids[i] = it.ID
+				}
+				require.NoError(b, outbound.Delete(ctx, bdb, ids))
+			}
+			b.ReportMetric(float64(b.N*len(changes))/b.Elapsed().Seconds(), "changes/s")
+		})
+	}
+}

@@ -2,6 +2,7 @@ package synclog_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -79,4 +80,31 @@ func TestWriteListGet(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, latest.Equal(t0.Add(2*time.Hour+time.Second)), latest)
 	})
+}
+
+// BenchmarkWrite writes a batch of 1,000 records with 5 field decisions
+// each, the log of a large flush.
+func BenchmarkWrite(b *testing.B) {
+	for _, d := range dbtest.Dialects {
+		b.Run(string(d), func(b *testing.B) {
+			ctx := context.Background()
+			bdb := dbtest.Open(b, d)
+			var ws int64
+			require.NoError(b, bdb.NewRaw("INSERT INTO workspaces (name, created_at) VALUES (?, ?) RETURNING id", "b", time.Now().UTC()).Scan(ctx, &ws))
+			now := time.Now().UTC()
+			b.ReportAllocs()
+			for b.Loop() {
+				batch := &synclog.Batch{WorkspaceID: ws, Direction: synclog.Outbound, StartedAt: now, FinishedAt: now}
+				for i := range 1000 {
+					r := &synclog.Record{RecordType: record.TypeContact, ConversionID: fmt.Sprintf("c%d", i), Outcome: synclog.OutcomeUpdated}
+					for f := range 5 {
+						r.Fields = append(r.Fields, synclog.Field{Field: fmt.Sprintf("f%d", f), CRMField: "F", Mode: "TWO_WAY", Value: "v", Sent: true, Reason: "Conversion change is newer"})
+					}
+					batch.Records = append(batch.Records, r)
+				}
+				batch.Count()
+				require.NoError(b, synclog.Write(ctx, bdb, batch))
+			}
+		})
+	}
 }
