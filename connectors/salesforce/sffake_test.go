@@ -215,11 +215,11 @@ func TestSffakeWrites(t *testing.T) {
 
 	var autoAssign []string
 	for _, r := range b.sf.RequestLog() {
-		if r.Method == "POST" && strings.HasSuffix(r.Path, "/composite") {
+		if r.Method == "POST" && (strings.HasSuffix(r.Path, "/composite") || strings.HasSuffix(r.Path, "/composite/sobjects")) {
 			autoAssign = append(autoAssign, r.AutoAssign())
 		}
 	}
-	require.Equal(t, "FALSE", autoAssign[0])
+	require.Equal(t, "FALSE", autoAssign[0], "the first write set an OwnerId")
 }
 
 func TestSffakeBulkCosts(t *testing.T) {

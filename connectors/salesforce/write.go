@@ -96,8 +96,8 @@ func (c *Connector) BulkUpdate(ctx context.Context, req connector.BulkUpdateRequ
 		return nil, err
 	}
 	var units []unit
-	for _, g := range groups {
-		for idx := range slices.Chunk(g.idx, maxCollectionRecords) {
+	for _, g := range mixGroups(groups) {
+		for _, idx := range collectionChunks(g.idx, ops) {
 			units = append(units, unit{g: g, idx: idx, req: cl.collectionRequest(g, idx, ops)})
 		}
 	}
@@ -121,6 +121,58 @@ func (c *Connector) BulkUpdate(ctx context.Context, req connector.BulkUpdateRequ
 		cl.resolveMembers(ctx, dups, ops, results)
 	}
 	return &connector.BulkUpdateResponse{Results: results, Meta: cl.meta()}, nil
+}
+
+// mixGroups merges the create groups of every object into one group, and
+// the update groups likewise: sObject Collections accept mixed types in one
+// request, so R records cost ⌈R/200⌉ requests whatever their objects, not
+// one partial request per object. Upserts (one object and field per URL)
+// and deletes keep their groups. Objects stay consecutive within a merged
+// group.
+func mixGroups(groups []*group) []*group {
+	var out []*group
+	merged := map[connector.OpKind]*group{}
+	for _, g := range groups {
+		if g.kind != connector.OpCreate && g.kind != connector.OpUpdate {
+			out = append(out, g)
+			continue
+		}
+		m := merged[g.kind]
+		if m == nil {
+			m = &group{kind: g.kind, object: g.object}
+			merged[g.kind] = m
+			out = append(out, m)
+		} else if m.object != g.object {
+			m.object = "" // several objects
+		}
+		m.idx = append(m.idx, g.idx...)
+	}
+	return out
+}
+
+// maxCollectionChunks is how many runs of one type a collection request may
+// hold ({A,A,C,A} is three).
+const maxCollectionChunks = 10
+
+// collectionChunks splits a group's operations into requests of at most 200
+// records and 10 type runs.
+func collectionChunks(idx []int, ops []connector.Operation) [][]int {
+	var out [][]int
+	start, runs := 0, 0
+	for i, j := range idx {
+		newRun := i == start || ops[j].Object != ops[idx[i-1]].Object
+		if i-start == maxCollectionRecords || (newRun && runs == maxCollectionChunks) {
+			out = append(out, idx[start:i])
+			start, runs, newRun = i, 0, true
+		}
+		if newRun {
+			runs++
+		}
+	}
+	if start < len(idx) {
+		out = append(out, idx[start:])
+	}
+	return out
 }
 
 // plan validates every operation against its object's describe, records
@@ -224,7 +276,7 @@ func (cl *call) collectionRequest(g *group, idx []int, ops []connector.Operation
 		if _, ok := fields["OwnerId"]; ok {
 			ownerSet = true
 		}
-		r := sobjectRecord{typ: g.object, fields: fields}
+		r := sobjectRecord{typ: op.Object, fields: fields}
 		switch g.kind {
 		case connector.OpUpdate:
 			r.id = ID18(ops[j].ID)
@@ -262,7 +314,9 @@ func (cl *call) apply(u unit, resp *response, ops []connector.Operation, results
 			e.Code = fmt.Sprintf("HTTP_%d", resp.status)
 		}
 		if e.Code == "INVALID_FIELD" {
-			cl.forgetDescribe(u.g.object)
+			for _, j := range u.idx {
+				cl.forgetDescribe(ops[j].Object)
+			}
 		}
 		for _, j := range u.idx {
 			ee := *e
@@ -296,7 +350,7 @@ func (cl *call) apply(u unit, resp *response, ops []connector.Operation, results
 			continue
 		}
 		e := toRecordError(it.Errors)
-		if u.g.kind == connector.OpCreate && u.g.object == "CampaignMember" && e.Code == connector.CodeDuplicate {
+		if u.g.kind == connector.OpCreate && ops[j].Object == "CampaignMember" && e.Code == connector.CodeDuplicate {
 			dups = append(dups, j) // the contact or lead is already a member: done
 			continue
 		}

@@ -79,11 +79,11 @@ func TestBulkUpdatePacksKindsIntoOneComposite(t *testing.T) {
 			return map[string]any{"body": json.RawMessage(b), "httpHeaders": map[string]any{}, "httpStatusCode": status, "referenceId": fmt.Sprintf("r%d", i)}
 		}
 		writeJSON(w, 200, map[string]any{"compositeResponse": []any{
-			sub(0, 200, []any{ok(c1), fail("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record")}),
-			sub(1, 200, []any{fail("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead")}),
-			sub(2, 200, []any{ok(fakeID("003", 4), true), ok(fakeID("003", 5), false)}),
-			sub(3, 200, []any{fail("ENTITY_IS_DELETED", "entity is deleted")}),
-			sub(4, 200, []any{fail("DUPLICATE_VALUE", "Already a campaign member.")}),
+			sub(0, 200, []any{ok(c1), fail("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record"),
+				fail("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead")}),
+			sub(1, 200, []any{ok(fakeID("003", 4), true), ok(fakeID("003", 5), false)}),
+			sub(2, 200, []any{fail("ENTITY_IS_DELETED", "entity is deleted")}),
+			sub(3, 200, []any{fail("DUPLICATE_VALUE", "Already a campaign member.")}),
 		}})
 	})
 	s.handle("GET /query", func(w http.ResponseWriter, r *http.Request) {
@@ -102,15 +102,16 @@ func TestBulkUpdatePacksKindsIntoOneComposite(t *testing.T) {
 		{Kind: connector.OpUpdate, Object: "Contact", ID: c1, Fields: map[string]any{"Nope__c": "X"}},
 	}})
 	require.NoError(t, err)
-	require.Len(t, s.requests("/composite"), 1, "five collection subrequests, one call")
+	require.Len(t, s.requests("/composite"), 1, "four collection subrequests, one call")
 	require.False(t, body.AllOrNone)
 	require.Equal(t, "FALSE", autoAssign)
 	type sub struct{ method, url, body string }
 	want := []sub{
+		// Updates of several objects share one request (mixed types are
+		// allowed), objects kept consecutive.
 		{"PATCH", "/services/data/v62.0/composite/sobjects", fmt.Sprintf(`{"allOrNone":false,"records":[
-			{"attributes":{"type":"Contact"},"id":%q,"LastName":"A"},{"attributes":{"type":"Contact"},"id":%q,"LastName":"B"}]}`, c1, c2)},
-		{"PATCH", "/services/data/v62.0/composite/sobjects", fmt.Sprintf(`{"allOrNone":false,"records":[
-			{"attributes":{"type":"Lead"},"id":%q,"LastName":"L","OwnerId":%q}]}`, l1, fakeID("005", 1))},
+			{"attributes":{"type":"Contact"},"id":%q,"LastName":"A"},{"attributes":{"type":"Contact"},"id":%q,"LastName":"B"},
+			{"attributes":{"type":"Lead"},"id":%q,"LastName":"L","OwnerId":%q}]}`, c1, c2, l1, fakeID("005", 1))},
 		{"PATCH", "/services/data/v62.0/composite/sobjects/Contact/Conversion_Id__c", `{"allOrNone":false,"records":[
 			{"attributes":{"type":"Contact"},"Conversion_Id__c":"conv-1","LastName":"U1"},
 			{"attributes":{"type":"Contact"},"Conversion_Id__c":"conv-2","LastName":"U2"}]}`},
@@ -130,8 +131,8 @@ func TestBulkUpdatePacksKindsIntoOneComposite(t *testing.T) {
 			jsonEq(t, w.body, string(got.Body))
 		}
 	}
-	require.Equal(t, map[string]string{"Sforce-Auto-Assign": "FALSE"}, body.CompositeRequest[1].HTTPHeaders)
-	require.Nil(t, body.CompositeRequest[0].HTTPHeaders)
+	require.Equal(t, map[string]string{"Sforce-Auto-Assign": "FALSE"}, body.CompositeRequest[0].HTTPHeaders)
+	require.Nil(t, body.CompositeRequest[1].HTTPHeaders)
 
 	require.Equal(t, []connector.Result{
 		{ID: c1},
@@ -207,7 +208,7 @@ func TestBulkUpdateSubrequestFailuresAreRecordErrors(t *testing.T) {
 	})
 	resp, err := newConnector(t).BulkUpdate(t.Context(), connector.BulkUpdateRequest{Session: s.session(), Operations: []connector.Operation{
 		{Kind: connector.OpCreate, Object: "Contact", Fields: map[string]any{"LastName": "A"}},
-		{Kind: connector.OpCreate, Object: "Lead", Fields: map[string]any{"LastName": "B"}},
+		{Kind: connector.OpUpdate, Object: "Lead", ID: fakeID("00Q", 1), Fields: map[string]any{"LastName": "B"}},
 	}})
 	require.NoError(t, err)
 	require.Equal(t, &connector.RecordError{Code: "SERVER_UNAVAILABLE", Message: "server too busy", Retryable: true}, resp.Results[0].Error)
@@ -233,4 +234,62 @@ func TestDuplicateValueFailsOutsideCampaignMembers(t *testing.T) {
 	jsonEq(t, fmt.Sprintf(`{"allOrNone":false,"records":[{"attributes":{"type":"Contact"},"id":%q,"Conversion_Id__c":"x"}]}`, fakeID("003", 1)),
 		req.Body)
 	require.Empty(t, req.Header.Get("Sforce-Auto-Assign"))
+}
+
+// Records of several objects share 200-record requests, at most ten runs of
+// one type each, so R records cost ⌈R/200⌉ requests whatever their objects.
+func TestBulkUpdateMixesObjectsInRequests(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	var types [][]string
+	s.handle("POST /composite", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			CompositeRequest []struct {
+				Body struct {
+					Records []struct {
+						Attributes struct{ Type string } `json:"attributes"`
+					}
+				}
+			} `json:"compositeRequest"`
+		}
+		require.NoError(t, json.NewDecoder(r.Body).Decode(&body))
+		var out []any
+		for i, sub := range body.CompositeRequest {
+			var ts []string
+			var items []any
+			for range sub.Body.Records {
+				items = append(items, map[string]any{"id": fakeID("001", len(items)+1), "success": true, "errors": []any{}})
+			}
+			for _, rec := range sub.Body.Records {
+				ts = append(ts, rec.Attributes.Type)
+			}
+			types = append(types, ts)
+			b, _ := json.Marshal(items)
+			out = append(out, map[string]any{"body": json.RawMessage(b), "httpStatusCode": 200, "referenceId": fmt.Sprintf("r%d", i)})
+		}
+		writeJSON(w, 200, map[string]any{"compositeResponse": out})
+	})
+	var ops []connector.Operation
+	for i := range 150 {
+		ops = append(ops,
+			connector.Operation{Kind: connector.OpCreate, Object: "Account", Fields: map[string]any{"Name": fmt.Sprint(i)}},
+			connector.Operation{Kind: connector.OpCreate, Object: "Lead", Fields: map[string]any{"LastName": fmt.Sprint(i), "Company": "C"}})
+	}
+	resp, err := newConnector(t).BulkUpdate(t.Context(), connector.BulkUpdateRequest{Session: s.session(), Operations: ops})
+	require.NoError(t, err)
+	for i, r := range resp.Results {
+		require.Nil(t, r.Error, i)
+	}
+	require.Len(t, types, 2, "300 records of two objects: two requests of 200 and 100, not one per object and size")
+	require.Len(t, types[0], 200)
+	require.Len(t, types[1], 100)
+	for _, ts := range types {
+		runs := 1
+		for i := 1; i < len(ts); i++ {
+			if ts[i] != ts[i-1] {
+				runs++
+			}
+		}
+		require.LessOrEqual(t, runs, 10, "at most ten runs of one type per request")
+	}
 }
