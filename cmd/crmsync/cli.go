@@ -15,6 +15,7 @@ type cli struct {
 	Connector      connectorCmd      `cmd:"" help:"Serve a built-in connector as a plugin process (started by crmsync itself)."`
 	FakeSalesforce fakeSalesforceCmd `cmd:"" name:"fake-salesforce" help:"Serve a fake Salesforce org (for the demo and benchmarks) and print its credentials."`
 	Demo           demoCmd           `cmd:"" help:"Run crmsync against a fake Salesforce org with simulated changes: the quickest way to see it work."`
+	Bench          benchCmd          `cmd:"" help:"Measure API calls, latency and throughput against a fake Salesforce org with per-call latency."`
 
 	// Commands added by later features go here, each in its own file:
 }

@@ -52,7 +52,8 @@ var ErrBusy = errors.New("another flush of this connection is running")
 
 // Config tunes the engine. Zero values take the defaults.
 type Config struct {
-	// MaxItems is the most queue items one flush claims (default 10,000).
+	// MaxItems is the most queue items one flush claims (default 50,000):
+	// a burst is coalesced whole, so a hot record is written once.
 	MaxItems int
 	// LeaseTTL bounds how long a crashed flush blocks the next one
 	// (default 2 minutes, above the job timeout).
@@ -70,7 +71,7 @@ type Config struct {
 
 func (c *Config) defaults() {
 	if c.MaxItems <= 0 {
-		c.MaxItems = 10_000
+		c.MaxItems = 50_000
 	}
 	if c.LeaseTTL <= 0 {
 		c.LeaseTTL = 3 * time.Minute

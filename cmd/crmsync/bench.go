@@ -1,0 +1,520 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/crmsync/crmsync/connectors/salesforce"
+	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
+	"github.com/crmsync/crmsync/internal/config"
+	"github.com/crmsync/crmsync/internal/db"
+	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/overview"
+	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/record"
+)
+
+// benchCmd measures crmsync against a fake Salesforce org with a per-call
+// latency, in one process tree: the server (engine, River, database), the
+// fake org on loopback and the Salesforce connector as a plugin process.
+type benchCmd struct {
+	Scenario string        `name:"scenario" enum:"burst,backlog,limit" default:"burst" help:"burst, backlog or limit (see docs/benchmarks.md)."`
+	JSON     bool          `name:"json" help:"Print the report as JSON."`
+	Latency  time.Duration `name:"latency" default:"150ms" help:"Latency the fake Salesforce adds to every call."`
+	Changes  int           `name:"changes" default:"0" help:"Changes to send (default: burst 20,000, backlog 100,000, limit 2,000)."`
+	Records  int           `name:"records" default:"0" help:"Distinct records they touch (default: burst 2,000, backlog 20,000, limit 500)."`
+}
+
+// benchReport is what a scenario measured. Zero fields do not apply.
+type benchReport struct {
+	Scenario   string  `json:"scenario"`
+	Database   string  `json:"database"`
+	LatencyMS  int64   `json:"latency_ms"`
+	Changes    int     `json:"changes"`
+	Records    int     `json:"records"`
+	Flushes    int     `json:"flushes"`
+	ReadCalls  int     `json:"read_calls"`
+	WriteCalls int     `json:"write_calls"`
+	AuthCalls  int     `json:"auth_calls"`
+	APICalls   int     `json:"api_calls"`
+	CMin       int     `json:"c_min,omitempty"`
+	Ratio      float64 `json:"ratio_to_c_min,omitempty"`
+	PerCall    float64 `json:"changes_per_call"`
+	DrainSec   float64 `json:"drain_seconds"`
+	ChangesSec float64 `json:"changes_per_second,omitempty"`
+	PeakRSSMB  float64 `json:"peak_rss_mb,omitempty"`
+	DBPerItem  float64 `json:"db_bytes_per_queued_change,omitempty"`
+
+	CallsAfterLimit int     `json:"calls_after_first_limit_error,omitempty"`
+	PauseSec        float64 `json:"seconds_to_pause,omitempty"`
+	ResumeSec       float64 `json:"seconds_to_resume,omitempty"`
+	Lost            int     `json:"lost"`
+}
+
+var errBenchDone = errors.New("bench done")
+
+func (c benchCmd) Run(e *env) error {
+	defaults := map[string][2]int{"burst": {20_000, 2_000}, "backlog": {100_000, 20_000}, "limit": {2_000, 500}}
+	if c.Changes == 0 {
+		c.Changes = defaults[c.Scenario][0]
+	}
+	if c.Records == 0 {
+		c.Records = defaults[c.Scenario][1]
+	}
+	if c.Records < 3 || c.Changes < c.Records {
+		return fmt.Errorf("bench: need at least 3 records and as many changes as records (got %d changes, %d records)", c.Changes, c.Records)
+	}
+	dir, err := os.MkdirTemp("", "crmsync-bench-")
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	defer os.RemoveAll(dir)
+
+	org := sffake.New(sffake.Options{Latency: c.Latency, DailyMax: 100_000_000})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("bench: listen for the fake Salesforce: %w", err)
+	}
+	fake := &http.Server{Handler: org, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = fake.Serve(ln) }()
+	defer fake.Close()
+
+	global := *e.global
+	global.DataDir = dir
+	if global.LogLevel == "info" {
+		global.LogLevel = "error" // the report is the output
+	}
+	cfg := config.Server{Listen: "127.0.0.1:0", ShutdownTimeout: 8 * time.Second,
+		Sync: config.Sync{FlushInterval: 10 * time.Second, PullInterval: time.Hour}}
+	var report *benchReport
+	err = runServer(e, global, cfg, func(ctx context.Context, a *app, _ string) error {
+		b := &bench{cmd: c, a: a, org: org, orgURL: "http://" + ln.Addr().String(), progress: e.stderr, dir: dir}
+		r, err := b.run(ctx)
+		if err != nil {
+			return fmt.Errorf("bench %s: %w", c.Scenario, err)
+		}
+		report = r
+		return errBenchDone
+	})
+	if err != nil && !errors.Is(err, errBenchDone) {
+		return err
+	}
+	if report == nil {
+		return errors.New("bench: interrupted")
+	}
+	return printReport(e.stdout, report, c.JSON)
+}
+
+type bench struct {
+	cmd      benchCmd
+	a        *app
+	org      *sffake.Server
+	orgURL   string
+	progress io.Writer
+	dir      string
+	ws       int64
+	// last is the last value sent per record key, to count lost changes.
+	last map[record.Key]string
+}
+
+func (b *bench) run(ctx context.Context) (*benchReport, error) {
+	ws, _, err := b.a.workspaces.Create(ctx, "bench")
+	if err != nil {
+		return nil, err
+	}
+	b.ws, b.last = ws.ID, map[record.Key]string{}
+	// Every benchmarked field always goes to Salesforce, so every change
+	// needs its write and the final state is checkable.
+	for t, f := range map[record.Type][2]string{record.TypeContact: {"phone", "Phone"}, record.TypeCompany: {"phone", "Phone"}, record.TypeCampaign: {"status", "Status"}} {
+		if err := prefs.SetField(ctx, b.a.db, ws.ID, prefs.FieldMapping{RecordType: t, Field: f[0], CRMField: f[1], Mode: prefs.AlwaysPreferConversion}); err != nil {
+			return nil, err
+		}
+	}
+	r := &benchReport{Scenario: b.cmd.Scenario, Database: string(db.DialectOf(b.a.db)), LatencyMS: b.cmd.Latency.Milliseconds(),
+		Changes: b.cmd.Changes, Records: b.cmd.Records}
+	switch b.cmd.Scenario {
+	case "backlog":
+		err = b.backlog(ctx, r)
+	case "limit":
+		err = b.limit(ctx, r)
+	default:
+		err = b.burst(ctx, r)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.APICalls > 0 {
+		r.PerCall = float64(r.Changes) / float64(r.APICalls)
+	}
+	lost, err := b.lost()
+	r.Lost = lost
+	return r, err
+}
+
+func (b *bench) connect(ctx context.Context) error {
+	cfg, _ := json.Marshal(salesforce.Config{LoginURL: b.orgURL, ClientID: b.org.ClientID()})
+	creds, _ := json.Marshal(salesforce.Credentials{ClientSecret: b.org.ClientSecret(), RefreshToken: b.org.IssueRefreshToken(b.org.IntegrationUserID())})
+	_, err := b.a.resolver.Connections.Connect(ctx, b.ws, salesforce.Name, cfg, creds)
+	return err
+}
+
+var benchTypes = []record.Type{record.TypeContact, record.TypeCompany, record.TypeCampaign}
+
+// recordKey spreads records over contacts (half), companies and campaigns.
+func (b *bench) recordKey(i int) record.Key {
+	t := benchTypes[0]
+	switch i % 4 {
+	case 1:
+		t = record.TypeCompany
+	case 3:
+		t = record.TypeCampaign
+	}
+	return record.Key{Type: t, ID: fmt.Sprintf("%s-%d", strings.ToLower(string(t)), i)}
+}
+
+// seedChange creates record i with everything Salesforce requires.
+func (b *bench) seedChange(i int, now time.Time) outbound.Change {
+	k := b.recordKey(i)
+	f := map[string]outbound.FieldChange{}
+	set := func(name string, v any) { f[name] = outbound.FieldChange{Value: v, ChangedAt: now} }
+	switch k.Type {
+	case record.TypeContact:
+		set("email", fmt.Sprintf("bench%d@example.com", i))
+		set("lastName", fmt.Sprintf("Bench %d", i))
+		set("company", "Bench Inc")
+	default:
+		set("name", fmt.Sprintf("Bench %s %d", strings.ToLower(string(k.Type)), i))
+	}
+	return outbound.Change{Type: k.Type, ID: k.ID, Source: record.SourceImport, Fields: f}
+}
+
+// updates returns n changes over the records, skewed: a fifth of them go to
+// the hottest 1% of records.
+func (b *bench) updates(n int, now time.Time) []outbound.Change {
+	out := make([]outbound.Change, n)
+	hot := max(1, b.cmd.Records/100)
+	for j := range out {
+		i := rand.IntN(b.cmd.Records)
+		if j%5 == 0 {
+			i = rand.IntN(hot)
+		}
+		k := b.recordKey(i)
+		field, v := "phone", fmt.Sprintf("+1 555 %07d", j)
+		if k.Type == record.TypeCampaign {
+			field, v = "status", []string{"Planned", "In Progress", "Completed", "Aborted"}[j%4]
+		}
+		b.last[k] = v
+		out[j] = outbound.Change{Type: k.Type, ID: k.ID, Source: record.SourceAPI,
+			Fields: map[string]outbound.FieldChange{field: {Value: v, ChangedAt: now.Add(time.Duration(j) * time.Microsecond)}}}
+	}
+	return out
+}
+
+func (b *bench) ingest(ctx context.Context, changes []outbound.Change) error {
+	for start := 0; start < len(changes); start += outbound.MaxChanges {
+		if _, err := b.a.resolver.Ingester.Ingest(ctx, b.ws, changes[start:min(start+outbound.MaxChanges, len(changes))]); err != nil {
+			return err
+		}
+		fmt.Fprintf(b.progress, "\rbench: accepted %d/%d changes", min(start+outbound.MaxChanges, len(changes)), len(changes))
+	}
+	fmt.Fprintln(b.progress)
+	return nil
+}
+
+// drain waits until nothing is queued, showing progress.
+func (b *bench) drain(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		o, err := overview.Get(ctx, b.a.db, b.ws, time.Now())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(b.progress, "\rbench: %d queued, %d failed   ", o.Queued, o.Failed)
+		if o.Queued == 0 {
+			fmt.Fprintln(b.progress)
+			if o.Failed > 0 {
+				return fmt.Errorf("%d changes parked as failed", o.Failed)
+			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("queue not drained after %s (%d queued)", timeout, o.Queued)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (b *bench) seed(ctx context.Context) error {
+	now := time.Now()
+	changes := make([]outbound.Change, b.cmd.Records)
+	for i := range changes {
+		changes[i] = b.seedChange(i, now)
+	}
+	if err := b.ingest(ctx, changes); err != nil {
+		return err
+	}
+	return b.drain(ctx, 10*time.Minute)
+}
+
+func (b *bench) countFlushes(ctx context.Context, since time.Time) (int, error) {
+	n, err := b.a.db.NewSelect().Table("sync_batches").
+		Where("workspace_id = ? AND direction = 'OUTBOUND' AND status <> 'PAUSED' AND started_at >= ?", b.ws, since.UTC()).Count(ctx)
+	return int(n), err
+}
+
+// burst: the records exist in Salesforce; a burst of updates arrives while
+// the connection is held (as when it arrives faster than a flush starts),
+// then drains. Calls are counted by the fake org.
+func (b *bench) burst(ctx context.Context, r *benchReport) error {
+	if err := b.connect(ctx); err != nil {
+		return err
+	}
+	if err := b.seed(ctx); err != nil {
+		return err
+	}
+	changes := b.updates(b.cmd.Changes, time.Now())
+	if err := b.a.resolver.Connections.SetPaused(ctx, b.ws, true); err != nil {
+		return err
+	}
+	if err := b.ingest(ctx, changes); err != nil {
+		return err
+	}
+	before, start := b.org.Calls(), time.Now()
+	if err := b.a.resolver.Connections.SetPaused(ctx, b.ws, false); err != nil {
+		return err
+	}
+	if err := b.drain(ctx, 10*time.Minute); err != nil {
+		return err
+	}
+	r.DrainSec = time.Since(start).Seconds()
+	b.calls(r, before)
+	perObject := map[record.Type]int{}
+	for k := range b.last {
+		perObject[k.Type]++
+	}
+	reads := 0
+	for _, n := range perObject {
+		reads += (n + 1999) / 2000
+	}
+	r.CMin = (reads+4)/5 + (len(b.last)+999)/1000
+	r.Ratio = float64(r.APICalls) / float64(r.CMin)
+	var err error
+	r.Flushes, err = b.countFlushes(ctx, start)
+	return err
+}
+
+func (b *bench) calls(r *benchReport, before sffake.CallCounts) {
+	after := b.org.Calls()
+	r.ReadCalls, r.WriteCalls, r.AuthCalls = after.Read-before.Read, after.Write-before.Write, after.Auth-before.Auth
+	r.APICalls = r.ReadCalls + r.WriteCalls
+}
+
+// backlog: changes accepted while no CRM is connected, drained once it is.
+func (b *bench) backlog(ctx context.Context, r *benchReport) error {
+	sizeBefore, err := b.dbSize(ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	changes := make([]outbound.Change, 0, b.cmd.Changes)
+	for i := range b.cmd.Records {
+		changes = append(changes, b.seedChange(i, now))
+	}
+	for _, u := range b.updates(b.cmd.Changes-b.cmd.Records, now.Add(time.Second)) {
+		changes = append(changes, u)
+	}
+	if err := b.ingest(ctx, changes); err != nil {
+		return err
+	}
+	sizeAfter, err := b.dbSize(ctx)
+	if err != nil {
+		return err
+	}
+	r.DBPerItem = float64(sizeAfter-sizeBefore) / float64(len(changes))
+	before, start := b.org.Calls(), time.Now()
+	if err := b.connect(ctx); err != nil {
+		return err
+	}
+	if err := b.drain(ctx, 30*time.Minute); err != nil {
+		return err
+	}
+	r.DrainSec = time.Since(start).Seconds()
+	r.ChangesSec = float64(len(changes)) / r.DrainSec
+	b.calls(r, before)
+	r.PeakRSSMB = peakRSSMB()
+	r.Flushes, err = b.countFlushes(ctx, start)
+	return err
+}
+
+// limit: the org's allowance runs out in the middle of a burst and comes
+// back later; nothing may be lost.
+func (b *bench) limit(ctx context.Context, r *benchReport) error {
+	if err := b.connect(ctx); err != nil {
+		return err
+	}
+	if err := b.seed(ctx); err != nil {
+		return err
+	}
+	used, _ := b.org.Usage()
+	b.org.SetDailyMax(used + 2)
+	b.org.ResetRequestLog()
+	before, start := b.org.Calls(), time.Now()
+	if err := b.ingest(ctx, b.updates(b.cmd.Changes, time.Now())); err != nil {
+		return err
+	}
+	var firstLimit time.Time
+	for firstLimit.IsZero() || !b.paused(ctx) {
+		if time.Since(start) > 5*time.Minute {
+			return errors.New("the connection never paused")
+		}
+		if firstLimit.IsZero() {
+			for _, req := range b.org.RequestLog() {
+				if req.Status == http.StatusForbidden {
+					firstLimit = time.Now()
+					break
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.PauseSec = time.Since(firstLimit).Seconds()
+	time.Sleep(3 * time.Second) // paused a while: ticks must not call Salesforce
+	log := b.org.RequestLog()
+	for i, req := range log {
+		if req.Status == http.StatusForbidden {
+			for _, later := range log[i+1:] {
+				if later.Kind == "read" || later.Kind == "write" {
+					r.CallsAfterLimit++
+				}
+			}
+			break
+		}
+	}
+	b.org.SetUsage(0)
+	b.org.SetDailyMax(100_000_000)
+	reset := time.Now()
+	if err := b.drain(ctx, 10*time.Minute); err != nil {
+		return err
+	}
+	r.ResumeSec = time.Since(reset).Seconds()
+	r.DrainSec = time.Since(start).Seconds()
+	b.calls(r, before)
+	var err error
+	r.Flushes, err = b.countFlushes(ctx, start)
+	return err
+}
+
+func (b *bench) paused(ctx context.Context) bool {
+	o, err := overview.Get(ctx, b.a.db, b.ws, time.Now())
+	return err == nil && o.Paused
+}
+
+// lost counts records whose last sent value is not in Salesforce.
+func (b *bench) lost() (int, error) {
+	lost := 0
+	for k, want := range b.last {
+		var rec struct {
+			CRMObject string `bun:"crm_object"`
+			CRMID     string `bun:"crm_id"`
+		}
+		err := b.a.db.NewSelect().Table("records").Column("crm_object", "crm_id").
+			Where("workspace_id = ? AND type = ? AND conversion_id = ?", b.ws, k.Type, k.ID).Scan(context.Background(), &rec)
+		if err != nil {
+			return 0, fmt.Errorf("count lost changes: %w", err)
+		}
+		field := "Phone"
+		if k.Type == record.TypeCampaign {
+			field = "Status"
+		}
+		got, ok := b.org.Get(rec.CRMObject, rec.CRMID)
+		if !ok || got[field] != want {
+			lost++
+		}
+	}
+	return lost, nil
+}
+
+func (b *bench) dbSize(ctx context.Context) (int64, error) {
+	if db.DialectOf(b.a.db) == db.Postgres {
+		var n int64
+		err := b.a.db.NewRaw("SELECT pg_database_size(current_database())").Scan(ctx, &n)
+		return n, err
+	}
+	var n int64
+	for _, name := range []string{"crmsync.db", "crmsync.db-wal"} {
+		if st, err := os.Stat(filepath.Join(b.dir, name)); err == nil {
+			n += st.Size()
+		}
+	}
+	return n, nil
+}
+
+// peakRSSMB is this process's peak resident memory (VmHWM); the plugin
+// process is not included.
+func peakRSSMB() float64 {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func printReport(w io.Writer, r *benchReport, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k string, v any) { fmt.Fprintf(tw, "%s\t%v\n", k, v) }
+	row("scenario", r.Scenario)
+	row("database", r.Database)
+	row("latency per call", time.Duration(r.LatencyMS)*time.Millisecond)
+	row("changes / records", fmt.Sprintf("%d / %d", r.Changes, r.Records))
+	row("flushes", r.Flushes)
+	row("API calls (read + write)", fmt.Sprintf("%d (%d + %d), auth %d", r.APICalls, r.ReadCalls, r.WriteCalls, r.AuthCalls))
+	if r.CMin > 0 {
+		row("C_min", r.CMin)
+		row("ratio to C_min", fmt.Sprintf("%.2f", r.Ratio))
+	}
+	row("changes per call", fmt.Sprintf("%.0f", r.PerCall))
+	row("time to drain", fmt.Sprintf("%.1fs", r.DrainSec))
+	if r.ChangesSec > 0 {
+		row("changes/s", fmt.Sprintf("%.0f", r.ChangesSec))
+	}
+	if r.PeakRSSMB > 0 {
+		row("peak RSS (crmsync, without the plugin)", fmt.Sprintf("%.0f MB", r.PeakRSSMB))
+	}
+	if r.DBPerItem > 0 {
+		row("database per queued change", fmt.Sprintf("%.0f bytes", r.DBPerItem))
+	}
+	if r.Scenario == "limit" {
+		row("calls after the first limit error", r.CallsAfterLimit)
+		row("time to pause", fmt.Sprintf("%.2fs", r.PauseSec))
+		row("time to resume after the reset", fmt.Sprintf("%.1fs", r.ResumeSec))
+	}
+	row("lost changes", r.Lost)
+	return tw.Flush()
+}
