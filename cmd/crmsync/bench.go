@@ -135,6 +135,14 @@ func (b *bench) run(ctx context.Context) (*benchReport, error) {
 		return nil, err
 	}
 	b.ws, b.last = ws.ID, map[record.Key]string{}
+	// Outbound only: no inbound pull shares the fake org's counters.
+	for _, t := range record.Types {
+		p := prefs.DefaultObjectPreference(t)
+		p.ReadEnabled = false
+		if err := prefs.SetObject(ctx, b.a.db, ws.ID, p); err != nil {
+			return nil, err
+		}
+	}
 	// Every benchmarked field always goes to Salesforce, so every change
 	// needs its write and the final state is checkable.
 	for t, f := range map[record.Type][2]string{record.TypeContact: {"phone", "Phone"}, record.TypeCompany: {"phone", "Phone"}, record.TypeCampaign: {"status", "Status"}} {

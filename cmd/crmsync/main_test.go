@@ -21,6 +21,12 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if len(os.Args) > 2 && os.Args[1] == "connector" {
+		// The plugin host launches its own executable as `connector NAME`;
+		// under go test that is this binary, which then serves the connector.
+		main()
+		return
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The bench scenarios run end to end at a tiny size, through the real
+// Salesforce connector plugin, so the command cannot rot.
+func TestBenchScenarios(t *testing.T) {
+	t.Parallel()
+	for _, scenario := range []string{"burst", "backlog"} {
+		t.Run(scenario, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr lockedBuffer
+			getenv := func(string) string { return "" }
+			err := run(t.Context(), []string{"bench", "--scenario", scenario, "--changes", "300", "--records", "30", "--latency", "0s", "--json"},
+				getenv, &stdout, &stderr)
+			require.NoError(t, err, stderr.String())
+			var r benchReport
+			require.NoError(t, json.Unmarshal([]byte(stdout.String()), &r), stdout.String())
+			require.Equal(t, scenario, r.Scenario)
+			require.Equal(t, "sqlite", r.Database)
+			require.Zero(t, r.Lost, "every change reached the fake org")
+			require.Positive(t, r.APICalls, "calls are counted by the fake org")
+			if scenario == "burst" {
+				require.Equal(t, 2, r.CMin, "30 records of three objects: one read, one write")
+				require.Equal(t, r.CMin, r.APICalls, "a held burst of updates costs exactly C_min")
+			}
+		})
+	}
+}
