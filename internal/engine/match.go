@@ -38,17 +38,17 @@ func externalIDFields(config json.RawMessage) map[string]string {
 //   - campaign members by campaign and lead/contact;
 //   - tasks, after a create whose outcome is unknown, by WhoId and subject.
 func (f *flush) match(ctx context.Context, jobs []*job) error {
-	var todo []*job
+	var unmatched []*job
 	for _, j := range jobs {
 		if !j.done && j.crmID == "" {
-			todo = append(todo, j)
+			unmatched = append(unmatched, j)
 		}
 	}
-	if len(todo) == 0 {
+	if len(unmatched) == 0 {
 		return nil
 	}
 	byType := map[record.Type][]*job{}
-	for _, j := range todo {
+	for _, j := range unmatched {
 		byType[j.rec.Type] = append(byType[j.rec.Type], j)
 	}
 	matchers := []struct {
@@ -68,7 +68,7 @@ func (f *flush) match(ctx context.Context, jobs []*job) error {
 			}
 		}
 	}
-	for _, j := range todo {
+	for _, j := range unmatched {
 		if j.crmID == "" {
 			j.fresh = true // a create
 		}
