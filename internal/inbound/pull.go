@@ -93,20 +93,20 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	if r.objs, err = prefs.Objects(ctx, r.p.db, r.c.WorkspaceID); err != nil {
 		return nil, err
 	}
-	var plans []objectPlan
+	var readable []objectPlan
 	r.maps = map[record.Type][]prefs.FieldMapping{}
 	for _, pl := range plans {
 		if !r.objs[pl.t].ReadEnabled {
 			continue
 		}
-		plans = append(plans, pl)
+		readable = append(readable, pl)
 		if _, ok := r.maps[pl.t]; !ok {
 			if r.maps[pl.t], err = prefs.Fields(ctx, r.p.db, r.c.WorkspaceID, pl.t); err != nil {
 				return nil, err
 			}
 		}
 	}
-	if len(plans) == 0 {
+	if len(readable) == 0 {
 		return &Result{}, nil // nothing is read: no CRM call at all
 	}
 	fetcher, ok := r.crm.(connector.ChangeFetcher)
@@ -117,8 +117,8 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	var callErr error
 	var stop engine.PauseReason
 	var stopDetail string
-	if callErr = r.describe(ctx, plans); callErr == nil {
-		for _, pl := range plans {
+	if callErr = r.describe(ctx, readable); callErr == nil {
+		for _, pl := range readable {
 			stop, stopDetail, callErr = r.pullObject(ctx, fetcher, pl)
 			if callErr != nil || stop != engine.PauseNone || r.more {
 				break
@@ -130,10 +130,10 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 
 // describe loads the describes of the pulled objects (cached for a while),
 // to read only fields that exist on each.
-func (r *run) describe(ctx context.Context, plans []objectPlan) error {
+func (r *run) describe(ctx context.Context, readable []objectPlan) error {
 	r.desc = r.p.descs.Objects(r.c)
 	var want []string
-	for _, pl := range plans {
+	for _, pl := range readable {
 		if _, ok := r.desc[pl.object]; !ok {
 			want = append(want, pl.object)
 		}
@@ -147,7 +147,7 @@ func (r *run) describe(ctx context.Context, plans []objectPlan) error {
 		r.desc = r.p.descs.Objects(r.c)
 	}
 	r.fields = map[string][]string{}
-	for _, pl := range plans {
+	for _, pl := range readable {
 		o := r.desc[pl.object]
 		add := func(name string) {
 			if _, ok := o.Field(name); ok && !slices.Contains(r.fields[pl.object], name) {
