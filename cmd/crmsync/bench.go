@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,8 +12,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -30,11 +33,13 @@ import (
 // latency, in one process tree: the server (engine, River, database), the
 // fake org on loopback and the Salesforce connector as a plugin process.
 type benchCmd struct {
-	Scenario string        `name:"scenario" enum:"burst,backlog,limit" default:"burst" help:"burst, backlog or limit (see docs/benchmarks.md)."`
+	Scenario string        `name:"scenario" enum:"burst,backlog,limit,ingest" default:"burst" help:"burst, backlog, limit or ingest (see docs/benchmarks.md)."`
 	JSON     bool          `name:"json" help:"Print the report as JSON."`
 	Latency  time.Duration `name:"latency" default:"150ms" help:"Latency the fake Salesforce adds to every call."`
 	Changes  int           `name:"changes" default:"0" help:"Changes to send (default: burst 20,000, backlog 100,000, limit 2,000)."`
 	Records  int           `name:"records" default:"0" help:"Distinct records they touch (default: burst 2,000, backlog 20,000, limit 500)."`
+	Clients  int           `name:"clients" default:"8" help:"ingest: concurrent GraphQL clients."`
+	Duration time.Duration `name:"duration" default:"10s" help:"ingest: how long each batch size is measured."`
 }
 
 // benchReport is what a scenario measured. Zero fields do not apply.
@@ -61,19 +66,30 @@ type benchReport struct {
 	PauseSec        float64 `json:"seconds_to_pause,omitempty"`
 	ResumeSec       float64 `json:"seconds_to_resume,omitempty"`
 	Lost            int     `json:"lost"`
+
+	Ingest []ingestResult `json:"ingest,omitempty"`
+}
+
+// ingestResult is one batch size of the ingest scenario.
+type ingestResult struct {
+	BatchSize  int     `json:"batch_size"`
+	Calls      int     `json:"mutations"`
+	ChangesSec float64 `json:"accepted_changes_per_second"`
+	P50MS      float64 `json:"latency_p50_ms"`
+	P99MS      float64 `json:"latency_p99_ms"`
 }
 
 var errBenchDone = errors.New("bench done")
 
 func (c benchCmd) Run(e *env) error {
-	defaults := map[string][2]int{"burst": {20_000, 2_000}, "backlog": {100_000, 20_000}, "limit": {2_000, 500}}
+	defaults := map[string][2]int{"burst": {20_000, 2_000}, "backlog": {100_000, 20_000}, "limit": {2_000, 500}, "ingest": {0, 2_000}}
 	if c.Changes == 0 {
-		c.Changes = defaults[c.Scenario][0]
+		c.Changes = defaults[c.Scenario][0] // ingest counts what its clients send
 	}
 	if c.Records == 0 {
 		c.Records = defaults[c.Scenario][1]
 	}
-	if c.Records < 3 || c.Changes < c.Records {
+	if c.Records < 3 || (c.Scenario != "ingest" && c.Changes < c.Records) {
 		return fmt.Errorf("bench: need at least 3 records and as many changes as records (got %d changes, %d records)", c.Changes, c.Records)
 	}
 	dir, err := os.MkdirTemp("", "crmsync-bench-")
@@ -99,8 +115,8 @@ func (c benchCmd) Run(e *env) error {
 	cfg := config.Server{Listen: "127.0.0.1:0", ShutdownTimeout: 8 * time.Second,
 		Sync: config.Sync{FlushInterval: 10 * time.Second, PullInterval: time.Hour}}
 	var report *benchReport
-	err = runServer(e, global, cfg, func(ctx context.Context, a *app, _ string) error {
-		b := &bench{cmd: c, a: a, org: org, orgURL: "http://" + ln.Addr().String(), progress: e.stderr, dir: dir}
+	err = runServer(e, global, cfg, func(ctx context.Context, a *app, baseURL string) error {
+		b := &bench{cmd: c, a: a, org: org, orgURL: "http://" + ln.Addr().String(), progress: e.stderr, dir: dir, baseURL: baseURL}
 		r, err := b.run(ctx)
 		if err != nil {
 			return fmt.Errorf("bench %s: %w", c.Scenario, err)
@@ -124,17 +140,19 @@ type bench struct {
 	orgURL   string
 	progress io.Writer
 	dir      string
+	baseURL  string
+	token    string
 	ws       int64
 	// last is the last value sent per record key, to count lost changes.
 	last map[record.Key]string
 }
 
 func (b *bench) run(ctx context.Context) (*benchReport, error) {
-	ws, _, err := b.a.workspaces.Create(ctx, "bench")
+	ws, issued, err := b.a.workspaces.Create(ctx, "bench")
 	if err != nil {
 		return nil, err
 	}
-	b.ws, b.last = ws.ID, map[record.Key]string{}
+	b.ws, b.last, b.token = ws.ID, map[record.Key]string{}, issued.Token
 	// Outbound only: no inbound pull shares the fake org's counters.
 	for _, t := range record.Types {
 		p := prefs.DefaultObjectPreference(t)
@@ -152,11 +170,16 @@ func (b *bench) run(ctx context.Context) (*benchReport, error) {
 	}
 	r := &benchReport{Scenario: b.cmd.Scenario, Database: string(db.DialectOf(b.a.db)), LatencyMS: b.cmd.Latency.Milliseconds(),
 		Changes: b.cmd.Changes, Records: b.cmd.Records}
+	if b.cmd.Clients < 1 || b.cmd.Duration <= 0 {
+		return nil, fmt.Errorf("need at least one client and a positive duration")
+	}
 	switch b.cmd.Scenario {
 	case "backlog":
 		err = b.backlog(ctx, r)
 	case "limit":
 		err = b.limit(ctx, r)
+	case "ingest":
+		err = b.ingestHTTP(ctx, r)
 	default:
 		err = b.burst(ctx, r)
 	}
@@ -523,6 +546,10 @@ func printReport(w io.Writer, r *benchReport, asJSON bool) error {
 	if r.DBPerItem > 0 {
 		row("database per queued change", fmt.Sprintf("%.0f bytes", r.DBPerItem))
 	}
+	for _, in := range r.Ingest {
+		row(fmt.Sprintf("ingest, batches of %d", in.BatchSize), fmt.Sprintf("%.0f changes/s accepted, %d mutations, latency p50 %.1f ms, p99 %.1f ms",
+			in.ChangesSec, in.Calls, in.P50MS, in.P99MS))
+	}
 	if r.Scenario == "limit" {
 		row("calls after the first limit error", r.CallsAfterLimit)
 		row("time to pause", fmt.Sprintf("%.2fs", r.PauseSec))
@@ -530,4 +557,112 @@ func printReport(w io.Writer, r *benchReport, asJSON bool) error {
 	}
 	row("lost changes", r.Lost)
 	return tw.Flush()
+}
+
+// ingestHTTP: concurrent GraphQL clients call recordChanges over HTTP with
+// batches of 1, 100 and 1,000 changes while the queue drains to the fake
+// org; accepted changes per second and mutation latency per batch size.
+func (b *bench) ingestHTTP(ctx context.Context, r *benchReport) error {
+	if err := b.connect(ctx); err != nil {
+		return err
+	}
+	client := &http.Client{Timeout: time.Minute}
+	began := time.Now()
+	for _, size := range []int{1, 100, 1000} {
+		var mu sync.Mutex
+		var lat []time.Duration
+		deadline := time.Now().Add(b.cmd.Duration)
+		errs := make(chan error, b.cmd.Clients)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for cl := range b.cmd.Clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := 0; time.Now().Before(deadline); n++ {
+					body := b.ingestBody(cl, n, size)
+					t0 := time.Now()
+					if err := b.post(ctx, client, body); err != nil {
+						errs <- err
+						return
+					}
+					mu.Lock()
+					lat = append(lat, time.Since(t0))
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			return err
+		}
+		elapsed := time.Since(start).Seconds()
+		slices.Sort(lat)
+		res := ingestResult{BatchSize: size, Calls: len(lat), ChangesSec: float64(len(lat)*size) / elapsed}
+		if len(lat) > 0 {
+			res.P50MS = float64(lat[len(lat)/2].Microseconds()) / 1000
+			res.P99MS = float64(lat[len(lat)*99/100].Microseconds()) / 1000
+		}
+		r.Ingest = append(r.Ingest, res)
+		r.Changes += len(lat) * size
+		fmt.Fprintf(b.progress, "bench: batches of %d: %.0f changes/s\n", size, res.ChangesSec)
+	}
+	before, start := b.org.Calls(), time.Now()
+	if err := b.drain(ctx, 10*time.Minute); err != nil {
+		return err
+	}
+	r.DrainSec = time.Since(start).Seconds()
+	b.calls(r, before)
+	var err error
+	r.Flushes, err = b.countFlushes(ctx, began)
+	return err
+}
+
+// ingestBody is one recordChanges mutation of size changes to the bench's
+// contacts, each field with a value unique to the client and call.
+func (b *bench) ingestBody(client, n, size int) []byte {
+	changes := make([]map[string]any, size)
+	for i := range changes {
+		k := b.recordKey((client*7919 + n*size + i) % b.cmd.Records)
+		field := "phone"
+		if k.Type == record.TypeCampaign {
+			field = "status"
+		}
+		v := fmt.Sprintf("c%d-%d-%d", client, n, i)
+		fields := []map[string]any{{"name": field, "value": v}}
+		if k.Type == record.TypeContact {
+			fields = append(fields, map[string]any{"name": "lastName", "value": "Bench"}, map[string]any{"name": "company", "value": "Bench Inc"},
+				map[string]any{"name": "email", "value": k.ID + "@example.com"})
+		} else {
+			fields = append(fields, map[string]any{"name": "name", "value": k.ID})
+		}
+		changes[i] = map[string]any{"recordType": string(k.Type), "recordId": k.ID, "source": "API", "fields": fields}
+	}
+	body, _ := json.Marshal(map[string]any{
+		"query":     "mutation($in: [RecordChangeInput!]!) { recordChanges(input: $in) { accepted } }",
+		"variables": map[string]any{"in": changes},
+	})
+	return body
+}
+
+func (b *bench) post(ctx context.Context, client *http.Client, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.baseURL+"/graphql", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+b.token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("recordChanges: %w", err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Errors []struct{ Message string } `json:"errors"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK || len(out.Errors) > 0 {
+		return fmt.Errorf("recordChanges: HTTP %d %v %v", resp.StatusCode, out.Errors, err)
+	}
+	return nil
 }

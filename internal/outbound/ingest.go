@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -171,13 +172,14 @@ func (in *Ingester) Ingest(ctx context.Context, workspaceID int64, changes []Cha
 	}
 	var res IngestResult
 	var err error
-	for attempt := 0; attempt < 3; attempt++ {
+	for attempt := 0; attempt < 5; attempt++ {
 		res, err = in.ingestTx(ctx, workspaceID, changes, now)
-		if err == nil || !isUniqueViolation(err) {
+		if err == nil || !retryable(err) {
 			break
 		}
-		// A concurrent ingest created one of the same records first; the
-		// retry sees it and merges into it.
+		// A concurrent ingest created one of the same records first (the
+		// retry sees it and merges into it), or PostgreSQL broke a lock
+		// cycle with the flush's commit: the whole transaction is retried.
 	}
 	if err == nil && res.Queued > 0 && in.notifier != nil {
 		in.notifier.QueueChanged(ctx, workspaceID)
@@ -267,7 +269,16 @@ func lockRecords(ctx context.Context, tx bun.Tx, workspaceID int64, changes []Ch
 		}
 	}
 	out := make(map[record.Key]*record.Record, len(seen))
-	for t, ids := range byType {
+	// Lock in one global order (type, then id) so concurrent ingests never
+	// wait on each other in a cycle.
+	types := make([]record.Type, 0, len(byType))
+	for t := range byType {
+		types = append(types, t)
+	}
+	slices.Sort(types)
+	for _, t := range types {
+		ids := byType[t]
+		slices.Sort(ids)
 		for chunk := range chunks(ids, 500) {
 			var rs []*record.Record
 			q := tx.NewSelect().Model(&rs).Where("workspace_id = ? AND type = ?", workspaceID, t).
@@ -320,13 +331,15 @@ func normalize(v any) any {
 	return v
 }
 
-func isUniqueViolation(err error) bool {
+// retryable reports a transaction failure that a retry resolves: a unique
+// violation from a concurrent insert of the same record, or a deadlock.
+func retryable(err error) bool {
 	if err == nil {
 		return false
 	}
 	msg := err.Error()
 	return strings.Contains(msg, "UNIQUE constraint failed") || strings.Contains(msg, "SQLSTATE 23505") ||
-		strings.Contains(msg, "duplicate key value")
+		strings.Contains(msg, "duplicate key value") || strings.Contains(msg, "SQLSTATE 40P01")
 }
 
 // UserFacing marks the error as safe and useful to show to API clients.
