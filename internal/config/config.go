@@ -164,7 +164,7 @@ func redactURLError(err error, raw string) string {
 		rest := raw[i+3:]
 		if at := strings.LastIndex(rest, "@"); at >= 0 {
 			if _, pw, ok := strings.Cut(rest[:at], ":"); ok && pw != "" {
-				msg = strings.ReplaceAll(msg, pw, "xxxxx")
+				msg = strings.ReplaceAll(msg, pw, "*****")
 			}
 		}
 	}

@@ -163,7 +163,7 @@ func redact(msg, databaseURL string) string {
 	u, err := url.Parse(databaseURL)
 	if err == nil && u.User != nil {
 		if pw, ok := u.User.Password(); ok && pw != "" {
-			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+			msg = strings.ReplaceAll(msg, pw, "*****")
 		}
 	}
 	return msg
