@@ -113,13 +113,13 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	crms := knownConnectors{host: a.plugins, external: external}
 	store := connection.NewStore(bdb, box)
 	notices := eventNotifier{bus: a.bus, logger: logger, metrics: observer}
-	a.engine = engine.New(bdb, store, crms, notices, logger, engine.Config{})
+	a.engine = engine.New(bdb, store, crms, notices, logger, engine.Config{LeaseTTL: cfg.Lease})
 
 	// River: one client inserting and working jobs.
 	workers := river.NewWorkers()
 	river.AddWorker(workers, jobs.NewFlushWorker(bdb, a.engine, cfg.FlushInterval, logger))
 	river.AddWorker(workers, jobs.NewSweepWorker(bdb))
-	puller := inbound.New(bdb, store, crms, a.engine, a.bus, logger, inbound.Config{})
+	puller := inbound.New(bdb, store, crms, a.engine, a.bus, logger, inbound.Config{LeaseTTL: cfg.Lease})
 	river.AddWorker(workers, jobs.NewPullWorker(puller, cfg.PullInterval, logger))
 	river.AddWorker(workers, jobs.NewPullSweepWorker(bdb))
 	periodic := []*river.PeriodicJob{

@@ -85,6 +85,7 @@ func (s SalesforceOAuth) Validate() error {
 type Sync struct {
 	FlushInterval time.Duration `name:"flush-interval" envs:"CRMSYNC_FLUSH_INTERVAL" default:"10s" help:"Under a steady trickle of changes, a connection is flushed at most once per interval (a change after a quiet spell is flushed at once). Env: CRMSYNC_FLUSH_INTERVAL."`
 	PullInterval  time.Duration `name:"pull-interval" envs:"CRMSYNC_PULL_INTERVAL" default:"5m" help:"How often Salesforce changes are pulled per connection. Env: CRMSYNC_PULL_INTERVAL."`
+	Lease         time.Duration `name:"sync-lease" envs:"CRMSYNC_SYNC_LEASE" default:"30s" help:"A running flush or pull holds its connection's lease for this long and renews it every third of it; a replica that dies mid-sync blocks the connection at most this long. Env: CRMSYNC_SYNC_LEASE."`
 	Connectors    []string      `name:"connector-plugin" envs:"CRMSYNC_CONNECTORS" placeholder:"NAME=PATH[@SHA256]" help:"Third-party connector executables, comma separated, each NAME=PATH, optionally pinned with @ and the hex sha256 of the file. Built in: salesforce, memcrm. Env: CRMSYNC_CONNECTORS."`
 }
 
@@ -118,6 +119,9 @@ func (s Sync) Validate() error {
 	}
 	if s.PullInterval < time.Second {
 		return fmt.Errorf("pull interval must be at least 1s, got %s", s.PullInterval)
+	}
+	if s.Lease != 0 && s.Lease < time.Second {
+		return fmt.Errorf("sync lease must be at least 1s, got %s", s.Lease)
 	}
 	_, err := s.External()
 	return err
@@ -239,6 +243,7 @@ func (s Server) LogValue() slog.Value {
 		slog.String("shutdown_timeout", s.ShutdownTimeout.String()),
 		slog.String("flush_interval", s.FlushInterval.String()),
 		slog.String("pull_interval", s.PullInterval.String()),
+		slog.String("sync_lease", s.Lease.String()),
 		slog.Any("connector_plugins", s.Connectors),
 		slog.String("salesforce_client_id", s.SalesforceClientID),
 		slog.String("salesforce_client_secret", mask(s.SalesforceClientSecret)),

@@ -239,6 +239,74 @@ func (s *Store) AcquireLease(ctx context.Context, c *Connection, owner string, t
 	return n == 1, nil
 }
 
+// DefaultLeaseTTL is how long a sync holds its connection's lease between
+// renewals, so how long a replica that died mid-sync blocks the connection.
+const DefaultLeaseTTL = 30 * time.Second
+
+// HoldLease acquires the connection's lease for owner and keeps it alive
+// while the sync runs, renewing it every third of ttl. ok is false when
+// another sync holds it. The returned context is cancelled when the lease
+// is lost (a renewal found it taken over, or it ran out while renewals
+// failed), so the sync stops before another one may start; release ends
+// the renewals and gives the lease back.
+func (s *Store) HoldLease(ctx context.Context, c *Connection, owner string, ttl time.Duration) (held context.Context, release func() error, ok bool, err error) {
+	if ttl <= 0 {
+		ttl = DefaultLeaseTTL
+	}
+	ok, err = s.AcquireLease(ctx, c, owner, ttl)
+	if err != nil || !ok {
+		return nil, nil, ok, err
+	}
+	held, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		until := c.LeaseUntil.Time
+		tick := time.NewTicker(ttl / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-held.Done():
+				return
+			case <-tick.C:
+			}
+			next, kept, err := s.renewLease(held, c.ID, owner, ttl)
+			switch {
+			case err == nil && kept:
+				until = next
+			case err == nil:
+				cancel(fmt.Errorf("lease of connection %d taken over", c.ID))
+				return
+			case !s.now().Before(until):
+				cancel(fmt.Errorf("lease of connection %d ran out: %w", c.ID, err))
+				return
+			}
+		}
+	}()
+	release = func() error {
+		close(done)
+		<-stopped
+		cancel(nil)
+		return s.ReleaseLease(context.WithoutCancel(ctx), c, owner)
+	}
+	return held, release, true, nil
+}
+
+// renewLease extends owner's lease; kept is false when owner lost it.
+func (s *Store) renewLease(ctx context.Context, id int64, owner string, ttl time.Duration) (time.Time, bool, error) {
+	until := s.now().UTC().Add(ttl)
+	res, err := s.db.NewUpdate().Model((*Connection)(nil)).Set("lease_until = ?", until).
+		Where("id = ? AND lease_owner = ?", id, owner).Exec(ctx)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("renew lease of connection %d: %w", id, err)
+	}
+	n, _ := res.RowsAffected()
+	return until, n == 1, nil
+}
+
 // MarkFlushStarted stamps last_flush_at, which paces flushes.
 func (s *Store) MarkFlushStarted(ctx context.Context, c *Connection) error {
 	now := s.now().UTC()

@@ -164,3 +164,64 @@ func TestLease(t *testing.T) {
 		require.True(t, ok, "an expired lease (a crashed holder) is taken over")
 	})
 }
+
+// A held lease outlives its TTL while the holder renews it, and the
+// holder's context ends as soon as someone else took it over.
+func TestHoldLease(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		store := connection.NewStore(bdb, newBox(t))
+		ws := newWorkspace(t, bdb)
+		_, err := store.Save(ctx, ws, "memcrm", json.RawMessage(`{}`), json.RawMessage(`{}`), connector.Identity{}, nil)
+		require.NoError(t, err)
+		c1, _ := store.Get(ctx, ws)
+		c2, _ := store.Get(ctx, ws)
+		const ttl = 300 * time.Millisecond
+		held, release, ok, err := store.HoldLease(ctx, c1, "replica-1", ttl)
+		require.NoError(t, err)
+		require.True(t, ok)
+
+		// Three TTLs later the lease is still held: renewals kept it.
+		deadline := time.Now().Add(3 * ttl)
+		for time.Now().Before(deadline) {
+			ok, err = store.AcquireLease(ctx, c2, "replica-2", ttl)
+			require.NoError(t, err)
+			require.False(t, ok, "a renewed lease is never taken over")
+			time.Sleep(ttl / 10)
+		}
+		require.NoError(t, held.Err())
+
+		_, _, ok, err = store.HoldLease(ctx, c2, "replica-2", ttl)
+		require.NoError(t, err)
+		require.False(t, ok, "HoldLease refuses a held lease")
+
+		// An operator (or a bug) hands the lease to someone else: the
+		// holder learns it on its next renewal.
+		_, err = bdb.NewUpdate().Table("crm_connections").Set("lease_owner = 'replica-3'").Where("id = ?", c1.ID).Exec(ctx)
+		require.NoError(t, err)
+		select {
+		case <-held.Done():
+			require.ErrorContains(t, context.Cause(held), "taken over")
+		case <-time.After(10 * ttl):
+			t.Fatal("the holder's context did not end after losing the lease")
+		}
+		require.NoError(t, release())
+		var owner string
+		require.NoError(t, bdb.NewSelect().Table("crm_connections").Column("lease_owner").Where("id = ?", c1.ID).Scan(ctx, &owner))
+		require.Equal(t, "replica-3", owner, "release gives back only its own lease")
+
+		// A normal release frees it at once.
+		_, err = bdb.NewUpdate().Table("crm_connections").Set("lease_owner = '', lease_until = NULL").Where("id = ?", c1.ID).Exec(ctx)
+		require.NoError(t, err)
+		held, release, ok, err = store.HoldLease(ctx, c1, "replica-1", ttl)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.NoError(t, release())
+		require.ErrorIs(t, held.Err(), context.Canceled)
+		ok, err = store.AcquireLease(ctx, c2, "replica-2", ttl)
+		require.NoError(t, err)
+		require.True(t, ok, "a released lease is free")
+	})
+}

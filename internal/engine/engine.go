@@ -55,8 +55,9 @@ type Config struct {
 	// MaxItems is the most queue items one flush claims (default 50,000):
 	// a burst is coalesced whole, so a hot record is written once.
 	MaxItems int
-	// LeaseTTL bounds how long a crashed flush blocks the next one
-	// (default 2 minutes, above the job timeout).
+	// LeaseTTL is how long a flush holds the connection's lease between
+	// renewals, so how long a crashed flush blocks the next one (default
+	// connection.DefaultLeaseTTL).
 	LeaseTTL time.Duration
 	// RetryBase is the first backoff of a retryable record failure,
 	// doubled per attempt up to RetryMax (defaults 10 s and 30 min).
@@ -74,7 +75,7 @@ func (c *Config) defaults() {
 		c.MaxItems = 50_000
 	}
 	if c.LeaseTTL <= 0 {
-		c.LeaseTTL = 3 * time.Minute
+		c.LeaseTTL = connection.DefaultLeaseTTL
 	}
 	if c.RetryBase <= 0 {
 		c.RetryBase = 10 * time.Second
@@ -157,7 +158,7 @@ func (e *Engine) Flush(ctx context.Context, workspaceID int64) (*Result, error) 
 		return e.Pause(ctx, c, synclog.Outbound, reason, detail)
 	}
 	owner := e.leaseOwner()
-	ok, err := e.conns.AcquireLease(ctx, c, owner, e.cfg.LeaseTTL)
+	ctx, release, ok, err := e.conns.HoldLease(ctx, c, owner, e.cfg.LeaseTTL)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +166,7 @@ func (e *Engine) Flush(ctx context.Context, workspaceID int64) (*Result, error) 
 		return nil, ErrBusy
 	}
 	defer func() {
-		if err := e.conns.ReleaseLease(context.WithoutCancel(ctx), c, owner); err != nil {
+		if err := release(); err != nil {
 			e.logger.Error("release flush lease", slog.Int64("workspace_id", workspaceID), slog.Any("error", err))
 		}
 	}()

@@ -52,8 +52,9 @@ type Config struct {
 	// backlog is pulled in several runs with flushes in between; the
 	// Result says More.
 	MaxPages int
-	// LeaseTTL bounds how long a crashed pull blocks the connection's
-	// next sync (default 4 minutes, above the pull job's timeout).
+	// LeaseTTL is how long a pull holds the connection's lease between
+	// renewals, so how long a crashed pull blocks the connection's next
+	// sync (default connection.DefaultLeaseTTL).
 	LeaseTTL time.Duration
 }
 
@@ -62,7 +63,7 @@ func (c *Config) defaults() {
 		c.MaxPages = 50
 	}
 	if c.LeaseTTL <= 0 {
-		c.LeaseTTL = 4 * time.Minute
+		c.LeaseTTL = connection.DefaultLeaseTTL
 	}
 }
 
@@ -132,7 +133,7 @@ func (p *Puller) Pull(ctx context.Context, workspaceID int64) (*Result, error) {
 		return p.pause(ctx, c, reason, detail)
 	}
 	owner := p.leaseOwner()
-	ok, err := p.conns.AcquireLease(ctx, c, owner, p.cfg.LeaseTTL)
+	ctx, release, ok, err := p.conns.HoldLease(ctx, c, owner, p.cfg.LeaseTTL)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +141,7 @@ func (p *Puller) Pull(ctx context.Context, workspaceID int64) (*Result, error) {
 		return nil, ErrBusy
 	}
 	defer func() {
-		if err := p.conns.ReleaseLease(context.WithoutCancel(ctx), c, owner); err != nil {
+		if err := release(); err != nil {
 			p.logger.Error("release pull lease", slog.Int64("workspace_id", workspaceID), slog.Any("error", err))
 		}
 	}()
