@@ -3,10 +3,13 @@
 #
 #   scripts/pg.sh start DIR   init a cluster in DIR, start it on a free port on
 #                             127.0.0.1 and print its URL on stdout
+#   scripts/pg.sh restart DIR crash-restart the cluster in DIR (immediate
+#                             stop, then start on the same port)
 #   scripts/pg.sh stop DIR    stop the cluster in DIR and remove DIR
 #
-# The server runs as the postgres user (initdb refuses root), with fsync off:
-# the data is thrown away. If initdb is missing, postgresql-15 is installed
+# The server runs as the postgres user (initdb refuses root), with fsync and
+# synchronous_commit off: the data is thrown away (PGSH_DURABLE=1 keeps
+# synchronous_commit on). If initdb is missing, postgresql-15 is installed
 # with apt-get.
 set -euo pipefail
 
@@ -50,7 +53,13 @@ as_postgres() {
 }
 
 start() {
-	local dir=$1 bindir port
+	local dir=$1 bindir port sync_commit=off
+	# PGSH_DURABLE=1 keeps synchronous_commit on, so a crash-restart of the
+	# server (restart) loses no acknowledged commit; fsync stays off (the
+	# data survives a server crash, not a machine crash).
+	if [[ ${PGSH_DURABLE:-} == 1 ]]; then
+		sync_commit=on
+	fi
 	bindir=$(find_bindir) || { install_pg; bindir=$(find_bindir); }
 	mkdir -p "$dir"
 	if [[ $(id -u) -eq 0 ]]; then
@@ -61,7 +70,7 @@ start() {
 	for _ in 1 2 3 4 5; do
 		port=$(free_port)
 		if as_postgres "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-			-o "-h 127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=500" \
+			-o "-h 127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=$sync_commit -c full_page_writes=off -c max_connections=500" \
 			start >&2; then
 			echo "postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
 			return 0
@@ -70,6 +79,12 @@ start() {
 	done
 	echo "pg.sh: could not start PostgreSQL" >&2
 	return 1
+}
+
+restart() {
+	local dir=$1 bindir
+	bindir=$(find_bindir)
+	as_postgres "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m immediate -w -t 30 restart >/dev/null
 }
 
 stop() {
@@ -82,9 +97,10 @@ stop() {
 
 case ${1:-} in
 start) start "$2" ;;
+restart) restart "$2" ;;
 stop) stop "$2" ;;
 *)
-	echo "usage: $0 start|stop DIR" >&2
+	echo "usage: $0 start|restart|stop DIR" >&2
 	exit 2
 	;;
 esac

@@ -1,0 +1,424 @@
+package reliability
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
+	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/record"
+	"github.com/crmsync/crmsync/internal/synclog"
+)
+
+// FieldSpec is how the load uses one Conversion field.
+type FieldSpec struct {
+	Type     record.Type
+	Field    string // the Conversion field
+	CRMField string // the Salesforce field it maps to
+	Mode     prefs.Mode
+}
+
+// Checker is the history of a run: every change crmsync accepted, in the
+// order it accepted them, and every edit a sales rep made in the org. Check
+// compares it with what ended up in Salesforce, in crmsync's queue and in
+// its sync logs. It is safe for concurrent use.
+type Checker struct {
+	specs map[specKey]FieldSpec
+
+	mu       sync.Mutex
+	changes  int
+	accepted map[fieldKey][]string // values in acceptance order
+	seeded   map[fieldKey]string   // the value each record was created with
+	rep      map[fieldKey]string   // the last value a rep wrote in the org
+}
+
+type specKey struct {
+	Type  record.Type
+	Field string
+}
+
+type fieldKey struct {
+	Type  record.Type
+	ID    string
+	Field string
+}
+
+// NewChecker returns a Checker for a workspace configured with specs.
+func NewChecker(specs []FieldSpec) *Checker {
+	c := &Checker{specs: map[specKey]FieldSpec{}, accepted: map[fieldKey][]string{},
+		seeded: map[fieldKey]string{}, rep: map[fieldKey]string{}}
+	for _, s := range specs {
+		c.specs[specKey{s.Type, s.Field}] = s
+	}
+	return c
+}
+
+// Change is one accepted change as the checker sees it: string values only.
+type Change struct {
+	Type   record.Type
+	ID     string
+	Fields map[string]string
+}
+
+// Seeded records changes that created records (the load waits for them to
+// reach Salesforce before it sends updates).
+func (c *Checker) Seeded(changes []Change) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ch := range changes {
+		for f, v := range ch.Fields {
+			c.seeded[fieldKey{ch.Type, ch.ID, f}] = v
+		}
+	}
+	c.record(changes)
+}
+
+// Accepted records changes crmsync acknowledged, in the order it did.
+func (c *Checker) Accepted(changes []Change) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.record(changes)
+}
+
+func (c *Checker) record(changes []Change) {
+	c.changes += len(changes)
+	for _, ch := range changes {
+		for f, v := range ch.Fields {
+			k := fieldKey{ch.Type, ch.ID, f}
+			c.accepted[k] = append(c.accepted[k], v)
+		}
+	}
+}
+
+// RepEdited records a sales rep's edit of a Conversion-mapped field in the org.
+func (c *Checker) RepEdited(t record.Type, id, field, value string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rep[fieldKey{t, id, field}] = value
+}
+
+// Changes is how many changes were accepted.
+func (c *Checker) Changes() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changes
+}
+
+// Report is what Check found. A correct run has every counter named in
+// Failures at zero.
+type Report struct {
+	Changes int `json:"changes"`
+	Records int `json:"records"`
+	// Lost: the last accepted value of a field is not in Salesforce, and
+	// the record is neither waiting in the queue nor parked with a reason.
+	Lost int `json:"lost"`
+	// Waiting and Parked are fields not in Salesforce yet but accounted for.
+	Waiting int `json:"waiting"`
+	Parked  int `json:"parked"`
+	// Duplicates counts Salesforce records created twice for one Conversion
+	// record, or created without crmsync knowing of them.
+	Duplicates int `json:"duplicates"`
+	// ModeViolations: a field's final value contradicts its sync mode.
+	ModeViolations int `json:"mode_violations"`
+	// Reordered counts writes that sent a field an older value after a
+	// newer one.
+	Reordered int `json:"reordered"`
+	// Replays counts values written again after they had been written (a
+	// retried or crash-interrupted write): harmless, reported.
+	Replays int `json:"replays"`
+	// Unlogged: a field's final value reached Salesforce but no sync log
+	// mentions it.
+	Unlogged int `json:"unlogged"`
+	// OverlappingSyncs counts syncs of the connection that ran at once.
+	OverlappingSyncs int `json:"overlapping_syncs"`
+	// Writes is how many write requests Salesforce received.
+	Writes int `json:"write_requests"`
+
+	// Problems describes the first problems found.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// Failures lists the invariants the report breaks; empty means none.
+func (r Report) Failures() []string {
+	var out []string
+	for name, n := range map[string]int{"lost": r.Lost, "duplicates": r.Duplicates, "mode violations": r.ModeViolations,
+		"reordered writes": r.Reordered, "unlogged values": r.Unlogged, "overlapping syncs": r.OverlappingSyncs} {
+		if n > 0 {
+			out = append(out, fmt.Sprintf("%s: %d", name, n))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (r *Report) problem(format string, args ...any) {
+	if len(r.Problems) < 20 {
+		r.Problems = append(r.Problems, fmt.Sprintf(format, args...))
+	}
+}
+
+// Value makes a load value: the field's tag, the record's number and a
+// sequence number increasing with every change, so a value written to
+// Salesforce says which change it came from.
+func Value(tag string, record, seq int) string {
+	return fmt.Sprintf("%s:%d:%d", tag, record, seq)
+}
+
+var valuePattern = regexp.MustCompile(`^([a-z]+):(\d+):(\d+)$`)
+
+// Check compares the history with the final state: Salesforce (org),
+// crmsync's records, queue and sync logs for workspaceID.
+func (c *Checker) Check(ctx context.Context, db *bun.DB, workspaceID int64, org *sffake.Server) (Report, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := Report{Changes: c.changes}
+
+	var recs []record.Record
+	if err := db.NewSelect().Model(&recs).Where("workspace_id = ?", workspaceID).Scan(ctx); err != nil {
+		return r, fmt.Errorf("check: load records: %w", err)
+	}
+	byKey := map[record.Key]*record.Record{}
+	known := map[string]bool{} // CRM ids crmsync knows
+	for i := range recs {
+		byKey[record.Key{Type: recs[i].Type, ID: recs[i].ConversionID}] = &recs[i]
+		if recs[i].CRMID != "" {
+			known[recs[i].CRMID] = true
+		}
+	}
+	var items []outbound.Item
+	if err := db.NewSelect().Model(&items).Where("workspace_id = ?", workspaceID).Scan(ctx); err != nil {
+		return r, fmt.Errorf("check: load queue: %w", err)
+	}
+	queued, parked := map[int64]bool{}, map[int64]bool{}
+	for _, it := range items {
+		switch {
+		case it.State == outbound.StateQueued:
+			queued[it.RecordID] = true
+		case it.State == outbound.StateFailed && it.ErrorMessage != "":
+			parked[it.RecordID] = true
+		}
+	}
+	logged, err := loggedValues(ctx, db, workspaceID)
+	if err != nil {
+		return r, err
+	}
+
+	records := map[record.Key]bool{}
+	for k, values := range c.accepted {
+		rk := record.Key{Type: k.Type, ID: k.ID}
+		records[rk] = true
+		spec, ok := c.specs[specKey{k.Type, k.Field}]
+		if !ok {
+			return r, fmt.Errorf("check: no spec for %s.%s", k.Type, k.Field)
+		}
+		rec := byKey[rk]
+		var got any
+		var exists bool
+		if rec != nil && rec.CRMID != "" {
+			var sf map[string]any
+			sf, exists = org.Get(rec.CRMObject, rec.CRMID)
+			got = sf[spec.CRMField]
+		}
+		last := values[len(values)-1]
+		switch spec.Mode {
+		case prefs.AlwaysPreferConversion, prefs.TwoWay:
+			if exists && record.SameValue(got, last) {
+				if !logged[logKey{k.Type, k.ID, k.Field, last}] {
+					r.Unlogged++
+					r.problem("%s %s.%s = %q is in Salesforce but in no sync log", k.Type, k.ID, k.Field, last)
+				}
+				continue
+			}
+			switch {
+			case rec != nil && queued[rec.ID]:
+				r.Waiting++
+			case rec != nil && parked[rec.ID]:
+				r.Parked++
+			default:
+				r.Lost++
+				r.problem("lost: %s %s.%s: accepted %q last, Salesforce has %v (record exists: %v)", k.Type, k.ID, k.Field, last, got, exists)
+			}
+		case prefs.DoNotSync:
+			if !record.Blank(got) {
+				r.ModeViolations++
+				r.problem("%s %s.%s is DO_NOT_SYNC but Salesforce has %v", k.Type, k.ID, k.Field, got)
+			}
+		case prefs.PreferSalesforceUnlessEmpty, prefs.AlwaysPreferSalesforce:
+			want, ok := c.rep[k]
+			if !ok && spec.Mode == prefs.PreferSalesforceUnlessEmpty {
+				want, ok = c.seeded[k]
+			}
+			if !ok {
+				want, ok = c.seeded[k]
+			}
+			if !ok || !exists {
+				continue // never set before creation: nothing to hold on to
+			}
+			if !record.SameValue(got, want) {
+				r.ModeViolations++
+				r.problem("%s %s.%s is %s: want %q (kept from Salesforce), got %v", k.Type, k.ID, k.Field, spec.Mode, want, got)
+			}
+		}
+	}
+	r.Records = len(records)
+
+	// Duplicates: every Salesforce record of a loaded object must be one
+	// crmsync knows, and no two Conversion records share one.
+	objects := map[string]bool{}
+	for _, rec := range recs {
+		if rec.CRMObject != "" {
+			objects[rec.CRMObject] = true
+		}
+	}
+	owners := map[string]int{}
+	for _, rec := range recs {
+		if rec.CRMID != "" {
+			owners[rec.CRMID]++
+		}
+	}
+	for id, n := range owners {
+		if n > 1 {
+			r.Duplicates += n - 1
+			r.problem("Salesforce record %s is linked to %d Conversion records", id, n)
+		}
+	}
+	for obj := range objects {
+		for _, sf := range org.All(obj) {
+			if id, _ := sf["Id"].(string); !known[id] {
+				r.Duplicates++
+				r.problem("Salesforce %s %s was created but crmsync does not know it (a duplicate)", obj, id)
+			}
+		}
+	}
+
+	c.checkWrites(&r, org.RequestLog())
+	r.OverlappingSyncs, err = overlappingSyncs(ctx, db, workspaceID, &r)
+	return r, err
+}
+
+// checkWrites walks every write request Salesforce received, in arrival
+// order, and follows each load value: per record and field the sequence
+// numbers written must never go down.
+func (c *Checker) checkWrites(r *Report, log []sffake.Request) {
+	type tagged struct {
+		tag    string
+		record int
+	}
+	lastSeq := map[tagged]int{}
+	for _, req := range log {
+		if req.Kind != "write" {
+			continue
+		}
+		r.Writes++
+		var body any
+		if json.Unmarshal(req.Body, &body) != nil {
+			continue
+		}
+		walkStrings(body, func(s string) {
+			m := valuePattern.FindStringSubmatch(s)
+			if m == nil {
+				return
+			}
+			rec, _ := strconv.Atoi(m[2])
+			seq, _ := strconv.Atoi(m[3])
+			k := tagged{m[1], rec}
+			prev, seen := lastSeq[k]
+			switch {
+			case !seen || seq > prev:
+				lastSeq[k] = seq
+			case seq == prev:
+				r.Replays++
+			default:
+				r.Reordered++
+				r.problem("reordered: %s of record %d written with change %d after change %d (%s %s at %s)", m[1], rec, seq, prev,
+					req.Method, req.Path, req.Time.Format(time.RFC3339Nano))
+			}
+		})
+	}
+}
+
+func walkStrings(v any, fn func(string)) {
+	switch x := v.(type) {
+	case string:
+		fn(x)
+	case []any:
+		for _, e := range x {
+			walkStrings(e, fn)
+		}
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			walkStrings(x[k], fn)
+		}
+	}
+}
+
+type logKey struct {
+	Type  record.Type
+	ID    string
+	Field string
+	Value string
+}
+
+// loggedValues returns every (record, field, value) an outbound sync log
+// mentions, sent or not (a value Salesforce already had is logged as such).
+func loggedValues(ctx context.Context, db *bun.DB, workspaceID int64) (map[logKey]bool, error) {
+	var rows []synclog.Record
+	err := db.NewSelect().Model(&rows).Column("record_type", "conversion_id", "fields").
+		Where("workspace_id = ?", workspaceID).
+		Where("batch_id IN (?)", db.NewSelect().Model((*synclog.Batch)(nil)).Column("id").
+			Where("workspace_id = ? AND direction = ?", workspaceID, synclog.Outbound)).
+		Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("check: load sync logs: %w", err)
+	}
+	out := map[logKey]bool{}
+	for _, row := range rows {
+		for _, f := range row.Fields {
+			if s, ok := f.Value.(string); ok {
+				out[logKey{row.RecordType, row.ConversionID, f.Field, s}] = true
+			}
+		}
+	}
+	return out, nil
+}
+
+// overlappingSyncs counts logged syncs (flushes and pulls) of the
+// workspace's connection whose running times overlap: the lease allows one
+// at a time. Pause records are not syncs.
+func overlappingSyncs(ctx context.Context, db *bun.DB, workspaceID int64, r *Report) (int, error) {
+	var batches []synclog.Batch
+	err := db.NewSelect().Model(&batches).Column("id", "direction", "status", "started_at", "finished_at").
+		Where("workspace_id = ? AND status <> ?", workspaceID, synclog.StatusPaused).
+		OrderExpr("started_at, id").Scan(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("check: load sync batches: %w", err)
+	}
+	n := 0
+	var end time.Time
+	var endID int64
+	for _, b := range batches {
+		if b.StartedAt.Before(end) {
+			n++
+			r.problem("sync batch %d (%s) started at %s, before batch %d finished at %s", b.ID, b.Direction,
+				b.StartedAt.Format(time.RFC3339Nano), endID, end.Format(time.RFC3339Nano))
+		}
+		if b.FinishedAt.After(end) {
+			end, endID = b.FinishedAt, b.ID
+		}
+	}
+	return n, nil
+}
