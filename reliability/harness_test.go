@@ -343,7 +343,9 @@ type gqlError struct {
 	Message, Code string
 }
 
-func (e *gqlError) Error() string { return fmt.Sprintf("graphql: HTTP %d %s: %s", e.Status, e.Code, e.Message) }
+func (e *gqlError) Error() string {
+	return fmt.Sprintf("graphql: HTTP %d %s: %s", e.Status, e.Code, e.Message)
+}
 
 // userError reports whether err is crmsync refusing the request itself
 // (bad input, auth): retrying cannot help.

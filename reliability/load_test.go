@@ -50,7 +50,7 @@ func (c *cluster) setup(ctx context.Context) tenant {
 	var created struct {
 		CreateWorkspace struct {
 			Workspace struct{ ID string }
-			Token string
+			Token     string
 		}
 	}
 	require.NoError(t, c.call(ctx, c.admin, `mutation { createWorkspace(name: "reliability") { workspace { id } token } }`, nil, &created))
