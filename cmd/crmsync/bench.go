@@ -33,13 +33,16 @@ import (
 // latency, in one process tree: the server (engine, River, database), the
 // fake org on loopback and the Salesforce connector as a plugin process.
 type benchCmd struct {
-	Scenario string        `name:"scenario" enum:"burst,backlog,limit,ingest" default:"burst" help:"burst, backlog, limit or ingest (see docs/benchmarks.md)."`
+	Scenario string        `name:"scenario" enum:"burst,trickle,backlog,limit,ingest" default:"burst" help:"burst, trickle, backlog, limit or ingest (see docs/benchmarks.md)."`
 	JSON     bool          `name:"json" help:"Print the report as JSON."`
 	Latency  time.Duration `name:"latency" default:"150ms" help:"Latency the fake Salesforce adds to every call."`
 	Changes  int           `name:"changes" default:"0" help:"Changes to send (default: burst 20,000, backlog 100,000, limit 2,000)."`
 	Records  int           `name:"records" default:"0" help:"Distinct records they touch (default: burst 2,000, backlog 20,000, limit 500)."`
 	Clients  int           `name:"clients" default:"8" help:"ingest: concurrent GraphQL clients."`
 	Duration time.Duration `name:"duration" default:"10s" help:"ingest: how long each batch size is measured."`
+	Rate     float64       `name:"rate" default:"1" help:"trickle: changes per second."`
+	For      time.Duration `name:"for" default:"2m" help:"trickle: how long changes arrive."`
+	Interval time.Duration `name:"interval" default:"10s" help:"The flush interval (and the fixed schedule's tick in trickle)."`
 }
 
 // benchReport is what a scenario measured. Zero fields do not apply.
@@ -67,7 +70,8 @@ type benchReport struct {
 	ResumeSec       float64 `json:"seconds_to_resume,omitempty"`
 	Lost            int     `json:"lost"`
 
-	Ingest []ingestResult `json:"ingest,omitempty"`
+	Ingest  []ingestResult  `json:"ingest,omitempty"`
+	Trickle []trickleResult `json:"trickle,omitempty"`
 }
 
 // ingestResult is one batch size of the ingest scenario.
@@ -82,14 +86,14 @@ type ingestResult struct {
 var errBenchDone = errors.New("bench done")
 
 func (c benchCmd) Run(e *env) error {
-	defaults := map[string][2]int{"burst": {20_000, 2_000}, "backlog": {100_000, 20_000}, "limit": {2_000, 500}, "ingest": {0, 2_000}}
+	defaults := map[string][2]int{"burst": {20_000, 2_000}, "trickle": {0, 200}, "backlog": {100_000, 20_000}, "limit": {2_000, 500}, "ingest": {0, 2_000}}
 	if c.Changes == 0 {
 		c.Changes = defaults[c.Scenario][0] // ingest counts what its clients send
 	}
 	if c.Records == 0 {
 		c.Records = defaults[c.Scenario][1]
 	}
-	if c.Records < 3 || (c.Scenario != "ingest" && c.Changes < c.Records) {
+	if c.Records < 3 || (c.Scenario != "ingest" && c.Scenario != "trickle" && c.Changes < c.Records) {
 		return fmt.Errorf("bench: need at least 3 records and as many changes as records (got %d changes, %d records)", c.Changes, c.Records)
 	}
 	dir, err := os.MkdirTemp("", "crmsync-bench-")
@@ -113,7 +117,8 @@ func (c benchCmd) Run(e *env) error {
 		global.LogLevel = "error" // the report is the output
 	}
 	cfg := config.Server{Listen: "127.0.0.1:0", ShutdownTimeout: 8 * time.Second,
-		Sync: config.Sync{FlushInterval: 10 * time.Second, PullInterval: time.Hour}}
+		// No sweep: it would flush the trickle's fixed-schedule workspace.
+		Sync: config.Sync{FlushInterval: c.Interval, PullInterval: time.Hour, SweepInterval: time.Hour}}
 	var report *benchReport
 	err = runServer(e, global, cfg, func(ctx context.Context, a *app, baseURL string) error {
 		b := &bench{cmd: c, a: a, org: org, orgURL: "http://" + ln.Addr().String(), progress: e.stderr, dir: dir, baseURL: baseURL}
@@ -153,20 +158,8 @@ func (b *bench) run(ctx context.Context) (*benchReport, error) {
 		return nil, err
 	}
 	b.ws, b.last, b.token = ws.ID, map[record.Key]string{}, issued.Token
-	// Outbound only: no inbound pull shares the fake org's counters.
-	for _, t := range record.Types {
-		p := prefs.DefaultObjectPreference(t)
-		p.ReadEnabled = false
-		if err := prefs.SetObject(ctx, b.a.db, ws.ID, p); err != nil {
-			return nil, err
-		}
-	}
-	// Every benchmarked field always goes to Salesforce, so every change
-	// needs its write and the final state is checkable.
-	for t, f := range map[record.Type][2]string{record.TypeContact: {"phone", "Phone"}, record.TypeCompany: {"phone", "Phone"}, record.TypeCampaign: {"status", "Status"}} {
-		if err := prefs.SetField(ctx, b.a.db, ws.ID, prefs.FieldMapping{RecordType: t, Field: f[0], CRMField: f[1], Mode: prefs.AlwaysPreferConversion}); err != nil {
-			return nil, err
-		}
+	if err := b.preferences(ctx); err != nil {
+		return nil, err
 	}
 	r := &benchReport{Scenario: b.cmd.Scenario, Database: string(db.DialectOf(b.a.db)), LatencyMS: b.cmd.Latency.Milliseconds(),
 		Changes: b.cmd.Changes, Records: b.cmd.Records}
@@ -180,6 +173,8 @@ func (b *bench) run(ctx context.Context) (*benchReport, error) {
 		err = b.limit(ctx, r)
 	case "ingest":
 		err = b.ingestHTTP(ctx, r)
+	case "trickle":
+		err = b.trickle(ctx, r)
 	default:
 		err = b.burst(ctx, r)
 	}
@@ -189,9 +184,33 @@ func (b *bench) run(ctx context.Context) (*benchReport, error) {
 	if r.APICalls > 0 {
 		r.PerCall = float64(r.Changes) / float64(r.APICalls)
 	}
+	if b.cmd.Scenario == "trickle" {
+		return r, nil // counted its own lost changes, on two workspaces
+	}
 	lost, err := b.lost()
 	r.Lost = lost
 	return r, err
+}
+
+// preferences sets the bench's preferences on its workspace: outbound only
+// (no inbound pull shares the fake org's counters), and every benchmarked
+// field always goes to Salesforce, so every change needs its write and the
+// final state is checkable.
+func (b *bench) preferences(ctx context.Context) error {
+	ws := b.ws
+	for _, t := range record.Types {
+		p := prefs.DefaultObjectPreference(t)
+		p.ReadEnabled = false
+		if err := prefs.SetObject(ctx, b.a.db, ws, p); err != nil {
+			return err
+		}
+	}
+	for t, f := range map[record.Type][2]string{record.TypeContact: {"phone", "Phone"}, record.TypeCompany: {"phone", "Phone"}, record.TypeCampaign: {"status", "Status"}} {
+		if err := prefs.SetField(ctx, b.a.db, ws, prefs.FieldMapping{RecordType: t, Field: f[0], CRMField: f[1], Mode: prefs.AlwaysPreferConversion}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (b *bench) connect(ctx context.Context) error {
@@ -304,8 +323,12 @@ func (b *bench) seed(ctx context.Context) error {
 }
 
 func (b *bench) countFlushes(ctx context.Context, since time.Time) (int, error) {
+	return b.countFlushesOf(ctx, b.ws, since)
+}
+
+func (b *bench) countFlushesOf(ctx context.Context, ws int64, since time.Time) (int, error) {
 	n, err := b.a.db.NewSelect().Table("sync_batches").
-		Where("workspace_id = ? AND direction = 'OUTBOUND' AND status <> 'PAUSED' AND started_at >= ?", b.ws, since.UTC()).Count(ctx)
+		Where("workspace_id = ? AND direction = 'OUTBOUND' AND status <> 'PAUSED' AND started_at >= ?", ws, since.UTC()).Count(ctx)
 	return int(n), err
 }
 
@@ -549,6 +572,10 @@ func printReport(w io.Writer, r *benchReport, asJSON bool) error {
 	for _, in := range r.Ingest {
 		row(fmt.Sprintf("ingest, batches of %d", in.BatchSize), fmt.Sprintf("%.0f changes/s accepted, %d mutations, latency p50 %.1f ms, p99 %.1f ms",
 			in.ChangesSec, in.Calls, in.P50MS, in.P99MS))
+	}
+	for _, tr := range r.Trickle {
+		row("trickle, "+tr.Schedule, fmt.Sprintf("latency p50 %.2fs, p95 %.2fs, p99 %.2fs, max %.2fs; %d changes (%d applied), %d flushes, %d API calls (%.0f/hour)",
+			tr.P50MS/1000, tr.P95MS/1000, tr.P99MS/1000, tr.MaxMS/1000, tr.Changes, tr.Applied, tr.Flushes, tr.Calls, tr.CallsPerHour))
 	}
 	if r.Scenario == "limit" {
 		row("calls after the first limit error", r.CallsAfterLimit)

@@ -86,6 +86,10 @@ type Sync struct {
 	FlushInterval time.Duration `name:"flush-interval" envs:"CRMSYNC_FLUSH_INTERVAL" default:"10s" help:"Under a steady trickle of changes, a connection is flushed at most once per interval (a change after a quiet spell is flushed at once). Env: CRMSYNC_FLUSH_INTERVAL."`
 	PullInterval  time.Duration `name:"pull-interval" envs:"CRMSYNC_PULL_INTERVAL" default:"5m" help:"How often Salesforce changes are pulled per connection. Env: CRMSYNC_PULL_INTERVAL."`
 	Lease         time.Duration `name:"sync-lease" envs:"CRMSYNC_SYNC_LEASE" default:"30s" help:"A running flush or pull holds its connection's lease for this long and renews it every third of it; a replica that dies mid-sync blocks the connection at most this long. Env: CRMSYNC_SYNC_LEASE."`
+	// SweepInterval is how often the safety-net sweep flushes workspaces
+	// with queued items (default 1 minute). Not a flag: the bench turns it
+	// off to time a fixed schedule without the sweep's help.
+	SweepInterval time.Duration `kong:"-"`
 	Connectors    []string      `name:"connector-plugin" envs:"CRMSYNC_CONNECTORS" placeholder:"NAME=PATH[@SHA256]" help:"Third-party connector executables, comma separated, each NAME=PATH, optionally pinned with @ and the hex sha256 of the file. Built in: salesforce, memcrm. Env: CRMSYNC_CONNECTORS."`
 }
 

@@ -1,0 +1,331 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/crmsync/crmsync/connectors/salesforce"
+	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
+	"github.com/crmsync/crmsync/internal/engine"
+	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/overview"
+	"github.com/crmsync/crmsync/internal/record"
+)
+
+// trickleResult is one schedule of the trickle scenario.
+type trickleResult struct {
+	Schedule     string  `json:"schedule"`
+	Changes      int     `json:"changes"`
+	Applied      int     `json:"applied"`
+	P50MS        float64 `json:"latency_p50_ms"`
+	P95MS        float64 `json:"latency_p95_ms"`
+	P99MS        float64 `json:"latency_p99_ms"`
+	MaxMS        float64 `json:"latency_max_ms"`
+	Calls        int     `json:"api_calls"`
+	CallsPerHour float64 `json:"api_calls_per_hour"`
+	Flushes      int     `json:"flushes"`
+}
+
+// noSchedule is the Scheduler of the fixed schedule: ingest schedules
+// nothing, a ticker flushes.
+type noSchedule struct{}
+
+func (noSchedule) ScheduleFlushTx(context.Context, bun.Tx, int64) error { return nil }
+
+// trickleSide is one schedule's workspace, org and measurements.
+type trickleSide struct {
+	name     string
+	ws       int64
+	org      *sffake.Server
+	ingester *outbound.Ingester
+
+	mu      sync.Mutex
+	pending map[record.Key]pendingChange
+	lat     []time.Duration
+	sent    int
+}
+
+type pendingChange struct {
+	object, id, field, value string
+	at                       time.Time
+}
+
+// trickle: changes arrive at --rate per second for --for, the same stream
+// to two workspaces with their own fake org: one on the product's adaptive
+// schedule, one flushed by a fixed ticker every --interval (the product
+// being replaced). Latency is measured from the commit of a change to the
+// moment the fake org has its value.
+func (b *bench) trickle(ctx context.Context, r *benchReport) error {
+	if b.cmd.Rate <= 0 || b.cmd.For <= 0 {
+		return errors.New("trickle needs a positive --rate and --for")
+	}
+	// The adaptive side is the bench's workspace and org.
+	if err := b.connect(ctx); err != nil {
+		return err
+	}
+	if err := b.seed(ctx); err != nil {
+		return err
+	}
+	adaptive := &trickleSide{name: "adaptive", ws: b.ws, org: b.org, ingester: b.a.resolver.Ingester, pending: map[record.Key]pendingChange{}}
+
+	// The fixed side: its own workspace, org and ingester.
+	org := sffake.New(sffake.Options{Latency: b.cmd.Latency, DailyMax: 100_000_000})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("listen for the second fake Salesforce: %w", err)
+	}
+	srv := &http.Server{Handler: org, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	ws, _, err := b.a.workspaces.Create(ctx, "bench-fixed")
+	if err != nil {
+		return err
+	}
+	if err := b.configure(ctx, ws.ID); err != nil {
+		return err
+	}
+	fixed := &trickleSide{name: "fixed 10s", ws: ws.ID, org: org, ingester: outbound.NewIngester(b.a.db, noSchedule{}, nil), pending: map[record.Key]pendingChange{}}
+	if b.cmd.Interval != 10*time.Second {
+		fixed.name = "fixed " + b.cmd.Interval.String()
+	}
+	cfg, _ := json.Marshal(salesforce.Config{LoginURL: "http://" + ln.Addr().String(), ClientID: org.ClientID()})
+	creds, _ := json.Marshal(salesforce.Credentials{ClientSecret: org.ClientSecret(), RefreshToken: org.IssueRefreshToken(org.IntegrationUserID())})
+	if _, err := b.a.resolver.Connections.Connect(ctx, ws.ID, salesforce.Name, cfg, creds); err != nil {
+		return err
+	}
+	seed := make([]outbound.Change, b.cmd.Records)
+	now := time.Now()
+	for i := range seed {
+		seed[i] = b.seedChange(i, now)
+	}
+	if _, err := fixed.ingester.Ingest(ctx, ws.ID, seed); err != nil {
+		return err
+	}
+	if err := b.flushUntilDrained(ctx, ws.ID); err != nil {
+		return err
+	}
+
+	// Both sides settle (the adaptive one's last flush paces the next), then
+	// the same stream goes to both.
+	time.Sleep(b.cmd.Interval)
+	sides := []*trickleSide{adaptive, fixed}
+	before := []sffake.CallCounts{adaptive.org.Calls(), fixed.org.Calls()}
+	start := time.Now()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	for _, s := range sides {
+		wg.Add(1)
+		go func() { defer wg.Done(); b.watch(runCtx, s) }()
+	}
+	var flushErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		flushErr = b.tick(runCtx, fixed.ws)
+	}()
+
+	every := time.Duration(float64(time.Second) / b.cmd.Rate)
+	next := time.Now()
+	for n := 0; time.Since(start) < b.cmd.For; n++ {
+		if d := time.Until(next); d > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(d):
+			}
+		}
+		next = next.Add(every)
+		k := b.recordKey(trickleRecord(n, b.cmd.Records))
+		field, crmField := "phone", "Phone"
+		value := fmt.Sprintf("+1 555 %07d", n)
+		for _, s := range sides {
+			if err := s.send(ctx, b.a.db, k, field, crmField, value); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(b.progress, "\rbench: trickle %d changes, %.0fs of %.0fs   ", n+1, time.Since(start).Seconds(), b.cmd.For.Seconds())
+	}
+	// Wait for the last changes (at most an interval and a flush).
+	deadline := time.Now().Add(b.cmd.Interval + 30*time.Second)
+	for time.Now().Before(deadline) && (adaptive.waiting() > 0 || fixed.waiting() > 0) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	stop()
+	wg.Wait()
+	fmt.Fprintln(b.progress)
+	if flushErr != nil && !errors.Is(flushErr, context.Canceled) {
+		return flushErr
+	}
+	for i, s := range sides {
+		after := s.org.Calls()
+		calls := after.Read + after.Write - before[i].Read - before[i].Write
+		flushes, err := b.countFlushesOf(ctx, s.ws, start)
+		if err != nil {
+			return err
+		}
+		res := s.result(calls, elapsed, flushes)
+		r.Trickle = append(r.Trickle, res)
+		r.APICalls += calls
+		r.ReadCalls += after.Read - before[i].Read
+		r.WriteCalls += after.Write - before[i].Write
+		r.AuthCalls += after.Auth - before[i].Auth
+		r.Changes = s.sent
+		if w := s.waiting(); w > 0 {
+			r.Lost += w
+		}
+	}
+	r.DrainSec = elapsed.Seconds()
+	return nil
+}
+
+// trickleRecord is the record of the n-th change: round robin over the
+// contacts and companies (every fourth record is a campaign, left out).
+func trickleRecord(n, records int) int {
+	usable := records - records/4
+	i := n % usable
+	return i + i/3 // skip 3, 7, 11, ...
+}
+
+// configure gives a workspace the bench's preferences.
+func (b *bench) configure(ctx context.Context, ws int64) error {
+	saved := b.ws
+	b.ws = ws
+	defer func() { b.ws = saved }()
+	return b.preferences(ctx)
+}
+
+// send ingests one change and starts its clock at the commit.
+func (s *trickleSide) send(ctx context.Context, db *bun.DB, k record.Key, field, crmField, value string) error {
+	_, err := s.ingester.Ingest(ctx, s.ws, []outbound.Change{{Type: k.Type, ID: k.ID, Source: record.SourceAPI,
+		Fields: map[string]outbound.FieldChange{field: {Value: value, ChangedAt: time.Now()}}}})
+	if err != nil {
+		return err
+	}
+	at := time.Now()
+	var rec struct {
+		CRMObject string `bun:"crm_object"`
+		CRMID     string `bun:"crm_id"`
+	}
+	err = db.NewSelect().Table("records").Column("crm_object", "crm_id").
+		Where("workspace_id = ? AND type = ? AND conversion_id = ?", s.ws, k.Type, k.ID).Scan(ctx, &rec)
+	if err != nil {
+		return fmt.Errorf("trickle: look up %s %s: %w", k.Type, k.ID, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sent++
+	if _, ok := s.pending[k]; ok {
+		// Superseded before it arrived: only the newer value is timed.
+		s.sent--
+	}
+	s.pending[k] = pendingChange{object: rec.CRMObject, id: rec.CRMID, field: crmField, value: value, at: at}
+	return nil
+}
+
+// watch polls the org for pending values every 20 ms.
+func (b *bench) watch(ctx context.Context, s *trickleSide) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		now := time.Now()
+		for k, p := range s.pending {
+			if got, ok := s.org.Get(p.object, p.id); ok && got[p.field] == p.value {
+				s.lat = append(s.lat, now.Sub(p.at))
+				delete(s.pending, k)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+func (s *trickleSide) waiting() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending)
+}
+
+func (s *trickleSide) result(calls int, elapsed time.Duration, flushes int) trickleResult {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lat := slices.Clone(s.lat)
+	slices.Sort(lat)
+	ms := func(q float64) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds()) / 1000
+	}
+	res := trickleResult{Schedule: s.name, Changes: s.sent, Applied: len(lat), P50MS: ms(0.50), P95MS: ms(0.95), P99MS: ms(0.99),
+		Calls: calls, CallsPerHour: float64(calls) / elapsed.Hours(), Flushes: flushes}
+	if len(lat) > 0 {
+		res.MaxMS = float64(lat[len(lat)-1].Microseconds()) / 1000
+	}
+	return res
+}
+
+// tick is the fixed schedule: a flush every interval, whatever is queued.
+func (b *bench) tick(ctx context.Context, ws int64) error {
+	t := time.NewTicker(b.cmd.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		if err := b.flushOnce(ctx, ws); err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+}
+
+// flushOnce flushes ws until its claim was not full.
+func (b *bench) flushOnce(ctx context.Context, ws int64) error {
+	for {
+		res, err := b.a.engine.Flush(ctx, ws)
+		if errors.Is(err, engine.ErrBusy) {
+			return nil // the connect-time flush is still running
+		}
+		if err != nil || !res.More {
+			return err
+		}
+	}
+}
+
+// flushUntilDrained flushes ws by hand until nothing is queued.
+func (b *bench) flushUntilDrained(ctx context.Context, ws int64) error {
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		o, err := overview.Get(ctx, b.a.db, ws, time.Now())
+		if err != nil {
+			return err
+		}
+		if o.Queued == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("seeding the fixed side: %d still queued", o.Queued)
+		}
+		if err := b.flushOnce(ctx, ws); err != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
