@@ -311,10 +311,10 @@ func saveRecords(ctx context.Context, tx bun.Tx, workspaceID int64, recs map[rec
 			return fmt.Errorf("insert %d records: %w", len(chunk), err)
 		}
 	}
-	for _, r := range existing {
-		_, err := tx.NewUpdate().Model(r).Column("fields", "updated_at").WherePK().Exec(ctx)
-		if err != nil {
-			return fmt.Errorf("update record %d: %w", r.ID, err)
+	// One statement per chunk (UPDATE ... FROM VALUES), not one per record.
+	for chunk := range chunks(existing, 500) {
+		if _, err := tx.NewUpdate().Model(&chunk).Column("fields", "updated_at").Bulk().Exec(ctx); err != nil {
+			return fmt.Errorf("update %d records: %w", len(chunk), err)
 		}
 	}
 	return nil

@@ -308,3 +308,34 @@ func TestIngestConcurrentMixedTypes(t *testing.T) {
 		}
 	})
 }
+
+// Updates to many existing records in one call (more than one bulk-update
+// chunk) reach every record, each merged with what it had.
+func TestIngestUpdatesManyExistingRecords(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		b := setup(t, bdb)
+		t0 := time.Now().UTC().Add(-time.Minute).Truncate(time.Millisecond)
+		const n = 1200
+		var creates, updates []outbound.Change
+		for i := range n {
+			id := fmt.Sprintf("c%d", i)
+			creates = append(creates, contact(id, t0, map[string]any{"email": id + "@example.com", "title": "old"}))
+			updates = append(updates, contact(id, t0.Add(time.Second), map[string]any{"title": fmt.Sprintf("new %d", i)}))
+		}
+		_, err := b.in.Ingest(ctx, b.ws, creates)
+		require.NoError(t, err)
+		_, err = b.in.Ingest(ctx, b.ws, updates)
+		require.NoError(t, err)
+		for i := range n {
+			id := fmt.Sprintf("c%d", i)
+			r, err := record.Get(ctx, bdb, b.ws, record.Key{Type: record.TypeContact, ID: id})
+			require.NoError(t, err)
+			require.Equal(t, fmt.Sprintf("new %d", i), r.Fields["title"].Value, id)
+			require.Equal(t, id+"@example.com", r.Fields["email"].Value, id)
+			require.True(t, r.Fields["title"].ChangedAt.Equal(t0.Add(time.Second)), id)
+		}
+	})
+}
