@@ -87,9 +87,9 @@ type Sync struct {
 	PullInterval  time.Duration `name:"pull-interval" envs:"CRMSYNC_PULL_INTERVAL" default:"5m" help:"How often Salesforce changes are pulled per connection. Env: CRMSYNC_PULL_INTERVAL."`
 	Lease         time.Duration `name:"sync-lease" envs:"CRMSYNC_SYNC_LEASE" default:"30s" help:"A running flush or pull holds its connection's lease for this long and renews it every third of it; a replica that dies mid-sync blocks the connection at most this long. Env: CRMSYNC_SYNC_LEASE."`
 	// SweepInterval is how often the safety-net sweep flushes workspaces
-	// with queued items (default 1 minute). Not a flag: the bench turns it
-	// off to time a fixed schedule without the sweep's help.
-	SweepInterval time.Duration `kong:"-"`
+	// with queued items; zero (a Sync built in code) means one minute. The
+	// bench raises it so the sweep does not help its fixed schedule.
+	SweepInterval time.Duration `name:"sweep-interval" envs:"CRMSYNC_SWEEP_INTERVAL" default:"1m" help:"How often the safety net gives every connection with queued changes a flush, in case the job that should have flushed them was lost. Env: CRMSYNC_SWEEP_INTERVAL."`
 	Connectors    []string      `name:"connector-plugin" envs:"CRMSYNC_CONNECTORS" placeholder:"NAME=PATH[@SHA256]" help:"Third-party connector executables, comma separated, each NAME=PATH, optionally pinned with @ and the hex sha256 of the file. Built in: salesforce, memcrm. Env: CRMSYNC_CONNECTORS."`
 }
 
@@ -126,6 +126,9 @@ func (s Sync) Validate() error {
 	}
 	if s.Lease != 0 && s.Lease < time.Second {
 		return fmt.Errorf("sync lease must be at least 1s, got %s", s.Lease)
+	}
+	if s.SweepInterval != 0 && s.SweepInterval < time.Second {
+		return fmt.Errorf("sweep interval must be at least 1s, got %s", s.SweepInterval)
 	}
 	_, err := s.External()
 	return err
@@ -248,6 +251,7 @@ func (s Server) LogValue() slog.Value {
 		slog.String("flush_interval", s.FlushInterval.String()),
 		slog.String("pull_interval", s.PullInterval.String()),
 		slog.String("sync_lease", s.Lease.String()),
+		slog.String("sweep_interval", s.SweepInterval.String()),
 		slog.Any("connector_plugins", s.Connectors),
 		slog.String("salesforce_client_id", s.SalesforceClientID),
 		slog.String("salesforce_client_secret", mask(s.SalesforceClientSecret)),
