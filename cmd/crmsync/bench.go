@@ -285,9 +285,14 @@ func (b *bench) ingest(ctx context.Context, changes []outbound.Change) error {
 
 // drain waits until nothing is queued, showing progress.
 func (b *bench) drain(ctx context.Context, timeout time.Duration) error {
+	return b.drainWorkspace(ctx, b.ws, timeout)
+}
+
+// drainWorkspace waits until nothing is queued in ws, showing progress.
+func (b *bench) drainWorkspace(ctx context.Context, ws int64, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		o, err := overview.Get(ctx, b.a.db, b.ws, time.Now())
+		o, err := overview.Get(ctx, b.a.db, ws, time.Now())
 		if err != nil {
 			return err
 		}

@@ -31,29 +31,31 @@ func TestBenchScenarios(t *testing.T) {
 			}
 		})
 	}
-}
-
-// The trickle runs both schedules side by side and times every change.
-func TestBenchTrickle(t *testing.T) {
-	t.Parallel()
-	var stdout, stderr lockedBuffer
-	getenv := func(string) string { return "" }
-	err := run(t.Context(), []string{"bench", "--scenario", "trickle", "--rate", "5", "--for", "4s", "--interval", "1s",
-		"--records", "20", "--latency", "0s", "--json"}, getenv, &stdout, &stderr)
-	require.NoError(t, err, stderr.String())
-	var r benchReport
-	require.NoError(t, json.Unmarshal([]byte(stdout.String()), &r), stdout.String())
-	require.Zero(t, r.Lost, "every change reached its fake org")
-	require.Len(t, r.Trickle, 2)
-	require.Equal(t, "adaptive", r.Trickle[0].Schedule)
-	require.Equal(t, "fixed 1s", r.Trickle[1].Schedule)
-	for _, tr := range r.Trickle {
-		require.Positive(t, tr.Changes, tr.Schedule)
-		require.Equal(t, tr.Changes, tr.Applied, tr.Schedule)
-		require.Positive(t, tr.P50MS, tr.Schedule)
-		require.LessOrEqual(t, tr.P50MS, tr.P99MS, tr.Schedule)
-		require.LessOrEqual(t, tr.P99MS, tr.MaxMS, tr.Schedule)
-		require.Positive(t, tr.Calls, tr.Schedule)
-		require.Positive(t, tr.Flushes, tr.Schedule)
-	}
+	// The trickle runs both schedules side by side and times every change.
+	t.Run("trickle", func(t *testing.T) {
+		t.Parallel()
+		var stdout, stderr lockedBuffer
+		getenv := func(string) string { return "" }
+		err := run(t.Context(), []string{"bench", "--scenario", "trickle", "--rate", "5", "--for", "3s", "--interval", "1s",
+			"--records", "20", "--latency", "0s", "--json"}, getenv, &stdout, &stderr)
+		require.NoError(t, err, stderr.String())
+		var r benchReport
+		require.NoError(t, json.Unmarshal([]byte(stdout.String()), &r), stdout.String())
+		require.Equal(t, "trickle", r.Scenario)
+		require.Zero(t, r.Lost, "every change reached its fake org")
+		require.Len(t, r.Trickle, 2)
+		require.Equal(t, "adaptive", r.Trickle[0].Schedule)
+		require.Equal(t, "fixed 1s", r.Trickle[1].Schedule)
+		for _, tr := range r.Trickle {
+			require.Positive(t, tr.Changes, tr.Schedule)
+			require.Equal(t, tr.Changes, tr.Applied, tr.Schedule)
+			require.Positive(t, tr.P50MS, tr.Schedule)
+			require.LessOrEqual(t, tr.P50MS, tr.P95MS, tr.Schedule)
+			require.LessOrEqual(t, tr.P95MS, tr.P99MS, tr.Schedule)
+			require.LessOrEqual(t, tr.P99MS, tr.MaxMS, tr.Schedule)
+			require.Positive(t, tr.Calls, tr.Schedule)
+			require.Positive(t, tr.CallsPerHour, tr.Schedule)
+			require.Positive(t, tr.Flushes, tr.Schedule)
+		}
+	})
 }

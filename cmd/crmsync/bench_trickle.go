@@ -17,7 +17,6 @@ import (
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
 	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/outbound"
-	"github.com/crmsync/crmsync/internal/overview"
 	"github.com/crmsync/crmsync/internal/record"
 )
 
@@ -97,21 +96,26 @@ func (b *bench) trickle(ctx context.Context, r *benchReport) error {
 	if b.cmd.Interval != 10*time.Second {
 		fixed.name = "fixed " + b.cmd.Interval.String()
 	}
-	cfg, _ := json.Marshal(salesforce.Config{LoginURL: "http://" + ln.Addr().String(), ClientID: org.ClientID()})
-	creds, _ := json.Marshal(salesforce.Credentials{ClientSecret: org.ClientSecret(), RefreshToken: org.IssueRefreshToken(org.IntegrationUserID())})
-	if _, err := b.a.resolver.Connections.Connect(ctx, ws.ID, salesforce.Name, cfg, creds); err != nil {
-		return err
-	}
+	// Its seed is queued before it connects, so the flush that connecting
+	// schedules drains it (back to back while claims are full) and then
+	// leaves nothing scheduled: from then on only the ticker flushes.
 	seed := make([]outbound.Change, b.cmd.Records)
 	now := time.Now()
 	for i := range seed {
 		seed[i] = b.seedChange(i, now)
 	}
-	if _, err := fixed.ingester.Ingest(ctx, ws.ID, seed); err != nil {
+	for start := 0; start < len(seed); start += outbound.MaxChanges {
+		if _, err := fixed.ingester.Ingest(ctx, ws.ID, seed[start:min(start+outbound.MaxChanges, len(seed))]); err != nil {
+			return err
+		}
+	}
+	cfg, _ := json.Marshal(salesforce.Config{LoginURL: "http://" + ln.Addr().String(), ClientID: org.ClientID()})
+	creds, _ := json.Marshal(salesforce.Credentials{ClientSecret: org.ClientSecret(), RefreshToken: org.IssueRefreshToken(org.IntegrationUserID())})
+	if _, err := b.a.resolver.Connections.Connect(ctx, ws.ID, salesforce.Name, cfg, creds); err != nil {
 		return err
 	}
-	if err := b.flushUntilDrained(ctx, ws.ID); err != nil {
-		return err
+	if err := b.drainWorkspace(ctx, ws.ID, 10*time.Minute); err != nil {
+		return fmt.Errorf("seed the fixed side: %w", err)
 	}
 
 	// Both sides settle (the adaptive one's last flush paces the next), then
@@ -136,7 +140,8 @@ func (b *bench) trickle(ctx context.Context, r *benchReport) error {
 
 	every := time.Duration(float64(time.Second) / b.cmd.Rate)
 	next := time.Now()
-	for n := 0; time.Since(start) < b.cmd.For; n++ {
+	n := 0
+	for ; time.Since(start) < b.cmd.For; n++ {
 		if d := time.Until(next); d > 0 {
 			select {
 			case <-ctx.Done():
@@ -160,6 +165,9 @@ func (b *bench) trickle(ctx context.Context, r *benchReport) error {
 	for time.Now().Before(deadline) && (adaptive.waiting() > 0 || fixed.waiting() > 0) {
 		time.Sleep(50 * time.Millisecond)
 	}
+	// Calls per hour are taken over the arrival window: the calls that
+	// drain the last changes after it belong to the changes in it.
+	window := time.Duration(n) * every
 	elapsed := time.Since(start)
 	stop()
 	wg.Wait()
@@ -174,7 +182,7 @@ func (b *bench) trickle(ctx context.Context, r *benchReport) error {
 		if err != nil {
 			return err
 		}
-		res := s.result(calls, elapsed, flushes)
+		res := s.result(calls, window, flushes)
 		r.Trickle = append(r.Trickle, res)
 		r.APICalls += calls
 		r.ReadCalls += after.Read - before[i].Read
@@ -261,7 +269,7 @@ func (s *trickleSide) waiting() int {
 	return len(s.pending)
 }
 
-func (s *trickleSide) result(calls int, elapsed time.Duration, flushes int) trickleResult {
+func (s *trickleSide) result(calls int, window time.Duration, flushes int) trickleResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lat := slices.Clone(s.lat)
@@ -273,7 +281,7 @@ func (s *trickleSide) result(calls int, elapsed time.Duration, flushes int) tric
 		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds()) / 1000
 	}
 	res := trickleResult{Schedule: s.name, Changes: s.sent, Applied: len(lat), P50MS: ms(0.50), P95MS: ms(0.95), P99MS: ms(0.99),
-		Calls: calls, CallsPerHour: float64(calls) / elapsed.Hours(), Flushes: flushes}
+		Calls: calls, CallsPerHour: float64(calls) / window.Hours(), Flushes: flushes}
 	if len(lat) > 0 {
 		res.MaxMS = float64(lat[len(lat)-1].Microseconds()) / 1000
 	}
@@ -306,26 +314,5 @@ func (b *bench) flushOnce(ctx context.Context, ws int64) error {
 		if err != nil || !res.More {
 			return err
 		}
-	}
-}
-
-// flushUntilDrained flushes ws by hand until nothing is queued.
-func (b *bench) flushUntilDrained(ctx context.Context, ws int64) error {
-	deadline := time.Now().Add(10 * time.Minute)
-	for {
-		o, err := overview.Get(ctx, b.a.db, ws, time.Now())
-		if err != nil {
-			return err
-		}
-		if o.Queued == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("seeding the fixed side: %d still queued", o.Queued)
-		}
-		if err := b.flushOnce(ctx, ws); err != nil {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
