@@ -23,12 +23,13 @@ const QueueFlush = "flush"
 
 // FlushArgs asks for one flush of a workspace's outbound queue.
 //
-// Scheduling (ARCHITECTURE §9): a change is flushed as soon as it arrives if
-// the workspace's last flush started at least one interval ago; otherwise at
-// last flush + interval. NotBefore (unix milliseconds; immediate slots are
-// whole seconds) is part of the args, so all changes arriving for the same
-// slot share one job (River unique by args), while a change arriving during
-// a running flush gets the next slot.
+// Scheduling (ARCHITECTURE §9): time is cut into windows of one interval
+// (aligned on the interval's multiples, see flushSlot). A change is flushed
+// as soon as it arrives unless a flush of the workspace already started in
+// the current window; then at the next window's start. NotBefore (unix
+// milliseconds; immediate slots are whole seconds) is part of the args, so
+// all changes arriving for the same slot share one job (River unique by
+// args), while a change arriving during a running flush gets the next slot.
 //
 // River moves scheduled jobs to available every few seconds
 // (riverSchedulerCadence), too coarse for a 10 s interval, so a job is
@@ -75,8 +76,8 @@ type Scheduler struct {
 	now      func() time.Time
 }
 
-// NewScheduler returns a Scheduler flushing at most once per interval per
-// workspace under a trickle.
+// NewScheduler returns a Scheduler flushing each workspace at most once per
+// interval window under a trickle.
 func NewScheduler(client *river.Client[*sql.Tx], interval time.Duration) *Scheduler {
 	return &Scheduler{client: client, interval: interval, now: time.Now}
 }
@@ -93,9 +94,10 @@ func (s *Scheduler) ScheduleFlushTx(ctx context.Context, tx bun.Tx, workspaceID 
 	if err != nil {
 		return fmt.Errorf("schedule flush of workspace %d: %w", workspaceID, err)
 	}
-	at := s.now().Truncate(time.Second)
-	if !last.IsZero() && last.Add(s.interval).After(s.now()) {
-		at = last.Add(s.interval)
+	now := s.now()
+	at := flushSlot(last.Time, now, s.interval)
+	if at.Equal(now) {
+		at = now.Truncate(time.Second) // changes within a second share one job
 	}
 	return insertFlush(ctx, s.client, tx.Tx, FlushArgs{WorkspaceID: workspaceID, NotBefore: at.UnixMilli()})
 }
@@ -210,7 +212,7 @@ func waitUntil(ctx context.Context, t time.Time) error {
 }
 
 // untilInterval returns how long to wait before the workspace may flush
-// again: at most one flush per interval under a trickle.
+// again (flushSlot): at most one flush per interval window.
 func (w *FlushWorker) untilInterval(ctx context.Context, ws int64) (time.Duration, error) {
 	var last bun.NullTime
 	err := w.db.NewSelect().Model((*connection.Connection)(nil)).Column("last_flush_at").
@@ -221,7 +223,25 @@ func (w *FlushWorker) untilInterval(ctx context.Context, ws int64) (time.Duratio
 	if err != nil {
 		return 0, fmt.Errorf("read last flush of workspace %d: %w", ws, err)
 	}
-	return time.Until(last.Add(w.interval)), nil
+	now := time.Now()
+	return flushSlot(last.Time, now, w.interval).Sub(now), nil
+}
+
+// flushSlot is when a workspace whose last flush started at last may flush
+// next, seen at now: at once, unless a flush already started in the current
+// window (the interval's multiples since the zero time), and then at the
+// next window's start. At most one flush per window is never more than a
+// fixed tick every interval costs, and a change never waits past the next
+// window's start, where such a tick would flush it too. Pacing on "last
+// flush + interval" instead let the delay between a change and its flush's
+// start pile up, change after change, when changes came about one interval
+// apart (docs/benchmarks.md, trickle).
+func flushSlot(last, now time.Time, interval time.Duration) time.Time {
+	window := now.Truncate(interval)
+	if !last.IsZero() && !last.Before(window) {
+		return window.Add(interval)
+	}
+	return now
 }
 
 // next decides the follow-up flush, if any.
@@ -237,7 +257,7 @@ func (w *FlushWorker) next(ctx context.Context, ws int64, res *engine.Result) (F
 	if err != nil || depth.Queued == 0 {
 		return FlushArgs{}, false, err
 	}
-	at := now.Add(w.interval)
+	at := now.Truncate(w.interval).Add(w.interval) // the next window
 	if res.Paused == engine.PauseNone && depth.Due.After(now) && depth.Due.Before(at) {
 		at = depth.Due
 	}

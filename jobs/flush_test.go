@@ -31,7 +31,7 @@ func (f connectorsFunc) Connector(ctx context.Context, name string) (connector.C
 
 // TestFlushJobsDrainAndPace runs the real River client: changes reach the
 // CRM without anyone calling Flush, and a trickle is flushed at most once
-// per interval.
+// per interval window.
 func TestFlushJobsDrainAndPace(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
@@ -85,11 +85,10 @@ func TestFlushJobsDrainAndPace(t *testing.T) {
 
 		batches, err := synclog.List(ctx, bdb, ws, synclog.Filter{Direction: synclog.Outbound}, 0, 100)
 		require.NoError(t, err)
-		maxFlushes := int(elapsed/interval) + 1
-		require.LessOrEqual(t, len(batches), maxFlushes, "at most one flush per interval under a trickle")
-		for i := 1; i < len(batches); i++ {
-			gap := batches[i-1].StartedAt.Sub(batches[i].StartedAt)
-			require.GreaterOrEqual(t, gap, interval-50*time.Millisecond, "flushes %d and %d too close", i-1, i)
-		}
+		// At most one flush per interval window (flushSlot, tested on its
+		// own): the windows the run touched bound the flushes.
+		maxFlushes := int(elapsed/interval) + 2
+		require.LessOrEqual(t, len(batches), maxFlushes, "at most one flush per interval window under a trickle")
+		require.Less(t, len(batches), n, "a trickle is batched, not flushed change by change")
 	})
 }
