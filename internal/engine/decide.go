@@ -19,6 +19,9 @@ type crmState struct {
 	// a field whose current value still equals it was not edited in the
 	// CRM since.
 	Synced map[string]any
+	// Pending holds values crmsync sent to the CRM without recording the
+	// outcome (record.Record.CRMPending): they are its own too.
+	Pending map[string]any
 }
 
 // fieldDecision is the outbound verdict for one field of one record.
@@ -80,6 +83,9 @@ func decideOutbound(m prefs.FieldMapping, fs record.FieldState, cur crmState, in
 		return drop(reasonNotBlank)
 	case prefs.TwoWay:
 		if synced, ok := cur.Synced[m.CRMField]; ok && record.SameValue(synced, current) {
+			return send(reasonUnchanged)
+		}
+		if pending, ok := cur.Pending[m.CRMField]; ok && record.SameValue(pending, current) {
 			return send(reasonUnchanged)
 		}
 		if integrationUser != "" && cur.LastModifiedByID == integrationUser {

@@ -555,3 +555,39 @@ func TestUpdateBurstIsOneWrite(t *testing.T) {
 		require.Equal(t, int64(1+1), b.org.CallCount()-before, "one read of every object (Account, Campaign, Lead) and one write")
 	})
 }
+
+// A write that reached the CRM but whose outcome crmsync never recorded (it
+// died) must not make its own value look like a rep's edit: here a rep then
+// edits another field of the record, so the record was last modified by
+// someone else, after Conversion's next change. TWO_WAY must still send
+// that change, since the CRM's value is the one crmsync sent.
+func TestTwoWayAfterUnrecordedWriteAndRepEdit(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		b := setup(t, bdb)
+		require.NoError(t, prefs.SetField(ctx, bdb, b.ws, prefs.FieldMapping{RecordType: record.TypeContact, Field: "title", CRMField: "Title", Mode: prefs.TwoWay}))
+		b.ingest(t, change(record.TypeContact, "c1", b.clock.Now(), map[string]any{"email": "r@example.com", "lastName": "R", "company": "X", "title": "T0"}))
+		b.drain(t)
+		lead := b.rec(t, record.TypeContact, "c1").CRMID
+
+		b.clock.Advance(time.Minute)
+		crash := &crashAfterWrite{Connector: b.crm}
+		b.wrap = func(connector.Connector) connector.Connector { return crash }
+		b.ingest(t, change(record.TypeContact, "c1", b.clock.Now(), map[string]any{"title": "T1"}))
+		_, err := b.engine.Flush(ctx, b.ws)
+		require.ErrorIs(t, err, connector.ErrUnavailable)
+		got, _ := b.org.Get("Lead", lead)
+		require.Equal(t, "T1", got.Fields["Title"], "the write reached the CRM")
+
+		b.clock.Advance(time.Minute)
+		b.ingest(t, change(record.TypeContact, "c1", b.clock.Now(), map[string]any{"title": "T2"}))
+		b.clock.Advance(time.Minute)
+		require.NoError(t, b.org.EditAsUser(b.org.SalesRepIDs()[0], "Lead", lead, map[string]any{"Company": "Rep Co"}))
+		b.drain(t)
+		got, _ = b.org.Get("Lead", lead)
+		require.Equal(t, "T2", got.Fields["Title"], "the last Conversion change wins: Salesforce only has crmsync's own unrecorded write")
+		require.Equal(t, "Rep Co", got.Fields["Company"])
+	})
+}

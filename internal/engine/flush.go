@@ -439,7 +439,7 @@ func (f *flush) commit(ctx context.Context, batch *synclog.Batch) error {
 				continue
 			}
 			_, err := tx.NewUpdate().Model(j.rec).
-				Column("crm_object", "crm_id", "crm_fields", "create_attempted_at", "updated_at").
+				Column("crm_object", "crm_id", "crm_fields", "crm_pending", "create_attempted_at", "updated_at").
 				WherePK().Exec(ctx)
 			if err != nil {
 				return fmt.Errorf("update record %d: %w", j.rec.ID, err)

@@ -310,7 +310,7 @@ func (f *flush) write(ctx context.Context, jobs []*job) error {
 	if len(jobs) == 0 {
 		return nil
 	}
-	if err := f.markCreates(ctx, jobs); err != nil {
+	if err := f.markSending(ctx, jobs); err != nil {
 		return err
 	}
 	ops := make([]connector.Operation, len(jobs))
@@ -345,24 +345,43 @@ func (f *flush) write(ctx context.Context, jobs []*job) error {
 	return nil
 }
 
-// markCreates stamps records about to be created, committed before the
-// call: if crmsync dies before it learns the outcome, the next flush
-// re-matches instead of creating blindly again.
-func (f *flush) markCreates(ctx context.Context, jobs []*job) error {
-	var ids []int64
+// markSending commits, before the call, what the write is about to do:
+// records about to be created are stamped, so if crmsync dies before it
+// learns the outcome the next flush re-matches instead of creating blindly
+// again; and the values about to be written are kept as pending, so the
+// next flush knows them for crmsync's own if the CRM has them.
+func (f *flush) markSending(ctx context.Context, jobs []*job) error {
+	var creates []int64
+	var updates []*record.Record
 	for _, j := range jobs {
-		if j.op.Kind == connector.OpCreate || j.op.Kind == connector.OpUpsert {
+		switch j.op.Kind {
+		case connector.OpCreate, connector.OpUpsert:
 			j.rec.CreateAttemptedAt = bun.NullTime{Time: f.now}
-			ids = append(ids, j.rec.ID)
+			creates = append(creates, j.rec.ID)
+		case connector.OpUpdate:
+			if len(j.op.Fields) == 0 {
+				continue
+			}
+			if j.rec.CRMPending == nil {
+				j.rec.CRMPending = map[string]any{}
+			}
+			for k, v := range j.op.Fields {
+				j.rec.CRMPending[k] = v
+			}
+			updates = append(updates, j.rec)
 		}
 	}
-	if len(ids) == 0 {
-		return nil
+	if len(creates) > 0 {
+		_, err := f.e.db.NewUpdate().Model((*record.Record)(nil)).Set("create_attempted_at = ?", f.now).
+			Where("id IN (?)", bun.List(creates)).Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("mark %d records as being created: %w", len(creates), err)
+		}
 	}
-	_, err := f.e.db.NewUpdate().Model((*record.Record)(nil)).Set("create_attempted_at = ?", f.now).
-		Where("id IN (?)", bun.List(ids)).Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("mark %d records as being created: %w", len(ids), err)
+	for chunk := range slices.Chunk(updates, 500) {
+		if _, err := f.e.db.NewUpdate().Model(&chunk).Column("crm_pending").Bulk().Exec(ctx); err != nil {
+			return fmt.Errorf("keep the values being written to %d records: %w", len(chunk), err)
+		}
 	}
 	return nil
 }
@@ -389,6 +408,7 @@ func (f *flush) succeed(j *job, outcome synclog.Outcome, reason string, sent map
 			r.CRMFields[k] = v
 		}
 		r.CreateAttemptedAt = bun.NullTime{}
+		r.CRMPending = map[string]any{} // the outcome is known now
 	}
 	r.UpdatedAt = f.now
 	f.deleteIDs = append(f.deleteIDs, j.w.ItemIDs...)

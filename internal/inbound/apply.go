@@ -371,7 +371,7 @@ func (a *applier) upsert(cr connector.Record) {
 			fresh = true
 		} else {
 			r = &record.Record{WorkspaceID: a.r.c.WorkspaceID, Type: a.pl.t, ConversionID: ConversionIDPrefix + cr.ID,
-				CRMObject: a.pl.object, CRMID: cr.ID, Fields: record.Fields{}, CRMFields: map[string]any{}, CreatedAt: a.now}
+				CRMObject: a.pl.object, CRMID: cr.ID, Fields: record.Fields{}, CRMFields: map[string]any{}, CRMPending: map[string]any{}, CreatedAt: a.now}
 			a.add(r)
 			a.created = append(a.created, r)
 			created = true

@@ -205,7 +205,7 @@ func (in *Ingester) ingestTx(ctx context.Context, workspaceID int64, changes []C
 			r := recs[key]
 			if r == nil {
 				r = &record.Record{WorkspaceID: workspaceID, Type: c.Type, ConversionID: c.ID,
-					Fields: record.Fields{}, CRMFields: map[string]any{}, CreatedAt: now}
+					Fields: record.Fields{}, CRMFields: map[string]any{}, CRMPending: map[string]any{}, CreatedAt: now}
 				recs[key] = r
 			}
 			r.UpdatedAt = now

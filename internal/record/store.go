@@ -24,6 +24,10 @@ type Record struct {
 	// read from the CRM: a CRM value that still equals it was not edited
 	// there since.
 	CRMFields map[string]any `bun:"crm_fields,type:text,notnull"`
+	// CRMPending holds, per CRM field, values crmsync is writing or wrote
+	// without learning the outcome (it died mid-write): a CRM value equal
+	// to one of them is crmsync's own, not an edit made in the CRM.
+	CRMPending map[string]any `bun:"crm_pending,type:text,notnull"`
 	// CRMModstamp is the CRM's SystemModstamp last seen for the record.
 	CRMModstamp bun.NullTime `bun:"crm_modstamp"`
 	// CreateAttemptedAt is set before a create is sent and cleared once its
