@@ -2,7 +2,6 @@ package reliability
 
 import (
 	"math/rand/v2"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -34,21 +33,7 @@ func TestServeKilledMidFlush(t *testing.T) {
 		} else {
 			// Kill once Salesforce has done a write, before the answer
 			// reaches crmsync.
-			var once atomic.Bool
-			killed := make(chan struct{})
-			hook := func() {
-				if once.CompareAndSwap(false, true) {
-					_ = r.cmd.Process.Signal(syscall.SIGKILL)
-					close(killed)
-				}
-			}
-			c.hook.afterWrite.Store(&hook)
-			select {
-			case <-killed:
-			case <-time.After(time.Minute):
-				t.Fatal("no write reached Salesforce within a minute")
-			}
-			c.hook.afterWrite.Store(nil)
+			c.onNextWrite(t, func() { _ = r.cmd.Process.Signal(syscall.SIGKILL) })
 			c.kill(r)
 		}
 		kills++
@@ -75,25 +60,13 @@ func TestPluginKilledMidCall(t *testing.T) {
 	killed := 0
 	for range 4 {
 		l.waitSent(t, 300)
-		var once atomic.Bool
-		done := make(chan struct{})
-		hook := func() {
-			if once.CompareAndSwap(false, true) {
-				for _, pid := range r.pluginPIDs() {
-					if syscall.Kill(pid, syscall.SIGKILL) == nil {
-						killed++
-					}
+		c.onNextWrite(t, func() {
+			for _, pid := range r.pluginPIDs() {
+				if syscall.Kill(pid, syscall.SIGKILL) == nil {
+					killed++
 				}
-				close(done)
 			}
-		}
-		c.hook.afterWrite.Store(&hook)
-		select {
-		case <-done:
-		case <-time.After(time.Minute):
-			t.Fatal("no write reached Salesforce within a minute")
-		}
-		c.hook.afterWrite.Store(nil)
+		})
 	}
 	require.Positive(t, killed, "plugin processes were found and killed")
 	require.True(t, r.alive(), "crmsync survives its plugin")

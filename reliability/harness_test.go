@@ -125,6 +125,13 @@ func newCluster(t *testing.T, opts clusterOptions) *cluster {
 		for _, r := range c.replicas {
 			r.kill()
 		}
+		if t.Failed() {
+			// What the replicas said is the first thing to read.
+			logs, _ := filepath.Glob(filepath.Join(c.dir, "replica-*.log"))
+			for _, path := range logs {
+				t.Logf("%s (tail):\n%s", filepath.Base(path), readTail(path))
+			}
+		}
 	})
 	return c
 }
@@ -197,8 +204,8 @@ func slices2(s []string) []string { return append([]string(nil), s...) }
 
 func readTail(path string) string {
 	b, _ := os.ReadFile(path)
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
+	if len(b) > 6000 {
+		b = b[len(b)-6000:]
 	}
 	return string(b)
 }
@@ -295,6 +302,28 @@ func (h *hookedOrg) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(rec.Code)
 	_, _ = w.Write(rec.Body.Bytes())
+}
+
+// onNextWrite runs fn once, when the next write was carried out by the org
+// and before its answer leaves, and waits for it. Two minutes at most: after
+// a fault storm the next flush may wait out a retry.
+func (c *cluster) onNextWrite(t *testing.T, fn func()) {
+	t.Helper()
+	var once atomic.Bool
+	done := make(chan struct{})
+	hook := func() {
+		if once.CompareAndSwap(false, true) {
+			fn()
+			close(done)
+		}
+	}
+	c.hook.afterWrite.Store(&hook)
+	defer c.hook.afterWrite.Store(nil)
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("no write reached Salesforce within two minutes")
+	}
 }
 
 // gql posts a GraphQL operation to a replica and decodes data into out.

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -82,28 +81,15 @@ func TestSoak(t *testing.T) {
 			c.start()
 		}},
 		faultKind{"crmsync serve SIGKILL after a Salesforce write", func(ctx context.Context, t *testing.T, c *cluster, l *load) {
-			var once atomic.Bool
-			done := make(chan *replica, 1)
-			hook := func() {
-				if !once.CompareAndSwap(false, true) {
-					return
-				}
-				// The replica whose flush this is cannot be told apart here:
-				// kill every replica but the keeper, all at once.
+			// The replica whose flush this is cannot be told apart here:
+			// kill every replica but the keeper, all at once.
+			c.onNextWrite(t, func() {
 				for _, r := range c.live() {
 					if r != keeper {
 						_ = r.cmd.Process.Signal(syscall.SIGKILL)
 					}
 				}
-				done <- nil
-			}
-			c.hook.afterWrite.Store(&hook)
-			select {
-			case <-done:
-			case <-time.After(time.Minute):
-				t.Fatal("no write reached Salesforce within a minute")
-			}
-			c.hook.afterWrite.Store(nil)
+			})
 			for _, r := range c.live() {
 				if r != keeper {
 					c.kill(r)
@@ -114,25 +100,13 @@ func TestSoak(t *testing.T) {
 			}
 		}},
 		faultKind{"connector plugin SIGKILL", func(ctx context.Context, t *testing.T, c *cluster, l *load) {
-			var once atomic.Bool
-			done := make(chan struct{})
-			hook := func() {
-				if once.CompareAndSwap(false, true) {
-					for _, r := range c.live() {
-						for _, pid := range r.pluginPIDs() {
-							_ = syscall.Kill(pid, syscall.SIGKILL)
-						}
+			c.onNextWrite(t, func() {
+				for _, r := range c.live() {
+					for _, pid := range r.pluginPIDs() {
+						_ = syscall.Kill(pid, syscall.SIGKILL)
 					}
-					close(done)
 				}
-			}
-			c.hook.afterWrite.Store(&hook)
-			select {
-			case <-done:
-			case <-time.After(time.Minute):
-				t.Fatal("no write reached Salesforce within a minute")
-			}
-			c.hook.afterWrite.Store(nil)
+			})
 		}},
 		faultKind{"PostgreSQL crash-restart", func(ctx context.Context, t *testing.T, c *cluster, l *load) {
 			require.NoError(t, runScript(ctx, script, "restart", pgDir))
