@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
@@ -58,11 +59,11 @@ type pendingChange struct {
 	at                       time.Time
 }
 
-// trickle: changes arrive at --rate per second for --for, the same stream
-// to two workspaces with their own fake org: one on the product's adaptive
-// schedule, one flushed by a fixed ticker every --interval (the product
-// being replaced). Latency is measured from the commit of a change to the
-// moment the fake org has its value.
+// trickle: changes arrive at --rate per second on average for --for, the
+// same stream to two workspaces with their own fake org: one on the
+// product's adaptive schedule, one flushed by a fixed ticker every
+// --interval (the product being replaced). Latency is measured from the
+// commit of a change to the moment the fake org has its value.
 func (b *bench) trickle(ctx context.Context, r *benchReport) error {
 	if b.cmd.Rate <= 0 || b.cmd.For <= 0 {
 		return errors.New("trickle needs a positive --rate and --for")
@@ -138,18 +139,27 @@ func (b *bench) trickle(ctx context.Context, r *benchReport) error {
 		flushErr = b.tick(runCtx, fixed.ws)
 	}()
 
-	every := time.Duration(float64(time.Second) / b.cmd.Rate)
-	next := time.Now()
+	// Arrivals are a Poisson process at --rate (exponential gaps, the first
+	// change at once), as independent edits arrive: evenly spaced changes
+	// would keep one phase to the fixed ticker, and every change would wait
+	// the same, by chance short or long.
+	mean := float64(time.Second) / b.cmd.Rate
+	at := start
 	n := 0
-	for ; time.Since(start) < b.cmd.For; n++ {
-		if d := time.Until(next); d > 0 {
+	for ; ; n++ {
+		if n > 0 {
+			at = at.Add(time.Duration(rand.ExpFloat64() * mean))
+		}
+		if at.Sub(start) >= b.cmd.For {
+			break
+		}
+		if d := time.Until(at); d > 0 {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-time.After(d):
 			}
 		}
-		next = next.Add(every)
 		k := b.recordKey(trickleRecord(n, b.cmd.Records))
 		field, crmField := "phone", "Phone"
 		value := fmt.Sprintf("+1 555 %07d", n)
@@ -167,7 +177,7 @@ func (b *bench) trickle(ctx context.Context, r *benchReport) error {
 	}
 	// Calls per hour are taken over the arrival window: the calls that
 	// drain the last changes after it belong to the changes in it.
-	window := time.Duration(n) * every
+	window := b.cmd.For
 	elapsed := time.Since(start)
 	stop()
 	wg.Wait()
@@ -185,6 +195,7 @@ func (b *bench) trickle(ctx context.Context, r *benchReport) error {
 		res := s.result(calls, window, flushes)
 		r.Trickle = append(r.Trickle, res)
 		r.APICalls += calls
+		r.Flushes += flushes
 		r.ReadCalls += after.Read - before[i].Read
 		r.WriteCalls += after.Write - before[i].Write
 		r.AuthCalls += after.Auth - before[i].Auth
