@@ -1,7 +1,9 @@
 package graph
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -38,7 +40,14 @@ type HandlerOptions struct {
 	// ComplexityLimit and DepthLimit default to the constants above.
 	ComplexityLimit int
 	DepthLimit      int
+	// TokenRecheck is how often an open websocket's token is checked again
+	// (default DefaultTokenRecheck): a revoked token ends its connection,
+	// and its subscriptions, within that time.
+	TokenRecheck time.Duration
 }
+
+// DefaultTokenRecheck is how often an open websocket's token is checked.
+const DefaultTokenRecheck = 30 * time.Second
 
 // NewExecutableSchema returns the executable schema over r, with the
 // directives wired.
@@ -60,7 +69,7 @@ func NewHandler(r *Resolver, opts HandlerOptions) *handler.Server {
 		Implementation: transport.CoderWebsocketImplementation{
 			AcceptOptions: websocket.AcceptOptions{OriginPatterns: opts.AllowedOrigins},
 		},
-		InitFunc:              websocketInit(opts.Authenticate),
+		InitFunc:              websocketInit(opts.Authenticate, cmp.Or(opts.TokenRecheck, DefaultTokenRecheck)),
 		InitTimeout:           10 * time.Second,
 		KeepAlivePingInterval: 15 * time.Second,
 	})
@@ -96,7 +105,7 @@ const websocketCloseUnauthenticated = 4403
 // websocketInit authenticates a websocket from its connection_init payload:
 // {"Authorization": "Bearer <token>"} or {"authToken": "<token>"}. A bad or
 // missing token closes the socket.
-func websocketInit(authenticate func(context.Context, string) (context.Context, error)) transport.WebsocketInitFunc {
+func websocketInit(authenticate func(context.Context, string) (context.Context, error), recheck time.Duration) transport.WebsocketInitFunc {
 	return func(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
 		token := workspace.BearerToken(payload.Authorization())
 		if token == "" {
@@ -107,6 +116,28 @@ func websocketInit(authenticate func(context.Context, string) (context.Context, 
 			ctx = transport.WithWebsocketCloseCode(ctx, websocketCloseUnauthenticated)
 			return transport.AppendCloseReason(ctx, "unauthenticated"), nil, workspace.ErrUnauthenticated
 		}
-		return authCtx, nil, nil
+		connCtx, end := context.WithCancel(authCtx)
+		go recheckToken(connCtx, end, authenticate, token, recheck)
+		return connCtx, nil, nil
+	}
+}
+
+// recheckToken checks an open websocket's token every interval and ends the
+// connection (gqlgen closes a websocket whose context ends) once the token
+// no longer authenticates: revoking a token stops its subscriptions. A
+// failed check for another reason (the database is away) keeps it open.
+func recheckToken(ctx context.Context, end context.CancelFunc, authenticate func(context.Context, string) (context.Context, error), token string, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := authenticate(ctx, token); errors.Is(err, workspace.ErrUnauthenticated) {
+			end()
+			return
+		}
 	}
 }

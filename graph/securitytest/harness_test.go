@@ -147,6 +147,7 @@ func newBundle(t *testing.T, bdb *bun.DB, pgURL string) *bundle {
 		Authenticate:   auth.Authenticate,
 		AllowedOrigins: []string{allowedOrigin},
 		Introspection:  true,
+		TokenRecheck:   100 * time.Millisecond,
 	})
 	srv, err := httpserver.New(httpserver.Deps{
 		Logger:         logger,

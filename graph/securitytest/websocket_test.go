@@ -152,3 +152,41 @@ func TestWebsocketRefusals(t *testing.T) {
 		})
 	})
 }
+
+// A token revoked while its websocket is open ends the connection, and its
+// subscriptions, at the next check (TokenRecheck); another token's socket
+// stays open.
+func TestWebsocketClosesOnRevoke(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		b := setup(t, bdb)
+		ws, token := b.newWorkspace(t, "Acme")
+		doomed, err := b.works.CreateToken(ctx, ws)
+		require.NoError(t, err)
+		subscribe := map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{"query": `subscription { syncOverviewUpdated { queuedBatchItems } }`}}
+
+		conn := dialInit(ctx, t, b, "graphql-transport-ws", map[string]any{"Authorization": "Bearer " + doomed.Token})
+		writeMsg(ctx, t, conn, subscribe)
+		readUntil(ctx, t, conn, func(m map[string]any) bool { return m["type"] == "next" })
+		control := dialInit(ctx, t, b, "graphql-transport-ws", map[string]any{"Authorization": "Bearer " + token})
+		writeMsg(ctx, t, control, subscribe)
+		readUntil(ctx, t, control, func(m map[string]any) bool { return m["type"] == "next" })
+
+		require.NoError(t, b.works.RevokeToken(ctx, doomed.TokenID))
+		for {
+			var msg map[string]any
+			err := wsjson.Read(ctx, conn, &msg)
+			if err != nil {
+				require.NotErrorIs(t, err, context.DeadlineExceeded, "the socket of a revoked token stayed open")
+				break
+			}
+		}
+		// The other token's socket still serves a new subscription.
+		writeMsg(ctx, t, control, map[string]any{"id": "2", "type": "subscribe", "payload": subscribe["payload"]})
+		readUntil(ctx, t, control, func(m map[string]any) bool { return m["type"] == "next" && m["id"] == "2" })
+		closeConn(t, control)
+	})
+}
