@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 
@@ -434,22 +435,40 @@ func (f *flush) commit(ctx context.Context, batch *synclog.Batch) error {
 				return err
 			}
 		}
-		for _, j := range f.jobs {
-			if !j.done || j.rec.ID == 0 {
-				continue
-			}
-			_, err := tx.NewUpdate().Model(j.rec).
-				Column("crm_object", "crm_id", "crm_fields", "crm_pending", "create_attempted_at", "updated_at").
-				WherePK().Exec(ctx)
-			if err != nil {
-				return fmt.Errorf("update record %d: %w", j.rec.ID, err)
-			}
-		}
 		if err := limits.Record(ctx, tx, f.c.WorkspaceID, f.now, f.meter.Calls); err != nil {
 			return err
 		}
-		return synclog.Write(ctx, tx, batch)
+		if err := synclog.Write(ctx, tx, batch); err != nil {
+			return err
+		}
+		// Last, so the records' row locks, which ingests wait for, are
+		// held for as short a time as possible.
+		return f.saveRecords(ctx, tx)
 	})
+}
+
+// saveRecords stores the CRM link and synced values of every finished job's
+// record: rows locked in id order (record.LockIDs), then one UPDATE ... FROM
+// VALUES per 500 records (record.Update).
+func (f *flush) saveRecords(ctx context.Context, tx bun.Tx) error {
+	byID := map[int64]*record.Record{}
+	for _, j := range f.jobs {
+		if j.done && j.rec.ID != 0 {
+			byID[j.rec.ID] = j.rec
+		}
+	}
+	if len(byID) == 0 {
+		return nil
+	}
+	ids := slices.Sorted(maps.Keys(byID))
+	if err := record.LockIDs(ctx, tx, ids); err != nil {
+		return err
+	}
+	recs := make([]*record.Record, len(ids))
+	for i, id := range ids {
+		recs[i] = byID[id]
+	}
+	return record.Update(ctx, tx, recs, "crm_object", "crm_id", "crm_fields", "crm_pending", "create_attempted_at", "updated_at")
 }
 
 // checkBudget refuses to start a batch whose planned calls would cross the

@@ -371,19 +371,29 @@ func (f *flush) markSending(ctx context.Context, jobs []*job) error {
 			updates = append(updates, j.rec)
 		}
 	}
-	if len(creates) > 0 {
-		_, err := f.e.db.NewUpdate().Model((*record.Record)(nil)).Set("create_attempted_at = ?", f.now).
-			Where("id IN (?)", bun.List(creates)).Exec(ctx)
-		if err != nil {
-			return fmt.Errorf("mark %d records as being created: %w", len(creates), err)
-		}
+	if len(creates) == 0 && len(updates) == 0 {
+		return nil
 	}
-	for chunk := range slices.Chunk(updates, 500) {
-		if _, err := f.e.db.NewUpdate().Model(&chunk).Column("crm_pending").Bulk().Exec(ctx); err != nil {
-			return fmt.Errorf("keep the values being written to %d records: %w", len(chunk), err)
-		}
+	ids := slices.Clone(creates)
+	for _, r := range updates {
+		ids = append(ids, r.ID)
 	}
-	return nil
+	return f.e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if err := record.LockIDs(ctx, tx, ids); err != nil {
+			return err
+		}
+		if len(creates) > 0 {
+			_, err := tx.NewUpdate().Model((*record.Record)(nil)).Set("create_attempted_at = ?", f.now).
+				Where("id IN (?)", bun.List(creates)).Exec(ctx)
+			if err != nil {
+				return fmt.Errorf("mark %d records as being created: %w", len(creates), err)
+			}
+		}
+		if err := record.Update(ctx, tx, updates, "crm_pending"); err != nil {
+			return fmt.Errorf("keep the values being written: %w", err)
+		}
+		return nil
+	})
 }
 
 // succeed records a written (or deliberately skipped) record: its items

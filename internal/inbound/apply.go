@@ -164,7 +164,7 @@ func (a *applier) load(ctx context.Context, tx bun.Tx, recs []connector.Record) 
 		for id := range byID {
 			rowIDs = append(rowIDs, id)
 		}
-		if byID, err = lock(ctx, tx, ws, rowIDs); err != nil {
+		if byID, err = record.Lock(ctx, tx, ws, rowIDs); err != nil {
 			return err
 		}
 	}

@@ -147,30 +147,6 @@ func unconfirmedCompanies(ctx context.Context, db bun.IDB, workspaceID int64) ([
 	return rs, nil
 }
 
-// lock reloads records by row id, locking them on PostgreSQL (in id order,
-// as ingest does) so a concurrent ingest merges its changes before or after
-// the pull's, never in between. SQLite serializes writers anyway.
-func lock(ctx context.Context, tx bun.Tx, workspaceID int64, ids []int64) (map[int64]*record.Record, error) {
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	out := make(map[int64]*record.Record, len(ids))
-	for i := 0; i < len(ids); i += 500 {
-		chunk := ids[i:min(i+500, len(ids))]
-		var rs []*record.Record
-		q := tx.NewSelect().Model(&rs).Where("workspace_id = ? AND id IN (?)", workspaceID, bun.List(chunk)).OrderExpr("id")
-		if tx.Dialect().Name() == dialect.PG {
-			q = q.For("UPDATE")
-		}
-		if err := q.Scan(ctx); err != nil {
-			return nil, fmt.Errorf("lock %d records: %w", len(chunk), err)
-		}
-		for _, r := range rs {
-			out[r.ID] = r
-		}
-	}
-	return out, nil
-}
-
 // pendingFields returns, per record, the fields an outbound item still
 // carries (queued or parked): Conversion changes not yet through a flush.
 func pendingFields(ctx context.Context, db bun.IDB, workspaceID int64, ids []int64) (map[int64]map[string]bool, error) {

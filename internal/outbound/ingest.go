@@ -1,8 +1,10 @@
 package outbound
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -194,40 +196,12 @@ func (in *Ingester) ingestTx(ctx context.Context, workspaceID int64, changes []C
 		if err != nil {
 			return err
 		}
-		recs, err := lockRecords(ctx, tx, workspaceID, changes)
+		recs, err := loadRecords(ctx, tx, workspaceID, changes, now)
 		if err != nil {
 			return err
 		}
-		// Merge every change into its record, latest change per field wins.
-		itemFields := make([]record.Fields, len(changes))
-		for i, c := range changes {
-			key := record.Key{Type: c.Type, ID: c.ID}
-			r := recs[key]
-			if r == nil {
-				r = &record.Record{WorkspaceID: workspaceID, Type: c.Type, ConversionID: c.ID,
-					Fields: record.Fields{}, CRMFields: map[string]any{}, CRMPending: map[string]any{}, CreatedAt: now}
-				recs[key] = r
-			}
-			r.UpdatedAt = now
-			fs := make(record.Fields, len(c.Fields))
-			for name, f := range c.Fields {
-				at := f.ChangedAt
-				if at.IsZero() {
-					at = now
-				}
-				st := record.FieldState{Value: normalize(f.Value), ChangedAt: at.UTC(), Source: c.Source}
-				fs[name] = st
-				if prev, ok := r.Fields[name]; !ok || !prev.ChangedAt.After(st.ChangedAt) {
-					r.Fields[name] = st
-				}
-			}
-			itemFields[i] = fs
-		}
-		if err := saveRecords(ctx, tx, workspaceID, recs); err != nil {
-			return err
-		}
 		var items []Item
-		for i, c := range changes {
+		for _, c := range changes {
 			if !objs[c.Type].WriteEnabled {
 				continue
 			}
@@ -236,7 +210,7 @@ func (in *Ingester) ingestTx(ctx context.Context, workspaceID int64, changes []C
 				op = OpUpsert
 			}
 			items = append(items, Item{WorkspaceID: workspaceID, RecordID: recs[record.Key{Type: c.Type, ID: c.ID}].ID,
-				RecordType: c.Type, Op: op, Fields: itemFields[i], Source: c.Source, State: StateQueued, CreatedAt: now})
+				RecordType: c.Type, Op: op, Fields: fieldStates(c, now), Source: c.Source, State: StateQueued, CreatedAt: now})
 		}
 		res.Queued = len(items)
 		if len(items) == 0 {
@@ -255,69 +229,132 @@ func (in *Ingester) ingestTx(ctx context.Context, workspaceID int64, changes []C
 	return res, nil
 }
 
-// lockRecords loads the records the changes touch, locking them on
-// PostgreSQL so concurrent ingests of one record merge one after the other
-// (SQLite serializes writers anyway).
-func lockRecords(ctx context.Context, tx bun.Tx, workspaceID int64, changes []Change) (map[record.Key]*record.Record, error) {
-	seen := make(map[record.Key]bool, len(changes))
-	byType := map[record.Type][]string{}
-	for _, c := range changes {
-		k := record.Key{Type: c.Type, ID: c.ID}
-		if !seen[k] {
-			seen[k] = true
-			byType[c.Type] = append(byType[c.Type], c.ID)
+// fieldStates is what a change says of each of its fields.
+func fieldStates(c Change, now time.Time) record.Fields {
+	fs := make(record.Fields, len(c.Fields))
+	for name, f := range c.Fields {
+		at := f.ChangedAt
+		if at.IsZero() {
+			at = now
+		}
+		fs[name] = record.FieldState{Value: normalize(f.Value), ChangedAt: at.UTC(), Source: c.Source}
+	}
+	return fs
+}
+
+// merge applies a change to a record: per field, the latest change wins (the
+// later one on a tie).
+func merge(r *record.Record, c Change, now time.Time) {
+	r.UpdatedAt = now
+	for name, st := range fieldStates(c, now) {
+		if prev, ok := r.Fields[name]; !ok || !prev.ChangedAt.After(st.ChangedAt) {
+			r.Fields[name] = st
 		}
 	}
-	out := make(map[record.Key]*record.Record, len(seen))
-	// Lock in one global order (type, then id) so concurrent ingests never
-	// wait on each other in a cycle.
-	types := make([]record.Type, 0, len(byType))
-	for t := range byType {
-		types = append(types, t)
+}
+
+// loadRecords merges the changes into the records they touch and stores
+// them, so concurrent ingests of one record merge one after the other, and
+// returns the records by key. Records that do not exist yet are inserted
+// first (ON CONFLICT DO NOTHING, in key order); those a concurrent ingest
+// created first, and all others, are then locked in id order (record.Lock),
+// the order every writer of records uses. An ingest waits for another only
+// on a row that one holds, and it holds none while it waits on an insert, so
+// concurrent ingests never deadlock and never fail on each other's inserts.
+func loadRecords(ctx context.Context, tx bun.Tx, workspaceID int64, changes []Change, now time.Time) (map[record.Key]*record.Record, error) {
+	byKey := make(map[record.Key][]Change, len(changes))
+	keys := make([]record.Key, 0, len(changes))
+	for _, c := range changes {
+		k := record.Key{Type: c.Type, ID: c.ID}
+		if _, ok := byKey[k]; !ok {
+			keys = append(keys, k)
+		}
+		byKey[k] = append(byKey[k], c)
 	}
-	slices.Sort(types)
-	for _, t := range types {
-		ids := byType[t]
-		slices.Sort(ids)
-		for chunk := range chunks(ids, 500) {
-			var rs []*record.Record
-			q := tx.NewSelect().Model(&rs).Where("workspace_id = ? AND type = ?", workspaceID, t).
-				Where("conversion_id IN (?)", bun.List(chunk)).OrderExpr("id")
-			if tx.Dialect().Name().String() == "pg" {
-				q = q.For("UPDATE")
-			}
-			if err := q.Scan(ctx); err != nil {
-				return nil, fmt.Errorf("load %s records: %w", t, err)
-			}
-			for _, r := range rs {
-				out[record.Key{Type: r.Type, ID: r.ConversionID}] = r
-			}
+	ids, err := record.IDsByKeys(ctx, tx, workspaceID, keys)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[record.Key]*record.Record, len(keys))
+	var fresh []*record.Record
+	for _, k := range keys {
+		if _, ok := ids[k]; ok {
+			continue
+		}
+		r := &record.Record{WorkspaceID: workspaceID, Type: k.Type, ConversionID: k.ID,
+			Fields: record.Fields{}, CRMFields: map[string]any{}, CRMPending: map[string]any{}, CreatedAt: now}
+		for _, c := range byKey[k] {
+			merge(r, c, now)
+		}
+		fresh = append(fresh, r)
+	}
+	inserted, err := insertRecords(ctx, tx, fresh)
+	if err != nil {
+		return nil, err
+	}
+	var lost []record.Key // created by a concurrent ingest first
+	for _, r := range fresh {
+		k := record.Key{Type: r.Type, ID: r.ConversionID}
+		if id, ok := inserted[k]; ok {
+			r.ID = id
+			out[k] = r
+		} else {
+			lost = append(lost, k)
+		}
+	}
+	if len(lost) > 0 {
+		more, err := record.IDsByKeys(ctx, tx, workspaceID, lost)
+		if err != nil {
+			return nil, err
+		}
+		if len(more) != len(lost) {
+			return nil, fmt.Errorf("%d records neither inserted nor found", len(lost)-len(more))
+		}
+		maps.Copy(ids, more)
+	}
+	locked, err := record.Lock(ctx, tx, workspaceID, slices.Collect(maps.Values(ids)))
+	if err != nil {
+		return nil, err
+	}
+	existing := make([]*record.Record, 0, len(locked))
+	for _, r := range locked {
+		k := record.Key{Type: r.Type, ID: r.ConversionID}
+		for _, c := range byKey[k] {
+			merge(r, c, now)
+		}
+		out[k] = r
+		existing = append(existing, r)
+	}
+	if len(out) != len(keys) {
+		return nil, fmt.Errorf("%d records vanished while ingesting", len(keys)-len(out))
+	}
+	// One statement per 500 records, not one per record.
+	return out, record.Update(ctx, tx, existing, "fields", "updated_at")
+}
+
+// insertRecords inserts new records in key order, skipping those that exist
+// by then, and returns the ids of the rows it inserted.
+func insertRecords(ctx context.Context, tx bun.Tx, recs []*record.Record) (map[record.Key]int64, error) {
+	slices.SortFunc(recs, func(a, b *record.Record) int {
+		return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(a.ConversionID, b.ConversionID))
+	})
+	out := make(map[record.Key]int64, len(recs))
+	for chunk := range chunks(recs, 500) {
+		var rows []struct {
+			ID           int64       `bun:"id"`
+			Type         record.Type `bun:"type"`
+			ConversionID string      `bun:"conversion_id"`
+		}
+		err := tx.NewInsert().Model(&chunk).On("CONFLICT (workspace_id, type, conversion_id) DO NOTHING").
+			Returning("id, type, conversion_id").Scan(ctx, &rows)
+		if err != nil {
+			return nil, fmt.Errorf("insert %d records: %w", len(chunk), err)
+		}
+		for _, r := range rows {
+			out[record.Key{Type: r.Type, ID: r.ConversionID}] = r.ID
 		}
 	}
 	return out, nil
-}
-
-func saveRecords(ctx context.Context, tx bun.Tx, workspaceID int64, recs map[record.Key]*record.Record) error {
-	var fresh, existing []*record.Record
-	for _, r := range recs {
-		if r.ID == 0 {
-			fresh = append(fresh, r)
-		} else {
-			existing = append(existing, r)
-		}
-	}
-	for chunk := range chunks(fresh, 500) {
-		if _, err := tx.NewInsert().Model(&chunk).Returning("id").Exec(ctx); err != nil {
-			return fmt.Errorf("insert %d records: %w", len(chunk), err)
-		}
-	}
-	// One statement per chunk (UPDATE ... FROM VALUES), not one per record.
-	for chunk := range chunks(existing, 500) {
-		if _, err := tx.NewUpdate().Model(&chunk).Column("fields", "updated_at").Bulk().Exec(ctx); err != nil {
-			return fmt.Errorf("update %d records: %w", len(chunk), err)
-		}
-	}
-	return nil
 }
 
 // normalize makes integer values float64, as JSON decoding would.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -336,6 +337,66 @@ func TestIngestUpdatesManyExistingRecords(t *testing.T) {
 			require.Equal(t, fmt.Sprintf("new %d", i), r.Fields["title"].Value, id)
 			require.Equal(t, id+"@example.com", r.Fields["email"].Value, id)
 			require.True(t, r.Fields["title"].ChangedAt.Equal(t0.Add(time.Second)), id)
+		}
+	})
+}
+
+// Concurrent batches creating the same new records in different orders all
+// succeed (an ingest that loses the race to insert a record merges into the
+// winner's row), and every change reaches its record.
+func TestIngestConcurrentNewRecords(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		b := setup(t, bdb)
+		const writers, keys = 8, 300
+		touched := make([]map[string]bool, writers)
+		var wg sync.WaitGroup
+		errs := make(chan error, writers)
+		for g := range writers {
+			rng := rand.New(rand.NewPCG(uint64(g), 1))
+			touched[g] = map[string]bool{}
+			var batches [][]outbound.Change
+			for range 4 {
+				var changes []outbound.Change
+				for _, n := range rng.Perm(keys)[:100] {
+					id := fmt.Sprintf("new%d", n)
+					touched[g][id] = true
+					changes = append(changes, contact(id, time.Time{}, map[string]any{fmt.Sprintf("g%d", g): n}))
+				}
+				batches = append(batches, changes)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for _, changes := range batches {
+					if _, err := b.in.Ingest(ctx, b.ws, changes); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		for n := range keys {
+			id := fmt.Sprintf("new%d", n)
+			want := 0
+			for g := range writers {
+				if touched[g][id] {
+					want++
+				}
+			}
+			if want == 0 {
+				continue
+			}
+			r, err := record.Get(ctx, bdb, b.ws, record.Key{Type: record.TypeContact, ID: id})
+			require.NoError(t, err)
+			require.Len(t, r.Fields, want, "record %s: one field per writer that touched it", id)
 		}
 	})
 }

@@ -3,9 +3,12 @@ package record
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 )
 
 // Record is Conversion's state of one synced record (a row of records).
@@ -121,4 +124,102 @@ func chunks[T any](s []T, n int) func(func([]T) bool) {
 			s = s[k:]
 		}
 	}
+}
+
+// Writers of records take their PostgreSQL row locks in one global order,
+// ascending row id, through Lock and LockIDs: an ingest, a flush's commit and
+// a pull touching the same records then wait for each other instead of
+// deadlocking (PostgreSQL finds a deadlock only after deadlock_timeout, a
+// second by default, and then aborts one of the transactions). SQLite
+// serializes writers anyway, so both only load there.
+
+// Lock reloads records of a workspace by row id, locking them on PostgreSQL
+// until tx ends. Ids that no longer exist are absent from the result.
+func Lock(ctx context.Context, tx bun.Tx, workspaceID int64, ids []int64) (map[int64]*Record, error) {
+	ids = sortedUnique(ids)
+	out := make(map[int64]*Record, len(ids))
+	for chunk := range chunks(ids, 500) {
+		var rs []*Record
+		q := tx.NewSelect().Model(&rs).Where("workspace_id = ? AND id IN (?)", workspaceID, bun.List(chunk)).OrderExpr("id")
+		if tx.Dialect().Name() == dialect.PG {
+			q = q.For("UPDATE")
+		}
+		if err := q.Scan(ctx); err != nil {
+			return nil, fmt.Errorf("lock %d records of workspace %d: %w", len(chunk), workspaceID, err)
+		}
+		for _, r := range rs {
+			out[r.ID] = r
+		}
+	}
+	return out, nil
+}
+
+// LockIDs locks records by row id on PostgreSQL without loading them, before
+// statements that update many rows in an order of the planner's choosing
+// (UPDATE ... WHERE id IN, UPDATE ... FROM VALUES).
+func LockIDs(ctx context.Context, tx bun.Tx, ids []int64) error {
+	if tx.Dialect().Name() != dialect.PG {
+		return nil
+	}
+	ids = sortedUnique(ids)
+	for chunk := range chunks(ids, 1000) {
+		var locked []int64
+		err := tx.NewSelect().Model((*Record)(nil)).Column("id").Where("id IN (?)", bun.List(chunk)).
+			OrderExpr("id").For("UPDATE").Scan(ctx, &locked)
+		if err != nil {
+			return fmt.Errorf("lock %d records: %w", len(chunk), err)
+		}
+	}
+	return nil
+}
+
+// IDsByKeys finds the row ids of records by type and Conversion id, without
+// locking; keys without a record are absent from the result.
+func IDsByKeys(ctx context.Context, db bun.IDB, workspaceID int64, keys []Key) (map[Key]int64, error) {
+	byType := map[Type][]string{}
+	for _, k := range keys {
+		byType[k.Type] = append(byType[k.Type], k.ID)
+	}
+	out := make(map[Key]int64, len(keys))
+	for t, ids := range byType {
+		for chunk := range chunks(ids, 500) {
+			var rows []struct {
+				ID           int64  `bun:"id"`
+				ConversionID string `bun:"conversion_id"`
+			}
+			err := db.NewSelect().Model((*Record)(nil)).Column("id", "conversion_id").
+				Where("workspace_id = ? AND type = ?", workspaceID, t).
+				Where("conversion_id IN (?)", bun.List(chunk)).Scan(ctx, &rows)
+			if err != nil {
+				return nil, fmt.Errorf("find %s records of workspace %d: %w", t, workspaceID, err)
+			}
+			for _, r := range rows {
+				out[Key{t, r.ConversionID}] = r.ID
+			}
+		}
+	}
+	return out, nil
+}
+
+func sortedUnique(ids []int64) []int64 {
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
+// Update writes the given columns of records in one UPDATE ... FROM VALUES
+// per 500 records, sending only those columns (bun's Bulk sends every
+// column). Lock the rows first (LockIDs) where others may hold them.
+func Update(ctx context.Context, db bun.IDB, recs []*Record, columns ...string) error {
+	for chunk := range chunks(recs, 500) {
+		q := db.NewUpdate().With("_data", db.NewValues(&chunk).Column(append([]string{"id"}, columns...)...)).
+			Model((*Record)(nil)).TableExpr("_data").Where("record.id = _data.id")
+		for _, c := range columns {
+			q = q.Set("? = _data.?", bun.Ident(c), bun.Ident(c))
+		}
+		if _, err := q.Exec(ctx); err != nil {
+			return fmt.Errorf("update %s of %d records: %w", strings.Join(columns, ", "), len(chunk), err)
+		}
+	}
+	return nil
 }
