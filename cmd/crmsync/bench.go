@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,16 +34,17 @@ import (
 // latency, in one process tree: the server (engine, River, database), the
 // fake org on loopback and the Salesforce connector as a plugin process.
 type benchCmd struct {
-	Scenario string        `name:"scenario" enum:"burst,trickle,backlog,limit,ingest" default:"burst" help:"burst, trickle, backlog, limit or ingest (see docs/benchmarks.md)."`
-	JSON     bool          `name:"json" help:"Print the report as JSON."`
-	Latency  time.Duration `name:"latency" default:"150ms" help:"Latency the fake Salesforce adds to every call."`
-	Changes  int           `name:"changes" default:"0" help:"Changes to send (default: burst 20,000, backlog 100,000, limit 2,000)."`
-	Records  int           `name:"records" default:"0" help:"Distinct records they touch (default: burst 2,000, backlog 20,000, limit 500)."`
-	Clients  int           `name:"clients" default:"8" help:"ingest: concurrent GraphQL clients."`
-	Duration time.Duration `name:"duration" default:"10s" help:"ingest: how long each batch size is measured."`
-	Rate     float64       `name:"rate" default:"1" help:"trickle: changes per second on average (random, Poisson arrivals)."`
-	For      time.Duration `name:"for" default:"2m" help:"trickle: how long changes arrive."`
-	Interval time.Duration `name:"interval" default:"10s" help:"The flush interval (and the fixed schedule's tick in trickle)."`
+	Scenario   string        `name:"scenario" enum:"burst,trickle,backlog,limit,ingest" default:"burst" help:"burst, trickle, backlog, limit or ingest (see docs/benchmarks.md)."`
+	JSON       bool          `name:"json" help:"Print the report as JSON."`
+	Latency    time.Duration `name:"latency" default:"150ms" help:"Latency the fake Salesforce adds to every call."`
+	Changes    int           `name:"changes" default:"0" help:"Changes to send (default: burst 20,000, backlog 100,000, limit 2,000)."`
+	Records    int           `name:"records" default:"0" help:"Distinct records they touch (default: burst 2,000, backlog 20,000, limit 500)."`
+	Clients    int           `name:"clients" default:"8" help:"ingest: concurrent GraphQL clients."`
+	Duration   time.Duration `name:"duration" default:"10s" help:"ingest: how long each batch size is measured."`
+	Rate       float64       `name:"rate" default:"1" help:"trickle: changes per second on average (random, Poisson arrivals)."`
+	For        time.Duration `name:"for" default:"2m" help:"trickle: how long changes arrive."`
+	Interval   time.Duration `name:"interval" default:"10s" help:"The flush interval (and the fixed schedule's tick in trickle)."`
+	CPUProfile string        `name:"cpuprofile" type:"path" help:"Write a CPU profile of the whole run (engine, GraphQL server and fake org) to this file."`
 }
 
 // benchReport is what a scenario measured. Zero fields do not apply.
@@ -95,6 +97,17 @@ func (c benchCmd) Run(e *env) error {
 	}
 	if c.Records < 3 || (c.Scenario != "ingest" && c.Scenario != "trickle" && c.Changes < c.Records) {
 		return fmt.Errorf("bench: need at least 3 records and as many changes as records (got %d changes, %d records)", c.Changes, c.Records)
+	}
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("bench: cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	dir, err := os.MkdirTemp("", "crmsync-bench-")
 	if err != nil {
@@ -662,7 +675,7 @@ func (b *bench) ingestHTTP(ctx context.Context, r *benchReport) error {
 func (b *bench) ingestBody(client, n, size int) []byte {
 	changes := make([]map[string]any, size)
 	for i := range changes {
-		k := b.recordKey((client*7919 + n*size + i) % b.cmd.Records)
+		k := b.recordKey(rand.IntN(b.cmd.Records))
 		field := "phone"
 		if k.Type == record.TypeCampaign {
 			field = "status"
