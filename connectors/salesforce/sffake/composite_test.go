@@ -125,3 +125,27 @@ func TestCompositeBatch(t *testing.T) {
 	require.Equal(t, 3, used, "each subrequest that ran is a call")
 	require.Len(t, b.sf.All("Account"), 1, "subrequests commit on their own")
 }
+
+// A /composite request that only reads (queries, GETs, collection
+// retrieves) is counted as a read; one with any write among its
+// subrequests is a write. Either way it is one call against the allowance.
+func TestCompositeOfReadsCountsAsARead(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	r := b.do(t, "POST", v+"/composite", map[string]any{"compositeRequest": []any{
+		sub("GET", v+"/query?q=SELECT+Id+FROM+Contact", "refQ", nil),
+		sub("POST", v+"/composite/sobjects/Contact", "refR", map[string]any{"ids": []string{"003000000000001AAA"}, "fields": []string{"Id"}}),
+		sub("GET", v+"/limits", "refL", nil),
+	}})
+	require.Equal(t, 200, r.status, string(r.body))
+	require.Equal(t, sffake.CallCounts{Auth: 1, Read: 1}, b.sf.Calls())
+
+	r = b.do(t, "POST", v+"/composite", map[string]any{"compositeRequest": []any{
+		sub("GET", v+"/query?q=SELECT+Id+FROM+Contact", "refQ", nil),
+		sub("POST", v+"/sobjects/Account", "refA", map[string]any{"Name": "Acme"}),
+	}})
+	require.Equal(t, 200, r.status, string(r.body))
+	require.Equal(t, sffake.CallCounts{Auth: 1, Read: 1, Write: 1}, b.sf.Calls())
+	used, _ := b.sf.Usage()
+	require.Equal(t, 2, used)
+}

@@ -98,7 +98,8 @@
 //     time after the SystemModstamp they carry, like transactions in flight,
 //     so sync cursors need a look-back window. Refresh token rotation
 //     (Options.RotateRefreshTokens).
-//   - A request log (RequestLog) and call counts by kind (Calls).
+//   - A request log (RequestLog) and call counts by kind (Calls): GETs,
+//     collection retrieves and /composite requests of only those are reads.
 //
 // # Where it deliberately differs from Salesforce
 //

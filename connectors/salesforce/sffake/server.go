@@ -434,7 +434,7 @@ func (s *Server) handle(r *http.Request, body []byte) response {
 		return resp
 	}
 	kind := "write"
-	if r.Method == http.MethodGet || r.Method == http.MethodPost && isRetrieve(rest) {
+	if r.Method == http.MethodGet || r.Method == http.MethodPost && (isRetrieve(rest) || readOnlyComposite(rest, body)) {
 		kind = "read"
 	}
 	if s.used >= s.max {
@@ -474,6 +474,31 @@ func (s *Server) limitHeader(resp *response) {
 func isRetrieve(rest string) bool {
 	parts := strings.Split(strings.Trim(rest, "/"), "/")
 	return len(parts) == 3 && parts[0] == "composite" && parts[1] == "sobjects"
+}
+
+// readOnlyComposite reports a /composite request whose subrequests only
+// read (GETs and collection retrieves): counted as a read, like the calls it
+// packs. Salesforce itself counts it once against the allowance either way.
+func readOnlyComposite(rest string, body []byte) bool {
+	if strings.Trim(rest, "/") != "composite" {
+		return false
+	}
+	var req struct {
+		CompositeRequest []struct {
+			Method string `json:"method"`
+			URL    string `json:"url"`
+		} `json:"compositeRequest"`
+	}
+	if json.Unmarshal(body, &req) != nil || len(req.CompositeRequest) == 0 {
+		return false
+	}
+	for _, sub := range req.CompositeRequest {
+		_, subRest, ok := splitVersion(strings.SplitN(sub.URL, "?", 2)[0])
+		if !ok || !(sub.Method == http.MethodGet || sub.Method == http.MethodPost && isRetrieve(subRest)) {
+			return false
+		}
+	}
+	return true
 }
 
 func knownVersion(v string) bool {
