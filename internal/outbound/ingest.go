@@ -179,9 +179,9 @@ func (in *Ingester) Ingest(ctx context.Context, workspaceID int64, changes []Cha
 		if err == nil || !retryable(err) {
 			break
 		}
-		// A concurrent ingest created one of the same records first (the
-		// retry sees it and merges into it), or PostgreSQL broke a lock
-		// cycle with the flush's commit: the whole transaction is retried.
+		// Neither a duplicate key nor a deadlock is expected (records are
+		// inserted ON CONFLICT DO NOTHING and locked in id order), but a
+		// transaction failing with one is safe to run again whole.
 	}
 	if err == nil && res.Queued > 0 && in.notifier != nil {
 		in.notifier.QueueChanged(ctx, workspaceID)
