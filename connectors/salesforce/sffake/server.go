@@ -312,7 +312,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.finish(w, entry, s.handle(r, body), truncate != nil)
 }
 
-// finish writes resp and appends the log entry.
+// finish appends the log entry and writes resp.
 func (s *Server) finish(w http.ResponseWriter, entry Request, resp response, truncate bool) {
 	b := resp.raw
 	if b == nil && resp.body != nil {
@@ -337,6 +337,10 @@ func (s *Server) finish(w http.ResponseWriter, entry Request, resp response, tru
 		w.Header().Set("Content-Type", ct)
 		w.Header().Set("Content-Length", itoa(len(b)))
 	}
+	// Logged before the answer leaves, so a client that has its answer (even
+	// a cut one) finds the request in the log, in the order it sent them.
+	entry.Status, entry.Kind, entry.UserID = resp.status, resp.kind, resp.user
+	s.record(entry)
 	w.WriteHeader(resp.status)
 	if truncate && len(b) > 1 {
 		b = b[:len(b)/2]
@@ -348,8 +352,6 @@ func (s *Server) finish(w http.ResponseWriter, entry Request, resp response, tru
 		}
 		resetConn(w, false)
 	}
-	entry.Status, entry.Kind, entry.UserID = resp.status, resp.kind, resp.user
-	s.record(entry)
 }
 
 func (s *Server) record(entry Request) {
