@@ -138,7 +138,7 @@ func (c benchCmd) Run(e *env) error {
 		Sync: config.Sync{FlushInterval: c.Interval, PullInterval: time.Hour, SweepInterval: time.Hour}}
 	var report *benchReport
 	err = runServer(e, global, cfg, func(ctx context.Context, a *app, baseURL string) error {
-		b := &bench{cmd: c, a: a, org: org, orgURL: "http://" + ln.Addr().String(), progress: e.stderr, dir: dir, baseURL: baseURL}
+		b := &bench{cmd: c, a: a, org: org, orgURL: "http://" + ln.Addr().String(), progress: newProgress(e.stderr), dir: dir, baseURL: baseURL}
 		r, err := b.run(ctx)
 		if err != nil {
 			return fmt.Errorf("bench %s: %w", c.Scenario, err)
@@ -173,7 +173,7 @@ type bench struct {
 	a        *app
 	org      *sffake.Server
 	orgURL   string
-	progress io.Writer
+	progress *progress
 	dir      string
 	baseURL  string
 	token    string
@@ -307,9 +307,9 @@ func (b *bench) ingest(ctx context.Context, changes []outbound.Change) error {
 		if _, err := b.a.resolver.Ingester.Ingest(ctx, b.ws, changes[start:min(start+outbound.MaxChanges, len(changes))]); err != nil {
 			return err
 		}
-		fmt.Fprintf(b.progress, "\rbench: accepted %d/%d changes", min(start+outbound.MaxChanges, len(changes)), len(changes))
+		b.progress.Update("bench: accepted %d/%d changes", min(start+outbound.MaxChanges, len(changes)), len(changes))
 	}
-	fmt.Fprintln(b.progress)
+	b.progress.Done("bench: accepted %d changes", len(changes))
 	return nil
 }
 
@@ -326,14 +326,14 @@ func (b *bench) drainWorkspace(ctx context.Context, ws int64, timeout time.Durat
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(b.progress, "\rbench: %d queued, %d failed   ", o.Queued, o.Failed)
 		if o.Queued == 0 {
-			fmt.Fprintln(b.progress)
+			b.progress.Done("bench: drained, %d failed", o.Failed)
 			if o.Failed > 0 {
 				return fmt.Errorf("%d changes parked as failed", o.Failed)
 			}
 			return nil
 		}
+		b.progress.Update("bench: %d queued, %d failed", o.Queued, o.Failed)
 		if time.Now().After(deadline) {
 			return fmt.Errorf("queue not drained after %s (%d queued)", timeout, o.Queued)
 		}
@@ -677,7 +677,7 @@ func (b *bench) ingestHTTP(ctx context.Context, r *benchReport) error {
 		}
 		r.Ingest = append(r.Ingest, res)
 		r.Changes += len(lat) * size
-		fmt.Fprintf(b.progress, "bench: batches of %d: %.0f changes/s\n", size, res.ChangesSec)
+		b.progress.Printf("bench: batches of %d: %.0f changes/s\n", size, res.ChangesSec)
 	}
 	before, start := b.org.Calls(), time.Now()
 	if err := b.drain(ctx, 10*time.Minute); err != nil {

@@ -168,7 +168,7 @@ func (b *bench) trickle(ctx context.Context, r *benchReport) error {
 				return err
 			}
 		}
-		fmt.Fprintf(b.progress, "\rbench: trickle %d changes, %.0fs of %.0fs   ", n+1, time.Since(start).Seconds(), b.cmd.For.Seconds())
+		b.progress.Update("bench: trickle %d changes, %.0fs of %.0fs", n+1, time.Since(start).Seconds(), b.cmd.For.Seconds())
 	}
 	// Wait for the last changes (at most an interval and a flush).
 	deadline := time.Now().Add(b.cmd.Interval + 30*time.Second)
@@ -181,7 +181,7 @@ func (b *bench) trickle(ctx context.Context, r *benchReport) error {
 	elapsed := time.Since(start)
 	stop()
 	wg.Wait()
-	fmt.Fprintln(b.progress)
+	b.progress.Done("bench: trickle %d changes in %.0fs", n, window.Seconds())
 	if flushErr != nil && !errors.Is(flushErr, context.Canceled) {
 		return flushErr
 	}
