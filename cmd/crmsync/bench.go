@@ -111,7 +111,11 @@ func (c benchCmd) Run(e *env) error {
 		defer pprof.StopCPUProfile()
 	}
 	if c.MemProfile != "" {
-		defer writeHeapProfile(e, c.MemProfile)
+		f, err := os.Create(c.MemProfile)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer writeHeapProfile(e, f)
 	}
 	dir, err := os.MkdirTemp("", "crmsync-bench-")
 	if err != nil {
@@ -155,13 +159,11 @@ func (c benchCmd) Run(e *env) error {
 	return printReport(e.stdout, report, c.JSON)
 }
 
-func writeHeapProfile(e *env, path string) {
-	f, err := os.Create(path)
-	if err == nil {
-		err = pprof.Lookup("allocs").WriteTo(f, 0)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
+// writeHeapProfile writes the allocations of the whole run to f and closes it.
+func writeHeapProfile(e *env, f *os.File) {
+	err := pprof.Lookup("allocs").WriteTo(f, 0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "bench: heap profile: %v\n", err)
@@ -677,7 +679,7 @@ func (b *bench) ingestHTTP(ctx context.Context, r *benchReport) error {
 		}
 		r.Ingest = append(r.Ingest, res)
 		r.Changes += len(lat) * size
-		b.progress.Printf("bench: batches of %d: %.0f changes/s\n", size, res.ChangesSec)
+		b.progress.Line("bench: batches of %d: %.0f changes/s", size, res.ChangesSec)
 	}
 	before, start := b.org.Calls(), time.Now()
 	if err := b.drain(ctx, 10*time.Minute); err != nil {

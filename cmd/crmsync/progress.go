@@ -51,11 +51,11 @@ func (p *progress) Done(format string, args ...any) {
 	p.open, p.last = false, time.Time{}
 }
 
-// Printf prints a line of its own.
-func (p *progress) Printf(format string, args ...any) {
+// Line prints a line of its own.
+func (p *progress) Line(format string, args ...any) {
 	if p.open {
 		fmt.Fprintln(p.w)
 		p.open = false
 	}
-	fmt.Fprintf(p.w, format, args...)
+	fmt.Fprintf(p.w, format+"\n", args...)
 }

@@ -85,10 +85,7 @@ func Coalesce(items []Item) []Write {
 		}
 		w.Op = it.Op
 		for name, fs := range it.Fields {
-			if prev, ok := w.Fields[name]; ok && prev.ChangedAt.After(fs.ChangedAt) {
-				continue
-			}
-			w.Fields[name] = fs
+			w.Fields.Keep(name, fs)
 		}
 	}
 	return writes

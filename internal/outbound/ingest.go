@@ -242,14 +242,11 @@ func fieldStates(c Change, now time.Time) record.Fields {
 	return fs
 }
 
-// merge applies a change to a record: per field, the latest change wins (the
-// later one on a tie).
+// merge applies a change to a record (record.Fields.Keep per field).
 func merge(r *record.Record, c Change, now time.Time) {
 	r.UpdatedAt = now
 	for name, st := range fieldStates(c, now) {
-		if prev, ok := r.Fields[name]; !ok || !prev.ChangedAt.After(st.ChangedAt) {
-			r.Fields[name] = st
-		}
+		r.Fields.Keep(name, st)
 	}
 }
 

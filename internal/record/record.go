@@ -76,6 +76,14 @@ type FieldState struct {
 // Fields maps Conversion field names to their state.
 type Fields map[string]FieldState
 
+// Keep sets field name to st unless it holds a later change: the latest
+// change by change time wins, the one kept last on a tie.
+func (f Fields) Keep(name string, st FieldState) {
+	if prev, ok := f[name]; !ok || !prev.ChangedAt.After(st.ChangedAt) {
+		f[name] = st
+	}
+}
+
 // Blank reports whether v counts as empty for sync decisions (nil or "").
 func Blank(v any) bool {
 	if v == nil {

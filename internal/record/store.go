@@ -64,12 +64,8 @@ func ByIDs(ctx context.Context, db bun.IDB, workspaceID int64, ids []int64) (map
 
 // ByKeys loads records of a workspace by type and Conversion id.
 func ByKeys(ctx context.Context, db bun.IDB, workspaceID int64, keys []Key) (map[Key]*Record, error) {
-	byType := map[Type][]string{}
-	for _, k := range keys {
-		byType[k.Type] = append(byType[k.Type], k.ID)
-	}
 	out := make(map[Key]*Record, len(keys))
-	for t, ids := range byType {
+	for t, ids := range idsByType(keys) {
 		for chunk := range chunks(ids, 500) {
 			var rs []*Record
 			err := db.NewSelect().Model(&rs).
@@ -176,12 +172,8 @@ func LockIDs(ctx context.Context, tx bun.Tx, ids []int64) error {
 // IDsByKeys finds the row ids of records by type and Conversion id, without
 // locking; keys without a record are absent from the result.
 func IDsByKeys(ctx context.Context, db bun.IDB, workspaceID int64, keys []Key) (map[Key]int64, error) {
-	byType := map[Type][]string{}
-	for _, k := range keys {
-		byType[k.Type] = append(byType[k.Type], k.ID)
-	}
 	out := make(map[Key]int64, len(keys))
-	for t, ids := range byType {
+	for t, ids := range idsByType(keys) {
 		for chunk := range chunks(ids, 500) {
 			var rows []struct {
 				ID           int64  `bun:"id"`
@@ -199,6 +191,15 @@ func IDsByKeys(ctx context.Context, db bun.IDB, workspaceID int64, keys []Key) (
 		}
 	}
 	return out, nil
+}
+
+// idsByType groups keys' Conversion ids by record type.
+func idsByType(keys []Key) map[Type][]string {
+	out := map[Type][]string{}
+	for _, k := range keys {
+		out[k.Type] = append(out[k.Type], k.ID)
+	}
+	return out
 }
 
 func sortedUnique(ids []int64) []int64 {

@@ -25,6 +25,13 @@ type compositeRequest struct {
 	} `json:"compositeRequest"`
 }
 
+// subrequestPath is the path of a subrequest's URL after its version
+// (/services/data/vNN.N), without the query string.
+func subrequestPath(url string) (string, bool) {
+	_, rest, ok := splitVersion(strings.SplitN(url, "?", 2)[0])
+	return rest, ok
+}
+
 var (
 	refIDRE  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
 	refUseRE = regexp.MustCompile(`@\{([A-Za-z][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+|\[\d+\])*)\}`)
@@ -54,7 +61,7 @@ func (s *Server) composite(c *call) response {
 			return errResp(400, apiError{Code: "INVALID_INPUT", Message: "Invalid or duplicate referenceId: " + r.ReferenceID})
 		}
 		seen[r.ReferenceID] = true
-		if _, rest, ok := splitVersion(strings.SplitN(r.URL, "?", 2)[0]); ok && (strings.HasPrefix(rest, "/composite/sobjects") || strings.HasPrefix(rest, "/query")) {
+		if rest, ok := subrequestPath(r.URL); ok && (strings.HasPrefix(rest, "/composite/sobjects") || strings.HasPrefix(rest, "/query")) {
 			heavy++
 		} else if !ok {
 			return errResp(400, apiError{Code: "INVALID_URL", Message: "Invalid URL: " + r.URL})

@@ -485,17 +485,12 @@ func readOnlyComposite(rest string, body []byte) bool {
 	if strings.Trim(rest, "/") != "composite" {
 		return false
 	}
-	var req struct {
-		CompositeRequest []struct {
-			Method string `json:"method"`
-			URL    string `json:"url"`
-		} `json:"compositeRequest"`
-	}
+	var req compositeRequest
 	if json.Unmarshal(body, &req) != nil || len(req.CompositeRequest) == 0 {
 		return false
 	}
 	for _, sub := range req.CompositeRequest {
-		_, subRest, ok := splitVersion(strings.SplitN(sub.URL, "?", 2)[0])
+		subRest, ok := subrequestPath(sub.URL)
 		if !ok || !(sub.Method == http.MethodGet || sub.Method == http.MethodPost && isRetrieve(subRest)) {
 			return false
 		}
