@@ -173,7 +173,7 @@ func (f *flush) build(j *job) bool {
 		if !ok {
 			continue
 		}
-		if now := j.rec.Fields[m.Field]; !j.fresh && now.Supersedes(fs) {
+		if now := j.rec.Fields[m.Field]; !j.fresh && (fs.Superseded || now.Supersedes(fs)) {
 			j.log.Fields = append(j.log.Fields, synclog.Field{Field: m.Field, CRMField: m.CRMField, Mode: string(m.Mode), Value: fs.Value, Reason: supersededReason(fs, now)})
 			continue
 		}
