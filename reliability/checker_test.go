@@ -52,6 +52,10 @@ func TestCheckerCatchesViolations(t *testing.T) {
 	// A sync log gone: contact 2's records.
 	_, err = c.db.ExecContext(ctx, "DELETE FROM sync_batch_records WHERE workspace_id = ? AND conversion_id = ?", tn.id, key(2).ID)
 	require.NoError(t, err)
+	// A TWO_WAY value older than a rep's edit left in Salesforce: the
+	// checker is told of a rep edit of contact 0's Title, made now, that
+	// never reached the org.
+	l.chk.RepEdited(key(0).Type, key(0).ID, "title", "Rep Ti unseen", time.Now(), time.Now())
 	// Two syncs at once.
 	now := time.Now().UTC()
 	for range 2 {
@@ -66,7 +70,7 @@ func TestCheckerCatchesViolations(t *testing.T) {
 	require.Equal(t, 1, rep.Lost, "contact 0's phone")
 	require.Equal(t, 1, rep.Reordered, "the stale write")
 	require.Equal(t, 1, rep.Duplicates, "the stray Lead")
-	require.Equal(t, 1, rep.ModeViolations, "the Website")
+	require.Equal(t, 2, rep.ModeViolations, "the Website, contact 0's Title")
 	require.Positive(t, rep.Unlogged, "contact 2's fields")
 	require.Equal(t, 1, rep.OverlappingSyncs)
 }
