@@ -68,6 +68,12 @@ type Harness struct {
 	// EditAsOtherUser, if set, changes a record as a CRM user other than the
 	// integration user, so the suite can check LastModifiedByID.
 	EditAsOtherUser func(ctx context.Context, object, id string, fields map[string]any) error
+	// FailWith, if set, returns a session whose every call fails whole with
+	// err, as sent (a fault knob of the connector or of its fake CRM). The
+	// suite sends every error kind this way, with messages that are empty,
+	// long or not valid UTF-8, and checks each arrives with its kind and
+	// retry-after: what a plugin boundary must never lose.
+	FailWith func(err *connector.Error) connector.Session
 }
 
 var uniq atomic.Int64
@@ -114,6 +120,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		"Deadline":         testDeadline,
 		"BadCredentials":   testBadCredentials,
 		"EditAsOtherUser":  testEditAsOtherUser,
+		"ErrorKinds":       testErrorKinds,
 		"ConcurrentWrites": testConcurrentWrites,
 	}
 	for _, name := range slices.Sorted(maps.Keys(tests)) {
@@ -497,5 +504,53 @@ func testConcurrentWrites(t *testing.T, h Harness) {
 	}
 	for range 4 {
 		require.NoError(t, <-errs, "concurrent bulk updates")
+	}
+}
+
+func testErrorKinds(t *testing.T, h Harness) {
+	if h.FailWith == nil {
+		t.Skip("not applicable: the harness has no FailWith fault knob, so error kinds are not checked")
+	}
+	messages := map[string]string{
+		"plain":         "the CRM said no",
+		"empty":         "",
+		"invalid UTF-8": "INVALID_SESSION_ID \xff\xfe caf\xe9",
+		"cut mid-rune":  strings.Repeat("x", 199) + "\xe2\x82",
+		"long":          strings.Repeat("é", 100_000),
+	}
+	for _, kind := range connector.Kinds() {
+		for mname, msg := range messages {
+			sent := &connector.Error{Kind: kind, Message: msg}
+			if kind == connector.KindRateLimited || kind == connector.KindUnavailable {
+				sent.RetryAfter = 90 * time.Second
+			}
+			s := h.FailWith(sent)
+			calls := map[string]func() error{
+				"Check": func() error {
+					_, err := h.Connector.Check(ctx(t), connector.CheckRequest{Session: s})
+					return err
+				},
+				"BulkUpdate": func() error {
+					_, err := h.Connector.BulkUpdate(ctx(t), connector.BulkUpdateRequest{Session: s, Operations: []connector.Operation{
+						{Kind: connector.OpCreate, Object: h.Object, Fields: h.NewRecord(0)},
+					}})
+					return err
+				},
+			}
+			for call, do := range calls {
+				what := fmt.Sprintf("%s failing with %s, %s message", call, kind, mname)
+				err := do()
+				require.Error(t, err, what)
+				var ce *connector.Error
+				require.True(t, errors.As(err, &ce), "%s: a *connector.Error, got %T", what, err)
+				require.Equal(t, kind, ce.Kind, "%s: kind", what)
+				require.Equal(t, sent.RetryAfter, ce.RetryAfter, "%s: retry-after", what)
+				require.Equal(t, connector.Retryable(sent), connector.Retryable(err), "%s: retryable", what)
+				// In process the message is as sent; through a plugin, valid
+				// UTF-8 and bounded. Either way its start arrives.
+				head := []rune(strings.ToValidUTF8(msg, "\uFFFD"))
+				require.Contains(t, strings.ToValidUTF8(err.Error(), "\uFFFD"), string(head[:min(len(head), 100)]), "%s: the message's start arrives", what)
+			}
+		}
 	}
 }
