@@ -119,6 +119,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		"Canceled":         testCanceled,
 		"Deadline":         testDeadline,
 		"BadCredentials":   testBadCredentials,
+		"Capabilities":     testCapabilities,
 		"EditAsOtherUser":  testEditAsOtherUser,
 		"ErrorKinds":       testErrorKinds,
 		"ConcurrentWrites": testConcurrentWrites,
@@ -207,11 +208,6 @@ func testDescribe(t *testing.T, h Harness) {
 		require.True(t, ok, "field %s.%s described", h.Object, name)
 		require.True(t, f.Updateable, "%s.%s updateable", h.Object, name)
 	}
-	_, fetcher := h.Connector.(connector.ChangeFetcher)
-	if d.Has(connector.CapabilityFetchChanges) {
-		require.True(t, fetcher, "announces fetch_changes, so implements ChangeFetcher")
-	}
-
 	one, err := h.Connector.Describe(ctx(t), connector.DescribeRequest{Session: h.Session, Objects: []string{h.Object}})
 	require.NoError(t, err, "describe one object")
 	require.Len(t, one.Objects, 1, "Objects narrows the describe")
@@ -283,7 +279,7 @@ func testRoundTrip(t *testing.T, h Harness) {
 func testUpsert(t *testing.T, h Harness) {
 	d := describe(t, h)
 	if !d.Has(connector.CapabilityUpsert) {
-		return // nothing to check: BulkUpdate may refuse OpUpsert
+		t.Skipf("not applicable: the connector does not announce %q", connector.CapabilityUpsert)
 	}
 	field := h.ExternalIDField
 	if field == "" {
@@ -370,7 +366,7 @@ func testFetchByMatch(t *testing.T, h Harness) {
 
 func testFetchChanges(t *testing.T, h Harness) {
 	if !describe(t, h).Has(connector.CapabilityFetchChanges) {
-		return
+		t.Skipf("not applicable: the connector does not announce %q", connector.CapabilityFetchChanges)
 	}
 	cf := h.Connector.(connector.ChangeFetcher)
 	page := func(cursor string) *connector.FetchChangesResponse {
@@ -553,4 +549,98 @@ func testErrorKinds(t *testing.T, h Harness) {
 			}
 		}
 	}
+}
+
+// probes tell whether a connector has a capability, whatever it announces:
+// each makes the smallest call that needs it. A new connector.Capability
+// gets one entry here.
+var probes = map[connector.Capability]func(t *testing.T, h Harness, d *connector.Description) bool{
+	connector.CapabilityFetchChanges: probeFetchChanges,
+	connector.CapabilityFetchMany:    probeFetchMany,
+	connector.CapabilityUpsert:       probeUpsert,
+}
+
+// testCapabilities checks announced against implemented, both ways: crmsync
+// uses an optional feature only when the connector announces it (through a
+// plugin the client has every method, so the announcement is all crmsync
+// can go by). An announced feature must work; a working one must be
+// announced, or crmsync never uses it. A feature neither announced nor
+// implemented is reported by name as not applicable.
+func testCapabilities(t *testing.T, h Harness) {
+	d := describe(t, h)
+	for _, c := range d.Capabilities {
+		if _, known := probes[c]; !known {
+			t.Logf("the connector announces %q, which crmsync does not know (ignored)", c)
+		}
+	}
+	for _, c := range slices.Sorted(maps.Keys(probes)) {
+		t.Run(string(c), func(t *testing.T) {
+			announced, works := d.Has(c), probes[c](t, h, d)
+			switch {
+			case announced && !works:
+				t.Fatalf("the connector announces %q but does not implement it", c)
+			case !announced && works:
+				t.Fatalf("the connector implements %q but does not announce it: crmsync never uses a feature that is not announced", c)
+			case !announced:
+				t.Skipf("not applicable: the connector neither announces nor implements %q", c)
+			}
+		})
+	}
+}
+
+func probeFetchChanges(t *testing.T, h Harness, _ *connector.Description) bool {
+	cf, ok := h.Connector.(connector.ChangeFetcher)
+	if !ok {
+		return false
+	}
+	_, err := cf.FetchChanges(ctx(t), connector.FetchChangesRequest{Session: h.Session, Object: h.Object, PageSize: 1, Fields: []string{h.UpdateField}})
+	if errors.Is(err, connector.ErrUnsupported) {
+		return false
+	}
+	require.NoError(t, err, "FetchChanges")
+	return true
+}
+
+func probeFetchMany(t *testing.T, h Harness, _ *connector.Description) bool {
+	bf, ok := h.Connector.(connector.BatchFetcher)
+	if !ok {
+		return false
+	}
+	ids := create(t, h, 0, 1)
+	resp, err := bf.FetchCurrentMany(ctx(t), connector.FetchManyRequest{Session: h.Session, Requests: []connector.FetchCurrentRequest{
+		{Object: h.Object, IDs: ids, Fields: []string{h.UpdateField}},
+	}})
+	if errors.Is(err, connector.ErrUnsupported) {
+		return false
+	}
+	require.NoError(t, err, "FetchCurrentMany")
+	require.Len(t, resp.Results, 1, "one result per request")
+	require.Len(t, resp.Results[0], 1, "the record read")
+	return true
+}
+
+func probeUpsert(t *testing.T, h Harness, d *connector.Description) bool {
+	field := h.ExternalIDField
+	if field == "" {
+		o, _ := d.Object(h.Object)
+		for _, f := range o.Fields {
+			if f.ExternalID {
+				field = f.Name
+				break
+			}
+		}
+	}
+	if field == "" {
+		return false // nothing to upsert on
+	}
+	ext := fmt.Sprintf("probe-%d-%d", time.Now().UnixNano(), uniq.Add(1))
+	resp, err := h.Connector.BulkUpdate(ctx(t), connector.BulkUpdateRequest{Session: h.Session, Operations: []connector.Operation{
+		{Kind: connector.OpUpsert, Object: h.Object, ExternalIDField: field, ExternalID: ext, Fields: h.NewRecord(int(uniq.Add(1)))},
+	}})
+	if errors.Is(err, connector.ErrUnsupported) || errors.Is(err, connector.ErrInvalid) {
+		return false
+	}
+	require.NoError(t, err, "upsert")
+	require.Len(t, resp.Results, 1)
+	return resp.Results[0].Error == nil
 }
