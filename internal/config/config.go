@@ -38,6 +38,7 @@ type Global struct {
 // Server settings of `crmsync serve`.
 type Server struct {
 	Listen          string        `name:"listen" envs:"CRMSYNC_LISTEN" default:"127.0.0.1:8080" placeholder:"HOST:PORT" help:"Address the HTTP server listens on (default: 127.0.0.1:8080). Env: CRMSYNC_LISTEN."`
+	OpsListen       string        `name:"ops-listen" envs:"CRMSYNC_OPS_LISTEN" placeholder:"HOST:PORT" help:"Address of the operational listener serving /metrics, /healthz and /readyz (for example 10.0.0.5:9090; keep it off the public network: /metrics labels every workspace). Empty: /metrics is not served; /healthz and /readyz stay on --listen. Env: CRMSYNC_OPS_LISTEN."`
 	AdminToken      string        `name:"admin-token" envs:"CRMSYNC_ADMIN_TOKEN" placeholder:"TOKEN" help:"Token for admin operations (createWorkspace). Empty: admin operations are disabled. Env: CRMSYNC_ADMIN_TOKEN."`
 	SecretKey       string        `name:"secret-key" envs:"CRMSYNC_SECRET_KEY" placeholder:"BASE64" help:"Key encrypting CRM credentials at rest: 32 random bytes in base64 (openssl rand -base64 32). Empty: read from, or generated into, <data-dir>/secret.key. Replicas on one PostgreSQL must share it. Env: CRMSYNC_SECRET_KEY."`
 	NoMigrate       bool          `name:"no-migrate" envs:"CRMSYNC_NO_MIGRATE" help:"Do not migrate the database on start (run crmsync migrate up yourself). Env: CRMSYNC_NO_MIGRATE=true."`
@@ -187,6 +188,14 @@ func (s Server) Validate() error {
 	if _, _, err := net.SplitHostPort(s.Listen); err != nil {
 		return fmt.Errorf("listen address %q: want host:port (for example 127.0.0.1:8080): %w", s.Listen, err)
 	}
+	if s.OpsListen != "" {
+		if _, _, err := net.SplitHostPort(s.OpsListen); err != nil {
+			return fmt.Errorf("ops listen address %q: want host:port (for example 127.0.0.1:9090): %w", s.OpsListen, err)
+		}
+		if s.OpsListen == s.Listen {
+			return fmt.Errorf("ops listen address %q is the API's (--listen): choose another, private address", s.OpsListen)
+		}
+	}
 	if s.SecretKey != "" {
 		if _, err := secret.ParseKey(s.SecretKey); err != nil {
 			return fmt.Errorf("CRMSYNC_SECRET_KEY: %w (generate one with: openssl rand -base64 32)", err)
@@ -241,6 +250,7 @@ func (g Global) LogValue() slog.Value {
 func (s Server) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("listen", s.Listen),
+		slog.String("ops_listen", s.OpsListen),
 		slog.String("admin_token", mask(s.AdminToken)),
 		slog.String("secret_key", mask(s.SecretKey)),
 		slog.Bool("no_migrate", s.NoMigrate),
