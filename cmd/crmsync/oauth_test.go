@@ -41,7 +41,9 @@ func TestServeMountsWebFlowAndSyncMetrics(t *testing.T) {
 			defer cancel()
 			logs := &lockedBuffer{}
 			done := make(chan error, 1)
-			go func() { done <- run(ctx, []string{"serve", "--listen", addr, "--ops-listen", opsAddr}, getenv, io.Discard, logs) }()
+			go func() {
+				done <- run(ctx, []string{"serve", "--listen", addr, "--ops-listen", opsAddr}, getenv, io.Discard, logs)
+			}()
 			waitHealthy(t, addr, done)
 			token := field(t, runCmd(t, getenv, "workspace", "create", "Acme"), "token")
 
