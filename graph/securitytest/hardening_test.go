@@ -2,13 +2,18 @@ package securitytest
 
 import (
 	"bytes"
+	"context"
 	"io"
+	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
+	"github.com/crmsync/crmsync/internal/db"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
 )
 
@@ -85,5 +90,70 @@ func TestMetricsNotPublic(t *testing.T) {
 			require.NotContains(t, body, "workspace")
 			require.NotContains(t, body, "Canary")
 		}
+	})
+}
+
+// TestSQLiteFilesArePrivate: the SQLite database and its -wal and -shm
+// files are created 0600 whatever the umask, and a database file left
+// world-readable by an older version is narrowed to 0600 when opened.
+func TestSQLiteFilesArePrivate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for name, existing := range map[string]bool{"new": false, "existing 0644": true} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			path := filepath.Join(dir, db.SQLiteFile)
+			if existing {
+				require.NoError(t, os.WriteFile(path, nil, 0o644))
+				require.NoError(t, os.Chmod(path, 0o644))
+			}
+			bdb, err := db.Open(ctx, "", dir, slog.New(slog.DiscardHandler))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = bdb.Close() })
+			_, err = db.Migrate(ctx, bdb) // writes: the -wal and -shm files exist now
+			require.NoError(t, err)
+			for _, p := range []string{path, path + "-wal", path + "-shm"} {
+				info, err := os.Stat(p)
+				require.NoError(t, err)
+				require.Equal(t, os.FileMode(0o600), info.Mode().Perm(), p)
+			}
+		})
+	}
+}
+
+// TestNULRefusedAtIngest: a NUL character in a value or a record id is
+// refused with a clear error naming the change and field, and nothing of
+// the call is applied (Salesforce refuses NUL too; the value used to come
+// back as the six characters \u0000).
+func TestNULRefusedAtIngest(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setup(t, bdb)
+		_, token := b.newWorkspace(t, "Acme")
+		b.connect(t, token, "acme")
+		const mutation = `mutation($in: [RecordChangeInput!]!) { recordChanges(input: $in) { accepted } }`
+		for name, in := range map[string][]any{
+			"value": {
+				map[string]any{"recordType": "COMPANY", "recordId": "ok", "source": "API", "fields": []any{map[string]any{"name": "name", "value": "fine"}}},
+				map[string]any{"recordType": "COMPANY", "recordId": "nul", "source": "API", "fields": []any{map[string]any{"name": "name", "value": "a\x00b"}}},
+			},
+			"record id": {
+				map[string]any{"recordType": "COMPANY", "recordId": "ok", "source": "API", "fields": []any{map[string]any{"name": "name", "value": "fine"}}},
+				map[string]any{"recordType": "COMPANY", "recordId": "n\x00l", "source": "API", "fields": []any{map[string]any{"name": "name", "value": "x"}}},
+			},
+		} {
+			t.Run(name, func(t *testing.T) {
+				resp := b.query(t, token, mutation, map[string]any{"in": in})
+				require.NotEmpty(t, resp.Errors, resp.Body)
+				require.Equal(t, "BAD_USER_INPUT", resp.Errors[0].Code(), resp.Body)
+				require.Contains(t, resp.Errors[0].Message, "change 1")
+				require.Contains(t, resp.Errors[0].Message, `NUL character (\u0000)`)
+			})
+		}
+		var d struct{ SyncOverview struct{ QueuedBatchItems int } }
+		b.mustQuery(t, token, `{ syncOverview { queuedBatchItems } }`, nil, &d)
+		require.Zero(t, d.SyncOverview.QueuedBatchItems, "nothing of a refused call is applied")
 	})
 }
