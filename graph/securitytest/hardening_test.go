@@ -152,7 +152,9 @@ func TestNULRefusedAtIngest(t *testing.T) {
 				require.Contains(t, resp.Errors[0].Message, `NUL character (\u0000)`)
 			})
 		}
-		var d struct{ SyncOverview struct{ QueuedBatchItems int } }
+		var d struct {
+			SyncOverview struct{ QueuedBatchItems int }
+		}
 		b.mustQuery(t, token, `{ syncOverview { queuedBatchItems } }`, nil, &d)
 		require.Zero(t, d.SyncOverview.QueuedBatchItems, "nothing of a refused call is applied")
 	})
