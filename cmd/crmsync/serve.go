@@ -107,7 +107,8 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	if err := a.registry.Register(metrics.NewCollector(bdb, logger)); err != nil {
 		return nil, fmt.Errorf("register sync state metrics: %w", err)
 	}
-	a.plugins, err = plugin.NewHost(plugin.HostConfig{Logger: logger, External: pluginExternals(external), OnRestart: observer.PluginRestarted})
+	a.plugins, err = plugin.NewHost(plugin.HostConfig{Logger: logger, External: pluginExternals(external), OnRestart: observer.PluginRestarted,
+		BuiltinArgs: cfg.AllowCRMHostArgs()})
 	if err != nil {
 		return nil, err
 	}

@@ -91,6 +91,7 @@ type Sync struct {
 	// with queued items; zero (a Sync built in code) means one minute. The
 	// bench raises it so the sweep does not help its fixed schedule.
 	SweepInterval time.Duration `name:"sweep-interval" envs:"CRMSYNC_SWEEP_INTERVAL" default:"1m" help:"How often the safety net gives every connection with queued changes a flush, in case the job that should have flushed them was lost. Env: CRMSYNC_SWEEP_INTERVAL."`
+	AllowCRMHosts []string      `name:"allow-crm-host" envs:"CRMSYNC_ALLOW_CRM_HOSTS" placeholder:"HOST[:PORT]" help:"Hosts a CRM connection may reach besides Salesforce's own (login.salesforce.com, test.salesforce.com, *.my.salesforce.com, *.force.com), comma separated, each HOST (any port) or HOST:PORT: a fake Salesforce or a proxy. Such a host may be private or loopback and use http on loopback; any other host must be Salesforce's, over https, at a public address. Env: CRMSYNC_ALLOW_CRM_HOSTS."`
 	Connectors    []string      `name:"connector-plugin" envs:"CRMSYNC_CONNECTORS" placeholder:"NAME=PATH[@SHA256]" help:"Third-party connector executables, comma separated, each NAME=PATH, optionally pinned with @ and the hex sha256 of the file. Built in: salesforce, memcrm. Env: CRMSYNC_CONNECTORS."`
 }
 
@@ -131,8 +132,34 @@ func (s Sync) Validate() error {
 	if s.SweepInterval != 0 && s.SweepInterval < time.Second {
 		return fmt.Errorf("sweep interval must be at least 1s, got %s", s.SweepInterval)
 	}
+	for _, h := range s.AllowCRMHosts {
+		if !validCRMHost(h) {
+			return fmt.Errorf("allowed CRM host %q: want HOST or HOST:PORT, no scheme (for example 127.0.0.1 or sf.internal:8443)", h)
+		}
+	}
 	_, err := s.External()
 	return err
+}
+
+// validCRMHost reports whether h is HOST or HOST:PORT.
+func validCRMHost(h string) bool {
+	if h == "" || strings.ContainsAny(h, "/@ ") {
+		return false
+	}
+	if host, port, err := net.SplitHostPort(h); err == nil {
+		return host != "" && port != ""
+	}
+	return !strings.Contains(strings.Trim(h, "[]"), ":") || net.ParseIP(h) != nil
+}
+
+// AllowCRMHostArgs are the AllowCRMHosts as arguments of a built-in
+// connector plugin (crmsync connector NAME --allow-crm-host=HOST...).
+func (s Sync) AllowCRMHostArgs() []string {
+	out := make([]string, 0, len(s.AllowCRMHosts))
+	for _, h := range s.AllowCRMHosts {
+		out = append(out, "--allow-crm-host="+h)
+	}
+	return out
 }
 
 // Resolver makes kong read each flag's environment variables (the envs
@@ -263,6 +290,7 @@ func (s Server) LogValue() slog.Value {
 		slog.String("sync_lease", s.Lease.String()),
 		slog.String("sweep_interval", s.SweepInterval.String()),
 		slog.Any("connector_plugins", s.Connectors),
+		slog.Any("allow_crm_hosts", s.AllowCRMHosts),
 		slog.String("salesforce_client_id", s.SalesforceClientID),
 		slog.String("salesforce_client_secret", mask(s.SalesforceClientSecret)),
 		slog.String("salesforce_login_url", s.SalesforceLoginURL),
