@@ -199,6 +199,14 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 	logger := global.Logger(e.stderr)
 	ctx := e.ctx
 
+	// Bind first: a port in use fails at once, before the database is
+	// opened or migrated.
+	ln, err := httpserver.Listen(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close() // Serve closes it too; this covers the early returns
+
 	bdb, err := db.Open(ctx, global.DatabaseURL, global.DataDir, logger)
 	if err != nil {
 		return err
@@ -222,18 +230,12 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 	if err != nil {
 		return err
 	}
-	ln, err := httpserver.Listen(cfg.Listen)
-	if err != nil {
-		_ = a.plugins.Close()
-		return err
-	}
 	defer a.plugins.Close() // after River stopped: no job calls a connector any more
 	busCtx, stopBus := context.WithCancel(context.WithoutCancel(ctx))
 	waitBus := runBus(busCtx, a.bus)
 	defer func() { stopBus(); waitBus() }()
 	if a.working {
 		if err := a.river.Start(context.WithoutCancel(ctx)); err != nil {
-			_ = ln.Close()
 			return fmt.Errorf("start river: %w", err)
 		}
 	}
