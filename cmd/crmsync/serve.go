@@ -207,6 +207,7 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 	}
 	defer ln.Close() // Serve closes it too; this covers the early returns
 
+	e.step("opening the database (%s) and applying migrations", databaseName(global))
 	bdb, err := db.Open(ctx, global.DatabaseURL, global.DataDir, logger)
 	if err != nil {
 		return err
@@ -235,6 +236,7 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 	waitBus := runBus(busCtx, a.bus)
 	defer func() { stopBus(); waitBus() }()
 	if a.working {
+		e.step("starting the sync workers (River)")
 		if err := a.river.Start(context.WithoutCancel(ctx)); err != nil {
 			return fmt.Errorf("start river: %w", err)
 		}
@@ -307,6 +309,14 @@ func stopRiver(client *river.Client[*sql.Tx], timeout time.Duration, logger *slo
 		return fmt.Errorf("stop river: %w", err)
 	}
 	return nil
+}
+
+// databaseName says which database global points at, password masked.
+func databaseName(global config.Global) string {
+	if global.DatabaseURL == "" {
+		return "SQLite in " + global.DataDir
+	}
+	return "PostgreSQL"
 }
 
 // displayAddr is addr as a browser would reach it.
