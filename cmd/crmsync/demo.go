@@ -185,9 +185,9 @@ Try in GraphiQL:
   { syncOverview { queuedBatchItems failedItems paused pauseReason
       salesforceDailyLimit { used max } conversionDailyLimit { used limit } lastBatchAt } }
 
-  { syncLogs(first: 5) { edges { node { direction status created updated skipped apiCalls
-      records { recordType recordId crmObject outcome reason
-        fields { field crmField mode sent reason } } } } } }
+  { syncLogs(first: 5) { edges { node { direction status message created updated skipped apiCalls
+      records(first: 20) { totalCount edges { node { recordType recordId crmObject outcome reason
+        fields { field crmField mode sent reason } } } } } } } }
 
   { record(type: CONTACT, id: "contact-00") { crmObject crmId fields { name value source changedAt }
       history { outcome reason } } }

@@ -263,9 +263,9 @@ func List(ctx context.Context, db bun.IDB, workspaceID int64, f Filter, before i
 
 // Get returns one of a workspace's batches with its records.
 func Get(ctx context.Context, db bun.IDB, workspaceID, id int64) (*Batch, error) {
-	b := new(Batch)
-	if err := db.NewSelect().Model(b).Where("workspace_id = ? AND id = ?", workspaceID, id).Scan(ctx); err != nil {
-		return nil, fmt.Errorf("get sync batch %d: %w", id, err)
+	b, err := Find(ctx, db, workspaceID, id)
+	if err != nil {
+		return nil, err
 	}
 	recs, err := Records(ctx, db, workspaceID, []int64{id})
 	if err != nil {
@@ -273,6 +273,28 @@ func Get(ctx context.Context, db bun.IDB, workspaceID, id int64) (*Batch, error)
 	}
 	b.Records = recs[id]
 	return b, nil
+}
+
+// Find returns one of a workspace's batches without its records
+// (sql.ErrNoRows, wrapped, when there is none).
+func Find(ctx context.Context, db bun.IDB, workspaceID, id int64) (*Batch, error) {
+	b := new(Batch)
+	if err := db.NewSelect().Model(b).Where("workspace_id = ? AND id = ?", workspaceID, id).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("get sync batch %d: %w", id, err)
+	}
+	return b, nil
+}
+
+// RecordPage returns a page of one batch's records in the order they were
+// logged: at most limit, with ids above after (0 = from the first).
+func RecordPage(ctx context.Context, db bun.IDB, workspaceID, batchID, after int64, limit int) ([]*Record, error) {
+	rs := []*Record{}
+	err := db.NewSelect().Model(&rs).Where("workspace_id = ? AND batch_id = ? AND id > ?", workspaceID, batchID, after).
+		OrderExpr("id").Limit(int64(limit)).Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load records of sync batch %d: %w", batchID, err)
+	}
+	return rs, nil
 }
 
 // Records returns the records of several batches, keyed by batch id.
