@@ -74,6 +74,7 @@ type flush struct {
 	objs    map[record.Type]prefs.ObjectPreference
 	maps    map[record.Type][]prefs.FieldMapping
 	desc    *connector.Description
+	caps    connection.Capabilities // what the connector announced: asked before any optional call
 	extID   map[string]string
 	records map[record.Key]*record.Record
 
@@ -131,7 +132,10 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 	if err := f.e.Resume(ctx, f.c); err != nil {
 		return nil, err
 	}
-	callErr := f.prefetch(ctx)
+	var callErr error
+	if f.caps, callErr = f.e.descs.Capabilities(ctx, f.c, f.crm); callErr == nil {
+		callErr = f.prefetch(ctx)
+	}
 	for level := 0; level <= 2 && callErr == nil; level++ {
 		callErr = f.runLevel(ctx, level)
 	}
@@ -418,7 +422,7 @@ func (f *flush) describe(ctx context.Context, jobs []*job) error {
 		return err
 	}
 	f.desc.Objects = append(f.desc.Objects, d.Objects...)
-	f.e.descs.Add(f.c, d.Objects)
+	f.e.descs.Add(f.c, d)
 	return nil
 }
 

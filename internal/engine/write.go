@@ -91,7 +91,7 @@ func byID(recs []connector.Record) map[string]connector.Record {
 // connector can (five objects of 2,000 records a call on Salesforce, the
 // read side of C_min). Without the capability each level reads per object.
 func (f *flush) prefetch(ctx context.Context) error {
-	bf, ok := f.crm.(connector.BatchFetcher)
+	bf, ok := connection.Optional[connector.BatchFetcher](f.caps, connector.CapabilityFetchMany, f.crm)
 	if !ok {
 		return nil
 	}
@@ -228,7 +228,7 @@ func (f *flush) build(j *job) bool {
 		return false
 	case j.crmID != "":
 		j.op = connector.Operation{Kind: connector.OpUpdate, Object: j.object, ID: j.crmID, Fields: fields}
-	case f.extID[j.object] != "":
+	case f.extID[j.object] != "" && f.caps.Has(connector.CapabilityUpsert):
 		ext := f.extID[j.object]
 		delete(fields, ext)
 		j.op = connector.Operation{Kind: connector.OpUpsert, Object: j.object, ExternalIDField: ext, ExternalID: j.rec.ConversionID, Fields: fields}
@@ -451,6 +451,7 @@ func (f *flush) succeed(j *job, outcome synclog.Outcome, reason string, sent map
 // fail records a per-record failure: retryable ones stay queued with
 // backoff, others are parked with the CRM's error.
 func (f *flush) fail(j *job, e connector.RecordError) {
+	e = explain(j.object, e)
 	if e.Code == connector.CodeConvertedLead {
 		// Read again next time: the read follows ConvertedContactId.
 		j.rec.CRMObject, j.rec.CRMID = objLead, j.crmID
