@@ -55,9 +55,12 @@ type job struct {
 	// redirect notes why the job writes elsewhere than the record's link.
 	redirect string
 
-	op   connector.Operation
-	log  synclog.Record
-	done bool
+	op connector.Operation
+	// sentAt holds, per CRM field of op, the time of the Conversion change
+	// its value comes from: the stamp of the value once written.
+	sentAt map[string]time.Time
+	log    synclog.Record
+	done   bool
 }
 
 // flush is the state of one flush of one connection.
@@ -472,7 +475,8 @@ func (f *flush) saveRecords(ctx context.Context, tx bun.Tx) error {
 	for i, id := range ids {
 		recs[i] = byID[id]
 	}
-	return record.Update(ctx, tx, recs, "crm_object", "crm_id", "crm_fields", "crm_pending", "create_attempted_at", "updated_at")
+	return record.Update(ctx, tx, recs, "crm_object", "crm_id", "crm_fields", "crm_pending",
+		"crm_stamps", "crm_pending_stamps", "create_attempted_at", "updated_at")
 }
 
 // checkBudget refuses to start a batch whose planned calls would cross the

@@ -24,6 +24,16 @@ func (r *Reader) Get(ctx context.Context, workspaceID, id int64) (*Batch, error)
 	return Get(ctx, r.db, workspaceID, id)
 }
 
+// Find returns one batch without its records (see Find).
+func (r *Reader) Find(ctx context.Context, workspaceID, id int64) (*Batch, error) {
+	return Find(ctx, r.db, workspaceID, id)
+}
+
+// RecordPage returns a page of one batch's records (see RecordPage).
+func (r *Reader) RecordPage(ctx context.Context, workspaceID, batchID, after int64, limit int) ([]*Record, error) {
+	return RecordPage(ctx, r.db, workspaceID, batchID, after, limit)
+}
+
 // Records returns the records of batches (see Records).
 func (r *Reader) Records(ctx context.Context, workspaceID int64, batchIDs []int64) (map[int64][]*Record, error) {
 	return Records(ctx, r.db, workspaceID, batchIDs)
