@@ -3,7 +3,7 @@
 // Contact), and for every field its CRM counterpart and sync mode.
 package prefs
 
-// Mode decides, per field, which side wins (ARCHITECTURE §5.4).
+// Mode decides, per field, which side wins (docs/architecture.md#sync-modes).
 type Mode string
 
 const (
