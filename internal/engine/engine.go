@@ -1,7 +1,8 @@
-// Package engine runs one flush of a workspace's outbound queue (ARCHITECTURE
-// §5.3): gate, claim, coalesce, resolve identities, read the CRM's current
-// state, decide every field by its mode, write in bulk, then record every
-// outcome and the sync log in one transaction.
+// Package engine runs one flush of a workspace's outbound queue
+// (docs/architecture.md#the-flush): gate, claim, coalesce, resolve
+// identities, read the CRM's current state, decide every field by its mode,
+// write in bulk, then record every outcome and the sync log in one
+// transaction.
 package engine
 
 import (

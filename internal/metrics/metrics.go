@@ -1,5 +1,5 @@
 // Package metrics exposes crmsync's sync state to Prometheus, per workspace
-// connection (ARCHITECTURE §11; the list is in docs/limits.md).
+// connection (docs/architecture.md#observability; the list is in docs/limits.md).
 //
 // Two halves: Collector reads the state every replica shares (queue depth,
 // API usage against both limits, pause state) from the database on each
