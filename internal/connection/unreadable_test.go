@@ -62,4 +62,3 @@ func get(t *testing.T, s *connection.Store, ws int64) *connection.Connection {
 	require.NoError(t, err)
 	return c
 }
-
