@@ -67,7 +67,8 @@ func (c demoCmd) Run(e *env) error {
 	global.DatabaseURL, global.DataDir = "", dir
 	cfg := config.Server{
 		Listen: c.Listen, GraphiQL: true, Introspection: true, ShutdownTimeout: 8 * time.Second,
-		Sync: config.Sync{FlushInterval: c.FlushInterval, PullInterval: c.PullInterval},
+		// The fake Salesforce listens on loopback: allowed explicitly.
+		Sync: config.Sync{FlushInterval: c.FlushInterval, PullInterval: c.PullInterval, AllowCRMHosts: []string{ln.Addr().String()}},
 	}
 	return runServer(e, global, cfg, func(ctx context.Context, a *app, baseURL string) error {
 		d := &demo{cmd: c, e: e, a: a, org: org, orgURL: orgURL, out: e.stdout, logger: global.Logger(e.stderr)}

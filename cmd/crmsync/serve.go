@@ -107,7 +107,8 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	if err := a.registry.Register(metrics.NewCollector(bdb, logger)); err != nil {
 		return nil, fmt.Errorf("register sync state metrics: %w", err)
 	}
-	a.plugins, err = plugin.NewHost(plugin.HostConfig{Logger: logger, External: pluginExternals(external), OnRestart: observer.PluginRestarted})
+	a.plugins, err = plugin.NewHost(plugin.HostConfig{Logger: logger, External: pluginExternals(external), OnRestart: observer.PluginRestarted,
+		BuiltinArgs: cfg.AllowCRMHostArgs()})
 	if err != nil {
 		return nil, err
 	}
@@ -241,6 +242,13 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 			return fmt.Errorf("start river: %w", err)
 		}
 	}
+	var opsLn net.Listener
+	if cfg.OpsListen != "" {
+		if opsLn, err = httpserver.Listen(cfg.OpsListen); err != nil {
+			_ = ln.Close()
+			return err
+		}
+	}
 	baseURL := "http://" + displayAddr(ln.Addr())
 	logger.Info("crmsync: serving", slog.String("graphql", baseURL+"/graphql"))
 
@@ -253,8 +261,18 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 			}
 		}()
 	}
+	opsDone := make(chan error, 1)
+	if opsLn != nil {
+		go func() { opsDone <- httpserver.Serve(serveCtx, opsLn, a.server.Ops(), logger, cfg.ShutdownTimeout) }()
+	} else {
+		opsDone <- nil
+	}
 	// Serve returns once serveCtx ends and HTTP has drained.
 	serveErr := httpserver.Serve(serveCtx, ln, a.server, logger, cfg.ShutdownTimeout)
+	stopServing(nil)
+	if err := <-opsDone; serveErr == nil {
+		serveErr = err
+	}
 	var stopErr error
 	if a.working {
 		stopErr = stopRiver(a.river, cfg.ShutdownTimeout, logger)
