@@ -82,6 +82,8 @@ func PauseReason(c *connection.Connection, conversionUsed int64) engine.PauseRea
 	switch {
 	case c.Status == connection.StatusExpired:
 		return engine.PauseConnectionExpired
+	case c.Status == connection.StatusCredentialsUnreadable:
+		return engine.PauseCredentialsUnreadable
 	case c.PausedByUser:
 		return engine.PauseByUser
 	case c.DailyLimit.Valid && conversionUsed >= c.DailyLimit.Int64:
