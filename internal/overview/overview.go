@@ -14,6 +14,7 @@ import (
 	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/record"
 	"github.com/crmsync/crmsync/internal/synclog"
 )
 
@@ -28,8 +29,13 @@ type Overview struct {
 	SalesforceObservedAt time.Time
 
 	Queued       int
+	QueuedByType map[record.Type]int
 	Failed       int
 	OldestQueued time.Time
+
+	// CallsByHour are crmsync's calls in each hour of the last 24, oldest
+	// first (their sum is ConversionUsed).
+	CallsByHour []limits.HourCalls
 
 	Paused           bool
 	PauseReason      engine.PauseReason
@@ -44,9 +50,12 @@ func Get(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (Ove
 	if err != nil {
 		return o, err
 	}
-	o.Queued, o.Failed, o.OldestQueued = depth.Queued, depth.Failed, depth.OldestQueued
-	if o.ConversionUsed, err = limits.Used(ctx, db, workspaceID, now); err != nil {
+	o.Queued, o.Failed, o.OldestQueued, o.QueuedByType = depth.Queued, depth.Failed, depth.OldestQueued, depth.QueuedByType
+	if o.CallsByHour, err = limits.Hourly(ctx, db, workspaceID, now); err != nil {
 		return o, err
+	}
+	for _, h := range o.CallsByHour {
+		o.ConversionUsed += h.Calls
 	}
 	if o.LastBatchAt, err = synclog.Latest(ctx, db, workspaceID); err != nil {
 		return o, err
