@@ -26,6 +26,7 @@ import (
 	"github.com/crmsync/crmsync/internal/oauthflow"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/riverweb"
 	"github.com/crmsync/crmsync/internal/secret"
 	"github.com/crmsync/crmsync/internal/workspace"
 	"github.com/crmsync/crmsync/jobs"
@@ -49,6 +50,7 @@ type app struct {
 	working    bool // River works jobs (some worker is registered), not insert-only
 	resolver   *graph.Resolver
 	server     *httpserver.Server
+	riverUI    *riverweb.UI
 
 	plugins *plugin.Host
 	engine  *engine.Engine
@@ -166,6 +168,11 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	if err != nil {
 		return nil, err
 	}
+	// River's own UI, for the admin token.
+	if a.riverUI, err = riverweb.New(client, logger, cfg.AdminToken); err != nil {
+		return nil, err
+	}
+	a.riverUI.Mount(a.server)
 	if cfg.SalesforceClientID != "" {
 		flow, err := oauthflow.New(oauthflow.Config{
 			ClientID: cfg.SalesforceClientID, ClientSecret: cfg.SalesforceClientSecret,
@@ -236,6 +243,10 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 			_ = ln.Close()
 			return fmt.Errorf("start river: %w", err)
 		}
+	}
+	if err := a.riverUI.Start(ctx); err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("start river UI: %w", err)
 	}
 	baseURL := "http://" + displayAddr(ln.Addr())
 	logger.Info("crmsync: serving", slog.String("graphql", baseURL+"/graphql"))
