@@ -87,4 +87,3 @@ func presented(r *http.Request) string {
 	}
 	return workspace.BearerToken(r.Header.Get("Authorization"))
 }
-
