@@ -84,7 +84,9 @@ func New(d Deps) (*Server, error) {
 	// binary: they work without internet access.
 	console.Mount(s)
 	if d.GraphiQL {
-		graphiql, err := console.GraphiQL(console.GraphiQLOptions{Title: "crmsync GraphiQL"})
+		graphiql, err := console.GraphiQL(console.GraphiQLOptions{Title: "crmsync GraphiQL", Tabs: []console.Tab{{
+			Query: "# Press the run button (or Ctrl-Enter). The schema is in the Docs pane.\n{\n  viewer { name }\n  syncOverview { queuedBatchItems failedItems paused pauseReason lastBatchAt }\n}\n",
+		}}})
 		if err != nil {
 			return nil, err
 		}

@@ -217,7 +217,7 @@ function renderConnection(c) {
   actions.replaceChildren();
   if (!c) {
     dl.replaceChildren(h('dt', {}, 'Status'), h('dd', { id: 'conn-status' }, 'Not connected'));
-    actions.append(h('button', { type: 'button', onclick: reconnect }, 'Connect Salesforce'));
+    actions.append(h('button', { type: 'button', id: 'connect', onclick: reconnect }, 'Connect Salesforce'));
     return;
   }
   dl.replaceChildren(
@@ -227,7 +227,7 @@ function renderConnection(c) {
     h('dt', {}, 'Org'), h('dd', {}, c.identity.orgId),
     h('dt', {}, 'Instance'), h('dd', {}, c.identity.instanceUrl),
   );
-  if (c.status === 'EXPIRED') actions.append(h('button', { type: 'button', onclick: reconnect }, 'Reconnect'));
+  if (c.status === 'EXPIRED') actions.append(h('button', { type: 'button', id: 'connect', onclick: reconnect }, 'Reconnect'));
 }
 
 // reconnect starts the OAuth web flow. The start route answers JSON with
@@ -530,5 +530,16 @@ function fieldRow(type, f, isNew) {
     h('td', {}, h('button', { type: 'button', id: `save-${key}`, onclick: save }, isNew ? 'Add' : 'Save')));
 }
 
-if (token) start();
-else signOut('');
+// Back from the Salesforce OAuth web flow (CRMSYNC_SALESFORCE_RETURN_URL
+// pointing here): say how it went, and drop the query from the address.
+function oauthResult() {
+  const q = new URLSearchParams(location.search);
+  const result = q.get('salesforce');
+  if (!result) return '';
+  history.replaceState(null, '', location.pathname + location.hash);
+  return result === 'connected' ? 'Salesforce connected.' : `Salesforce did not connect: ${q.get('error') || 'unknown error'}.`;
+}
+
+const back = oauthResult();
+if (token) start().then(() => { if (back) flash(back); });
+else signOut(back);
