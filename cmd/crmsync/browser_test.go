@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -211,7 +212,7 @@ func textHas(sel, want string) string {
 // with nothing loaded from outside loopback.
 func TestConsoleInBrowser(t *testing.T) {
 	t.Parallel()
-	b := newBrowser(t)
+	findChromium(t)
 
 	sf := sffake.Start(t)
 	addr := freeAddr(t)
@@ -241,6 +242,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	})
 	waitHealthy(t, addr, done)
 	token := field(t, runCmd(t, getenv, "workspace", "create", "Acme"), "token")
+	// Started after the server, so it closes first (cleanups run last
+	// first) and sees no server going away.
+	b := newBrowser(t)
 
 	// Sign in: the token goes in once, and is not in the address.
 	b.run("open the console", chromedp.Navigate(base+"/console"))
@@ -265,6 +269,11 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.Equal(t, 200, status, body)
 	b.waitFor("two contacts queued, live", textIs("#queued-CONTACT", "2"))
 	b.waitFor("one company queued, live", textIs("#queued-COMPANY", "1"))
+	if os.Getenv(updateScreenshots) != "" {
+		png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join("..", "..", "docs", "console.png"), png, 0o644))
+	}
 	b.run("resume", chromedp.Click(chromedp.CSS("#resume")))
 	b.waitFor("the queue drained, live", textIs("#queued-total", "0"))
 	b.waitFor("no pause", `document.querySelector("#pause").hidden`)
@@ -280,7 +289,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.run("open the sync logs", chromedp.Navigate(base+"/console#logs"))
 	b.run("only outbound", chromedp.SetValue(chromedp.CSS(`#log-filter select[name=direction]`), "OUTBOUND"),
 		chromedp.SetValue(chromedp.CSS(`#log-filter input[name=recordId]`), "c1"), chromedp.Click(chromedp.CSS("#log-filter button[type=submit]")))
-	b.waitFor("a batch", `document.querySelectorAll("#batches details.batch").length >= 1`)
+	b.waitFor("a batch", `!document.querySelector("#batches").hasAttribute("aria-busy") && document.querySelectorAll("#batches details.batch").length >= 1`)
 	b.run("open the batch", chromedp.Click(chromedp.CSS("#batches details.batch > summary")))
 	b.waitFor("its records", `document.querySelectorAll("#batches details.record").length >= 1`)
 	b.run("open the record", chromedp.Click(chromedp.CSS(`#batches details.record > summary`)))
@@ -292,7 +301,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		fields: [{name: "email", value: "grace@example.com"}, {name: "lastName", value: "Hopper"}]}]) { queued } }`)
 	require.Equal(t, 200, status, body)
 	b.run("open failed items", chromedp.Navigate(base+"/console#failed"))
-	b.waitFor("the failed item", `(() => { if (!document.querySelector('[data-failed]')) { document.querySelector('a[data-tab=failed]').click(); location.hash = '#failed'; window.dispatchEvent(new HashChangeEvent('hashchange')); return false; } return true; })()`)
+	b.waitFor("the failed item, live", `document.querySelector("[data-failed]") !== null`)
 	require.Contains(t, b.text("#failed-items"), "REQUIRED_FIELD_MISSING")
 	b.run("retry it", chromedp.Click(chromedp.CSS(`[data-failed] button[aria-label="Retry c3"]`)))
 	b.waitFor("re-queued", textIs("#failed-status", "1 item(s) re-queued."))
@@ -307,14 +316,6 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#object-prefs tr:first-child button`)))
 	b.waitFor("saved", textHas("#object-prefs tr:first-child .status", "Saved"))
 
-	if os.Getenv(updateScreenshots) != "" {
-		b.run("open the overview", chromedp.Navigate(base+"/console#overview"))
-		b.waitFor("the overview", `document.querySelector("#queued-CONTACT") !== null && document.querySelector("#live").textContent === "Live"`)
-		png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join("..", "..", "docs", "console.png"), png, 0o644))
-	}
-
 	// GraphiQL, from embedded assets, with the session's token.
 	b.run("open GraphiQL", chromedp.Navigate(base+"/"))
 	b.waitFor("the editor", `document.querySelector(".graphiql-execute-button") !== null`)
@@ -322,5 +323,68 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.waitFor("the result", `(document.querySelector(".graphiql-response")?.textContent ?? "").includes('"queuedBatchItems"')`)
 	require.Contains(t, b.text(".graphiql-response"), `"Acme"`)
 
+	// The admin token lists the workspaces and leads to River's UI.
+	b.run("back to the console", chromedp.Navigate(base+"/console"))
+	b.run("forget the workspace token", chromedp.Click(chromedp.CSS("#signout")))
+	b.run("paste the admin token", chromedp.SendKeys(chromedp.CSS("#token"), "admin-secret"), chromedp.Click(chromedp.CSS("#token-form button[type=submit]")))
+	b.waitFor("the workspaces", textHas("#workspaces", "Acme"))
+	b.waitFor("the River UI link", `document.querySelector('#admin a[href="/riverui/"]') !== null`)
+
 	require.NotContains(t, logs.String(), token, "the token is never logged")
+	require.NotContains(t, logs.String(), "admin-secret", "the admin token is never logged")
+}
+
+// TestDemoGraphiQLInBrowser opens /demo of `crmsync demo` offline: the
+// example operations are there, a query runs, and the live subscription
+// delivers (the token rides on the websocket's connection_init too).
+func TestDemoGraphiQLInBrowser(t *testing.T) {
+	t.Parallel()
+	findChromium(t)
+	addr := freeAddr(t)
+	base := "http://" + addr
+	ctx, cancel := context.WithCancel(context.Background())
+	out, logs := &lockedBuffer{}, &lockedBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"demo", "--listen", addr, "--rate", "5", "--flush-interval", "500ms"}, envOf(nil), out, logs)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err, logs.String())
+		case <-time.After(15 * time.Second):
+			t.Error("demo did not stop within 15s of cancellation")
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(base + "/demo")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("demo ended early: %v\n%s", err, logs.String())
+		default:
+		}
+		require.True(t, time.Now().Before(deadline), "the demo did not serve /demo within 60s")
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	b := newBrowser(t) // after the demo: closes first
+	b.run("open /demo", chromedp.Navigate(base+"/demo"))
+	b.waitFor("the editor", `document.querySelector(".graphiql-execute-button") !== null`)
+	b.waitFor("the five example operations", `document.querySelectorAll(".graphiql-tab").length === 5`)
+	b.run("run the overview", chromedp.Click(chromedp.CSS(".graphiql-execute-button")))
+	b.waitFor("the overview's result", `(document.querySelector(".graphiql-response")?.textContent ?? "").includes('"queuedByRecordType"')`)
+
+	// The last tab is the live subscription: results keep coming.
+	b.run("open the subscription tab", chromedp.Click(chromedp.CSS(".graphiql-tab:last-child .graphiql-tab-button")))
+	b.waitFor("the subscription in the editor", `[...document.querySelectorAll(".graphiql-query-editor .view-line")].some(l => l.textContent.includes("syncOverviewUpdated"))`)
+	b.run("subscribe", chromedp.Click(chromedp.CSS(".graphiql-execute-button")))
+	b.waitFor("a pushed overview", `(document.querySelector(".graphiql-response")?.textContent ?? "").includes('"syncOverviewUpdated"')`)
 }

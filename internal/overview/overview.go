@@ -97,7 +97,10 @@ func PauseReason(c *connection.Connection, conversionUsed int64) engine.PauseRea
 		return engine.PauseConversionLimit
 	case c.APIUsed.Valid && c.APIMax.Valid && c.APIMax.Int64 > 0 && c.APIUsed.Int64 >= c.APIMax.Int64:
 		return engine.PauseSalesforceLimit
-	case c.PauseReason != "":
+	// The engine's last recorded reason, until its next flush clears it;
+	// but crmsync's own cap is decided above from the live count: a cap
+	// raised or removed since is not a reason any more.
+	case c.PauseReason != "" && engine.PauseReason(c.PauseReason) != engine.PauseConversionLimit:
 		return engine.PauseReason(c.PauseReason)
 	}
 	return engine.PauseNone

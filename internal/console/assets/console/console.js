@@ -83,10 +83,12 @@ async function gql(query, variables) {
   return body.data;
 }
 
-function flash(msg) {
+// flash shows a message above the page: a problem, or (ok) good news.
+function flash(msg, ok) {
   const el = $('flash');
   el.textContent = msg || '';
   el.hidden = !msg;
+  el.classList.toggle('ok', !!ok);
 }
 
 function signOut(msg) {
@@ -167,6 +169,7 @@ $('create-workspace').addEventListener('submit', async (e) => {
 
 function showTab() {
   if (!token || $('tabs').hidden) return;
+  flash('');
   const name = (location.hash || '#overview').slice(1);
   const tab = ['overview', 'logs', 'failed', 'prefs'].includes(name) ? name : 'overview';
   for (const p of document.querySelectorAll('[data-panel]')) p.hidden = p.id !== tab;
@@ -268,6 +271,8 @@ function sparkline(hours) {
   return h('figure', {}, svg, h('figcaption', {}, `Calls per hour, last 24 h (peak ${max})`));
 }
 
+let lastFailed = null;
+
 function renderOverview(o) {
   const sf = o.salesforceDailyLimit;
   const cv = o.conversionDailyLimit;
@@ -281,6 +286,9 @@ function renderOverview(o) {
   if (document.activeElement !== cap) cap.value = cv.limit ?? '';
   $('queued-total').textContent = o.queuedBatchItems;
   $('failed-total').textContent = o.failedItems;
+  // The failed-items list follows the live count while it is open.
+  if (lastFailed !== null && o.failedItems !== lastFailed && !$('failed').hidden) loadFailed(false);
+  lastFailed = o.failedItems;
   $('queued-by-type').replaceChildren(...o.queuedByRecordType.map((q) =>
     h('tr', {}, h('th', { scope: 'row' }, words(q.recordType)), h('td', { id: 'queued-' + q.recordType }, q.queued))));
   $('queue-times').textContent = `Oldest waiting since ${when(o.oldestQueuedAt)}; last batch ${when(o.lastBatchAt)}.`;
@@ -347,20 +355,27 @@ function logFilter() {
   return out;
 }
 
+let logsSeq = 0;
+
 async function loadLogs(after) {
   $('logs-error').textContent = '';
+  const seq = ++logsSeq;
+  const list = $('batches');
+  list.setAttribute('aria-busy', 'true');
   try {
     const { syncLogs } = await gql(`query($f: SyncLogFilter, $after: String) { syncLogs(filter: $f, first: 20, after: $after) {
       edges { node { id direction status message startedAt finishedAt created updated deleted skipped failed waiting apiCalls } }
       pageInfo { hasNextPage endCursor } } }`, { f: logFilter(), after });
+    if (seq !== logsSeq) return; // a newer request is on its way
     logCursor = syncLogs.pageInfo.endCursor;
     $('logs-older').hidden = !syncLogs.pageInfo.hasNextPage;
     $('logs-newest').hidden = !after;
-    const list = $('batches');
     list.replaceChildren(...syncLogs.edges.map((e) => batchItem(e.node)));
     if (!syncLogs.edges.length) list.append(h('li', {}, 'No batches match.'));
   } catch (err) {
-    $('logs-error').textContent = err.message;
+    if (seq === logsSeq) $('logs-error').textContent = err.message;
+  } finally {
+    if (seq === logsSeq) list.removeAttribute('aria-busy');
   }
 }
 
@@ -541,5 +556,5 @@ function oauthResult() {
 }
 
 const back = oauthResult();
-if (token) start().then(() => { if (back) flash(back); });
+if (token) start().then(() => { if (back) flash(back, back.startsWith('Salesforce connected')); });
 else signOut(back);
