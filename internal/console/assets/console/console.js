@@ -257,18 +257,20 @@ function meter(id, label, used, max) {
 
 function sparkline(hours) {
   const w = 240, ht = 40;
-  const max = Math.max(1, ...hours.map((x) => x.calls));
+  const peak = Math.max(0, ...hours.map((x) => x.calls));
+  const max = Math.max(1, peak);
   const pts = hours.map((x, i) => `${((i * w) / Math.max(1, hours.length - 1)).toFixed(1)},${(ht - (x.calls / max) * (ht - 2) - 1).toFixed(1)}`).join(' ');
   const total = hours.reduce((s, x) => s + x.calls, 0);
   const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
   svg.setAttribute('viewBox', `0 0 ${w} ${ht}`);
   svg.setAttribute('class', 'spark');
+  svg.setAttribute('preserveAspectRatio', 'none');
   svg.setAttribute('role', 'img');
-  svg.setAttribute('aria-label', `crmsync's calls per hour over the last 24 hours: ${total} in all, at most ${max} in one hour`);
+  svg.setAttribute('aria-label', `crmsync's calls per hour over the last 24 hours: ${total} in all, at most ${peak} in one hour`);
   const line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
   line.setAttribute('points', pts);
   svg.append(line);
-  return h('figure', {}, svg, h('figcaption', {}, `Calls per hour, last 24 h (peak ${max})`));
+  return h('figure', {}, svg, h('figcaption', {}, `crmsync's calls per hour, last 24 h (peak ${peak})`));
 }
 
 let lastFailed = null;
