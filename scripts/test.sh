@@ -64,6 +64,7 @@ if [[ -z ${CRMSYNC_BROWSER_TESTS:-} ]] && ! command -v chromium >/dev/null 2>&1;
 	log "browser tests will skip: no Chromium (apt-get install -y chromium; .ci/run installs it and requires them)"
 fi
 
+export CRMSYNC_REQUIRE_POSTGRES=1 # PostgreSQL tests fail here instead of skipping
 log "go test -race ./..."
 go test -race -count=1 ./...
 log "all tests passed"

@@ -249,6 +249,9 @@ func (cl *call) roundTrip(ctx context.Context, op string, r request, payload []b
 		if ctx.Err() != nil {
 			return nil, ctxErr("salesforce "+op, ctx.Err())
 		}
+		if errors.Is(err, ErrHostNotAllowed) {
+			return nil, hostNotAllowed()
+		}
 		return nil, connector.Errorf(connector.KindUnavailable, "salesforce %s: %w", op, err)
 	}
 	defer resp.Body.Close()

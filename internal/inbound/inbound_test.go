@@ -250,7 +250,7 @@ func setupWith(t *testing.T, bdb *bun.DB, cfg inbound.Config, backend string) *t
 		require.NoError(t, err)
 	case backendSffake:
 		sf := sffake.Start(t)
-		crm := salesforce.New(salesforce.WithClock(sf.Clock().Now))
+		crm := salesforce.New(salesforce.WithClock(sf.Clock().Now), salesforce.WithAllowedHosts("127.0.0.1"))
 		s := salesforce.NewSession(salesforce.Config{LoginURL: sf.URL(), ClientID: sffake.DefaultClientID},
 			salesforce.Credentials{ClientSecret: sffake.DefaultClientSecret, RefreshToken: sf.IssueRefreshToken(sf.IntegrationUserID())})
 		chk, err := crm.Check(ctx, connector.CheckRequest{Session: s})

@@ -128,6 +128,8 @@ func Validate(changes []Change, now time.Time) error {
 		}
 		if c.ID == "" || len(c.ID) > 255 {
 			add(i, "", "record id must be 1 to 255 characters")
+		} else if strings.IndexByte(c.ID, 0) >= 0 {
+			add(i, "", `record id contains a NUL character (\u0000)`)
 		}
 		if !c.Source.Valid() {
 			add(i, "", "unknown source %q", c.Source)
@@ -151,6 +153,9 @@ func Validate(changes []Change, now time.Time) error {
 			case string:
 				if len(v) > 32_000 {
 					add(i, name, "value longer than 32,000 characters")
+				}
+				if strings.IndexByte(v, 0) >= 0 {
+					add(i, name, `value contains a NUL character (\u0000), which Salesforce does not accept`)
 				}
 			default:
 				add(i, name, "value must be a string, number, boolean or null")

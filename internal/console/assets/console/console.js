@@ -392,20 +392,38 @@ function batchItem(b) {
       h('strong', {}, b.direction === 'OUTBOUND' ? 'To Salesforce' : 'From Salesforce'), ` · ${when(b.finishedAt)} · ${counts(b)} · ${b.apiCalls} API calls`,
       b.message ? h('span', { class: 'msg' }, ' – ' + b.message) : null),
     h('div', { class: 'records' }, 'Loading…'));
-  details.addEventListener('toggle', async () => {
+  details.addEventListener('toggle', () => {
     if (!details.open || details.dataset.loaded) return;
     details.dataset.loaded = '1';
     const box = details.querySelector('.records');
-    try {
-      const { syncBatch } = await gql(`query($id: ID!) { syncBatch(id: $id) { records { recordType recordId crmObject crmId outcome reason errorCode
-        fields { field crmField mode value sent reason } } } }`, { id: b.id });
-      box.replaceChildren(h('ul', {}, ...syncBatch.records.map(recordItem)));
-      if (!syncBatch.records.length) box.replaceChildren('No records in this batch.');
-    } catch (err) {
-      box.textContent = err.message;
-    }
+    box.textContent = '';
+    loadRecords(b.id, box, null);
   });
   return h('li', {}, details);
+}
+
+// loadRecords shows a batch's records a page at a time.
+async function loadRecords(batchId, box, after) {
+  try {
+    const { syncBatch } = await gql(`query($id: ID!, $after: String) { syncBatch(id: $id) { records(first: 50, after: $after) {
+      totalCount pageInfo { hasNextPage endCursor }
+      edges { node { recordType recordId crmObject crmId outcome reason errorCode fields { field crmField mode value sent reason } } } } } }`,
+    { id: batchId, after });
+    const recs = syncBatch.records;
+    let list = box.querySelector('ul.recs');
+    if (!list) {
+      list = h('ul', { class: 'recs' });
+      box.replaceChildren(h('p', { class: 'hint' }, `${recs.totalCount} record(s)`), list);
+    }
+    list.append(...recs.edges.map((e) => recordItem(e.node)));
+    const more = box.querySelector('button.more');
+    if (more) more.remove();
+    if (recs.pageInfo.hasNextPage) {
+      box.append(h('button', { type: 'button', class: 'more', onclick: () => loadRecords(batchId, box, recs.pageInfo.endCursor) }, 'More records'));
+    }
+  } catch (err) {
+    box.append(h('p', { class: 'error' }, err.message));
+  }
 }
 
 function recordItem(r) {
