@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/vektah/gqlparser/v2"
 )
 
 // TestDemo runs `crmsync demo`: it says what it is doing before each slow
@@ -57,7 +56,7 @@ func TestDemo(t *testing.T) {
 		if strings.TrimSpace(chunk) == "" {
 			continue
 		}
-		_, errs := gqlparser.LoadQuery(schema, chunk)
+		_, errs := loadQuery(schema, chunk)
 		require.Empty(t, errs, "banner operation does not validate:\n%s", chunk)
 		ops++
 	}

@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+	"github.com/vektah/gqlparser/v2/validator/rules"
 
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
 )
@@ -33,7 +35,7 @@ func TestSalesforceDocExamples(t *testing.T) {
 	require.GreaterOrEqual(t, len(blocks), 4)
 	var connects int
 	for _, b := range blocks {
-		q, errs := gqlparser.LoadQuery(schema, b[1])
+		q, errs := loadQuery(schema, b[1])
 		require.Empty(t, errs, "docs/salesforce.md example does not validate:\n%s", b[1])
 		for _, op := range q.Operations {
 			if op.Operation == ast.Mutation && op.SelectionSet[0].(*ast.Field).Name == "connectCrm" {
@@ -89,4 +91,10 @@ func withoutComments(s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// loadQuery parses and validates an operation against the schema with
+// GraphQL's standard validation rules, as the server does.
+func loadQuery(schema *ast.Schema, query string) (*ast.QueryDocument, gqlerror.List) {
+	return gqlparser.LoadQueryWithRules(schema, query, rules.NewDefaultRules())
 }

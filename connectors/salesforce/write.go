@@ -231,7 +231,7 @@ func (cl *call) check(ctx context.Context, op connector.Operation) (*connector.R
 	}
 	if op.Kind == connector.OpUpsert {
 		f, ok := o.field(op.ExternalIDField)
-		if !ok || !validIdent(f.Name) || !(f.ExternalID || f.Name == "Id") {
+		if !ok || !validIdent(f.Name) || (!f.ExternalID && f.Name != "Id") {
 			return recordError("INVALID_FIELD", "%q is not an external-id field of %s", op.ExternalIDField, op.Object), nil
 		}
 		if op.ExternalID == "" {

@@ -51,7 +51,7 @@ func (s *Server) collections(c *call, parts []string) response {
 			return methodNotAllowed(c.method, "PATCH")
 		}
 		ext := obj.field(parts[1])
-		if ext == nil || !(ext.ExternalID || ext.Name == "Id") {
+		if ext == nil || (!ext.ExternalID && ext.Name != "Id") {
 			return errResp(404, apiError{Code: "NOT_FOUND", Message: "Provided external ID field does not exist or is not accessible: " + parts[1]})
 		}
 		return s.collectionWrite(c, obj, ext)
