@@ -230,6 +230,7 @@ type ComplexityRoot struct {
 		Paused               func(childComplexity int) int
 		QueuedBatchItems     func(childComplexity int) int
 		SalesforceDailyLimit func(childComplexity int) int
+		WaitingItems         func(childComplexity int) int
 	}
 
 	Workspace struct {
@@ -1097,6 +1098,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncOverview.SalesforceDailyLimit(childComplexity), true
+	case "SyncOverview.waitingItems":
+		if e.ComplexityRoot.SyncOverview.WaitingItems == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.WaitingItems(childComplexity), true
 
 	case "Workspace.createdAt":
 		if e.ComplexityRoot.Workspace.CreatedAt == nil {
@@ -1624,8 +1631,10 @@ type SalesforceDailyLimit {
 type SyncOverview {
   conversionDailyLimit: ConversionDailyLimit!
   salesforceDailyLimit: SalesforceDailyLimit!
-  "Items waiting to be pushed."
+  "Items waiting to be pushed (not counting waitingItems)."
   queuedBatchItems: Int!
+  "Items held back until a parent record (a campaign, company or contact) reaches the CRM: logged once when they start waiting and once when released."
+  waitingItems: Int!
   failedItems: Int!
   oldestQueuedAt: Time
   paused: Boolean!
@@ -2017,6 +2026,8 @@ func (ec *executionContext) childFields_SyncOverview(ctx context.Context, field 
 		return ec.fieldContext_SyncOverview_salesforceDailyLimit(ctx, field)
 	case "queuedBatchItems":
 		return ec.fieldContext_SyncOverview_queuedBatchItems(ctx, field)
+	case "waitingItems":
+		return ec.fieldContext_SyncOverview_waitingItems(ctx, field)
 	case "failedItems":
 		return ec.fieldContext_SyncOverview_failedItems(ctx, field)
 	case "oldestQueuedAt":

@@ -263,8 +263,10 @@ type SyncLogFilter struct {
 type SyncOverview struct {
 	ConversionDailyLimit *ConversionDailyLimit `json:"conversionDailyLimit"`
 	SalesforceDailyLimit *SalesforceDailyLimit `json:"salesforceDailyLimit"`
-	// Items waiting to be pushed.
-	QueuedBatchItems int               `json:"queuedBatchItems"`
+	// Items waiting to be pushed (not counting waitingItems).
+	QueuedBatchItems int `json:"queuedBatchItems"`
+	// Items held back until a parent record (a campaign, company or contact) reaches the CRM: logged once when they start waiting and once when released.
+	WaitingItems     int               `json:"waitingItems"`
 	FailedItems      int               `json:"failedItems"`
 	OldestQueuedAt   *time.Time        `json:"oldestQueuedAt,omitempty"`
 	Paused           bool              `json:"paused"`

@@ -102,9 +102,15 @@ func affected(res sql.Result, err error) (int, error) {
 	return int(n), err
 }
 
+// CodeWaitingForParent is the error code of a queued item held back until
+// a parent record (a campaign, company or contact) reaches the CRM.
+const CodeWaitingForParent = "WAITING_FOR_PARENT"
+
 // Depth summarizes a workspace's queue.
 type Depth struct {
-	Queued       int
+	Queued int
+	// Waiting is how many of the Queued items wait for a parent record.
+	Waiting      int
 	Failed       int
 	OldestQueued time.Time // zero when nothing is queued
 	// Due is the earliest time a queued item may be sent (zero when none).
@@ -115,13 +121,15 @@ type Depth struct {
 func Measure(ctx context.Context, db bun.IDB, workspaceID int64) (Depth, error) {
 	var d Depth
 	var rows []struct {
-		State  State        `bun:"state"`
-		N      int          `bun:"n"`
-		Oldest bun.NullTime `bun:"oldest"`
-		Due    bun.NullTime `bun:"due"`
+		State   State        `bun:"state"`
+		N       int          `bun:"n"`
+		Waiting int          `bun:"waiting"`
+		Oldest  bun.NullTime `bun:"oldest"`
+		Due     bun.NullTime `bun:"due"`
 	}
 	err := db.NewSelect().Model((*Item)(nil)).
 		ColumnExpr("state, COUNT(*) AS n, MIN(created_at) AS oldest, MIN(COALESCE(next_attempt_at, created_at)) AS due").
+		ColumnExpr("SUM(CASE WHEN error_code = ? THEN 1 ELSE 0 END) AS waiting", CodeWaitingForParent).
 		Where("workspace_id = ?", workspaceID).Group("state").Scan(ctx, &rows)
 	if err != nil {
 		return d, fmt.Errorf("measure queue of workspace %d: %w", workspaceID, err)
@@ -129,7 +137,7 @@ func Measure(ctx context.Context, db bun.IDB, workspaceID int64) (Depth, error) 
 	for _, r := range rows {
 		switch r.State {
 		case StateQueued:
-			d.Queued, d.OldestQueued, d.Due = r.N, r.Oldest.Time, r.Due.Time
+			d.Queued, d.Waiting, d.OldestQueued, d.Due = r.N, r.Waiting, r.Oldest.Time, r.Due.Time
 		case StateFailed:
 			d.Failed = r.N
 		}

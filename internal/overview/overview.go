@@ -27,7 +27,10 @@ type Overview struct {
 	SalesforceMax        *int64
 	SalesforceObservedAt time.Time
 
+	// Queued counts every queued item; Waiting, those of them held back
+	// until a parent record reaches the CRM.
 	Queued       int
+	Waiting      int
 	Failed       int
 	OldestQueued time.Time
 
@@ -44,7 +47,7 @@ func Get(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (Ove
 	if err != nil {
 		return o, err
 	}
-	o.Queued, o.Failed, o.OldestQueued = depth.Queued, depth.Failed, depth.OldestQueued
+	o.Queued, o.Waiting, o.Failed, o.OldestQueued = depth.Queued, depth.Waiting, depth.Failed, depth.OldestQueued
 	if o.ConversionUsed, err = limits.Used(ctx, db, workspaceID, now); err != nil {
 		return o, err
 	}
