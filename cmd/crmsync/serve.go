@@ -25,9 +25,12 @@ import (
 	"github.com/crmsync/crmsync/internal/metrics"
 	"github.com/crmsync/crmsync/internal/oauthflow"
 	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/overview"
 	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/record"
 	"github.com/crmsync/crmsync/internal/replica"
 	"github.com/crmsync/crmsync/internal/secret"
+	"github.com/crmsync/crmsync/internal/synclog"
 	"github.com/crmsync/crmsync/internal/workspace"
 	"github.com/crmsync/crmsync/jobs"
 )
@@ -145,7 +148,11 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 
 	a.resolver = &graph.Resolver{
 		Logger:      logger,
-		DB:          bdb,
+		Database:    db.NewHealth(bdb),
+		Queue:       outbound.NewQueue(bdb),
+		Records:     record.NewReader(bdb),
+		SyncLog:     synclog.NewReader(bdb),
+		Overview:    overview.NewService(bdb),
 		Workspaces:  a.workspaces,
 		Connections: conns,
 		Prefs:       prefs.NewService(bdb, conns),
@@ -205,6 +212,15 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 	logger := global.Logger(e.stderr)
 	ctx := e.ctx
 
+	// Bind first: a port in use fails at once, before the database is
+	// opened or migrated.
+	ln, err := httpserver.Listen(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close() // Serve closes it too; this covers the early returns
+
+	e.step("opening the database (%s) and applying migrations", databaseName(global))
 	bdb, err := db.Open(ctx, global.DatabaseURL, global.DataDir, logger)
 	if err != nil {
 		return err
@@ -237,18 +253,13 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 	if err != nil {
 		return err
 	}
-	ln, err := httpserver.Listen(cfg.Listen)
-	if err != nil {
-		_ = a.plugins.Close()
-		return err
-	}
 	defer a.plugins.Close() // after River stopped: no job calls a connector any more
 	busCtx, stopBus := context.WithCancel(context.WithoutCancel(ctx))
 	waitBus := runBus(busCtx, a.bus)
 	defer func() { stopBus(); waitBus() }()
 	if a.working {
+		e.step("starting the sync workers (River)")
 		if err := a.river.Start(context.WithoutCancel(ctx)); err != nil {
-			_ = ln.Close()
 			return fmt.Errorf("start river: %w", err)
 		}
 	}
@@ -361,6 +372,14 @@ func stopRiver(client *river.Client[*sql.Tx], timeout time.Duration, logger *slo
 		return fmt.Errorf("stop river: %w", err)
 	}
 	return nil
+}
+
+// databaseName says which database global points at, password masked.
+func databaseName(global config.Global) string {
+	if global.DatabaseURL == "" {
+		return "SQLite in " + global.DataDir
+	}
+	return "PostgreSQL"
 }
 
 // displayAddr is addr as a browser would reach it.

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	"golang.org/x/term"
 
 	"github.com/crmsync/crmsync/internal/replica"
 	"github.com/crmsync/crmsync/internal/secret"
@@ -33,7 +34,7 @@ type Global struct {
 	DatabaseURL string `name:"database-url" envs:"DATABASE_URL,CRMSYNC_DATABASE_URL" placeholder:"URL" help:"PostgreSQL URL (postgres://user:pass@host:5432/db). Empty: a SQLite file in the data directory. Env: DATABASE_URL or CRMSYNC_DATABASE_URL."`
 	DataDir     string `name:"data-dir" envs:"CRMSYNC_DATA_DIR" default:".data" placeholder:"DIR" help:"Directory for the SQLite database and the generated secret key, created if missing (default: .data, relative to the working directory). Env: CRMSYNC_DATA_DIR."`
 	LogLevel    string `name:"log-level" envs:"CRMSYNC_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level: debug, info, warn or error. Env: CRMSYNC_LOG_LEVEL."`
-	LogFormat   string `name:"log-format" envs:"CRMSYNC_LOG_FORMAT" default:"json" enum:"json,text" help:"Log format: json or text. Env: CRMSYNC_LOG_FORMAT."`
+	LogFormat   string `name:"log-format" envs:"CRMSYNC_LOG_FORMAT" default:"auto" enum:"auto,json,text" help:"Log format: text (human-readable), json (one object per line), or auto: text when stderr is a terminal, json otherwise. Env: CRMSYNC_LOG_FORMAT."`
 }
 
 // Server settings of `crmsync serve`.
@@ -257,15 +258,24 @@ func (s Server) Origins() []string {
 	return out
 }
 
-// Logger returns the logger the global settings ask for, writing to w.
+// Logger returns the logger the global settings ask for, writing to w:
+// text or JSON as LogFormat says, where "auto" (the default) means text
+// when w is a terminal and JSON otherwise (a file, a pipe, a log
+// collector).
 func (g Global) Logger(w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(g.LogLevel)) // validated by kong's enum; info otherwise
 	opts := &slog.HandlerOptions{Level: lvl}
-	if g.LogFormat == "text" {
+	if g.LogFormat == "text" || (g.LogFormat == "auto" && IsTerminal(w)) {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// IsTerminal reports whether w is a terminal (an *os.File on a TTY).
+func IsTerminal(w io.Writer) bool {
+	f, ok := w.(interface{ Fd() uintptr })
+	return ok && term.IsTerminal(int(f.Fd())) //nolint:gosec // a file descriptor fits an int
 }
 
 // LogValue implements slog.LogValuer: the settings with secrets masked.

@@ -451,6 +451,7 @@ func (f *flush) succeed(j *job, outcome synclog.Outcome, reason string, sent map
 // fail records a per-record failure: retryable ones stay queued with
 // backoff, others are parked with the CRM's error.
 func (f *flush) fail(j *job, e connector.RecordError) {
+	e = explain(j.object, e)
 	if e.Code == connector.CodeConvertedLead {
 		// Read again next time: the read follows ConvertedContactId.
 		j.rec.CRMObject, j.rec.CRMID = objLead, j.crmID

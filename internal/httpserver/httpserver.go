@@ -80,7 +80,7 @@ func New(d Deps) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{deps: d, mux: http.NewServeMux(), metrics: m}
-	s.Handle("/graphql", s.cors(s.limitBody(s.authenticate(d.GraphQL))))
+	s.Handle("/graphql", s.cors(requireJSON(s.limitBody(s.authenticate(d.GraphQL)))))
 	if d.GraphiQL {
 		s.Handle("GET /{$}", playground.Handler("crmsync", "/graphql"))
 	}
