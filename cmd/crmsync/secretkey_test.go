@@ -104,7 +104,9 @@ func startServe(t *testing.T, dir, addr, key string) *serving {
 	s := &serving{addr: addr, ops: freeAddr(t), logs: &lockedBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	getenv := envOf(map[string]string{"CRMSYNC_DATA_DIR": dir, "CRMSYNC_SECRET_KEY": key,
 		"CRMSYNC_FLUSH_INTERVAL": "200ms", "CRMSYNC_SWEEP_INTERVAL": "1s"})
-	go func() { s.done <- run(ctx, []string{"serve", "--listen", addr, "--ops-listen", s.ops, "--allow-crm-host", "127.0.0.1"}, getenv, io.Discard, s.logs) }()
+	go func() {
+		s.done <- run(ctx, []string{"serve", "--listen", addr, "--ops-listen", s.ops, "--allow-crm-host", "127.0.0.1"}, getenv, io.Discard, s.logs)
+	}()
 	waitHealthy(t, addr, s.done)
 	return s
 }
