@@ -116,6 +116,13 @@ type Health struct {
 	Migrations MigrationState `json:"migrations"`
 }
 
+// The CRM calls crmsync made in one hour.
+type HourlyCalls struct {
+	// The hour's start.
+	Hour  time.Time `json:"hour"`
+	Calls int       `json:"calls"`
+}
+
 type MembershipInput struct {
 	CampaignID string           `json:"campaignId"`
 	ContactID  string           `json:"contactId"`
@@ -151,6 +158,12 @@ type PageInfo struct {
 }
 
 type Query struct {
+}
+
+// Items waiting to be pushed, of one record type.
+type QueuedCount struct {
+	RecordType RecordType `json:"recordType"`
+	Queued     int        `json:"queued"`
 }
 
 // Conversion's state of one synced record.
@@ -279,7 +292,11 @@ type SyncOverview struct {
 	// Items waiting to be pushed (not counting waitingItems).
 	QueuedBatchItems int `json:"queuedBatchItems"`
 	// Items held back until a parent record (a campaign, company or contact) reaches the CRM: logged once when they start waiting and once when released.
-	WaitingItems     int               `json:"waitingItems"`
+	WaitingItems int `json:"waitingItems"`
+	// queuedBatchItems by record type, every type listed (zero when none).
+	QueuedByRecordType []*QueuedCount `json:"queuedByRecordType"`
+	// crmsync's CRM calls in each hour of the rolling 24 hours, oldest first; they add up to conversionDailyLimit.used.
+	APICallsByHour   []*HourlyCalls    `json:"apiCallsByHour"`
 	FailedItems      int               `json:"failedItems"`
 	OldestQueuedAt   *time.Time        `json:"oldestQueuedAt,omitempty"`
 	Paused           bool              `json:"paused"`
