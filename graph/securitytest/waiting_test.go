@@ -57,12 +57,16 @@ func TestWaitingForParentIsLoggedOnce(t *testing.T) {
 				Edges []struct {
 					Node struct {
 						Waiting, Created int
-						Records          []struct{ RecordType, Outcome string }
+						Records          struct {
+							Edges []struct {
+								Node struct{ RecordType, Outcome string }
+							}
+						}
 					}
 				}
 			}
 		}
-		const read = `{ syncOverview { queuedBatchItems waitingItems } syncLogs(first: 100) { edges { node { waiting created records { recordType outcome } } } } }`
+		const read = `{ syncOverview { queuedBatchItems waitingItems } syncLogs(first: 100) { edges { node { waiting created records { edges { node { recordType outcome } } } } } } }`
 		var d overview
 		b.mustQuery(t, token, read, nil, &d)
 		require.Equal(t, 2, d.SyncOverview.WaitingItems)
@@ -94,8 +98,8 @@ func TestWaitingForParentIsLoggedOnce(t *testing.T) {
 		require.Zero(t, d.SyncOverview.WaitingItems)
 		released := 0
 		for _, e := range d.SyncLogs.Edges {
-			for _, r := range e.Node.Records {
-				if r.RecordType == "CAMPAIGN_MEMBER" && r.Outcome != "WAITING" {
+			for _, r := range e.Node.Records.Edges {
+				if r.Node.RecordType == "CAMPAIGN_MEMBER" && r.Node.Outcome != "WAITING" {
 					released++
 				}
 			}
