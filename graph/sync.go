@@ -105,7 +105,8 @@ func overviewModel(o overview.Overview) *model.SyncOverview {
 	out := &model.SyncOverview{
 		ConversionDailyLimit: &model.ConversionDailyLimit{Used: int(o.ConversionUsed)},
 		SalesforceDailyLimit: &model.SalesforceDailyLimit{},
-		QueuedBatchItems:     o.Queued,
+		QueuedBatchItems:     o.Queued - o.Waiting,
+		WaitingItems:         o.Waiting,
 		FailedItems:          o.Failed,
 		Paused:               o.Paused,
 	}

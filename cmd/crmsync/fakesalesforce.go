@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
@@ -56,6 +57,10 @@ func (c fakeSalesforceCmd) Run(e *env) error {
 func connectMutation(base, clientID, clientSecret, refreshToken string) string {
 	q := func(s string) string { b, _ := json.Marshal(s); return string(b) } // GraphQL strings escape as JSON's do
 	return `# A fake Salesforce org is running at ` + base + ` (Ctrl-C to stop).
+#
+# crmsync reaches only Salesforce's own hosts unless told otherwise: start
+# crmsync serve with --allow-crm-host=` + strings.TrimPrefix(base, "http://") + `
+# (or CRMSYNC_ALLOW_CRM_HOSTS).
 #
 # Connect a crmsync workspace to it: paste everything below into GraphiQL
 # (http://127.0.0.1:8080/ of crmsync serve, with the header

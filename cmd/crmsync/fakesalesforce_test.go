@@ -30,6 +30,7 @@ func TestFakeSalesforceCommand(t *testing.T) {
 	printed := stdout.String()
 	require.NotContains(t, printed, "refresh_token=", "a mutation to paste, not key=value lines")
 	require.Contains(t, printed, "/oauth/salesforce/start", "says how to try the web flow")
+	require.Contains(t, printed, "--allow-crm-host=127.0.0.1:", "says how to let serve reach it")
 
 	addr := freeAddr(t)
 	getenv := envOf(map[string]string{"CRMSYNC_DATA_DIR": t.TempDir()})
@@ -37,7 +38,7 @@ func TestFakeSalesforceCommand(t *testing.T) {
 	defer stopServe()
 	var logs lockedBuffer
 	served := make(chan error, 1)
-	go func() { served <- run(serveCtx, []string{"serve", "--listen", addr}, getenv, io.Discard, &logs) }()
+	go func() { served <- run(serveCtx, []string{"serve", "--listen", addr, "--allow-crm-host", "127.0.0.1"}, getenv, io.Discard, &logs) }()
 	waitHealthy(t, addr, served)
 	token := field(t, runCmd(t, getenv, "workspace", "create", "Acme"), "token")
 

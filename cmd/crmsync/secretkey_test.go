@@ -92,6 +92,7 @@ func newKey(t *testing.T) string {
 
 type serving struct {
 	addr   string
+	ops    string // --ops-listen: /metrics
 	logs   *lockedBuffer
 	cancel context.CancelFunc
 	done   chan error
@@ -100,10 +101,12 @@ type serving struct {
 func startServe(t *testing.T, dir, addr, key string) *serving {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &serving{addr: addr, logs: &lockedBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	s := &serving{addr: addr, ops: freeAddr(t), logs: &lockedBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	getenv := envOf(map[string]string{"CRMSYNC_DATA_DIR": dir, "CRMSYNC_SECRET_KEY": key,
 		"CRMSYNC_FLUSH_INTERVAL": "200ms", "CRMSYNC_SWEEP_INTERVAL": "1s"})
-	go func() { s.done <- run(ctx, []string{"serve", "--listen", addr}, getenv, io.Discard, s.logs) }()
+	go func() {
+		s.done <- run(ctx, []string{"serve", "--listen", addr, "--ops-listen", s.ops, "--allow-crm-host", "127.0.0.1"}, getenv, io.Discard, s.logs)
+	}()
 	waitHealthy(t, addr, s.done)
 	return s
 }
@@ -135,7 +138,7 @@ func (s *serving) recordChange(t *testing.T, token, id string) {
 
 func (s *serving) metrics(t *testing.T) string {
 	t.Helper()
-	resp, err := http.Get("http://" + s.addr + "/metrics")
+	resp, err := http.Get("http://" + s.ops + "/metrics")
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

@@ -28,6 +28,7 @@ import (
 	"github.com/crmsync/crmsync/internal/overview"
 	"github.com/crmsync/crmsync/internal/prefs"
 	"github.com/crmsync/crmsync/internal/record"
+	"github.com/crmsync/crmsync/internal/replica"
 	"github.com/crmsync/crmsync/internal/riverweb"
 	"github.com/crmsync/crmsync/internal/secret"
 	"github.com/crmsync/crmsync/internal/synclog"
@@ -58,6 +59,8 @@ type app struct {
 	plugins *plugin.Host
 	engine  *engine.Engine
 	bus     eventBus
+	conns   *connection.Store
+	sched   *jobs.Scheduler
 }
 
 // eventBus is the events.Bus of one process (SQLite) or the PGBus shared by
@@ -88,7 +91,7 @@ func runBus(ctx context.Context, bus eventBus) (wait func()) {
 }
 
 // newApp builds the services, the River client and the HTTP handler.
-func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []byte, logger *slog.Logger) (*app, error) {
+func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []byte, id replica.Identity, logger *slog.Logger) (*app, error) {
 	a := &app{db: bdb, registry: prometheus.NewRegistry(), secretKey: secretKey}
 	a.workspaces = workspace.NewService(bdb)
 	a.auth = workspace.NewAuthenticator(a.workspaces, cfg.AdminToken)
@@ -120,13 +123,14 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	crms := knownConnectors{host: a.plugins, external: external}
 	store := connection.NewStore(bdb, box)
 	notices := eventNotifier{bus: a.bus, logger: logger, metrics: observer}
-	a.engine = engine.New(bdb, store, crms, notices, logger, engine.Config{LeaseTTL: cfg.Lease})
+	a.conns = store
+	a.engine = engine.New(bdb, store, crms, notices, logger, engine.Config{LeaseTTL: cfg.Lease, Owner: id.Owner()})
 
 	// River: one client inserting and working jobs.
 	workers := river.NewWorkers()
 	river.AddWorker(workers, jobs.NewFlushWorker(bdb, a.engine, cfg.FlushInterval, logger))
 	river.AddWorker(workers, jobs.NewSweepWorker(bdb))
-	puller := inbound.New(bdb, store, crms, a.engine, a.bus, logger, inbound.Config{LeaseTTL: cfg.Lease})
+	puller := inbound.New(bdb, store, crms, a.engine, a.bus, logger, inbound.Config{LeaseTTL: cfg.Lease, Owner: id.Owner()})
 	river.AddWorker(workers, jobs.NewPullWorker(puller, cfg.PullInterval, logger))
 	river.AddWorker(workers, jobs.NewPullSweepWorker(bdb))
 	periodic := []*river.PeriodicJob{
@@ -141,6 +145,7 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	}
 	a.river, a.working = client, true
 	sched := jobs.NewScheduler(client, cfg.FlushInterval)
+	a.sched = sched
 	conns := connection.NewService(store, crms, sched)
 
 	a.resolver = &graph.Resolver{
@@ -242,7 +247,16 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 			slog.String("file", global.DataDir+"/"+config.SecretKeyFile))
 	}
 
-	a, err := newApp(bdb, &global, cfg, key, logger)
+	id, releaseID, err := replica.Resolve(cfg.ReplicaID, global.DataDir)
+	if err != nil {
+		return err
+	}
+	defer releaseID()
+	if !id.Stable {
+		logger.Warn("another live process uses this data directory: this one runs under a random replica id, so after a crash its leases expire instead of being taken over (set --replica-id)",
+			slog.String("data_dir", global.DataDir))
+	}
+	a, err := newApp(bdb, &global, cfg, key, id, logger)
 	if err != nil {
 		return err
 	}
@@ -266,6 +280,9 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 			_ = ln.Close()
 			return err
 		}
+	}
+	if a.working {
+		resumeDeadLeases(ctx, a, id, logger)
 	}
 	baseURL := "http://" + displayAddr(ln.Addr())
 	logger.Info("crmsync: serving", slog.String("graphql", baseURL+"/graphql"))
@@ -306,6 +323,27 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 	}
 	logger.Info("crmsync: stopped")
 	return nil
+}
+
+// resumeDeadLeases takes over the sync leases this replica's killed
+// predecessor held (same replica id, another incarnation) and schedules a
+// flush of each connection at once, so its work resumes within seconds of
+// the restart instead of after the lease and the stuck job expire. A
+// failure is logged: the leases then expire as they would have.
+func resumeDeadLeases(ctx context.Context, a *app, id replica.Identity, logger *slog.Logger) {
+	if !id.Stable {
+		return
+	}
+	released, err := a.conns.ReleaseDeadLeases(ctx, id.Predecessor)
+	if err != nil {
+		logger.Warn("take over the leases of this replica's previous process", slog.Any("error", err))
+	}
+	for _, ws := range released {
+		logger.Info("took over a lease of this replica's previous process; flushing now", slog.Int64("workspace_id", ws))
+		if err := a.sched.ScheduleNow(ctx, ws); err != nil {
+			logger.Warn("schedule flush after taking over a lease", slog.Int64("workspace_id", ws), slog.Any("error", err))
+		}
+	}
 }
 
 func migrateOnStart(ctx context.Context, c config.Server, bdb *bun.DB, logger *slog.Logger) error {

@@ -255,6 +255,7 @@ type ComplexityRoot struct {
 		QueuedBatchItems     func(childComplexity int) int
 		QueuedByRecordType   func(childComplexity int) int
 		SalesforceDailyLimit func(childComplexity int) int
+		WaitingItems         func(childComplexity int) int
 	}
 
 	Workspace struct {
@@ -1203,6 +1204,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncOverview.SalesforceDailyLimit(childComplexity), true
+	case "SyncOverview.waitingItems":
+		if e.ComplexityRoot.SyncOverview.WaitingItems == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.WaitingItems(childComplexity), true
 
 	case "Workspace.createdAt":
 		if e.ComplexityRoot.Workspace.CreatedAt == nil {
@@ -1766,8 +1773,10 @@ type HourlyCalls {
 type SyncOverview {
   conversionDailyLimit: ConversionDailyLimit!
   salesforceDailyLimit: SalesforceDailyLimit!
-  "Items waiting to be pushed."
+  "Items waiting to be pushed (not counting waitingItems)."
   queuedBatchItems: Int!
+  "Items held back until a parent record (a campaign, company or contact) reaches the CRM: logged once when they start waiting and once when released."
+  waitingItems: Int!
   "queuedBatchItems by record type, every type listed (zero when none)."
   queuedByRecordType: [QueuedCount!]!
   "crmsync's CRM calls in each hour of the rolling 24 hours, oldest first; they add up to conversionDailyLimit.used."
@@ -2205,6 +2214,8 @@ func (ec *executionContext) childFields_SyncOverview(ctx context.Context, field 
 		return ec.fieldContext_SyncOverview_salesforceDailyLimit(ctx, field)
 	case "queuedBatchItems":
 		return ec.fieldContext_SyncOverview_queuedBatchItems(ctx, field)
+	case "waitingItems":
+		return ec.fieldContext_SyncOverview_waitingItems(ctx, field)
 	case "queuedByRecordType":
 		return ec.fieldContext_SyncOverview_queuedByRecordType(ctx, field)
 	case "apiCallsByHour":

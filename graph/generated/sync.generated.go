@@ -2599,6 +2599,29 @@ func (ec *executionContext) fieldContext_SyncOverview_queuedBatchItems(_ context
 	return graphql.NewScalarFieldContext("SyncOverview", field, false, false, "Int")
 }
 
+func (ec *executionContext) _SyncOverview_waitingItems(ctx context.Context, field graphql.CollectedField, obj *model.SyncOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncOverview_waitingItems(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.WaitingItems, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncOverview_waitingItems(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncOverview", field, false, false, "Int")
+}
+
 func (ec *executionContext) _SyncOverview_queuedByRecordType(ctx context.Context, field graphql.CollectedField, obj *model.SyncOverview) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4576,6 +4599,11 @@ func (ec *executionContext) _SyncOverview(ctx context.Context, sel ast.Selection
 			}
 		case "queuedBatchItems":
 			out.Values[i] = ec._SyncOverview_queuedBatchItems(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "waitingItems":
+			out.Values[i] = ec._SyncOverview_waitingItems(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}

@@ -289,8 +289,10 @@ type SyncLogFilter struct {
 type SyncOverview struct {
 	ConversionDailyLimit *ConversionDailyLimit `json:"conversionDailyLimit"`
 	SalesforceDailyLimit *SalesforceDailyLimit `json:"salesforceDailyLimit"`
-	// Items waiting to be pushed.
+	// Items waiting to be pushed (not counting waitingItems).
 	QueuedBatchItems int `json:"queuedBatchItems"`
+	// Items held back until a parent record (a campaign, company or contact) reaches the CRM: logged once when they start waiting and once when released.
+	WaitingItems int `json:"waitingItems"`
 	// queuedBatchItems by record type, every type listed (zero when none).
 	QueuedByRecordType []*QueuedCount `json:"queuedByRecordType"`
 	// crmsync's CRM calls in each hour of the rolling 24 hours, oldest first; they add up to conversionDailyLimit.used.

@@ -25,6 +25,7 @@ import (
 	"github.com/alecthomas/kong"
 	"golang.org/x/term"
 
+	"github.com/crmsync/crmsync/internal/replica"
 	"github.com/crmsync/crmsync/internal/secret"
 )
 
@@ -46,6 +47,7 @@ type Server struct {
 	GraphiQL        bool          `name:"graphiql" envs:"CRMSYNC_GRAPHIQL" default:"true" negatable:"" help:"Serve the GraphiQL page at / (--no-graphiql to turn off). Env: CRMSYNC_GRAPHIQL=false."`
 	Introspection   bool          `name:"introspection" envs:"CRMSYNC_INTROSPECTION" default:"true" negatable:"" help:"Allow GraphQL schema introspection (GraphiQL needs it). Env: CRMSYNC_INTROSPECTION=false."`
 	AllowedOrigins  []string      `name:"allowed-origins" envs:"CRMSYNC_ALLOWED_ORIGINS" placeholder:"ORIGIN" help:"Origins besides the server's own whose pages may call the API and open websockets, comma separated (https://app.example.com). Env: CRMSYNC_ALLOWED_ORIGINS."`
+	ReplicaID       string        `name:"replica-id" envs:"CRMSYNC_REPLICA_ID" placeholder:"ID" help:"This replica's name, the same across its restarts and unique among running replicas (a StatefulSet pod name): a restarted replica takes over the sync leases its killed predecessor held instead of waiting for them to expire. Empty: generated once into <data-dir>/replica.id. Env: CRMSYNC_REPLICA_ID."`
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" envs:"CRMSYNC_SHUTDOWN_TIMEOUT" default:"8s" help:"How long a shutdown waits for requests and jobs in flight before cancelling them. Env: CRMSYNC_SHUTDOWN_TIMEOUT."`
 
 	Sync            `embed:""`
@@ -235,6 +237,9 @@ func (s Server) Validate() error {
 			return fmt.Errorf("allowed origin %q: want scheme://host[:port], for example https://app.example.com", o)
 		}
 	}
+	if s.ReplicaID != "" && !replica.ValidID(s.ReplicaID) {
+		return fmt.Errorf("replica id %q: want 1 to 64 letters, digits, '.', '-' or '_'", s.ReplicaID)
+	}
 	if s.ShutdownTimeout <= 0 {
 		return fmt.Errorf("shutdown timeout must be positive, got %s", s.ShutdownTimeout)
 	}
@@ -294,6 +299,7 @@ func (s Server) LogValue() slog.Value {
 		slog.Bool("graphiql", s.GraphiQL),
 		slog.Bool("introspection", s.Introspection),
 		slog.Any("allowed_origins", s.AllowedOrigins),
+		slog.String("replica_id", s.ReplicaID),
 		slog.String("shutdown_timeout", s.ShutdownTimeout.String()),
 		slog.String("flush_interval", s.FlushInterval.String()),
 		slog.String("pull_interval", s.PullInterval.String()),

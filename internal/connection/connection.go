@@ -380,6 +380,36 @@ func (s *Store) MarkFlushStarted(ctx context.Context, c *Connection) error {
 	return nil
 }
 
+// ReleaseDeadLeases gives back every lease whose owner dead recognises as
+// a dead process's (a restarted replica's predecessor, see
+// internal/replica), and returns the workspaces of those connections, whose
+// sync stopped mid-way and should be scheduled again. A lease whose owner
+// changed meanwhile is left alone.
+func (s *Store) ReleaseDeadLeases(ctx context.Context, dead func(owner string) bool) ([]int64, error) {
+	var held []Connection
+	err := s.db.NewSelect().Model(&held).Column("id", "workspace_id", "lease_owner").
+		Where("lease_owner <> ''").Where("lease_until IS NOT NULL").Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("find held leases: %w", err)
+	}
+	var released []int64
+	for _, c := range held {
+		if !dead(c.LeaseOwner) {
+			continue
+		}
+		res, err := s.db.NewUpdate().Model((*Connection)(nil)).
+			Set("lease_owner = '', lease_until = NULL").
+			Where("id = ? AND lease_owner = ?", c.ID, c.LeaseOwner).Exec(ctx)
+		if err != nil {
+			return released, fmt.Errorf("release dead lease of connection %d: %w", c.ID, err)
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			released = append(released, c.WorkspaceID)
+		}
+	}
+	return released, nil
+}
+
 // ReleaseLease gives the lease back if owner still holds it.
 func (s *Store) ReleaseLease(ctx context.Context, c *Connection, owner string) error {
 	_, err := s.db.NewUpdate().Model((*Connection)(nil)).

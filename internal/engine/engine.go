@@ -6,6 +6,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -72,6 +73,9 @@ type Config struct {
 	// LimitProbe is how old a reading of a spent Salesforce allowance must
 	// be before a flush checks it again with one Limits call (default 1 min).
 	LimitProbe time.Duration
+	// Owner prefixes the lease owner of every flush: the process's
+	// replica.Identity.Owner() (default host/pid).
+	Owner string
 }
 
 func (c *Config) defaults() {
@@ -126,7 +130,7 @@ func New(db *bun.DB, conns *connection.Store, connectors Connectors, notifier Ba
 	cfg.defaults()
 	host, _ := os.Hostname()
 	return &Engine{db: db, conns: conns, connectors: connectors, notifier: notifier, logger: logger, cfg: cfg,
-		owner: fmt.Sprintf("%s/%d", host, os.Getpid()), now: time.Now,
+		owner: cmp.Or(cfg.Owner, fmt.Sprintf("%s/%d", host, os.Getpid())), now: time.Now,
 		descs: connection.NewDescribeCache(describeTTL)}
 }
 

@@ -61,6 +61,9 @@ type job struct {
 	sentAt map[string]time.Time
 	log    synclog.Record
 	done   bool
+	// quiet is set on a job still waiting for its parent after an earlier
+	// flush logged it waiting: the sync log says so once, not every pass.
+	quiet bool
 }
 
 // flush is the state of one flush of one connection.
@@ -88,6 +91,9 @@ type flush struct {
 	deleteIDs []int64
 	backoffs  []backoff
 	parks     []backoff
+	// waited are the records whose items an earlier flush held back for
+	// a missing parent.
+	waited map[int64]bool
 }
 
 type backoff struct {
@@ -154,9 +160,25 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 		}
 	}
 	for _, j := range f.jobs {
-		if j.done {
-			batch.Records = append(batch.Records, &j.log)
+		if !j.done || j.quiet {
+			continue
 		}
+		batch.Records = append(batch.Records, &j.log)
+		if f.waited[j.rec.ID] && j.log.Outcome != synclog.OutcomeWaiting {
+			f.e.logger.Info("record released: its parent reached the CRM", slog.Int64("workspace_id", f.c.WorkspaceID),
+				slog.String("record_type", string(j.rec.Type)), slog.String("record_id", j.rec.ConversionID), slog.String("outcome", string(j.log.Outcome)))
+		}
+	}
+	if len(batch.Records) == 0 && callErr == nil {
+		// Only records still waiting, already logged as such: a new
+		// sync-log batch would repeat a non-event.
+		batch = nil
+	}
+	if batch == nil {
+		if err := f.commit(ctx, nil); err != nil {
+			return nil, err
+		}
+		return &Result{More: len(items) == f.e.cfg.MaxItems}, nil
 	}
 	batch.FinishedAt = f.e.now().UTC()
 	batch.APICalls = f.meter.Calls
@@ -188,6 +210,12 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 
 // plan loads what the flush needs and builds one job per record.
 func (f *flush) plan(ctx context.Context, items []outbound.Item) error {
+	f.waited = map[int64]bool{}
+	for _, it := range items {
+		if it.ErrorCode == outbound.CodeWaitingForParent {
+			f.waited[it.RecordID] = true
+		}
+	}
 	writes := outbound.Coalesce(items)
 	ids := make([]int64, len(writes))
 	for i, w := range writes {
@@ -357,7 +385,13 @@ func (f *flush) waitForParents(jobs []*job) []*job {
 	for _, j := range jobs {
 		if missing := f.missingParent(j); missing != "" {
 			f.finish(j, synclog.OutcomeWaiting, "waiting for "+missing+" to reach the CRM", "")
-			f.backoffs = append(f.backoffs, backoff{ids: j.w.ItemIDs, until: f.now.Add(f.e.cfg.WaitDelay), message: "waiting for " + missing})
+			f.backoffs = append(f.backoffs, backoff{ids: j.w.ItemIDs, until: f.now.Add(f.e.cfg.WaitDelay),
+				code: outbound.CodeWaitingForParent, message: "waiting for " + missing})
+			j.quiet = f.waited[j.rec.ID]
+			if !j.quiet {
+				f.e.logger.Info("record waiting for its parent", slog.Int64("workspace_id", f.c.WorkspaceID),
+					slog.String("record_type", string(j.rec.Type)), slog.String("record_id", j.rec.ConversionID), slog.String("parent", missing))
+			}
 			continue
 		}
 		out = append(out, j)
@@ -426,7 +460,8 @@ func (f *flush) describe(ctx context.Context, jobs []*job) error {
 	return nil
 }
 
-// commit records every outcome and the sync log in one transaction.
+// commit records every outcome and the sync log (batch, unless nil) in one
+// transaction.
 func (f *flush) commit(ctx context.Context, batch *synclog.Batch) error {
 	return f.e.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if err := outbound.Delete(ctx, tx, f.deleteIDs); err != nil {
@@ -445,8 +480,10 @@ func (f *flush) commit(ctx context.Context, batch *synclog.Batch) error {
 		if err := limits.Record(ctx, tx, f.c.WorkspaceID, f.now, f.meter.Calls); err != nil {
 			return err
 		}
-		if err := synclog.Write(ctx, tx, batch); err != nil {
-			return err
+		if batch != nil {
+			if err := synclog.Write(ctx, tx, batch); err != nil {
+				return err
+			}
 		}
 		// Last, so the records' row locks, which ingests wait for, are
 		// held for as short a time as possible.

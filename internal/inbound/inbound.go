@@ -7,6 +7,7 @@
 package inbound
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -56,6 +57,9 @@ type Config struct {
 	// renewals, so how long a crashed pull blocks the connection's next
 	// sync (default connection.DefaultLeaseTTL).
 	LeaseTTL time.Duration
+	// Owner prefixes the lease owner of every pull: the process's
+	// replica.Identity.Owner() (default host/pid).
+	Owner string
 }
 
 func (c *Config) defaults() {
@@ -90,7 +94,7 @@ func New(db *bun.DB, conns *connection.Store, connectors Connectors, gate Gate, 
 	cfg.defaults()
 	host, _ := os.Hostname()
 	return &Puller{db: db, conns: conns, connectors: connectors, gate: gate, pub: pub, logger: logger, cfg: cfg,
-		owner: fmt.Sprintf("%s/%d/pull", host, os.Getpid()), now: time.Now, descs: connection.NewDescribeCache(describeTTL)}
+		owner: cmp.Or(cfg.Owner, fmt.Sprintf("%s/%d", host, os.Getpid())) + "/pull", now: time.Now, descs: connection.NewDescribeCache(describeTTL)}
 }
 
 // Result is what one pull did.

@@ -104,9 +104,15 @@ func affected(res sql.Result, err error) (int, error) {
 	return int(n), err
 }
 
+// CodeWaitingForParent is the error code of a queued item held back until
+// a parent record (a campaign, company or contact) reaches the CRM.
+const CodeWaitingForParent = "WAITING_FOR_PARENT"
+
 // Depth summarizes a workspace's queue.
 type Depth struct {
-	Queued       int
+	Queued int
+	// Waiting is how many of the Queued items wait for a parent record.
+	Waiting      int
 	Failed       int
 	OldestQueued time.Time // zero when nothing is queued
 	// Due is the earliest time a queued item may be sent (zero when none).
@@ -119,14 +125,16 @@ type Depth struct {
 func Measure(ctx context.Context, db bun.IDB, workspaceID int64) (Depth, error) {
 	var d Depth
 	var rows []struct {
-		State  State        `bun:"state"`
-		Type   record.Type  `bun:"record_type"`
-		N      int          `bun:"n"`
-		Oldest bun.NullTime `bun:"oldest"`
-		Due    bun.NullTime `bun:"due"`
+		State   State        `bun:"state"`
+		Type    record.Type  `bun:"record_type"`
+		N       int          `bun:"n"`
+		Waiting int          `bun:"waiting"`
+		Oldest  bun.NullTime `bun:"oldest"`
+		Due     bun.NullTime `bun:"due"`
 	}
 	err := db.NewSelect().Model((*Item)(nil)).
 		ColumnExpr("state, record_type, COUNT(*) AS n, MIN(created_at) AS oldest, MIN(COALESCE(next_attempt_at, created_at)) AS due").
+		ColumnExpr("SUM(CASE WHEN error_code = ? THEN 1 ELSE 0 END) AS waiting", CodeWaitingForParent).
 		Where("workspace_id = ?", workspaceID).Group("state", "record_type").Scan(ctx, &rows)
 	if err != nil {
 		return d, fmt.Errorf("measure queue of workspace %d: %w", workspaceID, err)
@@ -136,6 +144,7 @@ func Measure(ctx context.Context, db bun.IDB, workspaceID int64) (Depth, error) 
 		switch r.State {
 		case StateQueued:
 			d.Queued += r.N
+			d.Waiting += r.Waiting
 			d.QueuedByType[r.Type] += r.N
 			d.OldestQueued = earliest(d.OldestQueued, r.Oldest.Time)
 			d.Due = earliest(d.Due, r.Due.Time)

@@ -28,7 +28,10 @@ type Overview struct {
 	SalesforceMax        *int64
 	SalesforceObservedAt time.Time
 
+	// Queued counts every queued item; Waiting, those of them held back
+	// until a parent record reaches the CRM.
 	Queued       int
+	Waiting      int
 	QueuedByType map[record.Type]int
 	Failed       int
 	OldestQueued time.Time
@@ -50,7 +53,7 @@ func Get(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (Ove
 	if err != nil {
 		return o, err
 	}
-	o.Queued, o.Failed, o.OldestQueued, o.QueuedByType = depth.Queued, depth.Failed, depth.OldestQueued, depth.QueuedByType
+	o.Queued, o.Waiting, o.Failed, o.OldestQueued, o.QueuedByType = depth.Queued, depth.Waiting, depth.Failed, depth.OldestQueued, depth.QueuedByType
 	if o.CallsByHour, err = limits.Hourly(ctx, db, workspaceID, now); err != nil {
 		return o, err
 	}
