@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
@@ -55,14 +56,18 @@ func (c fakeSalesforceCmd) Run(e *env) error {
 // to the fake org, and the settings that point serve's web flow at it.
 func connectMutation(base, clientID, clientSecret, refreshToken string) string {
 	q := func(s string) string { b, _ := json.Marshal(s); return string(b) } // GraphQL strings escape as JSON's do
+	host := strings.TrimPrefix(base, "http://")
 	return `# A fake Salesforce org is running at ` + base + ` (Ctrl-C to stop).
+#
+# crmsync only talks to Salesforce's own hosts unless told otherwise: start
+# crmsync serve with CRMSYNC_ALLOW_CRM_HOSTS=` + host + ` (or --allow-crm-host ` + host + `).
 #
 # Connect a crmsync workspace to it: paste everything below into GraphiQL
 # (http://127.0.0.1:8080/ of crmsync serve, with the header
 # {"Authorization": "Bearer <workspace token>"}) and run it. status comes
 # back CONNECTED.
 #
-# Or try the OAuth web flow instead: start crmsync serve with
+# Or try the OAuth web flow instead: start crmsync serve also with
 #   CRMSYNC_SALESFORCE_LOGIN_URL=` + base + `
 #   CRMSYNC_SALESFORCE_CLIENT_ID=` + clientID + `
 #   CRMSYNC_SALESFORCE_CLIENT_SECRET=` + clientSecret + `
