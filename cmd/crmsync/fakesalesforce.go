@@ -56,11 +56,12 @@ func (c fakeSalesforceCmd) Run(e *env) error {
 // to the fake org, and the settings that point serve's web flow at it.
 func connectMutation(base, clientID, clientSecret, refreshToken string) string {
 	q := func(s string) string { b, _ := json.Marshal(s); return string(b) } // GraphQL strings escape as JSON's do
+	host := strings.TrimPrefix(base, "http://")
 	return `# A fake Salesforce org is running at ` + base + ` (Ctrl-C to stop).
 #
 # crmsync reaches only Salesforce's own hosts unless told otherwise: start
-# crmsync serve with --allow-crm-host=` + strings.TrimPrefix(base, "http://") + `
-# (or CRMSYNC_ALLOW_CRM_HOSTS).
+# crmsync serve with CRMSYNC_ALLOW_CRM_HOSTS=` + host + `
+# (or --allow-crm-host=` + host + `).
 #
 # Connect a crmsync workspace to it: paste everything below into GraphiQL
 # (http://127.0.0.1:8080/ of crmsync serve, with the header

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -32,8 +33,10 @@ func TestFakeSalesforceCommand(t *testing.T) {
 	require.Contains(t, printed, "/oauth/salesforce/start", "says how to try the web flow")
 	require.Contains(t, printed, "--allow-crm-host=127.0.0.1:", "says how to let serve reach it")
 
+	require.Contains(t, printed, "CRMSYNC_ALLOW_CRM_HOSTS=", "says how to let serve reach the fake")
+	orgHost := regexp.MustCompile(`CRMSYNC_ALLOW_CRM_HOSTS=(\S+)`).FindStringSubmatch(printed)[1]
 	addr := freeAddr(t)
-	getenv := envOf(map[string]string{"CRMSYNC_DATA_DIR": t.TempDir()})
+	getenv := envOf(map[string]string{"CRMSYNC_DATA_DIR": t.TempDir(), "CRMSYNC_ALLOW_CRM_HOSTS": orgHost})
 	serveCtx, stopServe := context.WithCancel(context.Background())
 	defer stopServe()
 	var logs lockedBuffer

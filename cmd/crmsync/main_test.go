@@ -153,7 +153,7 @@ func TestServeEndToEnd(t *testing.T) {
 
 func waitHealthy(t *testing.T, addr string, done <-chan error) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-done:
@@ -169,7 +169,7 @@ func waitHealthy(t *testing.T, addr string, done <-chan error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatal("serve did not become ready within 30s")
+	t.Fatal("serve did not become ready within 90s")
 }
 
 func TestRunErrors(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 	"github.com/crmsync/crmsync/graph"
 	"github.com/crmsync/crmsync/internal/db"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
-	"github.com/crmsync/crmsync/internal/secret"
+	"github.com/crmsync/crmsync/internal/engine"
 )
 
 // forms are the encodings a leaked secret could take.
@@ -164,13 +164,20 @@ func TestForeignCiphertextDoesNotDecrypt(t *testing.T) {
 				change("COMPANY", "co1", "name", "Corp"), change("COMPANY", "co2", "name", "Other Corp")}}, nil)
 		}
 
-		_, err = b.engine.Flush(ctx, wsA)
-		require.ErrorIs(t, err, secret.ErrDecrypt)
-		require.Contains(t, err.Error(), "cannot decrypt")
-		requireNoSecret(t, "flush error", []byte(err.Error()), b.crmToken)
+		// The flush pauses on unreadable credentials (no attempt burnt), and
+		// says so without showing credentials or ciphertext.
+		paused, err := b.engine.Flush(ctx, wsA)
+		require.NoError(t, err)
+		require.Equal(t, engine.PauseCredentialsUnreadable, paused.Paused)
+		require.NotNil(t, paused.Batch)
+		msg := paused.Batch.Message
+		require.Contains(t, msg, "credentials unreadable")
+		requireNoSecret(t, "pause message", []byte(msg), b.crmToken)
 		for _, enc := range []string{string(sealed), hex.EncodeToString(sealed), base64.StdEncoding.EncodeToString(sealed)} {
-			require.NotContains(t, err.Error(), enc, "the error shows the ciphertext")
+			require.NotContains(t, msg, enc, "the message shows the ciphertext")
 		}
+		_, err = b.engine.Flush(ctx, wsA)
+		require.NoError(t, err)
 
 		var d struct {
 			SyncOverview struct {
@@ -182,6 +189,7 @@ func TestForeignCiphertextDoesNotDecrypt(t *testing.T) {
 		b.mustQuery(t, tokenA, `{ syncOverview { queuedBatchItems failedItems } connection { status } }`, nil, &d)
 		require.Equal(t, 2, d.SyncOverview.QueuedBatchItems, "A's changes stay queued")
 		require.Zero(t, d.SyncOverview.FailedItems, "nothing is parked for a decryption failure")
+		require.Equal(t, "CREDENTIALS_UNREADABLE", d.Connection.Status)
 		require.Empty(t, b.crm.Org("org-b").All("Account"), "nothing reached B's org through A's flush")
 
 		// B is unaffected and syncs with its own credentials.
