@@ -211,7 +211,7 @@ func (r *Resolver) overviewOf(ctx context.Context) (*model.SyncOverview, error) 
 	if err != nil {
 		return nil, err
 	}
-	o, err := overview.Get(ctx, r.DB, ws, time.Now())
+	o, err := r.Overview.Get(ctx, ws, time.Now())
 	if err != nil {
 		return nil, err
 	}

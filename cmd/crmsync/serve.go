@@ -25,9 +25,12 @@ import (
 	"github.com/crmsync/crmsync/internal/metrics"
 	"github.com/crmsync/crmsync/internal/oauthflow"
 	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/overview"
 	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/record"
 	"github.com/crmsync/crmsync/internal/riverweb"
 	"github.com/crmsync/crmsync/internal/secret"
+	"github.com/crmsync/crmsync/internal/synclog"
 	"github.com/crmsync/crmsync/internal/workspace"
 	"github.com/crmsync/crmsync/jobs"
 )
@@ -142,7 +145,11 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 
 	a.resolver = &graph.Resolver{
 		Logger:      logger,
-		DB:          bdb,
+		Database:    db.NewHealth(bdb),
+		Queue:       outbound.NewQueue(bdb),
+		Records:     record.NewReader(bdb),
+		SyncLog:     synclog.NewReader(bdb),
+		Overview:    overview.NewService(bdb),
 		Workspaces:  a.workspaces,
 		Connections: conns,
 		Prefs:       prefs.NewService(bdb, conns),

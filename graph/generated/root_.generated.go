@@ -1438,6 +1438,8 @@ enum ConnectionStatus {
   CONNECTED
   "The credentials can no longer be refreshed: reconnect to resume syncing."
   EXPIRED
+  "The stored credentials do not decrypt with the server's secret key (the key changed): restore the key, or reconnect, to resume syncing."
+  CREDENTIALS_UNREADABLE
 }
 
 type CrmIdentity {
@@ -1730,6 +1732,8 @@ enum PauseReason {
   CONNECTION_EXPIRED
   PAUSED_BY_USER
   NOT_CONNECTED
+  "The connection's credentials do not decrypt with the server's secret key (connection status CREDENTIALS_UNREADABLE)."
+  CREDENTIALS_UNREADABLE
 }
 
 type ConversionDailyLimit {

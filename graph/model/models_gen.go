@@ -392,16 +392,19 @@ const (
 	ConnectionStatusConnected ConnectionStatus = "CONNECTED"
 	// The credentials can no longer be refreshed: reconnect to resume syncing.
 	ConnectionStatusExpired ConnectionStatus = "EXPIRED"
+	// The stored credentials do not decrypt with the server's secret key (the key changed): restore the key, or reconnect, to resume syncing.
+	ConnectionStatusCredentialsUnreadable ConnectionStatus = "CREDENTIALS_UNREADABLE"
 )
 
 var AllConnectionStatus = []ConnectionStatus{
 	ConnectionStatusConnected,
 	ConnectionStatusExpired,
+	ConnectionStatusCredentialsUnreadable,
 }
 
 func (e ConnectionStatus) IsValid() bool {
 	switch e {
-	case ConnectionStatusConnected, ConnectionStatusExpired:
+	case ConnectionStatusConnected, ConnectionStatusExpired, ConnectionStatusCredentialsUnreadable:
 		return true
 	}
 	return false
@@ -739,6 +742,8 @@ const (
 	PauseReasonConnectionExpired PauseReason = "CONNECTION_EXPIRED"
 	PauseReasonPausedByUser      PauseReason = "PAUSED_BY_USER"
 	PauseReasonNotConnected      PauseReason = "NOT_CONNECTED"
+	// The connection's credentials do not decrypt with the server's secret key (connection status CREDENTIALS_UNREADABLE).
+	PauseReasonCredentialsUnreadable PauseReason = "CREDENTIALS_UNREADABLE"
 )
 
 var AllPauseReason = []PauseReason{
@@ -747,11 +752,12 @@ var AllPauseReason = []PauseReason{
 	PauseReasonConnectionExpired,
 	PauseReasonPausedByUser,
 	PauseReasonNotConnected,
+	PauseReasonCredentialsUnreadable,
 }
 
 func (e PauseReason) IsValid() bool {
 	switch e {
-	case PauseReasonSalesforceLimit, PauseReasonConversionLimit, PauseReasonConnectionExpired, PauseReasonPausedByUser, PauseReasonNotConnected:
+	case PauseReasonSalesforceLimit, PauseReasonConversionLimit, PauseReasonConnectionExpired, PauseReasonPausedByUser, PauseReasonNotConnected, PauseReasonCredentialsUnreadable:
 		return true
 	}
 	return false

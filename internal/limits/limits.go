@@ -1,5 +1,5 @@
 // Package limits counts the CRM API calls crmsync itself makes, for the
-// optional crmsync daily limit (ARCHITECTURE §6).
+// optional crmsync daily limit (docs/limits.md; docs/architecture.md#the-flush, the gate).
 //
 // The window is a rolling 24 hours, like Salesforce's own allowance,
 // counted in hourly buckets: the count at any moment covers the current

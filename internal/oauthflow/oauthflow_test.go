@@ -22,6 +22,7 @@ import (
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/connectors/salesforce"
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
+	"github.com/crmsync/crmsync/connectors/salesforce/sffake/sffaketest"
 	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/db"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
@@ -60,7 +61,7 @@ type testBundle struct {
 
 func setup(t *testing.T, bdb *bun.DB) *testBundle {
 	t.Helper()
-	b := &testBundle{sf: sffake.Start(t), sched: &scheduler{}, ws: workspace.NewService(bdb), logs: &bytes.Buffer{}, connected: make(chan int64, 4)}
+	b := &testBundle{sf: sffaketest.Start(t), sched: &scheduler{}, ws: workspace.NewService(bdb), logs: &bytes.Buffer{}, connected: make(chan int64, 4)}
 	key := make([]byte, secret.KeySize)
 	_, _ = rand.Read(key)
 	box, err := secret.NewBox(key)

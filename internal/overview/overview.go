@@ -91,6 +91,8 @@ func PauseReason(c *connection.Connection, conversionUsed int64) engine.PauseRea
 	switch {
 	case c.Status == connection.StatusExpired:
 		return engine.PauseConnectionExpired
+	case c.Status == connection.StatusCredentialsUnreadable:
+		return engine.PauseCredentialsUnreadable
 	case c.PausedByUser:
 		return engine.PauseByUser
 	case c.DailyLimit.Valid && conversionUsed >= c.DailyLimit.Int64:
@@ -104,4 +106,15 @@ func PauseReason(c *connection.Connection, conversionUsed int64) engine.PauseRea
 		return engine.PauseReason(c.PauseReason)
 	}
 	return engine.PauseNone
+}
+
+// Service computes workspaces' overviews for the API.
+type Service struct{ db bun.IDB }
+
+// NewService returns the overviews of the workspaces stored in db.
+func NewService(db bun.IDB) *Service { return &Service{db: db} }
+
+// Get computes the workspace's overview at now (see Get).
+func (s *Service) Get(ctx context.Context, workspaceID int64, now time.Time) (Overview, error) {
+	return Get(ctx, s.db, workspaceID, now)
 }
