@@ -32,7 +32,9 @@ func TestFakeSalesforceCommand(t *testing.T) {
 	require.Contains(t, printed, "/oauth/salesforce/start", "says how to try the web flow")
 
 	addr := freeAddr(t)
-	getenv := envOf(map[string]string{"CRMSYNC_DATA_DIR": t.TempDir()})
+	require.Contains(t, printed, "CRMSYNC_ALLOW_CRM_HOSTS=", "says how to let crmsync reach the fake org")
+	allow := strings.TrimSpace(strings.SplitN(strings.SplitN(printed, "CRMSYNC_ALLOW_CRM_HOSTS=", 2)[1], "\n", 2)[0])
+	getenv := envOf(map[string]string{"CRMSYNC_DATA_DIR": t.TempDir(), "CRMSYNC_ALLOW_CRM_HOSTS": allow}) // as the printed text says
 	serveCtx, stopServe := context.WithCancel(context.Background())
 	defer stopServe()
 	var logs lockedBuffer
