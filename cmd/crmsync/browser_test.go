@@ -202,6 +202,29 @@ func (b *browser) text(sel string) string {
 	return s
 }
 
+// waitReady waits for the server's /readyz, for as long as a loaded
+// machine may need to migrate and start (browserWait).
+func waitReady(t *testing.T, base string, done <-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(browserWait)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			t.Fatalf("serve ended early: %v", err)
+		default:
+		}
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("serve was not ready within %s", browserWait)
+}
+
 func textIs(sel, want string) string {
 	return fmt.Sprintf(`(document.querySelector(%q)?.textContent ?? "").trim() === %q`, sel, want)
 }
@@ -250,7 +273,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Logf("server logs:\n%s", logs.String())
 		}
 	})
-	waitHealthy(t, addr, done)
+	waitReady(t, base, done)
 	token := field(t, runCmd(t, getenv, "workspace", "create", "Acme"), "token")
 	// Started after the server, so it closes first (cleanups run last
 	// first) and sees no server going away.

@@ -63,17 +63,17 @@ func connectMutation(base, clientID, clientSecret, refreshToken string) string {
 # crmsync serve with CRMSYNC_ALLOW_CRM_HOSTS=` + host + `
 # (or --allow-crm-host=` + host + `).
 #
-# Connect a crmsync workspace to it: paste everything below into GraphiQL
-# (http://127.0.0.1:8080/ of crmsync serve, with the header
-# {"Authorization": "Bearer <workspace token>"}) and run it. status comes
-# back CONNECTED.
+# Then connect a workspace: paste everything below into GraphiQL
+# (http://127.0.0.1:8080/ of crmsync serve; it asks for the workspace
+# token once) and run it. status comes back CONNECTED.
 #
-# Or try the OAuth web flow instead: start crmsync serve with
+# Or try the OAuth web flow instead: start crmsync serve with that and
 #   CRMSYNC_SALESFORCE_LOGIN_URL=` + base + `
 #   CRMSYNC_SALESFORCE_CLIENT_ID=` + clientID + `
 #   CRMSYNC_SALESFORCE_CLIENT_SECRET=` + clientSecret + `
 #   CRMSYNC_SALESFORCE_REDIRECT_URL=http://127.0.0.1:8080/oauth/salesforce/callback
-# and open http://127.0.0.1:8080/oauth/salesforce/start?token=<workspace token>
+# and press Connect Salesforce in the console (http://127.0.0.1:8080/console),
+# or open http://127.0.0.1:8080/oauth/salesforce/start?token=<workspace token>
 # (the fake approves at once).
 mutation ConnectFakeSalesforce {
   connectCrm(input: {

@@ -184,6 +184,10 @@ var probes = map[string]probe{
 		var d struct{ Health struct{ Database string } }
 		a.data(t, `{ health { database migrations } }`, nil, &d)
 	},
+	"Query.workspaces": func(t *testing.T, a *attacker, v *victim) {
+		resp := a.do(t, `{ workspaces { id name } }`, nil)
+		requireDenied(t, resp, graph.CodeForbidden)
+	},
 	"Query.connection": func(t *testing.T, a *attacker, v *victim) {
 		var d struct{ Connection struct{ ID string } }
 		a.data(t, `{ connection { id connector status identity { userId username orgId instanceUrl } } }`, nil, &d)
