@@ -47,7 +47,7 @@ const (
 	reasonSuperseded    = "superseded"
 )
 
-// decideOutbound applies a field's mode (ARCHITECTURE §5.4, outbound column).
+// decideOutbound applies a field's mode (docs/architecture.md#sync-modes, outbound column).
 //
 // TWO_WAY compares times: the Conversion change's changedAt against the
 // time Salesforce's current value became true (record.Known.Stamp): the
