@@ -72,12 +72,12 @@ func (w *faultyWriter) FetchChanges(ctx context.Context, req connector.FetchChan
 }
 
 // propertyChecks sets rapid's case count and seed for the property test:
-// CRMSYNC_PROPERTY_CHECKS (default 25 per database and backend, each case
+// CRMSYNC_PROPERTY_CHECKS (default 10 per database and backend, each case
 // following propertyRecords records) and CRMSYNC_PROPERTY_SEED (default a
 // fixed seed, so `make test` is reproducible; -rapid.seed overrides both).
 func propertyChecks(t *testing.T) {
 	t.Helper()
-	checks, seed := "25", "22"
+	checks, seed := "10", "22"
 	if v := os.Getenv("CRMSYNC_PROPERTY_CHECKS"); v != "" {
 		checks = v
 	}
