@@ -7,12 +7,9 @@ package engine
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -46,10 +43,6 @@ const (
 	PauseSalesforceLimit   PauseReason = "SALESFORCE_LIMIT"
 	PauseConversionLimit   PauseReason = "CONVERSION_LIMIT"
 )
-
-// ErrBusy is returned when another flush of the same connection holds the
-// lease (on this replica or another).
-var ErrBusy = errors.New("another flush of this connection is running")
 
 // Config tunes the engine. Zero values take the defaults.
 type Config struct {
@@ -100,31 +93,16 @@ type Engine struct {
 	notifier   BatchNotifier
 	logger     *slog.Logger
 	cfg        Config
-	owner      string
 	now        func() time.Time
 
 	descs *connection.DescribeCache
 }
 
-// leaseOwner names one sync for the connection lease: the process (for
-// operators reading the table) and a random suffix.
-func (e *Engine) leaseOwner() string {
-	suffix := make([]byte, 6)
-	_, _ = rand.Read(suffix)
-	return e.owner + "/" + hex.EncodeToString(suffix)
-}
-
-// describeTTL bounds how long a describe is trusted (fields added in the
-// CRM show up after it).
-const describeTTL = 15 * time.Minute
-
 // New returns an Engine. notifier may be nil.
 func New(db *bun.DB, conns *connection.Store, connectors Connectors, notifier BatchNotifier, logger *slog.Logger, cfg Config) *Engine {
 	cfg.defaults()
-	host, _ := os.Hostname()
 	return &Engine{db: db, conns: conns, connectors: connectors, notifier: notifier, logger: logger, cfg: cfg,
-		owner: fmt.Sprintf("%s/%d", host, os.Getpid()), now: time.Now,
-		descs: connection.NewDescribeCache(describeTTL)}
+		now: time.Now, descs: connection.NewDescribeCache(connection.DescribeTTL)}
 }
 
 // Result is what one flush did.
@@ -158,13 +136,13 @@ func (e *Engine) Flush(ctx context.Context, workspaceID int64) (*Result, error) 
 	if reason != PauseNone {
 		return e.Pause(ctx, c, synclog.Outbound, reason, detail)
 	}
-	owner := e.leaseOwner()
+	owner := connection.LeaseOwner("flush")
 	ctx, release, ok, err := e.conns.HoldLease(ctx, c, owner, e.cfg.LeaseTTL)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		return nil, ErrBusy
+		return nil, connection.ErrBusy
 	}
 	defer func() {
 		if err := release(); err != nil {
