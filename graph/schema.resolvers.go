@@ -28,7 +28,7 @@ func (r *queryResolver) Viewer(ctx context.Context) (*workspace.Workspace, error
 	if err != nil {
 		return nil, err
 	}
-	return r.Workspaces.Get(ctx, id)
+	return r.Resolver.Workspaces.Get(ctx, id)
 }
 
 func (r *queryResolver) Health(ctx context.Context) (*model.Health, error) {
@@ -44,6 +44,10 @@ func (r *queryResolver) Health(ctx context.Context) (*model.Health, error) {
 		h.Migrations = model.MigrationStatePending
 	}
 	return h, nil
+}
+
+func (r *queryResolver) Workspaces(ctx context.Context) ([]*workspace.Workspace, error) {
+	return r.Resolver.Workspaces.List(ctx)
 }
 
 func (r *Resolver) Mutation() generated.MutationResolver { return &mutationResolver{r} }

@@ -109,6 +109,12 @@ func overviewModel(o overview.Overview) *model.SyncOverview {
 		FailedItems:          o.Failed,
 		Paused:               o.Paused,
 	}
+	for _, t := range model.AllRecordType {
+		out.QueuedByRecordType = append(out.QueuedByRecordType, &model.QueuedCount{RecordType: t, Queued: o.QueuedByType[record.Type(t)]})
+	}
+	for _, h := range o.CallsByHour {
+		out.APICallsByHour = append(out.APICallsByHour, &model.HourlyCalls{Hour: h.Hour, Calls: int(h.Calls)})
+	}
 	if o.ConversionLimit != nil {
 		l := int(*o.ConversionLimit)
 		out.ConversionDailyLimit.Limit = &l

@@ -2,9 +2,10 @@
 # test.sh is `make test`: it installs what the build needs (only if
 # missing), starts a throwaway PostgreSQL 15, runs go vet, checks that
 # go.mod is tidy, runs golangci-lint (.golangci.yml: import rules,
-# staticcheck, unused), checks that generated code is up to date, and runs
-# every test with the race detector against both SQLite and that
-# PostgreSQL. The cluster is removed on success
+# staticcheck, unused), checks that generated code and the console's
+# browser build (scripts/check-ui.sh) are up to date, and runs every test
+# with the race detector against both SQLite and that PostgreSQL. The
+# cluster is removed on success
 # and on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,6 +74,13 @@ if [[ $before != "$after" ]]; then
 	log "generated code is out of date; run 'make generate' and commit the result. Changed files:"
 	diff <(echo "$before") <(echo "$after") | awk '/^[<>]/ {print "  " $3}' | sort -u >&2
 	exit 1
+fi
+
+# The console's committed browser build must match its pinned sources.
+scripts/check-ui.sh
+
+if [[ -z ${CRMSYNC_BROWSER_TESTS:-} ]] && ! command -v chromium >/dev/null 2>&1; then
+	log "browser tests will skip: no Chromium (apt-get install -y chromium; .ci/run installs it and requires them)"
 fi
 
 export CRMSYNC_REQUIRE_POSTGRES=1 # PostgreSQL tests fail here instead of skipping
