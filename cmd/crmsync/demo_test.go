@@ -57,7 +57,7 @@ func TestDemo(t *testing.T) {
 		if strings.TrimSpace(chunk) == "" {
 			continue
 		}
-		_, errs := gqlparser.LoadQuery(schema, chunk)
+		_, errs := gqlparser.LoadQueryWithRules(schema, chunk, nil)
 		require.Empty(t, errs, "banner operation does not validate:\n%s", chunk)
 		ops++
 	}

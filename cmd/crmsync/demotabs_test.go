@@ -16,10 +16,10 @@ func TestDemoTabsAreValidOperations(t *testing.T) {
 	t.Parallel()
 	schema := generated.NewExecutableSchema(generated.Config{}).Schema()
 	require.Len(t, demoTabs, 5)
-	_, bad := gqlparser.LoadQuery(schema, "{ noSuchField }")
+	_, bad := gqlparser.LoadQueryWithRules(schema, "{ noSuchField }", nil)
 	require.NotEmpty(t, bad, "the check validates")
 	for _, tab := range demoTabs {
-		_, errs := gqlparser.LoadQuery(schema, tab.Query)
+		_, errs := gqlparser.LoadQueryWithRules(schema, tab.Query, nil)
 		require.Empty(t, errs, tab.Query)
 		if tab.Variables != "" {
 			require.True(t, json.Valid([]byte(tab.Variables)), tab.Variables)

@@ -96,7 +96,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	if err := c.Global.Validate(); err != nil {
+	if err := c.Validate(); err != nil {
 		return err
 	}
 	return kctx.Run(&env{ctx: ctx, getenv: getenv, stdout: stdout, stderr: stderr, global: &c.Global})

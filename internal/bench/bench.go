@@ -452,9 +452,7 @@ func (b *bench) backlog(ctx context.Context, r *Report) error {
 	for i := range b.cmd.Records {
 		changes = append(changes, b.seedChange(i, now))
 	}
-	for _, u := range b.updates(b.cmd.Changes-b.cmd.Records, now.Add(time.Second)) {
-		changes = append(changes, u)
-	}
+	changes = append(changes, b.updates(b.cmd.Changes-b.cmd.Records, now.Add(time.Second))...)
 	if err := b.ingest(ctx, changes); err != nil {
 		return err
 	}

@@ -40,12 +40,6 @@ func (o *sobject) field(name string) *Field {
 	return o.fieldIndex[strings.ToLower(name)]
 }
 
-// required reports whether a field must be given on create: createable,
-// not nillable and not defaulted on create (booleans default to false).
-func (f *Field) required() bool {
-	return f.Createable && !f.Nillable && !f.DefaultedOnCreate && f.Type != "boolean"
-}
-
 func (f *Field) isText() bool {
 	switch f.Type {
 	case "string", "textarea", "email", "phone", "url", "picklist", "multipicklist", "combobox":
