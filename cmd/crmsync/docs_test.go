@@ -33,7 +33,7 @@ func TestSalesforceDocExamples(t *testing.T) {
 	require.GreaterOrEqual(t, len(blocks), 4)
 	var connects int
 	for _, b := range blocks {
-		q, errs := gqlparser.LoadQuery(schema, b[1])
+		q, errs := gqlparser.LoadQueryWithRules(schema, b[1], nil)
 		require.Empty(t, errs, "docs/salesforce.md example does not validate:\n%s", b[1])
 		for _, op := range q.Operations {
 			if op.Operation == ast.Mutation && op.SelectionSet[0].(*ast.Field).Name == "connectCrm" {
