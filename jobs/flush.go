@@ -170,7 +170,7 @@ func (w *FlushWorker) Work(ctx context.Context, job *river.Job[FlushArgs]) error
 	res, err := w.engine.Flush(ctx, ws)
 	var cerr *connector.Error
 	switch {
-	case errors.Is(err, engine.ErrBusy):
+	case errors.Is(err, connection.ErrBusy):
 		return river.JobSnooze(time.Second)
 	case errors.Is(err, connector.ErrRateLimited) && errors.As(err, &cerr):
 		// Costs no attempt and drops nothing. Back on the next tick (sooner

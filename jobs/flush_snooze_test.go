@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/jobs"
 )
@@ -33,7 +34,7 @@ func TestFlushWorkerSnoozesOnRateLimit(t *testing.T) {
 		"daily allowance spent":   {err: connector.RateLimited(5*time.Hour, "REQUEST_LIMIT_EXCEEDED"), snooze: interval},
 		"no retry-after":          {err: connector.RateLimited(0, "REQUEST_LIMIT_EXCEEDED"), snooze: interval},
 		"concurrent limit, brief": {err: connector.RateLimited(2*time.Second, "ConcurrentPerOrgLongTxn"), snooze: 2 * time.Second},
-		"busy":                    {err: engine.ErrBusy, snooze: time.Second},
+		"busy":                    {err: connection.ErrBusy, snooze: time.Second},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

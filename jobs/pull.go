@@ -12,6 +12,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/inbound"
 )
 
@@ -79,7 +80,7 @@ func (w *PullWorker) Work(ctx context.Context, job *river.Job[PullArgs]) error {
 	res, err := w.puller.Pull(ctx, job.Args.WorkspaceID)
 	var cerr *connector.Error
 	switch {
-	case errors.Is(err, inbound.ErrBusy):
+	case errors.Is(err, connection.ErrBusy):
 		return river.JobSnooze(2 * time.Second)
 	case errors.Is(err, connector.ErrRateLimited) && errors.As(err, &cerr):
 		d := w.interval

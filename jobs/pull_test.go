@@ -102,7 +102,7 @@ func TestPullWorkerControlFlow(t *testing.T) {
 		"done":                  {res: &inbound.Result{}},
 		"paused":                {res: &inbound.Result{Paused: engine.PauseSalesforceLimit}},
 		"more pages":            {res: &inbound.Result{More: true}, snooze: time.Second},
-		"busy":                  {err: inbound.ErrBusy, snooze: 2 * time.Second},
+		"busy":                  {err: connection.ErrBusy, snooze: 2 * time.Second},
 		"rate limited briefly":  {err: connector.RateLimited(10*time.Second, "slow down"), snooze: 10 * time.Second},
 		"rate limited for long": {err: connector.RateLimited(5*time.Hour, "spent"), snooze: interval},
 		"rate limited, unknown": {err: connector.RateLimited(0, "spent"), snooze: interval},

@@ -16,7 +16,7 @@ import (
 
 	"github.com/crmsync/crmsync/connectors/salesforce"
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
-	"github.com/crmsync/crmsync/internal/engine"
+	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/record"
 )
@@ -319,7 +319,7 @@ func (b *bench) tick(ctx context.Context, ws int64) error {
 func (b *bench) flushOnce(ctx context.Context, ws int64) error {
 	for {
 		res, err := b.a.Engine.Flush(ctx, ws)
-		if errors.Is(err, engine.ErrBusy) {
+		if errors.Is(err, connection.ErrBusy) {
 			return nil // the connect-time flush is still running
 		}
 		if err != nil || !res.More {

@@ -7,10 +7,13 @@ package connection
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"time"
 
@@ -300,6 +303,27 @@ func (s *Store) AcquireLease(ctx context.Context, c *Connection, owner string, t
 	}
 	return n == 1, nil
 }
+
+// ErrBusy is returned when another sync of the connection (a flush or a
+// pull, on this replica or another) holds its lease.
+var ErrBusy = errors.New("another sync of this connection is running")
+
+// LeaseOwner names one sync for the connection lease: the process (its
+// replica.Identity.Owner(), or host and pid when empty, for operators
+// reading the table), the sync's role ("flush", "pull") and a random suffix.
+func LeaseOwner(process, role string) string {
+	if process == "" {
+		host, _ := os.Hostname()
+		process = fmt.Sprintf("%s/%d", host, os.Getpid())
+	}
+	suffix := make([]byte, 6)
+	_, _ = rand.Read(suffix)
+	return fmt.Sprintf("%s/%s/%s", process, role, hex.EncodeToString(suffix))
+}
+
+// DescribeTTL bounds how long a connection's describe (objects, fields and
+// capabilities) is trusted: fields added in the CRM show up after it.
+const DescribeTTL = 15 * time.Minute
 
 // DefaultLeaseTTL is how long a sync holds its connection's lease between
 // renewals, so how long a replica that died mid-sync blocks the connection.

@@ -6,14 +6,10 @@
 package engine
 
 import (
-	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -50,10 +46,6 @@ const (
 	// with this server's secret key (connection.StatusCredentialsUnreadable).
 	PauseCredentialsUnreadable PauseReason = "CREDENTIALS_UNREADABLE"
 )
-
-// ErrBusy is returned when another flush of the same connection holds the
-// lease (on this replica or another).
-var ErrBusy = errors.New("another flush of this connection is running")
 
 // Config tunes the engine. Zero values take the defaults.
 type Config struct {
@@ -107,31 +99,16 @@ type Engine struct {
 	notifier   BatchNotifier
 	logger     *slog.Logger
 	cfg        Config
-	owner      string
 	now        func() time.Time
 
 	descs *connection.DescribeCache
 }
 
-// leaseOwner names one sync for the connection lease: the process (for
-// operators reading the table) and a random suffix.
-func (e *Engine) leaseOwner() string {
-	suffix := make([]byte, 6)
-	_, _ = rand.Read(suffix)
-	return e.owner + "/" + hex.EncodeToString(suffix)
-}
-
-// describeTTL bounds how long a describe is trusted (fields added in the
-// CRM show up after it).
-const describeTTL = 15 * time.Minute
-
 // New returns an Engine. notifier may be nil.
 func New(db *bun.DB, conns *connection.Store, connectors Connectors, notifier BatchNotifier, logger *slog.Logger, cfg Config) *Engine {
 	cfg.defaults()
-	host, _ := os.Hostname()
 	return &Engine{db: db, conns: conns, connectors: connectors, notifier: notifier, logger: logger, cfg: cfg,
-		owner: cmp.Or(cfg.Owner, fmt.Sprintf("%s/%d", host, os.Getpid())), now: time.Now,
-		descs: connection.NewDescribeCache(describeTTL)}
+		now: time.Now, descs: connection.NewDescribeCache(connection.DescribeTTL)}
 }
 
 // Result is what one flush did.
@@ -165,13 +142,13 @@ func (e *Engine) Flush(ctx context.Context, workspaceID int64) (*Result, error) 
 	if reason != PauseNone {
 		return e.Pause(ctx, c, synclog.Outbound, reason, detail)
 	}
-	owner := e.leaseOwner()
+	owner := connection.LeaseOwner(e.cfg.Owner, "flush")
 	ctx, release, ok, err := e.conns.HoldLease(ctx, c, owner, e.cfg.LeaseTTL)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		return nil, ErrBusy
+		return nil, connection.ErrBusy
 	}
 	defer func() {
 		if err := release(); err != nil {

@@ -7,14 +7,9 @@
 package inbound
 
 import (
-	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -39,10 +34,6 @@ type Gate interface {
 	Pause(ctx context.Context, c *connection.Connection, dir synclog.Direction, reason engine.PauseReason, detail string) (*engine.Result, error)
 	Resume(ctx context.Context, c *connection.Connection) error
 }
-
-// ErrBusy is returned when another sync of the same connection (a flush or
-// a pull, on any replica) holds the connection's lease.
-var ErrBusy = errors.New("another sync of this connection is running")
 
 // Config tunes pulls. Zero values take the defaults.
 type Config struct {
@@ -80,21 +71,16 @@ type Puller struct {
 	pub        events.Publisher
 	logger     *slog.Logger
 	cfg        Config
-	owner      string
 	now        func() time.Time
 
 	descs *connection.DescribeCache
 }
 
-// describeTTL bounds how long a describe is trusted.
-const describeTTL = 15 * time.Minute
-
 // New returns a Puller. gate is the outbound engine; pub may be nil.
 func New(db *bun.DB, conns *connection.Store, connectors Connectors, gate Gate, pub events.Publisher, logger *slog.Logger, cfg Config) *Puller {
 	cfg.defaults()
-	host, _ := os.Hostname()
 	return &Puller{db: db, conns: conns, connectors: connectors, gate: gate, pub: pub, logger: logger, cfg: cfg,
-		owner: cmp.Or(cfg.Owner, fmt.Sprintf("%s/%d", host, os.Getpid())) + "/pull", now: time.Now, descs: connection.NewDescribeCache(describeTTL)}
+		now: time.Now, descs: connection.NewDescribeCache(connection.DescribeTTL)}
 }
 
 // Result is what one pull did.
@@ -117,7 +103,7 @@ type Result struct {
 // connector.ErrRateLimited), ...); what was applied before it stays
 // applied and the next pull resumes after it. Expired credentials are not
 // an error: the connection is marked expired and the result says paused.
-// ErrBusy means another sync of the connection is running.
+// connection.ErrBusy means another sync of the connection is running.
 func (p *Puller) Pull(ctx context.Context, workspaceID int64) (*Result, error) {
 	c, err := p.conns.Get(ctx, workspaceID)
 	if errors.Is(err, connection.ErrNotConnected) {
@@ -136,13 +122,13 @@ func (p *Puller) Pull(ctx context.Context, workspaceID int64) (*Result, error) {
 	if reason != engine.PauseNone {
 		return p.pause(ctx, c, reason, detail)
 	}
-	owner := p.leaseOwner()
+	owner := connection.LeaseOwner(p.cfg.Owner, "pull")
 	ctx, release, ok, err := p.conns.HoldLease(ctx, c, owner, p.cfg.LeaseTTL)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		return nil, ErrBusy
+		return nil, connection.ErrBusy
 	}
 	defer func() {
 		if err := release(); err != nil {
@@ -165,13 +151,6 @@ func (p *Puller) pause(ctx context.Context, c *connection.Connection, reason eng
 		return nil, err
 	}
 	return &Result{Paused: er.Paused, Batch: er.Batch}, nil
-}
-
-// leaseOwner names one pull for the connection lease.
-func (p *Puller) leaseOwner() string {
-	suffix := make([]byte, 6)
-	_, _ = rand.Read(suffix)
-	return p.owner + "/" + hex.EncodeToString(suffix)
 }
 
 func (p *Puller) publish(ctx context.Context, e events.Event) {
