@@ -114,11 +114,17 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	crms := knownConnectors{host: a.plugins, external: external}
 	store := connection.NewStore(bdb, box)
 	notices := eventNotifier{bus: a.bus, logger: logger, metrics: observer}
-	a.engine = engine.New(bdb, store, crms, notices, logger, engine.Config{LeaseTTL: cfg.Lease})
+	paced := cfg.Schedule() == "budget"
+	a.engine = engine.New(bdb, store, crms, notices, logger, engine.Config{LeaseTTL: cfg.Lease,
+		Pace: engine.PaceConfig{Enabled: paced, Share: cfg.BudgetShare / 100, Burst: float64(cfg.PaceBurst)}})
 
 	// River: one client inserting and working jobs.
 	workers := river.NewWorkers()
-	river.AddWorker(workers, jobs.NewFlushWorker(bdb, a.engine, cfg.FlushInterval, logger))
+	flushWorker := jobs.NewFlushWorker(bdb, a.engine, cfg.FlushInterval, logger)
+	if paced {
+		flushWorker.WithPacing(cfg.Settle())
+	}
+	river.AddWorker(workers, flushWorker)
 	river.AddWorker(workers, jobs.NewSweepWorker(bdb))
 	puller := inbound.New(bdb, store, crms, a.engine, a.bus, logger, inbound.Config{LeaseTTL: cfg.Lease})
 	river.AddWorker(workers, jobs.NewPullWorker(puller, cfg.PullInterval, logger))
@@ -135,6 +141,9 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	}
 	a.river, a.working = client, true
 	sched := jobs.NewScheduler(client, cfg.FlushInterval)
+	if paced {
+		sched.WithPacing(cfg.Settle())
+	}
 	conns := connection.NewService(store, crms, sched)
 
 	a.resolver = &graph.Resolver{

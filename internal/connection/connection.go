@@ -68,6 +68,12 @@ type Connection struct {
 	LeaseOwner       string          `bun:"lease_owner,notnull"`
 	LeaseUntil       bun.NullTime    `bun:"lease_until"`
 	PauseReason      string          `bun:"pause_reason,notnull"`
+	// PaceTokens, PaceRate and PaceAt are the outbound token bucket
+	// (internal/engine, pace.go): its content in calls at PaceAt and its
+	// refill rate in calls per second. Invalid PaceAt: a full bucket.
+	PaceTokens sql.NullFloat64 `bun:"pace_tokens"`
+	PaceRate   sql.NullFloat64 `bun:"pace_rate"`
+	PaceAt     bun.NullTime    `bun:"pace_at"`
 	CreatedAt        time.Time       `bun:"created_at,notnull"`
 	UpdatedAt        time.Time       `bun:"updated_at,notnull"`
 }
@@ -315,6 +321,19 @@ func (s *Store) MarkFlushStarted(ctx context.Context, c *Connection) error {
 		return fmt.Errorf("stamp flush of connection %d: %w", c.ID, err)
 	}
 	c.LastFlushAt = bun.NullTime{Time: now}
+	return nil
+}
+
+// SetPace stores the outbound token bucket after a flush spent from it.
+func (s *Store) SetPace(ctx context.Context, c *Connection, tokens, rate float64, at time.Time) error {
+	c.PaceTokens = sql.NullFloat64{Float64: tokens, Valid: true}
+	c.PaceRate = sql.NullFloat64{Float64: rate, Valid: true}
+	c.PaceAt = bun.NullTime{Time: at.UTC()}
+	_, err := s.db.NewUpdate().Model((*Connection)(nil)).Set("pace_tokens = ?, pace_rate = ?, pace_at = ?", c.PaceTokens, c.PaceRate, c.PaceAt).
+		Where("id = ?", c.ID).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("store the pace of connection %d: %w", c.ID, err)
+	}
 	return nil
 }
 

@@ -68,6 +68,8 @@ type Config struct {
 	// LimitProbe is how old a reading of a spent Salesforce allowance must
 	// be before a flush checks it again with one Limits call (default 1 min).
 	LimitProbe time.Duration
+	// Pace is budget pacing (pace.go); off unless enabled.
+	Pace PaceConfig
 }
 
 func (c *Config) defaults() {
@@ -89,6 +91,7 @@ func (c *Config) defaults() {
 	if c.LimitProbe <= 0 {
 		c.LimitProbe = time.Minute
 	}
+	c.Pace.defaults()
 }
 
 // Engine flushes workspaces' queues.
@@ -135,6 +138,9 @@ type Result struct {
 	Paused PauseReason
 	// More is true when due items remain (the claim was full).
 	More bool
+	// Wait is set when due items were left queued because the pacing
+	// bucket is dry: a flush may start after Wait.
+	Wait time.Duration
 }
 
 // Flush runs one flush of a workspace's queue. A whole-call connector

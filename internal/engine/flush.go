@@ -67,6 +67,8 @@ type flush struct {
 	crm   connector.Connector
 	meter *connection.Meter
 	now   time.Time
+	// pace is the bucket as the flush found it (pacing on).
+	pace Pace
 
 	objs    map[record.Type]prefs.ObjectPreference
 	maps    map[record.Type][]prefs.FieldMapping
@@ -113,6 +115,14 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 	if len(items) == 0 {
 		return &Result{}, f.e.Resume(ctx, f.c)
 	}
+	if f.e.cfg.Pace.Enabled {
+		if f.pace, err = f.e.pace(ctx, f.e.db, f.c, f.now); err != nil {
+			return nil, err
+		}
+		if f.pace.Wait > 0 {
+			return &Result{Wait: f.pace.Wait}, nil // the items wait and coalesce
+		}
+	}
 	batch := &synclog.Batch{WorkspaceID: f.c.WorkspaceID, Direction: synclog.Outbound, StartedAt: f.now}
 	if err := f.plan(ctx, items); err != nil {
 		return nil, err
@@ -122,6 +132,11 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 			return nil, err
 		}
 		return f.e.Pause(ctx, f.c, synclog.Outbound, reason, detail)
+	}
+	if f.pace.Enabled && f.pace.Spent+int64(f.plannedCalls()) > f.pace.BudgetPerDay {
+		// The daily limit is checked above; this is the share budget: the
+		// batch waits until enough calls leave the window.
+		return &Result{Wait: untilNextHour(f.now)}, nil
 	}
 	// Only a batch that goes ahead ends a pause episode: a batch refused
 	// by its budget continues the one the gate let through.
@@ -436,6 +451,9 @@ func (f *flush) commit(ctx context.Context, batch *synclog.Batch) error {
 			}
 		}
 		if err := limits.Record(ctx, tx, f.c.WorkspaceID, f.now, f.meter.Calls); err != nil {
+			return err
+		}
+		if err := f.spend(ctx, tx); err != nil {
 			return err
 		}
 		if err := synclog.Write(ctx, tx, batch); err != nil {

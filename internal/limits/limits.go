@@ -80,3 +80,21 @@ func UsedByWorkspace(ctx context.Context, db bun.IDB, now time.Time) (map[int64]
 	}
 	return out, nil
 }
+
+// Hourly returns the calls the workspace made in each hour of the window
+// ending at now, keyed by the hour's start (UTC); hours without calls are
+// absent. The pacing of outbound flushes reads it to know when calls leave
+// the window.
+func Hourly(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (map[time.Time]int64, error) {
+	var rows []bucket
+	from := now.UTC().Truncate(time.Hour).Add(-Window + time.Hour)
+	err := db.NewSelect().Model(&rows).Where("workspace_id = ? AND hour >= ?", workspaceID, from).Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("count hourly API calls of workspace %d: %w", workspaceID, err)
+	}
+	out := make(map[time.Time]int64, len(rows))
+	for _, r := range rows {
+		out[r.Hour.UTC()] = r.Calls
+	}
+	return out, nil
+}
