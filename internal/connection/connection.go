@@ -74,8 +74,8 @@ type Connection struct {
 	PaceTokens sql.NullFloat64 `bun:"pace_tokens"`
 	PaceRate   sql.NullFloat64 `bun:"pace_rate"`
 	PaceAt     bun.NullTime    `bun:"pace_at"`
-	CreatedAt        time.Time       `bun:"created_at,notnull"`
-	UpdatedAt        time.Time       `bun:"updated_at,notnull"`
+	CreatedAt  time.Time       `bun:"created_at,notnull"`
+	UpdatedAt  time.Time       `bun:"updated_at,notnull"`
 }
 
 func binding(c *Connection) string {
