@@ -65,6 +65,71 @@ type BatchFetcher interface {
 	FetchCurrentMany(ctx context.Context, req FetchManyRequest) (*FetchManyResponse, error)
 }
 
+// ConditionalUpdater is the optional capability of updating records only
+// if they were not modified since a given time, several records in one
+// call (Salesforce: single-record PATCHes carrying If-Unmodified-Since,
+// packed into one /composite call). A connector that implements it
+// announces [CapabilityConditionalUpdate]. It lets crmsync write a small
+// flush without reading first when it already knows the records' state:
+// a record changed since is refused, not overwritten.
+type ConditionalUpdater interface {
+	// UpdateIfUnmodified applies each update unless its record was modified
+	// after the update's UnmodifiedSince (compared at the CRM's precision:
+	// Salesforce's LastModifiedDate has whole seconds, so a change within
+	// that same second is not seen). It answers with exactly one
+	// ConditionalResult per update, in order: written, PreconditionFailed
+	// (the record changed: nothing was written to it), or a RecordError.
+	// When ReadBack names fields, it also returns the updated records'
+	// state after the writes, read in the same call where the CRM allows,
+	// with the CRM's clock at that moment in Meta.ServerTime. It takes at
+	// most MaxConditionalUpdates updates (ErrInvalid beyond). A Go error
+	// means no update's outcome is known.
+	UpdateIfUnmodified(ctx context.Context, req ConditionalUpdateRequest) (*ConditionalUpdateResponse, error)
+}
+
+// MaxConditionalUpdates is the most updates one UpdateIfUnmodified takes
+// (Salesforce: 25 subrequests per /composite call, less the read-back).
+const MaxConditionalUpdates = 20
+
+// ConditionalUpdate updates one record if it is unmodified since a time.
+type ConditionalUpdate struct {
+	Object string
+	ID     string
+	// Fields holds JSON scalar values (nil clears the field).
+	Fields map[string]any
+	// UnmodifiedSince is the record's LastModified as crmsync knows it.
+	UnmodifiedSince time.Time
+}
+
+// ConditionalUpdateRequest is a list of conditional updates, applied
+// independently of each other.
+type ConditionalUpdateRequest struct {
+	Session Session
+	Updates []ConditionalUpdate
+	// ReadBack, per object, lists the fields to return of that object's
+	// updated records after the writes (nil: nothing is read back).
+	ReadBack map[string][]string
+}
+
+// ConditionalUpdateResponse answers a ConditionalUpdateRequest.
+type ConditionalUpdateResponse struct {
+	// Results has one entry per update, in order.
+	Results []ConditionalResult
+	// Records is the read-back: the updated records' state after the
+	// writes (written or not), as of Meta.ServerTime.
+	Records []Record
+	Meta
+}
+
+// ConditionalResult is the outcome of one ConditionalUpdate: written when
+// neither PreconditionFailed nor Error is set.
+type ConditionalResult struct {
+	// PreconditionFailed: the record was modified after UnmodifiedSince;
+	// nothing was written to it. Not an error: read it and decide again.
+	PreconditionFailed bool
+	Error              *RecordError
+}
+
 // FetchManyRequest is several by-id FetchCurrent requests made as one.
 type FetchManyRequest struct {
 	Session  Session
@@ -87,6 +152,9 @@ const (
 	CapabilityUpsert Capability = "upsert"
 	// CapabilityFetchMany: the connector implements BatchFetcher.
 	CapabilityFetchMany Capability = "fetch_many"
+	// CapabilityConditionalUpdate: the connector implements
+	// ConditionalUpdater.
+	CapabilityConditionalUpdate Capability = "conditional_update"
 )
 
 // Session is what every call carries: the connection's configuration and its
@@ -109,6 +177,11 @@ type Meta struct {
 	// against the CRM's allowance (Salesforce: every REST call but the
 	// versions list and OAuth). crmsync's own daily limit counts these.
 	Calls int
+	// ServerTime is the CRM's clock when it answered the call's last
+	// request (Salesforce: the response's Date header, whole seconds),
+	// zero when unknown. A record read in the call was current at that
+	// moment: crmsync proves a known state fresh against it.
+	ServerTime time.Time
 }
 
 // ResponseMeta returns m. Every response embeds Meta, so every response

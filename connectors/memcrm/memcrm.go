@@ -199,7 +199,8 @@ func (c *CRM) description() *connector.Description {
 			{Name: "faults", Description: "Fault knobs: latency, error_rate, crash_on, records (see memcrm.Faults)."},
 			{Name: "token", Description: "API token; must equal the CRM's token.", Required: true, Secret: true},
 		},
-		Capabilities: []connector.Capability{connector.CapabilityFetchChanges, connector.CapabilityUpsert, connector.CapabilityFetchMany},
+		Capabilities: []connector.Capability{connector.CapabilityFetchChanges, connector.CapabilityUpsert, connector.CapabilityFetchMany,
+			connector.CapabilityConditionalUpdate},
 	}
 }
 
@@ -343,6 +344,49 @@ func (c *CRM) BulkUpdate(ctx context.Context, req connector.BulkUpdateRequest) (
 		results[i] = cl.org.apply(cl.faults, op)
 	}
 	return &connector.BulkUpdateResponse{Results: results, Meta: meta}, nil
+}
+
+// UpdateIfUnmodified implements connector.ConditionalUpdater. Like
+// Salesforce's PATCHes and retrieves packed into one /composite call, it
+// costs one API call. Its Meta.ServerTime is the org's clock (whole
+// seconds) when the call began, before its writes: a read-back is current
+// at least as of then.
+func (c *CRM) UpdateIfUnmodified(ctx context.Context, req connector.ConditionalUpdateRequest) (*connector.ConditionalUpdateResponse, error) {
+	if len(req.Updates) > connector.MaxConditionalUpdates {
+		return nil, connector.Errorf(connector.KindInvalid, "memcrm conditional update: %d updates, at most %d", len(req.Updates), connector.MaxConditionalUpdates)
+	}
+	cl, err := c.begin(ctx, "UpdateIfUnmodified", req.Session)
+	if err != nil {
+		return nil, err
+	}
+	defs := map[string]*objectDef{}
+	for o, fields := range req.ReadBack {
+		if defs[o], err = c.readable(o, fields); err != nil {
+			return nil, fmt.Errorf("memcrm conditional update: %w", err)
+		}
+	}
+	meta, err := cl.org.charge(1)
+	if err != nil {
+		return nil, err
+	}
+	out := &connector.ConditionalUpdateResponse{Results: make([]connector.ConditionalResult, len(req.Updates)), Meta: meta}
+	ids := map[string][]string{}
+	for i, u := range req.Updates {
+		op := connector.Operation{Kind: connector.OpUpdate, Object: u.Object, ID: u.ID, Fields: u.Fields}
+		out.Results[i] = cl.org.writeIfUnmodified(cl.faults, op, u.UnmodifiedSince)
+		ids[u.Object] = append(ids[u.Object], u.ID)
+	}
+	for o, def := range defs {
+		if len(ids[o]) == 0 {
+			continue
+		}
+		recs, err := cl.org.fetch(def, connector.FetchCurrentRequest{Object: o, IDs: ids[o], Fields: req.ReadBack[o]})
+		if err != nil {
+			return nil, err
+		}
+		out.Records = append(out.Records, recs...)
+	}
+	return out, nil
 }
 
 // FetchChanges implements connector.ChangeFetcher: records (deleted ones
