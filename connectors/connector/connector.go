@@ -79,17 +79,23 @@ type ConditionalUpdater interface {
 	// that same second is not seen). It answers with exactly one
 	// ConditionalResult per update, in order: written, PreconditionFailed
 	// (the record changed: nothing was written to it), or a RecordError.
-	// When ReadBack names fields, it also returns the updated records'
-	// state after the writes, read in the same call where the CRM allows,
-	// with the CRM's clock at that moment in Meta.ServerTime. It takes at
-	// most MaxConditionalUpdates updates (ErrInvalid beyond). A Go error
-	// means no update's outcome is known.
+	// It also runs Reads, by-id reads after the writes, in the same call
+	// where the CRM allows (Salesforce: retrieve subrequests), and returns
+	// their records with the CRM's clock at that moment in Meta.ServerTime:
+	// crmsync reads back the records it writes, and others whose state it
+	// wants to know. It takes at most MaxConditionalUpdates updates and
+	// MaxConditionalReads reads (ErrInvalid beyond). A Go error means no
+	// update's outcome is known.
 	UpdateIfUnmodified(ctx context.Context, req ConditionalUpdateRequest) (*ConditionalUpdateResponse, error)
 }
 
-// MaxConditionalUpdates is the most updates one UpdateIfUnmodified takes
-// (Salesforce: 25 subrequests per /composite call, less the read-back).
-const MaxConditionalUpdates = 20
+// MaxConditionalUpdates and MaxConditionalReads bound one
+// UpdateIfUnmodified (Salesforce: 25 subrequests per /composite call, of
+// which at most 5 retrieves of up to 2,000 ids each).
+const (
+	MaxConditionalUpdates = 20
+	MaxConditionalReads   = 5
+)
 
 // ConditionalUpdate updates one record if it is unmodified since a time.
 type ConditionalUpdate struct {
@@ -106,17 +112,17 @@ type ConditionalUpdate struct {
 type ConditionalUpdateRequest struct {
 	Session Session
 	Updates []ConditionalUpdate
-	// ReadBack, per object, lists the fields to return of that object's
-	// updated records after the writes (nil: nothing is read back).
-	ReadBack map[string][]string
+	// Reads are by-id reads (no match keys, Session ignored) run after the
+	// writes: the records' state once written (or refused).
+	Reads []FetchCurrentRequest
 }
 
 // ConditionalUpdateResponse answers a ConditionalUpdateRequest.
 type ConditionalUpdateResponse struct {
 	// Results has one entry per update, in order.
 	Results []ConditionalResult
-	// Records is the read-back: the updated records' state after the
-	// writes (written or not), as of Meta.ServerTime.
+	// Records holds the records of Reads, in no particular order, as of
+	// Meta.ServerTime.
 	Records []Record
 	Meta
 }

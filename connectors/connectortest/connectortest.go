@@ -527,7 +527,7 @@ func testConditionalUpdate(t *testing.T, h Harness) {
 			{Object: h.Object, ID: ids[1], Fields: map[string]any{h.UpdateField: "Stale"}, UnmodifiedSince: stamp(1).Add(-time.Hour)},
 			{Object: h.Object, ID: ids[2], Fields: map[string]any{"NoSuchField__x": "x"}, UnmodifiedSince: stamp(2)},
 		},
-		ReadBack: map[string][]string{h.Object: {h.UpdateField}},
+		Reads: []connector.FetchCurrentRequest{{Object: h.Object, IDs: ids[:2], Fields: []string{h.UpdateField}}},
 	})
 	require.NoError(t, err, "conditional update")
 	require.Len(t, resp.Results, 3, "one result per update")
@@ -547,6 +547,7 @@ func testConditionalUpdate(t *testing.T, h Harness) {
 		back[r.ID] = r
 	}
 	require.Contains(t, back, ids[0], "the read-back has the written record")
+	require.Contains(t, back, ids[1], "the read-back has the refused record")
 	require.Equal(t, "Conditional", back[ids[0]].Fields[h.UpdateField], "the read-back is after the write")
 	if !resp.ServerTime.IsZero() {
 		require.False(t, back[ids[0]].LastModified.After(resp.ServerTime), "the read-back's stamps are not after the CRM's clock when it answered")

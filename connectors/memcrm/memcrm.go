@@ -359,9 +359,15 @@ func (c *CRM) UpdateIfUnmodified(ctx context.Context, req connector.ConditionalU
 	if err != nil {
 		return nil, err
 	}
-	defs := map[string]*objectDef{}
-	for o, fields := range req.ReadBack {
-		if defs[o], err = c.readable(o, fields); err != nil {
+	if len(req.Reads) > connector.MaxConditionalReads {
+		return nil, connector.Errorf(connector.KindInvalid, "memcrm conditional update: %d reads, at most %d", len(req.Reads), connector.MaxConditionalReads)
+	}
+	defs := make([]*objectDef, len(req.Reads))
+	for i, r := range req.Reads {
+		if r.Match != nil {
+			return nil, connector.Errorf(connector.KindInvalid, "memcrm conditional update: read %d has a match key; only ids are accepted", i)
+		}
+		if defs[i], err = c.readable(r.Object, r.Fields); err != nil {
 			return nil, fmt.Errorf("memcrm conditional update: %w", err)
 		}
 	}
@@ -370,17 +376,15 @@ func (c *CRM) UpdateIfUnmodified(ctx context.Context, req connector.ConditionalU
 		return nil, err
 	}
 	out := &connector.ConditionalUpdateResponse{Results: make([]connector.ConditionalResult, len(req.Updates)), Meta: meta}
-	ids := map[string][]string{}
 	for i, u := range req.Updates {
 		op := connector.Operation{Kind: connector.OpUpdate, Object: u.Object, ID: u.ID, Fields: u.Fields}
 		out.Results[i] = cl.org.writeIfUnmodified(cl.faults, op, u.UnmodifiedSince)
-		ids[u.Object] = append(ids[u.Object], u.ID)
 	}
-	for o, def := range defs {
-		if len(ids[o]) == 0 {
-			continue
+	for i, r := range req.Reads {
+		if r.IDs == nil {
+			r.IDs = []string{}
 		}
-		recs, err := cl.org.fetch(def, connector.FetchCurrentRequest{Object: o, IDs: ids[o], Fields: req.ReadBack[o]})
+		recs, err := cl.org.fetch(defs[i], r)
 		if err != nil {
 			return nil, err
 		}

@@ -22,11 +22,12 @@ func (r *remote) UpdateIfUnmodified(ctx context.Context, req connector.Condition
 		}
 		in.Updates = append(in.Updates, &pb.ConditionalUpdate{Object: u.Object, Id: u.ID, Fields: fields, UnmodifiedSince: timeToPB(u.UnmodifiedSince)})
 	}
-	if len(req.ReadBack) > 0 {
-		in.ReadBack = make(map[string]*pb.FieldList, len(req.ReadBack))
-		for o, fields := range req.ReadBack {
-			in.ReadBack[o] = &pb.FieldList{Fields: fields}
+	for _, q := range req.Reads {
+		one := &pb.FetchCurrentRequest{Object: q.Object, Ids: q.IDs, Fields: q.Fields}
+		if q.Match != nil {
+			one.Match = &pb.MatchKey{Field: q.Match.Field, Values: q.Match.Values}
 		}
+		in.Reads = append(in.Reads, one)
 	}
 	resp, err := invoke(ctx, r, "UpdateIfUnmodified", func(c pb.ConnectorClient) (*pb.ConditionalUpdateResponse, error) {
 		return c.UpdateIfUnmodified(ctx, in)
@@ -58,11 +59,14 @@ func (s *server) UpdateIfUnmodified(ctx context.Context, req *pb.ConditionalUpda
 		in.Updates = append(in.Updates, connector.ConditionalUpdate{Object: u.GetObject(), ID: u.GetId(), Fields: fields,
 			UnmodifiedSince: timeFromPB(u.GetUnmodifiedSince())})
 	}
-	if rb := req.GetReadBack(); len(rb) > 0 {
-		in.ReadBack = make(map[string][]string, len(rb))
-		for o, list := range rb {
-			in.ReadBack[o] = list.GetFields()
+	for _, q := range req.GetReads() {
+		one := connector.FetchCurrentRequest{Object: q.GetObject(), IDs: q.GetIds(), Fields: q.GetFields()}
+		if m := q.GetMatch(); m != nil {
+			one.Match = &connector.MatchKey{Field: m.GetField(), Values: m.GetValues()}
+		} else if one.IDs == nil {
+			one.IDs = []string{}
 		}
+		in.Reads = append(in.Reads, one)
 	}
 	resp, err := cu.UpdateIfUnmodified(ctx, in)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"slices"
 
 	"github.com/crmsync/crmsync/connectors/connector"
 )
@@ -21,8 +20,13 @@ func (c *Connector) UpdateIfUnmodified(ctx context.Context, req connector.Condit
 	if len(req.Updates) > connector.MaxConditionalUpdates {
 		return nil, connector.Errorf(connector.KindInvalid, "salesforce conditional update: %d updates, at most %d", len(req.Updates), connector.MaxConditionalUpdates)
 	}
-	if len(req.ReadBack) > maxCompositeCollections {
-		return nil, connector.Errorf(connector.KindInvalid, "salesforce conditional update: read-back of %d objects, at most %d", len(req.ReadBack), maxCompositeCollections)
+	if len(req.Reads) > connector.MaxConditionalReads {
+		return nil, connector.Errorf(connector.KindInvalid, "salesforce conditional update: %d reads, at most %d", len(req.Reads), connector.MaxConditionalReads)
+	}
+	for i, r := range req.Reads {
+		if r.Match != nil || len(r.IDs) > maxRetrieveIDs {
+			return nil, connector.Errorf(connector.KindInvalid, "salesforce conditional update: read %d (%s) must name at most %d ids and no match key", i, r.Object, maxRetrieveIDs)
+		}
 	}
 	out := &connector.ConditionalUpdateResponse{Results: make([]connector.ConditionalResult, len(req.Updates))}
 	if len(req.Updates) == 0 {
@@ -34,7 +38,6 @@ func (c *Connector) UpdateIfUnmodified(ctx context.Context, req connector.Condit
 	}
 	var subs []subrequest
 	sent := make([]int, 0, len(req.Updates)) // subrequest i carries update sent[i]
-	ids := map[string][]string{}
 	for i, u := range req.Updates {
 		op := connector.Operation{Kind: connector.OpUpdate, Object: u.Object, ID: u.ID, Fields: u.Fields}
 		if e, err := cl.check(ctx, op); err != nil {
@@ -56,26 +59,24 @@ func (c *Connector) UpdateIfUnmodified(ctx context.Context, req connector.Condit
 		subs = append(subs, subrequest{Method: "PATCH", URL: "/services/data/" + cl.version + "/sobjects/" + u.Object + "/" + ID18(u.ID),
 			ReferenceID: fmt.Sprintf("u%d", i), Body: fields, HTTPHeaders: headers})
 		sent = append(sent, i)
-		ids[u.Object] = append(ids[u.Object], ID18(u.ID))
 	}
-	objects := make([]string, 0, len(req.ReadBack))
-	for o := range req.ReadBack {
-		if len(ids[o]) > 0 {
-			objects = append(objects, o)
-		}
-	}
-	slices.Sort(objects)
-	described := make([]*sfObject, len(objects))
-	for k, o := range objects {
-		if described[k], err = cl.describe(ctx, o); err != nil {
-			return nil, err
-		}
-		fields, err := selectFields(described[k], req.ReadBack[o])
+	var described []*sfObject
+	for k, r := range req.Reads {
+		o, err := cl.describe(ctx, r.Object)
 		if err != nil {
 			return nil, err
 		}
-		subs = append(subs, subrequest{Method: "POST", URL: "/services/data/" + cl.version + "/composite/sobjects/" + o,
-			ReferenceID: fmt.Sprintf("read%d", k), Body: map[string]any{"ids": ids[o], "fields": fields}})
+		fields, err := selectFields(o, r.Fields)
+		if err != nil {
+			return nil, err
+		}
+		reads := retrieveRequests(o, r.IDs, fields)
+		if len(reads) == 0 {
+			continue
+		}
+		described = append(described, o)
+		subs = append(subs, subrequest{Method: "POST", URL: "/services/data/" + cl.version + reads[0].path,
+			ReferenceID: fmt.Sprintf("read%d", k), Body: reads[0].body})
 	}
 	if len(subs) == 0 {
 		out.Meta = cl.meta()
@@ -99,7 +100,7 @@ func (c *Connector) UpdateIfUnmodified(ctx context.Context, req connector.Condit
 		}
 		out.Results[i] = conditionalResult(sr)
 	}
-	for k := range objects {
+	for k := range described {
 		sr := answer.CompositeResponse[len(sent)+k]
 		recs, err := cl.retrieved(described[k], []*response{{status: sr.HTTPStatusCode, body: sr.Body}})
 		if err != nil {

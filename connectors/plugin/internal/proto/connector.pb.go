@@ -1895,63 +1895,19 @@ func (x *ConditionalUpdate) GetUnmodifiedSince() *timestamppb.Timestamp {
 	return nil
 }
 
-type FieldList struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Fields        []string               `protobuf:"bytes,1,rep,name=fields,proto3" json:"fields,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *FieldList) Reset() {
-	*x = FieldList{}
-	mi := &file_connector_proto_msgTypes[29]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *FieldList) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*FieldList) ProtoMessage() {}
-
-func (x *FieldList) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[29]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use FieldList.ProtoReflect.Descriptor instead.
-func (*FieldList) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{29}
-}
-
-func (x *FieldList) GetFields() []string {
-	if x != nil {
-		return x.Fields
-	}
-	return nil
-}
-
 type ConditionalUpdateRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Session *Session               `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
 	Updates []*ConditionalUpdate   `protobuf:"bytes,2,rep,name=updates,proto3" json:"updates,omitempty"`
-	// Per object, the fields to read back after the writes.
-	ReadBack      map[string]*FieldList `protobuf:"bytes,3,rep,name=read_back,json=readBack,proto3" json:"read_back,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// By-id reads run after the writes (each request's session is unset).
+	Reads         []*FetchCurrentRequest `protobuf:"bytes,3,rep,name=reads,proto3" json:"reads,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConditionalUpdateRequest) Reset() {
 	*x = ConditionalUpdateRequest{}
-	mi := &file_connector_proto_msgTypes[30]
+	mi := &file_connector_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1963,7 +1919,7 @@ func (x *ConditionalUpdateRequest) String() string {
 func (*ConditionalUpdateRequest) ProtoMessage() {}
 
 func (x *ConditionalUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[30]
+	mi := &file_connector_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1976,7 +1932,7 @@ func (x *ConditionalUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConditionalUpdateRequest.ProtoReflect.Descriptor instead.
 func (*ConditionalUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{30}
+	return file_connector_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ConditionalUpdateRequest) GetSession() *Session {
@@ -1993,9 +1949,9 @@ func (x *ConditionalUpdateRequest) GetUpdates() []*ConditionalUpdate {
 	return nil
 }
 
-func (x *ConditionalUpdateRequest) GetReadBack() map[string]*FieldList {
+func (x *ConditionalUpdateRequest) GetReads() []*FetchCurrentRequest {
 	if x != nil {
-		return x.ReadBack
+		return x.Reads
 	}
 	return nil
 }
@@ -2010,7 +1966,7 @@ type ConditionalResult struct {
 
 func (x *ConditionalResult) Reset() {
 	*x = ConditionalResult{}
-	mi := &file_connector_proto_msgTypes[31]
+	mi := &file_connector_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2022,7 +1978,7 @@ func (x *ConditionalResult) String() string {
 func (*ConditionalResult) ProtoMessage() {}
 
 func (x *ConditionalResult) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[31]
+	mi := &file_connector_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2035,7 +1991,7 @@ func (x *ConditionalResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConditionalResult.ProtoReflect.Descriptor instead.
 func (*ConditionalResult) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{31}
+	return file_connector_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ConditionalResult) GetPreconditionFailed() bool {
@@ -2063,7 +2019,7 @@ type ConditionalUpdateResponse struct {
 
 func (x *ConditionalUpdateResponse) Reset() {
 	*x = ConditionalUpdateResponse{}
-	mi := &file_connector_proto_msgTypes[32]
+	mi := &file_connector_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2075,7 +2031,7 @@ func (x *ConditionalUpdateResponse) String() string {
 func (*ConditionalUpdateResponse) ProtoMessage() {}
 
 func (x *ConditionalUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[32]
+	mi := &file_connector_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2088,7 +2044,7 @@ func (x *ConditionalUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConditionalUpdateResponse.ProtoReflect.Descriptor instead.
 func (*ConditionalUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{32}
+	return file_connector_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ConditionalUpdateResponse) GetResults() []*ConditionalResult {
@@ -2265,16 +2221,11 @@ const file_connector_proto_rawDesc = "" +
 	"\x06object\x18\x01 \x01(\tR\x06object\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
 	"\x06fields\x18\x03 \x01(\fR\x06fields\x12E\n" +
-	"\x10unmodified_since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0funmodifiedSince\"#\n" +
-	"\tFieldList\x12\x16\n" +
-	"\x06fields\x18\x01 \x03(\tR\x06fields\"\xcf\x02\n" +
+	"\x10unmodified_since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0funmodifiedSince\"\xd7\x01\n" +
 	"\x18ConditionalUpdateRequest\x127\n" +
 	"\asession\x18\x01 \x01(\v2\x1d.crmsync.connector.v1.SessionR\asession\x12A\n" +
-	"\aupdates\x18\x02 \x03(\v2'.crmsync.connector.v1.ConditionalUpdateR\aupdates\x12Y\n" +
-	"\tread_back\x18\x03 \x03(\v2<.crmsync.connector.v1.ConditionalUpdateRequest.ReadBackEntryR\breadBack\x1a\\\n" +
-	"\rReadBackEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\x125\n" +
-	"\x05value\x18\x02 \x01(\v2\x1f.crmsync.connector.v1.FieldListR\x05value:\x028\x01\"}\n" +
+	"\aupdates\x18\x02 \x03(\v2'.crmsync.connector.v1.ConditionalUpdateR\aupdates\x12?\n" +
+	"\x05reads\x18\x03 \x03(\v2).crmsync.connector.v1.FetchCurrentRequestR\x05reads\"}\n" +
 	"\x11ConditionalResult\x12/\n" +
 	"\x13precondition_failed\x18\x01 \x01(\bR\x12preconditionFailed\x127\n" +
 	"\x05error\x18\x02 \x01(\v2!.crmsync.connector.v1.RecordErrorR\x05error\"\xc6\x01\n" +
@@ -2305,7 +2256,7 @@ func file_connector_proto_rawDescGZIP() []byte {
 	return file_connector_proto_rawDescData
 }
 
-var file_connector_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_connector_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_connector_proto_goTypes = []any{
 	(*Error)(nil),                     // 0: crmsync.connector.v1.Error
 	(*Session)(nil),                   // 1: crmsync.connector.v1.Session
@@ -2336,19 +2287,17 @@ var file_connector_proto_goTypes = []any{
 	(*FetchChangesRequest)(nil),       // 26: crmsync.connector.v1.FetchChangesRequest
 	(*FetchChangesResponse)(nil),      // 27: crmsync.connector.v1.FetchChangesResponse
 	(*ConditionalUpdate)(nil),         // 28: crmsync.connector.v1.ConditionalUpdate
-	(*FieldList)(nil),                 // 29: crmsync.connector.v1.FieldList
-	(*ConditionalUpdateRequest)(nil),  // 30: crmsync.connector.v1.ConditionalUpdateRequest
-	(*ConditionalResult)(nil),         // 31: crmsync.connector.v1.ConditionalResult
-	(*ConditionalUpdateResponse)(nil), // 32: crmsync.connector.v1.ConditionalUpdateResponse
-	nil,                               // 33: crmsync.connector.v1.ConditionalUpdateRequest.ReadBackEntry
-	(*durationpb.Duration)(nil),       // 34: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),     // 35: google.protobuf.Timestamp
+	(*ConditionalUpdateRequest)(nil),  // 29: crmsync.connector.v1.ConditionalUpdateRequest
+	(*ConditionalResult)(nil),         // 30: crmsync.connector.v1.ConditionalResult
+	(*ConditionalUpdateResponse)(nil), // 31: crmsync.connector.v1.ConditionalUpdateResponse
+	(*durationpb.Duration)(nil),       // 32: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 33: google.protobuf.Timestamp
 }
 var file_connector_proto_depIdxs = []int32{
-	34, // 0: crmsync.connector.v1.Error.retry_after:type_name -> google.protobuf.Duration
-	35, // 1: crmsync.connector.v1.Usage.observed_at:type_name -> google.protobuf.Timestamp
+	32, // 0: crmsync.connector.v1.Error.retry_after:type_name -> google.protobuf.Duration
+	33, // 1: crmsync.connector.v1.Usage.observed_at:type_name -> google.protobuf.Timestamp
 	2,  // 2: crmsync.connector.v1.Meta.usage:type_name -> crmsync.connector.v1.Usage
-	35, // 3: crmsync.connector.v1.Meta.server_time:type_name -> google.protobuf.Timestamp
+	33, // 3: crmsync.connector.v1.Meta.server_time:type_name -> google.protobuf.Timestamp
 	1,  // 4: crmsync.connector.v1.DescribeRequest.session:type_name -> crmsync.connector.v1.Session
 	6,  // 5: crmsync.connector.v1.Object.fields:type_name -> crmsync.connector.v1.Field
 	5,  // 6: crmsync.connector.v1.DescribeResponse.config_fields:type_name -> crmsync.connector.v1.ConfigField
@@ -2359,8 +2308,8 @@ var file_connector_proto_depIdxs = []int32{
 	3,  // 11: crmsync.connector.v1.CheckResponse.meta:type_name -> crmsync.connector.v1.Meta
 	1,  // 12: crmsync.connector.v1.FetchCurrentRequest.session:type_name -> crmsync.connector.v1.Session
 	12, // 13: crmsync.connector.v1.FetchCurrentRequest.match:type_name -> crmsync.connector.v1.MatchKey
-	35, // 14: crmsync.connector.v1.Record.last_modified:type_name -> google.protobuf.Timestamp
-	35, // 15: crmsync.connector.v1.Record.system_modstamp:type_name -> google.protobuf.Timestamp
+	33, // 14: crmsync.connector.v1.Record.last_modified:type_name -> google.protobuf.Timestamp
+	33, // 15: crmsync.connector.v1.Record.system_modstamp:type_name -> google.protobuf.Timestamp
 	14, // 16: crmsync.connector.v1.FetchCurrentResponse.records:type_name -> crmsync.connector.v1.Record
 	3,  // 17: crmsync.connector.v1.FetchCurrentResponse.meta:type_name -> crmsync.connector.v1.Meta
 	1,  // 18: crmsync.connector.v1.FetchManyRequest.session:type_name -> crmsync.connector.v1.Session
@@ -2377,39 +2326,38 @@ var file_connector_proto_depIdxs = []int32{
 	2,  // 29: crmsync.connector.v1.LimitsResponse.usage:type_name -> crmsync.connector.v1.Usage
 	3,  // 30: crmsync.connector.v1.LimitsResponse.meta:type_name -> crmsync.connector.v1.Meta
 	1,  // 31: crmsync.connector.v1.FetchChangesRequest.session:type_name -> crmsync.connector.v1.Session
-	35, // 32: crmsync.connector.v1.FetchChangesRequest.since:type_name -> google.protobuf.Timestamp
+	33, // 32: crmsync.connector.v1.FetchChangesRequest.since:type_name -> google.protobuf.Timestamp
 	14, // 33: crmsync.connector.v1.FetchChangesResponse.records:type_name -> crmsync.connector.v1.Record
 	3,  // 34: crmsync.connector.v1.FetchChangesResponse.meta:type_name -> crmsync.connector.v1.Meta
-	35, // 35: crmsync.connector.v1.ConditionalUpdate.unmodified_since:type_name -> google.protobuf.Timestamp
+	33, // 35: crmsync.connector.v1.ConditionalUpdate.unmodified_since:type_name -> google.protobuf.Timestamp
 	1,  // 36: crmsync.connector.v1.ConditionalUpdateRequest.session:type_name -> crmsync.connector.v1.Session
 	28, // 37: crmsync.connector.v1.ConditionalUpdateRequest.updates:type_name -> crmsync.connector.v1.ConditionalUpdate
-	33, // 38: crmsync.connector.v1.ConditionalUpdateRequest.read_back:type_name -> crmsync.connector.v1.ConditionalUpdateRequest.ReadBackEntry
+	13, // 38: crmsync.connector.v1.ConditionalUpdateRequest.reads:type_name -> crmsync.connector.v1.FetchCurrentRequest
 	21, // 39: crmsync.connector.v1.ConditionalResult.error:type_name -> crmsync.connector.v1.RecordError
-	31, // 40: crmsync.connector.v1.ConditionalUpdateResponse.results:type_name -> crmsync.connector.v1.ConditionalResult
+	30, // 40: crmsync.connector.v1.ConditionalUpdateResponse.results:type_name -> crmsync.connector.v1.ConditionalResult
 	14, // 41: crmsync.connector.v1.ConditionalUpdateResponse.records:type_name -> crmsync.connector.v1.Record
 	3,  // 42: crmsync.connector.v1.ConditionalUpdateResponse.meta:type_name -> crmsync.connector.v1.Meta
-	29, // 43: crmsync.connector.v1.ConditionalUpdateRequest.ReadBackEntry.value:type_name -> crmsync.connector.v1.FieldList
-	4,  // 44: crmsync.connector.v1.Connector.Describe:input_type -> crmsync.connector.v1.DescribeRequest
-	9,  // 45: crmsync.connector.v1.Connector.Check:input_type -> crmsync.connector.v1.CheckRequest
-	13, // 46: crmsync.connector.v1.Connector.FetchCurrent:input_type -> crmsync.connector.v1.FetchCurrentRequest
-	20, // 47: crmsync.connector.v1.Connector.BulkUpdate:input_type -> crmsync.connector.v1.BulkUpdateRequest
-	24, // 48: crmsync.connector.v1.Connector.Limits:input_type -> crmsync.connector.v1.LimitsRequest
-	26, // 49: crmsync.connector.v1.Connector.FetchChanges:input_type -> crmsync.connector.v1.FetchChangesRequest
-	16, // 50: crmsync.connector.v1.Connector.FetchCurrentMany:input_type -> crmsync.connector.v1.FetchManyRequest
-	30, // 51: crmsync.connector.v1.Connector.UpdateIfUnmodified:input_type -> crmsync.connector.v1.ConditionalUpdateRequest
-	8,  // 52: crmsync.connector.v1.Connector.Describe:output_type -> crmsync.connector.v1.DescribeResponse
-	11, // 53: crmsync.connector.v1.Connector.Check:output_type -> crmsync.connector.v1.CheckResponse
-	15, // 54: crmsync.connector.v1.Connector.FetchCurrent:output_type -> crmsync.connector.v1.FetchCurrentResponse
-	23, // 55: crmsync.connector.v1.Connector.BulkUpdate:output_type -> crmsync.connector.v1.BulkUpdateResponse
-	25, // 56: crmsync.connector.v1.Connector.Limits:output_type -> crmsync.connector.v1.LimitsResponse
-	27, // 57: crmsync.connector.v1.Connector.FetchChanges:output_type -> crmsync.connector.v1.FetchChangesResponse
-	18, // 58: crmsync.connector.v1.Connector.FetchCurrentMany:output_type -> crmsync.connector.v1.FetchManyResponse
-	32, // 59: crmsync.connector.v1.Connector.UpdateIfUnmodified:output_type -> crmsync.connector.v1.ConditionalUpdateResponse
-	52, // [52:60] is the sub-list for method output_type
-	44, // [44:52] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	4,  // 43: crmsync.connector.v1.Connector.Describe:input_type -> crmsync.connector.v1.DescribeRequest
+	9,  // 44: crmsync.connector.v1.Connector.Check:input_type -> crmsync.connector.v1.CheckRequest
+	13, // 45: crmsync.connector.v1.Connector.FetchCurrent:input_type -> crmsync.connector.v1.FetchCurrentRequest
+	20, // 46: crmsync.connector.v1.Connector.BulkUpdate:input_type -> crmsync.connector.v1.BulkUpdateRequest
+	24, // 47: crmsync.connector.v1.Connector.Limits:input_type -> crmsync.connector.v1.LimitsRequest
+	26, // 48: crmsync.connector.v1.Connector.FetchChanges:input_type -> crmsync.connector.v1.FetchChangesRequest
+	16, // 49: crmsync.connector.v1.Connector.FetchCurrentMany:input_type -> crmsync.connector.v1.FetchManyRequest
+	29, // 50: crmsync.connector.v1.Connector.UpdateIfUnmodified:input_type -> crmsync.connector.v1.ConditionalUpdateRequest
+	8,  // 51: crmsync.connector.v1.Connector.Describe:output_type -> crmsync.connector.v1.DescribeResponse
+	11, // 52: crmsync.connector.v1.Connector.Check:output_type -> crmsync.connector.v1.CheckResponse
+	15, // 53: crmsync.connector.v1.Connector.FetchCurrent:output_type -> crmsync.connector.v1.FetchCurrentResponse
+	23, // 54: crmsync.connector.v1.Connector.BulkUpdate:output_type -> crmsync.connector.v1.BulkUpdateResponse
+	25, // 55: crmsync.connector.v1.Connector.Limits:output_type -> crmsync.connector.v1.LimitsResponse
+	27, // 56: crmsync.connector.v1.Connector.FetchChanges:output_type -> crmsync.connector.v1.FetchChangesResponse
+	18, // 57: crmsync.connector.v1.Connector.FetchCurrentMany:output_type -> crmsync.connector.v1.FetchManyResponse
+	31, // 58: crmsync.connector.v1.Connector.UpdateIfUnmodified:output_type -> crmsync.connector.v1.ConditionalUpdateResponse
+	51, // [51:59] is the sub-list for method output_type
+	43, // [43:51] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_connector_proto_init() }
@@ -2423,7 +2371,7 @@ func file_connector_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_connector_proto_rawDesc), len(file_connector_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
