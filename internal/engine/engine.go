@@ -70,6 +70,9 @@ type Config struct {
 	LimitProbe time.Duration
 	// Pace is budget pacing (pace.go); off unless enabled.
 	Pace PaceConfig
+	// Now is the engine's clock (default time.Now); tests put it on a
+	// fake CRM's clock.
+	Now func() time.Time
 }
 
 func (c *Config) defaults() {
@@ -92,6 +95,9 @@ func (c *Config) defaults() {
 		c.LimitProbe = time.Minute
 	}
 	c.Pace.defaults()
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 }
 
 // Engine flushes workspaces' queues.
@@ -106,6 +112,7 @@ type Engine struct {
 	now        func() time.Time
 
 	descs *connection.DescribeCache
+	caps  capabilities
 }
 
 // leaseOwner names one sync for the connection lease: the process (for
@@ -125,7 +132,7 @@ func New(db *bun.DB, conns *connection.Store, connectors Connectors, notifier Ba
 	cfg.defaults()
 	host, _ := os.Hostname()
 	return &Engine{db: db, conns: conns, connectors: connectors, notifier: notifier, logger: logger, cfg: cfg,
-		owner: fmt.Sprintf("%s/%d", host, os.Getpid()), now: time.Now,
+		owner: fmt.Sprintf("%s/%d", host, os.Getpid()), now: cfg.Now,
 		descs: connection.NewDescribeCache(describeTTL)}
 }
 

@@ -86,6 +86,15 @@ type flush struct {
 	deleteIDs []int64
 	backoffs  []backoff
 	parks     []backoff
+
+	// reobserve are records of the workspace due to be observed again
+	// (known.go); reobserving those a pending read carries, and
+	// observedAgain those observed, saved with the flush.
+	reobserve, reobserving, observedAgain []*record.Record
+	// readAt is, per object, the CRM's clock when the flush read it.
+	readAt map[string]time.Time
+	// path and pathReason are the batch's write path and why it read.
+	path, pathReason string
 }
 
 type backoff struct {
@@ -104,7 +113,7 @@ func (e *Engine) newFlush(ctx context.Context, c *connection.Connection) (*flush
 		return nil, err
 	}
 	return &flush{e: e, c: c, crm: crm, meter: meter, now: e.now().UTC(),
-		extID: externalIDFields(c.Config), records: map[record.Key]*record.Record{}}, nil
+		extID: externalIDFields(c.Config), records: map[record.Key]*record.Record{}, readAt: map[string]time.Time{}}, nil
 }
 
 func (f *flush) run(ctx context.Context) (*Result, error) {
@@ -143,12 +152,18 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 	if err := f.e.Resume(ctx, f.c); err != nil {
 		return nil, err
 	}
-	callErr := f.prefetch(ctx)
-	for level := 0; level <= 2 && callErr == nil; level++ {
-		callErr = f.runLevel(ctx, level)
+	if err := f.loadReobserve(ctx); err != nil {
+		return nil, err
 	}
-	if callErr == nil {
-		callErr = f.writePending(ctx)
+	callErr := f.tryOneCall(ctx)
+	if callErr == nil && len(f.openJobs()) > 0 {
+		callErr = f.prefetch(ctx)
+		for level := 0; level <= 2 && callErr == nil; level++ {
+			callErr = f.runLevel(ctx, level)
+		}
+		if callErr == nil {
+			callErr = f.writePending(ctx)
+		}
 	}
 	if errors.Is(callErr, connector.ErrRateLimited) {
 		// Hold further calls at the gate until a fresh reading says otherwise.
@@ -168,6 +183,9 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 	}
 	batch.FinishedAt = f.e.now().UTC()
 	batch.APICalls = f.meter.Calls
+	if f.meter.Calls > 0 {
+		batch.WritePath, batch.WritePathReason = f.path, f.pathReason
+	}
 	batch.Count()
 	if callErr != nil {
 		batch.Status = synclog.StatusFailed
@@ -178,7 +196,8 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 	}
 	f.e.notify(ctx, batch)
 	f.e.logger.Info("flush done", slog.Int64("workspace_id", f.c.WorkspaceID), slog.Int("items", len(items)),
-		slog.Int("records", len(f.jobs)), slog.Int("api_calls", f.meter.Calls), slog.String("status", string(batch.Status)))
+		slog.Int("records", len(f.jobs)), slog.Int("api_calls", f.meter.Calls), slog.String("status", string(batch.Status)),
+		slog.String("write_path", batch.WritePath), slog.String("write_path_reason", batch.WritePathReason))
 	res := &Result{Batch: batch, More: len(items) == f.e.cfg.MaxItems}
 	if errors.Is(callErr, connector.ErrCredentials) {
 		pr, err := f.e.Pause(ctx, f.c, synclog.Outbound, PauseConnectionExpired, "")
@@ -470,6 +489,9 @@ func (f *flush) commit(ctx context.Context, batch *synclog.Batch) error {
 // VALUES per 500 records (record.Update).
 func (f *flush) saveRecords(ctx context.Context, tx bun.Tx) error {
 	byID := map[int64]*record.Record{}
+	for _, r := range f.observedAgain {
+		byID[r.ID] = r
+	}
 	for _, j := range f.jobs {
 		if j.done && j.rec.ID != 0 {
 			byID[j.rec.ID] = j.rec
@@ -486,7 +508,8 @@ func (f *flush) saveRecords(ctx context.Context, tx bun.Tx) error {
 	for i, id := range ids {
 		recs[i] = byID[id]
 	}
-	return record.Update(ctx, tx, recs, "crm_object", "crm_id", "crm_fields", "crm_pending", "create_attempted_at", "updated_at")
+	return record.Update(ctx, tx, recs, "crm_object", "crm_id", "crm_fields", "crm_pending", "create_attempted_at",
+		"crm_known", "crm_observe_after", "updated_at")
 }
 
 // checkBudget refuses to start a batch whose planned calls would cross the
