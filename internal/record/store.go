@@ -43,7 +43,7 @@ type Record struct {
 	CRMKnown        *Known       `bun:"crm_known,type:text"`
 	CRMObserveAfter bun.NullTime `bun:"crm_observe_after"`
 	CreatedAt       time.Time    `bun:"created_at,notnull"`
-	UpdatedAt         time.Time    `bun:"updated_at,notnull"`
+	UpdatedAt       time.Time    `bun:"updated_at,notnull"`
 }
 
 // Key names a record within a workspace.
