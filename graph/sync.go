@@ -82,6 +82,12 @@ func batchModel(b *synclog.Batch) *model.SyncBatch {
 		Skipped: b.Skipped, Failed: b.Failed, Waiting: b.Waiting, APICalls: b.APICalls,
 		Records: make([]*model.SyncBatchRecord, 0, len(b.Records)),
 	}
+	if b.WritePath != "" {
+		out.WritePath = &b.WritePath
+	}
+	if b.WritePathReason != "" {
+		out.WritePathReason = &b.WritePathReason
+	}
 	for _, r := range b.Records {
 		out.Records = append(out.Records, batchRecordModel(r))
 	}
@@ -127,6 +133,10 @@ func overviewModel(o overview.Overview) *model.SyncOverview {
 	}
 	if !o.LastBatchAt.IsZero() {
 		out.LastBatchAt = &o.LastBatchAt
+	}
+	if p := o.Pace; p.Enabled {
+		out.Pacing = &model.SyncPacing{BudgetPerDay: int(p.BudgetPerDay), BudgetSource: p.Source, Spent: int(p.Spent),
+			Tokens: p.Tokens, Burst: p.Burst, CallsPerHour: p.Rate * 3600, WaitSeconds: p.Wait.Seconds()}
 	}
 	if o.PauseReason != "" {
 		r := model.PauseReason(o.PauseReason)

@@ -18,6 +18,7 @@ import (
 	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/overview"
 	"github.com/crmsync/crmsync/internal/record"
 	"github.com/crmsync/crmsync/internal/secret"
 	"github.com/crmsync/crmsync/jobs"
@@ -93,5 +94,12 @@ func TestFlushJobsPacedByBudget(t *testing.T) {
 		require.LessOrEqual(t, float64(used), allowed, "calls never run ahead of the bucket")
 		require.Less(t, used, int64(n), "changes coalesced while the bucket was dry")
 		require.True(t, p.Tokens < p.Burst, "the bucket shows what was spent: %v", p)
+
+		o, err := overview.Get(ctx, bdb, ws, time.Now())
+		require.NoError(t, err)
+		require.True(t, o.Pace.Enabled, "the overview shows the pace")
+		require.Equal(t, daily, o.Pace.BudgetPerDay)
+		require.Equal(t, used, o.Pace.Spent)
+		require.InDelta(t, p.Rate, o.Pace.Rate, p.Rate/100)
 	})
 }

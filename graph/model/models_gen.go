@@ -213,20 +213,24 @@ type Subscription struct {
 
 // One flush or pull, with every record and field decision.
 type SyncBatch struct {
-	ID         int64              `json:"id"`
-	Direction  SyncDirection      `json:"direction"`
-	Status     SyncBatchStatus    `json:"status"`
-	Message    string             `json:"message"`
-	StartedAt  time.Time          `json:"startedAt"`
-	FinishedAt time.Time          `json:"finishedAt"`
-	Created    int                `json:"created"`
-	Updated    int                `json:"updated"`
-	Deleted    int                `json:"deleted"`
-	Skipped    int                `json:"skipped"`
-	Failed     int                `json:"failed"`
-	Waiting    int                `json:"waiting"`
-	APICalls   int                `json:"apiCalls"`
-	Records    []*SyncBatchRecord `json:"records"`
+	ID         int64           `json:"id"`
+	Direction  SyncDirection   `json:"direction"`
+	Status     SyncBatchStatus `json:"status"`
+	Message    string          `json:"message"`
+	StartedAt  time.Time       `json:"startedAt"`
+	FinishedAt time.Time       `json:"finishedAt"`
+	Created    int             `json:"created"`
+	Updated    int             `json:"updated"`
+	Deleted    int             `json:"deleted"`
+	Skipped    int             `json:"skipped"`
+	Failed     int             `json:"failed"`
+	Waiting    int             `json:"waiting"`
+	APICalls   int             `json:"apiCalls"`
+	// Outbound: how the batch learned the CRM's state (ONE_CALL, READ_THEN_WRITE, ONE_CALL_THEN_READ); null when it made no call.
+	WritePath *string `json:"writePath,omitempty"`
+	// Outbound: why the batch needed a read, when it did.
+	WritePathReason *string            `json:"writePathReason,omitempty"`
+	Records         []*SyncBatchRecord `json:"records"`
 }
 
 type SyncBatchConnection struct {
@@ -271,6 +275,26 @@ type SyncOverview struct {
 	PauseReason      *PauseReason      `json:"pauseReason,omitempty"`
 	ConnectionStatus *ConnectionStatus `json:"connectionStatus,omitempty"`
 	LastBatchAt      *time.Time        `json:"lastBatchAt,omitempty"`
+	// Budget pacing of outbound flushes; null until a paced flush ran (or on the fixed schedule).
+	Pacing *SyncPacing `json:"pacing,omitempty"`
+}
+
+// How crmsync spends its outbound API calls: a token bucket filled from a daily budget.
+type SyncPacing struct {
+	// Calls crmsync may make in any 24 hours: the crmsync daily limit, else a share of the Salesforce allowance left by other clients.
+	BudgetPerDay int `json:"budgetPerDay"`
+	// Where budgetPerDay comes from.
+	BudgetSource string `json:"budgetSource"`
+	// Calls crmsync made in the rolling 24 hours (inbound included).
+	Spent int `json:"spent"`
+	// Calls in the bucket now (negative after a burst: the debt the next flush waits out).
+	Tokens float64 `json:"tokens"`
+	// The bucket's capacity in calls.
+	Burst float64 `json:"burst"`
+	// Refill rate, calls per hour.
+	CallsPerHour float64 `json:"callsPerHour"`
+	// How long a change arriving now waits for the bucket before its flush may start, in seconds (0: at once, after the settle delay).
+	WaitSeconds float64 `json:"waitSeconds"`
 }
 
 type TaskInput struct {

@@ -74,6 +74,8 @@ type Connection struct {
 	PaceTokens sql.NullFloat64 `bun:"pace_tokens"`
 	PaceRate   sql.NullFloat64 `bun:"pace_rate"`
 	PaceAt     bun.NullTime    `bun:"pace_at"`
+	PaceBurst  sql.NullFloat64 `bun:"pace_burst"`
+	PaceBudget sql.NullInt64   `bun:"pace_budget"`
 	CreatedAt  time.Time       `bun:"created_at,notnull"`
 	UpdatedAt  time.Time       `bun:"updated_at,notnull"`
 }
@@ -324,12 +326,16 @@ func (s *Store) MarkFlushStarted(ctx context.Context, c *Connection) error {
 	return nil
 }
 
-// SetPace stores the outbound token bucket after a flush spent from it.
-func (s *Store) SetPace(ctx context.Context, c *Connection, tokens, rate float64, at time.Time) error {
+// SetPace stores the outbound token bucket after a flush spent from it:
+// its content, refill rate and capacity, and the daily budget behind them.
+func (s *Store) SetPace(ctx context.Context, c *Connection, tokens, rate, burst float64, budget int64, at time.Time) error {
 	c.PaceTokens = sql.NullFloat64{Float64: tokens, Valid: true}
 	c.PaceRate = sql.NullFloat64{Float64: rate, Valid: true}
+	c.PaceBurst = sql.NullFloat64{Float64: burst, Valid: true}
+	c.PaceBudget = sql.NullInt64{Int64: budget, Valid: true}
 	c.PaceAt = bun.NullTime{Time: at.UTC()}
-	_, err := s.db.NewUpdate().Model((*Connection)(nil)).Set("pace_tokens = ?, pace_rate = ?, pace_at = ?", c.PaceTokens, c.PaceRate, c.PaceAt).
+	_, err := s.db.NewUpdate().Model((*Connection)(nil)).
+		Set("pace_tokens = ?, pace_rate = ?, pace_burst = ?, pace_budget = ?, pace_at = ?", c.PaceTokens, c.PaceRate, c.PaceBurst, c.PaceBudget, c.PaceAt).
 		Where("id = ?", c.ID).Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("store the pace of connection %d: %w", c.ID, err)

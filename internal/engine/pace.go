@@ -194,13 +194,32 @@ func NextStart(c *connection.Connection, now time.Time) time.Time {
 	return now.Add(bucketWait(tokens, rate, now))
 }
 
+// StoredPace is a connection's pace as its last paced flush left it, seen
+// at now with spent calls in the window (for the overview and metrics,
+// which do not know the engine's settings). Enabled is false when no flush
+// was ever paced.
+func StoredPace(c *connection.Connection, spent int64, now time.Time) Pace {
+	if c.PaceAt.IsZero() || !c.PaceTokens.Valid {
+		return Pace{Spent: spent}
+	}
+	p := Pace{Enabled: true, Spent: spent, BudgetPerDay: c.PaceBudget.Int64, Rate: c.PaceRate.Float64, Burst: c.PaceBurst.Float64}
+	if c.DailyLimit.Valid {
+		p.Source = BudgetDailyLimit
+	} else {
+		p.Source = BudgetShare
+	}
+	p.Tokens = bucketTokens(c, p.Rate, max(p.Burst, 1), now)
+	p.Wait = bucketWait(p.Tokens, p.Rate, now)
+	return p
+}
+
 // spend takes a flush's calls out of the bucket, in the flush's commit.
 func (f *flush) spend(ctx context.Context, tx bun.IDB) error {
 	if !f.pace.Enabled {
 		return nil
 	}
 	tokens := f.pace.Tokens - float64(f.meter.Calls)
-	if err := f.e.conns.With(tx).SetPace(ctx, f.c, tokens, f.pace.Rate, f.now); err != nil {
+	if err := f.e.conns.With(tx).SetPace(ctx, f.c, tokens, f.pace.Rate, f.pace.Burst, f.pace.BudgetPerDay, f.now); err != nil {
 		return fmt.Errorf("spend %d calls from the bucket: %w", f.meter.Calls, err)
 	}
 	return nil
