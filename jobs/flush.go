@@ -313,9 +313,6 @@ func flushSlot(last, now time.Time, interval time.Duration) time.Time {
 // next decides the follow-up flush, if any.
 func (w *FlushWorker) next(ctx context.Context, ws int64, res *engine.Result) (FlushArgs, bool, error) {
 	now := time.Now()
-	if res.Wait > 0 {
-		return FlushArgs{WorkspaceID: ws, NotBefore: now.Add(res.Wait).UnixMilli()}, true, nil
-	}
 	if res.More && res.Paused == engine.PauseNone {
 		return FlushArgs{WorkspaceID: ws, NotBefore: now.UnixMilli(), Continue: true}, true, nil
 	}
@@ -325,6 +322,13 @@ func (w *FlushWorker) next(ctx context.Context, ws int64, res *engine.Result) (F
 	depth, err := outbound.Measure(ctx, w.db, ws)
 	if err != nil || depth.Queued == 0 {
 		return FlushArgs{}, false, err
+	}
+	if res.Wait > 0 { // paced, the bucket is dry: when it holds a call
+		at := now.Add(res.Wait)
+		if depth.Due.After(at) {
+			at = depth.Due
+		}
+		return FlushArgs{WorkspaceID: ws, NotBefore: at.UnixMilli()}, true, nil
 	}
 	at := now.Truncate(w.interval).Add(w.interval) // the next window
 	if w.settle > 0 && res.Paused == engine.PauseNone && res.Batch != nil {

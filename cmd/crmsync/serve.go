@@ -52,7 +52,10 @@ type app struct {
 
 	plugins *plugin.Host
 	engine  *engine.Engine
-	bus     eventBus
+	// newEngine builds another engine over the same database and
+	// connectors with other settings (the bench's simulated day).
+	newEngine func(engine.Config) *engine.Engine
+	bus       eventBus
 }
 
 // eventBus is the events.Bus of one process (SQLite) or the PGBus shared by
@@ -114,6 +117,7 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	crms := knownConnectors{host: a.plugins, external: external}
 	store := connection.NewStore(bdb, box)
 	notices := eventNotifier{bus: a.bus, logger: logger, metrics: observer}
+	a.newEngine = func(ec engine.Config) *engine.Engine { return engine.New(bdb, store, crms, notices, logger, ec) }
 	paced := cfg.Schedule() == "budget"
 	a.engine = engine.New(bdb, store, crms, notices, logger, engine.Config{LeaseTTL: cfg.Lease,
 		Pace: engine.PaceConfig{Enabled: paced, Share: cfg.BudgetShare / 100, Burst: float64(cfg.PaceBurst)}})

@@ -117,20 +117,23 @@ func (e *Engine) newFlush(ctx context.Context, c *connection.Connection) (*flush
 }
 
 func (f *flush) run(ctx context.Context) (*Result, error) {
+	if f.e.cfg.Pace.Enabled {
+		var err error
+		if f.pace, err = f.e.pace(ctx, f.e.db, f.c, f.now); err != nil {
+			return nil, err
+		}
+		if f.pace.Wait > 0 {
+			// Checked before the claim, which a dry bucket would waste:
+			// whatever is queued waits and coalesces.
+			return &Result{Wait: f.pace.Wait}, nil
+		}
+	}
 	items, err := outbound.Claim(ctx, f.e.db, f.c.WorkspaceID, f.now, f.e.cfg.MaxItems)
 	if err != nil {
 		return nil, err
 	}
 	if len(items) == 0 {
 		return &Result{}, f.e.Resume(ctx, f.c)
-	}
-	if f.e.cfg.Pace.Enabled {
-		if f.pace, err = f.e.pace(ctx, f.e.db, f.c, f.now); err != nil {
-			return nil, err
-		}
-		if f.pace.Wait > 0 {
-			return &Result{Wait: f.pace.Wait}, nil // the items wait and coalesce
-		}
 	}
 	batch := &synclog.Batch{WorkspaceID: f.c.WorkspaceID, Direction: synclog.Outbound, StartedAt: f.now}
 	if err := f.plan(ctx, items); err != nil {
