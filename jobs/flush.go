@@ -87,13 +87,16 @@ func (s *Scheduler) WithPacing(settle time.Duration) *Scheduler {
 	return s
 }
 
-// settleSlot is the settle grid point at or after t plus settle: the
-// changes of one form save, a few milliseconds apart, share one slot and
-// so one job (River unique by args).
+// settleSlot is t plus settle, rounded up to a fifth of settle: changes
+// arriving within a few milliseconds of each other (the fields of one form
+// save) share one job (River unique by args), and a flush starts at most
+// 1.2 settle after its first change. A change arriving later than that
+// still goes with the flush if it is queued when the flush claims.
 func settleSlot(t time.Time, settle time.Duration) time.Time {
+	grid := max(settle/5, time.Millisecond)
 	at := t.Add(settle)
-	if r := at.Truncate(settle); r.Before(at) {
-		return r.Add(settle)
+	if r := at.Truncate(grid); r.Before(at) {
+		return r.Add(grid)
 	}
 	return at
 }

@@ -153,7 +153,9 @@ func (b *bench) trickle(ctx context.Context, r *Report) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		flushErr = b.tick(runCtx, fixed.ws)
+		// The product being replaced: a flush every tick, reading before
+		// it writes (no pacing, no conditional writes).
+		flushErr = b.tick(runCtx, fixed.ws, b.a.NewEngine(engine.Config{ReadFirst: true}))
 	}()
 
 	n := 0
@@ -352,7 +354,7 @@ func (s *trickleSide) result(calls int, window time.Duration, flushes int) Trick
 }
 
 // tick is the fixed schedule: a flush every interval, whatever is queued.
-func (b *bench) tick(ctx context.Context, ws int64) error {
+func (b *bench) tick(ctx context.Context, ws int64, eng *engine.Engine) error {
 	t := time.NewTicker(b.cmd.Interval)
 	defer t.Stop()
 	for {
@@ -361,16 +363,16 @@ func (b *bench) tick(ctx context.Context, ws int64) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-		if err := b.flushOnce(ctx, ws); err != nil && !errors.Is(err, context.Canceled) {
+		if err := flushOnce(ctx, eng, ws); err != nil && !errors.Is(err, context.Canceled) {
 			return err
 		}
 	}
 }
 
 // flushOnce flushes ws until its claim was not full.
-func (b *bench) flushOnce(ctx context.Context, ws int64) error {
+func flushOnce(ctx context.Context, eng *engine.Engine, ws int64) error {
 	for {
-		res, err := b.a.Engine.Flush(ctx, ws)
+		res, err := eng.Flush(ctx, ws)
 		if errors.Is(err, engine.ErrBusy) {
 			return nil // the connect-time flush is still running
 		}

@@ -70,6 +70,10 @@ type Config struct {
 	LimitProbe time.Duration
 	// Pace is budget pacing (pace.go); off unless enabled.
 	Pace PaceConfig
+	// ReadFirst turns conditional writes off: every flush reads the
+	// records' state before writing, as crmsync did before them (the
+	// bench's fixed-tick baseline).
+	ReadFirst bool
 	// Now is the engine's clock (default time.Now); tests put it on a
 	// fake CRM's clock.
 	Now func() time.Time

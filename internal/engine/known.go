@@ -154,6 +154,9 @@ func (e *Engine) announces(ctx context.Context, crm connector.Connector, name st
 // ("" when it can). Every record must be an update of a linked record
 // whose state is known, proven, and holds every field its decision reads.
 func (f *flush) oneCallReason(ctx context.Context, jobs []*job) string {
+	if f.e.cfg.ReadFirst {
+		return "conditional writes are off"
+	}
 	if _, ok := f.crm.(connector.ConditionalUpdater); !ok || !f.e.announces(ctx, f.crm, f.c.Connector, connector.CapabilityConditionalUpdate) {
 		return "the connector has no conditional update"
 	}
