@@ -80,7 +80,6 @@ func batchModel(b *synclog.Batch) *model.SyncBatch {
 		ID: b.ID, Direction: model.SyncDirection(b.Direction), Status: model.SyncBatchStatus(b.Status), Message: b.Message,
 		StartedAt: b.StartedAt, FinishedAt: b.FinishedAt, Created: b.Created, Updated: b.Updated, Deleted: b.Deleted,
 		Skipped: b.Skipped, Failed: b.Failed, Waiting: b.Waiting, APICalls: b.APICalls,
-		Records: make([]*model.SyncBatchRecord, 0, len(b.Records)),
 	}
 	if b.WritePath != "" {
 		out.WritePath = &b.WritePath
@@ -88,10 +87,13 @@ func batchModel(b *synclog.Batch) *model.SyncBatch {
 	if b.WritePathReason != "" {
 		out.WritePathReason = &b.WritePathReason
 	}
-	for _, r := range b.Records {
-		out.Records = append(out.Records, batchRecordModel(r))
-	}
 	return out
+}
+
+// batchRecordCount is how many records a batch logged: every record has
+// exactly one outcome, and each outcome has its counter.
+func batchRecordCount(b *model.SyncBatch) int {
+	return b.Created + b.Updated + b.Deleted + b.Skipped + b.Failed + b.Waiting
 }
 
 func batchRecordModel(r *synclog.Record) *model.SyncBatchRecord {

@@ -323,17 +323,8 @@ func (r *queryResolver) SyncLogs(ctx context.Context, filter *model.SyncLogFilte
 		return nil, err
 	}
 	page := batches[:min(n, len(batches))]
-	ids := make([]int64, 0, len(page))
-	for _, b := range page {
-		ids = append(ids, b.ID)
-	}
-	recs, err := synclog.Records(ctx, r.DB, ws, ids)
-	if err != nil {
-		return nil, err
-	}
 	out := &model.SyncBatchConnection{Edges: []*model.SyncBatchEdge{}, PageInfo: &model.PageInfo{HasNextPage: len(batches) > n}}
 	for _, b := range page {
-		b.Records = recs[b.ID]
 		cursor := encodeCursor("batch", b.ID)
 		out.Edges = append(out.Edges, &model.SyncBatchEdge{Cursor: cursor, Node: batchModel(b)})
 		out.PageInfo.EndCursor = &cursor
@@ -346,7 +337,7 @@ func (r *queryResolver) SyncBatch(ctx context.Context, id int64) (*model.SyncBat
 	if err != nil {
 		return nil, err
 	}
-	b, err := synclog.Get(ctx, r.DB, ws, id)
+	b, err := synclog.Find(ctx, r.DB, ws, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -449,7 +440,7 @@ func (r *subscriptionResolver) SyncBatchCompleted(ctx context.Context) (<-chan *
 			if e.Kind != events.KindBatch {
 				continue
 			}
-			b, err := synclog.Get(ctx, r.DB, ws, e.BatchID)
+			b, err := synclog.Find(ctx, r.DB, ws, e.BatchID)
 			if err != nil {
 				r.Logger.WarnContext(ctx, "syncBatchCompleted: load batch", slog.Int64("batch_id", e.BatchID), slog.Any("error", err))
 				continue
@@ -498,11 +489,41 @@ func (r *subscriptionResolver) RecordsChanged(ctx context.Context) (<-chan *mode
 	return ch, nil
 }
 
+func (r *syncBatchResolver) Records(ctx context.Context, obj *model.SyncBatch, first *int, after *string) (*model.SyncBatchRecordConnection, error) {
+	ws, err := WorkspaceID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, err := pageSize(first, maxPageSize)
+	if err != nil {
+		return nil, err
+	}
+	afterID, err := decodeCursor("record", after)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := synclog.RecordPage(ctx, r.DB, ws, obj.ID, afterID, n+1)
+	if err != nil {
+		return nil, err
+	}
+	out := &model.SyncBatchRecordConnection{Edges: []*model.SyncBatchRecordEdge{},
+		PageInfo: &model.PageInfo{HasNextPage: len(recs) > n}, TotalCount: batchRecordCount(obj)}
+	for _, rec := range recs[:min(n, len(recs))] {
+		cursor := encodeCursor("record", rec.ID)
+		out.Edges = append(out.Edges, &model.SyncBatchRecordEdge{Cursor: cursor, Node: batchRecordModel(rec)})
+		out.PageInfo.EndCursor = &cursor
+	}
+	return out, nil
+}
+
 func (r *Resolver) Record() generated.RecordResolver { return &recordResolver{r} }
 
 func (r *Resolver) Subscription() generated.SubscriptionResolver { return &subscriptionResolver{r} }
 
+func (r *Resolver) SyncBatch() generated.SyncBatchResolver { return &syncBatchResolver{r} }
+
 type (
 	recordResolver       struct{ *Resolver }
 	subscriptionResolver struct{ *Resolver }
+	syncBatchResolver    struct{ *Resolver }
 )

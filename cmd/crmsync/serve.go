@@ -110,7 +110,8 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	if err := a.registry.Register(metrics.NewCollector(bdb, logger)); err != nil {
 		return nil, fmt.Errorf("register sync state metrics: %w", err)
 	}
-	a.plugins, err = plugin.NewHost(plugin.HostConfig{Logger: logger, External: pluginExternals(external), OnRestart: observer.PluginRestarted})
+	a.plugins, err = plugin.NewHost(plugin.HostConfig{Logger: logger, External: pluginExternals(external), OnRestart: observer.PluginRestarted,
+		BuiltinArgs: cfg.AllowCRMHostArgs()})
 	if err != nil {
 		return nil, err
 	}
@@ -212,6 +213,15 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 	logger := global.Logger(e.stderr)
 	ctx := e.ctx
 
+	// Bind first: a port in use fails at once, before the database is
+	// opened or migrated.
+	ln, err := httpserver.Listen(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close() // Serve closes it too; this covers the early returns
+
+	e.step("opening the database (%s) and applying migrations", databaseName(global))
 	bdb, err := db.Open(ctx, global.DatabaseURL, global.DataDir, logger)
 	if err != nil {
 		return err
@@ -235,19 +245,21 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 	if err != nil {
 		return err
 	}
-	ln, err := httpserver.Listen(cfg.Listen)
-	if err != nil {
-		_ = a.plugins.Close()
-		return err
-	}
 	defer a.plugins.Close() // after River stopped: no job calls a connector any more
 	busCtx, stopBus := context.WithCancel(context.WithoutCancel(ctx))
 	waitBus := runBus(busCtx, a.bus)
 	defer func() { stopBus(); waitBus() }()
 	if a.working {
+		e.step("starting the sync workers (River)")
 		if err := a.river.Start(context.WithoutCancel(ctx)); err != nil {
-			_ = ln.Close()
 			return fmt.Errorf("start river: %w", err)
+		}
+	}
+	var opsLn net.Listener
+	if cfg.OpsListen != "" {
+		if opsLn, err = httpserver.Listen(cfg.OpsListen); err != nil {
+			_ = ln.Close()
+			return err
 		}
 	}
 	baseURL := "http://" + displayAddr(ln.Addr())
@@ -262,8 +274,18 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 			}
 		}()
 	}
+	opsDone := make(chan error, 1)
+	if opsLn != nil {
+		go func() { opsDone <- httpserver.Serve(serveCtx, opsLn, a.server.Ops(), logger, cfg.ShutdownTimeout) }()
+	} else {
+		opsDone <- nil
+	}
 	// Serve returns once serveCtx ends and HTTP has drained.
 	serveErr := httpserver.Serve(serveCtx, ln, a.server, logger, cfg.ShutdownTimeout)
+	stopServing(nil)
+	if err := <-opsDone; serveErr == nil {
+		serveErr = err
+	}
 	var stopErr error
 	if a.working {
 		stopErr = stopRiver(a.river, cfg.ShutdownTimeout, logger)
@@ -318,6 +340,14 @@ func stopRiver(client *river.Client[*sql.Tx], timeout time.Duration, logger *slo
 		return fmt.Errorf("stop river: %w", err)
 	}
 	return nil
+}
+
+// databaseName says which database global points at, password masked.
+func databaseName(global config.Global) string {
+	if global.DatabaseURL == "" {
+		return "SQLite in " + global.DataDir
+	}
+	return "PostgreSQL"
 }
 
 // displayAddr is addr as a browser would reach it.

@@ -14,7 +14,7 @@ import (
 // against sffake on loopback.
 func BenchmarkBulkUpdate(b *testing.B) {
 	sf := sffake.Start(b)
-	c := salesforce.New()
+	c := salesforce.New(salesforce.WithAllowedHosts("127.0.0.1"))
 	sess := fakeSession(sf)
 	n := 0
 	for b.Loop() {

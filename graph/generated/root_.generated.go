@@ -26,6 +26,7 @@ type ResolverRoot interface {
 	Query() QueryResolver
 	Record() RecordResolver
 	Subscription() SubscriptionResolver
+	SyncBatch() SyncBatchResolver
 }
 
 type DirectiveRoot struct {
@@ -191,7 +192,7 @@ type ComplexityRoot struct {
 		FinishedAt      func(childComplexity int) int
 		ID              func(childComplexity int) int
 		Message         func(childComplexity int) int
-		Records         func(childComplexity int) int
+		Records         func(childComplexity int, first *int, after *string) int
 		Skipped         func(childComplexity int) int
 		StartedAt       func(childComplexity int) int
 		Status          func(childComplexity int) int
@@ -220,6 +221,17 @@ type ComplexityRoot struct {
 		Reason     func(childComplexity int) int
 		RecordID   func(childComplexity int) int
 		RecordType func(childComplexity int) int
+	}
+
+	SyncBatchRecordConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	SyncBatchRecordEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	SyncOverview struct {
@@ -949,7 +961,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			break
 		}
 
-		return e.ComplexityRoot.SyncBatch.Records(childComplexity), true
+		args, err := ec.field_SyncBatch_records_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.SyncBatch.Records(childComplexity, args["first"].(*int), args["after"].(*string)), true
 	case "SyncBatch.skipped":
 		if e.ComplexityRoot.SyncBatch.Skipped == nil {
 			break
@@ -1067,6 +1084,38 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncBatchRecord.RecordType(childComplexity), true
+
+	case "SyncBatchRecordConnection.edges":
+		if e.ComplexityRoot.SyncBatchRecordConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchRecordConnection.Edges(childComplexity), true
+	case "SyncBatchRecordConnection.pageInfo":
+		if e.ComplexityRoot.SyncBatchRecordConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchRecordConnection.PageInfo(childComplexity), true
+	case "SyncBatchRecordConnection.totalCount":
+		if e.ComplexityRoot.SyncBatchRecordConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchRecordConnection.TotalCount(childComplexity), true
+
+	case "SyncBatchRecordEdge.cursor":
+		if e.ComplexityRoot.SyncBatchRecordEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchRecordEdge.Cursor(childComplexity), true
+	case "SyncBatchRecordEdge.node":
+		if e.ComplexityRoot.SyncBatchRecordEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchRecordEdge.Node(childComplexity), true
 
 	case "SyncOverview.connectionStatus":
 		if e.ComplexityRoot.SyncOverview.ConnectionStatus == nil {
@@ -1574,9 +1623,13 @@ enum SyncDirection {
 }
 
 enum SyncBatchStatus {
+  "No record failed (records waiting for a parent are not failures)."
   SUCCEEDED
+  "Some records failed and some were written or skipped; message says what failed."
   PARTIAL
+  "The whole call failed (every item stays queued), or every record failed; message says why."
   FAILED
+  "Nothing was sent because syncing is paused; message says why."
   PAUSED
 }
 
@@ -1630,7 +1683,20 @@ type SyncBatch {
   writePath: String
   "Outbound: why the batch needed a read, when it did."
   writePathReason: String
-  records: [SyncBatchRecord!]!
+  "The batch's records in the order they were logged, a page at a time: first (default 100, at most 100) after the cursor of the last one seen."
+  records(first: Int = 100, after: String): SyncBatchRecordConnection!
+}
+
+type SyncBatchRecordEdge {
+  cursor: String!
+  node: SyncBatchRecord!
+}
+
+type SyncBatchRecordConnection {
+  edges: [SyncBatchRecordEdge!]!
+  pageInfo: PageInfo!
+  "How many records the batch has in all."
+  totalCount: Int!
 }
 
 type SyncBatchEdge {
@@ -2109,6 +2175,28 @@ func (ec *executionContext) childFields_SyncBatchRecord(ctx context.Context, fie
 		return ec.fieldContext_SyncBatchRecord_fields(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SyncBatchRecord", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncBatchRecordConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_SyncBatchRecordConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_SyncBatchRecordConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_SyncBatchRecordConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncBatchRecordConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncBatchRecordEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_SyncBatchRecordEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_SyncBatchRecordEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncBatchRecordEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_SyncOverview(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

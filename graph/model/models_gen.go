@@ -229,8 +229,9 @@ type SyncBatch struct {
 	// Outbound: how the batch learned the CRM's state (ONE_CALL, READ_THEN_WRITE, ONE_CALL_THEN_READ); null when it made no call.
 	WritePath *string `json:"writePath,omitempty"`
 	// Outbound: why the batch needed a read, when it did.
-	WritePathReason *string            `json:"writePathReason,omitempty"`
-	Records         []*SyncBatchRecord `json:"records"`
+	WritePathReason *string `json:"writePathReason,omitempty"`
+	// The batch's records in the order they were logged, a page at a time: first (default 100, at most 100) after the cursor of the last one seen.
+	Records *SyncBatchRecordConnection `json:"records"`
 }
 
 type SyncBatchConnection struct {
@@ -252,6 +253,18 @@ type SyncBatchRecord struct {
 	Reason     string           `json:"reason"`
 	ErrorCode  string           `json:"errorCode"`
 	Fields     []*FieldDecision `json:"fields"`
+}
+
+type SyncBatchRecordConnection struct {
+	Edges    []*SyncBatchRecordEdge `json:"edges"`
+	PageInfo *PageInfo              `json:"pageInfo"`
+	// How many records the batch has in all.
+	TotalCount int `json:"totalCount"`
+}
+
+type SyncBatchRecordEdge struct {
+	Cursor string           `json:"cursor"`
+	Node   *SyncBatchRecord `json:"node"`
 }
 
 type SyncLogFilter struct {
@@ -852,10 +865,14 @@ func (e RecordType) MarshalJSON() ([]byte, error) {
 type SyncBatchStatus string
 
 const (
+	// No record failed (records waiting for a parent are not failures).
 	SyncBatchStatusSucceeded SyncBatchStatus = "SUCCEEDED"
-	SyncBatchStatusPartial   SyncBatchStatus = "PARTIAL"
-	SyncBatchStatusFailed    SyncBatchStatus = "FAILED"
-	SyncBatchStatusPaused    SyncBatchStatus = "PAUSED"
+	// Some records failed and some were written or skipped; message says what failed.
+	SyncBatchStatusPartial SyncBatchStatus = "PARTIAL"
+	// The whole call failed (every item stays queued), or every record failed; message says why.
+	SyncBatchStatusFailed SyncBatchStatus = "FAILED"
+	// Nothing was sent because syncing is paused; message says why.
+	SyncBatchStatusPaused SyncBatchStatus = "PAUSED"
 )
 
 var AllSyncBatchStatus = []SyncBatchStatus{

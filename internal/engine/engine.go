@@ -116,7 +116,6 @@ type Engine struct {
 	now        func() time.Time
 
 	descs *connection.DescribeCache
-	caps  capabilities
 }
 
 // leaseOwner names one sync for the connection lease: the process (for

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -21,7 +20,7 @@ import (
 )
 
 // Conditional writes (docs/sync.md): a small flush whose records' CRM
-// state is known and provably current (record.Known.Proven) skips the
+// state is known and provably current (record.Observation.Proven) skips the
 // read. Its fields are decided from the known state exactly as from a
 // read, and its writes go as updates conditional on the known
 // LastModified, all in one call: a record changed since is refused (412),
@@ -35,8 +34,8 @@ import (
 const maxReobserve = 2000
 
 // knownOf is the state of a record read in a call the CRM answered at at.
-func knownOf(r connector.Record, at time.Time) *record.Known {
-	return &record.Known{ID: r.ID, Fields: r.Fields, LastModified: r.LastModified, LastModifiedByID: r.LastModifiedByID, ObservedAt: at.UTC()}
+func knownOf(r connector.Record, at time.Time) *record.Observation {
+	return &record.Observation{ID: r.ID, Fields: r.Fields, LastModified: r.LastModified, LastModifiedByID: r.LastModifiedByID, ObservedAt: at.UTC()}
 }
 
 // observed stores a record's state as read in a call answered at at: a
@@ -123,41 +122,19 @@ func (f *flush) applyReobserved(found map[string]connector.Record, at time.Time)
 	f.reobserving = nil
 }
 
-// capabilities caches connectors' static descriptions (no CRM call).
-type capabilities struct {
-	mu  sync.Mutex
-	has map[string][]connector.Capability
-}
-
-func (e *Engine) announces(ctx context.Context, crm connector.Connector, name string, c connector.Capability) bool {
-	e.caps.mu.Lock()
-	caps, ok := e.caps.has[name]
-	e.caps.mu.Unlock()
-	if !ok {
-		d, err := crm.Describe(ctx, connector.DescribeRequest{})
-		if err != nil {
-			e.logger.Warn("describe connector capabilities", slog.String("connector", name), slog.Any("error", err))
-			return false
-		}
-		caps = d.Capabilities
-		e.caps.mu.Lock()
-		if e.caps.has == nil {
-			e.caps.has = map[string][]connector.Capability{}
-		}
-		e.caps.has[name] = caps
-		e.caps.mu.Unlock()
-	}
-	return slices.Contains(caps, c)
+// conditional is the connector's conditional update, when it announces one.
+func (f *flush) conditional() (connector.ConditionalUpdater, bool) {
+	return connection.Optional[connector.ConditionalUpdater](f.caps, connector.CapabilityConditionalUpdate, f.crm)
 }
 
 // oneCallReason returns why the flush cannot go in one conditional call
 // ("" when it can). Every record must be an update of a linked record
 // whose state is known, proven, and holds every field its decision reads.
-func (f *flush) oneCallReason(ctx context.Context, jobs []*job) string {
+func (f *flush) oneCallReason(jobs []*job) string {
 	if f.e.cfg.ReadFirst {
 		return "conditional writes are off"
 	}
-	if _, ok := f.crm.(connector.ConditionalUpdater); !ok || !f.e.announces(ctx, f.crm, f.c.Connector, connector.CapabilityConditionalUpdate) {
+	if _, ok := f.conditional(); !ok {
 		return "the connector has no conditional update"
 	}
 	if len(jobs) > connector.MaxConditionalUpdates {
@@ -239,7 +216,7 @@ func (f *flush) tryOneCall(ctx context.Context) error {
 	if err := f.describe(ctx, jobs); err != nil {
 		return err
 	}
-	if why := f.oneCallReason(ctx, jobs); why != "" {
+	if why := f.oneCallReason(jobs); why != "" {
 		f.path, f.pathReason = synclog.WriteReadFirst, why
 		return nil
 	}
@@ -283,7 +260,7 @@ func (f *flush) openJobs() []*job {
 type snapshot struct {
 	crmFields, crmPending map[string]any
 	updatedAt             time.Time
-	known                 *record.Known
+	known                 *record.Observation
 	observeAfter          bun.NullTime
 }
 
@@ -342,7 +319,8 @@ func (f *flush) oneCall(ctx context.Context, jobs []*job) (refused int, needRead
 		ids[j.object] = append(ids[j.object], j.crmID)
 	}
 	reads := f.withReobserve(ids, connector.MaxConditionalReads)
-	resp, err := f.crm.(connector.ConditionalUpdater).UpdateIfUnmodified(ctx, connector.ConditionalUpdateRequest{
+	cu, _ := f.conditional()
+	resp, err := cu.UpdateIfUnmodified(ctx, connector.ConditionalUpdateRequest{
 		Session: f.meter.Session, Updates: updates, Reads: reads})
 	if err := f.meter.Observe(ctx, "conditional write", connection.MetaOf(resp), err); err != nil {
 		f.reobserving = nil

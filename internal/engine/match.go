@@ -155,7 +155,7 @@ func (f *flush) link(j *job, object string, rec connector.Record, how string) {
 func stateOf(rec connector.Record, r *record.Record) crmState {
 	s := crmState{Exists: true, Fields: rec.Fields, LastModified: rec.LastModified, LastModifiedByID: rec.LastModifiedByID}
 	if r != nil && r.CRMID == rec.ID {
-		s.Synced, s.Pending = r.CRMFields, r.CRMPending
+		s.Known = r.Known()
 	}
 	return s
 }

@@ -56,7 +56,7 @@ func TestLimitsAgainstSffake(t *testing.T) {
 		box, err := secret.NewBox(key)
 		require.NoError(t, err)
 		store := connection.NewStore(bdb, box)
-		crm := newCounting(salesforce.New())
+		crm := newCounting(salesforce.New(salesforce.WithAllowedHosts("127.0.0.1")))
 		conns := connectorsFunc(func(context.Context, string) (connector.Connector, error) { return crm, nil })
 		svc := connection.NewService(store, conns, &nowScheduler{})
 		cfg, err := json.Marshal(map[string]string{"loginUrl": sf.URL(), "clientId": sffake.DefaultClientID})

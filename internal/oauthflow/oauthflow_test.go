@@ -65,7 +65,7 @@ func setup(t *testing.T, bdb *bun.DB) *testBundle {
 	box, err := secret.NewBox(key)
 	require.NoError(t, err)
 	b.store = connection.NewStore(bdb, box)
-	sf := salesforce.New()
+	sf := salesforce.New(salesforce.WithAllowedHosts("127.0.0.1"))
 	svc := connection.NewService(b.store, connectorsFunc(func(_ context.Context, name string) (connector.Connector, error) {
 		require.Equal(t, "salesforce", name)
 		return sf, nil
@@ -181,7 +181,7 @@ func TestWebFlowConnectsAgainstSffake(t *testing.T) {
 		require.Equal(t, acme.ID, <-b.connected)
 
 		// The stored refresh token works: a connector call with it succeeds.
-		_, err = salesforce.New().Limits(ctx, connector.LimitsRequest{Session: connector.Session{Config: c.Config,
+		_, err = salesforce.New(salesforce.WithAllowedHosts("127.0.0.1")).Limits(ctx, connector.LimitsRequest{Session: connector.Session{Config: c.Config,
 			Credentials: json.RawMessage(`{"clientSecret":"` + cr["clientSecret"] + `","refreshToken":"` + cr["refreshToken"] + `"}`)}})
 		require.NoError(t, err)
 

@@ -12,19 +12,19 @@ import (
 	"github.com/crmsync/crmsync/internal/record"
 )
 
-func TestKnownProven(t *testing.T) {
+func TestObservationProven(t *testing.T) {
 	t.Parallel()
 	lm := time.Date(2026, 12, 4, 10, 0, 5, 0, time.UTC)
 	tests := map[string]struct {
-		known *record.Known
+		known *record.Observation
 		want  bool
 	}{
 		"unknown":                         {nil, false},
-		"observed in the same second":     {&record.Known{LastModified: lm, ObservedAt: lm.Add(999 * time.Millisecond)}, false},
-		"observed exactly a second later": {&record.Known{LastModified: lm, ObservedAt: lm.Add(time.Second)}, true},
-		"observed much later":             {&record.Known{LastModified: lm, ObservedAt: lm.Add(time.Hour)}, true},
-		"observed before (clock skew)":    {&record.Known{LastModified: lm, ObservedAt: lm.Add(-time.Second)}, false},
-		"no observation time":             {&record.Known{LastModified: lm}, false},
+		"observed in the same second":     {&record.Observation{LastModified: lm, ObservedAt: lm.Add(999 * time.Millisecond)}, false},
+		"observed exactly a second later": {&record.Observation{LastModified: lm, ObservedAt: lm.Add(time.Second)}, true},
+		"observed much later":             {&record.Observation{LastModified: lm, ObservedAt: lm.Add(time.Hour)}, true},
+		"observed before (clock skew)":    {&record.Observation{LastModified: lm, ObservedAt: lm.Add(-time.Second)}, false},
+		"no observation time":             {&record.Observation{LastModified: lm}, false},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -33,9 +33,9 @@ func TestKnownProven(t *testing.T) {
 	}
 }
 
-// TestKnownRoundTrip stores a known state and the re-observation time
+// TestObservationRoundTrip stores a known state and the re-observation time
 // through record.Update and reads them back, on both databases.
-func TestKnownRoundTrip(t *testing.T) {
+func TestObservationRoundTrip(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		t.Parallel()
@@ -51,7 +51,7 @@ func TestKnownRoundTrip(t *testing.T) {
 		require.NoError(t, err)
 		require.Nil(t, got[r.ID].CRMKnown, "unknown by default")
 
-		r.CRMKnown = &record.Known{ID: "00Q000000000001AAA", Fields: map[string]any{"Phone": "+1", "IsConverted": false},
+		r.CRMKnown = &record.Observation{ID: "00Q000000000001AAA", Fields: map[string]any{"Phone": "+1", "IsConverted": false},
 			LastModified: t0, LastModifiedByID: "005x", ObservedAt: t0.Add(2 * time.Second)}
 		r.CRMObserveAfter = bun.NullTime{Time: t0.Add(time.Second)}
 		require.NoError(t, record.Update(ctx, bdb, []*record.Record{r}, "crm_known", "crm_observe_after"))

@@ -4,12 +4,12 @@ import (
 	"time"
 )
 
-// Known is a CRM record's state as crmsync observed it: the fields read,
+// Observation is a CRM record's state as crmsync observed it: the fields read,
 // the record's modification stamps, and the CRM's own clock when it
 // answered (Salesforce: the response's Date header). The engine writes
 // without reading first when the state is Proven (docs/sync.md,
 // "Conditional writes").
-type Known struct {
+type Observation struct {
 	// ID is the CRM id the state belongs to.
 	ID               string         `json:"id"`
 	Fields           map[string]any `json:"fields"`
@@ -25,7 +25,7 @@ type Known struct {
 // as LastModified would leave it unchanged. So the state counts only when
 // it was observed, by the CRM's clock, at least a second after
 // LastModified: every later change then carries a later LastModified.
-func (k *Known) Proven() bool {
+func (k *Observation) Proven() bool {
 	if k == nil || k.ObservedAt.IsZero() || k.LastModified.IsZero() {
 		return false
 	}
