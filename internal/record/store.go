@@ -46,7 +46,7 @@ type Record struct {
 	// CRMObserveAfter, when set, is when it should be observed again (the
 	// record was written since, or observed within the second of its last
 	// change). See Known.
-	CRMKnown        *Observation       `bun:"crm_known,type:text"`
+	CRMKnown        *Observation `bun:"crm_known,type:text"`
 	CRMObserveAfter bun.NullTime `bun:"crm_observe_after"`
 	CreatedAt       time.Time    `bun:"created_at,notnull"`
 	UpdatedAt       time.Time    `bun:"updated_at,notnull"`
