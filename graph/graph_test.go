@@ -323,7 +323,7 @@ func TestIntrospectionOff(t *testing.T) {
 	t.Parallel()
 	bdb := dbtest.Open(t, db.SQLite)
 	svc := workspace.NewService(bdb)
-	h := graph.NewHandler(&graph.Resolver{Logger: slog.New(slog.DiscardHandler), DB: bdb, Workspaces: svc},
+	h := graph.NewHandler(graphtest.WithDB(&graph.Resolver{Logger: slog.New(slog.DiscardHandler), Workspaces: svc}, bdb),
 		graph.HandlerOptions{Logger: slog.New(slog.DiscardHandler), Authenticate: workspace.NewAuthenticator(svc, "").Authenticate})
 	ws, _, err := svc.Create(context.Background(), "Acme")
 	require.NoError(t, err)

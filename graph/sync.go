@@ -115,6 +115,12 @@ func overviewModel(o overview.Overview) *model.SyncOverview {
 		FailedItems:          o.Failed,
 		Paused:               o.Paused,
 	}
+	for _, t := range model.AllRecordType {
+		out.QueuedByRecordType = append(out.QueuedByRecordType, &model.QueuedCount{RecordType: t, Queued: o.QueuedByType[record.Type(t)]})
+	}
+	for _, h := range o.CallsByHour {
+		out.APICallsByHour = append(out.APICallsByHour, &model.HourlyCalls{Hour: h.Hour, Calls: int(h.Calls)})
+	}
 	if o.ConversionLimit != nil {
 		l := int(*o.ConversionLimit)
 		out.ConversionDailyLimit.Limit = &l
@@ -215,7 +221,7 @@ func (r *Resolver) overviewOf(ctx context.Context) (*model.SyncOverview, error) 
 	if err != nil {
 		return nil, err
 	}
-	o, err := overview.Get(ctx, r.DB, ws, time.Now())
+	o, err := r.Overview.Get(ctx, ws, time.Now())
 	if err != nil {
 		return nil, err
 	}

@@ -13,11 +13,10 @@ import (
 	"os"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/playground"
-
 	"github.com/crmsync/crmsync/connectors/salesforce"
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
 	"github.com/crmsync/crmsync/internal/config"
+	"github.com/crmsync/crmsync/internal/console"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/prefs"
 	"github.com/crmsync/crmsync/internal/record"
@@ -127,8 +126,11 @@ func (d *demo) setUp(ctx context.Context, baseURL string) error {
 	if err := d.seed(ctx); err != nil {
 		return err
 	}
-	d.a.server.Handle("GET /demo", playground.HandlerWithHeaders("crmsync demo", "/graphql", nil,
-		map[string]string{"Authorization": "Bearer " + issued.Token}))
+	page, err := console.GraphiQL(console.GraphiQLOptions{Title: "crmsync demo", Token: issued.Token, Tabs: demoTabs, StorageKey: "crmsync.demo:"})
+	if err != nil {
+		return err
+	}
+	d.a.server.Handle("GET /demo", page)
 	d.banner(baseURL, issued.Token)
 	return nil
 }
@@ -166,6 +168,71 @@ func (d *demo) seed(ctx context.Context) error {
 	}
 	_, err := d.a.resolver.Ingester.Ingest(ctx, d.ws, changes)
 	return err
+}
+
+// demoTabs are the operations /demo opens with.
+var demoTabs = []console.Tab{
+	{Query: `# The sync overview: usage against both limits, the queue, pause state.
+{
+  syncOverview {
+    queuedBatchItems
+    queuedByRecordType { recordType queued }
+    failedItems
+    paused
+    pauseReason
+    salesforceDailyLimit { used max }
+    conversionDailyLimit { used limit }
+    lastBatchAt
+  }
+}`},
+	{Query: `# The latest batches, with every record and field decision.
+{
+  syncLogs(first: 5) {
+    edges {
+      node {
+        direction status message created updated skipped apiCalls
+        records(first: 20) {
+          totalCount
+          edges {
+            node {
+              recordType recordId crmObject outcome reason
+              fields { field crmField mode sent reason }
+            }
+          }
+        }
+      }
+    }
+  }
+}`},
+	{Query: `# Queue a change made in Conversion; it reaches the fake org at the next flush.
+mutation RecordChanges($changes: [RecordChangeInput!]!) {
+  recordChanges(input: $changes) { accepted queued }
+}`, Variables: `{
+  "changes": [
+    {
+      "recordType": "CONTACT",
+      "recordId": "contact-00",
+      "source": "UI",
+      "fields": [{ "name": "title", "value": "Chief Analyst" }]
+    }
+  ]
+}`},
+	{Query: `# Change how a field syncs: Salesforce always wins for phone numbers.
+mutation Preference {
+  updateFieldSyncPreference(input: {
+    recordType: CONTACT, field: "phone", crmField: "Phone", mode: ALWAYS_PREFER_SALESFORCE
+  }) { recordType field crmField mode }
+}`},
+	{Query: `# Live: the overview, pushed on every change (graphql-transport-ws).
+subscription {
+  syncOverviewUpdated {
+    queuedBatchItems
+    queuedByRecordType { recordType queued }
+    lastBatchAt
+    paused
+    pauseReason
+  }
+}`},
 }
 
 func demoContactID(i int) string { return fmt.Sprintf("contact-%02d", i) }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/vektah/gqlparser/v2"
 )
 
 // TestDemo runs `crmsync demo`: it says what it is doing before each slow
@@ -46,6 +47,21 @@ func TestDemo(t *testing.T) {
 		"launching the Salesforce connector plugin and connecting the workspace to the fake org",
 		"seeding 4 companies, 2 campaigns and 12 contacts",
 	}, steps)
+
+	// The operations the banner suggests are valid against the schema.
+	banner := stdout.String()
+	try := banner[strings.Index(banner, "Try in GraphiQL:"):strings.Index(banner, "Or with curl:")]
+	schema := loadSchema(t)
+	var ops int
+	for _, chunk := range strings.Split(try, "\n\n")[1:] {
+		if strings.TrimSpace(chunk) == "" {
+			continue
+		}
+		_, errs := gqlparser.LoadQuery(schema, chunk)
+		require.Empty(t, errs, "banner operation does not validate:\n%s", chunk)
+		ops++
+	}
+	require.Equal(t, 4, ops)
 
 	token := regexp.MustCompile(`API token:\s+(\S+)`).FindStringSubmatch(stdout.String())
 	require.Len(t, token, 2, stdout.String())

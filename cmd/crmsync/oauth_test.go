@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
+	"github.com/crmsync/crmsync/connectors/salesforce/sffake/sffaketest"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
 )
 
@@ -25,7 +26,7 @@ func TestServeMountsWebFlowAndSyncMetrics(t *testing.T) {
 	for _, dialect := range []string{"sqlite", "postgres"} {
 		t.Run(dialect, func(t *testing.T) {
 			t.Parallel()
-			sf := sffake.Start(t)
+			sf := sffaketest.Start(t)
 			addr, opsAddr := freeAddr(t), freeAddr(t)
 			vars := map[string]string{"CRMSYNC_DATA_DIR": t.TempDir(),
 				"CRMSYNC_SALESFORCE_CLIENT_ID":     sffake.DefaultClientID,

@@ -25,8 +25,12 @@ import (
 	"github.com/crmsync/crmsync/internal/metrics"
 	"github.com/crmsync/crmsync/internal/oauthflow"
 	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/overview"
 	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/record"
+	"github.com/crmsync/crmsync/internal/riverweb"
 	"github.com/crmsync/crmsync/internal/secret"
+	"github.com/crmsync/crmsync/internal/synclog"
 	"github.com/crmsync/crmsync/internal/workspace"
 	"github.com/crmsync/crmsync/jobs"
 )
@@ -49,6 +53,7 @@ type app struct {
 	working    bool // River works jobs (some worker is registered), not insert-only
 	resolver   *graph.Resolver
 	server     *httpserver.Server
+	riverUI    *riverweb.UI
 
 	plugins *plugin.Host
 	engine  *engine.Engine
@@ -153,7 +158,11 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 
 	a.resolver = &graph.Resolver{
 		Logger:      logger,
-		DB:          bdb,
+		Database:    db.NewHealth(bdb),
+		Queue:       outbound.NewQueue(bdb),
+		Records:     record.NewReader(bdb),
+		SyncLog:     synclog.NewReader(bdb),
+		Overview:    overview.NewService(bdb),
 		Workspaces:  a.workspaces,
 		Connections: conns,
 		Prefs:       prefs.NewService(bdb, conns),
@@ -180,6 +189,11 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	if err != nil {
 		return nil, err
 	}
+	// River's own UI, for the admin token.
+	if a.riverUI, err = riverweb.New(client, logger, cfg.AdminToken); err != nil {
+		return nil, err
+	}
+	a.riverUI.Mount(a.server)
 	if cfg.SalesforceClientID != "" {
 		flow, err := oauthflow.New(oauthflow.Config{
 			ClientID: cfg.SalesforceClientID, ClientSecret: cfg.SalesforceClientSecret,
@@ -254,6 +268,10 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 		if err := a.river.Start(context.WithoutCancel(ctx)); err != nil {
 			return fmt.Errorf("start river: %w", err)
 		}
+	}
+	if err := a.riverUI.Start(ctx); err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("start river UI: %w", err)
 	}
 	var opsLn net.Listener
 	if cfg.OpsListen != "" {

@@ -102,6 +102,11 @@ type ComplexityRoot struct {
 		Migrations func(childComplexity int) int
 	}
 
+	HourlyCalls struct {
+		Calls func(childComplexity int) int
+		Hour  func(childComplexity int) int
+	}
+
 	Mutation struct {
 		ConnectCrm                 func(childComplexity int, input model.ConnectCrmInput) int
 		CreateWorkspace            func(childComplexity int, name string) int
@@ -140,6 +145,12 @@ type ComplexityRoot struct {
 		SyncLogs              func(childComplexity int, filter *model.SyncLogFilter, first *int, after *string) int
 		SyncOverview          func(childComplexity int) int
 		Viewer                func(childComplexity int) int
+		Workspaces            func(childComplexity int) int
+	}
+
+	QueuedCount struct {
+		Queued     func(childComplexity int) int
+		RecordType func(childComplexity int) int
 	}
 
 	Record struct {
@@ -235,6 +246,7 @@ type ComplexityRoot struct {
 	}
 
 	SyncOverview struct {
+		APICallsByHour       func(childComplexity int) int
 		ConnectionStatus     func(childComplexity int) int
 		ConversionDailyLimit func(childComplexity int) int
 		FailedItems          func(childComplexity int) int
@@ -244,6 +256,7 @@ type ComplexityRoot struct {
 		PauseReason          func(childComplexity int) int
 		Paused               func(childComplexity int) int
 		QueuedBatchItems     func(childComplexity int) int
+		QueuedByRecordType   func(childComplexity int) int
 		SalesforceDailyLimit func(childComplexity int) int
 	}
 
@@ -516,6 +529,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Health.Migrations(childComplexity), true
 
+	case "HourlyCalls.calls":
+		if e.ComplexityRoot.HourlyCalls.Calls == nil {
+			break
+		}
+
+		return e.ComplexityRoot.HourlyCalls.Calls(childComplexity), true
+	case "HourlyCalls.hour":
+		if e.ComplexityRoot.HourlyCalls.Hour == nil {
+			break
+		}
+
+		return e.ComplexityRoot.HourlyCalls.Hour(childComplexity), true
+
 	case "Mutation.connectCrm":
 		if e.ComplexityRoot.Mutation.ConnectCrm == nil {
 			break
@@ -758,6 +784,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Viewer(childComplexity), true
+	case "Query.workspaces":
+		if e.ComplexityRoot.Query.Workspaces == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Workspaces(childComplexity), true
+
+	case "QueuedCount.queued":
+		if e.ComplexityRoot.QueuedCount.Queued == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QueuedCount.Queued(childComplexity), true
+	case "QueuedCount.recordType":
+		if e.ComplexityRoot.QueuedCount.RecordType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QueuedCount.RecordType(childComplexity), true
 
 	case "Record.crmId":
 		if e.ComplexityRoot.Record.CrmID == nil {
@@ -1117,6 +1162,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.SyncBatchRecordEdge.Node(childComplexity), true
 
+	case "SyncOverview.apiCallsByHour":
+		if e.ComplexityRoot.SyncOverview.APICallsByHour == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.APICallsByHour(childComplexity), true
 	case "SyncOverview.connectionStatus":
 		if e.ComplexityRoot.SyncOverview.ConnectionStatus == nil {
 			break
@@ -1171,6 +1222,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncOverview.QueuedBatchItems(childComplexity), true
+	case "SyncOverview.queuedByRecordType":
+		if e.ComplexityRoot.SyncOverview.QueuedByRecordType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.QueuedByRecordType(childComplexity), true
 	case "SyncOverview.salesforceDailyLimit":
 		if e.ComplexityRoot.SyncOverview.SalesforceDailyLimit == nil {
 			break
@@ -1390,6 +1447,8 @@ type Query {
   viewer: Workspace!
   "Whether the service can do its work. Any valid token may ask."
   health: Health!
+  "Every workspace, oldest first. Admin only."
+  workspaces: [Workspace!]! @admin
 }
 
 type Mutation {
@@ -1453,6 +1512,8 @@ enum ConnectionStatus {
   CONNECTED
   "The credentials can no longer be refreshed: reconnect to resume syncing."
   EXPIRED
+  "The stored credentials do not decrypt with the server's secret key (the key changed): restore the key, or reconnect, to resume syncing."
+  CREDENTIALS_UNREADABLE
 }
 
 type CrmIdentity {
@@ -1749,6 +1810,8 @@ enum PauseReason {
   CONNECTION_EXPIRED
   PAUSED_BY_USER
   NOT_CONNECTED
+  "The connection's credentials do not decrypt with the server's secret key (connection status CREDENTIALS_UNREADABLE)."
+  CREDENTIALS_UNREADABLE
 }
 
 type ConversionDailyLimit {
@@ -1764,12 +1827,29 @@ type SalesforceDailyLimit {
   observedAt: Time
 }
 
+"Items waiting to be pushed, of one record type."
+type QueuedCount {
+  recordType: RecordType!
+  queued: Int!
+}
+
+"The CRM calls crmsync made in one hour."
+type HourlyCalls {
+  "The hour's start."
+  hour: Time!
+  calls: Int!
+}
+
 "Settings → Syncing → Overview."
 type SyncOverview {
   conversionDailyLimit: ConversionDailyLimit!
   salesforceDailyLimit: SalesforceDailyLimit!
   "Items waiting to be pushed."
   queuedBatchItems: Int!
+  "queuedBatchItems by record type, every type listed (zero when none)."
+  queuedByRecordType: [QueuedCount!]!
+  "crmsync's CRM calls in each hour of the rolling 24 hours, oldest first; they add up to conversionDailyLimit.used."
+  apiCallsByHour: [HourlyCalls!]!
   failedItems: Int!
   oldestQueuedAt: Time
   paused: Boolean!
@@ -2003,6 +2083,16 @@ func (ec *executionContext) childFields_Health(ctx context.Context, field graphq
 	return nil, fmt.Errorf("no field named %q was found under type Health", field.Name)
 }
 
+func (ec *executionContext) childFields_HourlyCalls(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "hour":
+		return ec.fieldContext_HourlyCalls_hour(ctx, field)
+	case "calls":
+		return ec.fieldContext_HourlyCalls_calls(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type HourlyCalls", field.Name)
+}
+
 func (ec *executionContext) childFields_ObjectSyncPreference(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "recordType":
@@ -2025,6 +2115,16 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 		return ec.fieldContext_PageInfo_endCursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
+}
+
+func (ec *executionContext) childFields_QueuedCount(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "recordType":
+		return ec.fieldContext_QueuedCount_recordType(ctx, field)
+	case "queued":
+		return ec.fieldContext_QueuedCount_queued(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type QueuedCount", field.Name)
 }
 
 func (ec *executionContext) childFields_Record(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2207,6 +2307,10 @@ func (ec *executionContext) childFields_SyncOverview(ctx context.Context, field 
 		return ec.fieldContext_SyncOverview_salesforceDailyLimit(ctx, field)
 	case "queuedBatchItems":
 		return ec.fieldContext_SyncOverview_queuedBatchItems(ctx, field)
+	case "queuedByRecordType":
+		return ec.fieldContext_SyncOverview_queuedByRecordType(ctx, field)
+	case "apiCallsByHour":
+		return ec.fieldContext_SyncOverview_apiCallsByHour(ctx, field)
 	case "failedItems":
 		return ec.fieldContext_SyncOverview_failedItems(ctx, field)
 	case "oldestQueuedAt":

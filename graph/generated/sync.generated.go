@@ -890,6 +890,52 @@ func (ec *executionContext) fieldContext_FieldSyncPreference_mode(_ context.Cont
 	return graphql.NewScalarFieldContext("FieldSyncPreference", field, false, false, "SyncMode")
 }
 
+func (ec *executionContext) _HourlyCalls_hour(ctx context.Context, field graphql.CollectedField, obj *model.HourlyCalls) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_HourlyCalls_hour(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Hour, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_HourlyCalls_hour(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("HourlyCalls", field, false, false, "Time")
+}
+
+func (ec *executionContext) _HourlyCalls_calls(ctx context.Context, field graphql.CollectedField, obj *model.HourlyCalls) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_HourlyCalls_calls(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Calls, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_HourlyCalls_calls(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("HourlyCalls", field, false, false, "Int")
+}
+
 func (ec *executionContext) _ObjectSyncPreference_recordType(ctx context.Context, field graphql.CollectedField, obj *model.ObjectSyncPreference) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -1026,6 +1072,52 @@ func (ec *executionContext) _PageInfo_endCursor(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_PageInfo_endCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "String")
+}
+
+func (ec *executionContext) _QueuedCount_recordType(ctx context.Context, field graphql.CollectedField, obj *model.QueuedCount) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QueuedCount_recordType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordType, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.RecordType) graphql.Marshaler {
+			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QueuedCount_recordType(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QueuedCount", field, false, false, "RecordType")
+}
+
+func (ec *executionContext) _QueuedCount_queued(ctx context.Context, field graphql.CollectedField, obj *model.QueuedCount) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QueuedCount_queued(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Queued, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QueuedCount_queued(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QueuedCount", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Record_recordType(ctx context.Context, field graphql.CollectedField, obj *model.Record) (ret graphql.Marshaler) {
@@ -2553,6 +2645,70 @@ func (ec *executionContext) fieldContext_SyncOverview_queuedBatchItems(_ context
 	return graphql.NewScalarFieldContext("SyncOverview", field, false, false, "Int")
 }
 
+func (ec *executionContext) _SyncOverview_queuedByRecordType(ctx context.Context, field graphql.CollectedField, obj *model.SyncOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncOverview_queuedByRecordType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.QueuedByRecordType, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.QueuedCount) graphql.Marshaler {
+			return ec.marshalNQueuedCount2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐQueuedCountᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncOverview_queuedByRecordType(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncOverview",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_QueuedCount(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SyncOverview_apiCallsByHour(ctx context.Context, field graphql.CollectedField, obj *model.SyncOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncOverview_apiCallsByHour(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.APICallsByHour, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.HourlyCalls) graphql.Marshaler {
+			return ec.marshalNHourlyCalls2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐHourlyCallsᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncOverview_apiCallsByHour(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncOverview",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_HourlyCalls(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _SyncOverview_failedItems(ctx context.Context, field graphql.CollectedField, obj *model.SyncOverview) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3885,6 +4041,44 @@ func (ec *executionContext) _FieldSyncPreference(ctx context.Context, sel ast.Se
 	return out
 }
 
+var hourlyCallsImplementors = []string{"HourlyCalls"}
+
+func (ec *executionContext) _HourlyCalls(ctx context.Context, sel ast.SelectionSet, obj *model.HourlyCalls) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, hourlyCallsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("HourlyCalls")
+		case "hour":
+			out.Values[i] = ec._HourlyCalls_hour(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "calls":
+			out.Values[i] = ec._HourlyCalls_calls(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var objectSyncPreferenceImplementors = []string{"ObjectSyncPreference"}
 
 func (ec *executionContext) _ObjectSyncPreference(ctx context.Context, sel ast.SelectionSet, obj *model.ObjectSyncPreference) graphql.Marshaler {
@@ -3952,6 +4146,44 @@ func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet,
 		case "endCursor":
 			out.Values[i] = ec._PageInfo_endCursor(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var queuedCountImplementors = []string{"QueuedCount"}
+
+func (ec *executionContext) _QueuedCount(ctx context.Context, sel ast.SelectionSet, obj *model.QueuedCount) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, queuedCountImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("QueuedCount")
+		case "recordType":
+			out.Values[i] = ec._QueuedCount_recordType(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "queued":
+			out.Values[i] = ec._QueuedCount_queued(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		default:
@@ -4596,6 +4828,16 @@ func (ec *executionContext) _SyncOverview(ctx context.Context, sel ast.Selection
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "queuedByRecordType":
+			out.Values[i] = ec._SyncOverview_queuedByRecordType(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "apiCallsByHour":
+			out.Values[i] = ec._SyncOverview_apiCallsByHour(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "failedItems":
 			out.Values[i] = ec._SyncOverview_failedItems(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -4882,6 +5124,30 @@ func (ec *executionContext) unmarshalNFieldSyncPreferenceInput2githubᚗcomᚋcr
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalNHourlyCalls2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐHourlyCallsᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.HourlyCalls) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNHourlyCalls2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐHourlyCalls(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNHourlyCalls2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐHourlyCalls(ctx context.Context, sel ast.SelectionSet, v *model.HourlyCalls) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "HourlyCalls!")
+		return graphql.Null
+	}
+	return ec._HourlyCalls(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNMembershipAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐMembershipAction(ctx context.Context, v any) (model.MembershipAction, error) {
 	var res model.MembershipAction
 	err := res.UnmarshalGQL(v)
@@ -4927,6 +5193,30 @@ func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋcrmsyncᚋcrmsync
 		return graphql.Null
 	}
 	return ec._PageInfo(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNQueuedCount2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐQueuedCountᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.QueuedCount) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNQueuedCount2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐQueuedCount(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNQueuedCount2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐQueuedCount(ctx context.Context, sel ast.SelectionSet, v *model.QueuedCount) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "QueuedCount!")
+		return graphql.Null
+	}
+	return ec._QueuedCount(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNRecordChangeInput2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordChangeInputᚄ(ctx context.Context, v any) ([]*model.RecordChangeInput, error) {

@@ -116,6 +116,13 @@ type Health struct {
 	Migrations MigrationState `json:"migrations"`
 }
 
+// The CRM calls crmsync made in one hour.
+type HourlyCalls struct {
+	// The hour's start.
+	Hour  time.Time `json:"hour"`
+	Calls int       `json:"calls"`
+}
+
 type MembershipInput struct {
 	CampaignID string           `json:"campaignId"`
 	ContactID  string           `json:"contactId"`
@@ -151,6 +158,12 @@ type PageInfo struct {
 }
 
 type Query struct {
+}
+
+// Items waiting to be pushed, of one record type.
+type QueuedCount struct {
+	RecordType RecordType `json:"recordType"`
+	Queued     int        `json:"queued"`
 }
 
 // Conversion's state of one synced record.
@@ -281,7 +294,11 @@ type SyncOverview struct {
 	ConversionDailyLimit *ConversionDailyLimit `json:"conversionDailyLimit"`
 	SalesforceDailyLimit *SalesforceDailyLimit `json:"salesforceDailyLimit"`
 	// Items waiting to be pushed.
-	QueuedBatchItems int               `json:"queuedBatchItems"`
+	QueuedBatchItems int `json:"queuedBatchItems"`
+	// queuedBatchItems by record type, every type listed (zero when none).
+	QueuedByRecordType []*QueuedCount `json:"queuedByRecordType"`
+	// crmsync's CRM calls in each hour of the rolling 24 hours, oldest first; they add up to conversionDailyLimit.used.
+	APICallsByHour   []*HourlyCalls    `json:"apiCallsByHour"`
 	FailedItems      int               `json:"failedItems"`
 	OldestQueuedAt   *time.Time        `json:"oldestQueuedAt,omitempty"`
 	Paused           bool              `json:"paused"`
@@ -399,16 +416,19 @@ const (
 	ConnectionStatusConnected ConnectionStatus = "CONNECTED"
 	// The credentials can no longer be refreshed: reconnect to resume syncing.
 	ConnectionStatusExpired ConnectionStatus = "EXPIRED"
+	// The stored credentials do not decrypt with the server's secret key (the key changed): restore the key, or reconnect, to resume syncing.
+	ConnectionStatusCredentialsUnreadable ConnectionStatus = "CREDENTIALS_UNREADABLE"
 )
 
 var AllConnectionStatus = []ConnectionStatus{
 	ConnectionStatusConnected,
 	ConnectionStatusExpired,
+	ConnectionStatusCredentialsUnreadable,
 }
 
 func (e ConnectionStatus) IsValid() bool {
 	switch e {
-	case ConnectionStatusConnected, ConnectionStatusExpired:
+	case ConnectionStatusConnected, ConnectionStatusExpired, ConnectionStatusCredentialsUnreadable:
 		return true
 	}
 	return false
@@ -746,6 +766,8 @@ const (
 	PauseReasonConnectionExpired PauseReason = "CONNECTION_EXPIRED"
 	PauseReasonPausedByUser      PauseReason = "PAUSED_BY_USER"
 	PauseReasonNotConnected      PauseReason = "NOT_CONNECTED"
+	// The connection's credentials do not decrypt with the server's secret key (connection status CREDENTIALS_UNREADABLE).
+	PauseReasonCredentialsUnreadable PauseReason = "CREDENTIALS_UNREADABLE"
 )
 
 var AllPauseReason = []PauseReason{
@@ -754,11 +776,12 @@ var AllPauseReason = []PauseReason{
 	PauseReasonConnectionExpired,
 	PauseReasonPausedByUser,
 	PauseReasonNotConnected,
+	PauseReasonCredentialsUnreadable,
 }
 
 func (e PauseReason) IsValid() bool {
 	switch e {
-	case PauseReasonSalesforceLimit, PauseReasonConversionLimit, PauseReasonConnectionExpired, PauseReasonPausedByUser, PauseReasonNotConnected:
+	case PauseReasonSalesforceLimit, PauseReasonConversionLimit, PauseReasonConnectionExpired, PauseReasonPausedByUser, PauseReasonNotConnected, PauseReasonCredentialsUnreadable:
 		return true
 	}
 	return false

@@ -135,9 +135,8 @@ func newBundle(t *testing.T, bdb *bun.DB, pgURL string) *bundle {
 	sched := jobs.NewScheduler(river, time.Second)
 	conns := connection.NewService(b.store, crms, sched)
 	b.works = workspace.NewService(bdb)
-	resolver := &graph.Resolver{
+	resolver := graphtest.WithDB(&graph.Resolver{
 		Logger:      logger,
-		DB:          bdb,
 		Workspaces:  b.works,
 		Connections: conns,
 		Prefs:       prefs.NewService(bdb, conns),
@@ -145,7 +144,7 @@ func newBundle(t *testing.T, bdb *bun.DB, pgURL string) *bundle {
 		Flushes:     sched,
 		Events:      b.bus,
 		Publisher:   b.bus,
-	}
+	}, bdb)
 	auth := workspace.NewAuthenticator(b.works, graphtest.AdminToken)
 	gql := graph.NewHandler(resolver, graph.HandlerOptions{
 		Logger:         logger,

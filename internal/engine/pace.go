@@ -91,13 +91,15 @@ func (e *Engine) Pace(ctx context.Context, workspaceID int64) (Pace, error) {
 
 func (e *Engine) pace(ctx context.Context, db bun.IDB, c *connection.Connection, now time.Time) (Pace, error) {
 	cfg := e.cfg.Pace
-	hourly, err := limits.Hourly(ctx, db, c.WorkspaceID, now)
+	hours, err := limits.Hourly(ctx, db, c.WorkspaceID, now)
 	if err != nil {
 		return Pace{}, err
 	}
 	p := Pace{Enabled: cfg.Enabled, Burst: cfg.Burst}
-	for _, n := range hourly {
-		p.Spent += n
+	hourly := make(map[time.Time]int64, len(hours))
+	for _, h := range hours {
+		hourly[h.Hour] = h.Calls
+		p.Spent += h.Calls
 	}
 	p.BudgetPerDay, p.Source = budgetPerDay(c, p.Spent, cfg)
 	p.Rate = refillRate(p.BudgetPerDay, hourly, now)

@@ -1,10 +1,12 @@
 // Package httpserver is crmsync's HTTP front: it mounts the GraphQL handler
 // at /graphql behind bearer-token authentication, a body size limit and
-// CORS, serves GraphiQL at /, /healthz and /readyz, counts every request
-// by route and status, and lets later features mount their own routes
-// (Server.Handle). /metrics is served only by the operational handler
-// (Server.Ops), meant for a separate, private listen address: it labels
-// every workspace. Serve runs either with graceful shutdown.
+// CORS, serves the operator console at /console and GraphiQL at / (both
+// from embedded assets, see internal/console), /healthz and /readyz,
+// counts every request by route and status, and lets later features mount
+// their own routes (Server.Handle). /metrics is served only by the
+// operational handler (Server.Ops), meant for a separate, private listen
+// address: it labels every workspace. Serve runs either with graceful
+// shutdown.
 package httpserver
 
 import (
@@ -23,12 +25,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/uptrace/bun"
 
+	"github.com/crmsync/crmsync/internal/console"
 	"github.com/crmsync/crmsync/internal/db"
 	"github.com/crmsync/crmsync/internal/workspace"
 )
@@ -81,8 +83,19 @@ func New(d Deps) (*Server, error) {
 	}
 	s := &Server{deps: d, mux: http.NewServeMux(), metrics: m}
 	s.Handle("/graphql", s.cors(requireJSON(s.limitBody(s.authenticate(d.GraphQL)))))
+	// The console and GraphiQL are served from assets embedded in the
+	// binary: they work without internet access.
+	console.Mount(s)
 	if d.GraphiQL {
-		s.Handle("GET /{$}", playground.Handler("crmsync", "/graphql"))
+		graphiql, err := console.GraphiQL(console.GraphiQLOptions{Title: "crmsync GraphiQL", Tabs: []console.Tab{{
+			Query: "# Press the run button (or Ctrl-Enter). The schema is in the Docs pane.\n{\n  viewer { name }\n  syncOverview { queuedBatchItems failedItems paused pauseReason lastBatchAt }\n}\n",
+		}}})
+		if err != nil {
+			return nil, err
+		}
+		s.Handle("GET /{$}", graphiql)
+	} else {
+		s.Handle("GET /{$}", http.RedirectHandler("/console", http.StatusFound))
 	}
 	s.Handle("GET /healthz", http.HandlerFunc(healthz))
 	s.Handle("GET /readyz", http.HandlerFunc(s.readyz))

@@ -224,7 +224,11 @@ func TestGraphiQLOff(t *testing.T) {
 	require.NoError(t, err)
 	rec := httptest.NewRecorder()
 	srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
-	require.Equal(t, http.StatusNotFound, rec.Code)
+	require.Equal(t, http.StatusFound, rec.Code, "without GraphiQL, / leads to the console")
+	require.Equal(t, "/console", rec.Header().Get("Location"))
+	rec = httptest.NewRecorder()
+	srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/console", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
 }
 
 func TestServe(t *testing.T) {

@@ -418,6 +418,9 @@ func (a *applier) seen(r *record.Record, cr connector.Record) bool {
 		return false
 	}
 	for k, v := range cr.Fields {
+		if stampFields[k] {
+			continue
+		}
 		s, ok := r.CRMFields[k]
 		if !ok || !record.SameValue(s, v) {
 			return false
@@ -425,6 +428,12 @@ func (a *applier) seen(r *record.Record, cr connector.Record) bool {
 	}
 	return true
 }
+
+// stampFields are record stamps some connectors also return among the
+// fields. seen compares values only: a flush that wrote in the second of
+// the last pull refreshed the snapshot's values, not the stamps it read
+// before writing, and the record is as the pull read it all the same.
+var stampFields = map[string]bool{"LastModifiedDate": true, "LastModifiedById": true, "SystemModstamp": true}
 
 // snapshot refreshes the record's synced snapshot and modstamp with what
 // was read, each value stamped with when it became true (a value unchanged

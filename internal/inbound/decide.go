@@ -51,7 +51,7 @@ const (
 	reasonNothingApplied = "no Salesforce change applied"
 )
 
-// decideInbound applies a field's mode (ARCHITECTURE §5.4, inbound column)
+// decideInbound applies a field's mode (docs/architecture.md#sync-modes, inbound column)
 // to the CRM value v of a field whose Conversion state is conv.
 //
 // TWO_WAY compares the same two times as the outbound rule (internal/engine

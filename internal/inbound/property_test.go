@@ -325,6 +325,8 @@ func (p *propertyCase) compareDecisions(what string, batch *synclog.Batch, want 
 	for i := range p.models {
 		p.decisions += len(want[i])
 		if fmt.Sprint(sorted(got[i])) != fmt.Sprint(sorted(want[i])) {
+			r, _ := record.Get(p.ctx(), p.b.db, p.b.ws, record.Key{Type: record.TypeContact, ID: p.ids[i]})
+			p.rt.Logf("record %+v\nCRM %+v\nbatch %+v", r, p.crmRecord(p.crmIDs[i]), batch)
 			p.rt.Fatalf("%s of record %s: engine decided %v, the model %v", what, p.ids[i], sorted(got[i]), sorted(want[i]))
 		}
 	}

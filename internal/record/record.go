@@ -5,7 +5,6 @@
 package record
 
 import (
-	"fmt"
 	"net/url"
 	"reflect"
 	"strings"
@@ -34,14 +33,6 @@ func (t Type) Valid() bool {
 		return true
 	}
 	return false
-}
-
-// ParseType returns the Type named s.
-func ParseType(s string) (Type, error) {
-	if t := Type(s); t.Valid() {
-		return t, nil
-	}
-	return "", fmt.Errorf("unknown record type %q", s)
 }
 
 // Source says where a change came from.
