@@ -48,11 +48,15 @@ func (l *load) editJustWritten(ctx context.Context, t *testing.T, d, pause time.
 		}
 		for _, r := range rows {
 			v := fmt.Sprintf("Rep Co %s-s%d", r.ConversionID, n)
-			l.chk.RepEdited(record.TypeContact, r.ConversionID, "company", v)
+			// As the load's rep does: the checker learns of the edit first.
+			from := time.Now()
+			l.chk.RepEdited(record.TypeContact, r.ConversionID, "company", v, from, from.Add(time.Second))
 			if err := l.c.org.EditAsUser(l.c.org.RepUserID(), "Lead", r.CRMID, map[string]any{"Company": v}); err != nil {
+				l.chk.Forget(record.TypeContact, r.ConversionID, "company")
 				t.Errorf("rep edit of %s: %v", r.CRMID, err)
 				return
 			}
+			l.chk.RepEdited(record.TypeContact, r.ConversionID, "company", v, from, time.Now())
 		}
 		select {
 		case <-ctx.Done():
