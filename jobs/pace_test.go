@@ -93,7 +93,6 @@ func TestFlushJobsPacedByBudget(t *testing.T) {
 		allowed := p.Burst + p.Rate*elapsed.Seconds() + flushCost
 		require.LessOrEqual(t, float64(used), allowed, "calls never run ahead of the bucket")
 		require.Less(t, used, int64(n), "changes coalesced while the bucket was dry")
-		require.True(t, p.Tokens < p.Burst, "the bucket shows what was spent: %v", p)
 
 		o, err := overview.Get(ctx, bdb, ws, time.Now())
 		require.NoError(t, err)
