@@ -81,6 +81,12 @@ func batchModel(b *synclog.Batch) *model.SyncBatch {
 		StartedAt: b.StartedAt, FinishedAt: b.FinishedAt, Created: b.Created, Updated: b.Updated, Deleted: b.Deleted,
 		Skipped: b.Skipped, Failed: b.Failed, Waiting: b.Waiting, APICalls: b.APICalls,
 	}
+	if b.WritePath != "" {
+		out.WritePath = &b.WritePath
+	}
+	if b.WritePathReason != "" {
+		out.WritePathReason = &b.WritePathReason
+	}
 	return out
 }
 
@@ -136,6 +142,10 @@ func overviewModel(o overview.Overview) *model.SyncOverview {
 	}
 	if !o.LastBatchAt.IsZero() {
 		out.LastBatchAt = &o.LastBatchAt
+	}
+	if p := o.Pace; p.Enabled {
+		out.Pacing = &model.SyncPacing{BudgetPerDay: int(p.BudgetPerDay), BudgetSource: p.Source, Spent: int(p.Spent),
+			Tokens: p.Tokens, Burst: p.Burst, CallsPerHour: p.Rate * 3600, WaitSeconds: p.Wait.Seconds()}
 	}
 	if o.PauseReason != "" {
 		r := model.PauseReason(o.PauseReason)

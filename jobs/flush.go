@@ -73,7 +73,32 @@ type Flusher interface {
 type Scheduler struct {
 	client   *river.Client[*sql.Tx]
 	interval time.Duration
-	now      func() time.Time
+	// settle is set under budget pacing (WithPacing).
+	settle time.Duration
+	now    func() time.Time
+}
+
+// WithPacing switches the scheduler from fixed windows to budget pacing
+// (engine.PaceConfig): a change is flushed settle after it arrives while
+// the connection's bucket holds a call, else when the bucket will have
+// refilled one. The engine must pace too (engine.Config.Pace.Enabled).
+func (s *Scheduler) WithPacing(settle time.Duration) *Scheduler {
+	s.settle = settle
+	return s
+}
+
+// settleSlot is t plus settle, rounded up to a fifth of settle: changes
+// arriving within a few milliseconds of each other (the fields of one form
+// save) share one job (River unique by args), and a flush starts at most
+// 1.2 settle after its first change. A change arriving later than that
+// still goes with the flush if it is queued when the flush claims.
+func settleSlot(t time.Time, settle time.Duration) time.Time {
+	grid := max(settle/5, time.Millisecond)
+	at := t.Add(settle)
+	if r := at.Truncate(grid); r.Before(at) {
+		return r.Add(grid)
+	}
+	return at
 }
 
 // NewScheduler returns a Scheduler flushing each workspace at most once per
@@ -85,6 +110,9 @@ func NewScheduler(client *river.Client[*sql.Tx], interval time.Duration) *Schedu
 // ScheduleFlushTx implements outbound.Scheduler: it inserts the flush in the
 // transaction that queued the items.
 func (s *Scheduler) ScheduleFlushTx(ctx context.Context, tx bun.Tx, workspaceID int64) error {
+	if s.settle > 0 {
+		return s.schedulePaced(ctx, tx, workspaceID)
+	}
 	var last bun.NullTime
 	err := tx.NewSelect().Model((*connection.Connection)(nil)).Column("last_flush_at").
 		Where("workspace_id = ?", workspaceID).Scan(ctx, &last)
@@ -99,6 +127,22 @@ func (s *Scheduler) ScheduleFlushTx(ctx context.Context, tx bun.Tx, workspaceID 
 	if at.Equal(now) {
 		at = now.Truncate(time.Second) // changes within a second share one job
 	}
+	return insertFlush(ctx, s.client, tx.Tx, FlushArgs{WorkspaceID: workspaceID, NotBefore: at.UnixMilli()})
+}
+
+// schedulePaced schedules the flush of a change under budget pacing.
+func (s *Scheduler) schedulePaced(ctx context.Context, tx bun.Tx, workspaceID int64) error {
+	c := new(connection.Connection)
+	err := tx.NewSelect().Model(c).Column("pace_tokens", "pace_rate", "pace_at").
+		Where("workspace_id = ?", workspaceID).Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // not connected: connecting schedules a flush
+	}
+	if err != nil {
+		return fmt.Errorf("schedule flush of workspace %d: %w", workspaceID, err)
+	}
+	now := s.now()
+	at := settleSlot(engine.NextStart(c, now), s.settle)
 	return insertFlush(ctx, s.client, tx.Tx, FlushArgs{WorkspaceID: workspaceID, NotBefore: at.UnixMilli()})
 }
 
@@ -138,7 +182,15 @@ type FlushWorker struct {
 	db       *bun.DB
 	engine   Flusher
 	interval time.Duration
+	settle   time.Duration
 	logger   *slog.Logger
+}
+
+// WithPacing switches the worker to budget pacing (Scheduler.WithPacing):
+// the engine decides when a flush may start; the worker waits as it says.
+func (w *FlushWorker) WithPacing(settle time.Duration) *FlushWorker {
+	w.settle = settle
+	return w
 }
 
 // NewFlushWorker returns the flush worker.
@@ -155,7 +207,7 @@ func (w *FlushWorker) Work(ctx context.Context, job *river.Job[FlushArgs]) error
 	if err := waitUntil(ctx, time.UnixMilli(job.Args.NotBefore)); err != nil {
 		return river.JobSnooze(0) // shutting down: run again on the next start
 	}
-	if !job.Args.Continue {
+	if !job.Args.Continue && w.settle == 0 {
 		wait, err := w.untilInterval(ctx, ws)
 		if err != nil {
 			return err
@@ -168,6 +220,23 @@ func (w *FlushWorker) Work(ctx context.Context, job *river.Job[FlushArgs]) error
 		}
 	}
 	res, err := w.engine.Flush(ctx, ws)
+	// Paced, another flush of the connection is running: wait for it here
+	// rather than snooze, which River would hold for its scheduler cadence.
+	for deadline := time.Now().Add(riverSchedulerCadence); w.settle > 0 && errors.Is(err, connection.ErrBusy) && time.Now().Before(deadline); {
+		if werr := waitUntil(ctx, time.Now().Add(w.settle/2)); werr != nil {
+			return river.JobSnooze(0)
+		}
+		res, err = w.engine.Flush(ctx, ws)
+	}
+	// Paced: a short wait for the bucket is waited out here (River makes
+	// snoozed jobs available only every few seconds); a longer one goes
+	// to a job of its own, below.
+	for err == nil && res.Wait > 0 && res.Wait <= riverSchedulerCadence {
+		if werr := waitUntil(ctx, time.Now().Add(res.Wait)); werr != nil {
+			return river.JobSnooze(0)
+		}
+		res, err = w.engine.Flush(ctx, ws)
+	}
 	var cerr *connector.Error
 	switch {
 	case errors.Is(err, connection.ErrBusy):
@@ -257,7 +326,21 @@ func (w *FlushWorker) next(ctx context.Context, ws int64, res *engine.Result) (F
 	if err != nil || depth.Queued == 0 {
 		return FlushArgs{}, false, err
 	}
+	if res.Wait > 0 { // paced, the bucket is dry: when it holds a call
+		at := now.Add(res.Wait)
+		if depth.Due.After(at) {
+			at = depth.Due
+		}
+		return FlushArgs{WorkspaceID: ws, NotBefore: at.UnixMilli()}, true, nil
+	}
 	at := now.Truncate(w.interval).Add(w.interval) // the next window
+	if w.settle > 0 && res.Paused == engine.PauseNone && res.Batch != nil {
+		// Paced: items that came during the flush go after a settle
+		// delay (the engine waits for the bucket), backed-off ones when
+		// due. A flush that found nothing due (items of records backed
+		// off) checks again on the next window, as on fixed windows.
+		at = settleSlot(now, w.settle)
+	}
 	if res.Paused == engine.PauseNone && depth.Due.After(now) && depth.Due.Before(at) {
 		at = depth.Due
 	}

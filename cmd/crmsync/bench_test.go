@@ -46,7 +46,7 @@ func TestBenchScenarios(t *testing.T) {
 		require.Equal(t, "trickle", r.Scenario)
 		require.Zero(t, r.Lost, "every change reached its fake org")
 		require.Len(t, r.Trickle, 2)
-		require.Equal(t, "adaptive", r.Trickle[0].Schedule)
+		require.Equal(t, "budget", r.Trickle[0].Schedule)
 		require.Equal(t, "fixed 1s", r.Trickle[1].Schedule)
 		for _, tr := range r.Trickle {
 			require.Positive(t, tr.Changes, tr.Schedule)
@@ -58,6 +58,24 @@ func TestBenchScenarios(t *testing.T) {
 			require.Positive(t, tr.Calls, tr.Schedule)
 			require.Positive(t, tr.CallsPerHour, tr.Schedule)
 			require.Positive(t, tr.Flushes, tr.Schedule)
+			require.Positive(t, tr.CallsPerFlush, tr.Schedule)
 		}
+	})
+	// The budget scenario simulates a day on the fake org's clock: the
+	// calls in any 24 hours never pass the limit, nothing is lost.
+	t.Run("budget", func(t *testing.T) {
+		t.Parallel()
+		var stdout, stderr lockedBuffer
+		getenv := func(string) string { return "" }
+		err := run(t.Context(), []string{"bench", "--scenario", "budget", "--records", "12", "--cap", "300", "--latency", "0s", "--json"},
+			getenv, &stdout, &stderr)
+		require.NoError(t, err, stderr.String())
+		var r bench.Report
+		require.NoError(t, json.Unmarshal([]byte(stdout.String()), &r), stdout.String())
+		require.NotNil(t, r.Budget)
+		require.Positive(t, r.Budget.Calls)
+		require.LessOrEqual(t, r.Budget.MaxWindow, int64(300), "never beyond the daily limit")
+		require.Positive(t, r.Budget.DrainedAfter, "the queue drains once the load falls")
+		require.Zero(t, r.Budget.Lost)
 	})
 }

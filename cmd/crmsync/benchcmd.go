@@ -11,7 +11,7 @@ import (
 // benchCmd measures crmsync against a fake Salesforce org with a per-call
 // latency (the harness is internal/bench; this is its command line).
 type benchCmd struct {
-	Scenario   string        `name:"scenario" enum:"burst,trickle,backlog,limit,ingest" default:"burst" help:"burst, trickle, backlog, limit or ingest (see docs/benchmarks.md)."`
+	Scenario   string        `name:"scenario" enum:"burst,trickle,backlog,limit,ingest,budget" default:"burst" help:"burst, trickle, backlog, limit, ingest or budget (see docs/benchmarks.md)."`
 	JSON       bool          `name:"json" help:"Print the report as JSON."`
 	Latency    time.Duration `name:"latency" default:"150ms" help:"Latency the fake Salesforce adds to every call."`
 	Changes    int           `name:"changes" default:"0" help:"Changes to send (default: burst 20,000, backlog 100,000, limit 2,000)."`
@@ -21,6 +21,9 @@ type benchCmd struct {
 	Rate       float64       `name:"rate" default:"1" help:"trickle: changes per second on average (random, Poisson arrivals)."`
 	For        time.Duration `name:"for" default:"2m" help:"trickle: how long changes arrive."`
 	Interval   time.Duration `name:"interval" default:"10s" help:"The flush interval (and the fixed schedule's tick in trickle)."`
+	ClosedLoop bool          `name:"closed-loop" help:"trickle: send one change, wait until the fake org has it, send the next (per schedule), instead of Poisson arrivals."`
+	Allowance  int64         `name:"allowance" default:"0" help:"trickle: the fake org's daily API allowance (default 100,000; other scenarios: unlimited)."`
+	Cap        int64         `name:"cap" default:"0" help:"trickle: a crmsync daily limit on the budget-paced side (0: none); budget: the limit of the simulated day (default 2,000)."`
 	CPUProfile string        `name:"cpuprofile" type:"path" help:"Write a CPU profile of the whole run (engine, GraphQL server and fake org) to this file."`
 	MemProfile string        `name:"memprofile" type:"path" help:"Write a heap profile (allocations of the whole run) to this file at the end."`
 }
@@ -29,7 +32,7 @@ func (c benchCmd) Run(e *env) error {
 	serve := func(global config.Global, cfg config.Server, ready func(context.Context, *bench.Server) error) error {
 		return runServer(e, global, cfg, func(ctx context.Context, a *app, baseURL string) error {
 			return ready(ctx, &bench.Server{DB: a.db, Workspaces: a.workspaces, Connections: a.resolver.Connections,
-				Ingester: a.resolver.Ingester, Engine: a.engine, BaseURL: baseURL})
+				Ingester: a.resolver.Ingester, Engine: a.engine, NewEngine: a.newEngine, BaseURL: baseURL})
 		})
 	}
 	return bench.Run(bench.Options(c), *e.global, serve, e.stdout, e.stderr)

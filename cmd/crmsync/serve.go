@@ -58,9 +58,12 @@ type app struct {
 
 	plugins *plugin.Host
 	engine  *engine.Engine
-	bus     eventBus
-	conns   *connection.Store
-	sched   *jobs.Scheduler
+	// newEngine builds another engine over the same database and
+	// connectors with other settings (the bench's simulated day).
+	newEngine func(engine.Config) *engine.Engine
+	bus       eventBus
+	conns     *connection.Store
+	sched     *jobs.Scheduler
 }
 
 // eventBus is the events.Bus of one process (SQLite) or the PGBus shared by
@@ -124,11 +127,18 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	store := connection.NewStore(bdb, box)
 	notices := eventNotifier{bus: a.bus, logger: logger, metrics: observer}
 	a.conns = store
-	a.engine = engine.New(bdb, store, crms, notices, logger, engine.Config{LeaseTTL: cfg.Lease, Owner: id.Owner()})
+	a.newEngine = func(ec engine.Config) *engine.Engine { return engine.New(bdb, store, crms, notices, logger, ec) }
+	paced := cfg.Schedule() == "budget"
+	a.engine = engine.New(bdb, store, crms, notices, logger, engine.Config{LeaseTTL: cfg.Lease, Owner: id.Owner(),
+		Pace: engine.PaceConfig{Enabled: paced, Share: cfg.BudgetShare / 100, Burst: float64(cfg.PaceBurst)}})
 
 	// River: one client inserting and working jobs.
 	workers := river.NewWorkers()
-	river.AddWorker(workers, jobs.NewFlushWorker(bdb, a.engine, cfg.FlushInterval, logger))
+	flushWorker := jobs.NewFlushWorker(bdb, a.engine, cfg.FlushInterval, logger)
+	if paced {
+		flushWorker.WithPacing(cfg.Settle())
+	}
+	river.AddWorker(workers, flushWorker)
 	river.AddWorker(workers, jobs.NewSweepWorker(bdb))
 	puller := inbound.New(bdb, store, crms, a.engine, a.bus, logger, inbound.Config{LeaseTTL: cfg.Lease, Owner: id.Owner()})
 	river.AddWorker(workers, jobs.NewPullWorker(puller, cfg.PullInterval, logger))
@@ -146,6 +156,9 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	a.river, a.working = client, true
 	sched := jobs.NewScheduler(client, cfg.FlushInterval)
 	a.sched = sched
+	if paced {
+		sched.WithPacing(cfg.Settle())
+	}
 	conns := connection.NewService(store, crms, sched)
 
 	a.resolver = &graph.Resolver{

@@ -65,6 +65,77 @@ type BatchFetcher interface {
 	FetchCurrentMany(ctx context.Context, req FetchManyRequest) (*FetchManyResponse, error)
 }
 
+// ConditionalUpdater is the optional capability of updating records only
+// if they were not modified since a given time, several records in one
+// call (Salesforce: single-record PATCHes carrying If-Unmodified-Since,
+// packed into one /composite call). A connector that implements it
+// announces [CapabilityConditionalUpdate]. It lets crmsync write a small
+// flush without reading first when it already knows the records' state:
+// a record changed since is refused, not overwritten.
+type ConditionalUpdater interface {
+	// UpdateIfUnmodified applies each update unless its record was modified
+	// after the update's UnmodifiedSince (compared at the CRM's precision:
+	// Salesforce's LastModifiedDate has whole seconds, so a change within
+	// that same second is not seen). It answers with exactly one
+	// ConditionalResult per update, in order: written, PreconditionFailed
+	// (the record changed: nothing was written to it), or a RecordError.
+	// It also runs Reads, by-id reads after the writes, in the same call
+	// where the CRM allows (Salesforce: retrieve subrequests), and returns
+	// their records with the CRM's clock at that moment in Meta.ServerTime:
+	// crmsync reads back the records it writes, and others whose state it
+	// wants to know. It takes at most MaxConditionalUpdates updates and
+	// MaxConditionalReads reads (ErrInvalid beyond). A Go error means no
+	// update's outcome is known.
+	UpdateIfUnmodified(ctx context.Context, req ConditionalUpdateRequest) (*ConditionalUpdateResponse, error)
+}
+
+// MaxConditionalUpdates and MaxConditionalReads bound one
+// UpdateIfUnmodified (Salesforce: 25 subrequests per /composite call, of
+// which at most 5 retrieves of up to 2,000 ids each).
+const (
+	MaxConditionalUpdates = 20
+	MaxConditionalReads   = 5
+)
+
+// ConditionalUpdate updates one record if it is unmodified since a time.
+type ConditionalUpdate struct {
+	Object string
+	ID     string
+	// Fields holds JSON scalar values (nil clears the field).
+	Fields map[string]any
+	// UnmodifiedSince is the record's LastModified as crmsync knows it.
+	UnmodifiedSince time.Time
+}
+
+// ConditionalUpdateRequest is a list of conditional updates, applied
+// independently of each other.
+type ConditionalUpdateRequest struct {
+	Session Session
+	Updates []ConditionalUpdate
+	// Reads are by-id reads (no match keys, Session ignored) run after the
+	// writes: the records' state once written (or refused).
+	Reads []FetchCurrentRequest
+}
+
+// ConditionalUpdateResponse answers a ConditionalUpdateRequest.
+type ConditionalUpdateResponse struct {
+	// Results has one entry per update, in order.
+	Results []ConditionalResult
+	// Records holds the records of Reads, in no particular order, as of
+	// Meta.ServerTime.
+	Records []Record
+	Meta
+}
+
+// ConditionalResult is the outcome of one ConditionalUpdate: written when
+// neither PreconditionFailed nor Error is set.
+type ConditionalResult struct {
+	// PreconditionFailed: the record was modified after UnmodifiedSince;
+	// nothing was written to it. Not an error: read it and decide again.
+	PreconditionFailed bool
+	Error              *RecordError
+}
+
 // FetchManyRequest is several by-id FetchCurrent requests made as one.
 type FetchManyRequest struct {
 	Session  Session
@@ -87,6 +158,9 @@ const (
 	CapabilityUpsert Capability = "upsert"
 	// CapabilityFetchMany: the connector implements BatchFetcher.
 	CapabilityFetchMany Capability = "fetch_many"
+	// CapabilityConditionalUpdate: the connector implements
+	// ConditionalUpdater.
+	CapabilityConditionalUpdate Capability = "conditional_update"
 )
 
 // Session is what every call carries: the connection's configuration and its
@@ -109,6 +183,11 @@ type Meta struct {
 	// against the CRM's allowance (Salesforce: every REST call but the
 	// versions list and OAuth). crmsync's own daily limit counts these.
 	Calls int
+	// ServerTime is the CRM's clock when it answered the call's last
+	// request (Salesforce: the response's Date header, whole seconds),
+	// zero when unknown. A record read in the call was current at that
+	// moment: crmsync proves a known state fresh against it.
+	ServerTime time.Time
 }
 
 // ResponseMeta returns m. Every response embeds Meta, so every response

@@ -108,21 +108,22 @@ func (h *Harness) defaults() {
 func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 	t.Helper()
 	tests := map[string]func(t *testing.T, h Harness){
-		"Describe":         testDescribe,
-		"Check":            testCheck,
-		"Limits":           testLimits,
-		"RoundTrip":        testRoundTrip,
-		"Upsert":           testUpsert,
-		"PerRecordErrors":  testPerRecordErrors,
-		"FetchByMatch":     testFetchByMatch,
-		"FetchChanges":     testFetchChanges,
-		"Canceled":         testCanceled,
-		"Deadline":         testDeadline,
-		"BadCredentials":   testBadCredentials,
-		"Capabilities":     testCapabilities,
-		"EditAsOtherUser":  testEditAsOtherUser,
-		"ErrorKinds":       testErrorKinds,
-		"ConcurrentWrites": testConcurrentWrites,
+		"Describe":          testDescribe,
+		"Check":             testCheck,
+		"Limits":            testLimits,
+		"RoundTrip":         testRoundTrip,
+		"Upsert":            testUpsert,
+		"PerRecordErrors":   testPerRecordErrors,
+		"FetchByMatch":      testFetchByMatch,
+		"FetchChanges":      testFetchChanges,
+		"Canceled":          testCanceled,
+		"Deadline":          testDeadline,
+		"BadCredentials":    testBadCredentials,
+		"EditAsOtherUser":   testEditAsOtherUser,
+		"ConcurrentWrites":  testConcurrentWrites,
+		"ConditionalUpdate": testConditionalUpdate,
+		"Capabilities":      testCapabilities,
+		"ErrorKinds":        testErrorKinds,
 	}
 	for _, name := range slices.Sorted(maps.Keys(tests)) {
 		t.Run(name, func(t *testing.T) {
@@ -500,6 +501,73 @@ func testConcurrentWrites(t *testing.T, h Harness) {
 	}
 	for range 4 {
 		require.NoError(t, <-errs, "concurrent bulk updates")
+	}
+}
+
+// testConditionalUpdate checks connector.ConditionalUpdater, when
+// announced: an update whose record is unmodified since its time is
+// written, one whose record changed after it is refused as
+// PreconditionFailed (not an error, nothing written), a bad update is a
+// RecordError, and the read-back returns the records after the writes.
+func testConditionalUpdate(t *testing.T, h Harness) {
+	d := describe(t, h)
+	if !d.Has(connector.CapabilityConditionalUpdate) {
+		return // nothing to check: the engine reads before it writes
+	}
+	cu, ok := h.Connector.(connector.ConditionalUpdater)
+	require.True(t, ok, "connector announces %s but does not implement connector.ConditionalUpdater", connector.CapabilityConditionalUpdate)
+	ids := create(t, h, 0, 3)
+	before := fetch(t, h, ids, h.UpdateField)
+	require.Len(t, before, 3)
+	stamp := func(i int) time.Time {
+		lm := before[ids[i]].LastModified
+		require.False(t, lm.IsZero(), "records carry LastModified")
+		return lm
+	}
+	resp, err := cu.UpdateIfUnmodified(ctx(t), connector.ConditionalUpdateRequest{Session: h.Session,
+		Updates: []connector.ConditionalUpdate{
+			{Object: h.Object, ID: ids[0], Fields: map[string]any{h.UpdateField: "Conditional"}, UnmodifiedSince: stamp(0)},
+			{Object: h.Object, ID: ids[1], Fields: map[string]any{h.UpdateField: "Stale"}, UnmodifiedSince: stamp(1).Add(-time.Hour)},
+			{Object: h.Object, ID: ids[2], Fields: map[string]any{"NoSuchField__x": "x"}, UnmodifiedSince: stamp(2)},
+		},
+		Reads: []connector.FetchCurrentRequest{{Object: h.Object, IDs: ids[:2], Fields: []string{h.UpdateField}}},
+	})
+	require.NoError(t, err, "conditional update")
+	require.Len(t, resp.Results, 3, "one result per update")
+	require.False(t, resp.Results[0].PreconditionFailed, "unmodified since its stamp: written")
+	require.Nil(t, resp.Results[0].Error, "unmodified since its stamp: written")
+	require.True(t, resp.Results[1].PreconditionFailed, "modified after the given time: refused")
+	require.Nil(t, resp.Results[1].Error, "a failed precondition is not an error")
+	require.NotNil(t, resp.Results[2].Error, "an unknown field is a record error")
+	require.False(t, resp.Results[2].PreconditionFailed)
+	require.Positive(t, resp.Calls, "the call counts against the allowance")
+
+	after := fetch(t, h, ids, h.UpdateField)
+	require.Equal(t, "Conditional", after[ids[0]].Fields[h.UpdateField])
+	require.Equal(t, before[ids[1]].Fields[h.UpdateField], after[ids[1]].Fields[h.UpdateField], "a refused update writes nothing")
+	back := map[string]connector.Record{}
+	for _, r := range resp.Records {
+		back[r.ID] = r
+	}
+	require.Contains(t, back, ids[0], "the read-back has the written record")
+	require.Contains(t, back, ids[1], "the read-back has the refused record")
+	require.Equal(t, "Conditional", back[ids[0]].Fields[h.UpdateField], "the read-back is after the write")
+	if !resp.ServerTime.IsZero() {
+		require.False(t, back[ids[0]].LastModified.After(resp.ServerTime), "the read-back's stamps are not after the CRM's clock when it answered")
+	}
+
+	if h.EditAsOtherUser != nil {
+		// A change by someone else after the known stamp refuses the write.
+		known := after[ids[0]].LastModified
+		require.NoError(t, h.EditAsOtherUser(ctx(t), h.Object, ids[0], map[string]any{h.UpdateField: "RepEdit"}))
+		edited := fetch(t, h, ids[:1], h.UpdateField)[ids[0]]
+		if edited.LastModified.After(known) { // same second: indistinguishable by design
+			resp, err := cu.UpdateIfUnmodified(ctx(t), connector.ConditionalUpdateRequest{Session: h.Session,
+				Updates: []connector.ConditionalUpdate{{Object: h.Object, ID: ids[0], Fields: map[string]any{h.UpdateField: "Overwrite"}, UnmodifiedSince: known}}})
+			require.NoError(t, err)
+			require.True(t, resp.Results[0].PreconditionFailed, "edited by a rep after the known stamp")
+			require.Equal(t, "RepEdit", fetch(t, h, ids[:1], h.UpdateField)[ids[0]].Fields[h.UpdateField])
+		}
 	}
 }
 

@@ -202,7 +202,8 @@ func (c *CRM) description() *connector.Description {
 			{Name: "faults", Description: "Fault knobs: latency, error_rate, crash_on, records, fail (see memcrm.Faults)."},
 			{Name: "token", Description: "API token; must equal the CRM's token.", Required: true, Secret: true},
 		},
-		Capabilities: []connector.Capability{connector.CapabilityFetchChanges, connector.CapabilityUpsert, connector.CapabilityFetchMany},
+		Capabilities: []connector.Capability{connector.CapabilityFetchChanges, connector.CapabilityUpsert, connector.CapabilityFetchMany,
+			connector.CapabilityConditionalUpdate},
 	}
 }
 
@@ -346,6 +347,53 @@ func (c *CRM) BulkUpdate(ctx context.Context, req connector.BulkUpdateRequest) (
 		results[i] = cl.org.apply(cl.faults, op)
 	}
 	return &connector.BulkUpdateResponse{Results: results, Meta: meta}, nil
+}
+
+// UpdateIfUnmodified implements connector.ConditionalUpdater. Like
+// Salesforce's PATCHes and retrieves packed into one /composite call, it
+// costs one API call. Its Meta.ServerTime is the org's clock (whole
+// seconds) when the call began, before its writes: a read-back is current
+// at least as of then.
+func (c *CRM) UpdateIfUnmodified(ctx context.Context, req connector.ConditionalUpdateRequest) (*connector.ConditionalUpdateResponse, error) {
+	if len(req.Updates) > connector.MaxConditionalUpdates {
+		return nil, connector.Errorf(connector.KindInvalid, "memcrm conditional update: %d updates, at most %d", len(req.Updates), connector.MaxConditionalUpdates)
+	}
+	cl, err := c.begin(ctx, "UpdateIfUnmodified", req.Session)
+	if err != nil {
+		return nil, err
+	}
+	if len(req.Reads) > connector.MaxConditionalReads {
+		return nil, connector.Errorf(connector.KindInvalid, "memcrm conditional update: %d reads, at most %d", len(req.Reads), connector.MaxConditionalReads)
+	}
+	defs := make([]*objectDef, len(req.Reads))
+	for i, r := range req.Reads {
+		if r.Match != nil {
+			return nil, connector.Errorf(connector.KindInvalid, "memcrm conditional update: read %d has a match key; only ids are accepted", i)
+		}
+		if defs[i], err = c.readable(r.Object, r.Fields); err != nil {
+			return nil, fmt.Errorf("memcrm conditional update: %w", err)
+		}
+	}
+	meta, err := cl.org.charge(1)
+	if err != nil {
+		return nil, err
+	}
+	out := &connector.ConditionalUpdateResponse{Results: make([]connector.ConditionalResult, len(req.Updates)), Meta: meta}
+	for i, u := range req.Updates {
+		op := connector.Operation{Kind: connector.OpUpdate, Object: u.Object, ID: u.ID, Fields: u.Fields}
+		out.Results[i] = cl.org.writeIfUnmodified(cl.faults, op, u.UnmodifiedSince)
+	}
+	for i, r := range req.Reads {
+		if r.IDs == nil {
+			r.IDs = []string{}
+		}
+		recs, err := cl.org.fetch(defs[i], r)
+		if err != nil {
+			return nil, err
+		}
+		out.Records = append(out.Records, recs...)
+	}
+	return out, nil
 }
 
 // FetchChanges implements connector.ChangeFetcher: records (deleted ones

@@ -134,7 +134,7 @@ func (o *Org) charge(calls int64) (connector.Meta, error) {
 	o.used += calls
 	o.total += calls
 	u := connector.Usage{Used: o.used, Max: o.max, ObservedAt: now}
-	return connector.Meta{Usage: &u, Calls: int(calls)}, nil
+	return connector.Meta{Usage: &u, Calls: int(calls), ServerTime: now.Truncate(time.Second)}, nil
 }
 
 // roll resets the usage at the start of a new UTC day.

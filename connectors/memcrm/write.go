@@ -30,6 +30,25 @@ func failFields(code string, fields []string, format string, args ...any) connec
 func (o *Org) write(user string, f Faults, op connector.Operation) connector.Result {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	return o.writeLocked(user, f, op)
+}
+
+// writeIfUnmodified applies an update as the integration user unless its
+// record was modified after since (whole seconds, as Salesforce compares
+// LastModifiedDate): checked and written under one lock.
+func (o *Org) writeIfUnmodified(f Faults, op connector.Operation, since time.Time) connector.ConditionalResult {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if def, ok := o.crm.objects[op.Object]; ok {
+		if r, res := o.existing(def, op.ID); res.Error == nil && r.modified.After(since.UTC().Truncate(time.Second)) {
+			return connector.ConditionalResult{PreconditionFailed: true}
+		}
+	}
+	res := o.writeLocked(o.integrationUser, f, op)
+	return connector.ConditionalResult{Error: res.Error}
+}
+
+func (o *Org) writeLocked(user string, f Faults, op connector.Operation) connector.Result {
 	def, ok := o.crm.objects[op.Object]
 	if !ok {
 		return fail("INVALID_TYPE", "sObject type %q is not supported", op.Object)

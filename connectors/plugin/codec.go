@@ -166,7 +166,7 @@ func raw(b []byte) json.RawMessage {
 }
 
 func metaToPB(m connector.Meta) *pb.Meta {
-	out := &pb.Meta{Credentials: m.Credentials, Calls: int64(m.Calls)}
+	out := &pb.Meta{Credentials: m.Credentials, Calls: int64(m.Calls), ServerTime: timeToPB(m.ServerTime)}
 	if m.Usage != nil {
 		out.Usage = usageToPB(*m.Usage)
 	}
@@ -174,7 +174,7 @@ func metaToPB(m connector.Meta) *pb.Meta {
 }
 
 func metaFromPB(m *pb.Meta) connector.Meta {
-	out := connector.Meta{Credentials: raw(m.GetCredentials()), Calls: int(m.GetCalls())}
+	out := connector.Meta{Credentials: raw(m.GetCredentials()), Calls: int(m.GetCalls()), ServerTime: timeFromPB(m.GetServerTime())}
 	if m.GetUsage() != nil {
 		u := usageFromPB(m.GetUsage())
 		out.Usage = &u

@@ -294,6 +294,9 @@ func (cl *call) observe(resp *http.Response) {
 	if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
 		cl.calls++
 	}
+	if t, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+		cl.serverTime = t.UTC()
+	}
 	if used, max, ok := ParseLimitInfo(resp.Header.Get("Sforce-Limit-Info")); ok {
 		cl.usage = &connector.Usage{Used: used, Max: max, ObservedAt: cl.c.now()}
 	}

@@ -143,7 +143,8 @@ func (c *Connector) static() *connector.Description {
 			{Name: "identityUrl", Description: "Cached identity URL (…/id/{orgId}/{userId}); filled in by the connector.", Secret: true},
 			{Name: "userId", Description: "Cached id of the integration user; filled in by the connector.", Secret: true},
 		},
-		Capabilities: []connector.Capability{connector.CapabilityFetchChanges, connector.CapabilityUpsert, connector.CapabilityFetchMany},
+		Capabilities: []connector.Capability{connector.CapabilityFetchChanges, connector.CapabilityUpsert, connector.CapabilityFetchMany,
+			connector.CapabilityConditionalUpdate},
 	}
 }
 

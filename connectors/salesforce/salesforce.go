@@ -243,6 +243,8 @@ type call struct {
 	changed bool // tok differs from the session's: hand credentials back
 	calls   int
 	usage   *connector.Usage
+	// serverTime is the Date of the last answer (Salesforce's clock).
+	serverTime time.Time
 }
 
 // begin parses the session for one call.
@@ -278,7 +280,7 @@ func (c *Connector) begin(ctx context.Context, s connector.Session) (*call, erro
 
 // meta is the Meta of the call so far.
 func (cl *call) meta() connector.Meta {
-	m := connector.Meta{Calls: cl.calls, Usage: cl.usage}
+	m := connector.Meta{Calls: cl.calls, Usage: cl.usage, ServerTime: cl.serverTime}
 	if cl.changed {
 		m.Credentials = cl.credentials()
 	}

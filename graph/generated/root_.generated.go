@@ -195,20 +195,22 @@ type ComplexityRoot struct {
 	}
 
 	SyncBatch struct {
-		APICalls   func(childComplexity int) int
-		Created    func(childComplexity int) int
-		Deleted    func(childComplexity int) int
-		Direction  func(childComplexity int) int
-		Failed     func(childComplexity int) int
-		FinishedAt func(childComplexity int) int
-		ID         func(childComplexity int) int
-		Message    func(childComplexity int) int
-		Records    func(childComplexity int, first *int, after *string) int
-		Skipped    func(childComplexity int) int
-		StartedAt  func(childComplexity int) int
-		Status     func(childComplexity int) int
-		Updated    func(childComplexity int) int
-		Waiting    func(childComplexity int) int
+		APICalls        func(childComplexity int) int
+		Created         func(childComplexity int) int
+		Deleted         func(childComplexity int) int
+		Direction       func(childComplexity int) int
+		Failed          func(childComplexity int) int
+		FinishedAt      func(childComplexity int) int
+		ID              func(childComplexity int) int
+		Message         func(childComplexity int) int
+		Records         func(childComplexity int, first *int, after *string) int
+		Skipped         func(childComplexity int) int
+		StartedAt       func(childComplexity int) int
+		Status          func(childComplexity int) int
+		Updated         func(childComplexity int) int
+		Waiting         func(childComplexity int) int
+		WritePath       func(childComplexity int) int
+		WritePathReason func(childComplexity int) int
 	}
 
 	SyncBatchConnection struct {
@@ -250,12 +252,23 @@ type ComplexityRoot struct {
 		FailedItems          func(childComplexity int) int
 		LastBatchAt          func(childComplexity int) int
 		OldestQueuedAt       func(childComplexity int) int
+		Pacing               func(childComplexity int) int
 		PauseReason          func(childComplexity int) int
 		Paused               func(childComplexity int) int
 		QueuedBatchItems     func(childComplexity int) int
 		QueuedByRecordType   func(childComplexity int) int
 		SalesforceDailyLimit func(childComplexity int) int
 		WaitingItems         func(childComplexity int) int
+	}
+
+	SyncPacing struct {
+		BudgetPerDay func(childComplexity int) int
+		BudgetSource func(childComplexity int) int
+		Burst        func(childComplexity int) int
+		CallsPerHour func(childComplexity int) int
+		Spent        func(childComplexity int) int
+		Tokens       func(childComplexity int) int
+		WaitSeconds  func(childComplexity int) int
 	}
 
 	Workspace struct {
@@ -1030,6 +1043,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncBatch.Waiting(childComplexity), true
+	case "SyncBatch.writePath":
+		if e.ComplexityRoot.SyncBatch.WritePath == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatch.WritePath(childComplexity), true
+	case "SyncBatch.writePathReason":
+		if e.ComplexityRoot.SyncBatch.WritePathReason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatch.WritePathReason(childComplexity), true
 
 	case "SyncBatchConnection.edges":
 		if e.ComplexityRoot.SyncBatchConnection.Edges == nil {
@@ -1174,6 +1199,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncOverview.OldestQueuedAt(childComplexity), true
+	case "SyncOverview.pacing":
+		if e.ComplexityRoot.SyncOverview.Pacing == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.Pacing(childComplexity), true
 	case "SyncOverview.pauseReason":
 		if e.ComplexityRoot.SyncOverview.PauseReason == nil {
 			break
@@ -1210,6 +1241,49 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncOverview.WaitingItems(childComplexity), true
+
+	case "SyncPacing.budgetPerDay":
+		if e.ComplexityRoot.SyncPacing.BudgetPerDay == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncPacing.BudgetPerDay(childComplexity), true
+	case "SyncPacing.budgetSource":
+		if e.ComplexityRoot.SyncPacing.BudgetSource == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncPacing.BudgetSource(childComplexity), true
+	case "SyncPacing.burst":
+		if e.ComplexityRoot.SyncPacing.Burst == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncPacing.Burst(childComplexity), true
+	case "SyncPacing.callsPerHour":
+		if e.ComplexityRoot.SyncPacing.CallsPerHour == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncPacing.CallsPerHour(childComplexity), true
+	case "SyncPacing.spent":
+		if e.ComplexityRoot.SyncPacing.Spent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncPacing.Spent(childComplexity), true
+	case "SyncPacing.tokens":
+		if e.ComplexityRoot.SyncPacing.Tokens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncPacing.Tokens(childComplexity), true
+	case "SyncPacing.waitSeconds":
+		if e.ComplexityRoot.SyncPacing.WaitSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncPacing.WaitSeconds(childComplexity), true
 
 	case "Workspace.createdAt":
 		if e.ComplexityRoot.Workspace.CreatedAt == nil {
@@ -1673,6 +1747,10 @@ type SyncBatch {
   failed: Int!
   waiting: Int!
   apiCalls: Int!
+  "Outbound: how the batch learned the CRM's state (ONE_CALL, READ_THEN_WRITE, ONE_CALL_THEN_READ); null when it made no call."
+  writePath: String
+  "Outbound: why the batch needed a read, when it did."
+  writePathReason: String
   "The batch's records in the order they were logged, a page at a time: first (default 100, at most 100) after the cursor of the last one seen."
   records(first: Int = 100, after: String): SyncBatchRecordConnection!
 }
@@ -1787,6 +1865,26 @@ type SyncOverview {
   pauseReason: PauseReason
   connectionStatus: ConnectionStatus
   lastBatchAt: Time
+  "Budget pacing of outbound flushes; null until a paced flush ran (or on the fixed schedule)."
+  pacing: SyncPacing
+}
+
+"How crmsync spends its outbound API calls: a token bucket filled from a daily budget."
+type SyncPacing {
+  "Calls crmsync may make in any 24 hours: the crmsync daily limit, else a share of the Salesforce allowance left by other clients."
+  budgetPerDay: Int!
+  "Where budgetPerDay comes from."
+  budgetSource: String!
+  "Calls crmsync made in the rolling 24 hours (inbound included)."
+  spent: Int!
+  "Calls in the bucket now (negative after a burst: the debt the next flush waits out)."
+  tokens: Float!
+  "The bucket's capacity in calls."
+  burst: Float!
+  "Refill rate, calls per hour."
+  callsPerHour: Float!
+  "How long a change arriving now waits for the bucket before its flush may start, in seconds (0: at once, after the settle delay)."
+  waitSeconds: Float!
 }
 
 "Records changed by an inbound pull."
@@ -2136,6 +2234,10 @@ func (ec *executionContext) childFields_SyncBatch(ctx context.Context, field gra
 		return ec.fieldContext_SyncBatch_waiting(ctx, field)
 	case "apiCalls":
 		return ec.fieldContext_SyncBatch_apiCalls(ctx, field)
+	case "writePath":
+		return ec.fieldContext_SyncBatch_writePath(ctx, field)
+	case "writePathReason":
+		return ec.fieldContext_SyncBatch_writePathReason(ctx, field)
 	case "records":
 		return ec.fieldContext_SyncBatch_records(ctx, field)
 	}
@@ -2232,8 +2334,30 @@ func (ec *executionContext) childFields_SyncOverview(ctx context.Context, field 
 		return ec.fieldContext_SyncOverview_connectionStatus(ctx, field)
 	case "lastBatchAt":
 		return ec.fieldContext_SyncOverview_lastBatchAt(ctx, field)
+	case "pacing":
+		return ec.fieldContext_SyncOverview_pacing(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SyncOverview", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncPacing(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "budgetPerDay":
+		return ec.fieldContext_SyncPacing_budgetPerDay(ctx, field)
+	case "budgetSource":
+		return ec.fieldContext_SyncPacing_budgetSource(ctx, field)
+	case "spent":
+		return ec.fieldContext_SyncPacing_spent(ctx, field)
+	case "tokens":
+		return ec.fieldContext_SyncPacing_tokens(ctx, field)
+	case "burst":
+		return ec.fieldContext_SyncPacing_burst(ctx, field)
+	case "callsPerHour":
+		return ec.fieldContext_SyncPacing_callsPerHour(ctx, field)
+	case "waitSeconds":
+		return ec.fieldContext_SyncPacing_waitSeconds(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncPacing", field.Name)
 }
 
 func (ec *executionContext) childFields_Workspace(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

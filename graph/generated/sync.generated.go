@@ -2014,6 +2014,52 @@ func (ec *executionContext) fieldContext_SyncBatch_apiCalls(_ context.Context, f
 	return graphql.NewScalarFieldContext("SyncBatch", field, false, false, "Int")
 }
 
+func (ec *executionContext) _SyncBatch_writePath(ctx context.Context, field graphql.CollectedField, obj *model.SyncBatch) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncBatch_writePath(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.WritePath, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncBatch_writePath(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncBatch", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncBatch_writePathReason(ctx context.Context, field graphql.CollectedField, obj *model.SyncBatch) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncBatch_writePathReason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.WritePathReason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncBatch_writePathReason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncBatch", field, false, false, "String")
+}
+
 func (ec *executionContext) _SyncBatch_records(ctx context.Context, field graphql.CollectedField, obj *model.SyncBatch) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2822,6 +2868,199 @@ func (ec *executionContext) _SyncOverview_lastBatchAt(ctx context.Context, field
 }
 func (ec *executionContext) fieldContext_SyncOverview_lastBatchAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("SyncOverview", field, false, false, "Time")
+}
+
+func (ec *executionContext) _SyncOverview_pacing(ctx context.Context, field graphql.CollectedField, obj *model.SyncOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncOverview_pacing(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Pacing, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SyncPacing) graphql.Marshaler {
+			return ec.marshalOSyncPacing2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncPacing(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncOverview_pacing(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncOverview",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncPacing(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SyncPacing_budgetPerDay(ctx context.Context, field graphql.CollectedField, obj *model.SyncPacing) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncPacing_budgetPerDay(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BudgetPerDay, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncPacing_budgetPerDay(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncPacing", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncPacing_budgetSource(ctx context.Context, field graphql.CollectedField, obj *model.SyncPacing) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncPacing_budgetSource(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BudgetSource, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncPacing_budgetSource(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncPacing", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncPacing_spent(ctx context.Context, field graphql.CollectedField, obj *model.SyncPacing) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncPacing_spent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Spent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncPacing_spent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncPacing", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncPacing_tokens(ctx context.Context, field graphql.CollectedField, obj *model.SyncPacing) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncPacing_tokens(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Tokens, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncPacing_tokens(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncPacing", field, false, false, "Float")
+}
+
+func (ec *executionContext) _SyncPacing_burst(ctx context.Context, field graphql.CollectedField, obj *model.SyncPacing) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncPacing_burst(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Burst, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncPacing_burst(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncPacing", field, false, false, "Float")
+}
+
+func (ec *executionContext) _SyncPacing_callsPerHour(ctx context.Context, field graphql.CollectedField, obj *model.SyncPacing) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncPacing_callsPerHour(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CallsPerHour, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncPacing_callsPerHour(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncPacing", field, false, false, "Float")
+}
+
+func (ec *executionContext) _SyncPacing_waitSeconds(ctx context.Context, field graphql.CollectedField, obj *model.SyncPacing) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncPacing_waitSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.WaitSeconds, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncPacing_waitSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncPacing", field, false, false, "Float")
 }
 
 // endregion **************************** field.gotpl *****************************
@@ -4328,6 +4567,16 @@ func (ec *executionContext) _SyncBatch(ctx context.Context, sel ast.SelectionSet
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "writePath":
+			out.Values[i] = ec._SyncBatch_writePath(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "writePathReason":
+			out.Values[i] = ec._SyncBatch_writePathReason(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		case "records":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -4645,6 +4894,74 @@ func (ec *executionContext) _SyncOverview(ctx context.Context, sel ast.Selection
 		case "lastBatchAt":
 			out.Values[i] = ec._SyncOverview_lastBatchAt(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "pacing":
+			out.Values[i] = ec._SyncOverview_pacing(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var syncPacingImplementors = []string{"SyncPacing"}
+
+func (ec *executionContext) _SyncPacing(ctx context.Context, sel ast.SelectionSet, obj *model.SyncPacing) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, syncPacingImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SyncPacing")
+		case "budgetPerDay":
+			out.Values[i] = ec._SyncPacing_budgetPerDay(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "budgetSource":
+			out.Values[i] = ec._SyncPacing_budgetSource(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "spent":
+			out.Values[i] = ec._SyncPacing_spent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "tokens":
+			out.Values[i] = ec._SyncPacing_tokens(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "burst":
+			out.Values[i] = ec._SyncPacing_burst(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "callsPerHour":
+			out.Values[i] = ec._SyncPacing_callsPerHour(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "waitSeconds":
+			out.Values[i] = ec._SyncPacing_waitSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		default:
@@ -5314,6 +5631,13 @@ func (ec *executionContext) unmarshalOSyncLogFilter2ᚖgithubᚗcomᚋcrmsyncᚋ
 	}
 	res, err := ec.unmarshalInputSyncLogFilter(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOSyncPacing2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncPacing(ctx context.Context, sel ast.SelectionSet, v *model.SyncPacing) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._SyncPacing(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOTaskInput2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐTaskInput(ctx context.Context, v any) (*model.TaskInput, error) {

@@ -239,6 +239,10 @@ type SyncBatch struct {
 	Failed     int             `json:"failed"`
 	Waiting    int             `json:"waiting"`
 	APICalls   int             `json:"apiCalls"`
+	// Outbound: how the batch learned the CRM's state (ONE_CALL, READ_THEN_WRITE, ONE_CALL_THEN_READ); null when it made no call.
+	WritePath *string `json:"writePath,omitempty"`
+	// Outbound: why the batch needed a read, when it did.
+	WritePathReason *string `json:"writePathReason,omitempty"`
 	// The batch's records in the order they were logged, a page at a time: first (default 100, at most 100) after the cursor of the last one seen.
 	Records *SyncBatchRecordConnection `json:"records"`
 }
@@ -303,6 +307,26 @@ type SyncOverview struct {
 	PauseReason      *PauseReason      `json:"pauseReason,omitempty"`
 	ConnectionStatus *ConnectionStatus `json:"connectionStatus,omitempty"`
 	LastBatchAt      *time.Time        `json:"lastBatchAt,omitempty"`
+	// Budget pacing of outbound flushes; null until a paced flush ran (or on the fixed schedule).
+	Pacing *SyncPacing `json:"pacing,omitempty"`
+}
+
+// How crmsync spends its outbound API calls: a token bucket filled from a daily budget.
+type SyncPacing struct {
+	// Calls crmsync may make in any 24 hours: the crmsync daily limit, else a share of the Salesforce allowance left by other clients.
+	BudgetPerDay int `json:"budgetPerDay"`
+	// Where budgetPerDay comes from.
+	BudgetSource string `json:"budgetSource"`
+	// Calls crmsync made in the rolling 24 hours (inbound included).
+	Spent int `json:"spent"`
+	// Calls in the bucket now (negative after a burst: the debt the next flush waits out).
+	Tokens float64 `json:"tokens"`
+	// The bucket's capacity in calls.
+	Burst float64 `json:"burst"`
+	// Refill rate, calls per hour.
+	CallsPerHour float64 `json:"callsPerHour"`
+	// How long a change arriving now waits for the bucket before its flush may start, in seconds (0: at once, after the settle delay).
+	WaitSeconds float64 `json:"waitSeconds"`
 }
 
 type TaskInput struct {

@@ -50,6 +50,9 @@ type Options struct {
 	Rate       float64       // trickle: changes per second on average (Poisson arrivals)
 	For        time.Duration // trickle: how long changes arrive
 	Interval   time.Duration // the flush interval (and the fixed schedule's tick in trickle)
+	ClosedLoop bool          // trickle: one change at a time, the next once the org has it
+	Allowance  int64         // trickle: the fake org's daily allowance (0: 100,000)
+	Cap        int64         // trickle: crmsync daily limit of the paced side; budget: of the simulated day
 	CPUProfile string        // write a CPU profile of the whole run to this file
 	MemProfile string        // write a heap profile of the whole run to this file at the end
 }
@@ -62,7 +65,10 @@ type Server struct {
 	Connections *connection.Service
 	Ingester    *outbound.Ingester
 	Engine      *engine.Engine
-	BaseURL     string
+	// NewEngine builds another engine over the same database and
+	// connectors (the budget scenario runs one on the fake org's clock).
+	NewEngine func(engine.Config) *engine.Engine
+	BaseURL   string
 }
 
 // Serve runs a crmsync server with the given settings until ready returns;
@@ -97,6 +103,7 @@ type Report struct {
 
 	Ingest  []IngestResult  `json:"ingest,omitempty"`
 	Trickle []TrickleResult `json:"trickle,omitempty"`
+	Budget  *BudgetResult   `json:"budget,omitempty"`
 }
 
 // IngestResult is one batch size of the ingest scenario.
@@ -115,7 +122,8 @@ var errBenchDone = errors.New("bench done")
 // serve runs, the fake org on loopback and the Salesforce connector as a
 // plugin process. It prints the report to stdout and progress to stderr.
 func Run(c Options, global config.Global, serve Serve, stdout, stderr io.Writer) error {
-	defaults := map[string][2]int{"burst": {20_000, 2_000}, "trickle": {0, 200}, "backlog": {100_000, 20_000}, "limit": {2_000, 500}, "ingest": {0, 2_000}}
+	defaults := map[string][2]int{"burst": {20_000, 2_000}, "trickle": {0, 200}, "backlog": {100_000, 20_000}, "limit": {2_000, 500}, "ingest": {0, 2_000},
+		"budget": {20_000, 500}}
 	if c.Changes == 0 {
 		c.Changes = defaults[c.Scenario][0] // ingest counts what its clients send
 	}
@@ -232,6 +240,8 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 		err = b.ingestHTTP(ctx, r)
 	case "trickle":
 		err = b.trickle(ctx, r)
+	case "budget":
+		err = b.budget(ctx, r)
 	default:
 		err = b.burst(ctx, r)
 	}
@@ -241,8 +251,8 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 	if r.APICalls > 0 && b.cmd.Scenario != "trickle" { // two workspaces got the same changes
 		r.PerCall = float64(r.Changes) / float64(r.APICalls)
 	}
-	if b.cmd.Scenario == "trickle" {
-		return r, nil // counted its own lost changes, on two workspaces
+	if b.cmd.Scenario == "trickle" || b.cmd.Scenario == "budget" {
+		return r, nil // counted its own lost changes, on its own workspaces
 	}
 	lost, err := b.lost()
 	r.Lost = lost
@@ -391,6 +401,14 @@ func (b *bench) countFlushes(ctx context.Context, since time.Time) (int, error) 
 func (b *bench) countFlushesOf(ctx context.Context, ws int64, since time.Time) (int, error) {
 	n, err := b.a.DB.NewSelect().Table("sync_batches").
 		Where("workspace_id = ? AND direction = 'OUTBOUND' AND status <> 'PAUSED' AND started_at >= ?", ws, since.UTC()).Count(ctx)
+	return int(n), err
+}
+
+// countCallingFlushesOf counts ws's outbound batches since that called the
+// CRM (a flush that found nothing to send makes no call).
+func (b *bench) countCallingFlushesOf(ctx context.Context, ws int64, since time.Time) (int, error) {
+	n, err := b.a.DB.NewSelect().Table("sync_batches").
+		Where("workspace_id = ? AND direction = 'OUTBOUND' AND api_calls > 0 AND started_at >= ?", ws, since.UTC()).Count(ctx)
 	return int(n), err
 }
 
@@ -643,8 +661,11 @@ func printReport(w io.Writer, r *Report, asJSON bool) error {
 			in.ChangesSec, in.Calls, in.P50MS, in.P99MS))
 	}
 	for _, tr := range r.Trickle {
-		row("trickle, "+tr.Schedule, fmt.Sprintf("latency p50 %.2fs, p95 %.2fs, p99 %.2fs, max %.2fs; %d changes (%d applied), %d flushes, %d API calls (%.0f/hour)",
-			tr.P50MS/1000, tr.P95MS/1000, tr.P99MS/1000, tr.MaxMS/1000, tr.Changes, tr.Applied, tr.Flushes, tr.Calls, tr.CallsPerHour))
+		row("trickle, "+tr.Schedule, fmt.Sprintf("latency p50 %.2fs, p95 %.2fs, p99 %.2fs, max %.2fs; %d changes (%d applied), %d flushes, %d API calls (%.0f/hour, %.2f per flush)",
+			tr.P50MS/1000, tr.P95MS/1000, tr.P99MS/1000, tr.MaxMS/1000, tr.Changes, tr.Applied, tr.Flushes, tr.Calls, tr.CallsPerHour, tr.CallsPerFlush))
+	}
+	if bu := r.Budget; bu != nil {
+		printBudget(row, bu)
 	}
 	if r.Scenario == "limit" {
 		row("calls after the first limit error", r.CallsAfterLimit)

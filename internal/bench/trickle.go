@@ -17,6 +17,7 @@ import (
 	"github.com/crmsync/crmsync/connectors/salesforce"
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
 	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/record"
 )
@@ -33,6 +34,8 @@ type TrickleResult struct {
 	Calls        int     `json:"api_calls"`
 	CallsPerHour float64 `json:"api_calls_per_hour"`
 	Flushes      int     `json:"flushes"`
+	// CallsPerFlush counts only flushes that made a call.
+	CallsPerFlush float64 `json:"api_calls_per_flush"`
 }
 
 // noSchedule is the Scheduler of the fixed schedule: ingest schedules
@@ -68,14 +71,29 @@ func (b *bench) trickle(ctx context.Context, r *Report) error {
 	if b.cmd.Rate <= 0 || b.cmd.For <= 0 {
 		return errors.New("trickle needs a positive --rate and --for")
 	}
-	// The adaptive side is the bench's workspace and org.
+	// The paced side is the bench's workspace and org, with the org's
+	// allowance (100,000 a day unless --allowance) and crmsync's own limit
+	// (--cap) when set: the product's budget schedule spends against them.
+	allowance := b.cmd.Allowance
+	if allowance <= 0 {
+		allowance = 100_000
+	}
+	b.org.SetDailyMax(int(allowance))
 	if err := b.connect(ctx); err != nil {
 		return err
+	}
+	name := "budget"
+	if b.cmd.Cap > 0 {
+		limit := b.cmd.Cap
+		if err := b.a.Connections.SetDailyLimit(ctx, b.ws, &limit); err != nil {
+			return err
+		}
+		name = fmt.Sprintf("budget (cap %d/day)", limit)
 	}
 	if err := b.seed(ctx); err != nil {
 		return err
 	}
-	adaptive := &trickleSide{name: "adaptive", ws: b.ws, org: b.org, ingester: b.a.Ingester, pending: map[record.Key]pendingChange{}}
+	adaptive := &trickleSide{name: name, ws: b.ws, org: b.org, ingester: b.a.Ingester, pending: map[record.Key]pendingChange{}}
 
 	// The fixed side: its own workspace, org and ingester.
 	org := sffake.New(sffake.Options{Latency: b.cmd.Latency, DailyMax: 100_000_000})
@@ -136,17 +154,49 @@ func (b *bench) trickle(ctx context.Context, r *Report) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		flushErr = b.tick(runCtx, fixed.ws)
+		// The product being replaced: a flush every tick, reading before
+		// it writes (no pacing, no conditional writes).
+		flushErr = b.tick(runCtx, fixed.ws, b.a.NewEngine(engine.Config{ReadFirst: true}))
 	}()
 
+	n := 0
+	if b.cmd.ClosedLoop {
+		// Each side gets one change at a time, the next as soon as its org
+		// has the last (a rep editing, waiting to see it, editing again).
+		var sent [2]int
+		var loop sync.WaitGroup
+		errs := make([]error, len(sides))
+		for i, s := range sides {
+			loop.Add(1)
+			go func() {
+				defer loop.Done()
+				for k := 0; time.Since(start) < b.cmd.For; k++ {
+					key := b.recordKey(trickleRecord(k, b.cmd.Records))
+					if errs[i] = s.send(ctx, b.a.DB, key, "phone", "Phone", fmt.Sprintf("+1 555 %07d", k)); errs[i] != nil {
+						return
+					}
+					sent[i]++
+					for s.waiting() > 0 && time.Since(start) < b.cmd.For+time.Minute {
+						time.Sleep(10 * time.Millisecond)
+					}
+				}
+			}()
+		}
+		loop.Wait()
+		for _, err := range errs {
+			if err != nil {
+				return err
+			}
+		}
+		n = max(sent[0], sent[1])
+	}
 	// Arrivals are a Poisson process at --rate (exponential gaps, the first
 	// change at once), as independent edits arrive: evenly spaced changes
 	// would keep one phase to the fixed ticker, and every change would wait
 	// the same, by chance short or long.
 	mean := float64(time.Second) / b.cmd.Rate
 	at := start
-	n := 0
-	for ; ; n++ {
+	for ; !b.cmd.ClosedLoop; n++ {
 		if n > 0 {
 			at = at.Add(time.Duration(rand.ExpFloat64() * mean))
 		}
@@ -193,6 +243,11 @@ func (b *bench) trickle(ctx context.Context, r *Report) error {
 			return err
 		}
 		res := s.result(calls, window, flushes)
+		if calling, err := b.countCallingFlushesOf(ctx, s.ws, start); err != nil {
+			return err
+		} else if calling > 0 {
+			res.CallsPerFlush = float64(calls) / float64(calling)
+		}
 		r.Trickle = append(r.Trickle, res)
 		r.APICalls += calls
 		r.Flushes += flushes
@@ -300,7 +355,7 @@ func (s *trickleSide) result(calls int, window time.Duration, flushes int) Trick
 }
 
 // tick is the fixed schedule: a flush every interval, whatever is queued.
-func (b *bench) tick(ctx context.Context, ws int64) error {
+func (b *bench) tick(ctx context.Context, ws int64, eng *engine.Engine) error {
 	t := time.NewTicker(b.cmd.Interval)
 	defer t.Stop()
 	for {
@@ -309,16 +364,16 @@ func (b *bench) tick(ctx context.Context, ws int64) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-		if err := b.flushOnce(ctx, ws); err != nil && !errors.Is(err, context.Canceled) {
+		if err := flushOnce(ctx, eng, ws); err != nil && !errors.Is(err, context.Canceled) {
 			return err
 		}
 	}
 }
 
 // flushOnce flushes ws until its claim was not full.
-func (b *bench) flushOnce(ctx context.Context, ws int64) error {
+func flushOnce(ctx context.Context, eng *engine.Engine, ws int64) error {
 	for {
-		res, err := b.a.Engine.Flush(ctx, ws)
+		res, err := eng.Flush(ctx, ws)
 		if errors.Is(err, connection.ErrBusy) {
 			return nil // the connect-time flush is still running
 		}

@@ -87,7 +87,15 @@ func (s SalesforceOAuth) Validate() error {
 
 // Sync holds the sync engine's settings, shared by serve and demo.
 type Sync struct {
-	FlushInterval time.Duration `name:"flush-interval" envs:"CRMSYNC_FLUSH_INTERVAL" default:"10s" help:"Under a steady trickle of changes, a connection is flushed at most once per interval (a change after a quiet spell is flushed at once). Env: CRMSYNC_FLUSH_INTERVAL."`
+	// FlushSchedule is how outbound flushes are paced: "budget" (or empty,
+	// a Sync built in code) spends calls from a per-connection token bucket
+	// filled from the daily budget; "fixed" flushes at most once per
+	// FlushInterval window.
+	FlushSchedule string        `name:"flush-schedule" envs:"CRMSYNC_FLUSH_SCHEDULE" enum:"budget,fixed" default:"budget" help:"budget: a change is flushed after --flush-settle while the connection's API budget allows, and waits and coalesces as the budget tightens; fixed: at most one flush per --flush-interval window. Env: CRMSYNC_FLUSH_SCHEDULE."`
+	FlushSettle   time.Duration `name:"flush-settle" envs:"CRMSYNC_FLUSH_SETTLE" default:"250ms" help:"Budget schedule: how long a change waits for others (the fields of one form save) before its flush starts. Env: CRMSYNC_FLUSH_SETTLE."`
+	BudgetShare   float64       `name:"budget-share" envs:"CRMSYNC_BUDGET_SHARE" default:"50" help:"Budget schedule, connections without a crmsync daily limit: the percentage of the Salesforce daily allowance left after other clients' usage that crmsync spends. Env: CRMSYNC_BUDGET_SHARE."`
+	PaceBurst     int           `name:"pace-burst" envs:"CRMSYNC_PACE_BURST" default:"6" help:"Budget schedule: how many API calls may go back to back after a quiet spell (the token bucket's capacity). Env: CRMSYNC_PACE_BURST."`
+	FlushInterval time.Duration `name:"flush-interval" envs:"CRMSYNC_FLUSH_INTERVAL" default:"10s" help:"Fixed schedule: under a steady trickle of changes, a connection is flushed at most once per interval (a change after a quiet spell is flushed at once). Budget schedule: how often a connection whose flushes found nothing due checks again. Env: CRMSYNC_FLUSH_INTERVAL."`
 	PullInterval  time.Duration `name:"pull-interval" envs:"CRMSYNC_PULL_INTERVAL" default:"5m" help:"How often Salesforce changes are pulled per connection. Env: CRMSYNC_PULL_INTERVAL."`
 	Lease         time.Duration `name:"sync-lease" envs:"CRMSYNC_SYNC_LEASE" default:"30s" help:"A running flush or pull holds its connection's lease for this long and renews it every third of it; a replica that dies mid-sync blocks the connection at most this long. Env: CRMSYNC_SYNC_LEASE."`
 	// SweepInterval is how often the safety-net sweep flushes workspaces
@@ -96,6 +104,22 @@ type Sync struct {
 	SweepInterval time.Duration `name:"sweep-interval" envs:"CRMSYNC_SWEEP_INTERVAL" default:"1m" help:"How often the safety net gives every connection with queued changes a flush, in case the job that should have flushed them was lost. Env: CRMSYNC_SWEEP_INTERVAL."`
 	AllowCRMHosts []string      `name:"allow-crm-host" envs:"CRMSYNC_ALLOW_CRM_HOSTS" placeholder:"HOST[:PORT]" help:"Hosts a CRM connection may reach besides Salesforce's own (login.salesforce.com, test.salesforce.com, *.my.salesforce.com, *.force.com), comma separated, each HOST (any port) or HOST:PORT: a fake Salesforce or a proxy. Such a host may be private or loopback and use http on loopback; any other host must be Salesforce's, over https, at a public address. Env: CRMSYNC_ALLOW_CRM_HOSTS."`
 	Connectors    []string      `name:"connector-plugin" envs:"CRMSYNC_CONNECTORS" placeholder:"NAME=PATH[@SHA256]" help:"Third-party connector executables, comma separated, each NAME=PATH, optionally pinned with @ and the hex sha256 of the file. Built in: salesforce, memcrm. Env: CRMSYNC_CONNECTORS."`
+}
+
+// Schedule is the flush schedule, "budget" unless "fixed" was chosen.
+func (s Sync) Schedule() string {
+	if s.FlushSchedule == "fixed" {
+		return "fixed"
+	}
+	return "budget"
+}
+
+// Settle is the settle delay of the budget schedule (default 250 ms).
+func (s Sync) Settle() time.Duration {
+	if s.FlushSettle <= 0 {
+		return 250 * time.Millisecond
+	}
+	return s.FlushSettle
 }
 
 // External parses the third-party connector settings.
@@ -125,6 +149,20 @@ type ExternalConnector struct {
 func (s Sync) Validate() error {
 	if s.FlushInterval < 100*time.Millisecond {
 		return fmt.Errorf("flush interval must be at least 100ms, got %s", s.FlushInterval)
+	}
+	switch s.FlushSchedule {
+	case "", "budget", "fixed":
+	default:
+		return fmt.Errorf("flush schedule must be budget or fixed, got %q", s.FlushSchedule)
+	}
+	if s.FlushSettle != 0 && (s.FlushSettle < 10*time.Millisecond || s.FlushSettle > 10*time.Second) {
+		return fmt.Errorf("flush settle must be between 10ms and 10s, got %s", s.FlushSettle)
+	}
+	if s.BudgetShare < 0 || s.BudgetShare > 100 {
+		return fmt.Errorf("budget share must be a percentage between 0 and 100, got %g", s.BudgetShare)
+	}
+	if s.PaceBurst < 0 {
+		return fmt.Errorf("pace burst must be at least 1 call, got %d", s.PaceBurst)
 	}
 	if s.PullInterval < time.Second {
 		return fmt.Errorf("pull interval must be at least 1s, got %s", s.PullInterval)
@@ -301,6 +339,10 @@ func (s Server) LogValue() slog.Value {
 		slog.Any("allowed_origins", s.AllowedOrigins),
 		slog.String("replica_id", s.ReplicaID),
 		slog.String("shutdown_timeout", s.ShutdownTimeout.String()),
+		slog.String("flush_schedule", s.Schedule()),
+		slog.String("flush_settle", s.Settle().String()),
+		slog.Float64("budget_share", s.BudgetShare),
+		slog.Int("pace_burst", s.PaceBurst),
 		slog.String("flush_interval", s.FlushInterval.String()),
 		slog.String("pull_interval", s.PullInterval.String()),
 		slog.String("sync_lease", s.Lease.String()),

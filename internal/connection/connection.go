@@ -99,8 +99,16 @@ type Connection struct {
 	LeaseOwner       string          `bun:"lease_owner,notnull"`
 	LeaseUntil       bun.NullTime    `bun:"lease_until"`
 	PauseReason      string          `bun:"pause_reason,notnull"`
-	CreatedAt        time.Time       `bun:"created_at,notnull"`
-	UpdatedAt        time.Time       `bun:"updated_at,notnull"`
+	// PaceTokens, PaceRate and PaceAt are the outbound token bucket
+	// (internal/engine, pace.go): its content in calls at PaceAt and its
+	// refill rate in calls per second. Invalid PaceAt: a full bucket.
+	PaceTokens sql.NullFloat64 `bun:"pace_tokens"`
+	PaceRate   sql.NullFloat64 `bun:"pace_rate"`
+	PaceAt     bun.NullTime    `bun:"pace_at"`
+	PaceBurst  sql.NullFloat64 `bun:"pace_burst"`
+	PaceBudget sql.NullInt64   `bun:"pace_budget"`
+	CreatedAt  time.Time       `bun:"created_at,notnull"`
+	UpdatedAt  time.Time       `bun:"updated_at,notnull"`
 }
 
 func binding(c *Connection) string {
@@ -432,6 +440,23 @@ func (s *Store) ReleaseDeadLeases(ctx context.Context, dead func(owner string) b
 		}
 	}
 	return released, nil
+}
+
+// SetPace stores the outbound token bucket after a flush spent from it:
+// its content, refill rate and capacity, and the daily budget behind them.
+func (s *Store) SetPace(ctx context.Context, c *Connection, tokens, rate, burst float64, budget int64, at time.Time) error {
+	c.PaceTokens = sql.NullFloat64{Float64: tokens, Valid: true}
+	c.PaceRate = sql.NullFloat64{Float64: rate, Valid: true}
+	c.PaceBurst = sql.NullFloat64{Float64: burst, Valid: true}
+	c.PaceBudget = sql.NullInt64{Int64: budget, Valid: true}
+	c.PaceAt = bun.NullTime{Time: at.UTC()}
+	_, err := s.db.NewUpdate().Model((*Connection)(nil)).
+		Set("pace_tokens = ?, pace_rate = ?, pace_burst = ?, pace_budget = ?, pace_at = ?", c.PaceTokens, c.PaceRate, c.PaceBurst, c.PaceBudget, c.PaceAt).
+		Where("id = ?", c.ID).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("store the pace of connection %d: %w", c.ID, err)
+	}
+	return nil
 }
 
 // ReleaseLease gives the lease back if owner still holds it.

@@ -68,6 +68,15 @@ type Config struct {
 	// Owner prefixes the lease owner of every flush: the process's
 	// replica.Identity.Owner() (default host/pid).
 	Owner string
+	// Pace is budget pacing (pace.go); off unless enabled.
+	Pace PaceConfig
+	// ReadFirst turns conditional writes off: every flush reads the
+	// records' state before writing, as crmsync did before them (the
+	// bench's fixed-tick baseline).
+	ReadFirst bool
+	// Now is the engine's clock (default time.Now); tests put it on a
+	// fake CRM's clock.
+	Now func() time.Time
 }
 
 func (c *Config) defaults() {
@@ -89,6 +98,10 @@ func (c *Config) defaults() {
 	if c.LimitProbe <= 0 {
 		c.LimitProbe = time.Minute
 	}
+	c.Pace.defaults()
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 }
 
 // Engine flushes workspaces' queues.
@@ -108,7 +121,7 @@ type Engine struct {
 func New(db *bun.DB, conns *connection.Store, connectors Connectors, notifier BatchNotifier, logger *slog.Logger, cfg Config) *Engine {
 	cfg.defaults()
 	return &Engine{db: db, conns: conns, connectors: connectors, notifier: notifier, logger: logger, cfg: cfg,
-		now: time.Now, descs: connection.NewDescribeCache(connection.DescribeTTL)}
+		now: cfg.Now, descs: connection.NewDescribeCache(connection.DescribeTTL)}
 }
 
 // Result is what one flush did.
@@ -120,6 +133,9 @@ type Result struct {
 	Paused PauseReason
 	// More is true when due items remain (the claim was full).
 	More bool
+	// Wait is set when due items were left queued because the pacing
+	// bucket is dry: a flush may start after Wait.
+	Wait time.Duration
 }
 
 // Flush runs one flush of a workspace's queue. A whole-call connector

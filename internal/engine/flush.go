@@ -73,6 +73,8 @@ type flush struct {
 	crm   connector.Connector
 	meter *connection.Meter
 	now   time.Time
+	// pace is the bucket as the flush found it (pacing on).
+	pace Pace
 
 	objs    map[record.Type]prefs.ObjectPreference
 	maps    map[record.Type][]prefs.FieldMapping
@@ -94,6 +96,15 @@ type flush struct {
 	// waited are the records whose items an earlier flush held back for
 	// a missing parent.
 	waited map[int64]bool
+
+	// reobserve are records of the workspace due to be observed again
+	// (known.go); reobserving those a pending read carries, and
+	// observedAgain those observed, saved with the flush.
+	reobserve, reobserving, observedAgain []*record.Record
+	// readAt is, per object, the CRM's clock when the flush read it.
+	readAt map[string]time.Time
+	// path and pathReason are the batch's write path and why it read.
+	path, pathReason string
 }
 
 type backoff struct {
@@ -112,10 +123,21 @@ func (e *Engine) newFlush(ctx context.Context, c *connection.Connection) (*flush
 		return nil, err
 	}
 	return &flush{e: e, c: c, crm: crm, meter: meter, now: e.now().UTC(),
-		extID: externalIDFields(c.Config), records: map[record.Key]*record.Record{}}, nil
+		extID: externalIDFields(c.Config), records: map[record.Key]*record.Record{}, readAt: map[string]time.Time{}}, nil
 }
 
 func (f *flush) run(ctx context.Context) (*Result, error) {
+	if f.e.cfg.Pace.Enabled {
+		var err error
+		if f.pace, err = f.e.pace(ctx, f.e.db, f.c, f.now); err != nil {
+			return nil, err
+		}
+		if f.pace.Wait > 0 {
+			// Checked before the claim, which a dry bucket would waste:
+			// whatever is queued waits and coalesces.
+			return &Result{Wait: f.pace.Wait}, nil
+		}
+	}
 	items, err := outbound.Claim(ctx, f.e.db, f.c.WorkspaceID, f.now, f.e.cfg.MaxItems)
 	if err != nil {
 		return nil, err
@@ -133,20 +155,31 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 		}
 		return f.e.Pause(ctx, f.c, synclog.Outbound, reason, detail)
 	}
+	if f.pace.Enabled && f.pace.Spent+int64(f.plannedCalls()) > f.pace.BudgetPerDay {
+		// The daily limit is checked above; this is the share budget: the
+		// batch waits until enough calls leave the window.
+		return &Result{Wait: untilNextHour(f.now)}, nil
+	}
 	// Only a batch that goes ahead ends a pause episode: a batch refused
 	// by its budget continues the one the gate let through.
 	if err := f.e.Resume(ctx, f.c); err != nil {
 		return nil, err
 	}
+	if err := f.loadReobserve(ctx); err != nil {
+		return nil, err
+	}
 	var callErr error
 	if f.caps, callErr = f.e.descs.Capabilities(ctx, f.c, f.crm); callErr == nil {
+		callErr = f.tryOneCall(ctx)
+	}
+	if callErr == nil && len(f.openJobs()) > 0 {
 		callErr = f.prefetch(ctx)
-	}
-	for level := 0; level <= 2 && callErr == nil; level++ {
-		callErr = f.runLevel(ctx, level)
-	}
-	if callErr == nil {
-		callErr = f.writePending(ctx)
+		for level := 0; level <= 2 && callErr == nil; level++ {
+			callErr = f.runLevel(ctx, level)
+		}
+		if callErr == nil {
+			callErr = f.writePending(ctx)
+		}
 	}
 	if errors.Is(callErr, connector.ErrRateLimited) {
 		// Hold further calls at the gate until a fresh reading says otherwise.
@@ -182,6 +215,9 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 	}
 	batch.FinishedAt = f.e.now().UTC()
 	batch.APICalls = f.meter.Calls
+	if f.meter.Calls > 0 {
+		batch.WritePath, batch.WritePathReason = f.path, f.pathReason
+	}
 	batch.Count()
 	if callErr != nil {
 		batch.Status = synclog.StatusFailed
@@ -192,7 +228,8 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 	}
 	f.e.notify(ctx, batch)
 	f.e.logger.Info("flush done", slog.Int64("workspace_id", f.c.WorkspaceID), slog.Int("items", len(items)),
-		slog.Int("records", len(f.jobs)), slog.Int("api_calls", f.meter.Calls), slog.String("status", string(batch.Status)))
+		slog.Int("records", len(f.jobs)), slog.Int("api_calls", f.meter.Calls), slog.String("status", string(batch.Status)),
+		slog.String("write_path", batch.WritePath), slog.String("write_path_reason", batch.WritePathReason))
 	res := &Result{Batch: batch, More: len(items) == f.e.cfg.MaxItems}
 	if errors.Is(callErr, connector.ErrCredentials) {
 		pr, err := f.e.Pause(ctx, f.c, synclog.Outbound, PauseConnectionExpired, "")
@@ -480,6 +517,9 @@ func (f *flush) commit(ctx context.Context, batch *synclog.Batch) error {
 		if err := limits.Record(ctx, tx, f.c.WorkspaceID, f.now, f.meter.Calls); err != nil {
 			return err
 		}
+		if err := f.spend(ctx, tx); err != nil {
+			return err
+		}
 		if batch != nil {
 			if err := synclog.Write(ctx, tx, batch); err != nil {
 				return err
@@ -496,6 +536,9 @@ func (f *flush) commit(ctx context.Context, batch *synclog.Batch) error {
 // VALUES per 500 records (record.Update).
 func (f *flush) saveRecords(ctx context.Context, tx bun.Tx) error {
 	byID := map[int64]*record.Record{}
+	for _, r := range f.observedAgain {
+		byID[r.ID] = r
+	}
 	for _, j := range f.jobs {
 		if j.done && j.rec.ID != 0 {
 			byID[j.rec.ID] = j.rec
@@ -513,7 +556,7 @@ func (f *flush) saveRecords(ctx context.Context, tx bun.Tx) error {
 		recs[i] = byID[id]
 	}
 	return record.Update(ctx, tx, recs, "crm_object", "crm_id", "crm_fields", "crm_pending",
-		"crm_stamps", "crm_pending_stamps", "create_attempted_at", "updated_at")
+		"crm_stamps", "crm_pending_stamps", "create_attempted_at", "crm_known", "crm_observe_after", "updated_at")
 }
 
 // checkBudget refuses to start a batch whose planned calls would cross the

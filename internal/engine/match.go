@@ -86,6 +86,7 @@ func (f *flush) fetch(ctx context.Context, object string, ids []string, key *con
 	if err := f.meter.Observe(ctx, "read "+object, connection.MetaOf(resp), err); err != nil {
 		return nil, err
 	}
+	f.readAt[object] = resp.ServerTime
 	return resp.Records, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -59,6 +60,7 @@ func (f *flush) readCurrent(ctx context.Context, jobs []*job) error {
 				converted[id] = append(converted[id], j)
 			default:
 				j.cur = stateOf(r, j.rec)
+				observed(j.rec, r, f.readAt[o])
 			}
 		}
 	}
@@ -103,32 +105,36 @@ func (f *flush) prefetch(ctx context.Context) error {
 			ids[j.object] = append(ids[j.object], j.crmID)
 		}
 	}
-	if len(ids) < 2 {
+	if len(ids) == 0 || (len(ids) < 2 && len(f.reobserve) == 0) {
 		return nil // one object: the level's own read is as cheap
 	}
 	if err := f.describe(ctx, linked); err != nil {
 		return err
 	}
-	objects := make([]string, 0, len(ids))
-	for o := range ids {
-		objects = append(objects, o)
-	}
-	slices.Sort(objects)
-	reqs := make([]connector.FetchCurrentRequest, len(objects))
-	for i, o := range objects {
-		reqs[i] = connector.FetchCurrentRequest{Object: o, IDs: ids[o], Fields: f.readFields(o)}
+	// Records due to be observed again ride along: one call reads five
+	// objects of 2,000 ids. Fewer, so the flush's own reads always fit.
+	reqs := f.withReobserve(ids, 5)
+	objects := make([]string, len(reqs))
+	for i, r := range reqs {
+		objects[i] = r.Object
 	}
 	resp, err := bf.FetchCurrentMany(ctx, connector.FetchManyRequest{Session: f.meter.Session, Requests: reqs})
 	if errors.Is(err, connector.ErrUnsupported) {
+		f.reobserving = nil
 		return nil
 	}
 	if err := f.meter.Observe(ctx, "read "+strings.Join(objects, ", "), connection.MetaOf(resp), err); err != nil {
+		f.reobserving = nil
 		return err
 	}
 	f.prefetched = make(map[string]map[string]connector.Record, len(objects))
+	found := map[string]connector.Record{}
 	for i, o := range objects {
 		f.prefetched[o] = byID(resp.Results[i])
+		f.readAt[o] = resp.ServerTime
+		maps.Copy(found, f.prefetched[o])
 	}
+	f.applyReobserved(found, resp.ServerTime)
 	return nil
 }
 
@@ -417,6 +423,7 @@ func (f *flush) succeed(j *job, outcome synclog.Outcome, reason string, sent map
 	r := j.rec
 	if j.w.Op == outbound.OpRemove && outcome != synclog.OutcomeSkipped {
 		r.CRMID, r.CRMFields, r.CRMStamps = "", map[string]any{}, map[string]record.Stamp{}
+		r.CRMKnown, r.CRMObserveAfter = nil, bun.NullTime{}
 		j.crmID = ""
 	} else if j.crmID != "" {
 		if r.CRMID != j.crmID {
@@ -438,6 +445,9 @@ func (f *flush) succeed(j *job, outcome synclog.Outcome, reason string, sent map
 		for k, v := range sent {
 			r.CRMFields[k] = v
 			r.CRMStamps[k] = record.WrittenStamp(j.sentAt[k])
+		}
+		if outcome == synclog.OutcomeCreated || outcome == synclog.OutcomeUpdated {
+			f.written(r)
 		}
 		r.CreateAttemptedAt = bun.NullTime{}
 		r.CRMPending = map[string]any{} // the outcome is known now

@@ -48,6 +48,8 @@ type Collector struct {
 	callsUsed, callsLimit      *prometheus.Desc
 	paused, expired, scrapeErr *prometheus.Desc
 	unreadable                 *prometheus.Desc
+	// Budget pacing (engine.StoredPace), for paced connections.
+	paceTokens, paceWait, budgetPerDay, budgetSpent *prometheus.Desc
 }
 
 // NewCollector returns a Collector over db.
@@ -68,13 +70,18 @@ func NewCollector(db bun.IDB, logger *slog.Logger) *Collector {
 		expired:    d("crmsync_connection_expired", "1 when the connection's credentials can no longer be refreshed.", ws...),
 		unreadable: d("crmsync_connection_credentials_unreadable", "1 when the connection's stored credentials do not decrypt with this server's secret key (the key changed).", ws...),
 		scrapeErr:  d("crmsync_metrics_scrape_error", "1 when the last scrape could not read the sync state from the database.", nil...),
+
+		paceTokens:   d("crmsync_pace_tokens", "Calls in the connection's outbound token bucket (negative: debt after a burst).", ws...),
+		paceWait:     d("crmsync_pace_wait_seconds", "How long a change arriving now waits for the bucket before its flush may start.", ws...),
+		budgetPerDay: d("crmsync_budget_calls_per_day", "The calls crmsync may make in any 24 hours (its daily limit, else its share of the CRM allowance).", ws...),
+		budgetSpent:  d("crmsync_budget_spent_calls", "The calls crmsync made in the rolling 24 hours, against its budget.", ws...),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.queued, c.failed, c.oldest, c.apiUsed, c.apiMax,
-		c.callsUsed, c.callsLimit, c.paused, c.expired, c.unreadable, c.scrapeErr} {
+		c.callsUsed, c.callsLimit, c.paused, c.expired, c.unreadable, c.scrapeErr, c.paceTokens, c.paceWait, c.budgetPerDay, c.budgetSpent} {
 		ch <- d
 	}
 }
@@ -97,7 +104,7 @@ type state struct {
 func (c *Collector) read(ctx context.Context, now time.Time) (*state, error) {
 	s := &state{}
 	if err := c.db.NewSelect().Model(&s.conns).Column("workspace_id", "connector", "status", "paused_by_user",
-		"api_used", "api_max", "daily_limit", "pause_reason").Scan(ctx); err != nil {
+		"api_used", "api_max", "daily_limit", "pause_reason", "pace_tokens", "pace_rate", "pace_at", "pace_burst", "pace_budget").Scan(ctx); err != nil {
 		return nil, fmt.Errorf("read connections: %w", err)
 	}
 	err := c.db.NewSelect().Model((*outbound.Item)(nil)).
@@ -175,6 +182,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		used := s.calls[cn.WorkspaceID]
 		gauge(c.callsUsed, float64(used), labels...)
+		if p := engine.StoredPace(cn, used, now); p.Enabled {
+			gauge(c.paceTokens, p.Tokens, labels...)
+			gauge(c.paceWait, p.Wait.Seconds(), labels...)
+			gauge(c.budgetPerDay, float64(p.BudgetPerDay), labels...)
+			gauge(c.budgetSpent, float64(p.Spent), labels...)
+		}
 		if cn.DailyLimit.Valid {
 			gauge(c.callsLimit, float64(cn.DailyLimit.Int64), labels...)
 		}

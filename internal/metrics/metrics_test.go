@@ -97,6 +97,9 @@ func TestCollectorReadsEveryConnection(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, outbound.Park(ctx, bdb, []int64{items[0].ID}, "INVALID", "no"))
 		require.NoError(t, limits.Record(ctx, bdb, a, time.Now(), 7))
+		// Its last paced flush left the bucket in debt: one call short,
+		// refilling at one call an hour.
+		require.NoError(t, store.SetPace(ctx, c, -1, 1.0/3600, 6, 50, time.Now()))
 
 		// Workspace b: not connected, one queued change.
 		b := newWorkspace(t, bdb)
@@ -126,6 +129,16 @@ func TestCollectorReadsEveryConnection(t *testing.T) {
 		require.Equal(t, "100", value(t, text, "crmsync_crm_api_max"+wa))
 		require.Equal(t, "7", value(t, text, "crmsync_calls_used"+wa))
 		require.Equal(t, "50", value(t, text, "crmsync_calls_limit"+wa))
+		var tokens, wait float64
+		_, err = fmt.Sscan(value(t, text, "crmsync_pace_tokens"+wa), &tokens)
+		require.NoError(t, err)
+		require.InDelta(t, 0, tokens, 0.01, "an hour refilled the call it owed")
+		_, err = fmt.Sscan(value(t, text, "crmsync_pace_wait_seconds"+wa), &wait)
+		require.NoError(t, err)
+		require.InDelta(t, 3600, wait, 60, "an hour to the next whole call")
+		require.Equal(t, "50", value(t, text, "crmsync_budget_calls_per_day"+wa))
+		require.Equal(t, "7", value(t, text, "crmsync_budget_spent_calls"+wa))
+		require.NotContains(t, text, fmt.Sprintf(`crmsync_pace_tokens{connector="salesforce",workspace="%d"}`, e), "no pace before a paced flush")
 		require.Equal(t, "1", value(t, text, fmt.Sprintf(`crmsync_sync_paused{connector="memcrm",reason="PAUSED_BY_USER",workspace="%d"}`, a)))
 		require.Equal(t, "0", value(t, text, fmt.Sprintf(`crmsync_sync_paused{connector="memcrm",reason="SALESFORCE_LIMIT",workspace="%d"}`, a)))
 		require.Equal(t, "0", value(t, text, "crmsync_connection_expired"+wa))

@@ -44,6 +44,8 @@ type Overview struct {
 	PauseReason      engine.PauseReason
 	ConnectionStatus connection.Status // "" when not connected
 	LastBatchAt      time.Time
+	// Pace is the outbound pacing state (Enabled false: none).
+	Pace engine.Pace
 }
 
 // Get computes the workspace's overview at now.
@@ -82,6 +84,7 @@ func Get(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (Ove
 		o.SalesforceMax = &c.APIMax.Int64
 	}
 	o.SalesforceObservedAt = c.APIObservedAt.Time
+	o.Pace = engine.StoredPace(c, o.ConversionUsed, now)
 	o.PauseReason = PauseReason(c, o.ConversionUsed)
 	o.Paused = o.PauseReason != engine.PauseNone
 	return o, nil

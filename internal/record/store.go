@@ -42,8 +42,14 @@ type Record struct {
 	// CreateAttemptedAt is set before a create is sent and cleared once its
 	// outcome is known: a set value means "re-match before creating again".
 	CreateAttemptedAt bun.NullTime `bun:"create_attempted_at"`
-	CreatedAt         time.Time    `bun:"created_at,notnull"`
-	UpdatedAt         time.Time    `bun:"updated_at,notnull"`
+	// CRMKnown is the CRM state crmsync last observed (nil: unknown), and
+	// CRMObserveAfter, when set, is when it should be observed again (the
+	// record was written since, or observed within the second of its last
+	// change). See Known.
+	CRMKnown        *Observation `bun:"crm_known,type:text"`
+	CRMObserveAfter bun.NullTime `bun:"crm_observe_after"`
+	CreatedAt       time.Time    `bun:"created_at,notnull"`
+	UpdatedAt       time.Time    `bun:"updated_at,notnull"`
 }
 
 // Key names a record within a workspace.

@@ -54,6 +54,18 @@ const (
 	OutcomeWaiting  Outcome = "WAITING"
 )
 
+// Write paths of an outbound batch.
+const (
+	// WriteOneCall: the records' state was known and provably current; the
+	// writes went as conditional updates in one call, without a read.
+	WriteOneCall = "ONE_CALL"
+	// WriteReadFirst: the batch read the records' state, then wrote.
+	WriteReadFirst = "READ_THEN_WRITE"
+	// WriteOneCallThenRead: conditional updates were refused for records
+	// changed in the CRM since; those were read and decided again.
+	WriteOneCallThenRead = "ONE_CALL_THEN_READ"
+)
+
 // Batch is one flush or pull (a row of sync_batches).
 type Batch struct {
 	bun.BaseModel `bun:"table:sync_batches"`
@@ -72,6 +84,11 @@ type Batch struct {
 	Failed      int       `bun:"failed,notnull"`
 	Waiting     int       `bun:"waiting,notnull"`
 	APICalls    int       `bun:"api_calls,notnull"`
+	// WritePath says how an outbound batch learned the CRM's state (one of
+	// the WritePath constants, empty when it wrote nothing), and
+	// WritePathReason why it needed a read.
+	WritePath       string `bun:"write_path,notnull"`
+	WritePathReason string `bun:"write_path_reason,notnull"`
 
 	Records []*Record `bun:"-"`
 }

@@ -357,6 +357,9 @@ func (s *Server) updateOne(c *call, obj *sobject, rawID string) response {
 	if !ok || objectOfID(id) != obj.Name {
 		return notFound()
 	}
+	if resp, failed := s.preconditionFailed(c, id); failed {
+		return resp
+	}
 	res := s.st.update(obj, id, fields, c.op(s.clock.Now()))
 	if res.errs != nil {
 		return saveErrResp(res)
@@ -402,4 +405,31 @@ func (s *Server) upsertOne(c *call, obj *sobject, ext *Field, value string) resp
 		return resp
 	}
 	return jsonResp(200, body)
+}
+
+// preconditionFailed applies a single-record PATCH's If-Unmodified-Since
+// (an HTTP date): a record modified after it (LastModifiedDate, second
+// precision, so a change in that very second passes) is not written, and
+// the answer is 412. Sent directly or in a /composite subrequest's
+// httpHeaders alike. A header that is not an HTTP date is ignored, as HTTP
+// servers do.
+func (s *Server) preconditionFailed(c *call, id string) (response, bool) {
+	raw := c.header.Get("If-Unmodified-Since")
+	if raw == "" {
+		return response{}, false
+	}
+	since, err := http.ParseTime(raw)
+	if err != nil {
+		return response{}, false
+	}
+	r := s.st.get(id)
+	if r == nil || r.deleted() {
+		return response{}, false // the update answers not found
+	}
+	modified, _ := r.f["LastModifiedDate"].(time.Time)
+	if !modified.After(since) {
+		return response{}, false
+	}
+	return errResp(http.StatusPreconditionFailed, apiError{Code: "PRECONDITION_FAILED",
+		Message: "The requested entity has been modified since " + since.UTC().Format(http.TimeFormat) + "."}), true
 }

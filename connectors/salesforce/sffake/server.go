@@ -298,6 +298,9 @@ func (s *Server) finish(w http.ResponseWriter, entry Request, resp response, tru
 	for k, v := range resp.header {
 		w.Header()[k] = v
 	}
+	// Every answer carries the org's clock, as Salesforce's do: a client
+	// proves how current a record it read is against it (second precision).
+	w.Header().Set("Date", s.clock.Now().UTC().Format(http.TimeFormat))
 	if b != nil && s.opts.GzipResponses && strings.Contains(entry.acceptEncoding, "gzip") {
 		var buf bytes.Buffer
 		gz := gzip.NewWriter(&buf)

@@ -203,10 +203,12 @@ func (x *Usage) GetObservedAt() *timestamppb.Timestamp {
 }
 
 type Meta struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Credentials   []byte                 `protobuf:"bytes,1,opt,name=credentials,proto3" json:"credentials,omitempty"`
-	Usage         *Usage                 `protobuf:"bytes,2,opt,name=usage,proto3" json:"usage,omitempty"`
-	Calls         int64                  `protobuf:"varint,3,opt,name=calls,proto3" json:"calls,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Credentials []byte                 `protobuf:"bytes,1,opt,name=credentials,proto3" json:"credentials,omitempty"`
+	Usage       *Usage                 `protobuf:"bytes,2,opt,name=usage,proto3" json:"usage,omitempty"`
+	Calls       int64                  `protobuf:"varint,3,opt,name=calls,proto3" json:"calls,omitempty"`
+	// The CRM's clock when it answered (unset when unknown).
+	ServerTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -260,6 +262,13 @@ func (x *Meta) GetCalls() int64 {
 		return x.Calls
 	}
 	return 0
+}
+
+func (x *Meta) GetServerTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ServerTime
+	}
+	return nil
 }
 
 type DescribeRequest struct {
@@ -1817,6 +1826,248 @@ func (x *FetchChangesResponse) GetMeta() *Meta {
 	return nil
 }
 
+type ConditionalUpdate struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Object string                 `protobuf:"bytes,1,opt,name=object,proto3" json:"object,omitempty"`
+	Id     string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// JSON object of field name to JSON scalar (null clears the field).
+	Fields          []byte                 `protobuf:"bytes,3,opt,name=fields,proto3" json:"fields,omitempty"`
+	UnmodifiedSince *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=unmodified_since,json=unmodifiedSince,proto3" json:"unmodified_since,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ConditionalUpdate) Reset() {
+	*x = ConditionalUpdate{}
+	mi := &file_connector_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConditionalUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConditionalUpdate) ProtoMessage() {}
+
+func (x *ConditionalUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_connector_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConditionalUpdate.ProtoReflect.Descriptor instead.
+func (*ConditionalUpdate) Descriptor() ([]byte, []int) {
+	return file_connector_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ConditionalUpdate) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+func (x *ConditionalUpdate) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ConditionalUpdate) GetFields() []byte {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+func (x *ConditionalUpdate) GetUnmodifiedSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UnmodifiedSince
+	}
+	return nil
+}
+
+type ConditionalUpdateRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Session *Session               `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Updates []*ConditionalUpdate   `protobuf:"bytes,2,rep,name=updates,proto3" json:"updates,omitempty"`
+	// By-id reads run after the writes (each request's session is unset).
+	Reads         []*FetchCurrentRequest `protobuf:"bytes,3,rep,name=reads,proto3" json:"reads,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConditionalUpdateRequest) Reset() {
+	*x = ConditionalUpdateRequest{}
+	mi := &file_connector_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConditionalUpdateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConditionalUpdateRequest) ProtoMessage() {}
+
+func (x *ConditionalUpdateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_connector_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConditionalUpdateRequest.ProtoReflect.Descriptor instead.
+func (*ConditionalUpdateRequest) Descriptor() ([]byte, []int) {
+	return file_connector_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ConditionalUpdateRequest) GetSession() *Session {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *ConditionalUpdateRequest) GetUpdates() []*ConditionalUpdate {
+	if x != nil {
+		return x.Updates
+	}
+	return nil
+}
+
+func (x *ConditionalUpdateRequest) GetReads() []*FetchCurrentRequest {
+	if x != nil {
+		return x.Reads
+	}
+	return nil
+}
+
+type ConditionalResult struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	PreconditionFailed bool                   `protobuf:"varint,1,opt,name=precondition_failed,json=preconditionFailed,proto3" json:"precondition_failed,omitempty"`
+	Error              *RecordError           `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *ConditionalResult) Reset() {
+	*x = ConditionalResult{}
+	mi := &file_connector_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConditionalResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConditionalResult) ProtoMessage() {}
+
+func (x *ConditionalResult) ProtoReflect() protoreflect.Message {
+	mi := &file_connector_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConditionalResult.ProtoReflect.Descriptor instead.
+func (*ConditionalResult) Descriptor() ([]byte, []int) {
+	return file_connector_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ConditionalResult) GetPreconditionFailed() bool {
+	if x != nil {
+		return x.PreconditionFailed
+	}
+	return false
+}
+
+func (x *ConditionalResult) GetError() *RecordError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type ConditionalUpdateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*ConditionalResult   `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	Records       []*Record              `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	Meta          *Meta                  `protobuf:"bytes,3,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConditionalUpdateResponse) Reset() {
+	*x = ConditionalUpdateResponse{}
+	mi := &file_connector_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConditionalUpdateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConditionalUpdateResponse) ProtoMessage() {}
+
+func (x *ConditionalUpdateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_connector_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConditionalUpdateResponse.ProtoReflect.Descriptor instead.
+func (*ConditionalUpdateResponse) Descriptor() ([]byte, []int) {
+	return file_connector_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ConditionalUpdateResponse) GetResults() []*ConditionalResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *ConditionalUpdateResponse) GetRecords() []*Record {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *ConditionalUpdateResponse) GetMeta() *Meta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
 var File_connector_proto protoreflect.FileDescriptor
 
 const file_connector_proto_rawDesc = "" +
@@ -1834,11 +2085,13 @@ const file_connector_proto_rawDesc = "" +
 	"\x04used\x18\x01 \x01(\x03R\x04used\x12\x10\n" +
 	"\x03max\x18\x02 \x01(\x03R\x03max\x12;\n" +
 	"\vobserved_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"observedAt\"q\n" +
+	"observedAt\"\xae\x01\n" +
 	"\x04Meta\x12 \n" +
 	"\vcredentials\x18\x01 \x01(\fR\vcredentials\x121\n" +
 	"\x05usage\x18\x02 \x01(\v2\x1b.crmsync.connector.v1.UsageR\x05usage\x12\x14\n" +
-	"\x05calls\x18\x03 \x01(\x03R\x05calls\"d\n" +
+	"\x05calls\x18\x03 \x01(\x03R\x05calls\x12;\n" +
+	"\vserver_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"serverTime\"d\n" +
 	"\x0fDescribeRequest\x127\n" +
 	"\asession\x18\x01 \x01(\v2\x1d.crmsync.connector.v1.SessionR\asession\x12\x18\n" +
 	"\aobjects\x18\x02 \x03(\tR\aobjects\"w\n" +
@@ -1963,7 +2216,23 @@ const file_connector_proto_rawDesc = "" +
 	"\vnext_cursor\x18\x02 \x01(\tR\n" +
 	"nextCursor\x12\x12\n" +
 	"\x04more\x18\x03 \x01(\bR\x04more\x12.\n" +
-	"\x04meta\x18\x04 \x01(\v2\x1a.crmsync.connector.v1.MetaR\x04meta2\xa1\x05\n" +
+	"\x04meta\x18\x04 \x01(\v2\x1a.crmsync.connector.v1.MetaR\x04meta\"\x9a\x01\n" +
+	"\x11ConditionalUpdate\x12\x16\n" +
+	"\x06object\x18\x01 \x01(\tR\x06object\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
+	"\x06fields\x18\x03 \x01(\fR\x06fields\x12E\n" +
+	"\x10unmodified_since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0funmodifiedSince\"\xd7\x01\n" +
+	"\x18ConditionalUpdateRequest\x127\n" +
+	"\asession\x18\x01 \x01(\v2\x1d.crmsync.connector.v1.SessionR\asession\x12A\n" +
+	"\aupdates\x18\x02 \x03(\v2'.crmsync.connector.v1.ConditionalUpdateR\aupdates\x12?\n" +
+	"\x05reads\x18\x03 \x03(\v2).crmsync.connector.v1.FetchCurrentRequestR\x05reads\"}\n" +
+	"\x11ConditionalResult\x12/\n" +
+	"\x13precondition_failed\x18\x01 \x01(\bR\x12preconditionFailed\x127\n" +
+	"\x05error\x18\x02 \x01(\v2!.crmsync.connector.v1.RecordErrorR\x05error\"\xc6\x01\n" +
+	"\x19ConditionalUpdateResponse\x12A\n" +
+	"\aresults\x18\x01 \x03(\v2'.crmsync.connector.v1.ConditionalResultR\aresults\x126\n" +
+	"\arecords\x18\x02 \x03(\v2\x1c.crmsync.connector.v1.RecordR\arecords\x12.\n" +
+	"\x04meta\x18\x03 \x01(\v2\x1a.crmsync.connector.v1.MetaR\x04meta2\x98\x06\n" +
 	"\tConnector\x12Y\n" +
 	"\bDescribe\x12%.crmsync.connector.v1.DescribeRequest\x1a&.crmsync.connector.v1.DescribeResponse\x12P\n" +
 	"\x05Check\x12\".crmsync.connector.v1.CheckRequest\x1a#.crmsync.connector.v1.CheckResponse\x12e\n" +
@@ -1972,7 +2241,8 @@ const file_connector_proto_rawDesc = "" +
 	"BulkUpdate\x12'.crmsync.connector.v1.BulkUpdateRequest\x1a(.crmsync.connector.v1.BulkUpdateResponse\x12S\n" +
 	"\x06Limits\x12#.crmsync.connector.v1.LimitsRequest\x1a$.crmsync.connector.v1.LimitsResponse\x12e\n" +
 	"\fFetchChanges\x12).crmsync.connector.v1.FetchChangesRequest\x1a*.crmsync.connector.v1.FetchChangesResponse\x12c\n" +
-	"\x10FetchCurrentMany\x12&.crmsync.connector.v1.FetchManyRequest\x1a'.crmsync.connector.v1.FetchManyResponseBIZGgithub.com/crmsync/crmsync/connectors/plugin/internal/proto;connectorv1b\x06proto3"
+	"\x10FetchCurrentMany\x12&.crmsync.connector.v1.FetchManyRequest\x1a'.crmsync.connector.v1.FetchManyResponse\x12u\n" +
+	"\x12UpdateIfUnmodified\x12..crmsync.connector.v1.ConditionalUpdateRequest\x1a/.crmsync.connector.v1.ConditionalUpdateResponseBIZGgithub.com/crmsync/crmsync/connectors/plugin/internal/proto;connectorv1b\x06proto3"
 
 var (
 	file_connector_proto_rawDescOnce sync.Once
@@ -1986,93 +2256,108 @@ func file_connector_proto_rawDescGZIP() []byte {
 	return file_connector_proto_rawDescData
 }
 
-var file_connector_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_connector_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_connector_proto_goTypes = []any{
-	(*Error)(nil),                 // 0: crmsync.connector.v1.Error
-	(*Session)(nil),               // 1: crmsync.connector.v1.Session
-	(*Usage)(nil),                 // 2: crmsync.connector.v1.Usage
-	(*Meta)(nil),                  // 3: crmsync.connector.v1.Meta
-	(*DescribeRequest)(nil),       // 4: crmsync.connector.v1.DescribeRequest
-	(*ConfigField)(nil),           // 5: crmsync.connector.v1.ConfigField
-	(*Field)(nil),                 // 6: crmsync.connector.v1.Field
-	(*Object)(nil),                // 7: crmsync.connector.v1.Object
-	(*DescribeResponse)(nil),      // 8: crmsync.connector.v1.DescribeResponse
-	(*CheckRequest)(nil),          // 9: crmsync.connector.v1.CheckRequest
-	(*Identity)(nil),              // 10: crmsync.connector.v1.Identity
-	(*CheckResponse)(nil),         // 11: crmsync.connector.v1.CheckResponse
-	(*MatchKey)(nil),              // 12: crmsync.connector.v1.MatchKey
-	(*FetchCurrentRequest)(nil),   // 13: crmsync.connector.v1.FetchCurrentRequest
-	(*Record)(nil),                // 14: crmsync.connector.v1.Record
-	(*FetchCurrentResponse)(nil),  // 15: crmsync.connector.v1.FetchCurrentResponse
-	(*FetchManyRequest)(nil),      // 16: crmsync.connector.v1.FetchManyRequest
-	(*RecordList)(nil),            // 17: crmsync.connector.v1.RecordList
-	(*FetchManyResponse)(nil),     // 18: crmsync.connector.v1.FetchManyResponse
-	(*Operation)(nil),             // 19: crmsync.connector.v1.Operation
-	(*BulkUpdateRequest)(nil),     // 20: crmsync.connector.v1.BulkUpdateRequest
-	(*RecordError)(nil),           // 21: crmsync.connector.v1.RecordError
-	(*Result)(nil),                // 22: crmsync.connector.v1.Result
-	(*BulkUpdateResponse)(nil),    // 23: crmsync.connector.v1.BulkUpdateResponse
-	(*LimitsRequest)(nil),         // 24: crmsync.connector.v1.LimitsRequest
-	(*LimitsResponse)(nil),        // 25: crmsync.connector.v1.LimitsResponse
-	(*FetchChangesRequest)(nil),   // 26: crmsync.connector.v1.FetchChangesRequest
-	(*FetchChangesResponse)(nil),  // 27: crmsync.connector.v1.FetchChangesResponse
-	(*durationpb.Duration)(nil),   // 28: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
+	(*Error)(nil),                     // 0: crmsync.connector.v1.Error
+	(*Session)(nil),                   // 1: crmsync.connector.v1.Session
+	(*Usage)(nil),                     // 2: crmsync.connector.v1.Usage
+	(*Meta)(nil),                      // 3: crmsync.connector.v1.Meta
+	(*DescribeRequest)(nil),           // 4: crmsync.connector.v1.DescribeRequest
+	(*ConfigField)(nil),               // 5: crmsync.connector.v1.ConfigField
+	(*Field)(nil),                     // 6: crmsync.connector.v1.Field
+	(*Object)(nil),                    // 7: crmsync.connector.v1.Object
+	(*DescribeResponse)(nil),          // 8: crmsync.connector.v1.DescribeResponse
+	(*CheckRequest)(nil),              // 9: crmsync.connector.v1.CheckRequest
+	(*Identity)(nil),                  // 10: crmsync.connector.v1.Identity
+	(*CheckResponse)(nil),             // 11: crmsync.connector.v1.CheckResponse
+	(*MatchKey)(nil),                  // 12: crmsync.connector.v1.MatchKey
+	(*FetchCurrentRequest)(nil),       // 13: crmsync.connector.v1.FetchCurrentRequest
+	(*Record)(nil),                    // 14: crmsync.connector.v1.Record
+	(*FetchCurrentResponse)(nil),      // 15: crmsync.connector.v1.FetchCurrentResponse
+	(*FetchManyRequest)(nil),          // 16: crmsync.connector.v1.FetchManyRequest
+	(*RecordList)(nil),                // 17: crmsync.connector.v1.RecordList
+	(*FetchManyResponse)(nil),         // 18: crmsync.connector.v1.FetchManyResponse
+	(*Operation)(nil),                 // 19: crmsync.connector.v1.Operation
+	(*BulkUpdateRequest)(nil),         // 20: crmsync.connector.v1.BulkUpdateRequest
+	(*RecordError)(nil),               // 21: crmsync.connector.v1.RecordError
+	(*Result)(nil),                    // 22: crmsync.connector.v1.Result
+	(*BulkUpdateResponse)(nil),        // 23: crmsync.connector.v1.BulkUpdateResponse
+	(*LimitsRequest)(nil),             // 24: crmsync.connector.v1.LimitsRequest
+	(*LimitsResponse)(nil),            // 25: crmsync.connector.v1.LimitsResponse
+	(*FetchChangesRequest)(nil),       // 26: crmsync.connector.v1.FetchChangesRequest
+	(*FetchChangesResponse)(nil),      // 27: crmsync.connector.v1.FetchChangesResponse
+	(*ConditionalUpdate)(nil),         // 28: crmsync.connector.v1.ConditionalUpdate
+	(*ConditionalUpdateRequest)(nil),  // 29: crmsync.connector.v1.ConditionalUpdateRequest
+	(*ConditionalResult)(nil),         // 30: crmsync.connector.v1.ConditionalResult
+	(*ConditionalUpdateResponse)(nil), // 31: crmsync.connector.v1.ConditionalUpdateResponse
+	(*durationpb.Duration)(nil),       // 32: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 33: google.protobuf.Timestamp
 }
 var file_connector_proto_depIdxs = []int32{
-	28, // 0: crmsync.connector.v1.Error.retry_after:type_name -> google.protobuf.Duration
-	29, // 1: crmsync.connector.v1.Usage.observed_at:type_name -> google.protobuf.Timestamp
+	32, // 0: crmsync.connector.v1.Error.retry_after:type_name -> google.protobuf.Duration
+	33, // 1: crmsync.connector.v1.Usage.observed_at:type_name -> google.protobuf.Timestamp
 	2,  // 2: crmsync.connector.v1.Meta.usage:type_name -> crmsync.connector.v1.Usage
-	1,  // 3: crmsync.connector.v1.DescribeRequest.session:type_name -> crmsync.connector.v1.Session
-	6,  // 4: crmsync.connector.v1.Object.fields:type_name -> crmsync.connector.v1.Field
-	5,  // 5: crmsync.connector.v1.DescribeResponse.config_fields:type_name -> crmsync.connector.v1.ConfigField
-	7,  // 6: crmsync.connector.v1.DescribeResponse.objects:type_name -> crmsync.connector.v1.Object
-	3,  // 7: crmsync.connector.v1.DescribeResponse.meta:type_name -> crmsync.connector.v1.Meta
-	1,  // 8: crmsync.connector.v1.CheckRequest.session:type_name -> crmsync.connector.v1.Session
-	10, // 9: crmsync.connector.v1.CheckResponse.identity:type_name -> crmsync.connector.v1.Identity
-	3,  // 10: crmsync.connector.v1.CheckResponse.meta:type_name -> crmsync.connector.v1.Meta
-	1,  // 11: crmsync.connector.v1.FetchCurrentRequest.session:type_name -> crmsync.connector.v1.Session
-	12, // 12: crmsync.connector.v1.FetchCurrentRequest.match:type_name -> crmsync.connector.v1.MatchKey
-	29, // 13: crmsync.connector.v1.Record.last_modified:type_name -> google.protobuf.Timestamp
-	29, // 14: crmsync.connector.v1.Record.system_modstamp:type_name -> google.protobuf.Timestamp
-	14, // 15: crmsync.connector.v1.FetchCurrentResponse.records:type_name -> crmsync.connector.v1.Record
-	3,  // 16: crmsync.connector.v1.FetchCurrentResponse.meta:type_name -> crmsync.connector.v1.Meta
-	1,  // 17: crmsync.connector.v1.FetchManyRequest.session:type_name -> crmsync.connector.v1.Session
-	13, // 18: crmsync.connector.v1.FetchManyRequest.requests:type_name -> crmsync.connector.v1.FetchCurrentRequest
-	14, // 19: crmsync.connector.v1.RecordList.records:type_name -> crmsync.connector.v1.Record
-	17, // 20: crmsync.connector.v1.FetchManyResponse.results:type_name -> crmsync.connector.v1.RecordList
-	3,  // 21: crmsync.connector.v1.FetchManyResponse.meta:type_name -> crmsync.connector.v1.Meta
-	1,  // 22: crmsync.connector.v1.BulkUpdateRequest.session:type_name -> crmsync.connector.v1.Session
-	19, // 23: crmsync.connector.v1.BulkUpdateRequest.operations:type_name -> crmsync.connector.v1.Operation
-	21, // 24: crmsync.connector.v1.Result.error:type_name -> crmsync.connector.v1.RecordError
-	22, // 25: crmsync.connector.v1.BulkUpdateResponse.results:type_name -> crmsync.connector.v1.Result
-	3,  // 26: crmsync.connector.v1.BulkUpdateResponse.meta:type_name -> crmsync.connector.v1.Meta
-	1,  // 27: crmsync.connector.v1.LimitsRequest.session:type_name -> crmsync.connector.v1.Session
-	2,  // 28: crmsync.connector.v1.LimitsResponse.usage:type_name -> crmsync.connector.v1.Usage
-	3,  // 29: crmsync.connector.v1.LimitsResponse.meta:type_name -> crmsync.connector.v1.Meta
-	1,  // 30: crmsync.connector.v1.FetchChangesRequest.session:type_name -> crmsync.connector.v1.Session
-	29, // 31: crmsync.connector.v1.FetchChangesRequest.since:type_name -> google.protobuf.Timestamp
-	14, // 32: crmsync.connector.v1.FetchChangesResponse.records:type_name -> crmsync.connector.v1.Record
-	3,  // 33: crmsync.connector.v1.FetchChangesResponse.meta:type_name -> crmsync.connector.v1.Meta
-	4,  // 34: crmsync.connector.v1.Connector.Describe:input_type -> crmsync.connector.v1.DescribeRequest
-	9,  // 35: crmsync.connector.v1.Connector.Check:input_type -> crmsync.connector.v1.CheckRequest
-	13, // 36: crmsync.connector.v1.Connector.FetchCurrent:input_type -> crmsync.connector.v1.FetchCurrentRequest
-	20, // 37: crmsync.connector.v1.Connector.BulkUpdate:input_type -> crmsync.connector.v1.BulkUpdateRequest
-	24, // 38: crmsync.connector.v1.Connector.Limits:input_type -> crmsync.connector.v1.LimitsRequest
-	26, // 39: crmsync.connector.v1.Connector.FetchChanges:input_type -> crmsync.connector.v1.FetchChangesRequest
-	16, // 40: crmsync.connector.v1.Connector.FetchCurrentMany:input_type -> crmsync.connector.v1.FetchManyRequest
-	8,  // 41: crmsync.connector.v1.Connector.Describe:output_type -> crmsync.connector.v1.DescribeResponse
-	11, // 42: crmsync.connector.v1.Connector.Check:output_type -> crmsync.connector.v1.CheckResponse
-	15, // 43: crmsync.connector.v1.Connector.FetchCurrent:output_type -> crmsync.connector.v1.FetchCurrentResponse
-	23, // 44: crmsync.connector.v1.Connector.BulkUpdate:output_type -> crmsync.connector.v1.BulkUpdateResponse
-	25, // 45: crmsync.connector.v1.Connector.Limits:output_type -> crmsync.connector.v1.LimitsResponse
-	27, // 46: crmsync.connector.v1.Connector.FetchChanges:output_type -> crmsync.connector.v1.FetchChangesResponse
-	18, // 47: crmsync.connector.v1.Connector.FetchCurrentMany:output_type -> crmsync.connector.v1.FetchManyResponse
-	41, // [41:48] is the sub-list for method output_type
-	34, // [34:41] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	33, // 3: crmsync.connector.v1.Meta.server_time:type_name -> google.protobuf.Timestamp
+	1,  // 4: crmsync.connector.v1.DescribeRequest.session:type_name -> crmsync.connector.v1.Session
+	6,  // 5: crmsync.connector.v1.Object.fields:type_name -> crmsync.connector.v1.Field
+	5,  // 6: crmsync.connector.v1.DescribeResponse.config_fields:type_name -> crmsync.connector.v1.ConfigField
+	7,  // 7: crmsync.connector.v1.DescribeResponse.objects:type_name -> crmsync.connector.v1.Object
+	3,  // 8: crmsync.connector.v1.DescribeResponse.meta:type_name -> crmsync.connector.v1.Meta
+	1,  // 9: crmsync.connector.v1.CheckRequest.session:type_name -> crmsync.connector.v1.Session
+	10, // 10: crmsync.connector.v1.CheckResponse.identity:type_name -> crmsync.connector.v1.Identity
+	3,  // 11: crmsync.connector.v1.CheckResponse.meta:type_name -> crmsync.connector.v1.Meta
+	1,  // 12: crmsync.connector.v1.FetchCurrentRequest.session:type_name -> crmsync.connector.v1.Session
+	12, // 13: crmsync.connector.v1.FetchCurrentRequest.match:type_name -> crmsync.connector.v1.MatchKey
+	33, // 14: crmsync.connector.v1.Record.last_modified:type_name -> google.protobuf.Timestamp
+	33, // 15: crmsync.connector.v1.Record.system_modstamp:type_name -> google.protobuf.Timestamp
+	14, // 16: crmsync.connector.v1.FetchCurrentResponse.records:type_name -> crmsync.connector.v1.Record
+	3,  // 17: crmsync.connector.v1.FetchCurrentResponse.meta:type_name -> crmsync.connector.v1.Meta
+	1,  // 18: crmsync.connector.v1.FetchManyRequest.session:type_name -> crmsync.connector.v1.Session
+	13, // 19: crmsync.connector.v1.FetchManyRequest.requests:type_name -> crmsync.connector.v1.FetchCurrentRequest
+	14, // 20: crmsync.connector.v1.RecordList.records:type_name -> crmsync.connector.v1.Record
+	17, // 21: crmsync.connector.v1.FetchManyResponse.results:type_name -> crmsync.connector.v1.RecordList
+	3,  // 22: crmsync.connector.v1.FetchManyResponse.meta:type_name -> crmsync.connector.v1.Meta
+	1,  // 23: crmsync.connector.v1.BulkUpdateRequest.session:type_name -> crmsync.connector.v1.Session
+	19, // 24: crmsync.connector.v1.BulkUpdateRequest.operations:type_name -> crmsync.connector.v1.Operation
+	21, // 25: crmsync.connector.v1.Result.error:type_name -> crmsync.connector.v1.RecordError
+	22, // 26: crmsync.connector.v1.BulkUpdateResponse.results:type_name -> crmsync.connector.v1.Result
+	3,  // 27: crmsync.connector.v1.BulkUpdateResponse.meta:type_name -> crmsync.connector.v1.Meta
+	1,  // 28: crmsync.connector.v1.LimitsRequest.session:type_name -> crmsync.connector.v1.Session
+	2,  // 29: crmsync.connector.v1.LimitsResponse.usage:type_name -> crmsync.connector.v1.Usage
+	3,  // 30: crmsync.connector.v1.LimitsResponse.meta:type_name -> crmsync.connector.v1.Meta
+	1,  // 31: crmsync.connector.v1.FetchChangesRequest.session:type_name -> crmsync.connector.v1.Session
+	33, // 32: crmsync.connector.v1.FetchChangesRequest.since:type_name -> google.protobuf.Timestamp
+	14, // 33: crmsync.connector.v1.FetchChangesResponse.records:type_name -> crmsync.connector.v1.Record
+	3,  // 34: crmsync.connector.v1.FetchChangesResponse.meta:type_name -> crmsync.connector.v1.Meta
+	33, // 35: crmsync.connector.v1.ConditionalUpdate.unmodified_since:type_name -> google.protobuf.Timestamp
+	1,  // 36: crmsync.connector.v1.ConditionalUpdateRequest.session:type_name -> crmsync.connector.v1.Session
+	28, // 37: crmsync.connector.v1.ConditionalUpdateRequest.updates:type_name -> crmsync.connector.v1.ConditionalUpdate
+	13, // 38: crmsync.connector.v1.ConditionalUpdateRequest.reads:type_name -> crmsync.connector.v1.FetchCurrentRequest
+	21, // 39: crmsync.connector.v1.ConditionalResult.error:type_name -> crmsync.connector.v1.RecordError
+	30, // 40: crmsync.connector.v1.ConditionalUpdateResponse.results:type_name -> crmsync.connector.v1.ConditionalResult
+	14, // 41: crmsync.connector.v1.ConditionalUpdateResponse.records:type_name -> crmsync.connector.v1.Record
+	3,  // 42: crmsync.connector.v1.ConditionalUpdateResponse.meta:type_name -> crmsync.connector.v1.Meta
+	4,  // 43: crmsync.connector.v1.Connector.Describe:input_type -> crmsync.connector.v1.DescribeRequest
+	9,  // 44: crmsync.connector.v1.Connector.Check:input_type -> crmsync.connector.v1.CheckRequest
+	13, // 45: crmsync.connector.v1.Connector.FetchCurrent:input_type -> crmsync.connector.v1.FetchCurrentRequest
+	20, // 46: crmsync.connector.v1.Connector.BulkUpdate:input_type -> crmsync.connector.v1.BulkUpdateRequest
+	24, // 47: crmsync.connector.v1.Connector.Limits:input_type -> crmsync.connector.v1.LimitsRequest
+	26, // 48: crmsync.connector.v1.Connector.FetchChanges:input_type -> crmsync.connector.v1.FetchChangesRequest
+	16, // 49: crmsync.connector.v1.Connector.FetchCurrentMany:input_type -> crmsync.connector.v1.FetchManyRequest
+	29, // 50: crmsync.connector.v1.Connector.UpdateIfUnmodified:input_type -> crmsync.connector.v1.ConditionalUpdateRequest
+	8,  // 51: crmsync.connector.v1.Connector.Describe:output_type -> crmsync.connector.v1.DescribeResponse
+	11, // 52: crmsync.connector.v1.Connector.Check:output_type -> crmsync.connector.v1.CheckResponse
+	15, // 53: crmsync.connector.v1.Connector.FetchCurrent:output_type -> crmsync.connector.v1.FetchCurrentResponse
+	23, // 54: crmsync.connector.v1.Connector.BulkUpdate:output_type -> crmsync.connector.v1.BulkUpdateResponse
+	25, // 55: crmsync.connector.v1.Connector.Limits:output_type -> crmsync.connector.v1.LimitsResponse
+	27, // 56: crmsync.connector.v1.Connector.FetchChanges:output_type -> crmsync.connector.v1.FetchChangesResponse
+	18, // 57: crmsync.connector.v1.Connector.FetchCurrentMany:output_type -> crmsync.connector.v1.FetchManyResponse
+	31, // 58: crmsync.connector.v1.Connector.UpdateIfUnmodified:output_type -> crmsync.connector.v1.ConditionalUpdateResponse
+	51, // [51:59] is the sub-list for method output_type
+	43, // [43:51] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_connector_proto_init() }
@@ -2086,7 +2371,7 @@ func file_connector_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_connector_proto_rawDesc), len(file_connector_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,13 +24,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Connector_Describe_FullMethodName         = "/crmsync.connector.v1.Connector/Describe"
-	Connector_Check_FullMethodName            = "/crmsync.connector.v1.Connector/Check"
-	Connector_FetchCurrent_FullMethodName     = "/crmsync.connector.v1.Connector/FetchCurrent"
-	Connector_BulkUpdate_FullMethodName       = "/crmsync.connector.v1.Connector/BulkUpdate"
-	Connector_Limits_FullMethodName           = "/crmsync.connector.v1.Connector/Limits"
-	Connector_FetchChanges_FullMethodName     = "/crmsync.connector.v1.Connector/FetchChanges"
-	Connector_FetchCurrentMany_FullMethodName = "/crmsync.connector.v1.Connector/FetchCurrentMany"
+	Connector_Describe_FullMethodName           = "/crmsync.connector.v1.Connector/Describe"
+	Connector_Check_FullMethodName              = "/crmsync.connector.v1.Connector/Check"
+	Connector_FetchCurrent_FullMethodName       = "/crmsync.connector.v1.Connector/FetchCurrent"
+	Connector_BulkUpdate_FullMethodName         = "/crmsync.connector.v1.Connector/BulkUpdate"
+	Connector_Limits_FullMethodName             = "/crmsync.connector.v1.Connector/Limits"
+	Connector_FetchChanges_FullMethodName       = "/crmsync.connector.v1.Connector/FetchChanges"
+	Connector_FetchCurrentMany_FullMethodName   = "/crmsync.connector.v1.Connector/FetchCurrentMany"
+	Connector_UpdateIfUnmodified_FullMethodName = "/crmsync.connector.v1.Connector/UpdateIfUnmodified"
 )
 
 // ConnectorClient is the client API for Connector service.
@@ -48,6 +49,9 @@ type ConnectorClient interface {
 	// FetchCurrentMany answers a connector error of kind UNSUPPORTED when the
 	// plugin does not implement connector.BatchFetcher.
 	FetchCurrentMany(ctx context.Context, in *FetchManyRequest, opts ...grpc.CallOption) (*FetchManyResponse, error)
+	// UpdateIfUnmodified answers a connector error of kind UNSUPPORTED when
+	// the plugin does not implement connector.ConditionalUpdater.
+	UpdateIfUnmodified(ctx context.Context, in *ConditionalUpdateRequest, opts ...grpc.CallOption) (*ConditionalUpdateResponse, error)
 }
 
 type connectorClient struct {
@@ -128,6 +132,16 @@ func (c *connectorClient) FetchCurrentMany(ctx context.Context, in *FetchManyReq
 	return out, nil
 }
 
+func (c *connectorClient) UpdateIfUnmodified(ctx context.Context, in *ConditionalUpdateRequest, opts ...grpc.CallOption) (*ConditionalUpdateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConditionalUpdateResponse)
+	err := c.cc.Invoke(ctx, Connector_UpdateIfUnmodified_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConnectorServer is the server API for Connector service.
 // All implementations must embed UnimplementedConnectorServer
 // for forward compatibility.
@@ -143,6 +157,9 @@ type ConnectorServer interface {
 	// FetchCurrentMany answers a connector error of kind UNSUPPORTED when the
 	// plugin does not implement connector.BatchFetcher.
 	FetchCurrentMany(context.Context, *FetchManyRequest) (*FetchManyResponse, error)
+	// UpdateIfUnmodified answers a connector error of kind UNSUPPORTED when
+	// the plugin does not implement connector.ConditionalUpdater.
+	UpdateIfUnmodified(context.Context, *ConditionalUpdateRequest) (*ConditionalUpdateResponse, error)
 	mustEmbedUnimplementedConnectorServer()
 }
 
@@ -173,6 +190,9 @@ func (UnimplementedConnectorServer) FetchChanges(context.Context, *FetchChangesR
 }
 func (UnimplementedConnectorServer) FetchCurrentMany(context.Context, *FetchManyRequest) (*FetchManyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method FetchCurrentMany not implemented")
+}
+func (UnimplementedConnectorServer) UpdateIfUnmodified(context.Context, *ConditionalUpdateRequest) (*ConditionalUpdateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateIfUnmodified not implemented")
 }
 func (UnimplementedConnectorServer) mustEmbedUnimplementedConnectorServer() {}
 func (UnimplementedConnectorServer) testEmbeddedByValue()                   {}
@@ -321,6 +341,24 @@ func _Connector_FetchCurrentMany_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Connector_UpdateIfUnmodified_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConditionalUpdateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectorServer).UpdateIfUnmodified(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Connector_UpdateIfUnmodified_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectorServer).UpdateIfUnmodified(ctx, req.(*ConditionalUpdateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Connector_ServiceDesc is the grpc.ServiceDesc for Connector service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -355,6 +393,10 @@ var Connector_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "FetchCurrentMany",
 			Handler:    _Connector_FetchCurrentMany_Handler,
+		},
+		{
+			MethodName: "UpdateIfUnmodified",
+			Handler:    _Connector_UpdateIfUnmodified_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
