@@ -93,13 +93,15 @@ func (e *OverloadedError) Extensions() map[string]any {
 
 // ErrNotCommitted is what a call gets when the transaction holding its
 // changes failed: nothing of the call was applied and it is safe to retry.
-// The cause is logged, not shown (errors.Is works on the returned error).
-var ErrNotCommitted = errors.New("changes not accepted: the database transaction failed, nothing was applied; retry")
+// The cause is logged, not shown; match it with errors.Is.
+var ErrNotCommitted error = &commitError{}
 
 // commitError is ErrNotCommitted with its cause, for logs.
 type commitError struct{ cause error }
 
-func (e *commitError) Error() string        { return ErrNotCommitted.Error() }
+func (e *commitError) Error() string {
+	return "changes not accepted: the database transaction failed, nothing was applied; retry"
+}
 func (e *commitError) Is(target error) bool { return target == ErrNotCommitted }
 func (e *commitError) Unwrap() error        { return e.cause }
 
@@ -152,6 +154,14 @@ func (in *Ingester) enqueue(workspaceID int64, c *call) error {
 		go in.run(workspaceID, l)
 	}
 	return nil
+}
+
+// Waiting returns how many calls of this process wait for a transaction
+// (not counting those whose transaction runs).
+func (in *Ingester) Waiting() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.waiting
 }
 
 // withdraw removes a call whose caller gave up before its group started;
@@ -238,6 +248,7 @@ func (in *Ingester) commit(workspaceID int64, group []*call) {
 // retry resolves) and returns each call's result.
 func (in *Ingester) commitGroup(workspaceID int64, group []*call) ([]callOutcome, error) {
 	changes := group[0].changes
+	group[0].position = 0
 	if len(group) > 1 {
 		changes = nil
 		for _, c := range group {
