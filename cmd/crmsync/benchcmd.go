@@ -23,6 +23,8 @@ type benchCmd struct {
 	Interval   time.Duration `name:"interval" default:"10s" help:"The flush interval (and the fixed schedule's tick in trickle)."`
 	CPUProfile string        `name:"cpuprofile" type:"path" help:"Write a CPU profile of the whole run (engine, GraphQL server and fake org) to this file."`
 	MemProfile string        `name:"memprofile" type:"path" help:"Write a heap profile (allocations of the whole run) to this file at the end."`
+	Replicas   int           `name:"replicas" default:"1" help:"ingest: crmsync serve replicas on the one PostgreSQL (this process and N-1 child processes); the clients spread their calls over them in turn."`
+	BatchSizes []int         `name:"batch-sizes" default:"1,100,1000" help:"ingest: changes per call, each measured for --duration."`
 }
 
 func (c benchCmd) Run(e *env) error {
