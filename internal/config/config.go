@@ -93,7 +93,7 @@ type Sync struct {
 	// IngestMaxWaiting and IngestMaxGroupChanges tune ingest group commit
 	// (docs/sync.md); zero (a Sync built in code) means the default.
 	IngestMaxWaiting      int      `name:"ingest-max-waiting" envs:"CRMSYNC_INGEST_MAX_WAITING" default:"1000" help:"Most ingest calls (recordChanges) one replica lets wait for the database; beyond it a call is refused with an OVERLOADED error carrying retryAfterMs. Env: CRMSYNC_INGEST_MAX_WAITING."`
-	IngestMaxGroupChanges int      `name:"ingest-max-group-changes" envs:"CRMSYNC_INGEST_MAX_GROUP_CHANGES" default:"20000" help:"Most changes one group-commit transaction holds (concurrent ingest calls of a workspace share a transaction). Env: CRMSYNC_INGEST_MAX_GROUP_CHANGES."`
+	IngestMaxGroupChanges int      `name:"ingest-max-group-changes" envs:"CRMSYNC_INGEST_MAX_GROUP_CHANGES" default:"5000" help:"Most changes one group-commit transaction holds (concurrent ingest calls of a workspace share a transaction). Env: CRMSYNC_INGEST_MAX_GROUP_CHANGES."`
 	Connectors            []string `name:"connector-plugin" envs:"CRMSYNC_CONNECTORS" placeholder:"NAME=PATH[@SHA256]" help:"Third-party connector executables, comma separated, each NAME=PATH, optionally pinned with @ and the hex sha256 of the file. Built in: salesforce, memcrm. Env: CRMSYNC_CONNECTORS."`
 }
 

@@ -19,7 +19,7 @@ import (
 // Defaults of the group commit settings (GroupConfig).
 const (
 	DefaultMaxWaiting     = 1000
-	DefaultMaxGroupChange = 20_000
+	DefaultMaxGroupChange = MaxChanges
 	// commitTimeout bounds one group's transaction: it runs detached from
 	// the callers' contexts, since it holds the changes of all of them.
 	commitTimeout = time.Minute
