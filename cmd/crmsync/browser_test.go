@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
+	"github.com/crmsync/crmsync/connectors/salesforce/sffake/sffaketest"
 )
 
 // Browser tests drive headless Chromium through the console and GraphiQL
@@ -219,7 +220,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	t.Parallel()
 	findChromium(t)
 
-	sf := sffake.Start(t)
+	sf := sffaketest.Start(t)
 	addr := freeAddr(t)
 	base := "http://" + addr
 	getenv := envOf(map[string]string{

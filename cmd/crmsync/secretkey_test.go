@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
-	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
+	"github.com/crmsync/crmsync/connectors/salesforce/sffake/sffaketest"
 	"github.com/crmsync/crmsync/internal/db"
 )
 
@@ -29,7 +29,7 @@ import (
 // right key is back, or when the user reconnects under the new key.
 func TestRotatedSecretKey(t *testing.T) {
 	t.Parallel()
-	org := sffake.Start(t)
+	org := sffaketest.Start(t)
 	dir := t.TempDir()
 	keyA, keyB := newKey(t), newKey(t)
 	addr := freeAddr(t)
