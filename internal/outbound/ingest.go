@@ -274,7 +274,8 @@ func fieldStates(c Change, now time.Time) record.Fields {
 }
 
 // markSuperseded marks the fields of a change that the record, with every
-// change of the call merged, holds a newer value of (record.FieldState.
+// change of the call (of its group, under group commit) merged, holds a
+// newer value of (record.FieldState.
 // Supersedes): the item keeps them for the sync log, and they are never
 // sent.
 func markSuperseded(fs record.Fields, r *record.Record) record.Fields {
