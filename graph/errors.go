@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"runtime/debug"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -57,6 +58,13 @@ type coded interface {
 	Code() string
 }
 
+// extended is implemented by user-facing errors that carry more for the
+// client than a code, such as a retry hint (outbound.OverloadedError's
+// retryAfterMs); the presenter adds them to errors[].extensions.
+type extended interface {
+	Extensions() map[string]any
+}
+
 // errPanic is what a recovered panic becomes (already logged with its stack).
 var errPanic = errors.New("panic in resolver")
 
@@ -76,7 +84,11 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 		}
 		if uf, ok := errors.AsType[userFacing](err); ok {
 			out.Message = uf.Error()
-			out.Extensions = map[string]any{"code": codeOf(uf)}
+			out.Extensions = map[string]any{}
+			if ext, ok := uf.(extended); ok {
+				maps.Copy(out.Extensions, ext.Extensions())
+			}
+			out.Extensions["code"] = codeOf(uf)
 			return out
 		}
 		if !errors.Is(err, errPanic) {

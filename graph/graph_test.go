@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -29,6 +30,7 @@ import (
 	"github.com/crmsync/crmsync/graph/graphtest"
 	"github.com/crmsync/crmsync/internal/db"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
+	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/workspace"
 )
 
@@ -314,6 +316,15 @@ func TestErrorPresenter(t *testing.T) {
 	wrapped := present(ctx, gqlerror.WrapPath(nil, errors.Join(errors.New("create token for workspace 7"), workspace.ErrNotFound)))
 	require.Equal(t, "workspace not found", wrapped.Message)
 	require.Equal(t, "NOT_FOUND", wrapped.Extensions["code"])
+
+	overloaded := present(ctx, fmt.Errorf("record changes: %w", &outbound.OverloadedError{RetryAfter: 40 * time.Millisecond}))
+	require.Equal(t, "overloaded, retry after 40 ms", overloaded.Message)
+	require.Equal(t, map[string]any{"code": "OVERLOADED", "retryAfterMs": int64(40), "retryable": true}, overloaded.Extensions)
+
+	logs.Reset()
+	notCommitted := present(ctx, fmt.Errorf("record changes: %w", outbound.ErrNotCommitted))
+	require.Equal(t, outbound.ErrNotCommitted.Error(), notCommitted.Message)
+	require.Equal(t, "UNAVAILABLE", notCommitted.Extensions["code"], "a failed commit is retryable, not internal")
 
 	own := &gqlerror.Error{Message: "Cannot query field \"x\" on type \"Query\"."}
 	require.Same(t, own, present(ctx, own))

@@ -11,6 +11,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/internal/connection"
@@ -127,6 +128,10 @@ func (s *Scheduler) ScheduleFlushTx(ctx context.Context, tx bun.Tx, workspaceID 
 	if at.Equal(now) {
 		at = now.Truncate(time.Second) // changes within a second share one job
 	}
+	pending, err := pendingFlush(ctx, tx, workspaceID, at)
+	if err != nil || pending {
+		return err
+	}
 	return insertFlush(ctx, s.client, tx.Tx, FlushArgs{WorkspaceID: workspaceID, NotBefore: at.UnixMilli()})
 }
 
@@ -143,7 +148,36 @@ func (s *Scheduler) schedulePaced(ctx context.Context, tx bun.Tx, workspaceID in
 	}
 	now := s.now()
 	at := settleSlot(engine.NextStart(c, now), s.settle)
+	pending, err := pendingFlush(ctx, tx, workspaceID, at)
+	if err != nil || pending {
+		return err
+	}
 	return insertFlush(ctx, s.client, tx.Tx, FlushArgs{WorkspaceID: workspaceID, NotBefore: at.UnixMilli()})
+}
+
+// pendingFlush reports whether the workspace has a flush job that has not
+// started yet and is due no later than at: it will claim the items this
+// transaction queues (it starts after the commit, or, if it starts before,
+// its follow-up measures the queue after it). Ingest then inserts no job:
+// River's unique insert is an INSERT … ON CONFLICT DO UPDATE, which
+// write-locks the existing job row until the inserting transaction commits,
+// so every ingest of a workspace used to wait for the one before it
+// (docs/benchmarks.md, ingest). A plain read takes no lock.
+func pendingFlush(ctx context.Context, tx bun.Tx, workspaceID int64, at time.Time) (bool, error) {
+	q := tx.NewSelect().Table("river_job").ColumnExpr("1").
+		Where("kind = ? AND queue = ? AND state IN ('available', 'scheduled')", FlushArgs{}.Kind(), QueueFlush)
+	if tx.Dialect().Name() == dialect.PG {
+		q = q.Where("args @> ?::jsonb", fmt.Sprintf(`{"workspace_id": %d}`, workspaceID)).
+			Where("(args->>'not_before_ms')::bigint <= ?", at.UnixMilli())
+	} else {
+		q = q.Where("json_extract(args, '$.workspace_id') = ?", workspaceID).
+			Where("json_extract(args, '$.not_before_ms') <= ?", at.UnixMilli())
+	}
+	ok, err := q.Exists(ctx)
+	if err != nil {
+		return false, fmt.Errorf("look up pending flush of workspace %d: %w", workspaceID, err)
+	}
+	return ok, nil
 }
 
 // ScheduleNow schedules an immediate flush outside any transaction (after

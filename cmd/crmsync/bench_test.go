@@ -33,6 +33,25 @@ func TestBenchScenarios(t *testing.T) {
 			}
 		})
 	}
+	// Ingest: concurrent clients, one measurement per batch size.
+	t.Run("ingest", func(t *testing.T) {
+		t.Parallel()
+		var stdout, stderr lockedBuffer
+		getenv := func(string) string { return "" }
+		err := run(t.Context(), []string{"bench", "--scenario", "ingest", "--clients", "4", "--batch-sizes", "1,10", "--duration", "1s",
+			"--records", "30", "--latency", "0s", "--json"}, getenv, &stdout, &stderr)
+		require.NoError(t, err, stderr.String())
+		var r bench.Report
+		require.NoError(t, json.Unmarshal([]byte(stdout.String()), &r), stdout.String())
+		require.Len(t, r.Ingest, 2)
+		for i, size := range []int{1, 10} {
+			require.Equal(t, size, r.Ingest[i].BatchSize)
+			require.Positive(t, r.Ingest[i].Calls)
+			require.Positive(t, r.Ingest[i].ChangesSec)
+		}
+		require.Equal(t, r.Ingest[0].Calls+10*r.Ingest[1].Calls, r.Changes)
+		require.Positive(t, r.Flushes, "the queue drained through flush jobs")
+	})
 	// The trickle runs both schedules side by side and times every change.
 	t.Run("trickle", func(t *testing.T) {
 		t.Parallel()

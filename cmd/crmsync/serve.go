@@ -171,10 +171,11 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 		Workspaces:  a.workspaces,
 		Connections: conns,
 		Prefs:       prefs.NewService(bdb, conns),
-		Ingester:    outbound.NewIngester(bdb, sched, notices),
-		Flushes:     sched,
-		Events:      a.bus,
-		Publisher:   a.bus,
+		Ingester: outbound.NewIngester(bdb, sched, notices, outbound.WithObserver(observer), outbound.WithLogger(logger),
+			outbound.WithGroupCommit(outbound.GroupConfig{MaxWaiting: cfg.IngestMaxWaiting, MaxGroupChanges: cfg.IngestMaxGroupChanges})),
+		Flushes:   sched,
+		Events:    a.bus,
+		Publisher: a.bus,
 	}
 	gql := graph.NewHandler(a.resolver, graph.HandlerOptions{
 		Logger:         logger,

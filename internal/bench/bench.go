@@ -55,6 +55,8 @@ type Options struct {
 	Cap        int64         // trickle: crmsync daily limit of the paced side; budget: of the simulated day
 	CPUProfile string        // write a CPU profile of the whole run to this file
 	MemProfile string        // write a heap profile of the whole run to this file at the end
+	Replicas   int           // ingest: crmsync serve replicas the clients spread over (PostgreSQL)
+	BatchSizes []int         // ingest: changes per call, one measurement each (default 1, 100, 1000)
 }
 
 // Server is the running crmsync server a scenario drives: its database,
@@ -113,6 +115,10 @@ type IngestResult struct {
 	ChangesSec float64 `json:"accepted_changes_per_second"`
 	P50MS      float64 `json:"latency_p50_ms"`
 	P99MS      float64 `json:"latency_p99_ms"`
+	// Flushes the concurrent drain started while this batch size ran, and
+	// their median duration.
+	Flushes    int     `json:"flushes"`
+	FlushP50MS float64 `json:"flush_p50_ms"`
 }
 
 var errBenchDone = errors.New("bench done")
@@ -176,7 +182,7 @@ func Run(c Options, global config.Global, serve Serve, stdout, stderr io.Writer)
 		Sync: config.Sync{FlushInterval: c.Interval, PullInterval: time.Hour, SweepInterval: time.Hour, AllowCRMHosts: []string{"127.0.0.1"}}}
 	var report *Report
 	err = serve(global, cfg, func(ctx context.Context, a *Server) error {
-		b := &bench{cmd: c, a: a, org: org, orgURL: "http://" + ln.Addr().String(), progress: newProgress(stderr), dir: dir}
+		b := &bench{cmd: c, global: global, a: a, org: org, orgURL: "http://" + ln.Addr().String(), progress: newProgress(stderr), dir: dir}
 		r, err := b.run(ctx)
 		if err != nil {
 			return fmt.Errorf("bench %s: %w", c.Scenario, err)
@@ -206,6 +212,7 @@ func writeHeapProfile(stderr io.Writer, f *os.File) {
 
 type bench struct {
 	cmd      Options
+	global   config.Global
 	a        *Server
 	org      *sffake.Server
 	orgURL   string
@@ -657,8 +664,8 @@ func printReport(w io.Writer, r *Report, asJSON bool) error {
 		row("database per queued change", fmt.Sprintf("%.0f bytes", r.DBPerItem))
 	}
 	for _, in := range r.Ingest {
-		row(fmt.Sprintf("ingest, batches of %d", in.BatchSize), fmt.Sprintf("%.0f changes/s accepted, %d mutations, latency p50 %.1f ms, p99 %.1f ms",
-			in.ChangesSec, in.Calls, in.P50MS, in.P99MS))
+		row(fmt.Sprintf("ingest, batches of %d", in.BatchSize), fmt.Sprintf("%.0f changes/s accepted, %d mutations, latency p50 %.1f ms, p99 %.1f ms; %d flushes meanwhile (p50 %.0f ms)",
+			in.ChangesSec, in.Calls, in.P50MS, in.P99MS, in.Flushes, in.FlushP50MS))
 	}
 	for _, tr := range r.Trickle {
 		row("trickle, "+tr.Schedule, fmt.Sprintf("latency p50 %.2fs, p95 %.2fs, p99 %.2fs, max %.2fs; %d changes (%d applied), %d flushes, %d API calls (%.0f/hour, %.2f per flush)",
@@ -677,15 +684,36 @@ func printReport(w io.Writer, r *Report, asJSON bool) error {
 }
 
 // ingestHTTP: concurrent GraphQL clients call recordChanges over HTTP with
-// batches of 1, 100 and 1,000 changes while the queue drains to the fake
-// org; accepted changes per second and mutation latency per batch size.
+// batches of each of --batch-sizes changes while the queue drains to the
+// fake org; accepted changes per second, mutation latency and the flushes
+// the concurrent drain did, per batch size. With --replicas N, N-1 more
+// `crmsync serve` processes run on the same PostgreSQL and the clients
+// spread their calls over all N in turn (client-side round robin).
 func (b *bench) ingestHTTP(ctx context.Context, r *Report) error {
 	if err := b.connect(ctx); err != nil {
 		return err
 	}
-	client := &http.Client{Timeout: time.Minute}
+	urls := []string{b.a.BaseURL}
+	if b.cmd.Replicas > 1 {
+		if db.DialectOf(b.a.DB) != db.Postgres {
+			return errors.New("--replicas needs PostgreSQL (--database-url)")
+		}
+		extra, err := b.startReplicas(ctx, b.cmd.Replicas-1)
+		if err != nil {
+			return err
+		}
+		defer stopReplicas(extra)
+		for _, rep := range extra {
+			urls = append(urls, rep.baseURL)
+		}
+	}
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: b.cmd.Clients}}
 	began := time.Now()
-	for _, size := range []int{1, 100, 1000} {
+	sizes := b.cmd.BatchSizes
+	if len(sizes) == 0 {
+		sizes = []int{1, 100, 1000}
+	}
+	for _, size := range sizes {
 		var mu sync.Mutex
 		var lat []time.Duration
 		deadline := time.Now().Add(b.cmd.Duration)
@@ -699,7 +727,7 @@ func (b *bench) ingestHTTP(ctx context.Context, r *Report) error {
 				for n := 0; time.Now().Before(deadline); n++ {
 					body := b.ingestBody(cl, n, size)
 					t0 := time.Now()
-					if err := b.post(ctx, client, body); err != nil {
+					if err := b.post(ctx, client, urls[(cl+n)%len(urls)], body); err != nil {
 						errs <- err
 						return
 					}
@@ -721,6 +749,10 @@ func (b *bench) ingestHTTP(ctx context.Context, r *Report) error {
 			res.P50MS = float64(lat[len(lat)/2].Microseconds()) / 1000
 			res.P99MS = float64(lat[len(lat)*99/100].Microseconds()) / 1000
 		}
+		var err error
+		if res.Flushes, res.FlushP50MS, err = b.flushesBetween(ctx, start, time.Now()); err != nil {
+			return err
+		}
 		r.Ingest = append(r.Ingest, res)
 		r.Changes += len(lat) * size
 		b.progress.Line("bench: batches of %d: %.0f changes/s", size, res.ChangesSec)
@@ -734,6 +766,33 @@ func (b *bench) ingestHTTP(ctx context.Context, r *Report) error {
 	var err error
 	r.Flushes, err = b.countFlushes(ctx, began)
 	return err
+}
+
+// flushesBetween counts the workspace's flushes that started in [from, to)
+// and returns the median duration of those that finished.
+func (b *bench) flushesBetween(ctx context.Context, from, to time.Time) (int, float64, error) {
+	var rows []struct {
+		StartedAt  time.Time    `bun:"started_at"`
+		FinishedAt bun.NullTime `bun:"finished_at"`
+	}
+	err := b.a.DB.NewSelect().Table("sync_batches").Column("started_at", "finished_at").
+		Where("workspace_id = ? AND direction = 'OUTBOUND' AND status <> 'PAUSED' AND started_at >= ? AND started_at < ?", b.ws, from.UTC(), to.UTC()).
+		Scan(ctx, &rows)
+	if err != nil {
+		return 0, 0, fmt.Errorf("count flushes: %w", err)
+	}
+	var took []float64
+	for _, r := range rows {
+		if !r.FinishedAt.IsZero() {
+			took = append(took, float64(r.FinishedAt.Sub(r.StartedAt).Microseconds())/1000)
+		}
+	}
+	slices.Sort(took)
+	p50 := 0.0
+	if len(took) > 0 {
+		p50 = took[len(took)/2]
+	}
+	return len(rows), p50, nil
 }
 
 // ingestBody is one recordChanges mutation of size changes to the bench's
@@ -763,8 +822,8 @@ func (b *bench) ingestBody(client, n, size int) []byte {
 	return body
 }
 
-func (b *bench) post(ctx context.Context, client *http.Client, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.a.BaseURL+"/graphql", bytes.NewReader(body))
+func (b *bench) post(ctx context.Context, client *http.Client, baseURL string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+"/graphql", bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

@@ -102,8 +102,12 @@ type Sync struct {
 	// with queued items; zero (a Sync built in code) means one minute. The
 	// bench raises it so the sweep does not help its fixed schedule.
 	SweepInterval time.Duration `name:"sweep-interval" envs:"CRMSYNC_SWEEP_INTERVAL" default:"1m" help:"How often the safety net gives every connection with queued changes a flush, in case the job that should have flushed them was lost. Env: CRMSYNC_SWEEP_INTERVAL."`
-	AllowCRMHosts []string      `name:"allow-crm-host" envs:"CRMSYNC_ALLOW_CRM_HOSTS" placeholder:"HOST[:PORT]" help:"Hosts a CRM connection may reach besides Salesforce's own (login.salesforce.com, test.salesforce.com, *.my.salesforce.com, *.force.com), comma separated, each HOST (any port) or HOST:PORT: a fake Salesforce or a proxy. Such a host may be private or loopback and use http on loopback; any other host must be Salesforce's, over https, at a public address. Env: CRMSYNC_ALLOW_CRM_HOSTS."`
-	Connectors    []string      `name:"connector-plugin" envs:"CRMSYNC_CONNECTORS" placeholder:"NAME=PATH[@SHA256]" help:"Third-party connector executables, comma separated, each NAME=PATH, optionally pinned with @ and the hex sha256 of the file. Built in: salesforce, memcrm. Env: CRMSYNC_CONNECTORS."`
+	// IngestMaxWaiting and IngestMaxGroupChanges tune ingest group commit
+	// (docs/sync.md); zero (a Sync built in code) means the default.
+	IngestMaxWaiting      int      `name:"ingest-max-waiting" envs:"CRMSYNC_INGEST_MAX_WAITING" default:"1000" help:"Most ingest calls (recordChanges) one replica lets wait for the database; beyond it a call is refused with an OVERLOADED error carrying retryAfterMs. Env: CRMSYNC_INGEST_MAX_WAITING."`
+	IngestMaxGroupChanges int      `name:"ingest-max-group-changes" envs:"CRMSYNC_INGEST_MAX_GROUP_CHANGES" default:"5000" help:"Most changes one group-commit transaction holds (concurrent ingest calls of a workspace share a transaction). Env: CRMSYNC_INGEST_MAX_GROUP_CHANGES."`
+	AllowCRMHosts         []string `name:"allow-crm-host" envs:"CRMSYNC_ALLOW_CRM_HOSTS" placeholder:"HOST[:PORT]" help:"Hosts a CRM connection may reach besides Salesforce's own (login.salesforce.com, test.salesforce.com, *.my.salesforce.com, *.force.com), comma separated, each HOST (any port) or HOST:PORT: a fake Salesforce or a proxy. Such a host may be private or loopback and use http on loopback; any other host must be Salesforce's, over https, at a public address. Env: CRMSYNC_ALLOW_CRM_HOSTS."`
+	Connectors            []string `name:"connector-plugin" envs:"CRMSYNC_CONNECTORS" placeholder:"NAME=PATH[@SHA256]" help:"Third-party connector executables, comma separated, each NAME=PATH, optionally pinned with @ and the hex sha256 of the file. Built in: salesforce, memcrm. Env: CRMSYNC_CONNECTORS."`
 }
 
 // Schedule is the flush schedule, "budget" unless "fixed" was chosen.
@@ -172,6 +176,9 @@ func (s Sync) Validate() error {
 	}
 	if s.SweepInterval != 0 && s.SweepInterval < time.Second {
 		return fmt.Errorf("sweep interval must be at least 1s, got %s", s.SweepInterval)
+	}
+	if s.IngestMaxWaiting < 0 || s.IngestMaxGroupChanges < 0 {
+		return fmt.Errorf("ingest limits must not be negative, got max waiting %d, max group changes %d", s.IngestMaxWaiting, s.IngestMaxGroupChanges)
 	}
 	for _, h := range s.AllowCRMHosts {
 		if !validCRMHost(h) {
@@ -347,6 +354,8 @@ func (s Server) LogValue() slog.Value {
 		slog.String("pull_interval", s.PullInterval.String()),
 		slog.String("sync_lease", s.Lease.String()),
 		slog.String("sweep_interval", s.SweepInterval.String()),
+		slog.Int("ingest_max_waiting", s.IngestMaxWaiting),
+		slog.Int("ingest_max_group_changes", s.IngestMaxGroupChanges),
 		slog.Any("connector_plugins", s.Connectors),
 		slog.Any("allow_crm_hosts", s.AllowCRMHosts),
 		slog.String("salesforce_client_id", s.SalesforceClientID),

@@ -176,8 +176,13 @@ func openPostgres(ctx context.Context, databaseURL string, logger *slog.Logger) 
 	}
 	where := fmt.Sprintf("%s:%d/%s", cfg.Host, cfg.Port, cfg.Database)
 	sqldb := stdlib.OpenDB(*cfg)
+	// As many idle connections as open ones: with fewer, a burst of
+	// concurrent requests closes connections it opened a moment ago and
+	// opens them again (a PostgreSQL backend each, and pgx prepares every
+	// statement anew on a new connection); that churn dominated ingest
+	// with 32 clients (docs/benchmarks.md, ingest).
 	sqldb.SetMaxOpenConns(20)
-	sqldb.SetMaxIdleConns(10)
+	sqldb.SetMaxIdleConns(20)
 	sqldb.SetConnMaxIdleTime(5 * time.Minute)
 	pingCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()

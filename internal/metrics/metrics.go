@@ -215,6 +215,11 @@ type Observer struct {
 	calls    *prometheus.CounterVec
 	pauses   *prometheus.CounterVec
 	restarts *prometheus.CounterVec
+
+	// ingest group commit (outbound.GroupObserver)
+	groupCalls, groupChanges   prometheus.Histogram
+	groupDuration, ingestWait  prometheus.Histogram
+	groupFailures, ingestRefus prometheus.Counter
 }
 
 // NewObserver returns an Observer; register it with Register.
@@ -241,12 +246,41 @@ func NewObserver() *Observer {
 			Name: "crmsync_plugin_restarts_total",
 			Help: "Connector plugin processes found dead and replaced.",
 		}, []string{"connector"}),
+		groupCalls: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "crmsync_ingest_group_calls",
+			Help:    "Ingest calls (recordChanges mutations and in-process ingests) sharing one group-commit transaction.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		}),
+		groupChanges: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "crmsync_ingest_group_changes",
+			Help:    "Changes committed by one group-commit transaction.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 9),
+		}),
+		groupDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "crmsync_ingest_commit_duration_seconds",
+			Help:    "Duration of one group-commit transaction, from begin to commit.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+		ingestWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "crmsync_ingest_wait_seconds",
+			Help:    "How long an ingest call waited for its group's transaction to start.",
+			Buckets: []float64{.0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
+		groupFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "crmsync_ingest_group_failures_total",
+			Help: "Group-commit transactions that failed (their calls got a retryable error, or were tried again one by one).",
+		}),
+		ingestRefus: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "crmsync_ingest_rejected_total",
+			Help: "Ingest calls refused as overloaded because too many calls waited already (--ingest-max-waiting).",
+		}),
 	}
 }
 
 // Register adds the observer's series to reg.
 func (o *Observer) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{o.batches, o.duration, o.calls, o.pauses, o.restarts} {
+	for _, c := range []prometheus.Collector{o.batches, o.duration, o.calls, o.pauses, o.restarts,
+		o.groupCalls, o.groupChanges, o.groupDuration, o.ingestWait, o.groupFailures, o.ingestRefus} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("register sync metrics: %w", err)
 		}
@@ -273,3 +307,20 @@ func (o *Observer) BatchWritten(_ context.Context, b *synclog.Batch) {
 func (o *Observer) PluginRestarted(connector string) {
 	o.restarts.WithLabelValues(connector).Inc()
 }
+
+// GroupCommitted implements outbound.GroupObserver.
+func (o *Observer) GroupCommitted(calls, changes int, took time.Duration, err error) {
+	if err != nil {
+		o.groupFailures.Inc()
+		return
+	}
+	o.groupCalls.Observe(float64(calls))
+	o.groupChanges.Observe(float64(changes))
+	o.groupDuration.Observe(took.Seconds())
+}
+
+// CallWaited implements outbound.GroupObserver.
+func (o *Observer) CallWaited(d time.Duration) { o.ingestWait.Observe(d.Seconds()) }
+
+// CallRejected implements outbound.GroupObserver.
+func (o *Observer) CallRejected() { o.ingestRefus.Inc() }

@@ -4,10 +4,12 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -92,16 +94,31 @@ type Notifier interface {
 
 // Ingester accepts changes: it updates records and queues items for the
 // types written to the CRM, in one transaction with the flush job.
+// Concurrent calls for one workspace share that transaction (group.go).
 type Ingester struct {
 	db       *bun.DB
 	sched    Scheduler
 	notifier Notifier
+	observer GroupObserver
+	logger   *slog.Logger
 	now      func() time.Time
+
+	maxWaiting, maxGroup int
+
+	mu        sync.Mutex
+	lanes     map[int64]*lane // by workspace
+	waiting   int             // calls waiting in all lanes
+	commitAvg time.Duration   // recent transaction duration
 }
 
 // NewIngester returns an Ingester. notifier may be nil.
-func NewIngester(db *bun.DB, sched Scheduler, notifier Notifier) *Ingester {
-	return &Ingester{db: db, sched: sched, notifier: notifier, now: time.Now}
+func NewIngester(db *bun.DB, sched Scheduler, notifier Notifier, opts ...Option) *Ingester {
+	in := &Ingester{db: db, sched: sched, notifier: notifier, now: time.Now,
+		maxWaiting: DefaultMaxWaiting, maxGroup: DefaultMaxGroupChange, lanes: map[int64]*lane{}}
+	for _, o := range opts {
+		o(in)
+	}
+	return in
 }
 
 // IngestResult says what an Ingest call did.
@@ -171,31 +188,39 @@ func Validate(changes []Change, now time.Time) error {
 	return nil
 }
 
-// Ingest validates changes and applies them whole or not at all.
+// Ingest validates changes and applies them whole or not at all. It
+// returns once the transaction holding them committed: invalid changes are
+// refused before they join a transaction (an *InputError), a refused call
+// gets an *OverloadedError, and a failed transaction ErrNotCommitted.
 func (in *Ingester) Ingest(ctx context.Context, workspaceID int64, changes []Change) (IngestResult, error) {
-	now := in.now().UTC()
-	if err := Validate(changes, now); err != nil {
+	if err := Validate(changes, in.now().UTC()); err != nil {
 		return IngestResult{}, err
 	}
-	var res IngestResult
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		res, err = in.ingestTx(ctx, workspaceID, changes, now)
-		if err == nil || !retryable(err) {
-			break
+	c := &call{changes: changes, arrived: in.now(), done: make(chan callOutcome, 1)}
+	if err := in.enqueue(workspaceID, c); err != nil {
+		if in.observer != nil {
+			in.observer.CallRejected()
 		}
-		// Neither a duplicate key nor a deadlock is expected (records are
-		// inserted ON CONFLICT DO NOTHING and locked in id order), but a
-		// transaction failing with one is safe to run again whole.
+		return IngestResult{}, err
 	}
-	if err == nil && res.Queued > 0 && in.notifier != nil {
-		in.notifier.QueueChanged(ctx, workspaceID)
+	select {
+	case out := <-c.done:
+		return out.res, out.err
+	case <-ctx.Done():
+		if in.withdraw(workspaceID, c) {
+			return IngestResult{}, fmt.Errorf("ingest %d changes for workspace %d: nothing applied: %w", len(changes), workspaceID, ctx.Err())
+		}
 	}
-	return res, err
+	// Already in a transaction: its outcome is the answer.
+	out := <-c.done
+	return out.res, out.err
 }
 
-func (in *Ingester) ingestTx(ctx context.Context, workspaceID int64, changes []Change, now time.Time) (IngestResult, error) {
-	res := IngestResult{Accepted: len(changes)}
+// ingestTx applies changes in one transaction and reports, per change,
+// whether it queued an item. The changes may come from several calls (a
+// group), in arrival order: each record's changes merge in that order.
+func (in *Ingester) ingestTx(ctx context.Context, workspaceID int64, changes []Change, now time.Time) ([]bool, error) {
+	queued := make([]bool, len(changes))
 	err := in.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		objs, err := prefs.Objects(ctx, tx, workspaceID)
 		if err != nil {
@@ -206,7 +231,7 @@ func (in *Ingester) ingestTx(ctx context.Context, workspaceID int64, changes []C
 			return err
 		}
 		var items []Item
-		for _, c := range changes {
+		for i, c := range changes {
 			if !objs[c.Type].WriteEnabled {
 				continue
 			}
@@ -214,11 +239,11 @@ func (in *Ingester) ingestTx(ctx context.Context, workspaceID int64, changes []C
 			if op == "" {
 				op = OpUpsert
 			}
+			queued[i] = true
 			r := recs[record.Key{Type: c.Type, ID: c.ID}]
 			items = append(items, Item{WorkspaceID: workspaceID, RecordID: r.ID,
 				RecordType: c.Type, Op: op, Fields: markSuperseded(fieldStates(c, now), r), Source: c.Source, State: StateQueued, CreatedAt: now})
 		}
-		res.Queued = len(items)
 		if len(items) == 0 {
 			return nil
 		}
@@ -230,9 +255,9 @@ func (in *Ingester) ingestTx(ctx context.Context, workspaceID int64, changes []C
 		return in.sched.ScheduleFlushTx(ctx, tx, workspaceID)
 	})
 	if err != nil {
-		return IngestResult{}, fmt.Errorf("ingest %d changes for workspace %d: %w", len(changes), workspaceID, err)
+		return nil, fmt.Errorf("ingest %d changes for workspace %d: %w", len(changes), workspaceID, err)
 	}
-	return res, nil
+	return queued, nil
 }
 
 // fieldStates is what a change says of each of its fields.
@@ -249,7 +274,8 @@ func fieldStates(c Change, now time.Time) record.Fields {
 }
 
 // markSuperseded marks the fields of a change that the record, with every
-// change of the call merged, holds a newer value of (record.FieldState.
+// change of the call (of its group, under group commit) merged, holds a
+// newer value of (record.FieldState.
 // Supersedes): the item keeps them for the sync log, and they are never
 // sent.
 func markSuperseded(fs record.Fields, r *record.Record) record.Fields {

@@ -182,23 +182,40 @@ func LockIDs(ctx context.Context, tx bun.Tx, ids []int64) error {
 }
 
 // IDsByKeys finds the row ids of records by type and Conversion id, without
-// locking; keys without a record are absent from the result.
+// locking; keys without a record are absent from the result. One query per
+// 500 keys whatever their types: it selects every type named with every id
+// named and keeps the rows asked for (a record of another type that shares
+// an id costs a row, not a round trip).
 func IDsByKeys(ctx context.Context, db bun.IDB, workspaceID int64, keys []Key) (map[Key]int64, error) {
 	out := make(map[Key]int64, len(keys))
-	for t, ids := range idsByType(keys) {
-		for chunk := range chunks(ids, 500) {
-			var rows []struct {
-				ID           int64  `bun:"id"`
-				ConversionID string `bun:"conversion_id"`
+	for chunk := range chunks(keys, 500) {
+		want := make(map[Key]bool, len(chunk))
+		var types []Type
+		ids := make([]string, 0, len(chunk))
+		for _, k := range chunk {
+			if want[k] {
+				continue
 			}
-			err := db.NewSelect().Model((*Record)(nil)).Column("id", "conversion_id").
-				Where("workspace_id = ? AND type = ?", workspaceID, t).
-				Where("conversion_id IN (?)", bun.List(chunk)).Scan(ctx, &rows)
-			if err != nil {
-				return nil, fmt.Errorf("find %s records of workspace %d: %w", t, workspaceID, err)
+			want[k] = true
+			ids = append(ids, k.ID)
+			if !slices.Contains(types, k.Type) {
+				types = append(types, k.Type)
 			}
-			for _, r := range rows {
-				out[Key{t, r.ConversionID}] = r.ID
+		}
+		var rows []struct {
+			ID           int64  `bun:"id"`
+			Type         Type   `bun:"type"`
+			ConversionID string `bun:"conversion_id"`
+		}
+		err := db.NewSelect().Model((*Record)(nil)).Column("id", "type", "conversion_id").
+			Where("workspace_id = ? AND type IN (?)", workspaceID, bun.List(types)).
+			Where("conversion_id IN (?)", bun.List(ids)).Scan(ctx, &rows)
+		if err != nil {
+			return nil, fmt.Errorf("find %d records of workspace %d: %w", len(ids), workspaceID, err)
+		}
+		for _, r := range rows {
+			if k := (Key{r.Type, r.ConversionID}); want[k] {
+				out[k] = r.ID
 			}
 		}
 	}

@@ -70,3 +70,29 @@ func TestUpdateWritesOnlyTheNamedColumns(t *testing.T) {
 		require.NoError(t, err)
 	})
 }
+
+// IDsByKeys looks up keys of several types in one query and returns only
+// the keys asked for, even when another type shares a Conversion id.
+func TestIDsByKeysMixedTypes(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		var ws int64
+		require.NoError(t, bdb.NewRaw("INSERT INTO workspaces (name, created_at) VALUES (?, ?) RETURNING id", "test", time.Now().UTC()).Scan(ctx, &ws))
+		now := time.Now().UTC()
+		var recs []*record.Record
+		for _, k := range []record.Key{{Type: record.TypeContact, ID: "x"}, {Type: record.TypeCompany, ID: "x"}, {Type: record.TypeCompany, ID: "y"}, {Type: record.TypeCampaign, ID: "z"}} {
+			recs = append(recs, &record.Record{WorkspaceID: ws, Type: k.Type, ConversionID: k.ID, Fields: record.Fields{},
+				CRMFields: map[string]any{}, CRMPending: map[string]any{}, CreatedAt: now, UpdatedAt: now})
+		}
+		_, err := bdb.NewInsert().Model(&recs).Returning("id").Exec(ctx)
+		require.NoError(t, err)
+
+		keys := []record.Key{{Type: record.TypeContact, ID: "x"}, {Type: record.TypeCompany, ID: "y"}, {Type: record.TypeCampaign, ID: "z"},
+			{Type: record.TypeCampaign, ID: "x"}, {Type: record.TypeContact, ID: "x"}}
+		ids, err := record.IDsByKeys(ctx, bdb, ws, keys)
+		require.NoError(t, err)
+		require.Equal(t, map[record.Key]int64{keys[0]: recs[0].ID, keys[1]: recs[2].ID, keys[2]: recs[3].ID}, ids)
+	})
+}
