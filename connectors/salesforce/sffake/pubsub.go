@@ -747,4 +747,3 @@ func (s *Server) DecodeChangeEvent(schemaID string, payload []byte) (map[string]
 	}
 	return out, nil
 }
-
