@@ -215,6 +215,8 @@ func (s sfOrg) convert(t *testing.T, leadID string) string {
 const (
 	backendMemcrm = "memcrm"
 	backendSffake = "sffake"
+	// backendSffakeStream is sffake with its Pub/Sub API served.
+	backendSffakeStream = "sffake-stream"
 )
 
 var backends = []string{backendMemcrm, backendSffake}
@@ -248,10 +250,14 @@ func setupWith(t *testing.T, bdb *bun.DB, cfg inbound.Config, backend string) *t
 		s := memcrm.Session(org, memcrm.DefaultToken)
 		_, err = b.conns.Save(ctx, b.ws, memcrm.Name, s.Config, s.Credentials, b.org.Identity(), nil)
 		require.NoError(t, err)
-	case backendSffake:
+	case backendSffake, backendSffakeStream:
 		sf := sffake.Start(t)
 		crm := salesforce.New(salesforce.WithClock(sf.Clock().Now))
-		s := salesforce.NewSession(salesforce.Config{LoginURL: sf.URL(), ClientID: sffake.DefaultClientID},
+		cfg := salesforce.Config{LoginURL: sf.URL(), ClientID: sffake.DefaultClientID}
+		if backend == backendSffakeStream {
+			cfg.PubSubEndpoint = "http://" + sf.StartPubSub(t)
+		}
+		s := salesforce.NewSession(cfg,
 			salesforce.Credentials{ClientSecret: sffake.DefaultClientSecret, RefreshToken: sf.IssueRefreshToken(sf.IntegrationUserID())})
 		chk, err := crm.Check(ctx, connector.CheckRequest{Session: s})
 		require.NoError(t, err)

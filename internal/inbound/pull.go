@@ -71,6 +71,8 @@ type run struct {
 	uncounted int
 	pages     int
 	more      bool
+	// streamed marks a run applying stream events rather than a pull.
+	streamed bool
 }
 
 func (p *Puller) newRun(ctx context.Context, c *connection.Connection) (*run, error) {
@@ -261,6 +263,8 @@ func (r *run) finish(ctx context.Context, callErr error, stop engine.PauseReason
 		b.Message = "stopped: syncing paused (" + string(stop) + "); the next pull resumes here"
 	case r.more:
 		b.Message = fmt.Sprintf("read %d pages; the next pull continues", r.pages)
+	case r.streamed:
+		b.Message = "streamed: applied from the CRM's change stream"
 	}
 	b.Count()
 	if b.ID != 0 || callErr != nil {
@@ -273,7 +277,11 @@ func (r *run) finish(ctx context.Context, callErr error, stop engine.PauseReason
 			r.p.publish(ctx, events.Event{WorkspaceID: ws, Kind: events.KindRecords, BatchID: b.ID})
 		}
 	}
-	r.p.logger.Info("pull done", slog.Int64("workspace_id", ws), slog.Int("pages", r.pages), slog.Int("api_calls", r.meter.Calls),
+	source := "pull"
+	if r.streamed {
+		source = "stream"
+	}
+	r.p.logger.Info("inbound sync done", slog.String("source", source), slog.Int64("workspace_id", ws), slog.Int("pages", r.pages), slog.Int("api_calls", r.meter.Calls),
 		slog.Int("created", b.Created), slog.Int("updated", b.Updated), slog.Int("skipped", b.Skipped), slog.String("status", string(b.Status)))
 	switch {
 	case errors.Is(callErr, connector.ErrCredentials):
