@@ -24,10 +24,15 @@ type streamBundle struct {
 
 func startStream(t *testing.T, b fakeBundle, object, position string) *streamBundle {
 	t.Helper()
+	return startStreamWith(t, b, b.c, object, position)
+}
+
+func startStreamWith(t *testing.T, b fakeBundle, cs connector.ChangeStreamer, object, position string) *streamBundle {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &streamBundle{fakeBundle: b, batches: make(chan *connector.ChangeBatch, 100), done: make(chan error, 1), cancel: cancel}
 	go func() {
-		s.done <- b.c.SubscribeChanges(ctx, connector.SubscribeRequest{Session: b.sess, Object: object, Position: position},
+		s.done <- cs.SubscribeChanges(ctx, connector.SubscribeRequest{Session: b.sess, Object: object, Position: position},
 			func(ctx context.Context, cb *connector.ChangeBatch) error {
 				select {
 				case s.batches <- cb:
@@ -201,4 +206,32 @@ func TestStreamRefreshesAnExpiredToken(t *testing.T) {
 	got := s.next(t)
 	require.Equal(t, "B", got.Events[0].Fields["Title"])
 	require.NotNil(t, got.Credentials, "the refreshed token is handed back")
+}
+
+// TestStreamThroughPluginProcess streams across the go-plugin boundary:
+// the events, the resync and a typed error arrive as in process, and
+// cancelling stops the plugin's subscription.
+func TestStreamThroughPluginProcess(t *testing.T) {
+	t.Parallel()
+	b := setupStream(t)
+	cs, ok := pluginConnector(t).(connector.ChangeStreamer)
+	require.True(t, ok)
+	lead, err := b.sf.Insert("Lead", map[string]any{"LastName": "Ng", "Company": "Acme", "Title": "CTO"})
+	require.NoError(t, err)
+	s := startStreamWith(t, b, cs, "Lead", "")
+	require.Equal(t, connector.ChangeResync, s.next(t).Events[0].Kind)
+	require.NoError(t, b.sf.EditAsUser(b.sf.RepUserID(), "Lead", lead, map[string]any{"Title": nil, "FirstName": "Al"}))
+	ev := s.next(t).Events[0]
+	require.Equal(t, connector.ChangeUpdate, ev.Kind)
+	require.Equal(t, "Al", ev.Fields["FirstName"])
+	require.Contains(t, ev.Fields, "Title")
+	require.Nil(t, ev.Fields["Title"])
+	s.cancel()
+	require.ErrorIs(t, <-s.done, context.Canceled)
+	s.done <- nil
+
+	b.sf.SetCDCEnabled("Contact", false)
+	err = cs.SubscribeChanges(context.Background(), connector.SubscribeRequest{Session: b.sess, Object: "Contact"},
+		func(context.Context, *connector.ChangeBatch) error { return nil })
+	require.ErrorIs(t, err, connector.ErrUnsupported)
 }
