@@ -17,6 +17,7 @@ import (
 // token of the integration user.
 type fakeSalesforceCmd struct {
 	Listen   string        `default:"127.0.0.1:8089" help:"Address to listen on (port 0 picks a free port)."`
+	PubSub   string        `name:"pubsub-listen" default:"127.0.0.1:0" help:"Address the Pub/Sub API (Change Data Capture) listens on (port 0 picks a free port); a connection's pubsubEndpoint is http:// and this address."`
 	Latency  time.Duration `help:"Latency added to every call (benchmarks use 150ms)."`
 	DailyMax int           `name:"daily-max" default:"15000" help:"DailyApiRequests allocation; calls beyond it get 403 REQUEST_LIMIT_EXCEEDED."`
 }
@@ -28,8 +29,15 @@ func (c fakeSalesforceCmd) Run(e *env) error {
 	}
 	base := "http://" + ln.Addr().String()
 	sf := sffake.New(sffake.Options{BaseURL: base, Latency: c.Latency, DailyMax: c.DailyMax})
-	fmt.Fprintf(e.stdout, "base_url=%s\nlogin_url=%s\nclient_id=%s\nclient_secret=%s\nrefresh_token=%s\nintegration_user_id=%s\n",
-		base, base, sf.ClientID(), sf.ClientSecret(), sf.IssueRefreshToken(sf.IntegrationUserID()), sf.IntegrationUserID())
+	pln, err := net.Listen("tcp", c.PubSub)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("fake-salesforce: listen on %s: %w", c.PubSub, err)
+	}
+	sf.ServePubSub(pln)
+	defer sf.StopPubSub()
+	fmt.Fprintf(e.stdout, "base_url=%s\nlogin_url=%s\nclient_id=%s\nclient_secret=%s\nrefresh_token=%s\nintegration_user_id=%s\npubsub_endpoint=http://%s\n",
+		base, base, sf.ClientID(), sf.ClientSecret(), sf.IssueRefreshToken(sf.IntegrationUserID()), sf.IntegrationUserID(), pln.Addr())
 	srv := &http.Server{Handler: sf, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()

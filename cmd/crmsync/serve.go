@@ -52,6 +52,7 @@ type app struct {
 
 	plugins *plugin.Host
 	engine  *engine.Engine
+	puller  *inbound.Puller
 	bus     eventBus
 }
 
@@ -121,6 +122,7 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	river.AddWorker(workers, jobs.NewFlushWorker(bdb, a.engine, cfg.FlushInterval, logger))
 	river.AddWorker(workers, jobs.NewSweepWorker(bdb))
 	puller := inbound.New(bdb, store, crms, a.engine, a.bus, logger, inbound.Config{LeaseTTL: cfg.Lease})
+	a.puller = puller
 	river.AddWorker(workers, jobs.NewPullWorker(puller, cfg.PullInterval, logger))
 	river.AddWorker(workers, jobs.NewPullSweepWorker(bdb))
 	periodic := []*river.PeriodicJob{
@@ -188,6 +190,10 @@ func (c serveCmd) Run(e *env) error {
 	return runServer(e, *e.global, c.Server, nil)
 }
 
+// streamSuperviseInterval is how often the stream supervisor looks for
+// workspaces to stream (new connections, streams to retry).
+const streamSuperviseInterval = 5 * time.Second
+
 // runServer runs a server with the given settings until e.ctx ends. ready,
 // when set, runs once the server is up (River working, HTTP listening) with
 // the app and the server's base URL; its error stops the server. The demo
@@ -236,6 +242,17 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 			_ = ln.Close()
 			return fmt.Errorf("start river: %w", err)
 		}
+	}
+	if cfg.Streaming && a.working {
+		// One supervisor per replica; the stream lease picks which replica
+		// streams each workspace (docs/inbound.md).
+		streamCtx, stopStreams := context.WithCancel(context.WithoutCancel(ctx))
+		streamsDone := make(chan struct{})
+		go func() {
+			defer close(streamsDone)
+			a.puller.Supervise(streamCtx, streamSuperviseInterval)
+		}()
+		defer func() { stopStreams(); <-streamsDone }()
 	}
 	baseURL := "http://" + displayAddr(ln.Addr())
 	logger.Info("crmsync: serving", slog.String("graphql", baseURL+"/graphql"))

@@ -75,6 +75,13 @@ func pubsubTarget(endpoint string) (target string, creds credentials.TransportCr
 	return host, credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12}), nil
 }
 
+// localLogin reports a loopback login URL (a local fake org): the public
+// Pub/Sub endpoint cannot serve it.
+func localLogin(loginURL string) bool {
+	u, err := url.Parse(loginURL)
+	return err == nil && u.Scheme == "http"
+}
+
 func encodePosition(replayID []byte) string {
 	if len(replayID) == 0 {
 		return ""
@@ -428,6 +435,9 @@ func (c *Connector) SubscribeChanges(ctx context.Context, req connector.Subscrib
 	}
 	if topic == "" {
 		topic = ChannelOf(req.Object)
+	}
+	if cl.cfg.PubSubEndpoint == "" && localLogin(cl.cfg.LoginURL) {
+		return connector.Errorf(connector.KindUnsupported, "salesforce subscribe: the org at %s is local and no pubsubEndpoint is configured", cl.cfg.LoginURL)
 	}
 	target, creds, err := pubsubTarget(cl.cfg.PubSubEndpoint)
 	if err != nil {

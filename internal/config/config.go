@@ -85,6 +85,7 @@ func (s SalesforceOAuth) Validate() error {
 type Sync struct {
 	FlushInterval time.Duration `name:"flush-interval" envs:"CRMSYNC_FLUSH_INTERVAL" default:"10s" help:"Under a steady trickle of changes, a connection is flushed at most once per interval (a change after a quiet spell is flushed at once). Env: CRMSYNC_FLUSH_INTERVAL."`
 	PullInterval  time.Duration `name:"pull-interval" envs:"CRMSYNC_PULL_INTERVAL" default:"5m" help:"How often Salesforce changes are pulled per connection. Env: CRMSYNC_PULL_INTERVAL."`
+	Streaming     bool          `name:"streaming" envs:"CRMSYNC_STREAMING" default:"true" negatable:"" help:"Stream Salesforce changes (Change Data Capture over the Pub/Sub API) where the connector and org allow it; --pull-interval then only governs the fallback pulls. Env: CRMSYNC_STREAMING."`
 	Lease         time.Duration `name:"sync-lease" envs:"CRMSYNC_SYNC_LEASE" default:"30s" help:"A running flush or pull holds its connection's lease for this long and renews it every third of it; a replica that dies mid-sync blocks the connection at most this long. Env: CRMSYNC_SYNC_LEASE."`
 	// SweepInterval is how often the safety-net sweep flushes workspaces
 	// with queued items; zero (a Sync built in code) means one minute. The
@@ -250,6 +251,7 @@ func (s Server) LogValue() slog.Value {
 		slog.String("shutdown_timeout", s.ShutdownTimeout.String()),
 		slog.String("flush_interval", s.FlushInterval.String()),
 		slog.String("pull_interval", s.PullInterval.String()),
+		slog.Bool("streaming", s.Streaming),
 		slog.String("sync_lease", s.Lease.String()),
 		slog.String("sweep_interval", s.SweepInterval.String()),
 		slog.Any("connector_plugins", s.Connectors),
