@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/crmsync/crmsync/internal/bench"
 )
 
 // The bench scenarios run end to end at a tiny size, through the real
@@ -19,7 +21,7 @@ func TestBenchScenarios(t *testing.T) {
 			err := run(t.Context(), []string{"bench", "--scenario", scenario, "--changes", "300", "--records", "30", "--latency", "0s", "--json"},
 				getenv, &stdout, &stderr)
 			require.NoError(t, err, stderr.String())
-			var r benchReport
+			var r bench.Report
 			require.NoError(t, json.Unmarshal([]byte(stdout.String()), &r), stdout.String())
 			require.Equal(t, scenario, r.Scenario)
 			require.Equal(t, "sqlite", r.Database)
@@ -39,7 +41,7 @@ func TestBenchScenarios(t *testing.T) {
 		err := run(t.Context(), []string{"bench", "--scenario", "trickle", "--rate", "5", "--for", "3s", "--interval", "1s",
 			"--records", "20", "--latency", "0s", "--json"}, getenv, &stdout, &stderr)
 		require.NoError(t, err, stderr.String())
-		var r benchReport
+		var r bench.Report
 		require.NoError(t, json.Unmarshal([]byte(stdout.String()), &r), stdout.String())
 		require.Equal(t, "trickle", r.Scenario)
 		require.Zero(t, r.Lost, "every change reached its fake org")

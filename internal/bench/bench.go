@@ -1,4 +1,7 @@
-package main
+// Package bench is the harness of `crmsync bench`: it measures API calls,
+// latency and throughput of a crmsync server against a fake Salesforce org
+// with a per-call latency (see docs/benchmarks.md for the scenarios).
+package bench
 
 import (
 	"bytes"
@@ -20,36 +23,55 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/uptrace/bun"
+
 	"github.com/crmsync/crmsync/connectors/salesforce"
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
 	"github.com/crmsync/crmsync/internal/config"
+	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/db"
+	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/overview"
 	"github.com/crmsync/crmsync/internal/prefs"
 	"github.com/crmsync/crmsync/internal/record"
+	"github.com/crmsync/crmsync/internal/workspace"
 )
 
-// benchCmd measures crmsync against a fake Salesforce org with a per-call
-// latency, in one process tree: the server (engine, River, database), the
-// fake org on loopback and the Salesforce connector as a plugin process.
-type benchCmd struct {
-	Scenario   string        `name:"scenario" enum:"burst,trickle,backlog,limit,ingest" default:"burst" help:"burst, trickle, backlog, limit or ingest (see docs/benchmarks.md)."`
-	JSON       bool          `name:"json" help:"Print the report as JSON."`
-	Latency    time.Duration `name:"latency" default:"150ms" help:"Latency the fake Salesforce adds to every call."`
-	Changes    int           `name:"changes" default:"0" help:"Changes to send (default: burst 20,000, backlog 100,000, limit 2,000)."`
-	Records    int           `name:"records" default:"0" help:"Distinct records they touch (default: burst 2,000, backlog 20,000, limit 500)."`
-	Clients    int           `name:"clients" default:"8" help:"ingest: concurrent GraphQL clients."`
-	Duration   time.Duration `name:"duration" default:"10s" help:"ingest: how long each batch size is measured."`
-	Rate       float64       `name:"rate" default:"1" help:"trickle: changes per second on average (random, Poisson arrivals)."`
-	For        time.Duration `name:"for" default:"2m" help:"trickle: how long changes arrive."`
-	Interval   time.Duration `name:"interval" default:"10s" help:"The flush interval (and the fixed schedule's tick in trickle)."`
-	CPUProfile string        `name:"cpuprofile" type:"path" help:"Write a CPU profile of the whole run (engine, GraphQL server and fake org) to this file."`
-	MemProfile string        `name:"memprofile" type:"path" help:"Write a heap profile (allocations of the whole run) to this file at the end."`
+// Options are the bench command's settings (see `crmsync bench --help`).
+type Options struct {
+	Scenario   string        // burst, trickle, backlog, limit or ingest (see docs/benchmarks.md)
+	JSON       bool          // print the report as JSON
+	Latency    time.Duration // latency the fake Salesforce adds to every call
+	Changes    int           // changes to send (0: the scenario's default)
+	Records    int           // distinct records they touch (0: the scenario's default)
+	Clients    int           // ingest: concurrent GraphQL clients
+	Duration   time.Duration // ingest: how long each batch size is measured
+	Rate       float64       // trickle: changes per second on average (Poisson arrivals)
+	For        time.Duration // trickle: how long changes arrive
+	Interval   time.Duration // the flush interval (and the fixed schedule's tick in trickle)
+	CPUProfile string        // write a CPU profile of the whole run to this file
+	MemProfile string        // write a heap profile of the whole run to this file at the end
 }
 
-// benchReport is what a scenario measured. Zero fields do not apply.
-type benchReport struct {
+// Server is the running crmsync server a scenario drives: its database,
+// the services it calls and the base URL of its HTTP API.
+type Server struct {
+	DB          *bun.DB
+	Workspaces  *workspace.Service
+	Connections *connection.Service
+	Ingester    *outbound.Ingester
+	Engine      *engine.Engine
+	BaseURL     string
+}
+
+// Serve runs a crmsync server with the given settings until ready returns;
+// ready runs once the server is up (River working, HTTP listening), and its
+// error stops the server and is returned. The composition root provides it.
+type Serve func(global config.Global, cfg config.Server, ready func(ctx context.Context, s *Server) error) error
+
+// Report is what a scenario measured. Zero fields do not apply.
+type Report struct {
 	Scenario   string  `json:"scenario"`
 	Database   string  `json:"database"`
 	LatencyMS  int64   `json:"latency_ms"`
@@ -73,12 +95,12 @@ type benchReport struct {
 	ResumeSec       float64 `json:"seconds_to_resume,omitempty"`
 	Lost            int     `json:"lost"`
 
-	Ingest  []ingestResult  `json:"ingest,omitempty"`
-	Trickle []trickleResult `json:"trickle,omitempty"`
+	Ingest  []IngestResult  `json:"ingest,omitempty"`
+	Trickle []TrickleResult `json:"trickle,omitempty"`
 }
 
-// ingestResult is one batch size of the ingest scenario.
-type ingestResult struct {
+// IngestResult is one batch size of the ingest scenario.
+type IngestResult struct {
 	BatchSize  int     `json:"batch_size"`
 	Calls      int     `json:"mutations"`
 	ChangesSec float64 `json:"accepted_changes_per_second"`
@@ -88,7 +110,11 @@ type ingestResult struct {
 
 var errBenchDone = errors.New("bench done")
 
-func (c benchCmd) Run(e *env) error {
+// Run measures crmsync against a fake Salesforce org with a per-call
+// latency, in one process tree: the server (engine, River, database) that
+// serve runs, the fake org on loopback and the Salesforce connector as a
+// plugin process. It prints the report to stdout and progress to stderr.
+func Run(c Options, global config.Global, serve Serve, stdout, stderr io.Writer) error {
 	defaults := map[string][2]int{"burst": {20_000, 2_000}, "trickle": {0, 200}, "backlog": {100_000, 20_000}, "limit": {2_000, 500}, "ingest": {0, 2_000}}
 	if c.Changes == 0 {
 		c.Changes = defaults[c.Scenario][0] // ingest counts what its clients send
@@ -115,7 +141,7 @@ func (c benchCmd) Run(e *env) error {
 		if err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
-		defer writeHeapProfile(e, f)
+		defer writeHeapProfile(stderr, f)
 	}
 	dir, err := os.MkdirTemp("", "crmsync-bench-")
 	if err != nil {
@@ -132,7 +158,6 @@ func (c benchCmd) Run(e *env) error {
 	go func() { _ = fake.Serve(ln) }()
 	defer fake.Close()
 
-	global := *e.global
 	global.DataDir = dir
 	if global.LogLevel == "info" {
 		global.LogLevel = "error" // the report is the output
@@ -140,9 +165,9 @@ func (c benchCmd) Run(e *env) error {
 	cfg := config.Server{Listen: "127.0.0.1:0", ShutdownTimeout: 8 * time.Second,
 		// No sweep: it would flush the trickle's fixed-schedule workspace.
 		Sync: config.Sync{FlushInterval: c.Interval, PullInterval: time.Hour, SweepInterval: time.Hour}}
-	var report *benchReport
-	err = runServer(e, global, cfg, func(ctx context.Context, a *app, baseURL string) error {
-		b := &bench{cmd: c, a: a, org: org, orgURL: "http://" + ln.Addr().String(), progress: newProgress(e.stderr), dir: dir, baseURL: baseURL}
+	var report *Report
+	err = serve(global, cfg, func(ctx context.Context, a *Server) error {
+		b := &bench{cmd: c, a: a, org: org, orgURL: "http://" + ln.Addr().String(), progress: newProgress(stderr), dir: dir}
 		r, err := b.run(ctx)
 		if err != nil {
 			return fmt.Errorf("bench %s: %w", c.Scenario, err)
@@ -156,36 +181,35 @@ func (c benchCmd) Run(e *env) error {
 	if report == nil {
 		return errors.New("bench: interrupted")
 	}
-	return printReport(e.stdout, report, c.JSON)
+	return printReport(stdout, report, c.JSON)
 }
 
 // writeHeapProfile writes the allocations of the whole run to f and closes it.
-func writeHeapProfile(e *env, f *os.File) {
+func writeHeapProfile(stderr io.Writer, f *os.File) {
 	err := pprof.Lookup("allocs").WriteTo(f, 0)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		fmt.Fprintf(e.stderr, "bench: heap profile: %v\n", err)
+		fmt.Fprintf(stderr, "bench: heap profile: %v\n", err)
 	}
 }
 
 type bench struct {
-	cmd      benchCmd
-	a        *app
+	cmd      Options
+	a        *Server
 	org      *sffake.Server
 	orgURL   string
 	progress *progress
 	dir      string
-	baseURL  string
 	token    string
 	ws       int64
 	// last is the last value sent per record key, to count lost changes.
 	last map[record.Key]string
 }
 
-func (b *bench) run(ctx context.Context) (*benchReport, error) {
-	ws, issued, err := b.a.workspaces.Create(ctx, "bench")
+func (b *bench) run(ctx context.Context) (*Report, error) {
+	ws, issued, err := b.a.Workspaces.Create(ctx, "bench")
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +217,7 @@ func (b *bench) run(ctx context.Context) (*benchReport, error) {
 	if err := b.preferences(ctx); err != nil {
 		return nil, err
 	}
-	r := &benchReport{Scenario: b.cmd.Scenario, Database: string(db.DialectOf(b.a.db)), LatencyMS: b.cmd.Latency.Milliseconds(),
+	r := &Report{Scenario: b.cmd.Scenario, Database: string(db.DialectOf(b.a.DB)), LatencyMS: b.cmd.Latency.Milliseconds(),
 		Changes: b.cmd.Changes, Records: b.cmd.Records}
 	if b.cmd.Clients < 1 || b.cmd.Duration <= 0 {
 		return nil, fmt.Errorf("need at least one client and a positive duration")
@@ -233,12 +257,12 @@ func (b *bench) preferences(ctx context.Context) error {
 	for _, t := range record.Types {
 		p := prefs.DefaultObjectPreference(t)
 		p.ReadEnabled = false
-		if err := prefs.SetObject(ctx, b.a.db, ws, p); err != nil {
+		if err := prefs.SetObject(ctx, b.a.DB, ws, p); err != nil {
 			return err
 		}
 	}
 	for t, f := range map[record.Type][2]string{record.TypeContact: {"phone", "Phone"}, record.TypeCompany: {"phone", "Phone"}, record.TypeCampaign: {"status", "Status"}} {
-		if err := prefs.SetField(ctx, b.a.db, ws, prefs.FieldMapping{RecordType: t, Field: f[0], CRMField: f[1], Mode: prefs.AlwaysPreferConversion}); err != nil {
+		if err := prefs.SetField(ctx, b.a.DB, ws, prefs.FieldMapping{RecordType: t, Field: f[0], CRMField: f[1], Mode: prefs.AlwaysPreferConversion}); err != nil {
 			return err
 		}
 	}
@@ -248,7 +272,7 @@ func (b *bench) preferences(ctx context.Context) error {
 func (b *bench) connect(ctx context.Context) error {
 	cfg, _ := json.Marshal(salesforce.Config{LoginURL: b.orgURL, ClientID: b.org.ClientID()})
 	creds, _ := json.Marshal(salesforce.Credentials{ClientSecret: b.org.ClientSecret(), RefreshToken: b.org.IssueRefreshToken(b.org.IntegrationUserID())})
-	_, err := b.a.resolver.Connections.Connect(ctx, b.ws, salesforce.Name, cfg, creds)
+	_, err := b.a.Connections.Connect(ctx, b.ws, salesforce.Name, cfg, creds)
 	return err
 }
 
@@ -306,7 +330,7 @@ func (b *bench) updates(n int, now time.Time) []outbound.Change {
 
 func (b *bench) ingest(ctx context.Context, changes []outbound.Change) error {
 	for start := 0; start < len(changes); start += outbound.MaxChanges {
-		if _, err := b.a.resolver.Ingester.Ingest(ctx, b.ws, changes[start:min(start+outbound.MaxChanges, len(changes))]); err != nil {
+		if _, err := b.a.Ingester.Ingest(ctx, b.ws, changes[start:min(start+outbound.MaxChanges, len(changes))]); err != nil {
 			return err
 		}
 		b.progress.Update("bench: accepted %d/%d changes", min(start+outbound.MaxChanges, len(changes)), len(changes))
@@ -324,7 +348,7 @@ func (b *bench) drain(ctx context.Context, timeout time.Duration) error {
 func (b *bench) drainWorkspace(ctx context.Context, ws int64, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		o, err := overview.Get(ctx, b.a.db, ws, time.Now())
+		o, err := overview.Get(ctx, b.a.DB, ws, time.Now())
 		if err != nil {
 			return err
 		}
@@ -364,7 +388,7 @@ func (b *bench) countFlushes(ctx context.Context, since time.Time) (int, error) 
 }
 
 func (b *bench) countFlushesOf(ctx context.Context, ws int64, since time.Time) (int, error) {
-	n, err := b.a.db.NewSelect().Table("sync_batches").
+	n, err := b.a.DB.NewSelect().Table("sync_batches").
 		Where("workspace_id = ? AND direction = 'OUTBOUND' AND status <> 'PAUSED' AND started_at >= ?", ws, since.UTC()).Count(ctx)
 	return int(n), err
 }
@@ -372,7 +396,7 @@ func (b *bench) countFlushesOf(ctx context.Context, ws int64, since time.Time) (
 // burst: the records exist in Salesforce; a burst of updates arrives while
 // the connection is held (as when it arrives faster than a flush starts),
 // then drains. Calls are counted by the fake org.
-func (b *bench) burst(ctx context.Context, r *benchReport) error {
+func (b *bench) burst(ctx context.Context, r *Report) error {
 	if err := b.connect(ctx); err != nil {
 		return err
 	}
@@ -380,14 +404,14 @@ func (b *bench) burst(ctx context.Context, r *benchReport) error {
 		return err
 	}
 	changes := b.updates(b.cmd.Changes, time.Now())
-	if err := b.a.resolver.Connections.SetPaused(ctx, b.ws, true); err != nil {
+	if err := b.a.Connections.SetPaused(ctx, b.ws, true); err != nil {
 		return err
 	}
 	if err := b.ingest(ctx, changes); err != nil {
 		return err
 	}
 	before, start := b.org.Calls(), time.Now()
-	if err := b.a.resolver.Connections.SetPaused(ctx, b.ws, false); err != nil {
+	if err := b.a.Connections.SetPaused(ctx, b.ws, false); err != nil {
 		return err
 	}
 	if err := b.drain(ctx, 10*time.Minute); err != nil {
@@ -410,14 +434,14 @@ func (b *bench) burst(ctx context.Context, r *benchReport) error {
 	return err
 }
 
-func (b *bench) calls(r *benchReport, before sffake.CallCounts) {
+func (b *bench) calls(r *Report, before sffake.CallCounts) {
 	after := b.org.Calls()
 	r.ReadCalls, r.WriteCalls, r.AuthCalls = after.Read-before.Read, after.Write-before.Write, after.Auth-before.Auth
 	r.APICalls = r.ReadCalls + r.WriteCalls
 }
 
 // backlog: changes accepted while no CRM is connected, drained once it is.
-func (b *bench) backlog(ctx context.Context, r *benchReport) error {
+func (b *bench) backlog(ctx context.Context, r *Report) error {
 	sizeBefore, err := b.dbSize(ctx)
 	if err != nil {
 		return err
@@ -458,7 +482,7 @@ func (b *bench) backlog(ctx context.Context, r *benchReport) error {
 
 // limit: the org's allowance runs out in the middle of a burst and comes
 // back later; nothing may be lost.
-func (b *bench) limit(ctx context.Context, r *benchReport) error {
+func (b *bench) limit(ctx context.Context, r *Report) error {
 	if err := b.connect(ctx); err != nil {
 		return err
 	}
@@ -478,7 +502,7 @@ func (b *bench) limit(ctx context.Context, r *benchReport) error {
 			return errors.New("the connection never paused")
 		}
 		if firstLimit.IsZero() && !b.paused(ctx) {
-			if o, err := overview.Get(ctx, b.a.db, b.ws, time.Now()); err == nil && o.Queued == 0 {
+			if o, err := overview.Get(ctx, b.a.DB, b.ws, time.Now()); err == nil && o.Queued == 0 {
 				return errors.New("the burst drained without meeting the limit")
 			}
 		}
@@ -520,7 +544,7 @@ func (b *bench) limit(ctx context.Context, r *benchReport) error {
 }
 
 func (b *bench) paused(ctx context.Context) bool {
-	o, err := overview.Get(ctx, b.a.db, b.ws, time.Now())
+	o, err := overview.Get(ctx, b.a.DB, b.ws, time.Now())
 	return err == nil && o.Paused
 }
 
@@ -532,7 +556,7 @@ func (b *bench) lost() (int, error) {
 			CRMObject string `bun:"crm_object"`
 			CRMID     string `bun:"crm_id"`
 		}
-		err := b.a.db.NewSelect().Table("records").Column("crm_object", "crm_id").
+		err := b.a.DB.NewSelect().Table("records").Column("crm_object", "crm_id").
 			Where("workspace_id = ? AND type = ? AND conversion_id = ?", b.ws, k.Type, k.ID).Scan(context.Background(), &rec)
 		if err != nil {
 			return 0, fmt.Errorf("count lost changes: %w", err)
@@ -550,9 +574,9 @@ func (b *bench) lost() (int, error) {
 }
 
 func (b *bench) dbSize(ctx context.Context) (int64, error) {
-	if db.DialectOf(b.a.db) == db.Postgres {
+	if db.DialectOf(b.a.DB) == db.Postgres {
 		var n int64
-		err := b.a.db.NewRaw("SELECT pg_database_size(current_database())").Scan(ctx, &n)
+		err := b.a.DB.NewRaw("SELECT pg_database_size(current_database())").Scan(ctx, &n)
 		return n, err
 	}
 	var n int64
@@ -580,7 +604,7 @@ func peakRSSMB() float64 {
 	return 0
 }
 
-func printReport(w io.Writer, r *benchReport, asJSON bool) error {
+func printReport(w io.Writer, r *Report, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -635,7 +659,7 @@ func printReport(w io.Writer, r *benchReport, asJSON bool) error {
 // ingestHTTP: concurrent GraphQL clients call recordChanges over HTTP with
 // batches of 1, 100 and 1,000 changes while the queue drains to the fake
 // org; accepted changes per second and mutation latency per batch size.
-func (b *bench) ingestHTTP(ctx context.Context, r *benchReport) error {
+func (b *bench) ingestHTTP(ctx context.Context, r *Report) error {
 	if err := b.connect(ctx); err != nil {
 		return err
 	}
@@ -672,7 +696,7 @@ func (b *bench) ingestHTTP(ctx context.Context, r *benchReport) error {
 		}
 		elapsed := time.Since(start).Seconds()
 		slices.Sort(lat)
-		res := ingestResult{BatchSize: size, Calls: len(lat), ChangesSec: float64(len(lat)*size) / elapsed}
+		res := IngestResult{BatchSize: size, Calls: len(lat), ChangesSec: float64(len(lat)*size) / elapsed}
 		if len(lat) > 0 {
 			res.P50MS = float64(lat[len(lat)/2].Microseconds()) / 1000
 			res.P99MS = float64(lat[len(lat)*99/100].Microseconds()) / 1000
@@ -720,7 +744,7 @@ func (b *bench) ingestBody(client, n, size int) []byte {
 }
 
 func (b *bench) post(ctx context.Context, client *http.Client, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.baseURL+"/graphql", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.a.BaseURL+"/graphql", bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -21,8 +21,8 @@ import (
 	"github.com/crmsync/crmsync/internal/record"
 )
 
-// trickleResult is one schedule of the trickle scenario.
-type trickleResult struct {
+// TrickleResult is one schedule of the trickle scenario.
+type TrickleResult struct {
 	Schedule     string  `json:"schedule"`
 	Changes      int     `json:"changes"`
 	Applied      int     `json:"applied"`
@@ -64,7 +64,7 @@ type pendingChange struct {
 // product's adaptive schedule, one flushed by a fixed ticker every
 // --interval (the product being replaced). Latency is measured from the
 // commit of a change to the moment the fake org has its value.
-func (b *bench) trickle(ctx context.Context, r *benchReport) error {
+func (b *bench) trickle(ctx context.Context, r *Report) error {
 	if b.cmd.Rate <= 0 || b.cmd.For <= 0 {
 		return errors.New("trickle needs a positive --rate and --for")
 	}
@@ -75,7 +75,7 @@ func (b *bench) trickle(ctx context.Context, r *benchReport) error {
 	if err := b.seed(ctx); err != nil {
 		return err
 	}
-	adaptive := &trickleSide{name: "adaptive", ws: b.ws, org: b.org, ingester: b.a.resolver.Ingester, pending: map[record.Key]pendingChange{}}
+	adaptive := &trickleSide{name: "adaptive", ws: b.ws, org: b.org, ingester: b.a.Ingester, pending: map[record.Key]pendingChange{}}
 
 	// The fixed side: its own workspace, org and ingester.
 	org := sffake.New(sffake.Options{Latency: b.cmd.Latency, DailyMax: 100_000_000})
@@ -86,14 +86,14 @@ func (b *bench) trickle(ctx context.Context, r *benchReport) error {
 	srv := &http.Server{Handler: org, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
-	ws, _, err := b.a.workspaces.Create(ctx, "bench-fixed")
+	ws, _, err := b.a.Workspaces.Create(ctx, "bench-fixed")
 	if err != nil {
 		return err
 	}
 	if err := b.configure(ctx, ws.ID); err != nil {
 		return err
 	}
-	fixed := &trickleSide{name: "fixed 10s", ws: ws.ID, org: org, ingester: outbound.NewIngester(b.a.db, noSchedule{}, nil), pending: map[record.Key]pendingChange{}}
+	fixed := &trickleSide{name: "fixed 10s", ws: ws.ID, org: org, ingester: outbound.NewIngester(b.a.DB, noSchedule{}, nil), pending: map[record.Key]pendingChange{}}
 	if b.cmd.Interval != 10*time.Second {
 		fixed.name = "fixed " + b.cmd.Interval.String()
 	}
@@ -112,7 +112,7 @@ func (b *bench) trickle(ctx context.Context, r *benchReport) error {
 	}
 	cfg, _ := json.Marshal(salesforce.Config{LoginURL: "http://" + ln.Addr().String(), ClientID: org.ClientID()})
 	creds, _ := json.Marshal(salesforce.Credentials{ClientSecret: org.ClientSecret(), RefreshToken: org.IssueRefreshToken(org.IntegrationUserID())})
-	if _, err := b.a.resolver.Connections.Connect(ctx, ws.ID, salesforce.Name, cfg, creds); err != nil {
+	if _, err := b.a.Connections.Connect(ctx, ws.ID, salesforce.Name, cfg, creds); err != nil {
 		return err
 	}
 	if err := b.drainWorkspace(ctx, ws.ID, 10*time.Minute); err != nil {
@@ -164,7 +164,7 @@ func (b *bench) trickle(ctx context.Context, r *benchReport) error {
 		field, crmField := "phone", "Phone"
 		value := fmt.Sprintf("+1 555 %07d", n)
 		for _, s := range sides {
-			if err := s.send(ctx, b.a.db, k, field, crmField, value); err != nil {
+			if err := s.send(ctx, b.a.DB, k, field, crmField, value); err != nil {
 				return err
 			}
 		}
@@ -280,7 +280,7 @@ func (s *trickleSide) waiting() int {
 	return len(s.pending)
 }
 
-func (s *trickleSide) result(calls int, window time.Duration, flushes int) trickleResult {
+func (s *trickleSide) result(calls int, window time.Duration, flushes int) TrickleResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lat := slices.Clone(s.lat)
@@ -291,7 +291,7 @@ func (s *trickleSide) result(calls int, window time.Duration, flushes int) trick
 		}
 		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds()) / 1000
 	}
-	res := trickleResult{Schedule: s.name, Changes: s.sent, Applied: len(lat), P50MS: ms(0.50), P95MS: ms(0.95), P99MS: ms(0.99),
+	res := TrickleResult{Schedule: s.name, Changes: s.sent, Applied: len(lat), P50MS: ms(0.50), P95MS: ms(0.95), P99MS: ms(0.99),
 		Calls: calls, CallsPerHour: float64(calls) / window.Hours(), Flushes: flushes}
 	if len(lat) > 0 {
 		res.MaxMS = float64(lat[len(lat)-1].Microseconds()) / 1000
@@ -318,7 +318,7 @@ func (b *bench) tick(ctx context.Context, ws int64) error {
 // flushOnce flushes ws until its claim was not full.
 func (b *bench) flushOnce(ctx context.Context, ws int64) error {
 	for {
-		res, err := b.a.engine.Flush(ctx, ws)
+		res, err := b.a.Engine.Flush(ctx, ws)
 		if errors.Is(err, engine.ErrBusy) {
 			return nil // the connect-time flush is still running
 		}
