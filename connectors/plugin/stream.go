@@ -23,6 +23,9 @@ func registerStream(s *grpc.Server, impl connector.Connector) {
 	if cs, ok := impl.(connector.ChangeStreamer); ok {
 		pb.RegisterChangeStreamServer(s, &streamServer{impl: cs})
 	}
+	if mf, ok := impl.(connector.ManyChangeFetcher); ok {
+		pb.RegisterChangeFeedServer(s, &feedServer{impl: mf})
+	}
 }
 
 // clients is what the host dispenses: the Connector client, with the
@@ -30,10 +33,74 @@ func registerStream(s *grpc.Server, impl connector.Connector) {
 type clients struct {
 	pb.ConnectorClient
 	stream pb.ChangeStreamClient
+	feed   pb.ChangeFeedClient
 }
 
 func withStream(c pb.ConnectorClient, conn grpc.ClientConnInterface) pb.ConnectorClient {
-	return clients{ConnectorClient: c, stream: pb.NewChangeStreamClient(conn)}
+	return clients{ConnectorClient: c, stream: pb.NewChangeStreamClient(conn), feed: pb.NewChangeFeedClient(conn)}
+}
+
+type feedServer struct {
+	pb.UnimplementedChangeFeedServer
+	impl connector.ManyChangeFetcher
+}
+
+func (s *feedServer) FetchChangesMany(ctx context.Context, req *pb.FetchChangesManyRequest) (*pb.FetchChangesManyResponse, error) {
+	in := connector.FetchChangesManyRequest{Session: sessionFromPB(req.GetSession())}
+	for _, r := range req.GetRequests() {
+		in.Requests = append(in.Requests, connector.FetchChangesRequest{Object: r.GetObject(), Fields: r.GetFields(),
+			Cursor: r.GetCursor(), Since: timeFromPB(r.GetSince()), PageSize: int(r.GetPageSize())})
+	}
+	resp, err := s.impl.FetchChangesMany(ctx, in)
+	if err != nil {
+		return nil, errorToStatus(err)
+	}
+	out := &pb.FetchChangesManyResponse{Meta: metaToPB(resp.Meta)}
+	for _, r := range resp.Results {
+		recs, err := recordsToPB(r.Records)
+		if err != nil {
+			return nil, errorToStatus(err)
+		}
+		out.Results = append(out.Results, &pb.FetchChangesResponse{Records: recs, NextCursor: r.NextCursor, More: r.More})
+	}
+	return out, nil
+}
+
+var _ connector.ManyChangeFetcher = (*remote)(nil)
+
+// FetchChangesMany implements connector.ManyChangeFetcher; it fails with
+// connector.ErrUnsupported when the plugin cannot pack (the caller then
+// reads object by object).
+func (r *remote) FetchChangesMany(ctx context.Context, req connector.FetchChangesManyRequest) (*connector.FetchChangesManyResponse, error) {
+	in := &pb.FetchChangesManyRequest{Session: sessionToPB(req.Session)}
+	for _, q := range req.Requests {
+		in.Requests = append(in.Requests, &pb.FetchChangesRequest{Object: q.Object, Fields: q.Fields, Cursor: q.Cursor,
+			Since: timeToPB(q.Since), PageSize: int64(q.PageSize)})
+	}
+	p, err := r.host.process(ctx, r.name)
+	if err != nil {
+		return nil, fmt.Errorf("connector %s FetchChangesMany: %w", r.name, err)
+	}
+	cl, ok := p.rpc.(clients)
+	if !ok {
+		return nil, connector.Errorf(connector.KindUnsupported, "connector %s: this host cannot pack change fetches", r.name)
+	}
+	resp, err := cl.feed.FetchChangesMany(ctx, in)
+	if status.Code(err) == codes.Unimplemented {
+		return nil, connector.Errorf(connector.KindUnsupported, "connector %s cannot pack change fetches", r.name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("connector %s FetchChangesMany: %w", r.name, r.host.failed(ctx, r.name, p, "FetchChangesMany", err))
+	}
+	out := &connector.FetchChangesManyResponse{Meta: metaFromPB(resp.GetMeta())}
+	for _, res := range resp.GetResults() {
+		recs, err := recordsFromPB(res.GetRecords())
+		if err != nil {
+			return nil, fmt.Errorf("connector %s FetchChangesMany: %w", r.name, err)
+		}
+		out.Results = append(out.Results, connector.FetchChangesResponse{Records: recs, NextCursor: res.GetNextCursor(), More: res.GetMore()})
+	}
+	return out, nil
 }
 
 type streamServer struct {

@@ -145,7 +145,7 @@ func (c *Connector) static() *connector.Description {
 			{Name: "identityUrl", Description: "Cached identity URL (…/id/{orgId}/{userId}); filled in by the connector.", Secret: true},
 			{Name: "userId", Description: "Cached id of the integration user; filled in by the connector.", Secret: true},
 		},
-		Capabilities: []connector.Capability{connector.CapabilityFetchChanges, connector.CapabilityUpsert, connector.CapabilityFetchMany, connector.CapabilityStreamChanges},
+		Capabilities: []connector.Capability{connector.CapabilityFetchChanges, connector.CapabilityUpsert, connector.CapabilityFetchMany, connector.CapabilityStreamChanges, connector.CapabilityFetchChangesMany},
 	}
 }
 

@@ -53,9 +53,10 @@ type Connector struct {
 }
 
 var (
-	_ connector.Connector     = (*Connector)(nil)
-	_ connector.ChangeFetcher = (*Connector)(nil)
-	_ connector.BatchFetcher  = (*Connector)(nil)
+	_ connector.Connector         = (*Connector)(nil)
+	_ connector.ChangeFetcher     = (*Connector)(nil)
+	_ connector.BatchFetcher      = (*Connector)(nil)
+	_ connector.ManyChangeFetcher = (*Connector)(nil)
 )
 
 // Option configures a Connector.

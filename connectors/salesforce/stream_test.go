@@ -235,3 +235,30 @@ func TestStreamThroughPluginProcess(t *testing.T) {
 		func(context.Context, *connector.ChangeBatch) error { return nil })
 	require.ErrorIs(t, err, connector.ErrUnsupported)
 }
+
+// TestFetchChangesManyThroughPluginProcess: the packed change fetch crosses
+// the plugin boundary as one call.
+func TestFetchChangesManyThroughPluginProcess(t *testing.T) {
+	t.Parallel()
+	b := setupStream(t)
+	_, err := b.sf.Insert("Lead", map[string]any{"LastName": "Ng", "Company": "Acme", "Email": "ng@example.com"})
+	require.NoError(t, err)
+	mf, ok := pluginConnector(t).(connector.ManyChangeFetcher)
+	require.True(t, ok)
+	b.sf.ResetRequestLog()
+	resp, err := mf.FetchChangesMany(context.Background(), connector.FetchChangesManyRequest{Session: b.sess, Requests: []connector.FetchChangesRequest{
+		{Object: "Account", Fields: []string{"Name"}}, {Object: "Lead", Fields: []string{"Email"}}, {Object: "Contact", Fields: []string{"Email"}}}})
+	require.NoError(t, err)
+	require.Len(t, resp.Results, 3)
+	require.Empty(t, resp.Results[0].Records)
+	require.Len(t, resp.Results[1].Records, 1)
+	require.Equal(t, "ng@example.com", resp.Results[1].Records[0].Fields["Email"])
+	require.NotEmpty(t, resp.Results[2].NextCursor)
+	composite := 0
+	for _, r := range b.sf.RequestLog() {
+		if r.Path == "/services/data/v62.0/composite" {
+			composite++
+		}
+	}
+	require.Equal(t, 1, composite)
+}

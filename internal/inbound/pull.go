@@ -120,9 +120,22 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	var stop engine.PauseReason
 	var stopDetail string
 	if callErr = r.describe(ctx, readable); callErr == nil {
+		var packed map[string]*connector.FetchChangesResponse
+		if many, ok := r.crm.(connector.ManyChangeFetcher); ok && len(readable) > 1 {
+			packed, stop, stopDetail, callErr = r.fetchPacked(ctx, many, readable)
+		}
 		for _, pl := range readable {
+			if callErr != nil || stop != engine.PauseNone {
+				break
+			}
+			if page := packed[pl.object]; page != nil {
+				r.pages++
+				if callErr = r.applyPage(ctx, pl, page.Records, page.NextCursor); callErr != nil || !page.More {
+					continue
+				}
+			}
 			stop, stopDetail, callErr = r.pullObject(ctx, fetcher, pl)
-			if callErr != nil || stop != engine.PauseNone || r.more {
+			if r.more {
 				break
 			}
 		}
@@ -201,6 +214,39 @@ func (r *run) pullObject(ctx context.Context, fetcher connector.ChangeFetcher, p
 			return engine.PauseNone, "", nil
 		}
 	}
+}
+
+// fetchPacked reads the first page of every pulled object in one call
+// (the connector packs the queries): an idle pull costs one call. It
+// answers nil pages when the connector cannot pack (each object is then
+// read on its own).
+func (r *run) fetchPacked(ctx context.Context, many connector.ManyChangeFetcher, readable []objectPlan) (map[string]*connector.FetchChangesResponse, engine.PauseReason, string, error) {
+	if reason, detail, err := r.checkBudget(ctx); err != nil || reason != engine.PauseNone {
+		return nil, reason, detail, err
+	}
+	req := connector.FetchChangesManyRequest{Session: r.meter.Session}
+	for _, pl := range readable {
+		cursor, err := loadCursor(ctx, r.p.db, r.c, pl.object)
+		if err != nil {
+			return nil, engine.PauseNone, "", err
+		}
+		req.Requests = append(req.Requests, connector.FetchChangesRequest{Object: pl.object, Fields: r.fields[pl.object], Cursor: cursor, PageSize: r.p.cfg.PageSize})
+	}
+	resp, err := many.FetchChangesMany(ctx, req)
+	if errors.Is(err, connector.ErrUnsupported) {
+		return nil, engine.PauseNone, "", nil
+	}
+	if err := r.observe(ctx, "fetch changes", connection.MetaOf(resp), err); err != nil {
+		return nil, engine.PauseNone, "", err
+	}
+	if len(resp.Results) != len(readable) {
+		return nil, engine.PauseNone, "", fmt.Errorf("connector %s answered %d of %d change pages", r.c.Connector, len(resp.Results), len(readable))
+	}
+	out := map[string]*connector.FetchChangesResponse{}
+	for i, pl := range readable {
+		out[pl.object] = &resp.Results[i]
+	}
+	return out, engine.PauseNone, "", nil
 }
 
 // checkBudget stops before a page that would cross crmsync's own daily

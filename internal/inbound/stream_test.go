@@ -304,3 +304,34 @@ func TestStreamFallsBackToPollingWhenCDCIsOff(t *testing.T) {
 		require.Equal(t, "Polled", b.rec(t, record.TypeContact, "c").Fields["title"].Value)
 	})
 }
+
+// TestPackedPullsCostOneCallWhenIdle: the pull packs its per-object
+// queries into one /composite call, so an idle pull costs one call, and a
+// pull with changes applies them as before.
+func TestPackedPullsCostOneCallWhenIdle(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setupWith(t, bdb, inbound.Config{}, backendSffake)
+		b.setMode(t, record.TypeContact, "title", "Title", prefs.TwoWay)
+		lead := b.syncedContact(t, "c", "ada@example.com")
+		// (Within the describe cache's 15 minutes: a describe refresh costs
+		// its own calls.)
+		for range 3 {
+			b.clock.Advance(time.Minute)
+			b.sf.ResetRequestLog()
+			res := b.pull(t)
+			require.Nil(t, res.Batch)
+			require.Equal(t, 1, res.Calls)
+			_, calls := b.restCalls()
+			require.Equal(t, 1, calls, "one /composite call for Account, Lead and Contact")
+		}
+		b.side.edit(t, "Lead", lead, map[string]any{"Title": "Packed"})
+		b.clock.Advance(time.Minute)
+		b.sf.ResetRequestLog()
+		res := b.pull(t)
+		require.NotNil(t, res.Batch)
+		require.Equal(t, 1, res.Calls)
+		require.Equal(t, "Packed", b.rec(t, record.TypeContact, "c").Fields["title"].Value)
+	})
+}

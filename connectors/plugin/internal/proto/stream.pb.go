@@ -27,6 +27,110 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type FetchChangesManyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       *Session               `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Requests      []*FetchChangesRequest `protobuf:"bytes,2,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchChangesManyRequest) Reset() {
+	*x = FetchChangesManyRequest{}
+	mi := &file_stream_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchChangesManyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchChangesManyRequest) ProtoMessage() {}
+
+func (x *FetchChangesManyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchChangesManyRequest.ProtoReflect.Descriptor instead.
+func (*FetchChangesManyRequest) Descriptor() ([]byte, []int) {
+	return file_stream_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *FetchChangesManyRequest) GetSession() *Session {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *FetchChangesManyRequest) GetRequests() []*FetchChangesRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+type FetchChangesManyResponse struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Results       []*FetchChangesResponse `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	Meta          *Meta                   `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchChangesManyResponse) Reset() {
+	*x = FetchChangesManyResponse{}
+	mi := &file_stream_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchChangesManyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchChangesManyResponse) ProtoMessage() {}
+
+func (x *FetchChangesManyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchChangesManyResponse.ProtoReflect.Descriptor instead.
+func (*FetchChangesManyResponse) Descriptor() ([]byte, []int) {
+	return file_stream_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *FetchChangesManyResponse) GetResults() []*FetchChangesResponse {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *FetchChangesManyResponse) GetMeta() *Meta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
 type StreamSubscribeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Session       *Session               `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
@@ -40,7 +144,7 @@ type StreamSubscribeRequest struct {
 
 func (x *StreamSubscribeRequest) Reset() {
 	*x = StreamSubscribeRequest{}
-	mi := &file_stream_proto_msgTypes[0]
+	mi := &file_stream_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -52,7 +156,7 @@ func (x *StreamSubscribeRequest) String() string {
 func (*StreamSubscribeRequest) ProtoMessage() {}
 
 func (x *StreamSubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_proto_msgTypes[0]
+	mi := &file_stream_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -65,7 +169,7 @@ func (x *StreamSubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamSubscribeRequest.ProtoReflect.Descriptor instead.
 func (*StreamSubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_stream_proto_rawDescGZIP(), []int{0}
+	return file_stream_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *StreamSubscribeRequest) GetSession() *Session {
@@ -114,7 +218,7 @@ type StreamChangeBatch struct {
 
 func (x *StreamChangeBatch) Reset() {
 	*x = StreamChangeBatch{}
-	mi := &file_stream_proto_msgTypes[1]
+	mi := &file_stream_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -126,7 +230,7 @@ func (x *StreamChangeBatch) String() string {
 func (*StreamChangeBatch) ProtoMessage() {}
 
 func (x *StreamChangeBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_proto_msgTypes[1]
+	mi := &file_stream_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -139,7 +243,7 @@ func (x *StreamChangeBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamChangeBatch.ProtoReflect.Descriptor instead.
 func (*StreamChangeBatch) Descriptor() ([]byte, []int) {
-	return file_stream_proto_rawDescGZIP(), []int{1}
+	return file_stream_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *StreamChangeBatch) GetEvents() []*StreamChangeEvent {
@@ -181,7 +285,7 @@ type StreamChangeEvent struct {
 
 func (x *StreamChangeEvent) Reset() {
 	*x = StreamChangeEvent{}
-	mi := &file_stream_proto_msgTypes[2]
+	mi := &file_stream_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -193,7 +297,7 @@ func (x *StreamChangeEvent) String() string {
 func (*StreamChangeEvent) ProtoMessage() {}
 
 func (x *StreamChangeEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_proto_msgTypes[2]
+	mi := &file_stream_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -206,7 +310,7 @@ func (x *StreamChangeEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamChangeEvent.ProtoReflect.Descriptor instead.
 func (*StreamChangeEvent) Descriptor() ([]byte, []int) {
-	return file_stream_proto_rawDescGZIP(), []int{2}
+	return file_stream_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StreamChangeEvent) GetKind() string {
@@ -276,7 +380,13 @@ var File_stream_proto protoreflect.FileDescriptor
 
 const file_stream_proto_rawDesc = "" +
 	"\n" +
-	"\fstream.proto\x12\x14crmsync.connector.v1\x1a\x0fconnector.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb7\x01\n" +
+	"\fstream.proto\x12\x14crmsync.connector.v1\x1a\x0fconnector.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x01\n" +
+	"\x17FetchChangesManyRequest\x127\n" +
+	"\asession\x18\x01 \x01(\v2\x1d.crmsync.connector.v1.SessionR\asession\x12E\n" +
+	"\brequests\x18\x02 \x03(\v2).crmsync.connector.v1.FetchChangesRequestR\brequests\"\x90\x01\n" +
+	"\x18FetchChangesManyResponse\x12D\n" +
+	"\aresults\x18\x01 \x03(\v2*.crmsync.connector.v1.FetchChangesResponseR\aresults\x12.\n" +
+	"\x04meta\x18\x02 \x01(\v2\x1a.crmsync.connector.v1.MetaR\x04meta\"\xb7\x01\n" +
 	"\x16StreamSubscribeRequest\x127\n" +
 	"\asession\x18\x01 \x01(\v2\x1d.crmsync.connector.v1.SessionR\asession\x12\x16\n" +
 	"\x06object\x18\x02 \x01(\tR\x06object\x12\x18\n" +
@@ -300,7 +410,10 @@ const file_stream_proto_rawDesc = "" +
 	"\x03own\x18\b \x01(\bR\x03own\x12\x16\n" +
 	"\x06reason\x18\t \x01(\tR\x06reason2t\n" +
 	"\fChangeStream\x12d\n" +
-	"\tSubscribe\x12,.crmsync.connector.v1.StreamSubscribeRequest\x1a'.crmsync.connector.v1.StreamChangeBatch0\x01BIZGgithub.com/crmsync/crmsync/connectors/plugin/internal/proto;connectorv1b\x06proto3"
+	"\tSubscribe\x12,.crmsync.connector.v1.StreamSubscribeRequest\x1a'.crmsync.connector.v1.StreamChangeBatch0\x012\x7f\n" +
+	"\n" +
+	"ChangeFeed\x12q\n" +
+	"\x10FetchChangesMany\x12-.crmsync.connector.v1.FetchChangesManyRequest\x1a..crmsync.connector.v1.FetchChangesManyResponseBIZGgithub.com/crmsync/crmsync/connectors/plugin/internal/proto;connectorv1b\x06proto3"
 
 var (
 	file_stream_proto_rawDescOnce sync.Once
@@ -314,27 +427,37 @@ func file_stream_proto_rawDescGZIP() []byte {
 	return file_stream_proto_rawDescData
 }
 
-var file_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_stream_proto_goTypes = []any{
-	(*StreamSubscribeRequest)(nil), // 0: crmsync.connector.v1.StreamSubscribeRequest
-	(*StreamChangeBatch)(nil),      // 1: crmsync.connector.v1.StreamChangeBatch
-	(*StreamChangeEvent)(nil),      // 2: crmsync.connector.v1.StreamChangeEvent
-	(*Session)(nil),                // 3: crmsync.connector.v1.Session
-	(*Meta)(nil),                   // 4: crmsync.connector.v1.Meta
-	(*timestamppb.Timestamp)(nil),  // 5: google.protobuf.Timestamp
+	(*FetchChangesManyRequest)(nil),  // 0: crmsync.connector.v1.FetchChangesManyRequest
+	(*FetchChangesManyResponse)(nil), // 1: crmsync.connector.v1.FetchChangesManyResponse
+	(*StreamSubscribeRequest)(nil),   // 2: crmsync.connector.v1.StreamSubscribeRequest
+	(*StreamChangeBatch)(nil),        // 3: crmsync.connector.v1.StreamChangeBatch
+	(*StreamChangeEvent)(nil),        // 4: crmsync.connector.v1.StreamChangeEvent
+	(*Session)(nil),                  // 5: crmsync.connector.v1.Session
+	(*FetchChangesRequest)(nil),      // 6: crmsync.connector.v1.FetchChangesRequest
+	(*FetchChangesResponse)(nil),     // 7: crmsync.connector.v1.FetchChangesResponse
+	(*Meta)(nil),                     // 8: crmsync.connector.v1.Meta
+	(*timestamppb.Timestamp)(nil),    // 9: google.protobuf.Timestamp
 }
 var file_stream_proto_depIdxs = []int32{
-	3, // 0: crmsync.connector.v1.StreamSubscribeRequest.session:type_name -> crmsync.connector.v1.Session
-	2, // 1: crmsync.connector.v1.StreamChangeBatch.events:type_name -> crmsync.connector.v1.StreamChangeEvent
-	4, // 2: crmsync.connector.v1.StreamChangeBatch.meta:type_name -> crmsync.connector.v1.Meta
-	5, // 3: crmsync.connector.v1.StreamChangeEvent.committed_at:type_name -> google.protobuf.Timestamp
-	0, // 4: crmsync.connector.v1.ChangeStream.Subscribe:input_type -> crmsync.connector.v1.StreamSubscribeRequest
-	1, // 5: crmsync.connector.v1.ChangeStream.Subscribe:output_type -> crmsync.connector.v1.StreamChangeBatch
-	5, // [5:6] is the sub-list for method output_type
-	4, // [4:5] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	5,  // 0: crmsync.connector.v1.FetchChangesManyRequest.session:type_name -> crmsync.connector.v1.Session
+	6,  // 1: crmsync.connector.v1.FetchChangesManyRequest.requests:type_name -> crmsync.connector.v1.FetchChangesRequest
+	7,  // 2: crmsync.connector.v1.FetchChangesManyResponse.results:type_name -> crmsync.connector.v1.FetchChangesResponse
+	8,  // 3: crmsync.connector.v1.FetchChangesManyResponse.meta:type_name -> crmsync.connector.v1.Meta
+	5,  // 4: crmsync.connector.v1.StreamSubscribeRequest.session:type_name -> crmsync.connector.v1.Session
+	4,  // 5: crmsync.connector.v1.StreamChangeBatch.events:type_name -> crmsync.connector.v1.StreamChangeEvent
+	8,  // 6: crmsync.connector.v1.StreamChangeBatch.meta:type_name -> crmsync.connector.v1.Meta
+	9,  // 7: crmsync.connector.v1.StreamChangeEvent.committed_at:type_name -> google.protobuf.Timestamp
+	2,  // 8: crmsync.connector.v1.ChangeStream.Subscribe:input_type -> crmsync.connector.v1.StreamSubscribeRequest
+	0,  // 9: crmsync.connector.v1.ChangeFeed.FetchChangesMany:input_type -> crmsync.connector.v1.FetchChangesManyRequest
+	3,  // 10: crmsync.connector.v1.ChangeStream.Subscribe:output_type -> crmsync.connector.v1.StreamChangeBatch
+	1,  // 11: crmsync.connector.v1.ChangeFeed.FetchChangesMany:output_type -> crmsync.connector.v1.FetchChangesManyResponse
+	10, // [10:12] is the sub-list for method output_type
+	8,  // [8:10] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_stream_proto_init() }
@@ -349,9 +472,9 @@ func file_stream_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stream_proto_rawDesc), len(file_stream_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   5,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_stream_proto_goTypes,
 		DependencyIndexes: file_stream_proto_depIdxs,

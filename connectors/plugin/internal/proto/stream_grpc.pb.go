@@ -137,3 +137,111 @@ var ChangeStream_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "stream.proto",
 }
+
+const (
+	ChangeFeed_FetchChangesMany_FullMethodName = "/crmsync.connector.v1.ChangeFeed/FetchChangesMany"
+)
+
+// ChangeFeedClient is the client API for ChangeFeed service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// ChangeFeed packs several objects' change pages into one CRM call
+// (connector.ManyChangeFetcher), served when the connector can.
+type ChangeFeedClient interface {
+	FetchChangesMany(ctx context.Context, in *FetchChangesManyRequest, opts ...grpc.CallOption) (*FetchChangesManyResponse, error)
+}
+
+type changeFeedClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewChangeFeedClient(cc grpc.ClientConnInterface) ChangeFeedClient {
+	return &changeFeedClient{cc}
+}
+
+func (c *changeFeedClient) FetchChangesMany(ctx context.Context, in *FetchChangesManyRequest, opts ...grpc.CallOption) (*FetchChangesManyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FetchChangesManyResponse)
+	err := c.cc.Invoke(ctx, ChangeFeed_FetchChangesMany_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ChangeFeedServer is the server API for ChangeFeed service.
+// All implementations must embed UnimplementedChangeFeedServer
+// for forward compatibility.
+//
+// ChangeFeed packs several objects' change pages into one CRM call
+// (connector.ManyChangeFetcher), served when the connector can.
+type ChangeFeedServer interface {
+	FetchChangesMany(context.Context, *FetchChangesManyRequest) (*FetchChangesManyResponse, error)
+	mustEmbedUnimplementedChangeFeedServer()
+}
+
+// UnimplementedChangeFeedServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedChangeFeedServer struct{}
+
+func (UnimplementedChangeFeedServer) FetchChangesMany(context.Context, *FetchChangesManyRequest) (*FetchChangesManyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FetchChangesMany not implemented")
+}
+func (UnimplementedChangeFeedServer) mustEmbedUnimplementedChangeFeedServer() {}
+func (UnimplementedChangeFeedServer) testEmbeddedByValue()                    {}
+
+// UnsafeChangeFeedServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to ChangeFeedServer will
+// result in compilation errors.
+type UnsafeChangeFeedServer interface {
+	mustEmbedUnimplementedChangeFeedServer()
+}
+
+func RegisterChangeFeedServer(s grpc.ServiceRegistrar, srv ChangeFeedServer) {
+	// If the following call panics, it indicates UnimplementedChangeFeedServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&ChangeFeed_ServiceDesc, srv)
+}
+
+func _ChangeFeed_FetchChangesMany_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FetchChangesManyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChangeFeedServer).FetchChangesMany(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChangeFeed_FetchChangesMany_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChangeFeedServer).FetchChangesMany(ctx, req.(*FetchChangesManyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// ChangeFeed_ServiceDesc is the grpc.ServiceDesc for ChangeFeed service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var ChangeFeed_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "crmsync.connector.v1.ChangeFeed",
+	HandlerType: (*ChangeFeedServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "FetchChangesMany",
+			Handler:    _ChangeFeed_FetchChangesMany_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "stream.proto",
+}
