@@ -108,6 +108,9 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	if err := a.registry.Register(metrics.NewCollector(bdb, logger)); err != nil {
 		return nil, fmt.Errorf("register sync state metrics: %w", err)
 	}
+	if err := a.registry.Register(inbound.NewStreamCollector(bdb, logger)); err != nil {
+		return nil, fmt.Errorf("register inbound stream metrics: %w", err)
+	}
 	a.plugins, err = plugin.NewHost(plugin.HostConfig{Logger: logger, External: pluginExternals(external), OnRestart: observer.PluginRestarted})
 	if err != nil {
 		return nil, err

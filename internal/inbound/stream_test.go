@@ -2,10 +2,13 @@ package inbound_test
 
 import (
 	"context"
+	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
@@ -151,6 +154,39 @@ func TestStreamAppliesRepEditsWithoutEchoOrPolling(t *testing.T) {
 		st := b.state(t)
 		require.Equal(t, inbound.ModeStreaming, st.Mode)
 		require.False(t, st.LastCommitAt.IsZero())
+		mode, _ := st.Effective(time.Now())
+		require.Equal(t, inbound.ModeStreaming, mode)
+		require.Equal(t, inbound.ModePolling, func() inbound.Mode { m, _ := st.Effective(time.Now().Add(time.Hour)); return m }(),
+			"a stream whose lease ran out is not streaming")
+
+		// The metrics: mode, lag, events consumed.
+		reg := prometheus.NewRegistry()
+		require.NoError(t, reg.Register(inbound.NewStreamCollector(b.db, slog.New(slog.DiscardHandler))))
+		families, err := reg.Gather()
+		require.NoError(t, err)
+		got := map[string]float64{}
+		for _, f := range families {
+			for _, m := range f.GetMetric() {
+				ws, mode := "", ""
+				for _, l := range m.GetLabel() {
+					switch l.GetName() {
+					case "workspace":
+						ws = l.GetValue()
+					case "mode":
+						mode = l.GetValue()
+					}
+				}
+				if ws != strconv.FormatInt(b.ws, 10) {
+					continue
+				}
+				v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
+				got[f.GetName()+mode] = v
+			}
+		}
+		require.Equal(t, 1.0, got["crmsync_inbound_modeSTREAMING"])
+		require.Equal(t, 0.0, got["crmsync_inbound_modePOLLING"])
+		require.GreaterOrEqual(t, got["crmsync_inbound_stream_events_total"], 3.0)
+		require.Contains(t, got, "crmsync_inbound_stream_lag_seconds")
 	})
 }
 

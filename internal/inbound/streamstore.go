@@ -46,6 +46,15 @@ type StreamState struct {
 	LastCommitAt time.Time `bun:"-"`
 }
 
+// Effective is the mode and reason as of now: a stream whose lease ran out
+// (its replica stopped) is not streaming, whatever its row last said.
+func (st *StreamState) Effective(now time.Time) (Mode, string) {
+	if st.Mode != ModePolling && (st.LeaseUntil.IsZero() || !st.LeaseUntil.Time.After(now)) {
+		return ModePolling, "the stream is not running (its replica stopped); pulling until it restarts"
+	}
+	return st.Mode, st.Reason
+}
+
 func loadPosition(ctx context.Context, db bun.IDB, c *connection.Connection, object string) (string, error) {
 	var row positionRow
 	err := db.NewSelect().Model(&row).Where("workspace_id = ? AND crm_object = ?", c.WorkspaceID, object).Scan(ctx)

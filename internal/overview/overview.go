@@ -12,6 +12,7 @@ import (
 
 	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/engine"
+	"github.com/crmsync/crmsync/internal/inbound"
 	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/synclog"
@@ -35,6 +36,9 @@ type Overview struct {
 	PauseReason      engine.PauseReason
 	ConnectionStatus connection.Status // "" when not connected
 	LastBatchAt      time.Time
+
+	// Inbound is how changes come in (streaming or polling and why).
+	Inbound *inbound.StreamState
 }
 
 // Get computes the workspace's overview at now.
@@ -49,6 +53,9 @@ func Get(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (Ove
 		return o, err
 	}
 	if o.LastBatchAt, err = synclog.Latest(ctx, db, workspaceID); err != nil {
+		return o, err
+	}
+	if o.Inbound, err = inbound.LoadStreamState(ctx, db, workspaceID); err != nil {
 		return o, err
 	}
 	c, err := connection.NewStore(db, nil).Get(ctx, workspaceID)
