@@ -40,15 +40,15 @@ import (
 
 // Options are the bench command's settings (see `crmsync bench --help`).
 type Options struct {
-	Scenario   string        // burst, trickle, backlog, limit or ingest (see docs/benchmarks.md)
+	Scenario   string        // burst, trickle, backlog, limit, ingest or inbound (see docs/benchmarks.md)
 	JSON       bool          // print the report as JSON
 	Latency    time.Duration // latency the fake Salesforce adds to every call
 	Changes    int           // changes to send (0: the scenario's default)
 	Records    int           // distinct records they touch (0: the scenario's default)
 	Clients    int           // ingest: concurrent GraphQL clients
 	Duration   time.Duration // ingest: how long each batch size is measured
-	Rate       float64       // trickle: changes per second on average (Poisson arrivals)
-	For        time.Duration // trickle: how long changes arrive
+	Rate       float64       // trickle, inbound: changes per second on average (Poisson arrivals)
+	For        time.Duration // trickle, inbound: how long changes arrive
 	Interval   time.Duration // the flush interval (and the fixed schedule's tick in trickle)
 	CPUProfile string        // write a CPU profile of the whole run to this file
 	MemProfile string        // write a heap profile of the whole run to this file at the end
@@ -96,6 +96,7 @@ type Report struct {
 	Lost            int     `json:"lost"`
 
 	Ingest  []IngestResult  `json:"ingest,omitempty"`
+	Inbound *InboundResult  `json:"inbound,omitempty"`
 	Trickle []TrickleResult `json:"trickle,omitempty"`
 }
 
@@ -115,14 +116,14 @@ var errBenchDone = errors.New("bench done")
 // serve runs, the fake org on loopback and the Salesforce connector as a
 // plugin process. It prints the report to stdout and progress to stderr.
 func Run(c Options, global config.Global, serve Serve, stdout, stderr io.Writer) error {
-	defaults := map[string][2]int{"burst": {20_000, 2_000}, "trickle": {0, 200}, "backlog": {100_000, 20_000}, "limit": {2_000, 500}, "ingest": {0, 2_000}}
+	defaults := map[string][2]int{"burst": {20_000, 2_000}, "trickle": {0, 200}, "backlog": {100_000, 20_000}, "limit": {2_000, 500}, "ingest": {0, 2_000}, "inbound": {0, inboundLeads}}
 	if c.Changes == 0 {
 		c.Changes = defaults[c.Scenario][0] // ingest counts what its clients send
 	}
 	if c.Records == 0 {
 		c.Records = defaults[c.Scenario][1]
 	}
-	if c.Records < 3 || (c.Scenario != "ingest" && c.Scenario != "trickle" && c.Changes < c.Records) {
+	if c.Records < 3 || (c.Scenario != "ingest" && c.Scenario != "trickle" && c.Scenario != "inbound" && c.Changes < c.Records) {
 		return fmt.Errorf("bench: need at least 3 records and as many changes as records (got %d changes, %d records)", c.Changes, c.Records)
 	}
 	if c.CPUProfile != "" {
@@ -157,6 +158,14 @@ func Run(c Options, global config.Global, serve Serve, stdout, stderr io.Writer)
 	fake := &http.Server{Handler: org, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = fake.Serve(ln) }()
 	defer fake.Close()
+	if c.Scenario == "inbound" {
+		pln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("bench: listen for the fake Pub/Sub API: %w", err)
+		}
+		org.ServePubSub(pln)
+		defer org.StopPubSub()
+	}
 
 	global.DataDir = dir
 	if global.LogLevel == "info" {
@@ -164,7 +173,7 @@ func Run(c Options, global config.Global, serve Serve, stdout, stderr io.Writer)
 	}
 	cfg := config.Server{Listen: "127.0.0.1:0", ShutdownTimeout: 8 * time.Second,
 		// No sweep: it would flush the trickle's fixed-schedule workspace.
-		Sync: config.Sync{FlushInterval: c.Interval, PullInterval: time.Hour, SweepInterval: time.Hour}}
+		Sync: config.Sync{FlushInterval: c.Interval, PullInterval: time.Hour, SweepInterval: time.Hour, Streaming: c.Scenario == "inbound"}}
 	var report *Report
 	err = serve(global, cfg, func(ctx context.Context, a *Server) error {
 		b := &bench{cmd: c, a: a, org: org, orgURL: "http://" + ln.Addr().String(), progress: newProgress(stderr), dir: dir}
@@ -231,6 +240,8 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 		err = b.ingestHTTP(ctx, r)
 	case "trickle":
 		err = b.trickle(ctx, r)
+	case "inbound":
+		err = b.inbound(ctx, r)
 	default:
 		err = b.burst(ctx, r)
 	}
@@ -240,8 +251,8 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 	if r.APICalls > 0 && b.cmd.Scenario != "trickle" { // two workspaces got the same changes
 		r.PerCall = float64(r.Changes) / float64(r.APICalls)
 	}
-	if b.cmd.Scenario == "trickle" {
-		return r, nil // counted its own lost changes, on two workspaces
+	if b.cmd.Scenario == "trickle" || b.cmd.Scenario == "inbound" {
+		return r, nil // counted its own lost changes
 	}
 	lost, err := b.lost()
 	r.Lost = lost
@@ -646,6 +657,12 @@ func printReport(w io.Writer, r *Report, asJSON bool) error {
 	for _, tr := range r.Trickle {
 		row("trickle, "+tr.Schedule, fmt.Sprintf("latency p50 %.2fs, p95 %.2fs, p99 %.2fs, max %.2fs; %d changes (%d applied), %d flushes, %d API calls (%.0f/hour)",
 			tr.P50MS/1000, tr.P95MS/1000, tr.P99MS/1000, tr.MaxMS/1000, tr.Changes, tr.Applied, tr.Flushes, tr.Calls, tr.CallsPerHour))
+	}
+	if in := r.Inbound; in != nil {
+		row("inbound rep edits (applied)", fmt.Sprintf("%d (%d)", in.Edits, in.Applied))
+		row("commit → visible", fmt.Sprintf("p50 %.0f ms, p99 %.0f ms, max %.0f ms", in.P50MS, in.P99MS, in.MaxMS))
+		row("REST calls while streaming", in.RESTCalls)
+		row("REST calls, idle as long", in.IdleCalls)
 	}
 	if r.Scenario == "limit" {
 		row("calls after the first limit error", r.CallsAfterLimit)
