@@ -115,6 +115,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		"BadCredentials":   testBadCredentials,
 		"EditAsOtherUser":  testEditAsOtherUser,
 		"ConcurrentWrites": testConcurrentWrites,
+		"StreamChanges":    testStreamChanges,
 	}
 	for _, name := range slices.Sorted(maps.Keys(tests)) {
 		t.Run(name, func(t *testing.T) {

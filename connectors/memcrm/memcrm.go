@@ -199,7 +199,7 @@ func (c *CRM) description() *connector.Description {
 			{Name: "faults", Description: "Fault knobs: latency, error_rate, crash_on, records (see memcrm.Faults)."},
 			{Name: "token", Description: "API token; must equal the CRM's token.", Required: true, Secret: true},
 		},
-		Capabilities: []connector.Capability{connector.CapabilityFetchChanges, connector.CapabilityUpsert, connector.CapabilityFetchMany},
+		Capabilities: []connector.Capability{connector.CapabilityFetchChanges, connector.CapabilityUpsert, connector.CapabilityFetchMany, connector.CapabilityStreamChanges},
 	}
 }
 

@@ -34,6 +34,7 @@ func fakeSession(sf *sffake.Server, cfg ...func(*salesforce.Config)) connector.S
 // conformance runs connectortest against a connector talking to sffake.
 func conformance(t *testing.T, c connector.Connector) {
 	sf := sffake.Start(t)
+	pubsub := "http://" + sf.StartPubSub(t)
 	slow := sffake.Start(t, sffake.Options{Latency: 2 * time.Second})
 	revoked := sf.IssueRefreshToken(sf.IntegrationUserID())
 	sf.RevokeRefreshToken(revoked)
@@ -43,7 +44,7 @@ func conformance(t *testing.T, c connector.Connector) {
 	connectortest.Run(t, func(t *testing.T) connectortest.Harness {
 		return connectortest.Harness{
 			Connector:      c,
-			Session:        fakeSession(sf),
+			Session:        fakeSession(sf, func(c *salesforce.Config) { c.PubSubEndpoint = pubsub }),
 			BadCredentials: bad,
 			SlowSession:    &slowSession,
 			EditAsOtherUser: func(ctx context.Context, object, id string, fields map[string]any) error {
