@@ -72,9 +72,13 @@ func (p *Puller) Stream(ctx context.Context, workspaceID int64) error {
 	}
 	defer release()
 	err = p.streamAll(ctx, c, crm, cs)
-	if ctx.Err() != nil && context.Cause(ctx) == ctx.Err() {
-		// Stopped from outside (shutdown): the next replica to stream
-		// resumes from the stored positions.
+	if ctx.Err() != nil {
+		// Stopped from outside (shutdown), or the lease was lost: the next
+		// holder of the lease owns the state and resumes from the stored
+		// positions; meanwhile the lapsed lease shows POLLING.
+		if cause := context.Cause(ctx); !errors.Is(cause, context.Canceled) {
+			return cause
+		}
 		return nil
 	}
 	reason := "stream failed: " + errString(err)
