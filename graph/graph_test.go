@@ -161,8 +161,10 @@ func TestTransportsAndLimits(t *testing.T) {
 	})
 	t.Run("form post refused", func(t *testing.T) {
 		resp := srv.Do(t, http.MethodPost, "/graphql", token, "application/x-www-form-urlencoded", []byte(`query=%7Bviewer%7Bname%7D%7D`))
-		require.Equal(t, http.StatusBadRequest, resp.Status)
+		require.Equal(t, http.StatusUnsupportedMediaType, resp.Status)
 		require.Len(t, resp.Errors, 1)
+		require.Equal(t, "UNSUPPORTED_MEDIA_TYPE", resp.Errors[0].Code())
+		require.Contains(t, resp.Errors[0].Message, "send Content-Type: application/json")
 		requireNoData(t, resp)
 	})
 	t.Run("oversized body", func(t *testing.T) {
@@ -321,7 +323,7 @@ func TestIntrospectionOff(t *testing.T) {
 	t.Parallel()
 	bdb := dbtest.Open(t, db.SQLite)
 	svc := workspace.NewService(bdb)
-	h := graph.NewHandler(&graph.Resolver{Logger: slog.New(slog.DiscardHandler), DB: bdb, Workspaces: svc},
+	h := graph.NewHandler(graphtest.WithDB(&graph.Resolver{Logger: slog.New(slog.DiscardHandler), Workspaces: svc}, bdb),
 		graph.HandlerOptions{Logger: slog.New(slog.DiscardHandler), Authenticate: workspace.NewAuthenticator(svc, "").Authenticate})
 	ws, _, err := svc.Create(context.Background(), "Acme")
 	require.NoError(t, err)

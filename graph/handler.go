@@ -49,6 +49,10 @@ type HandlerOptions struct {
 // DefaultTokenRecheck is how often an open websocket's token is checked.
 const DefaultTokenRecheck = 30 * time.Second
 
+// DefaultWebsocketReadLimit is the largest websocket message read from a
+// client; a larger one closes the socket (1009, message too big).
+const DefaultWebsocketReadLimit = 1 << 20 // 1 MiB
+
 // NewExecutableSchema returns the executable schema over r, with the
 // directives wired.
 func NewExecutableSchema(r *Resolver) graphql.ExecutableSchema {
@@ -65,13 +69,20 @@ func NewExecutableSchema(r *Resolver) graphql.ExecutableSchema {
 // presenter; introspection as configured.
 func NewHandler(r *Resolver, opts HandlerOptions) *handler.Server {
 	srv := handler.New(NewExecutableSchema(r))
-	srv.AddTransport(transport.Websocket{
-		Implementation: transport.CoderWebsocketImplementation{
-			AcceptOptions: websocket.AcceptOptions{OriginPatterns: opts.AllowedOrigins},
+	readLimit := int64(DefaultWebsocketReadLimit)
+	srv.AddTransport(originChecked{
+		allowed: opts.AllowedOrigins,
+		Websocket: transport.Websocket{
+			Implementation: transport.CoderWebsocketImplementation{
+				// originChecked has compared scheme, host and port already;
+				// coder/websocket would compare the host only.
+				AcceptOptions: websocket.AcceptOptions{InsecureSkipVerify: true},
+			},
+			InitFunc:              websocketInit(opts.Authenticate, cmp.Or(opts.TokenRecheck, DefaultTokenRecheck)),
+			InitTimeout:           10 * time.Second,
+			KeepAlivePingInterval: 15 * time.Second,
+			PayloadReadLimit:      &readLimit,
 		},
-		InitFunc:              websocketInit(opts.Authenticate, cmp.Or(opts.TokenRecheck, DefaultTokenRecheck)),
-		InitTimeout:           10 * time.Second,
-		KeepAlivePingInterval: 15 * time.Second,
 	})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
@@ -87,7 +98,8 @@ func NewHandler(r *Resolver, opts HandlerOptions) *handler.Server {
 	}
 	srv.Use(extension.FixedComplexityLimit(cmpOr(opts.ComplexityLimit, DefaultComplexityLimit)))
 	srv.Use(DepthLimit{Max: cmpOr(opts.DepthLimit, DefaultDepthLimit)})
-	srv.Use(SelectionLimit{MaxFields: DefaultMaxFields, MaxAliases: DefaultMaxAliases})
+	srv.Use(DefaultSelectionLimit)
+	srv.Use(ErrorLimit{Max: DefaultMaxErrors})
 	return srv
 }
 
@@ -107,18 +119,48 @@ const websocketCloseUnauthenticated = 4403
 // missing token closes the socket.
 func websocketInit(authenticate func(context.Context, string) (context.Context, error), recheck time.Duration) transport.WebsocketInitFunc {
 	return func(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
-		token := workspace.BearerToken(payload.Authorization())
-		if token == "" {
-			token = payload.GetString("authToken")
+		refuse := func(reason string) (context.Context, *transport.InitPayload, error) {
+			ctx = transport.WithWebsocketCloseCode(ctx, websocketCloseUnauthenticated)
+			return transport.AppendCloseReason(ctx, reason), nil, workspace.ErrUnauthenticated
+		}
+		token, ok := initToken(payload)
+		if !ok {
+			return refuse("unauthenticated")
 		}
 		authCtx, err := authenticate(ctx, token)
 		if err != nil {
-			ctx = transport.WithWebsocketCloseCode(ctx, websocketCloseUnauthenticated)
-			return transport.AppendCloseReason(ctx, "unauthenticated"), nil, workspace.ErrUnauthenticated
+			return refuse("unauthenticated")
+		}
+		if _, ok := workspace.FromContext(authCtx); !ok {
+			// Every subscription is a workspace's: a workspace-less (admin)
+			// token has nothing to subscribe to.
+			return refuse("a workspace API token is required")
 		}
 		connCtx, end := context.WithCancel(authCtx)
 		go recheckToken(connCtx, end, authenticate, token, recheck)
 		return connCtx, nil, nil
+	}
+}
+
+// initToken returns the token of a connection_init payload, from
+// Authorization (or authorization) as a bearer token or from authToken. A
+// payload naming more than one is ambiguous and refused (ok false).
+func initToken(payload transport.InitPayload) (token string, ok bool) {
+	var found []string
+	for _, key := range []string{"Authorization", "authorization", "authToken"} {
+		if _, present := payload[key]; present {
+			found = append(found, key)
+		}
+	}
+	switch {
+	case len(found) > 1:
+		return "", false
+	case len(found) == 0:
+		return "", true // authenticate refuses the empty token
+	case found[0] == "authToken":
+		return payload.GetString("authToken"), true
+	default:
+		return workspace.BearerToken(payload.GetString(found[0])), true
 	}
 }
 

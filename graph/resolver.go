@@ -15,12 +15,14 @@ import (
 	"context"
 	"log/slog"
 
-	"github.com/uptrace/bun"
-
 	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/db"
 	"github.com/crmsync/crmsync/internal/events"
 	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/overview"
 	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/record"
+	"github.com/crmsync/crmsync/internal/synclog"
 	"github.com/crmsync/crmsync/internal/workspace"
 )
 
@@ -28,9 +30,13 @@ import (
 // field is required unless its comment says otherwise.
 type Resolver struct {
 	Logger *slog.Logger
-	// DB serves health checks and the read-only domain queries (sync log,
-	// queue, records, overview), always scoped to the caller's workspace.
-	DB          *bun.DB
+	// The domain services below serve the queries, always scoped to the
+	// caller's workspace; graph never holds the database itself.
+	Database    *db.Health
+	Queue       *outbound.Queue
+	Records     *record.Reader
+	SyncLog     *synclog.Reader
+	Overview    *overview.Service
 	Workspaces  *workspace.Service
 	Connections *connection.Service
 	Prefs       *prefs.Service

@@ -28,25 +28,26 @@ func (r *queryResolver) Viewer(ctx context.Context) (*workspace.Workspace, error
 	if err != nil {
 		return nil, err
 	}
-	return r.Workspaces.Get(ctx, id)
+	return r.Resolver.Workspaces.Get(ctx, id)
 }
 
 func (r *queryResolver) Health(ctx context.Context) (*model.Health, error) {
-	if err := r.DB.PingContext(ctx); err != nil {
-		return nil, fmt.Errorf("health: ping database: %w", err)
-	}
-	status, err := db.MigrationStatus(ctx, r.DB)
+	status, err := r.Database.Check(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("health: %w", err)
 	}
 	h := &model.Health{Database: model.DatabaseSQLIte, Migrations: model.MigrationStateUpToDate}
-	if db.DialectOf(r.DB) == db.Postgres {
+	if status.Dialect == db.Postgres {
 		h.Database = model.DatabasePostgres
 	}
-	if len(db.Pending(status)) > 0 {
+	if status.Pending > 0 {
 		h.Migrations = model.MigrationStatePending
 	}
 	return h, nil
+}
+
+func (r *queryResolver) Workspaces(ctx context.Context) ([]*workspace.Workspace, error) {
+	return r.Resolver.Workspaces.List(ctx)
 }
 
 func (r *Resolver) Mutation() generated.MutationResolver { return &mutationResolver{r} }

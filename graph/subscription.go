@@ -9,7 +9,6 @@ import (
 
 	"github.com/crmsync/crmsync/graph/model"
 	"github.com/crmsync/crmsync/internal/events"
-	"github.com/crmsync/crmsync/internal/overview"
 )
 
 // Pacing of syncOverviewUpdated: changes within overviewSettle are merged
@@ -27,7 +26,7 @@ const (
 func (r *Resolver) streamOverview(ctx context.Context, ws int64, evs <-chan events.Event, ch chan<- *model.SyncOverview) {
 	var last []byte
 	push := func() bool {
-		o, err := overview.Get(ctx, r.DB, ws, time.Now())
+		o, err := r.Overview.Get(ctx, ws, time.Now())
 		if err != nil {
 			if ctx.Err() == nil {
 				r.Logger.WarnContext(ctx, "syncOverviewUpdated: compute overview", slog.Int64("workspace_id", ws), slog.Any("error", err))

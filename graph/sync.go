@@ -81,12 +81,14 @@ func batchModel(b *synclog.Batch) *model.SyncBatch {
 		ID: b.ID, Direction: model.SyncDirection(b.Direction), Status: model.SyncBatchStatus(b.Status), Message: b.Message,
 		StartedAt: b.StartedAt, FinishedAt: b.FinishedAt, Created: b.Created, Updated: b.Updated, Deleted: b.Deleted,
 		Skipped: b.Skipped, Failed: b.Failed, Waiting: b.Waiting, APICalls: b.APICalls,
-		Records: make([]*model.SyncBatchRecord, 0, len(b.Records)),
-	}
-	for _, r := range b.Records {
-		out.Records = append(out.Records, batchRecordModel(r))
 	}
 	return out
+}
+
+// batchRecordCount is how many records a batch logged: every record has
+// exactly one outcome, and each outcome has its counter.
+func batchRecordCount(b *model.SyncBatch) int {
+	return b.Created + b.Updated + b.Deleted + b.Skipped + b.Failed + b.Waiting
 }
 
 func batchRecordModel(r *synclog.Record) *model.SyncBatchRecord {
@@ -107,6 +109,12 @@ func overviewModel(o overview.Overview) *model.SyncOverview {
 		QueuedBatchItems:     o.Queued,
 		FailedItems:          o.Failed,
 		Paused:               o.Paused,
+	}
+	for _, t := range model.AllRecordType {
+		out.QueuedByRecordType = append(out.QueuedByRecordType, &model.QueuedCount{RecordType: t, Queued: o.QueuedByType[record.Type(t)]})
+	}
+	for _, h := range o.CallsByHour {
+		out.APICallsByHour = append(out.APICallsByHour, &model.HourlyCalls{Hour: h.Hour, Calls: int(h.Calls)})
 	}
 	if o.ConversionLimit != nil {
 		l := int(*o.ConversionLimit)
@@ -205,7 +213,7 @@ func (r *Resolver) overviewOf(ctx context.Context) (*model.SyncOverview, error) 
 	if err != nil {
 		return nil, err
 	}
-	o, err := overview.Get(ctx, r.DB, ws, time.Now())
+	o, err := r.Overview.Get(ctx, ws, time.Now())
 	if err != nil {
 		return nil, err
 	}

@@ -43,7 +43,7 @@ func (r *mutationResolver) DisconnectCrm(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := r.Connections.Store().Delete(ctx, ws); err != nil {
+	if err := r.Connections.Disconnect(ctx, ws); err != nil {
 		return false, err
 	}
 	r.queueChanged(ctx, ws)
@@ -131,7 +131,7 @@ func (r *mutationResolver) RetryFailedItems(ctx context.Context, ids []int64) (i
 	if err != nil {
 		return 0, err
 	}
-	n, err := outbound.Retry(ctx, r.DB, ws, ids)
+	n, err := r.Queue.Retry(ctx, ws, ids)
 	if err != nil {
 		return 0, err
 	}
@@ -149,7 +149,7 @@ func (r *mutationResolver) DismissFailedItems(ctx context.Context, ids []int64) 
 	if err != nil {
 		return 0, err
 	}
-	n, err := outbound.Dismiss(ctx, r.DB, ws, ids)
+	n, err := r.Queue.Dismiss(ctx, ws, ids)
 	if err != nil {
 		return 0, err
 	}
@@ -205,7 +205,7 @@ func (r *queryResolver) Connection(ctx context.Context) (*model.CrmConnection, e
 	if err != nil {
 		return nil, err
 	}
-	c, err := r.Connections.Store().Get(ctx, ws)
+	c, err := r.Connections.Get(ctx, ws)
 	if errors.Is(err, connection.ErrNotConnected) {
 		return nil, nil
 	}
@@ -260,7 +260,7 @@ func (r *queryResolver) FailedItems(ctx context.Context, first *int, after *stri
 	if err != nil {
 		return nil, err
 	}
-	items, err := outbound.Failed(ctx, r.DB, ws, afterID, n+1)
+	items, err := r.Queue.Failed(ctx, ws, afterID, n+1)
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +268,7 @@ func (r *queryResolver) FailedItems(ctx context.Context, first *int, after *stri
 	for _, it := range items {
 		ids = append(ids, it.RecordID)
 	}
-	recs, err := record.ByIDs(ctx, r.DB, ws, ids)
+	recs, err := r.Records.ByIDs(ctx, ws, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -318,22 +318,13 @@ func (r *queryResolver) SyncLogs(ctx context.Context, filter *model.SyncLogFilte
 			f.To = *filter.To
 		}
 	}
-	batches, err := synclog.List(ctx, r.DB, ws, f, before, n+1)
+	batches, err := r.SyncLog.List(ctx, ws, f, before, n+1)
 	if err != nil {
 		return nil, err
 	}
 	page := batches[:min(n, len(batches))]
-	ids := make([]int64, 0, len(page))
-	for _, b := range page {
-		ids = append(ids, b.ID)
-	}
-	recs, err := synclog.Records(ctx, r.DB, ws, ids)
-	if err != nil {
-		return nil, err
-	}
 	out := &model.SyncBatchConnection{Edges: []*model.SyncBatchEdge{}, PageInfo: &model.PageInfo{HasNextPage: len(batches) > n}}
 	for _, b := range page {
-		b.Records = recs[b.ID]
 		cursor := encodeCursor("batch", b.ID)
 		out.Edges = append(out.Edges, &model.SyncBatchEdge{Cursor: cursor, Node: batchModel(b)})
 		out.PageInfo.EndCursor = &cursor
@@ -346,7 +337,7 @@ func (r *queryResolver) SyncBatch(ctx context.Context, id int64) (*model.SyncBat
 	if err != nil {
 		return nil, err
 	}
-	b, err := synclog.Get(ctx, r.DB, ws, id)
+	b, err := r.SyncLog.Find(ctx, ws, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -361,14 +352,14 @@ func (r *queryResolver) Record(ctx context.Context, typeArg model.RecordType, id
 	if err != nil {
 		return nil, err
 	}
-	rec, err := record.Get(ctx, r.DB, ws, record.Key{Type: record.Type(typeArg), ID: id})
+	rec, err := r.Records.Get(ctx, ws, record.Key{Type: record.Type(typeArg), ID: id})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	items, err := outbound.ByRecord(ctx, r.DB, ws, rec.ID)
+	items, err := r.Queue.ByRecord(ctx, ws, rec.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -390,7 +381,7 @@ func (r *queryResolver) Record(ctx context.Context, typeArg model.RecordType, id
 		out.Fields = append(out.Fields, &model.RecordField{Name: name, Value: toJSON(fs.Value), ChangedAt: fs.ChangedAt, Source: model.FieldSource(fs.Source)})
 	}
 	if rec.CRMID != "" {
-		if c, err := r.Connections.Store().Get(ctx, ws); err == nil && c.InstanceURL != "" {
+		if c, err := r.Connections.Get(ctx, ws); err == nil && c.InstanceURL != "" {
 			link := strings.TrimSuffix(c.InstanceURL, "/") + "/" + rec.CRMID
 			out.CrmURL = &link
 		}
@@ -411,7 +402,7 @@ func (r *recordResolver) History(ctx context.Context, obj *model.Record, first *
 	if err != nil {
 		return nil, err
 	}
-	hist, err := synclog.History(ctx, r.DB, ws, record.Type(obj.RecordType), obj.ID, n)
+	hist, err := r.SyncLog.History(ctx, ws, record.Type(obj.RecordType), obj.ID, n)
 	if err != nil {
 		return nil, err
 	}
@@ -449,7 +440,7 @@ func (r *subscriptionResolver) SyncBatchCompleted(ctx context.Context) (<-chan *
 			if e.Kind != events.KindBatch {
 				continue
 			}
-			b, err := synclog.Get(ctx, r.DB, ws, e.BatchID)
+			b, err := r.SyncLog.Find(ctx, ws, e.BatchID)
 			if err != nil {
 				r.Logger.WarnContext(ctx, "syncBatchCompleted: load batch", slog.Int64("batch_id", e.BatchID), slog.Any("error", err))
 				continue
@@ -477,7 +468,7 @@ func (r *subscriptionResolver) RecordsChanged(ctx context.Context) (<-chan *mode
 			if e.Kind != events.KindRecords {
 				continue
 			}
-			b, err := synclog.Get(ctx, r.DB, ws, e.BatchID)
+			b, err := r.SyncLog.Get(ctx, ws, e.BatchID)
 			if err != nil {
 				r.Logger.WarnContext(ctx, "recordsChanged: load batch", slog.Int64("batch_id", e.BatchID), slog.Any("error", err))
 				continue
@@ -498,11 +489,41 @@ func (r *subscriptionResolver) RecordsChanged(ctx context.Context) (<-chan *mode
 	return ch, nil
 }
 
+func (r *syncBatchResolver) Records(ctx context.Context, obj *model.SyncBatch, first *int, after *string) (*model.SyncBatchRecordConnection, error) {
+	ws, err := WorkspaceID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, err := pageSize(first, maxPageSize)
+	if err != nil {
+		return nil, err
+	}
+	afterID, err := decodeCursor("record", after)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := r.SyncLog.RecordPage(ctx, ws, obj.ID, afterID, n+1)
+	if err != nil {
+		return nil, err
+	}
+	out := &model.SyncBatchRecordConnection{Edges: []*model.SyncBatchRecordEdge{},
+		PageInfo: &model.PageInfo{HasNextPage: len(recs) > n}, TotalCount: batchRecordCount(obj)}
+	for _, rec := range recs[:min(n, len(recs))] {
+		cursor := encodeCursor("record", rec.ID)
+		out.Edges = append(out.Edges, &model.SyncBatchRecordEdge{Cursor: cursor, Node: batchRecordModel(rec)})
+		out.PageInfo.EndCursor = &cursor
+	}
+	return out, nil
+}
+
 func (r *Resolver) Record() generated.RecordResolver { return &recordResolver{r} }
 
 func (r *Resolver) Subscription() generated.SubscriptionResolver { return &subscriptionResolver{r} }
 
+func (r *Resolver) SyncBatch() generated.SyncBatchResolver { return &syncBatchResolver{r} }
+
 type (
 	recordResolver       struct{ *Resolver }
 	subscriptionResolver struct{ *Resolver }
+	syncBatchResolver    struct{ *Resolver }
 )

@@ -50,7 +50,7 @@ func NewClient(bdb *bun.DB, logger *slog.Logger, workers *river.Workers, periodi
 	cfg := &river.Config{
 		JobTimeout:           JobTimeout,
 		RescueStuckJobsAfter: RescueStuckJobsAfter,
-		Logger:               logger.With(slog.String("component", "river")),
+		Logger:               riverLogger(logger),
 		FetchPollInterval:    FetchPollInterval,
 		PeriodicJobs:         periodic,
 	}

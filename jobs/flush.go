@@ -23,7 +23,7 @@ const QueueFlush = "flush"
 
 // FlushArgs asks for one flush of a workspace's outbound queue.
 //
-// Scheduling (ARCHITECTURE §9): time is cut into windows of one interval
+// Scheduling (docs/architecture.md#performance-model): time is cut into windows of one interval
 // (aligned on the interval's multiples, see flushSlot). A change is flushed
 // as soon as it arrives unless a flush of the workspace already started in
 // the current window; then at the next window's start. NotBefore (unix

@@ -36,9 +36,19 @@ type Checker struct {
 
 	mu       sync.Mutex
 	changes  int
-	accepted map[fieldKey][]string // values in acceptance order
-	seeded   map[fieldKey]string   // the value each record was created with
-	rep      map[fieldKey]string   // the last value a rep wrote in the org
+	accepted map[fieldKey][]acceptedValue // values in acceptance order
+	seeded   map[fieldKey]string          // the value each record was created with
+	rep      map[fieldKey]string          // the last value a rep wrote in the org
+	// repAt is when the last rep edit of a field happened, as Salesforce
+	// stamps it (a LastModifiedDate, to the second): between two seconds
+	// when the edit straddled a second boundary.
+	repAt map[fieldKey][2]time.Time
+}
+
+// acceptedValue is a value crmsync accepted and the time it changed.
+type acceptedValue struct {
+	v  string
+	at time.Time
 }
 
 type specKey struct {
@@ -54,8 +64,8 @@ type fieldKey struct {
 
 // NewChecker returns a Checker for a workspace configured with specs.
 func NewChecker(specs []FieldSpec) *Checker {
-	c := &Checker{specs: map[specKey]FieldSpec{}, accepted: map[fieldKey][]string{},
-		seeded: map[fieldKey]string{}, rep: map[fieldKey]string{}}
+	c := &Checker{specs: map[specKey]FieldSpec{}, accepted: map[fieldKey][]acceptedValue{},
+		seeded: map[fieldKey]string{}, rep: map[fieldKey]string{}, repAt: map[fieldKey][2]time.Time{}}
 	for _, s := range specs {
 		c.specs[specKey{s.Type, s.Field}] = s
 	}
@@ -67,6 +77,9 @@ type Change struct {
 	Type   record.Type
 	ID     string
 	Fields map[string]string
+	// At is when the change happened in Conversion (its changedAt): not
+	// necessarily in acceptance order.
+	At time.Time
 }
 
 // Seeded records changes that created records (the load waits for them to
@@ -94,16 +107,73 @@ func (c *Checker) record(changes []Change) {
 	for _, ch := range changes {
 		for f, v := range ch.Fields {
 			k := fieldKey{ch.Type, ch.ID, f}
-			c.accepted[k] = append(c.accepted[k], v)
+			c.accepted[k] = append(c.accepted[k], acceptedValue{v: v, at: ch.At})
 		}
 	}
 }
 
-// RepEdited records a sales rep's edit of a Conversion-mapped field in the org.
-func (c *Checker) RepEdited(t record.Type, id, field, value string) {
+// RepEdited records a sales rep's edit of a Conversion-mapped field in the
+// org, made between from and to.
+func (c *Checker) RepEdited(t record.Type, id, field, value string, from, to time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.rep[fieldKey{t, id, field}] = value
+	k := fieldKey{t, id, field}
+	c.rep[k] = value
+	c.repAt[k] = [2]time.Time{from.UTC().Truncate(time.Second), to.UTC().Truncate(time.Second)}
+}
+
+// Forget drops a rep edit the org refused.
+func (c *Checker) Forget(t record.Type, id, field string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.rep, fieldKey{t, id, field})
+	delete(c.repAt, fieldKey{t, id, field})
+}
+
+// newest is the value Conversion keeps of a field: its latest change by
+// changedAt, the one accepted last on a tie (docs/sync.md, "Changes that
+// arrive out of order").
+func newest(values []acceptedValue) acceptedValue {
+	best := values[0]
+	for _, v := range values[1:] {
+		if !best.at.After(v.at) {
+			best = v
+		}
+	}
+	return best
+}
+
+// racingWrite bounds how long after a rep's edit a write crmsync prepared
+// before the edit may land.
+const racingWrite = 3 * time.Second
+
+// twoWayWinner is what a TWO_WAY field must end with in Salesforce, by the
+// rule of syncmodel and docs/sync.md ("The times compared"): Conversion's
+// newest change against the sales rep's last edit, whose time Salesforce
+// knows to the second (ties go to Salesforce). The load's rep edits a
+// TWO_WAY field only on records where nothing else is edited in the org, so
+// the LastModifiedDate crmsync reads for that field is the edit's, except
+// when a flush that read the record just before the edit wrote another
+// field just after it: the next read then sees the later LastModifiedDate
+// of that write, and Salesforce keeps the benefit of the doubt. It returns
+// the acceptable values: the rep's alone when Conversion's change is not
+// in a later second than the edit (a stale change must never win); both
+// within racingWrite after the edit or when the edit's second is
+// uncertain.
+func (c *Checker) twoWayWinner(k fieldKey, conv acceptedValue) []string {
+	rep, ok := c.rep[k]
+	if !ok {
+		return []string{conv.v}
+	}
+	at := c.repAt[k]
+	convSec := conv.at.UTC().Truncate(time.Second)
+	switch {
+	case convSec.After(at[1].Add(racingWrite)):
+		return []string{conv.v}
+	case !convSec.After(at[0]):
+		return []string{rep}
+	}
+	return []string{conv.v, rep}
 }
 
 // Changes is how many changes were accepted.
@@ -135,6 +205,19 @@ type Report struct {
 	// Replays counts values written again after they had been written (a
 	// retried or crash-interrupted write): harmless, reported.
 	Replays int `json:"replays"`
+	// Raced counts TWO_WAY rep edits overwritten by an older Conversion
+	// value that no flush started after the edit sent: its flush read the
+	// record before the edit and wrote after it (and may have died before
+	// logging it), the window conditional writes close. Reported, not a
+	// failure; a flush started after the edit that sends an older value
+	// (issue 22) is a mode violation.
+	Raced int `json:"raced"`
+	// KeptForSalesforce counts TWO_WAY fields where Conversion's change is
+	// newer than the rep's edit by the wall clock but a flush logged it as
+	// not sent: crmsync knew Salesforce's value by a later LastModifiedDate
+	// (its own write racing the edit, or replayed after a crash), and
+	// Salesforce keeps the benefit of the doubt. Reported, not a failure.
+	KeptForSalesforce int `json:"kept_for_salesforce"`
 	// Unlogged: a field's final value reached Salesforce but no sync log
 	// mentions it.
 	Unlogged int `json:"unlogged"`
@@ -211,6 +294,10 @@ func (c *Checker) Check(ctx context.Context, db *bun.DB, workspaceID int64, org 
 	if err != nil {
 		return r, err
 	}
+	decided, err := outboundDecisions(ctx, db, workspaceID)
+	if err != nil {
+		return r, err
+	}
 
 	records := map[record.Key]bool{}
 	for k, values := range c.accepted {
@@ -228,7 +315,41 @@ func (c *Checker) Check(ctx context.Context, db *bun.DB, workspaceID int64, org 
 			sf, exists = org.Get(rec.CRMObject, rec.CRMID)
 			got = sf[spec.CRMField]
 		}
-		last := values[len(values)-1]
+		conv := newest(values)
+		last := conv.v
+		if spec.Mode == prefs.TwoWay {
+			want := c.twoWayWinner(k, conv)
+			if exists && slices.ContainsFunc(want, func(v string) bool { return record.SameValue(got, v) }) && !record.SameValue(got, last) {
+				continue // the rep's newer edit stands
+			}
+			if exists && !record.SameValue(got, last) && record.SameValue(got, c.rep[k]) {
+				if d, ok := decided[logKey{k.Type, k.ID, k.Field, last}]; ok && d.kept {
+					r.KeptForSalesforce++
+					continue
+				}
+			}
+			if !slices.Contains(want, last) {
+				// Conversion's newest change is older than the rep's
+				// edit: it must not have overwritten it.
+				s, _ := got.(string)
+				sent := decided[logKey{k.Type, k.ID, k.Field, s}]
+				if !exists || !record.SameValue(got, want[0]) {
+					switch {
+					case rec != nil && queued[rec.ID]:
+						r.Waiting++
+					case valuePattern.MatchString(fmt.Sprint(got)) && (sent.sentIn.IsZero() || sent.sentIn.Before(c.repAt[k][0])):
+						// No flush that started after the edit sent it: it
+						// was decided on a read from before the edit.
+						r.Raced++
+					default:
+						r.ModeViolations++
+						r.problem("%s %s.%s is TWO_WAY: the rep's edit %q (at %s) is newer than Conversion's %q (changed %s), Salesforce has %v",
+							k.Type, k.ID, k.Field, want[0], c.repAt[k][0].Format(time.RFC3339), last, conv.at.Format(time.RFC3339Nano), got)
+					}
+				}
+				continue
+			}
+		}
 		switch spec.Mode {
 		case prefs.AlwaysPreferConversion, prefs.TwoWay:
 			if exists && record.SameValue(got, last) {
@@ -245,7 +366,8 @@ func (c *Checker) Check(ctx context.Context, db *bun.DB, workspaceID int64, org 
 				r.Parked++
 			default:
 				r.Lost++
-				r.problem("lost: %s %s.%s: accepted %q last, Salesforce has %v (record exists: %v)", k.Type, k.ID, k.Field, last, got, exists)
+				r.problem("lost: %s %s.%s: accepted %q newest (changed %s), Salesforce has %v (record exists: %v)", k.Type, k.ID, k.Field, last,
+					conv.at.Format(time.RFC3339Nano), got, exists)
 			}
 		case prefs.DoNotSync:
 			if !record.Blank(got) {
@@ -391,6 +513,54 @@ func loggedValues(ctx context.Context, db *bun.DB, workspaceID int64) (map[logKe
 			if s, ok := f.Value.(string); ok {
 				out[logKey{row.RecordType, row.ConversionID, f.Field, s}] = true
 			}
+		}
+	}
+	return out, nil
+}
+
+// decision is what outbound sync logs say of one value of a field.
+type decision struct {
+	// sentIn is the start of the latest flush that sent it.
+	sentIn time.Time
+	// kept: a flush decided not to send it.
+	kept bool
+}
+
+// outboundDecisions returns, per (record, field, value), what outbound
+// flushes decided.
+func outboundDecisions(ctx context.Context, db *bun.DB, workspaceID int64) (map[logKey]decision, error) {
+	var batches []synclog.Batch
+	if err := db.NewSelect().Model(&batches).Column("id", "started_at").
+		Where("workspace_id = ? AND direction = ?", workspaceID, synclog.Outbound).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("check: load sync batches: %w", err)
+	}
+	started := map[int64]time.Time{}
+	for _, b := range batches {
+		started[b.ID] = b.StartedAt
+	}
+	var rows []synclog.Record
+	err := db.NewSelect().Model(&rows).Column("batch_id", "record_type", "conversion_id", "fields").
+		Where("workspace_id = ?", workspaceID).
+		Where("batch_id IN (?)", db.NewSelect().Model((*synclog.Batch)(nil)).Column("id").
+			Where("workspace_id = ? AND direction = ?", workspaceID, synclog.Outbound)).
+		Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("check: load sync logs: %w", err)
+	}
+	out := map[logKey]decision{}
+	for _, row := range rows {
+		for _, f := range row.Fields {
+			s, ok := f.Value.(string)
+			if !ok {
+				continue
+			}
+			k := logKey{row.RecordType, row.ConversionID, f.Field, s}
+			d := out[k]
+			if f.Sent && started[row.BatchID].After(d.sentIn) {
+				d.sentIn = started[row.BatchID]
+			}
+			d.kept = d.kept || !f.Sent
+			out[k] = d
 		}
 	}
 	return out, nil

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/crmsync/crmsync/internal/synclog"
 )
 
 // The checker is not blind: after a clean run, each invariant is broken on
@@ -52,6 +54,20 @@ func TestCheckerCatchesViolations(t *testing.T) {
 	// A sync log gone: contact 2's records.
 	_, err = c.db.ExecContext(ctx, "DELETE FROM sync_batch_records WHERE workspace_id = ? AND conversion_id = ?", tn.id, key(2).ID)
 	require.NoError(t, err)
+	// Issue 22: a rep edits contact 4's Title, then a flush started after
+	// the edit sends an older Conversion value over it.
+	repAt := time.Now()
+	require.NoError(t, c.org.EditAsUser(c.org.RepUserID(), "Lead", crmID(4), map[string]any{"Title": "Rep Ti check"}))
+	l.chk.RepEdited(key(4).Type, key(4).ID, "title", "Rep Ti check", repAt, time.Now())
+	stale := Value("ti", 4, 0) // the seeded Title, older than the edit
+	require.NoError(t, c.org.EditAsUser(c.org.IntegrationUserID(), "Lead", crmID(4), map[string]any{"Title": stale}))
+	staleBatch := &synclog.Batch{WorkspaceID: tn.id, Direction: synclog.Outbound, Status: synclog.StatusSucceeded,
+		StartedAt: time.Now().UTC().Add(2 * time.Hour), FinishedAt: time.Now().UTC().Add(2*time.Hour + time.Second)}
+	_, err = c.db.NewInsert().Model(staleBatch).Exec(ctx)
+	require.NoError(t, err)
+	_, err = c.db.NewInsert().Model(&synclog.Record{BatchID: staleBatch.ID, WorkspaceID: tn.id, RecordType: key(4).Type, ConversionID: key(4).ID,
+		Outcome: synclog.OutcomeUpdated, Fields: []synclog.Field{{Field: "title", CRMField: "Title", Mode: "TWO_WAY", Value: stale, Sent: true}}}).Exec(ctx)
+	require.NoError(t, err)
 	// Two syncs at once.
 	now := time.Now().UTC()
 	for range 2 {
@@ -66,7 +82,7 @@ func TestCheckerCatchesViolations(t *testing.T) {
 	require.Equal(t, 1, rep.Lost, "contact 0's phone")
 	require.Equal(t, 1, rep.Reordered, "the stale write")
 	require.Equal(t, 1, rep.Duplicates, "the stray Lead")
-	require.Equal(t, 1, rep.ModeViolations, "the Website")
+	require.Equal(t, 2, rep.ModeViolations, "the Website, contact 4's Title")
 	require.Positive(t, rep.Unlogged, "contact 2's fields")
 	require.Equal(t, 1, rep.OverlappingSyncs)
 }

@@ -118,6 +118,7 @@ func newCluster(t *testing.T, opts clusterOptions) *cluster {
 		"CRMSYNC_SHUTDOWN_TIMEOUT=2s",
 		"CRMSYNC_LOG_FORMAT=json",
 		"CRMSYNC_LOG_LEVEL=info",
+		"CRMSYNC_ALLOW_CRM_HOSTS=" + ln.Addr().String(), // the fake Salesforce, on loopback
 	}
 	t.Cleanup(func() {
 		c.mu.Lock()

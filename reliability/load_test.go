@@ -156,7 +156,20 @@ func (l *load) run(ctx context.Context, stop <-chan struct{}) error {
 			for _, pick := range rng.Perm(len(fields))[:1+rng.IntN(2)] {
 				f[fields[pick][0]] = Value(fields[pick][1], i, int(l.seq.Add(1)))
 			}
-			changes = append(changes, Change{Type: k.Type, ID: k.ID, Fields: f})
+			ch := Change{Type: k.Type, ID: k.ID, Fields: f}
+			if _, ok := f["title"]; ok && rng.IntN(2) == 0 {
+				// A late form or import: the TWO_WAY field's change
+				// happened up to 3 s ago, out of acceptance order, often
+				// within the second of another change or a rep's edit.
+				// Alone in its change, so other fields keep their order.
+				ch = Change{Type: k.Type, ID: k.ID, Fields: map[string]string{"title": f["title"]},
+					At: time.Now().Add(-time.Duration(rng.IntN(3000)) * time.Millisecond)}
+				delete(f, "title")
+				if len(f) > 0 {
+					changes = append(changes, Change{Type: k.Type, ID: k.ID, Fields: f})
+				}
+			}
+			changes = append(changes, ch)
 		}
 		if err := l.send(ctx, changes, time.Now()); err != nil {
 			return err
@@ -166,13 +179,19 @@ func (l *load) run(ctx context.Context, stop <-chan struct{}) error {
 	}
 }
 
-// send ingests changes through recordChanges until acknowledged.
+// send ingests changes through recordChanges until acknowledged. A change
+// without a time (At) changed at at, plus a microsecond per place in the
+// batch; send sets At so the checker knows it.
 func (l *load) send(ctx context.Context, changes []Change, at time.Time) error {
 	in := make([]map[string]any, len(changes))
-	for i, ch := range changes {
+	for i := range changes {
+		ch := &changes[i]
+		if ch.At.IsZero() {
+			ch.At = at.Add(time.Duration(i) * time.Microsecond)
+		}
 		var fields []map[string]any
 		for name, v := range ch.Fields {
-			fields = append(fields, map[string]any{"name": name, "value": v, "changedAt": at.Add(time.Duration(i) * time.Microsecond).Format(time.RFC3339Nano)})
+			fields = append(fields, map[string]any{"name": name, "value": v, "changedAt": ch.At.Format(time.RFC3339Nano)})
 		}
 		in[i] = map[string]any{"recordType": ch.Type, "recordId": ch.ID, "source": "API", "fields": fields}
 	}
@@ -180,8 +199,9 @@ func (l *load) send(ctx context.Context, changes []Change, at time.Time) error {
 		map[string]any{"in": in}, nil)
 }
 
-// rep is a sales rep editing Company on Leads crmsync created (the field
-// Salesforce always wins), until stop is closed.
+// rep is a sales rep editing Leads crmsync created, until stop is closed:
+// Company (the field Salesforce always wins) on every other contact, and
+// Title (TWO_WAY) on the rest, so a Title's LastModifiedDate is its edit's.
 func (l *load) rep(ctx context.Context, stop <-chan struct{}, every time.Duration) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 11))
 	for n := 0; ; n++ {
@@ -200,14 +220,20 @@ func (l *load) rep(ctx context.Context, stop <-chan struct{}, every time.Duratio
 		if err != nil || crmID == "" {
 			continue
 		}
-		v := fmt.Sprintf("Rep Co %d-%d", i, n)
+		field, crmField, v := "company", "Company", fmt.Sprintf("Rep Co %d-%d", i, n)
+		if i%4 == 0 {
+			field, crmField, v = "title", "Title", fmt.Sprintf("Rep Ti %d-%d", i, n)
+		}
 		// The checker learns of the edit first: a concurrent check would
 		// otherwise miss it. An edit the org refuses is forgotten below.
-		l.chk.RepEdited(k.Type, k.ID, "company", v)
-		if err := l.c.org.EditAsUser(l.c.org.RepUserID(), "Lead", crmID, map[string]any{"Company": v}); err != nil {
+		from := time.Now()
+		l.chk.RepEdited(k.Type, k.ID, field, v, from, from.Add(time.Second))
+		if err := l.c.org.EditAsUser(l.c.org.RepUserID(), "Lead", crmID, map[string]any{crmField: v}); err != nil {
+			l.chk.Forget(k.Type, k.ID, field)
 			l.c.t.Errorf("rep edit of %s: %v", crmID, err)
 			return
 		}
+		l.chk.RepEdited(k.Type, k.ID, field, v, from, time.Now())
 	}
 }
 

@@ -13,11 +13,10 @@ import (
 	"os"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/playground"
-
 	"github.com/crmsync/crmsync/connectors/salesforce"
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
 	"github.com/crmsync/crmsync/internal/config"
+	"github.com/crmsync/crmsync/internal/console"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/prefs"
 	"github.com/crmsync/crmsync/internal/record"
@@ -51,6 +50,8 @@ func (c demoCmd) Run(e *env) error {
 		dir = tmp
 	}
 
+	e = e.withProgress(func(step string) { fmt.Fprintf(e.stderr, "crmsync demo: %s\n", step) })
+	e.step("starting a fake Salesforce org on loopback")
 	org := sffake.New(sffake.Options{Latency: c.Latency, DailyMax: 1_000_000})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -72,10 +73,12 @@ func (c demoCmd) Run(e *env) error {
 	global.DatabaseURL, global.DataDir = "", dir
 	cfg := config.Server{
 		Listen: c.Listen, GraphiQL: true, Introspection: true, ShutdownTimeout: 8 * time.Second,
-		Sync: config.Sync{FlushInterval: c.FlushInterval, PullInterval: c.PullInterval, Streaming: true},
+		// The fake Salesforce and its Pub/Sub API listen on loopback: allowed explicitly.
+		Sync: config.Sync{FlushInterval: c.FlushInterval, PullInterval: c.PullInterval, Streaming: true,
+			AllowCRMHosts: []string{ln.Addr().String(), pln.Addr().String()}},
 	}
 	return runServer(e, global, cfg, func(ctx context.Context, a *app, baseURL string) error {
-		d := &demo{cmd: c, a: a, org: org, orgURL: orgURL, out: e.stdout, logger: global.Logger(e.stderr)}
+		d := &demo{cmd: c, e: e, a: a, org: org, orgURL: orgURL, out: e.stdout, logger: global.Logger(e.stderr)}
 		if err := d.setUp(ctx, baseURL); err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
@@ -86,6 +89,7 @@ func (c demoCmd) Run(e *env) error {
 
 type demo struct {
 	cmd    demoCmd
+	e      *env
 	a      *app
 	org    *sffake.Server
 	orgURL string
@@ -112,6 +116,7 @@ func (d *demo) setUp(ctx context.Context, baseURL string) error {
 		return err
 	}
 	d.ws = ws.ID
+	d.e.step("launching the Salesforce connector plugin and connecting the workspace to the fake org")
 	cfg, _ := json.Marshal(salesforce.Config{LoginURL: d.orgURL, ClientID: d.org.ClientID(), PubSubEndpoint: "http://" + d.org.PubSubAddr()})
 	creds, _ := json.Marshal(salesforce.Credentials{ClientSecret: d.org.ClientSecret(), RefreshToken: d.org.IssueRefreshToken(d.org.IntegrationUserID())})
 	if _, err := d.a.resolver.Connections.Connect(ctx, ws.ID, salesforce.Name, cfg, creds); err != nil {
@@ -125,11 +130,15 @@ func (d *demo) setUp(ctx context.Context, baseURL string) error {
 			return err
 		}
 	}
+	d.e.step("seeding %d companies, 2 campaigns and %d contacts", len(demoCos), len(demoFirst))
 	if err := d.seed(ctx); err != nil {
 		return err
 	}
-	d.a.server.Handle("GET /demo", playground.HandlerWithHeaders("crmsync demo", "/graphql", nil,
-		map[string]string{"Authorization": "Bearer " + issued.Token}))
+	page, err := console.GraphiQL(console.GraphiQLOptions{Title: "crmsync demo", Token: issued.Token, Tabs: demoTabs, StorageKey: "crmsync.demo:"})
+	if err != nil {
+		return err
+	}
+	d.a.server.Handle("GET /demo", page)
 	d.banner(baseURL, issued.Token)
 	return nil
 }
@@ -169,6 +178,71 @@ func (d *demo) seed(ctx context.Context) error {
 	return err
 }
 
+// demoTabs are the operations /demo opens with.
+var demoTabs = []console.Tab{
+	{Query: `# The sync overview: usage against both limits, the queue, pause state.
+{
+  syncOverview {
+    queuedBatchItems
+    queuedByRecordType { recordType queued }
+    failedItems
+    paused
+    pauseReason
+    salesforceDailyLimit { used max }
+    conversionDailyLimit { used limit }
+    lastBatchAt
+  }
+}`},
+	{Query: `# The latest batches, with every record and field decision.
+{
+  syncLogs(first: 5) {
+    edges {
+      node {
+        direction status message created updated skipped apiCalls
+        records(first: 20) {
+          totalCount
+          edges {
+            node {
+              recordType recordId crmObject outcome reason
+              fields { field crmField mode sent reason }
+            }
+          }
+        }
+      }
+    }
+  }
+}`},
+	{Query: `# Queue a change made in Conversion; it reaches the fake org at the next flush.
+mutation RecordChanges($changes: [RecordChangeInput!]!) {
+  recordChanges(input: $changes) { accepted queued }
+}`, Variables: `{
+  "changes": [
+    {
+      "recordType": "CONTACT",
+      "recordId": "contact-00",
+      "source": "UI",
+      "fields": [{ "name": "title", "value": "Chief Analyst" }]
+    }
+  ]
+}`},
+	{Query: `# Change how a field syncs: Salesforce always wins for phone numbers.
+mutation Preference {
+  updateFieldSyncPreference(input: {
+    recordType: CONTACT, field: "phone", crmField: "Phone", mode: ALWAYS_PREFER_SALESFORCE
+  }) { recordType field crmField mode }
+}`},
+	{Query: `# Live: the overview, pushed on every change (graphql-transport-ws).
+subscription {
+  syncOverviewUpdated {
+    queuedBatchItems
+    queuedByRecordType { recordType queued }
+    lastBatchAt
+    paused
+    pauseReason
+  }
+}`},
+}
+
 func demoContactID(i int) string { return fmt.Sprintf("contact-%02d", i) }
 
 func ptr[T any](v T) *T { return &v }
@@ -187,9 +261,9 @@ Try in GraphiQL:
   { syncOverview { queuedBatchItems failedItems paused pauseReason
       salesforceDailyLimit { used max } conversionDailyLimit { used limit } lastBatchAt } }
 
-  { syncLogs(first: 5) { edges { node { direction status created updated skipped apiCalls
-      records { recordType recordId crmObject outcome reason
-        fields { field crmField mode sent reason } } } } } }
+  { syncLogs(first: 5) { edges { node { direction status message created updated skipped apiCalls
+      records(first: 20) { totalCount edges { node { recordType recordId crmObject outcome reason
+        fields { field crmField mode sent reason } } } } } } } }
 
   { record(type: CONTACT, id: "contact-00") { crmObject crmId fields { name value source changedAt }
       history { outcome reason } } }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -12,9 +13,10 @@ import (
 )
 
 // fakeSalesforceCmd serves sffake, the fake Salesforce org, as a process
-// for the demo and the benchmarks. It prints what a connection needs: the
-// instance and login URL, the connected app's credentials and a refresh
-// token of the integration user.
+// for the demo and the benchmarks. It prints the connectCrm mutation that
+// connects a workspace to it (the fake's login URL, its connected app's
+// credentials and a refresh token of its integration user), ready to paste
+// into GraphiQL, and how to try the OAuth web flow against it.
 type fakeSalesforceCmd struct {
 	Listen   string        `default:"127.0.0.1:8089" help:"Address to listen on (port 0 picks a free port)."`
 	PubSub   string        `name:"pubsub-listen" default:"127.0.0.1:0" help:"Address the Pub/Sub API (Change Data Capture) listens on (port 0 picks a free port); a connection's pubsubEndpoint is http:// and this address."`
@@ -36,8 +38,8 @@ func (c fakeSalesforceCmd) Run(e *env) error {
 	}
 	sf.ServePubSub(pln)
 	defer sf.StopPubSub()
-	fmt.Fprintf(e.stdout, "base_url=%s\nlogin_url=%s\nclient_id=%s\nclient_secret=%s\nrefresh_token=%s\nintegration_user_id=%s\npubsub_endpoint=http://%s\n",
-		base, base, sf.ClientID(), sf.ClientSecret(), sf.IssueRefreshToken(sf.IntegrationUserID()), sf.IntegrationUserID(), pln.Addr())
+	fmt.Fprint(e.stdout, connectMutation(base, sf.ClientID(), sf.ClientSecret(), sf.IssueRefreshToken(sf.IntegrationUserID())))
+	fmt.Fprintf(e.stdout, "# To stream Change Data Capture from the fake org, add to config: pubsubEndpoint: \"http://%s\"\n# (and allow its host: crmsync serve --allow-crm-host %s).\n", pln.Addr(), pln.Addr())
 	srv := &http.Server{Handler: sf, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
@@ -55,4 +57,37 @@ func (c fakeSalesforceCmd) Run(e *env) error {
 		return fmt.Errorf("fake-salesforce: serve: %w", err)
 	}
 	return nil
+}
+
+// connectMutation is what fake-salesforce prints: a GraphQL document (its
+// comments are GraphQL comments) whose one operation connects a workspace
+// to the fake org, and the settings that point serve's web flow at it.
+func connectMutation(base, clientID, clientSecret, refreshToken string) string {
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) } // GraphQL strings escape as JSON's do
+	return `# A fake Salesforce org is running at ` + base + ` (Ctrl-C to stop).
+#
+# Connect a crmsync workspace to it: paste everything below into GraphiQL
+# (http://127.0.0.1:8080/ of crmsync serve, with the header
+# {"Authorization": "Bearer <workspace token>"}) and run it. status comes
+# back CONNECTED.
+#
+# Or try the OAuth web flow instead: start crmsync serve with
+#   CRMSYNC_SALESFORCE_LOGIN_URL=` + base + `
+#   CRMSYNC_SALESFORCE_CLIENT_ID=` + clientID + `
+#   CRMSYNC_SALESFORCE_CLIENT_SECRET=` + clientSecret + `
+#   CRMSYNC_SALESFORCE_REDIRECT_URL=http://127.0.0.1:8080/oauth/salesforce/callback
+# and open http://127.0.0.1:8080/oauth/salesforce/start?token=<workspace token>
+# (the fake approves at once).
+mutation ConnectFakeSalesforce {
+  connectCrm(input: {
+    connector: "salesforce"
+    config: {loginUrl: ` + q(base) + `, clientId: ` + q(clientID) + `, apiVersion: "v62.0"}
+    credentials: {clientSecret: ` + q(clientSecret) + `, refreshToken: ` + q(refreshToken) + `}
+  }) {
+    id connector status statusReason
+    identity { userId username orgId instanceUrl }
+    createdAt updatedAt
+  }
+}
+`
 }

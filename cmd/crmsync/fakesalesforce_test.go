@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +12,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// TestFakeSalesforceCommand runs `crmsync fake-salesforce` and pastes what
+// it prints, as is, into a running `crmsync serve`: the workspace connects
+// through the Salesforce connector plugin, and the org's allowance is the
+// --daily-max given.
 func TestFakeSalesforceCommand(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -19,43 +23,56 @@ func TestFakeSalesforceCommand(t *testing.T) {
 	var stdout, stderr lockedBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"fake-salesforce", "--listen", "127.0.0.1:0", "--daily-max", "2"}, envOf(nil), &stdout, &stderr)
+		done <- run(ctx, []string{"fake-salesforce", "--listen", "127.0.0.1:0", "--daily-max", "1234"}, envOf(nil), &stdout, &stderr)
 	}()
-	printed := map[string]string{}
-	require.Eventually(t, func() bool {
-		for _, line := range strings.Split(stdout.String(), "\n") {
-			if k, val, ok := strings.Cut(line, "="); ok {
-				printed[k] = val
+	require.Eventually(t, func() bool { return strings.HasSuffix(stdout.String(), "\n}\n") },
+		10*time.Second, 10*time.Millisecond, "stderr: %s", stderr.String())
+	printed := stdout.String()
+	require.NotContains(t, printed, "refresh_token=", "a mutation to paste, not key=value lines")
+	require.Contains(t, printed, "/oauth/salesforce/start", "says how to try the web flow")
+
+	addr := freeAddr(t)
+	getenv := envOf(map[string]string{"CRMSYNC_DATA_DIR": t.TempDir()})
+	serveCtx, stopServe := context.WithCancel(context.Background())
+	defer stopServe()
+	var logs lockedBuffer
+	served := make(chan error, 1)
+	go func() { served <- run(serveCtx, []string{"serve", "--listen", addr}, getenv, io.Discard, &logs) }()
+	waitHealthy(t, addr, served)
+	token := field(t, runCmd(t, getenv, "workspace", "create", "Acme"), "token")
+
+	status, body := graphql(t, addr, token, printed)
+	require.Equal(t, http.StatusOK, status, body)
+	var resp struct {
+		Data struct {
+			ConnectCrm struct {
+				Connector, Status, StatusReason string
+				Identity                        struct{ UserID, InstanceURL string }
 			}
 		}
-		return printed["integration_user_id"] != ""
-	}, 10*time.Second, 10*time.Millisecond, "stderr: %s", stderr.String())
-
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {printed["refresh_token"]}, "client_id": {printed["client_id"]}, "client_secret": {printed["client_secret"]}}
-	resp, err := client.Post(printed["login_url"]+"/services/oauth2/token", "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
-	require.NoError(t, err)
-	var tok map[string]string
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tok))
-	resp.Body.Close()
-	require.Equal(t, printed["base_url"], tok["instance_url"])
-
-	statuses := []int{}
-	for range 3 {
-		req, _ := http.NewRequest("GET", tok["instance_url"]+"/services/data/v62.0/limits", nil)
-		req.Header.Set("Authorization", "Bearer "+tok["access_token"])
-		resp, err := client.Do(req)
-		require.NoError(t, err)
-		resp.Body.Close()
-		statuses = append(statuses, resp.StatusCode)
+		Errors []any
 	}
-	require.Equal(t, []int{200, 200, 403}, statuses, "--daily-max is the allocation")
+	require.NoError(t, json.Unmarshal([]byte(body), &resp), body)
+	require.Empty(t, resp.Errors, body)
+	got := resp.Data.ConnectCrm
+	require.Equal(t, "salesforce", got.Connector)
+	require.Equal(t, "CONNECTED", got.Status, body)
+	require.NotEmpty(t, got.Identity.UserID)
+	require.True(t, strings.HasPrefix(printed, "# A fake Salesforce org is running at "+got.Identity.InstanceURL+" "), body)
 
+	status, body = graphql(t, addr, token, `{ syncOverview { salesforceDailyLimit { max } } }`)
+	require.Equal(t, http.StatusOK, status, body)
+	require.JSONEq(t, `{"data":{"syncOverview":{"salesforceDailyLimit":{"max":1234}}}}`, body, "--daily-max is the allocation")
+
+	http.DefaultClient.CloseIdleConnections()
+	stopServe()
 	cancel()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("fake-salesforce did not stop")
+	for name, ch := range map[string]chan error{"serve": served, "fake-salesforce": done} {
+		select {
+		case err := <-ch:
+			require.NoError(t, err, name)
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%s did not stop", name)
+		}
 	}
 }

@@ -49,6 +49,16 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	global *config.Global
+	// progress, when set, is told each slow step before it starts (the
+	// demo prints them, so a newcomer sees what it is waiting for).
+	progress func(step string)
+}
+
+// step reports a slow step about to start, if anyone listens.
+func (e *env) step(format string, args ...any) {
+	if e.progress != nil {
+		e.progress(fmt.Sprintf(format, args...))
+	}
 }
 
 // exitPanic carries kong's exit code out of a --help.
@@ -90,4 +100,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	return kctx.Run(&env{ctx: ctx, getenv: getenv, stdout: stdout, stderr: stderr, global: &c.Global})
+}
+
+// withProgress returns a copy of e that reports its slow steps to progress.
+func (e *env) withProgress(progress func(step string)) *env {
+	c := *e
+	c.progress = progress
+	return &c
 }

@@ -13,20 +13,21 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
+	"github.com/crmsync/crmsync/connectors/salesforce/sffake/sffaketest"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
 )
 
 // TestServeMountsWebFlowAndSyncMetrics runs `crmsync serve` configured for
 // the Salesforce web flow: start redirects to the org's authorize page with
 // PKCE, the callback refuses a bad state, and /metrics carries the sync
-// metrics.
+// metrics on the ops listener only.
 func TestServeMountsWebFlowAndSyncMetrics(t *testing.T) {
 	t.Parallel()
 	for _, dialect := range []string{"sqlite", "postgres"} {
 		t.Run(dialect, func(t *testing.T) {
 			t.Parallel()
-			sf := sffake.Start(t)
-			addr := freeAddr(t)
+			sf := sffaketest.Start(t)
+			addr, opsAddr := freeAddr(t), freeAddr(t)
 			vars := map[string]string{"CRMSYNC_DATA_DIR": t.TempDir(),
 				"CRMSYNC_SALESFORCE_CLIENT_ID":     sffake.DefaultClientID,
 				"CRMSYNC_SALESFORCE_CLIENT_SECRET": sffake.DefaultClientSecret,
@@ -41,7 +42,9 @@ func TestServeMountsWebFlowAndSyncMetrics(t *testing.T) {
 			defer cancel()
 			logs := &lockedBuffer{}
 			done := make(chan error, 1)
-			go func() { done <- run(ctx, []string{"serve", "--listen", addr}, getenv, io.Discard, logs) }()
+			go func() {
+				done <- run(ctx, []string{"serve", "--listen", addr, "--ops-listen", opsAddr}, getenv, io.Discard, logs)
+			}()
 			waitHealthy(t, addr, done)
 			token := field(t, runCmd(t, getenv, "workspace", "create", "Acme"), "token")
 
@@ -73,7 +76,9 @@ func TestServeMountsWebFlowAndSyncMetrics(t *testing.T) {
 
 			status, body := graphql(t, addr, token, `mutation { recordChanges(input: [{recordType: COMPANY, recordId: "a", source: API, fields: [{name: "name", value: "A"}]}]) { queued } }`)
 			require.Equal(t, http.StatusOK, status, body)
-			resp, err = http.Get("http://" + addr + "/metrics")
+			resp = get("http://" + addr + "/metrics")
+			require.Equal(t, http.StatusNotFound, resp.StatusCode, "metrics are not on the API listener")
+			resp, err = http.Get("http://" + opsAddr + "/metrics")
 			require.NoError(t, err)
 			metrics, err := io.ReadAll(resp.Body)
 			require.NoError(t, err)

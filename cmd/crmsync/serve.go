@@ -25,8 +25,12 @@ import (
 	"github.com/crmsync/crmsync/internal/metrics"
 	"github.com/crmsync/crmsync/internal/oauthflow"
 	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/overview"
 	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/record"
+	"github.com/crmsync/crmsync/internal/riverweb"
 	"github.com/crmsync/crmsync/internal/secret"
+	"github.com/crmsync/crmsync/internal/synclog"
 	"github.com/crmsync/crmsync/internal/workspace"
 	"github.com/crmsync/crmsync/jobs"
 )
@@ -49,6 +53,7 @@ type app struct {
 	working    bool // River works jobs (some worker is registered), not insert-only
 	resolver   *graph.Resolver
 	server     *httpserver.Server
+	riverUI    *riverweb.UI
 
 	plugins *plugin.Host
 	engine  *engine.Engine
@@ -111,7 +116,8 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	if err := a.registry.Register(inbound.NewStreamCollector(bdb, logger)); err != nil {
 		return nil, fmt.Errorf("register inbound stream metrics: %w", err)
 	}
-	a.plugins, err = plugin.NewHost(plugin.HostConfig{Logger: logger, External: pluginExternals(external), OnRestart: observer.PluginRestarted})
+	a.plugins, err = plugin.NewHost(plugin.HostConfig{Logger: logger, External: pluginExternals(external), OnRestart: observer.PluginRestarted,
+		BuiltinArgs: cfg.AllowCRMHostArgs()})
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +150,11 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 
 	a.resolver = &graph.Resolver{
 		Logger:      logger,
-		DB:          bdb,
+		Database:    db.NewHealth(bdb),
+		Queue:       outbound.NewQueue(bdb),
+		Records:     record.NewReader(bdb),
+		SyncLog:     synclog.NewReader(bdb),
+		Overview:    overview.NewService(bdb),
 		Workspaces:  a.workspaces,
 		Connections: conns,
 		Prefs:       prefs.NewService(bdb, conns),
@@ -171,6 +181,11 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	if err != nil {
 		return nil, err
 	}
+	// River's own UI, for the admin token.
+	if a.riverUI, err = riverweb.New(client, logger, cfg.AdminToken); err != nil {
+		return nil, err
+	}
+	a.riverUI.Mount(a.server)
 	if cfg.SalesforceClientID != "" {
 		flow, err := oauthflow.New(oauthflow.Config{
 			ClientID: cfg.SalesforceClientID, ClientSecret: cfg.SalesforceClientSecret,
@@ -208,6 +223,15 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 	logger := global.Logger(e.stderr)
 	ctx := e.ctx
 
+	// Bind first: a port in use fails at once, before the database is
+	// opened or migrated.
+	ln, err := httpserver.Listen(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close() // Serve closes it too; this covers the early returns
+
+	e.step("opening the database (%s) and applying migrations", databaseName(global))
 	bdb, err := db.Open(ctx, global.DatabaseURL, global.DataDir, logger)
 	if err != nil {
 		return err
@@ -231,19 +255,25 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 	if err != nil {
 		return err
 	}
-	ln, err := httpserver.Listen(cfg.Listen)
-	if err != nil {
-		_ = a.plugins.Close()
-		return err
-	}
 	defer a.plugins.Close() // after River stopped: no job calls a connector any more
 	busCtx, stopBus := context.WithCancel(context.WithoutCancel(ctx))
 	waitBus := runBus(busCtx, a.bus)
 	defer func() { stopBus(); waitBus() }()
 	if a.working {
+		e.step("starting the sync workers (River)")
 		if err := a.river.Start(context.WithoutCancel(ctx)); err != nil {
-			_ = ln.Close()
 			return fmt.Errorf("start river: %w", err)
+		}
+	}
+	if err := a.riverUI.Start(ctx); err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("start river UI: %w", err)
+	}
+	var opsLn net.Listener
+	if cfg.OpsListen != "" {
+		if opsLn, err = httpserver.Listen(cfg.OpsListen); err != nil {
+			_ = ln.Close()
+			return err
 		}
 	}
 	if cfg.Streaming && a.working {
@@ -269,8 +299,18 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 			}
 		}()
 	}
+	opsDone := make(chan error, 1)
+	if opsLn != nil {
+		go func() { opsDone <- httpserver.Serve(serveCtx, opsLn, a.server.Ops(), logger, cfg.ShutdownTimeout) }()
+	} else {
+		opsDone <- nil
+	}
 	// Serve returns once serveCtx ends and HTTP has drained.
 	serveErr := httpserver.Serve(serveCtx, ln, a.server, logger, cfg.ShutdownTimeout)
+	stopServing(nil)
+	if err := <-opsDone; serveErr == nil {
+		serveErr = err
+	}
 	var stopErr error
 	if a.working {
 		stopErr = stopRiver(a.river, cfg.ShutdownTimeout, logger)
@@ -325,6 +365,14 @@ func stopRiver(client *river.Client[*sql.Tx], timeout time.Duration, logger *slo
 		return fmt.Errorf("stop river: %w", err)
 	}
 	return nil
+}
+
+// databaseName says which database global points at, password masked.
+func databaseName(global config.Global) string {
+	if global.DatabaseURL == "" {
+		return "SQLite in " + global.DataDir
+	}
+	return "PostgreSQL"
 }
 
 // displayAddr is addr as a browser would reach it.

@@ -29,6 +29,13 @@ const (
 	KindInvalid
 )
 
+// Kinds returns every Kind, KindUnknown first. A new Kind is added here as
+// well (a test checks that the list is complete): codecs and conformance
+// checks range over it.
+func Kinds() []Kind {
+	return []Kind{KindUnknown, KindCredentials, KindRateLimited, KindUnavailable, KindUnsupported, KindInvalid}
+}
+
 func (k Kind) String() string {
 	switch k {
 	case KindCredentials:

@@ -52,3 +52,26 @@ func TestErrorfKeepsCause(t *testing.T) {
 		t.Fatalf("RetryAfter not readable through errors.As: %+v", ce)
 	}
 }
+
+// Kinds lists every Kind: each has its own name, and the value after the
+// last one has none (a Kind added without extending Kinds fails here).
+func TestKindsIsComplete(t *testing.T) {
+	t.Parallel()
+	kinds := connector.Kinds()
+	if kinds[0] != connector.KindUnknown {
+		t.Fatalf("Kinds()[0] = %v, want KindUnknown", kinds[0])
+	}
+	names := map[string]connector.Kind{}
+	for i, k := range kinds {
+		if int(k) != i {
+			t.Fatalf("Kinds()[%d] = %d: the list follows the constants' order", i, k)
+		}
+		if prev, dup := names[k.String()]; dup {
+			t.Fatalf("kinds %d and %d share the name %q", prev, k, k.String())
+		}
+		names[k.String()] = k
+	}
+	if next := connector.Kind(len(kinds)); next.String() != connector.KindUnknown.String() {
+		t.Fatalf("Kind %d is named %q but missing from Kinds()", next, next)
+	}
+}

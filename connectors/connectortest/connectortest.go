@@ -68,6 +68,12 @@ type Harness struct {
 	// EditAsOtherUser, if set, changes a record as a CRM user other than the
 	// integration user, so the suite can check LastModifiedByID.
 	EditAsOtherUser func(ctx context.Context, object, id string, fields map[string]any) error
+	// FailWith, if set, returns a session whose every call fails whole with
+	// err, as sent (a fault knob of the connector or of its fake CRM). The
+	// suite sends every error kind this way, with messages that are empty,
+	// long or not valid UTF-8, and checks each arrives with its kind and
+	// retry-after: what a plugin boundary must never lose.
+	FailWith func(err *connector.Error) connector.Session
 }
 
 var uniq atomic.Int64
@@ -113,7 +119,9 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		"Canceled":         testCanceled,
 		"Deadline":         testDeadline,
 		"BadCredentials":   testBadCredentials,
+		"Capabilities":     testCapabilities,
 		"EditAsOtherUser":  testEditAsOtherUser,
+		"ErrorKinds":       testErrorKinds,
 		"ConcurrentWrites": testConcurrentWrites,
 		"StreamChanges":    testStreamChanges,
 	}
@@ -201,11 +209,6 @@ func testDescribe(t *testing.T, h Harness) {
 		require.True(t, ok, "field %s.%s described", h.Object, name)
 		require.True(t, f.Updateable, "%s.%s updateable", h.Object, name)
 	}
-	_, fetcher := h.Connector.(connector.ChangeFetcher)
-	if d.Has(connector.CapabilityFetchChanges) {
-		require.True(t, fetcher, "announces fetch_changes, so implements ChangeFetcher")
-	}
-
 	one, err := h.Connector.Describe(ctx(t), connector.DescribeRequest{Session: h.Session, Objects: []string{h.Object}})
 	require.NoError(t, err, "describe one object")
 	require.Len(t, one.Objects, 1, "Objects narrows the describe")
@@ -277,7 +280,7 @@ func testRoundTrip(t *testing.T, h Harness) {
 func testUpsert(t *testing.T, h Harness) {
 	d := describe(t, h)
 	if !d.Has(connector.CapabilityUpsert) {
-		return // nothing to check: BulkUpdate may refuse OpUpsert
+		t.Skipf("not applicable: the connector does not announce %q", connector.CapabilityUpsert)
 	}
 	field := h.ExternalIDField
 	if field == "" {
@@ -364,7 +367,7 @@ func testFetchByMatch(t *testing.T, h Harness) {
 
 func testFetchChanges(t *testing.T, h Harness) {
 	if !describe(t, h).Has(connector.CapabilityFetchChanges) {
-		return
+		t.Skipf("not applicable: the connector does not announce %q", connector.CapabilityFetchChanges)
 	}
 	cf := h.Connector.(connector.ChangeFetcher)
 	page := func(cursor string) *connector.FetchChangesResponse {
@@ -499,4 +502,146 @@ func testConcurrentWrites(t *testing.T, h Harness) {
 	for range 4 {
 		require.NoError(t, <-errs, "concurrent bulk updates")
 	}
+}
+
+func testErrorKinds(t *testing.T, h Harness) {
+	if h.FailWith == nil {
+		t.Skip("not applicable: the harness has no FailWith fault knob, so error kinds are not checked")
+	}
+	messages := map[string]string{
+		"plain":         "the CRM said no",
+		"empty":         "",
+		"invalid UTF-8": "INVALID_SESSION_ID \xff\xfe caf\xe9",
+		"cut mid-rune":  strings.Repeat("x", 199) + "\xe2\x82",
+		"long":          strings.Repeat("é", 100_000),
+	}
+	for _, kind := range connector.Kinds() {
+		for mname, msg := range messages {
+			sent := &connector.Error{Kind: kind, Message: msg}
+			if kind == connector.KindRateLimited || kind == connector.KindUnavailable {
+				sent.RetryAfter = 90 * time.Second
+			}
+			s := h.FailWith(sent)
+			calls := map[string]func() error{
+				"Check": func() error {
+					_, err := h.Connector.Check(ctx(t), connector.CheckRequest{Session: s})
+					return err
+				},
+				"BulkUpdate": func() error {
+					_, err := h.Connector.BulkUpdate(ctx(t), connector.BulkUpdateRequest{Session: s, Operations: []connector.Operation{
+						{Kind: connector.OpCreate, Object: h.Object, Fields: h.NewRecord(0)},
+					}})
+					return err
+				},
+			}
+			for call, do := range calls {
+				what := fmt.Sprintf("%s failing with %s, %s message", call, kind, mname)
+				err := do()
+				require.Error(t, err, what)
+				var ce *connector.Error
+				require.True(t, errors.As(err, &ce), "%s: a *connector.Error, got %T", what, err)
+				require.Equal(t, kind, ce.Kind, "%s: kind", what)
+				require.Equal(t, sent.RetryAfter, ce.RetryAfter, "%s: retry-after", what)
+				require.Equal(t, connector.Retryable(sent), connector.Retryable(err), "%s: retryable", what)
+				// In process the message is as sent; through a plugin, valid
+				// UTF-8 and bounded. Either way its start arrives.
+				head := []rune(strings.ToValidUTF8(msg, "\uFFFD"))
+				require.Contains(t, strings.ToValidUTF8(err.Error(), "\uFFFD"), string(head[:min(len(head), 100)]), "%s: the message's start arrives", what)
+			}
+		}
+	}
+}
+
+// probes tell whether a connector has a capability, whatever it announces:
+// each makes the smallest call that needs it. A new connector.Capability
+// gets one entry here.
+var probes = map[connector.Capability]func(t *testing.T, h Harness, d *connector.Description) bool{
+	connector.CapabilityFetchChanges: probeFetchChanges,
+	connector.CapabilityFetchMany:    probeFetchMany,
+	connector.CapabilityUpsert:       probeUpsert,
+}
+
+// testCapabilities checks announced against implemented, both ways: crmsync
+// uses an optional feature only when the connector announces it (through a
+// plugin the client has every method, so the announcement is all crmsync
+// can go by). An announced feature must work; a working one must be
+// announced, or crmsync never uses it. A feature neither announced nor
+// implemented is reported by name as not applicable.
+func testCapabilities(t *testing.T, h Harness) {
+	d := describe(t, h)
+	for _, c := range d.Capabilities {
+		if _, known := probes[c]; !known {
+			t.Logf("the connector announces %q, which crmsync does not know (ignored)", c)
+		}
+	}
+	for _, c := range slices.Sorted(maps.Keys(probes)) {
+		t.Run(string(c), func(t *testing.T) {
+			announced, works := d.Has(c), probes[c](t, h, d)
+			switch {
+			case announced && !works:
+				t.Fatalf("the connector announces %q but does not implement it", c)
+			case !announced && works:
+				t.Fatalf("the connector implements %q but does not announce it: crmsync never uses a feature that is not announced", c)
+			case !announced:
+				t.Skipf("not applicable: the connector neither announces nor implements %q", c)
+			}
+		})
+	}
+}
+
+func probeFetchChanges(t *testing.T, h Harness, _ *connector.Description) bool {
+	cf, ok := h.Connector.(connector.ChangeFetcher)
+	if !ok {
+		return false
+	}
+	_, err := cf.FetchChanges(ctx(t), connector.FetchChangesRequest{Session: h.Session, Object: h.Object, PageSize: 1, Fields: []string{h.UpdateField}})
+	if errors.Is(err, connector.ErrUnsupported) {
+		return false
+	}
+	require.NoError(t, err, "FetchChanges")
+	return true
+}
+
+func probeFetchMany(t *testing.T, h Harness, _ *connector.Description) bool {
+	bf, ok := h.Connector.(connector.BatchFetcher)
+	if !ok {
+		return false
+	}
+	ids := create(t, h, 0, 1)
+	resp, err := bf.FetchCurrentMany(ctx(t), connector.FetchManyRequest{Session: h.Session, Requests: []connector.FetchCurrentRequest{
+		{Object: h.Object, IDs: ids, Fields: []string{h.UpdateField}},
+	}})
+	if errors.Is(err, connector.ErrUnsupported) {
+		return false
+	}
+	require.NoError(t, err, "FetchCurrentMany")
+	require.Len(t, resp.Results, 1, "one result per request")
+	require.Len(t, resp.Results[0], 1, "the record read")
+	return true
+}
+
+func probeUpsert(t *testing.T, h Harness, d *connector.Description) bool {
+	field := h.ExternalIDField
+	if field == "" {
+		o, _ := d.Object(h.Object)
+		for _, f := range o.Fields {
+			if f.ExternalID {
+				field = f.Name
+				break
+			}
+		}
+	}
+	if field == "" {
+		return false // nothing to upsert on
+	}
+	ext := fmt.Sprintf("probe-%d-%d", time.Now().UnixNano(), uniq.Add(1))
+	resp, err := h.Connector.BulkUpdate(ctx(t), connector.BulkUpdateRequest{Session: h.Session, Operations: []connector.Operation{
+		{Kind: connector.OpUpsert, Object: h.Object, ExternalIDField: field, ExternalID: ext, Fields: h.NewRecord(int(uniq.Add(1)))},
+	}})
+	if errors.Is(err, connector.ErrUnsupported) || errors.Is(err, connector.ErrInvalid) {
+		return false
+	}
+	require.NoError(t, err, "upsert")
+	require.Len(t, resp.Results, 1)
+	return resp.Results[0].Error == nil
 }

@@ -2,6 +2,7 @@ package connectortest_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -59,7 +60,26 @@ func (b broken) Check(ctx context.Context, req connector.CheckRequest) (*connect
 	if b.bug == "untyped" && err != nil {
 		return nil, errors.New(err.Error())
 	}
+	var ce *connector.Error
+	if b.bug == "lose-retry-after" && errors.As(err, &ce) {
+		return nil, &connector.Error{Kind: ce.Kind, Message: ce.Message}
+	}
 	return resp, err
+}
+
+func (b broken) Describe(ctx context.Context, req connector.DescribeRequest) (*connector.Description, error) {
+	d, err := b.CRM.Describe(ctx, req)
+	if err == nil && b.bug == "unannounced" {
+		d.Capabilities = slices.DeleteFunc(d.Capabilities, func(c connector.Capability) bool { return c == connector.CapabilityFetchMany })
+	}
+	return d, err
+}
+
+func (b broken) FetchCurrentMany(ctx context.Context, req connector.FetchManyRequest) (*connector.FetchManyResponse, error) {
+	if b.bug == "announced-missing" {
+		return nil, connector.ErrUnsupported
+	}
+	return b.CRM.FetchCurrentMany(ctx, req)
 }
 
 // TestMemcrmSuite runs the suite against memcrm, or against a broken
@@ -75,6 +95,14 @@ func TestMemcrmSuite(t *testing.T) {
 			Connector:      c,
 			Session:        memcrm.Session(t.Name(), memcrm.DefaultToken),
 			BadCredentials: memcrm.Session(t.Name(), "nope"),
+			FailWith: func(err *connector.Error) connector.Session {
+				cfg, jerr := json.Marshal(memcrm.Config{Org: t.Name(), Faults: &memcrm.Faults{
+					Fail: &memcrm.ErrorFault{Kind: err.Kind, Message: []byte(err.Message), RetryAfter: err.RetryAfter}}})
+				require.NoError(t, jerr)
+				s := memcrm.Session(t.Name(), memcrm.DefaultToken)
+				s.Config = cfg
+				return s
+			},
 		}
 	})
 }
@@ -91,6 +119,10 @@ func TestSuiteCatchesBrokenConnectors(t *testing.T) {
 		"skip-page":  "FetchChanges",
 		"ignore-ctx": "Canceled",
 		"untyped":    "BadCredentials",
+		// The error kinds and the capabilities.
+		"lose-retry-after":  "ErrorKinds",
+		"unannounced":       "Capabilities",
+		"announced-missing": "Capabilities",
 	}
 	for bug, subtest := range tests {
 		t.Run(bug, func(t *testing.T) {

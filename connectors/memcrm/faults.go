@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/crmsync/crmsync/connectors/connector"
 )
 
 // Faults are memcrm's fault knobs. The zero value injects nothing. In JSON
@@ -21,6 +23,24 @@ type Faults struct {
 	CrashOn string `json:"crash_on,omitempty"`
 	// Records are per-record failures injected into BulkUpdate.
 	Records []RecordFault `json:"records,omitempty"`
+	// Fail, if set, fails every call whole with this error.
+	Fail *ErrorFault `json:"fail,omitempty"`
+}
+
+// ErrorFault is the whole-call error Faults.Fail injects: any kind, with
+// any message, so a test can send each kind through a plugin boundary.
+type ErrorFault struct {
+	Kind connector.Kind `json:"kind"`
+	// Message is bytes (base64 in JSON) so that a message which is not
+	// valid UTF-8 reaches the connector unchanged.
+	Message []byte `json:"message,omitempty"`
+	// RetryAfter is in nanoseconds in JSON.
+	RetryAfter time.Duration `json:"retry_after,omitempty"`
+}
+
+// Err is the *connector.Error the fault injects.
+func (f *ErrorFault) Err() *connector.Error {
+	return &connector.Error{Kind: f.Kind, Message: string(f.Message), RetryAfter: f.RetryAfter}
 }
 
 // RecordFault makes matching BulkUpdate operations fail with Code. An

@@ -176,6 +176,9 @@ func (c *CRM) inject(ctx context.Context, method string, f Faults) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memcrm %s: %w", method, err)
 	}
+	if f.Fail != nil {
+		return f.Fail.Err()
+	}
 	if f.ErrorRate > 0 && rand.Float64() < f.ErrorRate {
 		return connector.Errorf(connector.KindUnavailable, "memcrm %s: injected failure (error_rate %v)", method, f.ErrorRate)
 	}
@@ -196,7 +199,7 @@ func (c *CRM) description() *connector.Description {
 		ConfigFields: []connector.ConfigField{
 			{Name: "org", Description: "Name of the in-memory org; each name is a separate org.", Required: true},
 			{Name: "daily_max", Description: "Daily API allowance of the org (default 100000)."},
-			{Name: "faults", Description: "Fault knobs: latency, error_rate, crash_on, records (see memcrm.Faults)."},
+			{Name: "faults", Description: "Fault knobs: latency, error_rate, crash_on, records, fail (see memcrm.Faults)."},
 			{Name: "token", Description: "API token; must equal the CRM's token.", Required: true, Secret: true},
 		},
 		Capabilities: []connector.Capability{connector.CapabilityFetchChanges, connector.CapabilityUpsert, connector.CapabilityFetchMany, connector.CapabilityStreamChanges},

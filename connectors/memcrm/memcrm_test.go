@@ -31,6 +31,9 @@ func TestConformance(t *testing.T) {
 				o := crm.Org(org)
 				return o.EditAsUser(o.SalesRepIDs()[0], object, id, fields)
 			},
+			FailWith: func(err *connector.Error) connector.Session {
+				return sessionWith(t, org, memcrm.DefaultToken, &memcrm.Faults{Fail: &memcrm.ErrorFault{Kind: err.Kind, Message: []byte(err.Message), RetryAfter: err.RetryAfter}})
+			},
 		}
 	})
 }

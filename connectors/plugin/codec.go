@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -20,6 +21,10 @@ import (
 // Go values to proto messages and back, and connector errors to gRPC
 // statuses and back.
 
+// kindCodes is the gRPC code of each connector.Kind's status. A status
+// carries the connector.Error in its details too; the code alone decodes a
+// status without them (a plugin built against another protocol revision, a
+// method the plugin's binary does not have). A new Kind gets one line here.
 var kindCodes = map[connector.Kind]codes.Code{
 	connector.KindUnknown:     codes.Unknown,
 	connector.KindCredentials: codes.Unauthenticated,
@@ -29,8 +34,40 @@ var kindCodes = map[connector.Kind]codes.Code{
 	connector.KindInvalid:     codes.InvalidArgument,
 }
 
+// codeKinds is kindCodes read backwards.
+var codeKinds = func() map[codes.Code]connector.Kind {
+	out := make(map[codes.Code]connector.Kind, len(kindCodes))
+	for k, c := range kindCodes {
+		out[c] = k
+	}
+	return out
+}()
+
+// maxMessageRunes bounds an error message on the wire: it travels in the
+// status's trailer twice (message and details), which HTTP/2 limits.
+const maxMessageRunes = 2000
+
+// wireString is s as a proto3 string can carry it: valid UTF-8 (a message
+// with invalid bytes would fail to encode and take the status's details,
+// so its kind, with it) and at most max characters, cut between characters.
+func wireString(s string, max int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= max { // fewer bytes than max: fewer characters too
+		return s
+	}
+	n := 0
+	for i := range s {
+		if n == max {
+			return s[:i] + "…"
+		}
+		n++
+	}
+	return s
+}
+
 // errorToStatus encodes a connector method's error as a gRPC status whose
-// details carry the connector.Error (kind, message, retry-after).
+// code is the error's kind and whose details carry the connector.Error
+// (kind, message, retry-after), whatever bytes its message holds.
 func errorToStatus(err error) error {
 	if err == nil {
 		return nil
@@ -39,9 +76,9 @@ func errorToStatus(err error) error {
 	// must stay a deadline on the host.
 	switch {
 	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
+		return status.Error(codes.Canceled, wireString(err.Error(), maxMessageRunes))
 	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
+		return status.Error(codes.DeadlineExceeded, wireString(err.Error(), maxMessageRunes))
 	}
 	var ce *connector.Error
 	if !errors.As(err, &ce) {
@@ -51,7 +88,12 @@ func errorToStatus(err error) error {
 	if error(ce) != err || msg == "" {
 		msg = err.Error()
 	}
-	st := status.New(kindCodes[ce.Kind], msg)
+	msg = wireString(msg, maxMessageRunes)
+	code, ok := kindCodes[ce.Kind]
+	if !ok {
+		code = codes.Unknown // a kind this side does not know: never codes.OK
+	}
+	st := status.New(code, msg)
 	detail := &pb.Error{Kind: int32(ce.Kind), Message: msg}
 	if ce.RetryAfter > 0 {
 		detail.RetryAfter = durationpb.New(ce.RetryAfter)
@@ -62,10 +104,11 @@ func errorToStatus(err error) error {
 	return st.Err()
 }
 
-// statusToError decodes an error returned by a plugin call. It returns the
-// connector.Error the plugin sent, ctx's error when the caller gave up, and
-// otherwise an error of kind KindUnknown, or KindUnavailable for transport
-// failures. transport reports the latter case (the plugin may have died).
+// statusToError decodes an error returned by a plugin call. It returns ctx's
+// error when the caller gave up, the connector.Error the plugin sent, and
+// otherwise the kind the status code stands for (KindUnknown for codes that
+// stand for none). transport reports an Unavailable status without details:
+// a transport failure, the plugin may have died.
 func statusToError(ctx context.Context, err error) (_ error, transport bool) {
 	if cerr := ctx.Err(); cerr != nil {
 		return cerr, false
@@ -76,7 +119,11 @@ func statusToError(ctx context.Context, err error) (_ error, transport bool) {
 	}
 	for _, d := range st.Details() {
 		if e, ok := d.(*pb.Error); ok {
-			return &connector.Error{Kind: connector.Kind(e.Kind), Message: e.Message, RetryAfter: e.RetryAfter.AsDuration()}, false
+			kind := connector.Kind(e.GetKind())
+			if _, known := kindCodes[kind]; !known {
+				kind = codeKinds[st.Code()] // a newer plugin's kind: its code says what it is
+			}
+			return &connector.Error{Kind: kind, Message: e.GetMessage(), RetryAfter: e.GetRetryAfter().AsDuration()}, false
 		}
 	}
 	switch st.Code() {
@@ -84,10 +131,9 @@ func statusToError(ctx context.Context, err error) (_ error, transport bool) {
 		return context.Canceled, false
 	case codes.DeadlineExceeded:
 		return context.DeadlineExceeded, false
-	case codes.Unavailable:
-		return &connector.Error{Kind: connector.KindUnavailable, Message: st.Message()}, true
 	}
-	return &connector.Error{Kind: connector.KindUnknown, Message: st.Message()}, false
+	kind := codeKinds[st.Code()] // KindUnknown when absent
+	return &connector.Error{Kind: kind, Message: st.Message()}, kind == connector.KindUnavailable
 }
 
 func timeToPB(t time.Time) *timestamppb.Timestamp {
@@ -270,7 +316,8 @@ func resultsToPB(rs []connector.Result) []*pb.Result {
 	for i, r := range rs {
 		out[i] = &pb.Result{Id: r.ID, Created: r.Created}
 		if e := r.Error; e != nil {
-			out[i].Error = &pb.RecordError{Code: e.Code, Message: e.Message, Fields: e.Fields, Retryable: e.Retryable}
+			out[i].Error = &pb.RecordError{Code: wireString(e.Code, maxMessageRunes), Message: wireString(e.Message, maxMessageRunes),
+				Fields: e.Fields, Retryable: e.Retryable}
 		}
 	}
 	return out

@@ -42,7 +42,11 @@
 // level, with a "connector" attribute.
 //
 // A connector.Error returned by the plugin arrives on the host with its Kind,
-// message and RetryAfter, so errors.Is and errors.As work as in process;
+// message and RetryAfter, so errors.Is and errors.As work as in process,
+// whatever the message holds: it crosses as valid UTF-8 (invalid bytes
+// become U+FFFD) cut to 2,000 characters. The status code stands for the
+// kind too, so a status without the detail (another protocol revision, a
+// method the plugin's binary lacks) still decodes to the right kind;
 // ctx deadlines and cancellation reach the plugin. When a plugin process
 // dies, the calls in flight fail with a retryable connector.ErrUnavailable
 // error and the next call starts a new process.

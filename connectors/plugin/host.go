@@ -28,6 +28,10 @@ type HostConfig struct {
 	// Executable is crmsync's own binary, launched as `Executable connector
 	// NAME` for built-in connectors. Default: os.Executable().
 	Executable string
+	// BuiltinArgs are appended to the arguments of built-in connectors
+	// (`Executable connector NAME BuiltinArgs...`); crmsync passes its
+	// --allow-crm-host settings this way. Third-party executables get none.
+	BuiltinArgs []string
 	// External maps connector names to third-party plugin executables.
 	// A name not listed here is a built-in connector.
 	External map[string]External
@@ -193,7 +197,7 @@ func (h *Host) process(ctx context.Context, name string) (*process, error) {
 
 func (h *Host) start(name string) (*process, error) {
 	logger := h.logger.With("connector", name)
-	path, args := h.cfg.Executable, []string{"connector", name}
+	path, args := h.cfg.Executable, append([]string{"connector", name}, h.cfg.BuiltinArgs...)
 	var secure *goplugin.SecureConfig
 	if ext, ok := h.cfg.External[name]; ok {
 		path, args = ext.Path, nil

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -139,8 +140,34 @@ func TestConformanceThroughPlugin(t *testing.T) {
 			Session:        session(t, t.Name(), nil),
 			BadCredentials: memcrm.Session(t.Name(), "expired"),
 			SlowSession:    &slow,
+			FailWith: func(err *connector.Error) connector.Session {
+				return session(t, t.Name(), &memcrm.Faults{Fail: &memcrm.ErrorFault{Kind: err.Kind, Message: []byte(err.Message), RetryAfter: err.RetryAfter}})
+			},
 		}
 	})
+}
+
+// Through a real plugin process, every kind keeps its kind and retry-after,
+// and a message that is not valid UTF-8 or is very long arrives readable
+// and bounded (the conformance suite's ErrorKinds checks the kinds too).
+func TestErrorMessagesCrossTheBoundaryReadable(t *testing.T) {
+	t.Parallel()
+	h, _ := newHost(t, nil)
+	c, err := h.Connector(t.Context(), "memcrm")
+	require.NoError(t, err)
+	for _, kind := range connector.Kinds() {
+		for _, msg := range []string{"INVALID_SESSION_ID \xff\xfe caf\xe9", strings.Repeat("x", 199) + "\xe2\x82", strings.Repeat("日", 100_000)} {
+			fail := &memcrm.ErrorFault{Kind: kind, Message: []byte(msg), RetryAfter: 3 * time.Second}
+			_, err := c.Check(t.Context(), connector.CheckRequest{Session: session(t, "utf8", &memcrm.Faults{Fail: fail})})
+			var ce *connector.Error
+			require.True(t, errors.As(err, &ce), "%v", err)
+			require.Equal(t, kind, ce.Kind)
+			require.Equal(t, 3*time.Second, ce.RetryAfter)
+			require.True(t, utf8.ValidString(err.Error()), "%q", err.Error())
+			require.LessOrEqual(t, utf8.RuneCountInString(ce.Message), maxMessageRunes+1)
+			require.True(t, strings.HasPrefix(ce.Message, strings.TrimSuffix(wireString(msg, 100), "…")), "%q", ce.Message)
+		}
+	}
 }
 
 func TestTypedErrorsCrossTheBoundary(t *testing.T) {

@@ -176,6 +176,9 @@ func (cl *call) authenticate(ctx context.Context) (token, error) {
 	if err := checkBaseURL(tok.InstanceURL); err != nil {
 		return token{}, connector.Errorf(connector.KindUnavailable, "salesforce token endpoint: instance_url: %v", err)
 	}
+	if err := cl.c.hosts.checkURL(tok.InstanceURL, false); err != nil {
+		return token{}, err
+	}
 	return tok, nil
 }
 
@@ -214,6 +217,9 @@ func tokenError(ctx context.Context, err error) error {
 			status = re.Response.StatusCode
 		}
 		return oauthError(status, re.ErrorCode, re.ErrorDescription)
+	}
+	if errors.Is(err, ErrHostNotAllowed) {
+		return hostNotAllowed()
 	}
 	return connector.Errorf(connector.KindUnavailable, "salesforce token endpoint: %w", err)
 }

@@ -6,15 +6,15 @@ import (
 
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/connectors/salesforce"
-	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
+	"github.com/crmsync/crmsync/connectors/salesforce/sffake/sffaketest"
 )
 
 // BenchmarkBulkUpdate measures a flush-sized write (1,000 Contact creates,
 // one /composite call) and the read-back by id (one collections retrieve)
 // against sffake on loopback.
 func BenchmarkBulkUpdate(b *testing.B) {
-	sf := sffake.Start(b)
-	c := salesforce.New()
+	sf := sffaketest.Start(b)
+	c := salesforce.New(salesforce.WithAllowedHosts("127.0.0.1"))
 	sess := fakeSession(sf)
 	n := 0
 	for b.Loop() {

@@ -56,7 +56,8 @@ func (c *Connector) Check(ctx context.Context, req connector.CheckRequest) (*con
 // id is what crmsync relies on.
 func (cl *call) username(ctx context.Context) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, cl.tok.IdentityURL, nil)
-	if err != nil || checkBaseURL(req.URL.Scheme+"://"+req.URL.Host) != nil {
+	if err != nil || checkBaseURL(req.URL.Scheme+"://"+req.URL.Host) != nil ||
+		cl.c.hosts.checkURL(req.URL.Scheme+"://"+req.URL.Host, false) != nil {
 		return "", nil
 	}
 	req.Header.Set("Authorization", "Bearer "+cl.tok.AccessToken)

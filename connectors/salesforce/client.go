@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/crmsync/crmsync/connectors/connector"
 )
@@ -74,11 +75,24 @@ func parseErrors(body []byte) []sfError {
 	if err := json.Unmarshal(body, &one); err == nil && one.code() != "" {
 		return []sfError{one}
 	}
-	msg := strings.TrimSpace(string(body))
-	if len(msg) > 200 {
-		msg = msg[:200] + "…"
+	return []sfError{{Message: excerpt(string(body), 200)}}
+}
+
+// excerpt is the start of an unparsed response body, for an error message:
+// trimmed, valid UTF-8 (a proxy's page may be in any encoding) and at most
+// n characters, cut between characters, never inside one.
+func excerpt(body string, n int) string {
+	msg := strings.ToValidUTF8(strings.TrimSpace(body), "\uFFFD")
+	i, runes := 0, 0
+	for i < len(msg) && runes < n {
+		_, size := utf8.DecodeRuneInString(msg[i:])
+		i += size
+		runes++
 	}
-	return []sfError{{Message: msg}}
+	if i < len(msg) {
+		return msg[:i] + "…"
+	}
+	return msg
 }
 
 // retryableCodes are error codes that may clear if the same request is sent
@@ -234,6 +248,9 @@ func (cl *call) roundTrip(ctx context.Context, op string, r request, payload []b
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctxErr("salesforce "+op, ctx.Err())
+		}
+		if errors.Is(err, ErrHostNotAllowed) {
+			return nil, hostNotAllowed()
 		}
 		return nil, connector.Errorf(connector.KindUnavailable, "salesforce %s: %w", op, err)
 	}

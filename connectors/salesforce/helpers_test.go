@@ -112,7 +112,7 @@ func (s *sfServer) session() connector.Session {
 
 func newConnector(t *testing.T, opts ...salesforce.Option) *salesforce.Connector {
 	clock := func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
-	return salesforce.New(append([]salesforce.Option{salesforce.WithClock(clock),
+	return salesforce.New(append([]salesforce.Option{salesforce.WithClock(clock), salesforce.WithAllowedHosts("127.0.0.1"),
 		salesforce.WithLogger(slog.New(slog.NewTextHandler(testWriter{t}, nil)))}, opts...)...)
 }
 

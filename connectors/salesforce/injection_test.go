@@ -10,6 +10,7 @@ import (
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/connectors/salesforce"
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
+	"github.com/crmsync/crmsync/connectors/salesforce/sffake/sffaketest"
 )
 
 // injectionOrg is an sffake org holding contacts whose last names a
@@ -25,7 +26,7 @@ type injectionOrg struct {
 
 func newInjectionOrg(t *testing.T) *injectionOrg {
 	t.Helper()
-	o := &injectionOrg{sf: sffake.Start(t), c: newConnector(t)}
+	o := &injectionOrg{sf: sffaketest.Start(t), c: newConnector(t)}
 	o.session = fakeSession(o.sf)
 	o.names = []string{"alice@x.io", "bob@x.io", "o'brien@x.io", `back\slash@x.io`, "100%@x.io", "1000@x.io",
 		"a_b@x.io", "axb@x.io", "aab@x.io", `quote"d@x.io`}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -17,8 +18,14 @@ import (
 // executable as `<exe> connector salesforce`, the way crmsync launches
 // itself for its built-in connectors.
 func TestMain(m *testing.M) {
-	if len(os.Args) == 3 && os.Args[1] == "connector" && os.Args[2] == salesforce.Name {
-		plugin.Serve(salesforce.New(salesforce.WithLogger(plugin.Logger())))
+	if len(os.Args) >= 3 && os.Args[1] == "connector" && os.Args[2] == salesforce.Name {
+		var allowed []string // as crmsync passes them: --allow-crm-host=HOST
+		for _, a := range os.Args[3:] {
+			if h, ok := strings.CutPrefix(a, "--allow-crm-host="); ok {
+				allowed = append(allowed, h)
+			}
+		}
+		plugin.Serve(salesforce.New(salesforce.WithLogger(plugin.Logger()), salesforce.WithAllowedHosts(allowed...)))
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
@@ -29,7 +36,7 @@ func pluginConnector(t *testing.T) connector.Connector {
 	t.Helper()
 	exe, err := os.Executable()
 	require.NoError(t, err)
-	host, err := plugin.NewHost(plugin.HostConfig{Executable: exe})
+	host, err := plugin.NewHost(plugin.HostConfig{Executable: exe, BuiltinArgs: []string{"--allow-crm-host=127.0.0.1"}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = host.Close() })
 	c, err := host.Connector(t.Context(), salesforce.Name)

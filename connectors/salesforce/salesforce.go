@@ -46,6 +46,7 @@ type Connector struct {
 	logger      *slog.Logger
 	lookBack    time.Duration
 	describeTTL time.Duration
+	hosts       hostPolicy
 
 	tokens    *tokenCache
 	describes *describeCache
@@ -63,7 +64,10 @@ var (
 type Option func(*Connector)
 
 // WithHTTPClient sets the HTTP client for every Salesforce request (default:
-// timeouts of 10 s to connect, 3 min for response headers, 5 min overall).
+// timeouts of 10 s to connect, 3 min for response headers, 5 min overall,
+// and a dial check refusing private, loopback and link-local addresses but
+// for hosts allowed by WithAllowedHosts). A client given here dials as it
+// likes: the host names of loginUrl and instance URLs are still checked.
 func WithHTTPClient(c *http.Client) Option { return func(s *Connector) { s.http = c } }
 
 // WithClock sets the clock used for JWT expiry, usage stamps and cache ages.
@@ -82,7 +86,6 @@ func WithDescribeTTL(d time.Duration) Option { return func(s *Connector) { s.des
 // New returns a Salesforce connector.
 func New(opts ...Option) *Connector {
 	c := &Connector{
-		http:        defaultHTTPClient(),
 		now:         time.Now,
 		logger:      slog.New(slog.DiscardHandler),
 		lookBack:    DefaultLookBack,
@@ -94,15 +97,18 @@ func New(opts ...Option) *Connector {
 	for _, o := range opts {
 		o(c)
 	}
+	if c.http == nil {
+		c.http = defaultHTTPClient(c.hosts)
+	}
 	return c
 }
 
-func defaultHTTPClient() *http.Client {
+func defaultHTTPClient(hosts hostPolicy) *http.Client {
 	return &http.Client{
 		Timeout: 5 * time.Minute,
 		Transport: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			DialContext:           hosts.dialer(&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}),
 			TLSHandshakeTimeout:   10 * time.Second,
 			ResponseHeaderTimeout: 3 * time.Minute,
 			IdleConnTimeout:       90 * time.Second,
@@ -110,7 +116,8 @@ func defaultHTTPClient() *http.Client {
 			ForceAttemptHTTP2:     true,
 			TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
 		},
-		// Never follow a redirect with a bearer token in hand.
+		// Never follow a redirect: not with a bearer token in hand, and not
+		// to a host the loginUrl check did not see.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
@@ -169,8 +176,9 @@ func NewSession(cfg Config, creds Credentials) connector.Session {
 
 var versionRE = regexp.MustCompile(`^v?([0-9]{2,3}\.0)$`)
 
-// parseConfig reads and validates a session's configuration.
-func parseConfig(raw json.RawMessage) (Config, string, error) {
+// parseConfig reads and validates a session's configuration; hosts decides
+// which loginUrl hosts are allowed.
+func parseConfig(raw json.RawMessage, hosts hostPolicy) (Config, string, error) {
 	var cfg Config
 	if len(bytes.TrimSpace(raw)) > 0 {
 		if err := json.Unmarshal(raw, &cfg); err != nil {
@@ -181,6 +189,11 @@ func parseConfig(raw json.RawMessage) (Config, string, error) {
 		cfg.LoginURL = DefaultLoginURL
 	}
 	cfg.LoginURL = strings.TrimRight(cfg.LoginURL, "/")
+	// The host first: every refused host gets the same error, whatever
+	// else is wrong with the URL.
+	if err := hosts.checkURL(cfg.LoginURL, true); err != nil {
+		return cfg, "", err
+	}
 	if err := checkBaseURL(cfg.LoginURL); err != nil {
 		return cfg, "", connector.Errorf(connector.KindInvalid, "salesforce config loginUrl: %v", err)
 	}
@@ -258,7 +271,7 @@ func (c *Connector) begin(ctx context.Context, s connector.Session) (*call, erro
 	if err := ctx.Err(); err != nil {
 		return nil, ctxErr("salesforce", err)
 	}
-	cfg, version, err := parseConfig(s.Config)
+	cfg, version, err := parseConfig(s.Config, c.hosts)
 	if err != nil {
 		return nil, err
 	}
@@ -276,6 +289,9 @@ func (c *Connector) begin(ctx context.Context, s connector.Session) (*call, erro
 			IdentityURL: cl.creds.IdentityURL, RefreshToken: cl.creds.RefreshToken}
 		if err := checkBaseURL(cl.tok.InstanceURL); err != nil {
 			return nil, connector.Errorf(connector.KindCredentials, "salesforce credentials instanceUrl: %v", err)
+		}
+		if err := c.hosts.checkURL(cl.tok.InstanceURL, false); err != nil {
+			return nil, err
 		}
 	}
 	return cl, nil

@@ -18,6 +18,7 @@ import (
 	"github.com/crmsync/crmsync/connectors/connectortest"
 	"github.com/crmsync/crmsync/connectors/salesforce"
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
+	"github.com/crmsync/crmsync/connectors/salesforce/sffake/sffaketest"
 )
 
 // fakeSession is a refresh-token session for the integration user of sf.
@@ -33,9 +34,9 @@ func fakeSession(sf *sffake.Server, cfg ...func(*salesforce.Config)) connector.S
 
 // conformance runs connectortest against a connector talking to sffake.
 func conformance(t *testing.T, c connector.Connector) {
-	sf := sffake.Start(t)
-	pubsub := "http://" + sf.StartPubSub(t)
-	slow := sffake.Start(t, sffake.Options{Latency: 2 * time.Second})
+	sf := sffaketest.Start(t)
+	pubsub := "http://" + sffaketest.StartPubSub(t, sf)
+	slow := sffaketest.Start(t, sffake.Options{Latency: 2 * time.Second})
 	revoked := sf.IssueRefreshToken(sf.IntegrationUserID())
 	sf.RevokeRefreshToken(revoked)
 	bad := salesforce.NewSession(salesforce.Config{LoginURL: sf.URL(), ClientID: sffake.DefaultClientID},
@@ -73,7 +74,7 @@ type fakeBundle struct {
 
 func setupFake(t *testing.T) fakeBundle {
 	t.Helper()
-	sf := sffake.Start(t)
+	sf := sffaketest.Start(t)
 	return fakeBundle{sf: sf, c: newConnector(t), sess: fakeSession(sf)}
 }
 
@@ -119,7 +120,7 @@ func mustCreds(t *testing.T, s connector.Session) salesforce.Credentials {
 
 func TestSffakeJWTBearer(t *testing.T) {
 	t.Parallel()
-	sf := sffake.Start(t)
+	sf := sffaketest.Start(t)
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	require.NoError(t, err)
 	sf.RegisterApp(sffake.App{ClientID: "jwt-app", PublicKey: &key.PublicKey})

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -73,6 +74,32 @@ func pubsubTarget(endpoint string) (target string, creds credentials.TransportCr
 		return host, insecure.NewCredentials(), nil
 	}
 	return host, credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12}), nil
+}
+
+// pubsubHost is the host of Salesforce's Pub/Sub API.
+const pubsubHost = "api.pubsub.salesforce.com"
+
+// checkPubSub refuses a Pub/Sub endpoint the connector may not reach:
+// Salesforce's own (https, port 7443) or an operator-allowed host.
+func (p hostPolicy) checkPubSub(endpoint string) error {
+	if endpoint == "" {
+		return nil // DefaultPubSubEndpoint
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" {
+		return hostNotAllowed()
+	}
+	port := u.Port()
+	if port == "" {
+		port = "7443"
+	}
+	if (u.Scheme == "https" || u.Scheme == "http") && p.explicit(u.Hostname(), port) {
+		return nil
+	}
+	if u.Scheme != "https" || port != "7443" || !strings.EqualFold(u.Hostname(), pubsubHost) {
+		return hostNotAllowed()
+	}
+	return nil
 }
 
 // localLogin reports a loopback login URL (a local fake org): the public
@@ -443,10 +470,15 @@ func (c *Connector) SubscribeChanges(ctx context.Context, req connector.Subscrib
 	if err != nil {
 		return err
 	}
+	if err := c.hosts.checkPubSub(cl.cfg.PubSubEndpoint); err != nil {
+		return err
+	}
 	if err := cl.ensureToken(ctx); err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(creds))
+	dial := c.hosts.dialer(&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second})
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(creds),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return dial(ctx, "tcp", addr) }))
 	if err != nil {
 		return connector.Errorf(connector.KindInvalid, "salesforce pub/sub endpoint %s: %v", target, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/connectors/salesforce"
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
+	"github.com/crmsync/crmsync/connectors/salesforce/sffake/sffaketest"
 )
 
 // streamBundle subscribes to one object of an sffake org and collects what
@@ -69,8 +70,8 @@ func (s *streamBundle) next(t *testing.T) *connector.ChangeBatch {
 
 func setupStream(t *testing.T, opts ...sffake.Options) fakeBundle {
 	t.Helper()
-	sf := sffake.Start(t, opts...)
-	addr := sf.StartPubSub(t)
+	sf := sffaketest.Start(t, opts...)
+	addr := sffaketest.StartPubSub(t, sf)
 	return fakeBundle{sf: sf, c: newConnector(t), sess: fakeSession(sf, func(c *salesforce.Config) {
 		c.PubSubEndpoint = "http://" + addr
 	})}

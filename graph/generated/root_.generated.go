@@ -26,6 +26,7 @@ type ResolverRoot interface {
 	Query() QueryResolver
 	Record() RecordResolver
 	Subscription() SubscriptionResolver
+	SyncBatch() SyncBatchResolver
 }
 
 type DirectiveRoot struct {
@@ -101,6 +102,11 @@ type ComplexityRoot struct {
 		Migrations func(childComplexity int) int
 	}
 
+	HourlyCalls struct {
+		Calls func(childComplexity int) int
+		Hour  func(childComplexity int) int
+	}
+
 	InboundSync struct {
 		Fallbacks          func(childComplexity int) int
 		LastEventAt        func(childComplexity int) int
@@ -149,6 +155,12 @@ type ComplexityRoot struct {
 		SyncLogs              func(childComplexity int, filter *model.SyncLogFilter, first *int, after *string) int
 		SyncOverview          func(childComplexity int) int
 		Viewer                func(childComplexity int) int
+		Workspaces            func(childComplexity int) int
+	}
+
+	QueuedCount struct {
+		Queued     func(childComplexity int) int
+		RecordType func(childComplexity int) int
 	}
 
 	Record struct {
@@ -201,7 +213,7 @@ type ComplexityRoot struct {
 		FinishedAt func(childComplexity int) int
 		ID         func(childComplexity int) int
 		Message    func(childComplexity int) int
-		Records    func(childComplexity int) int
+		Records    func(childComplexity int, first *int, after *string) int
 		Skipped    func(childComplexity int) int
 		StartedAt  func(childComplexity int) int
 		Status     func(childComplexity int) int
@@ -230,7 +242,19 @@ type ComplexityRoot struct {
 		RecordType func(childComplexity int) int
 	}
 
+	SyncBatchRecordConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	SyncBatchRecordEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	SyncOverview struct {
+		APICallsByHour       func(childComplexity int) int
 		ConnectionStatus     func(childComplexity int) int
 		ConversionDailyLimit func(childComplexity int) int
 		FailedItems          func(childComplexity int) int
@@ -240,6 +264,7 @@ type ComplexityRoot struct {
 		PauseReason          func(childComplexity int) int
 		Paused               func(childComplexity int) int
 		QueuedBatchItems     func(childComplexity int) int
+		QueuedByRecordType   func(childComplexity int) int
 		SalesforceDailyLimit func(childComplexity int) int
 	}
 
@@ -501,6 +526,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Health.Migrations(childComplexity), true
+
+	case "HourlyCalls.calls":
+		if e.ComplexityRoot.HourlyCalls.Calls == nil {
+			break
+		}
+
+		return e.ComplexityRoot.HourlyCalls.Calls(childComplexity), true
+	case "HourlyCalls.hour":
+		if e.ComplexityRoot.HourlyCalls.Hour == nil {
+			break
+		}
+
+		return e.ComplexityRoot.HourlyCalls.Hour(childComplexity), true
 
 	case "InboundSync.fallbacks":
 		if e.ComplexityRoot.InboundSync.Fallbacks == nil {
@@ -787,6 +825,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Viewer(childComplexity), true
+	case "Query.workspaces":
+		if e.ComplexityRoot.Query.Workspaces == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Workspaces(childComplexity), true
+
+	case "QueuedCount.queued":
+		if e.ComplexityRoot.QueuedCount.Queued == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QueuedCount.Queued(childComplexity), true
+	case "QueuedCount.recordType":
+		if e.ComplexityRoot.QueuedCount.RecordType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QueuedCount.RecordType(childComplexity), true
 
 	case "Record.crmId":
 		if e.ComplexityRoot.Record.CrmID == nil {
@@ -990,7 +1047,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			break
 		}
 
-		return e.ComplexityRoot.SyncBatch.Records(childComplexity), true
+		args, err := ec.field_SyncBatch_records_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.SyncBatch.Records(childComplexity, args["first"].(*int), args["after"].(*string)), true
 	case "SyncBatch.skipped":
 		if e.ComplexityRoot.SyncBatch.Skipped == nil {
 			break
@@ -1097,6 +1159,44 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.SyncBatchRecord.RecordType(childComplexity), true
 
+	case "SyncBatchRecordConnection.edges":
+		if e.ComplexityRoot.SyncBatchRecordConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchRecordConnection.Edges(childComplexity), true
+	case "SyncBatchRecordConnection.pageInfo":
+		if e.ComplexityRoot.SyncBatchRecordConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchRecordConnection.PageInfo(childComplexity), true
+	case "SyncBatchRecordConnection.totalCount":
+		if e.ComplexityRoot.SyncBatchRecordConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchRecordConnection.TotalCount(childComplexity), true
+
+	case "SyncBatchRecordEdge.cursor":
+		if e.ComplexityRoot.SyncBatchRecordEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchRecordEdge.Cursor(childComplexity), true
+	case "SyncBatchRecordEdge.node":
+		if e.ComplexityRoot.SyncBatchRecordEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncBatchRecordEdge.Node(childComplexity), true
+
+	case "SyncOverview.apiCallsByHour":
+		if e.ComplexityRoot.SyncOverview.APICallsByHour == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.APICallsByHour(childComplexity), true
 	case "SyncOverview.connectionStatus":
 		if e.ComplexityRoot.SyncOverview.ConnectionStatus == nil {
 			break
@@ -1151,6 +1251,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncOverview.QueuedBatchItems(childComplexity), true
+	case "SyncOverview.queuedByRecordType":
+		if e.ComplexityRoot.SyncOverview.QueuedByRecordType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.QueuedByRecordType(childComplexity), true
 	case "SyncOverview.salesforceDailyLimit":
 		if e.ComplexityRoot.SyncOverview.SalesforceDailyLimit == nil {
 			break
@@ -1327,6 +1433,8 @@ type Query {
   viewer: Workspace!
   "Whether the service can do its work. Any valid token may ask."
   health: Health!
+  "Every workspace, oldest first. Admin only."
+  workspaces: [Workspace!]! @admin
 }
 
 type Mutation {
@@ -1390,6 +1498,8 @@ enum ConnectionStatus {
   CONNECTED
   "The credentials can no longer be refreshed: reconnect to resume syncing."
   EXPIRED
+  "The stored credentials do not decrypt with the server's secret key (the key changed): restore the key, or reconnect, to resume syncing."
+  CREDENTIALS_UNREADABLE
 }
 
 type CrmIdentity {
@@ -1560,9 +1670,13 @@ enum SyncDirection {
 }
 
 enum SyncBatchStatus {
+  "No record failed (records waiting for a parent are not failures)."
   SUCCEEDED
+  "Some records failed and some were written or skipped; message says what failed."
   PARTIAL
+  "The whole call failed (every item stays queued), or every record failed; message says why."
   FAILED
+  "Nothing was sent because syncing is paused; message says why."
   PAUSED
 }
 
@@ -1612,7 +1726,20 @@ type SyncBatch {
   failed: Int!
   waiting: Int!
   apiCalls: Int!
-  records: [SyncBatchRecord!]!
+  "The batch's records in the order they were logged, a page at a time: first (default 100, at most 100) after the cursor of the last one seen."
+  records(first: Int = 100, after: String): SyncBatchRecordConnection!
+}
+
+type SyncBatchRecordEdge {
+  cursor: String!
+  node: SyncBatchRecord!
+}
+
+type SyncBatchRecordConnection {
+  edges: [SyncBatchRecordEdge!]!
+  pageInfo: PageInfo!
+  "How many records the batch has in all."
+  totalCount: Int!
 }
 
 type SyncBatchEdge {
@@ -1665,6 +1792,8 @@ enum PauseReason {
   CONNECTION_EXPIRED
   PAUSED_BY_USER
   NOT_CONNECTED
+  "The connection's credentials do not decrypt with the server's secret key (connection status CREDENTIALS_UNREADABLE)."
+  CREDENTIALS_UNREADABLE
 }
 
 type ConversionDailyLimit {
@@ -1680,12 +1809,29 @@ type SalesforceDailyLimit {
   observedAt: Time
 }
 
+"Items waiting to be pushed, of one record type."
+type QueuedCount {
+  recordType: RecordType!
+  queued: Int!
+}
+
+"The CRM calls crmsync made in one hour."
+type HourlyCalls {
+  "The hour's start."
+  hour: Time!
+  calls: Int!
+}
+
 "Settings → Syncing → Overview."
 type SyncOverview {
   conversionDailyLimit: ConversionDailyLimit!
   salesforceDailyLimit: SalesforceDailyLimit!
   "Items waiting to be pushed."
   queuedBatchItems: Int!
+  "queuedBatchItems by record type, every type listed (zero when none)."
+  queuedByRecordType: [QueuedCount!]!
+  "crmsync's CRM calls in each hour of the rolling 24 hours, oldest first; they add up to conversionDailyLimit.used."
+  apiCallsByHour: [HourlyCalls!]!
   failedItems: Int!
   oldestQueuedAt: Time
   paused: Boolean!
@@ -1926,6 +2072,16 @@ func (ec *executionContext) childFields_Health(ctx context.Context, field graphq
 	return nil, fmt.Errorf("no field named %q was found under type Health", field.Name)
 }
 
+func (ec *executionContext) childFields_HourlyCalls(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "hour":
+		return ec.fieldContext_HourlyCalls_hour(ctx, field)
+	case "calls":
+		return ec.fieldContext_HourlyCalls_calls(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type HourlyCalls", field.Name)
+}
+
 func (ec *executionContext) childFields_InboundSync(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "mode":
@@ -1968,6 +2124,16 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 		return ec.fieldContext_PageInfo_endCursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
+}
+
+func (ec *executionContext) childFields_QueuedCount(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "recordType":
+		return ec.fieldContext_QueuedCount_recordType(ctx, field)
+	case "queued":
+		return ec.fieldContext_QueuedCount_queued(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type QueuedCount", field.Name)
 }
 
 func (ec *executionContext) childFields_Record(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2116,6 +2282,28 @@ func (ec *executionContext) childFields_SyncBatchRecord(ctx context.Context, fie
 	return nil, fmt.Errorf("no field named %q was found under type SyncBatchRecord", field.Name)
 }
 
+func (ec *executionContext) childFields_SyncBatchRecordConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_SyncBatchRecordConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_SyncBatchRecordConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_SyncBatchRecordConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncBatchRecordConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncBatchRecordEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_SyncBatchRecordEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_SyncBatchRecordEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncBatchRecordEdge", field.Name)
+}
+
 func (ec *executionContext) childFields_SyncOverview(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "conversionDailyLimit":
@@ -2124,6 +2312,10 @@ func (ec *executionContext) childFields_SyncOverview(ctx context.Context, field 
 		return ec.fieldContext_SyncOverview_salesforceDailyLimit(ctx, field)
 	case "queuedBatchItems":
 		return ec.fieldContext_SyncOverview_queuedBatchItems(ctx, field)
+	case "queuedByRecordType":
+		return ec.fieldContext_SyncOverview_queuedByRecordType(ctx, field)
+	case "apiCallsByHour":
+		return ec.fieldContext_SyncOverview_apiCallsByHour(ctx, field)
 	case "failedItems":
 		return ec.fieldContext_SyncOverview_failedItems(ctx, field)
 	case "oldestQueuedAt":

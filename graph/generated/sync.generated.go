@@ -24,6 +24,9 @@ type SubscriptionResolver interface {
 	SyncBatchCompleted(ctx context.Context) (<-chan *model.SyncBatch, error)
 	RecordsChanged(ctx context.Context) (<-chan *model.RecordsChanged, error)
 }
+type SyncBatchResolver interface {
+	Records(ctx context.Context, obj *model.SyncBatch, first *int, after *string) (*model.SyncBatchRecordConnection, error)
+}
 
 // endregion ************************** generated!.gotpl **************************
 
@@ -40,6 +43,28 @@ func (ec *executionContext) field_Record_history_args(ctx context.Context, rawAr
 		return nil, err
 	}
 	args["first"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_SyncBatch_records_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
 	return args, nil
 }
 
@@ -865,6 +890,52 @@ func (ec *executionContext) fieldContext_FieldSyncPreference_mode(_ context.Cont
 	return graphql.NewScalarFieldContext("FieldSyncPreference", field, false, false, "SyncMode")
 }
 
+func (ec *executionContext) _HourlyCalls_hour(ctx context.Context, field graphql.CollectedField, obj *model.HourlyCalls) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_HourlyCalls_hour(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Hour, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_HourlyCalls_hour(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("HourlyCalls", field, false, false, "Time")
+}
+
+func (ec *executionContext) _HourlyCalls_calls(ctx context.Context, field graphql.CollectedField, obj *model.HourlyCalls) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_HourlyCalls_calls(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Calls, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_HourlyCalls_calls(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("HourlyCalls", field, false, false, "Int")
+}
+
 func (ec *executionContext) _InboundSync_mode(ctx context.Context, field graphql.CollectedField, obj *model.InboundSync) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -1162,6 +1233,52 @@ func (ec *executionContext) _PageInfo_endCursor(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_PageInfo_endCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "String")
+}
+
+func (ec *executionContext) _QueuedCount_recordType(ctx context.Context, field graphql.CollectedField, obj *model.QueuedCount) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QueuedCount_recordType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordType, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.RecordType) graphql.Marshaler {
+			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QueuedCount_recordType(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QueuedCount", field, false, false, "RecordType")
+}
+
+func (ec *executionContext) _QueuedCount_queued(ctx context.Context, field graphql.CollectedField, obj *model.QueuedCount) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QueuedCount_queued(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Queued, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QueuedCount_queued(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QueuedCount", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Record_recordType(ctx context.Context, field graphql.CollectedField, obj *model.Record) (ret graphql.Marshaler) {
@@ -2067,25 +2184,37 @@ func (ec *executionContext) _SyncBatch_records(ctx context.Context, field graphq
 			return ec.fieldContext_SyncBatch_records(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Records, nil
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.SyncBatch().Records(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*model.SyncBatchRecord) graphql.Marshaler {
-			return ec.marshalNSyncBatchRecord2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncBatchRecordᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SyncBatchRecordConnection) graphql.Marshaler {
+			return ec.marshalNSyncBatchRecordConnection2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncBatchRecordConnection(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
-func (ec *executionContext) fieldContext_SyncBatch_records(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+func (ec *executionContext) fieldContext_SyncBatch_records(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	fc = &graphql.FieldContext{
 		Object:     "SyncBatch",
 		Field:      field,
-		IsMethod:   false,
-		IsResolver: false,
+		IsMethod:   true,
+		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-			return ec.childFields_SyncBatchRecord(ctx, field)
+			return ec.childFields_SyncBatchRecordConnection(ctx, field)
 		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_SyncBatch_records_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }
@@ -2402,6 +2531,148 @@ func (ec *executionContext) fieldContext_SyncBatchRecord_fields(_ context.Contex
 	return fc, nil
 }
 
+func (ec *executionContext) _SyncBatchRecordConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.SyncBatchRecordConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncBatchRecordConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.SyncBatchRecordEdge) graphql.Marshaler {
+			return ec.marshalNSyncBatchRecordEdge2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncBatchRecordEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncBatchRecordConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncBatchRecordConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncBatchRecordEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SyncBatchRecordConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.SyncBatchRecordConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncBatchRecordConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncBatchRecordConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncBatchRecordConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SyncBatchRecordConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.SyncBatchRecordConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncBatchRecordConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncBatchRecordConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncBatchRecordConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncBatchRecordEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.SyncBatchRecordEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncBatchRecordEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncBatchRecordEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncBatchRecordEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncBatchRecordEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.SyncBatchRecordEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncBatchRecordEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SyncBatchRecord) graphql.Marshaler {
+			return ec.marshalNSyncBatchRecord2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncBatchRecord(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncBatchRecordEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncBatchRecordEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncBatchRecord(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _SyncOverview_conversionDailyLimit(ctx context.Context, field graphql.CollectedField, obj *model.SyncOverview) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2487,6 +2758,70 @@ func (ec *executionContext) _SyncOverview_queuedBatchItems(ctx context.Context, 
 }
 func (ec *executionContext) fieldContext_SyncOverview_queuedBatchItems(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("SyncOverview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncOverview_queuedByRecordType(ctx context.Context, field graphql.CollectedField, obj *model.SyncOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncOverview_queuedByRecordType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.QueuedByRecordType, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.QueuedCount) graphql.Marshaler {
+			return ec.marshalNQueuedCount2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐQueuedCountᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncOverview_queuedByRecordType(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncOverview",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_QueuedCount(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SyncOverview_apiCallsByHour(ctx context.Context, field graphql.CollectedField, obj *model.SyncOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncOverview_apiCallsByHour(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.APICallsByHour, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.HourlyCalls) graphql.Marshaler {
+			return ec.marshalNHourlyCalls2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐHourlyCallsᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncOverview_apiCallsByHour(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncOverview",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_HourlyCalls(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _SyncOverview_failedItems(ctx context.Context, field graphql.CollectedField, obj *model.SyncOverview) (ret graphql.Marshaler) {
@@ -3660,6 +3995,44 @@ func (ec *executionContext) _FieldSyncPreference(ctx context.Context, sel ast.Se
 	return out
 }
 
+var hourlyCallsImplementors = []string{"HourlyCalls"}
+
+func (ec *executionContext) _HourlyCalls(ctx context.Context, sel ast.SelectionSet, obj *model.HourlyCalls) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, hourlyCallsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("HourlyCalls")
+		case "hour":
+			out.Values[i] = ec._HourlyCalls_hour(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "calls":
+			out.Values[i] = ec._HourlyCalls_calls(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var inboundSyncImplementors = []string{"InboundSync"}
 
 func (ec *executionContext) _InboundSync(ctx context.Context, sel ast.SelectionSet, obj *model.InboundSync) graphql.Marshaler {
@@ -3790,6 +4163,44 @@ func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet,
 		case "endCursor":
 			out.Values[i] = ec._PageInfo_endCursor(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var queuedCountImplementors = []string{"QueuedCount"}
+
+func (ec *executionContext) _QueuedCount(ctx context.Context, sel ast.SelectionSet, obj *model.QueuedCount) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, queuedCountImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("QueuedCount")
+		case "recordType":
+			out.Values[i] = ec._QueuedCount_recordType(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "queued":
+			out.Values[i] = ec._QueuedCount_queued(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		default:
@@ -4088,73 +4499,74 @@ func (ec *executionContext) _SyncBatch(ctx context.Context, sel ast.SelectionSet
 		case "id":
 			out.Values[i] = ec._SyncBatch_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "direction":
 			out.Values[i] = ec._SyncBatch_direction(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "status":
 			out.Values[i] = ec._SyncBatch_status(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "message":
 			out.Values[i] = ec._SyncBatch_message(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "startedAt":
 			out.Values[i] = ec._SyncBatch_startedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "finishedAt":
 			out.Values[i] = ec._SyncBatch_finishedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "created":
 			out.Values[i] = ec._SyncBatch_created(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "updated":
 			out.Values[i] = ec._SyncBatch_updated(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "deleted":
 			out.Values[i] = ec._SyncBatch_deleted(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "skipped":
 			out.Values[i] = ec._SyncBatch_skipped(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "failed":
 			out.Values[i] = ec._SyncBatch_failed(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "waiting":
 			out.Values[i] = ec._SyncBatch_waiting(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "apiCalls":
 			out.Values[i] = ec._SyncBatch_apiCalls(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "records":
-			out.Values[i] = ec._SyncBatch_records(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				out.Invalids++
-			}
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SyncBatch_records(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -4316,6 +4728,87 @@ func (ec *executionContext) _SyncBatchRecord(ctx context.Context, sel ast.Select
 	return out
 }
 
+var syncBatchRecordConnectionImplementors = []string{"SyncBatchRecordConnection"}
+
+func (ec *executionContext) _SyncBatchRecordConnection(ctx context.Context, sel ast.SelectionSet, obj *model.SyncBatchRecordConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, syncBatchRecordConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SyncBatchRecordConnection")
+		case "edges":
+			out.Values[i] = ec._SyncBatchRecordConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._SyncBatchRecordConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._SyncBatchRecordConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var syncBatchRecordEdgeImplementors = []string{"SyncBatchRecordEdge"}
+
+func (ec *executionContext) _SyncBatchRecordEdge(ctx context.Context, sel ast.SelectionSet, obj *model.SyncBatchRecordEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, syncBatchRecordEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SyncBatchRecordEdge")
+		case "cursor":
+			out.Values[i] = ec._SyncBatchRecordEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._SyncBatchRecordEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var syncOverviewImplementors = []string{"SyncOverview"}
 
 func (ec *executionContext) _SyncOverview(ctx context.Context, sel ast.SelectionSet, obj *model.SyncOverview) graphql.Marshaler {
@@ -4339,6 +4832,16 @@ func (ec *executionContext) _SyncOverview(ctx context.Context, sel ast.Selection
 			}
 		case "queuedBatchItems":
 			out.Values[i] = ec._SyncOverview_queuedBatchItems(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "queuedByRecordType":
+			out.Values[i] = ec._SyncOverview_queuedByRecordType(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "apiCallsByHour":
+			out.Values[i] = ec._SyncOverview_apiCallsByHour(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -4565,6 +5068,30 @@ func (ec *executionContext) unmarshalNFieldSyncPreferenceInput2githubᚗcomᚋcr
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalNHourlyCalls2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐHourlyCallsᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.HourlyCalls) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNHourlyCalls2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐHourlyCalls(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNHourlyCalls2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐHourlyCalls(ctx context.Context, sel ast.SelectionSet, v *model.HourlyCalls) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "HourlyCalls!")
+		return graphql.Null
+	}
+	return ec._HourlyCalls(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNInboundMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐInboundMode(ctx context.Context, v any) (model.InboundMode, error) {
 	var res model.InboundMode
 	err := res.UnmarshalGQL(v)
@@ -4628,6 +5155,30 @@ func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋcrmsyncᚋcrmsync
 		return graphql.Null
 	}
 	return ec._PageInfo(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNQueuedCount2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐQueuedCountᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.QueuedCount) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNQueuedCount2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐQueuedCount(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNQueuedCount2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐQueuedCount(ctx context.Context, sel ast.SelectionSet, v *model.QueuedCount) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "QueuedCount!")
+		return graphql.Null
+	}
+	return ec._QueuedCount(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNRecordChangeInput2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordChangeInputᚄ(ctx context.Context, v any) ([]*model.RecordChangeInput, error) {
@@ -4769,6 +5320,38 @@ func (ec *executionContext) marshalNSyncBatchRecord2ᚖgithubᚗcomᚋcrmsyncᚋ
 		return graphql.Null
 	}
 	return ec._SyncBatchRecord(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSyncBatchRecordConnection2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncBatchRecordConnection(ctx context.Context, sel ast.SelectionSet, v *model.SyncBatchRecordConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SyncBatchRecordConnection!")
+		return graphql.Null
+	}
+	return ec._SyncBatchRecordConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSyncBatchRecordEdge2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncBatchRecordEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.SyncBatchRecordEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSyncBatchRecordEdge2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncBatchRecordEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSyncBatchRecordEdge2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncBatchRecordEdge(ctx context.Context, sel ast.SelectionSet, v *model.SyncBatchRecordEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SyncBatchRecordEdge!")
+		return graphql.Null
+	}
+	return ec._SyncBatchRecordEdge(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNSyncBatchStatus2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncBatchStatus(ctx context.Context, v any) (model.SyncBatchStatus, error) {

@@ -254,6 +254,22 @@ func (ec *executionContext) marshalNCreateWorkspacePayload2ᚖgithubᚗcomᚋcrm
 	return ec._CreateWorkspacePayload(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNWorkspace2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋworkspaceᚐWorkspaceᚄ(ctx context.Context, sel ast.SelectionSet, v []*workspace.Workspace) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNWorkspace2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋworkspaceᚐWorkspace(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) marshalNWorkspace2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋworkspaceᚐWorkspace(ctx context.Context, sel ast.SelectionSet, v *workspace.Workspace) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Workspace!")

@@ -22,7 +22,12 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/crmsync/crmsync/graph"
+	"github.com/crmsync/crmsync/internal/db"
 	"github.com/crmsync/crmsync/internal/httpserver"
+	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/overview"
+	"github.com/crmsync/crmsync/internal/record"
+	"github.com/crmsync/crmsync/internal/synclog"
 	"github.com/crmsync/crmsync/internal/workspace"
 )
 
@@ -39,8 +44,8 @@ type Server struct {
 }
 
 // New serves the GraphQL API over bdb. r may be nil or carry the services a
-// test needs; its Logger, DB and Workspaces are filled in when nil. The
-// server is closed when the test ends.
+// test needs; its Logger, Workspaces and read services (WithDB) are filled
+// in when nil. The server is closed when the test ends.
 func New(t testing.TB, bdb *bun.DB, r *graph.Resolver) *Server {
 	t.Helper()
 	if r == nil {
@@ -49,12 +54,7 @@ func New(t testing.TB, bdb *bun.DB, r *graph.Resolver) *Server {
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	if r.DB == nil {
-		r.DB = bdb
-	}
-	if r.Workspaces == nil {
-		r.Workspaces = workspace.NewService(bdb)
-	}
+	WithDB(r, bdb)
 	auth := workspace.NewAuthenticator(r.Workspaces, AdminToken)
 	gql := graph.NewHandler(r, graph.HandlerOptions{
 		Logger:        r.Logger,
@@ -75,6 +75,30 @@ func New(t testing.TB, bdb *bun.DB, r *graph.Resolver) *Server {
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
 	return &Server{URL: ts.URL, DB: bdb, Workspaces: r.Workspaces, Resolver: r, Registry: reg}
+}
+
+// WithDB fills in r's workspace and read services over bdb where nil (as
+// cmd/crmsync wires them) and returns r.
+func WithDB(r *graph.Resolver, bdb *bun.DB) *graph.Resolver {
+	if r.Workspaces == nil {
+		r.Workspaces = workspace.NewService(bdb)
+	}
+	if r.Database == nil {
+		r.Database = db.NewHealth(bdb)
+	}
+	if r.Queue == nil {
+		r.Queue = outbound.NewQueue(bdb)
+	}
+	if r.Records == nil {
+		r.Records = record.NewReader(bdb)
+	}
+	if r.SyncLog == nil {
+		r.SyncLog = synclog.NewReader(bdb)
+	}
+	if r.Overview == nil {
+		r.Overview = overview.NewService(bdb)
+	}
+	return r
 }
 
 // NewWorkspace creates a workspace and returns its id and API token.

@@ -116,6 +116,13 @@ type Health struct {
 	Migrations MigrationState `json:"migrations"`
 }
 
+// The CRM calls crmsync made in one hour.
+type HourlyCalls struct {
+	// The hour's start.
+	Hour  time.Time `json:"hour"`
+	Calls int       `json:"calls"`
+}
+
 type InboundSync struct {
 	Mode InboundMode `json:"mode"`
 	// Why the workspace polls or catches up; empty while streaming.
@@ -166,6 +173,12 @@ type PageInfo struct {
 }
 
 type Query struct {
+}
+
+// Items waiting to be pushed, of one record type.
+type QueuedCount struct {
+	RecordType RecordType `json:"recordType"`
+	Queued     int        `json:"queued"`
 }
 
 // Conversion's state of one synced record.
@@ -228,20 +241,21 @@ type Subscription struct {
 
 // One flush or pull, with every record and field decision.
 type SyncBatch struct {
-	ID         int64              `json:"id"`
-	Direction  SyncDirection      `json:"direction"`
-	Status     SyncBatchStatus    `json:"status"`
-	Message    string             `json:"message"`
-	StartedAt  time.Time          `json:"startedAt"`
-	FinishedAt time.Time          `json:"finishedAt"`
-	Created    int                `json:"created"`
-	Updated    int                `json:"updated"`
-	Deleted    int                `json:"deleted"`
-	Skipped    int                `json:"skipped"`
-	Failed     int                `json:"failed"`
-	Waiting    int                `json:"waiting"`
-	APICalls   int                `json:"apiCalls"`
-	Records    []*SyncBatchRecord `json:"records"`
+	ID         int64           `json:"id"`
+	Direction  SyncDirection   `json:"direction"`
+	Status     SyncBatchStatus `json:"status"`
+	Message    string          `json:"message"`
+	StartedAt  time.Time       `json:"startedAt"`
+	FinishedAt time.Time       `json:"finishedAt"`
+	Created    int             `json:"created"`
+	Updated    int             `json:"updated"`
+	Deleted    int             `json:"deleted"`
+	Skipped    int             `json:"skipped"`
+	Failed     int             `json:"failed"`
+	Waiting    int             `json:"waiting"`
+	APICalls   int             `json:"apiCalls"`
+	// The batch's records in the order they were logged, a page at a time: first (default 100, at most 100) after the cursor of the last one seen.
+	Records *SyncBatchRecordConnection `json:"records"`
 }
 
 type SyncBatchConnection struct {
@@ -265,6 +279,18 @@ type SyncBatchRecord struct {
 	Fields     []*FieldDecision `json:"fields"`
 }
 
+type SyncBatchRecordConnection struct {
+	Edges    []*SyncBatchRecordEdge `json:"edges"`
+	PageInfo *PageInfo              `json:"pageInfo"`
+	// How many records the batch has in all.
+	TotalCount int `json:"totalCount"`
+}
+
+type SyncBatchRecordEdge struct {
+	Cursor string           `json:"cursor"`
+	Node   *SyncBatchRecord `json:"node"`
+}
+
 type SyncLogFilter struct {
 	Direction  *SyncDirection   `json:"direction,omitempty"`
 	Status     *SyncBatchStatus `json:"status,omitempty"`
@@ -279,7 +305,11 @@ type SyncOverview struct {
 	ConversionDailyLimit *ConversionDailyLimit `json:"conversionDailyLimit"`
 	SalesforceDailyLimit *SalesforceDailyLimit `json:"salesforceDailyLimit"`
 	// Items waiting to be pushed.
-	QueuedBatchItems int               `json:"queuedBatchItems"`
+	QueuedBatchItems int `json:"queuedBatchItems"`
+	// queuedBatchItems by record type, every type listed (zero when none).
+	QueuedByRecordType []*QueuedCount `json:"queuedByRecordType"`
+	// crmsync's CRM calls in each hour of the rolling 24 hours, oldest first; they add up to conversionDailyLimit.used.
+	APICallsByHour   []*HourlyCalls    `json:"apiCallsByHour"`
 	FailedItems      int               `json:"failedItems"`
 	OldestQueuedAt   *time.Time        `json:"oldestQueuedAt,omitempty"`
 	Paused           bool              `json:"paused"`
@@ -379,16 +409,19 @@ const (
 	ConnectionStatusConnected ConnectionStatus = "CONNECTED"
 	// The credentials can no longer be refreshed: reconnect to resume syncing.
 	ConnectionStatusExpired ConnectionStatus = "EXPIRED"
+	// The stored credentials do not decrypt with the server's secret key (the key changed): restore the key, or reconnect, to resume syncing.
+	ConnectionStatusCredentialsUnreadable ConnectionStatus = "CREDENTIALS_UNREADABLE"
 )
 
 var AllConnectionStatus = []ConnectionStatus{
 	ConnectionStatusConnected,
 	ConnectionStatusExpired,
+	ConnectionStatusCredentialsUnreadable,
 }
 
 func (e ConnectionStatus) IsValid() bool {
 	switch e {
-	case ConnectionStatusConnected, ConnectionStatusExpired:
+	case ConnectionStatusConnected, ConnectionStatusExpired, ConnectionStatusCredentialsUnreadable:
 		return true
 	}
 	return false
@@ -787,6 +820,8 @@ const (
 	PauseReasonConnectionExpired PauseReason = "CONNECTION_EXPIRED"
 	PauseReasonPausedByUser      PauseReason = "PAUSED_BY_USER"
 	PauseReasonNotConnected      PauseReason = "NOT_CONNECTED"
+	// The connection's credentials do not decrypt with the server's secret key (connection status CREDENTIALS_UNREADABLE).
+	PauseReasonCredentialsUnreadable PauseReason = "CREDENTIALS_UNREADABLE"
 )
 
 var AllPauseReason = []PauseReason{
@@ -795,11 +830,12 @@ var AllPauseReason = []PauseReason{
 	PauseReasonConnectionExpired,
 	PauseReasonPausedByUser,
 	PauseReasonNotConnected,
+	PauseReasonCredentialsUnreadable,
 }
 
 func (e PauseReason) IsValid() bool {
 	switch e {
-	case PauseReasonSalesforceLimit, PauseReasonConversionLimit, PauseReasonConnectionExpired, PauseReasonPausedByUser, PauseReasonNotConnected:
+	case PauseReasonSalesforceLimit, PauseReasonConversionLimit, PauseReasonConnectionExpired, PauseReasonPausedByUser, PauseReasonNotConnected, PauseReasonCredentialsUnreadable:
 		return true
 	}
 	return false
@@ -906,10 +942,14 @@ func (e RecordType) MarshalJSON() ([]byte, error) {
 type SyncBatchStatus string
 
 const (
+	// No record failed (records waiting for a parent are not failures).
 	SyncBatchStatusSucceeded SyncBatchStatus = "SUCCEEDED"
-	SyncBatchStatusPartial   SyncBatchStatus = "PARTIAL"
-	SyncBatchStatusFailed    SyncBatchStatus = "FAILED"
-	SyncBatchStatusPaused    SyncBatchStatus = "PAUSED"
+	// Some records failed and some were written or skipped; message says what failed.
+	SyncBatchStatusPartial SyncBatchStatus = "PARTIAL"
+	// The whole call failed (every item stays queued), or every record failed; message says why.
+	SyncBatchStatusFailed SyncBatchStatus = "FAILED"
+	// Nothing was sent because syncing is paused; message says why.
+	SyncBatchStatusPaused SyncBatchStatus = "PAUSED"
 )
 
 var AllSyncBatchStatus = []SyncBatchStatus{

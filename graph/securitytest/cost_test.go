@@ -71,7 +71,7 @@ func TestCostAttacksRefusedBeforeExecution(t *testing.T) {
 			"1,000 aliased mutations": {query: "mutation { " + repeat(1000, "a%d: pauseSync { paused }") + "}",
 				status: http.StatusUnprocessableEntity, code: graph.CodeQueryTooLarge},
 			"20,000 repeated fields (quadratic validation)": {query: "{ " + repeat(20_000, "viewer { id }") + "}",
-				status: http.StatusUnprocessableEntity, code: graph.CodeQueryTooLarge, msg: "more than 1000 fields"},
+				status: http.StatusUnprocessableEntity, code: graph.CodeQueryTooLarge, msg: "more than"},
 			"one fragment spread 2,000 times": {query: "fragment F on Query { viewer { id } } { " + repeat(2000, "...F") + "}",
 				status: http.StatusUnprocessableEntity, code: graph.CodeQueryTooLarge},
 			"introspection cycle": {query: "{ __schema { types { fields { type { fields { type { fields { type { fields { name } } } } } } } } } }",

@@ -115,7 +115,7 @@ func TestCredentialsNeverInPlaintext(t *testing.T) {
 
 		// Every field of the connection, and of everything else a client sees.
 		resp = b.query(t, token, `{ connection { id connector status statusReason identity { userId username orgId instanceUrl } createdAt updatedAt }
-			syncLogs { edges { node { message records { reason errorCode fields { value reason } } } } }
+			syncLogs { edges { node { message records { edges { node { reason errorCode fields { value reason } } } } } } }
 			failedItems { edges { node { errorCode errorMessage } } } syncOverview { paused } }`, nil)
 		require.Empty(t, resp.Errors, resp.Body)
 		bodies = append(bodies, resp.Body)

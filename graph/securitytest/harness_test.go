@@ -20,6 +20,7 @@ import (
 
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/connectors/memcrm"
+	"github.com/crmsync/crmsync/connectors/salesforce"
 	"github.com/crmsync/crmsync/graph"
 	"github.com/crmsync/crmsync/graph/graphtest"
 	"github.com/crmsync/crmsync/internal/connection"
@@ -117,11 +118,15 @@ func newBundle(t *testing.T, bdb *bun.DB, pgURL string) *bundle {
 		b.bus.bus = pg
 	}
 	notices := notifier{bus: b.bus}
+	sf := salesforce.New() // as served: Salesforce hosts only, no --allow-crm-host
 	crms := connectorsFunc(func(_ context.Context, name string) (connector.Connector, error) {
-		if name != memcrm.Name {
-			return nil, fmt.Errorf("no connector named %q (known: memcrm)", name)
+		switch name {
+		case memcrm.Name:
+			return b.crm, nil
+		case salesforce.Name:
+			return sf, nil
 		}
-		return b.crm, nil
+		return nil, fmt.Errorf("no connector named %q (known: memcrm, salesforce)", name)
 	})
 	b.engine = engine.New(bdb, b.store, crms, notices, logger, engine.Config{RetryBase: time.Millisecond, WaitDelay: time.Millisecond})
 
@@ -130,9 +135,8 @@ func newBundle(t *testing.T, bdb *bun.DB, pgURL string) *bundle {
 	sched := jobs.NewScheduler(river, time.Second)
 	conns := connection.NewService(b.store, crms, sched)
 	b.works = workspace.NewService(bdb)
-	resolver := &graph.Resolver{
+	resolver := graphtest.WithDB(&graph.Resolver{
 		Logger:      logger,
-		DB:          bdb,
 		Workspaces:  b.works,
 		Connections: conns,
 		Prefs:       prefs.NewService(bdb, conns),
@@ -140,7 +144,7 @@ func newBundle(t *testing.T, bdb *bun.DB, pgURL string) *bundle {
 		Flushes:     sched,
 		Events:      b.bus,
 		Publisher:   b.bus,
-	}
+	}, bdb)
 	auth := workspace.NewAuthenticator(b.works, graphtest.AdminToken)
 	gql := graph.NewHandler(resolver, graph.HandlerOptions{
 		Logger:         logger,

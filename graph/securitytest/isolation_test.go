@@ -117,7 +117,7 @@ func (v *victim) snapshot(t *testing.T, b *bundle) string {
 		objectSyncPreferences { recordType writeEnabled readEnabled createAs }
 		contactFields: fieldSyncPreferences(recordType: CONTACT) { field crmField mode }
 		failedItems(first: 100) { edges { cursor node { id recordType recordId errorCode errorMessage attempts createdAt } } }
-		syncLogs(first: 100) { edges { cursor node { id direction status message created updated failed waiting records { recordId crmId outcome fields { field value sent } } } } }
+		syncLogs(first: 100) { edges { cursor node { id direction status message created updated failed waiting records { edges { node { recordId crmId outcome fields { field value sent } } } } } } }
 		syncOverview { queuedBatchItems failedItems paused pauseReason connectionStatus conversionDailyLimit { limit } oldestQueuedAt lastBatchAt }`)
 	for i, r := range v.records {
 		sb.WriteString(" r" + strconv.Itoa(i) + `: record(type: ` + r[0] + `, id: "` + r[1] + `") { id crmId crmUrl pendingItems failedItems fields { name value changedAt source } history { outcome } }`)
@@ -216,14 +216,14 @@ var probes = map[string]probe{
 		for _, vars := range []map[string]any{nil, {"after": v.batchCursor}, {"after": cursor("batch", 1<<40)},
 			{"filter": map[string]any{"recordId": "victim-contact-1"}}, {"filter": map[string]any{"recordType": "CONTACT", "status": "PARTIAL"}}} {
 			var d struct{ SyncLogs struct{ Edges []any } }
-			a.data(t, `query($after: String, $filter: SyncLogFilter) { syncLogs(first: 100, after: $after, filter: $filter) { edges { node { id message records { recordId crmId } } } } }`, vars, &d)
+			a.data(t, `query($after: String, $filter: SyncLogFilter) { syncLogs(first: 100, after: $after, filter: $filter) { edges { node { id message records { edges { node { recordId crmId } } } } } } }`, vars, &d)
 			require.Empty(t, d.SyncLogs.Edges, "vars %v", vars)
 		}
 	},
 	"Query.syncBatch": func(t *testing.T, a *attacker, v *victim) {
 		for _, id := range v.batchIDs {
 			var d struct{ SyncBatch *struct{ ID string } }
-			a.data(t, `query($id: ID!) { syncBatch(id: $id) { id message records { recordId crmId fields { value } } } }`, map[string]any{"id": id}, &d)
+			a.data(t, `query($id: ID!) { syncBatch(id: $id) { id message records { edges { node { recordId crmId fields { value } } } } } }`, map[string]any{"id": id}, &d)
 			require.Nil(t, d.SyncBatch, "batch %s", id)
 		}
 	},
@@ -322,7 +322,7 @@ var probes = map[string]probe{
 // (see subscribeAndProvoke).
 var subscriptionProbes = map[string]string{
 	"Subscription.syncOverviewUpdated": `subscription { syncOverviewUpdated { queuedBatchItems failedItems conversionDailyLimit { limit } } }`,
-	"Subscription.syncBatchCompleted":  `subscription { syncBatchCompleted { id message records { recordId crmId fields { value } } } }`,
+	"Subscription.syncBatchCompleted":  `subscription { syncBatchCompleted { id message records { edges { node { recordId crmId fields { value } } } } } }`,
 	"Subscription.recordsChanged":      `subscription { recordsChanged { batchId records { recordId crmId fields { value } } } }`,
 }
 

@@ -3,7 +3,9 @@ package securitytest
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
+	"github.com/crmsync/crmsync/graph/graphtest"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
 	"github.com/crmsync/crmsync/internal/workspace"
 )
@@ -90,6 +93,10 @@ func TestWebsocketRefusals(t *testing.T) {
 			"revoked token":      {"Authorization": "Bearer " + revoked.Token},
 			"revoked authToken":  {"authToken": revoked.Token},
 			"token as wrong key": {"token": token},
+			"admin token":        {"Authorization": "Bearer " + graphtest.AdminToken},
+			"admin authToken":    {"authToken": graphtest.AdminToken},
+			"two tokens":         {"Authorization": "Bearer " + token, "authToken": revoked.Token},
+			"two cases":          {"Authorization": "Bearer " + token, "authorization": "Bearer " + token},
 		}
 		subscribe := map[string]map[string]any{
 			"graphql-transport-ws": {"id": "1", "type": "subscribe", "payload": map[string]any{"query": `subscription { syncOverviewUpdated { queuedBatchItems } }`}},
@@ -133,23 +140,45 @@ func TestWebsocketRefusals(t *testing.T) {
 			closeConn(t, conn)
 		})
 
-		for _, origin := range []string{"https://evil.example.com", "null", "https://app.example.com.evil.example", "http://app.example.com"} {
-			t.Run("origin "+origin, func(t *testing.T) {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				_, resp, err := websocket.Dial(ctx, b.wsURL, &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"},
-					HTTPHeader: http.Header{"Origin": []string{origin}}})
-				require.Error(t, err)
-				require.NotNil(t, resp)
-				require.Equal(t, http.StatusForbidden, resp.StatusCode)
-			})
+		own := strings.TrimPrefix(b.api.URL, "http://") // 127.0.0.1:port
+		host, port, err := net.SplitHostPort(own)
+		require.NoError(t, err)
+		refused := map[string]string{
+			"foreign":                 "https://evil.example.com",
+			"null":                    "null",
+			"suffix lookalike":        "https://app.example.com.evil.example",
+			"allowed, wrong scheme":   "http://app.example.com",
+			"allowed, wrong port":     "https://app.example.com:8443",
+			"allowed, wrong host":     "https://app.example.org",
+			"allowed, with a path":    "https://app.example.com/x",
+			"own host, wrong scheme":  "https://" + own,
+			"own host, wrong port":    "http://" + net.JoinHostPort(host, "1"),
+			"own port, wrong host":    "http://" + net.JoinHostPort("localhost.evil.example", port),
+			"own origin, other ws":    "ws://" + own,
+			"own origin without port": "http://" + host,
 		}
-		t.Run("allowed origin", func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			conn := dial(ctx, t, b, "graphql-ws", http.Header{"Origin": []string{allowedOrigin}})
-			closeConn(t, conn)
-		})
+		for _, protocol := range []string{"graphql-transport-ws", "graphql-ws"} {
+			for name, origin := range refused {
+				t.Run(protocol+"/origin "+name, func(t *testing.T) {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					_, resp, err := websocket.Dial(ctx, b.wsURL, &websocket.DialOptions{Subprotocols: []string{protocol},
+						HTTPHeader: http.Header{"Origin": []string{origin}}})
+					require.Error(t, err)
+					require.NotNil(t, resp)
+					require.Equal(t, http.StatusForbidden, resp.StatusCode)
+				})
+			}
+			for name, origin := range map[string]string{"allowed": allowedOrigin, "allowed, explicit port": allowedOrigin + ":443",
+				"own": "http://" + own, "own, upper case": "HTTP://" + strings.ToUpper(own)} {
+				t.Run(protocol+"/origin "+name, func(t *testing.T) {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					conn := dial(ctx, t, b, protocol, http.Header{"Origin": []string{origin}})
+					closeConn(t, conn)
+				})
+			}
+		}
 	})
 }
 

@@ -173,7 +173,9 @@ func Run(c Options, global config.Global, serve Serve, stdout, stderr io.Writer)
 	}
 	cfg := config.Server{Listen: "127.0.0.1:0", ShutdownTimeout: 8 * time.Second,
 		// No sweep: it would flush the trickle's fixed-schedule workspace.
-		Sync: config.Sync{FlushInterval: c.Interval, PullInterval: time.Hour, SweepInterval: time.Hour, Streaming: c.Scenario == "inbound"}}
+		// The fake orgs (and the fake Pub/Sub API) listen on loopback: allowed explicitly.
+		Sync: config.Sync{FlushInterval: c.Interval, PullInterval: time.Hour, SweepInterval: time.Hour, AllowCRMHosts: []string{"127.0.0.1"},
+			Streaming: c.Scenario == "inbound"}}
 	var report *Report
 	err = serve(global, cfg, func(ctx context.Context, a *Server) error {
 		b := &bench{cmd: c, a: a, org: org, orgURL: "http://" + ln.Addr().String(), progress: newProgress(stderr), dir: dir}

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	"golang.org/x/term"
 
 	"github.com/crmsync/crmsync/internal/secret"
 )
@@ -32,12 +33,13 @@ type Global struct {
 	DatabaseURL string `name:"database-url" envs:"DATABASE_URL,CRMSYNC_DATABASE_URL" placeholder:"URL" help:"PostgreSQL URL (postgres://user:pass@host:5432/db). Empty: a SQLite file in the data directory. Env: DATABASE_URL or CRMSYNC_DATABASE_URL."`
 	DataDir     string `name:"data-dir" envs:"CRMSYNC_DATA_DIR" default:".data" placeholder:"DIR" help:"Directory for the SQLite database and the generated secret key, created if missing (default: .data, relative to the working directory). Env: CRMSYNC_DATA_DIR."`
 	LogLevel    string `name:"log-level" envs:"CRMSYNC_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level: debug, info, warn or error. Env: CRMSYNC_LOG_LEVEL."`
-	LogFormat   string `name:"log-format" envs:"CRMSYNC_LOG_FORMAT" default:"json" enum:"json,text" help:"Log format: json or text. Env: CRMSYNC_LOG_FORMAT."`
+	LogFormat   string `name:"log-format" envs:"CRMSYNC_LOG_FORMAT" default:"auto" enum:"auto,json,text" help:"Log format: text (human-readable), json (one object per line), or auto: text when stderr is a terminal, json otherwise. Env: CRMSYNC_LOG_FORMAT."`
 }
 
 // Server settings of `crmsync serve`.
 type Server struct {
 	Listen          string        `name:"listen" envs:"CRMSYNC_LISTEN" default:"127.0.0.1:8080" placeholder:"HOST:PORT" help:"Address the HTTP server listens on (default: 127.0.0.1:8080). Env: CRMSYNC_LISTEN."`
+	OpsListen       string        `name:"ops-listen" envs:"CRMSYNC_OPS_LISTEN" placeholder:"HOST:PORT" help:"Address of the operational listener serving /metrics, /healthz and /readyz (for example 10.0.0.5:9090; keep it off the public network: /metrics labels every workspace). Empty: /metrics is not served; /healthz and /readyz stay on --listen. Env: CRMSYNC_OPS_LISTEN."`
 	AdminToken      string        `name:"admin-token" envs:"CRMSYNC_ADMIN_TOKEN" placeholder:"TOKEN" help:"Token for admin operations (createWorkspace). Empty: admin operations are disabled. Env: CRMSYNC_ADMIN_TOKEN."`
 	SecretKey       string        `name:"secret-key" envs:"CRMSYNC_SECRET_KEY" placeholder:"BASE64" help:"Key encrypting CRM credentials at rest: 32 random bytes in base64 (openssl rand -base64 32). Empty: read from, or generated into, <data-dir>/secret.key. Replicas on one PostgreSQL must share it. Env: CRMSYNC_SECRET_KEY."`
 	NoMigrate       bool          `name:"no-migrate" envs:"CRMSYNC_NO_MIGRATE" help:"Do not migrate the database on start (run crmsync migrate up yourself). Env: CRMSYNC_NO_MIGRATE=true."`
@@ -91,6 +93,7 @@ type Sync struct {
 	// with queued items; zero (a Sync built in code) means one minute. The
 	// bench raises it so the sweep does not help its fixed schedule.
 	SweepInterval time.Duration `name:"sweep-interval" envs:"CRMSYNC_SWEEP_INTERVAL" default:"1m" help:"How often the safety net gives every connection with queued changes a flush, in case the job that should have flushed them was lost. Env: CRMSYNC_SWEEP_INTERVAL."`
+	AllowCRMHosts []string      `name:"allow-crm-host" envs:"CRMSYNC_ALLOW_CRM_HOSTS" placeholder:"HOST[:PORT]" help:"Hosts a CRM connection may reach besides Salesforce's own (login.salesforce.com, test.salesforce.com, *.my.salesforce.com, *.force.com), comma separated, each HOST (any port) or HOST:PORT: a fake Salesforce or a proxy. Such a host may be private or loopback and use http on loopback; any other host must be Salesforce's, over https, at a public address. Env: CRMSYNC_ALLOW_CRM_HOSTS."`
 	Connectors    []string      `name:"connector-plugin" envs:"CRMSYNC_CONNECTORS" placeholder:"NAME=PATH[@SHA256]" help:"Third-party connector executables, comma separated, each NAME=PATH, optionally pinned with @ and the hex sha256 of the file. Built in: salesforce, memcrm. Env: CRMSYNC_CONNECTORS."`
 }
 
@@ -131,8 +134,34 @@ func (s Sync) Validate() error {
 	if s.SweepInterval != 0 && s.SweepInterval < time.Second {
 		return fmt.Errorf("sweep interval must be at least 1s, got %s", s.SweepInterval)
 	}
+	for _, h := range s.AllowCRMHosts {
+		if !validCRMHost(h) {
+			return fmt.Errorf("allowed CRM host %q: want HOST or HOST:PORT, no scheme (for example 127.0.0.1 or sf.internal:8443)", h)
+		}
+	}
 	_, err := s.External()
 	return err
+}
+
+// validCRMHost reports whether h is HOST or HOST:PORT.
+func validCRMHost(h string) bool {
+	if h == "" || strings.ContainsAny(h, "/@ ") {
+		return false
+	}
+	if host, port, err := net.SplitHostPort(h); err == nil {
+		return host != "" && port != ""
+	}
+	return !strings.Contains(strings.Trim(h, "[]"), ":") || net.ParseIP(h) != nil
+}
+
+// AllowCRMHostArgs are the AllowCRMHosts as arguments of a built-in
+// connector plugin (crmsync connector NAME --allow-crm-host=HOST...).
+func (s Sync) AllowCRMHostArgs() []string {
+	out := make([]string, 0, len(s.AllowCRMHosts))
+	for _, h := range s.AllowCRMHosts {
+		out = append(out, "--allow-crm-host="+h)
+	}
+	return out
 }
 
 // Resolver makes kong read each flag's environment variables (the envs
@@ -188,6 +217,14 @@ func (s Server) Validate() error {
 	if _, _, err := net.SplitHostPort(s.Listen); err != nil {
 		return fmt.Errorf("listen address %q: want host:port (for example 127.0.0.1:8080): %w", s.Listen, err)
 	}
+	if s.OpsListen != "" {
+		if _, _, err := net.SplitHostPort(s.OpsListen); err != nil {
+			return fmt.Errorf("ops listen address %q: want host:port (for example 127.0.0.1:9090): %w", s.OpsListen, err)
+		}
+		if s.OpsListen == s.Listen {
+			return fmt.Errorf("ops listen address %q is the API's (--listen): choose another, private address", s.OpsListen)
+		}
+	}
 	if s.SecretKey != "" {
 		if _, err := secret.ParseKey(s.SecretKey); err != nil {
 			return fmt.Errorf("CRMSYNC_SECRET_KEY: %w (generate one with: openssl rand -base64 32)", err)
@@ -217,15 +254,24 @@ func (s Server) Origins() []string {
 	return out
 }
 
-// Logger returns the logger the global settings ask for, writing to w.
+// Logger returns the logger the global settings ask for, writing to w:
+// text or JSON as LogFormat says, where "auto" (the default) means text
+// when w is a terminal and JSON otherwise (a file, a pipe, a log
+// collector).
 func (g Global) Logger(w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(g.LogLevel)) // validated by kong's enum; info otherwise
 	opts := &slog.HandlerOptions{Level: lvl}
-	if g.LogFormat == "text" {
+	if g.LogFormat == "text" || (g.LogFormat == "auto" && IsTerminal(w)) {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// IsTerminal reports whether w is a terminal (an *os.File on a TTY).
+func IsTerminal(w io.Writer) bool {
+	f, ok := w.(interface{ Fd() uintptr })
+	return ok && term.IsTerminal(int(f.Fd())) //nolint:gosec // a file descriptor fits an int
 }
 
 // LogValue implements slog.LogValuer: the settings with secrets masked.
@@ -242,6 +288,7 @@ func (g Global) LogValue() slog.Value {
 func (s Server) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("listen", s.Listen),
+		slog.String("ops_listen", s.OpsListen),
 		slog.String("admin_token", mask(s.AdminToken)),
 		slog.String("secret_key", mask(s.SecretKey)),
 		slog.Bool("no_migrate", s.NoMigrate),
@@ -255,6 +302,7 @@ func (s Server) LogValue() slog.Value {
 		slog.String("sync_lease", s.Lease.String()),
 		slog.String("sweep_interval", s.SweepInterval.String()),
 		slog.Any("connector_plugins", s.Connectors),
+		slog.Any("allow_crm_hosts", s.AllowCRMHosts),
 		slog.String("salesforce_client_id", s.SalesforceClientID),
 		slog.String("salesforce_client_secret", mask(s.SalesforceClientSecret)),
 		slog.String("salesforce_login_url", s.SalesforceLoginURL),

@@ -28,7 +28,35 @@ const (
 	// StatusExpired: the credentials can no longer be refreshed; syncing
 	// pauses until the user reconnects.
 	StatusExpired Status = "EXPIRED"
+	// StatusCredentialsUnreadable: the stored credentials do not decrypt
+	// with this server's secret key (the key changed since they were
+	// saved). Syncing pauses until the key that sealed them is back, or
+	// the user reconnects (which seals new credentials with the new key).
+	StatusCredentialsUnreadable Status = "CREDENTIALS_UNREADABLE"
 )
+
+// UnreadableReason is the status reason of a connection whose credentials
+// do not decrypt.
+const UnreadableReason = "credentials unreadable: the secret key changed (CRMSYNC_SECRET_KEY, or <data-dir>/secret.key, " +
+	"is not the key the credentials were saved with); restore that key, or reconnect with connectCrm"
+
+// ErrCredentialsUnreadable is returned when a connection's credentials do
+// not decrypt with the server's secret key. Its message is written for API
+// clients (code CREDENTIALS_UNREADABLE).
+var ErrCredentialsUnreadable error = unreadableError{}
+
+type unreadableError struct{}
+
+func (unreadableError) Error() string { return UnreadableReason }
+
+// Unwrap keeps errors.Is(err, secret.ErrDecrypt) true.
+func (unreadableError) Unwrap() error { return secret.ErrDecrypt }
+
+// UserFacing marks the error as safe to show to API clients.
+func (unreadableError) UserFacing() {}
+
+// Code is the error's GraphQL extension code.
+func (unreadableError) Code() string { return string(StatusCredentialsUnreadable) }
 
 // ErrNotConnected is returned when a workspace has no CRM connection. Its
 // message is written for API clients (code NOT_CONNECTED).
@@ -152,13 +180,47 @@ func (s *Store) Delete(ctx context.Context, workspaceID int64) error {
 	return nil
 }
 
-// Credentials opens the connection's sealed credentials.
+// Credentials opens the connection's sealed credentials. Credentials that
+// do not decrypt with this server's key fail with ErrCredentialsUnreadable
+// itself, a message for the user.
 func (s *Store) Credentials(c *Connection) (json.RawMessage, error) {
 	plain, err := s.box.Open(c.Credentials, binding(c))
+	if errors.Is(err, secret.ErrDecrypt) {
+		return nil, ErrCredentialsUnreadable
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open credentials of connection %d: %w", c.ID, err)
 	}
 	return plain, nil
+}
+
+// CheckCredentials reports whether the connection's credentials decrypt
+// with this server's key (a local check: no CRM call), and keeps the
+// connection's status in step: CREDENTIALS_UNREADABLE when they do not,
+// back to CONNECTED when they do again (the right key is back). changed
+// says the status moved.
+func (s *Store) CheckCredentials(ctx context.Context, c *Connection) (readable, changed bool, err error) {
+	_, oerr := s.Credentials(c)
+	readable = oerr == nil
+	switch {
+	case oerr != nil && !errors.Is(oerr, ErrCredentialsUnreadable):
+		return false, false, oerr
+	case !readable && c.Status != StatusCredentialsUnreadable:
+		return false, true, s.setStatus(ctx, c, StatusCredentialsUnreadable, UnreadableReason)
+	case readable && c.Status == StatusCredentialsUnreadable:
+		return true, true, s.setStatus(ctx, c, StatusConnected, "")
+	}
+	return readable, false, nil
+}
+
+func (s *Store) setStatus(ctx context.Context, c *Connection, status Status, reason string) error {
+	c.Status, c.StatusReason = status, reason
+	_, err := s.db.NewUpdate().Model(c).WherePK().
+		Set("status = ?, status_reason = ?, updated_at = ?", status, reason, s.now().UTC()).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("set status of connection %d to %s: %w", c.ID, status, err)
+	}
+	return nil
 }
 
 // Session returns the connector session for c.

@@ -132,7 +132,7 @@ func TestConnect(t *testing.T) {
 		require.True(t, ok)
 
 		require.NoError(t, svc.SetPaused(ctx, ws, true))
-		got, err := svc.Store().Get(ctx, ws)
+		got, err := svc.Get(ctx, ws)
 		require.NoError(t, err)
 		require.True(t, got.PausedByUser)
 	})

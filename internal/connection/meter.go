@@ -64,9 +64,10 @@ func MetaOf[T any, R interface {
 	return r.ResponseMeta()
 }
 
-// DescribeCache keeps connections' object describes between syncs, so a
-// busy connection pays for a describe once per TTL (fields added in the CRM
-// show up after it). It is safe for concurrent use.
+// DescribeCache keeps connections' object describes and announced
+// capabilities between syncs, so a busy connection pays for a describe once
+// per TTL (fields added in the CRM show up after it). It is safe for
+// concurrent use.
 type DescribeCache struct {
 	ttl time.Duration
 	now func() time.Time
@@ -78,6 +79,7 @@ type DescribeCache struct {
 type describeEntry struct {
 	at      time.Time
 	objects map[string]connector.Object
+	caps    *Capabilities // nil until a describe announced them
 }
 
 // NewDescribeCache returns a cache trusting describes for ttl.
@@ -106,17 +108,42 @@ func (d *DescribeCache) Objects(c *Connection) map[string]connector.Object {
 	return out
 }
 
-// Add remembers describes of c's objects.
-func (d *DescribeCache) Add(c *Connection, objs []connector.Object) {
+// Add remembers a describe of c: its objects and its capabilities.
+func (d *DescribeCache) Add(c *Connection, desc *connector.Description) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	k := describeKey(c)
-	e, ok := d.entries[k]
+	e := d.entry(c)
+	for _, o := range desc.Objects {
+		e.objects[o.Name] = o
+	}
+	caps := NewCapabilities(desc.Capabilities)
+	e.caps = &caps
+	d.entries[describeKey(c)] = e
+}
+
+// entry returns c's fresh entry, or a new empty one. d.mu is held.
+func (d *DescribeCache) entry(c *Connection) describeEntry {
+	e, ok := d.entries[describeKey(c)]
 	if !ok || d.now().Sub(e.at) > d.ttl {
 		e = describeEntry{at: d.now(), objects: map[string]connector.Object{}}
 	}
-	for _, o := range objs {
-		e.objects[o.Name] = o
+	return e
+}
+
+// Capabilities returns the capabilities c's connector announces: those of
+// the last describe while fresh, otherwise those of a describe without a
+// session (its static part: no CRM call, no API usage).
+func (d *DescribeCache) Capabilities(ctx context.Context, c *Connection, crm connector.Connector) (Capabilities, error) {
+	d.mu.Lock()
+	if e, ok := d.entries[describeKey(c)]; ok && d.now().Sub(e.at) <= d.ttl && e.caps != nil {
+		d.mu.Unlock()
+		return *e.caps, nil
 	}
-	d.entries[k] = e
+	d.mu.Unlock()
+	desc, err := crm.Describe(ctx, connector.DescribeRequest{})
+	if err != nil {
+		return Capabilities{}, fmt.Errorf("describe %s capabilities: %w", c.Connector, err)
+	}
+	d.Add(c, &connector.Description{Capabilities: desc.Capabilities})
+	return NewCapabilities(desc.Capabilities), nil
 }

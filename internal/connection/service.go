@@ -37,8 +37,15 @@ func NewService(store *Store, connectors Connectors, sched Scheduler) *Service {
 	return &Service{store: store, connectors: connectors, sched: sched}
 }
 
-// Store returns the service's store.
-func (s *Service) Store() *Store { return s.store }
+// Get returns the workspace's connection or ErrNotConnected.
+func (s *Service) Get(ctx context.Context, workspaceID int64) (*Connection, error) {
+	return s.store.Get(ctx, workspaceID)
+}
+
+// Disconnect deletes the workspace's connection and its credentials.
+func (s *Service) Disconnect(ctx context.Context, workspaceID int64) error {
+	return s.store.Delete(ctx, workspaceID)
+}
 
 // Connect checks config and credentials with the named connector and, if
 // they pass, creates or replaces the workspace's connection. Queued items

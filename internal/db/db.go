@@ -92,6 +92,9 @@ func openSQLite(ctx context.Context, dataDir string, logger *slog.Logger) (*bun.
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
+	if err := privateFiles(path); err != nil {
+		return nil, err
+	}
 	sqldb, err := sql.Open("sqlite", SQLiteDSN(path))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -120,6 +123,35 @@ func SQLiteDSN(path string) string {
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Set("_txlock", "immediate")
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+// privateFiles creates the database file at path readable by its owner
+// only (0600), and narrows an existing one and its -wal and -shm files to
+// 0600. SQLite creates the -wal and -shm files with the database file's
+// mode, so they follow.
+func privateFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		info, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("open sqlite %s: %w", p, err)
+		}
+		if info.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(p, 0o600); err != nil {
+				return fmt.Errorf("open sqlite %s: make it private (0600): %w", p, err)
+			}
+		}
+	}
+	return nil
 }
 
 // ensureWritableDir creates dir if needed and checks a file can be created in it.

@@ -15,13 +15,10 @@ type crmState struct {
 	Fields           map[string]any
 	LastModified     time.Time
 	LastModifiedByID string
-	// Synced holds, per CRM field, the value crmsync last wrote or read;
-	// a field whose current value still equals it was not edited in the
-	// CRM since.
-	Synced map[string]any
-	// Pending holds values crmsync sent to the CRM without recording the
-	// outcome (record.Record.CRMPending): they are its own too.
-	Pending map[string]any
+	// Known is what crmsync knew of the record before this read (the
+	// record's snapshot and pending values with their stamps); empty for a
+	// record not linked to this CRM record before the flush.
+	record.Known
 }
 
 // fieldDecision is the outbound verdict for one field of one record.
@@ -42,20 +39,25 @@ const (
 	reasonBlank         = "Salesforce field is empty"
 	reasonNotBlank      = "Salesforce field is not empty"
 	reasonEqual         = "Salesforce already has this value"
-	reasonUnchanged     = "Salesforce field unchanged since last sync"
-	reasonOwnWrite      = "last Salesforce change was crmsync's own"
 	reasonNewer         = "Conversion change is newer"
 	reasonNotOnObject   = "field does not exist on the CRM object"
 	reasonNotWriteable  = "CRM field is not writeable"
 	reasonSalesforceNew = "Salesforce value is newer"
+	reasonSameTime      = "Salesforce value is as new (ties go to Salesforce)"
+	reasonSuperseded    = "superseded"
 )
 
-// decideOutbound applies a field's mode (ARCHITECTURE §5.4, outbound column).
-// integrationUser is the CRM user crmsync writes as: a record it modified
-// last was not edited by anyone else. Ties go to the CRM: Salesforce stamps
-// have second precision, so a Conversion change in the same second as the
-// CRM's last modification is not considered newer.
-func decideOutbound(m prefs.FieldMapping, fs record.FieldState, cur crmState, integrationUser string) fieldDecision {
+// decideOutbound applies a field's mode (docs/architecture.md#sync-modes, outbound column).
+//
+// TWO_WAY compares times: the Conversion change's changedAt against the
+// time Salesforce's current value became true (record.Known.Stamp): the
+// stamp of the snapshot value it still equals (unchanged since the last
+// sync: the LastModifiedDate it was read with, or the time of the
+// Conversion change crmsync wrote), else of a value crmsync wrote without
+// recording the outcome, else the LastModifiedDate just read. It sends only
+// when the Conversion change is newer (record.Stamp.Compare: by the second
+// against a LastModifiedDate; ties go to Salesforce).
+func decideOutbound(m prefs.FieldMapping, fs record.FieldState, cur crmState) fieldDecision {
 	d := fieldDecision{Field: m.Field, CRMField: m.CRMField, Mode: m.Mode, Value: fs.Value}
 	send := func(reason string) fieldDecision { d.Send, d.Reason = true, reason; return d }
 	drop := func(reason string) fieldDecision { d.Send, d.Reason = false, reason; return d }
@@ -82,20 +84,31 @@ func decideOutbound(m prefs.FieldMapping, fs record.FieldState, cur crmState, in
 		}
 		return drop(reasonNotBlank)
 	case prefs.TwoWay:
-		if synced, ok := cur.Synced[m.CRMField]; ok && record.SameValue(synced, current) {
-			return send(reasonUnchanged)
+		st, how := cur.Stamp(m.CRMField, current, cur.LastModified)
+		times := fmt.Sprintf("(changed in Conversion %s; Salesforce value: %s)",
+			fs.ChangedAt.UTC().Format(time.RFC3339Nano), record.DescribeStamp(st, how))
+		switch st.Compare(fs.ChangedAt) {
+		case 1:
+			return send(reasonNewer + " " + times)
+		case 0:
+			return drop(reasonSameTime + " " + times)
 		}
-		if pending, ok := cur.Pending[m.CRMField]; ok && record.SameValue(pending, current) {
-			return send(reasonUnchanged)
-		}
-		if integrationUser != "" && cur.LastModifiedByID == integrationUser {
-			return send(reasonOwnWrite)
-		}
-		if fs.ChangedAt.Truncate(time.Second).After(cur.LastModified) {
-			return send(reasonNewer)
-		}
-		return drop(fmt.Sprintf("%s (LastModifiedDate %s, changed in Conversion %s)", reasonSalesforceNew,
-			cur.LastModified.UTC().Format(time.RFC3339), fs.ChangedAt.UTC().Format(time.RFC3339Nano)))
+		return drop(reasonSalesforceNew + " " + times)
 	}
 	return drop(reasonNeverSends)
+}
+
+// supersededReason is the sync-log reason of a queued Conversion change that
+// is older than the field's value in Conversion: it is never sent.
+func supersededReason(fs, current record.FieldState) string {
+	switch {
+	case current.Supersedes(fs) && current.Second:
+		return fmt.Sprintf("%s: Conversion's value from Salesforce (LastModifiedDate %s) is not older than this change (changed %s; ties go to Salesforce); not sent",
+			reasonSuperseded, current.ChangedAt.UTC().Format(time.RFC3339), fs.ChangedAt.UTC().Format(time.RFC3339Nano))
+	case current.Supersedes(fs):
+		return fmt.Sprintf("%s: Conversion's value (changed %s, %s) is newer than this change (changed %s); not sent",
+			reasonSuperseded, current.ChangedAt.UTC().Format(time.RFC3339Nano), current.Source, fs.ChangedAt.UTC().Format(time.RFC3339Nano))
+	}
+	return fmt.Sprintf("%s: Conversion had a newer value when this change (changed %s) arrived; not sent",
+		reasonSuperseded, fs.ChangedAt.UTC().Format(time.RFC3339Nano))
 }

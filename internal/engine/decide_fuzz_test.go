@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -35,22 +36,23 @@ func fuzzValue(kind uint8, s string) any {
 //   - on an existing record a value equal to the CRM's is never sent;
 //   - ALWAYS_PREFER_CONVERSION sends unless equal, ALWAYS_PREFER_SALESFORCE never;
 //   - PREFER_SALESFORCE_UNLESS_EMPTY sends exactly into a blank CRM field;
-//   - TWO_WAY sends a change that is not newer than the CRM's last
-//     modification (a tie within the second, or older) only when the CRM
-//     field is unchanged since the last sync or crmsync itself modified the
-//     record last.
+//   - TWO_WAY sends exactly a change newer than the time Salesforce's value
+//     became true: the snapshot's stamp when the CRM still holds the
+//     snapshot value, else LastModifiedDate (by the second, ties to
+//     Salesforce), whoever modified the record; its reason names the
+//     Conversion time.
 func FuzzDecideOutbound(f *testing.F) {
-	f.Add(uint8(0), true, uint8(2), "VP", true, uint8(2), "CEO", int64(0), int64(0), false, false, uint8(0), "")
-	f.Add(uint8(0), true, uint8(2), "VP", true, uint8(2), "CEO", int64(400e6), int64(0), false, false, uint8(0), "")
-	f.Add(uint8(0), true, uint8(2), "VP", true, uint8(2), "CEO", int64(-60e9), int64(0), true, false, uint8(0), "")
-	f.Add(uint8(0), true, uint8(2), "VP", true, uint8(2), "CEO", int64(-60e9), int64(0), false, true, uint8(2), "VP")
-	f.Add(uint8(0), true, uint8(2), "VP", true, uint8(2), "CEO", int64(1e9), int64(500e6), false, false, uint8(0), "")
-	f.Add(uint8(1), true, uint8(1), "", true, uint8(2), "CEO", int64(0), int64(0), false, false, uint8(0), "")
-	f.Add(uint8(2), true, uint8(4), "", true, uint8(4), "", int64(0), int64(0), false, false, uint8(0), "")
-	f.Add(uint8(3), false, uint8(0), "", false, uint8(2), "CEO", int64(0), int64(0), false, false, uint8(0), "")
-	f.Add(uint8(4), false, uint8(0), "", false, uint8(2), "CEO", int64(0), int64(0), false, false, uint8(0), "")
+	f.Add(uint8(0), true, uint8(2), "VP", true, uint8(2), "CEO", int64(0), int64(0), false, false, uint8(0), "", int64(0), false)
+	f.Add(uint8(0), true, uint8(2), "VP", true, uint8(2), "CEO", int64(400e6), int64(0), false, false, uint8(0), "", int64(0), false)
+	f.Add(uint8(0), true, uint8(2), "VP", true, uint8(2), "CEO", int64(-60e9), int64(0), true, false, uint8(0), "", int64(0), false)
+	f.Add(uint8(0), true, uint8(2), "VP", true, uint8(2), "CEO", int64(-60e9), int64(0), false, true, uint8(2), "VP", int64(-120e9), true)
+	f.Add(uint8(0), true, uint8(2), "VP", true, uint8(2), "CEO", int64(1e9), int64(500e6), false, false, uint8(0), "", int64(0), false)
+	f.Add(uint8(1), true, uint8(1), "", true, uint8(2), "CEO", int64(0), int64(0), false, false, uint8(0), "", int64(0), false)
+	f.Add(uint8(2), true, uint8(4), "", true, uint8(4), "", int64(0), int64(0), false, false, uint8(0), "", int64(0), false)
+	f.Add(uint8(3), false, uint8(0), "", false, uint8(2), "CEO", int64(0), int64(0), false, false, uint8(0), "", int64(0), false)
+	f.Add(uint8(4), false, uint8(0), "", false, uint8(2), "CEO", int64(0), int64(0), false, false, uint8(0), "", int64(0), false)
 	f.Fuzz(func(t *testing.T, mode uint8, exists bool, curKind uint8, curS string, has bool,
-		valKind uint8, valS string, changedNanos, lastModNanos int64, byUs, hasSynced bool, syncedKind uint8, syncedS string) {
+		valKind uint8, valS string, changedNanos, lastModNanos int64, byUs, hasSynced bool, syncedKind uint8, syncedS string, syncedNanos int64, written bool) {
 		const us, rep = "005000000000001AAA", "005000000000002AAA"
 		base := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 		m := prefs.FieldMapping{RecordType: record.TypeContact, Field: "title", CRMField: "Title", Mode: fuzzModes[int(mode)%len(fuzzModes)]}
@@ -64,11 +66,16 @@ func FuzzDecideOutbound(f *testing.F) {
 			current = fuzzValue(curKind, curS)
 			cur.Fields = map[string]any{"Title": current}
 		}
+		syncedAt := record.Stamp{At: base.Add(time.Duration(syncedNanos % int64(time.Hour))), Written: written}
+		if !written {
+			syncedAt.At = syncedAt.At.Truncate(time.Second)
+		}
 		if hasSynced {
 			cur.Synced = map[string]any{"Title": fuzzValue(syncedKind, syncedS)}
+			cur.SyncedStamps = map[string]record.Stamp{"Title": syncedAt}
 		}
 
-		d := decideOutbound(m, fs, cur, us)
+		d := decideOutbound(m, fs, cur)
 		if d.Reason == "" {
 			t.Fatal("every decision has a reason")
 		}
@@ -105,13 +112,23 @@ func FuzzDecideOutbound(f *testing.F) {
 				t.Fatalf("PREFER_SALESFORCE_UNLESS_EMPTY must send exactly into a blank field (current %v): %+v", current, d)
 			}
 		case prefs.TwoWay:
-			newer := fs.ChangedAt.Truncate(time.Second).After(cur.LastModified)
-			unchanged := hasSynced && record.SameValue(cur.Synced["Title"], current)
-			if d.Send && !newer && !unchanged && !byUs {
-				t.Fatalf("TWO_WAY sent a change not newer than the CRM's (changed %v, CRM %v): %+v", fs.ChangedAt, cur.LastModified, d)
+			// The time Salesforce's value became true: the snapshot's
+			// stamp when it still holds the snapshot value, else the
+			// LastModifiedDate read. Whoever modified the record last
+			// plays no part.
+			sfAt := record.ReadStamp(cur.LastModified)
+			if hasSynced && record.SameValue(cur.Synced["Title"], current) {
+				sfAt = syncedAt
 			}
-			if !d.Send && !equal && (newer || unchanged || byUs) {
-				t.Fatalf("TWO_WAY kept back a change that should win: %+v", d)
+			newer := fs.ChangedAt.After(sfAt.At)
+			if !sfAt.Written {
+				newer = fs.ChangedAt.Truncate(time.Second).After(sfAt.At)
+			}
+			if !equal && d.Send != newer {
+				t.Fatalf("TWO_WAY must send exactly a change newer than Salesforce's value (changed %v, Salesforce %+v): %+v", fs.ChangedAt, sfAt, d)
+			}
+			if !equal && !strings.Contains(d.Reason, fs.ChangedAt.UTC().Format(time.RFC3339Nano)) {
+				t.Fatalf("TWO_WAY reason does not name the Conversion time: %+v", d)
 			}
 		}
 	})

@@ -1,7 +1,8 @@
-// Package engine runs one flush of a workspace's outbound queue (ARCHITECTURE
-// §5.3): gate, claim, coalesce, resolve identities, read the CRM's current
-// state, decide every field by its mode, write in bulk, then record every
-// outcome and the sync log in one transaction.
+// Package engine runs one flush of a workspace's outbound queue
+// (docs/architecture.md#the-flush): gate, claim, coalesce, resolve
+// identities, read the CRM's current state, decide every field by its mode,
+// write in bulk, then record every outcome and the sync log in one
+// transaction.
 package engine
 
 import (
@@ -44,6 +45,9 @@ const (
 	PauseByUser            PauseReason = "PAUSED_BY_USER"
 	PauseSalesforceLimit   PauseReason = "SALESFORCE_LIMIT"
 	PauseConversionLimit   PauseReason = "CONVERSION_LIMIT"
+	// PauseCredentialsUnreadable: the stored credentials do not decrypt
+	// with this server's secret key (connection.StatusCredentialsUnreadable).
+	PauseCredentialsUnreadable PauseReason = "CREDENTIALS_UNREADABLE"
 )
 
 // ErrBusy is returned when another flush of the same connection holds the
@@ -181,7 +185,9 @@ func (e *Engine) Flush(ctx context.Context, workspaceID int64) (*Result, error) 
 }
 
 // Gate decides whether a sync (a flush or a pull) may call the CRM at all: not when the
-// connection expired or a user paused it, not when crmsync's own count
+// connection expired or a user paused it, not when its credentials do not
+// decrypt with this server's key (checked locally every time, so the pause
+// ends once the right key is back), not when crmsync's own count
 // reached its daily limit, and not when the Salesforce allowance is spent.
 // It reads stored state only, except that a spent allowance whose reading
 // is older than LimitProbe is checked again with one Limits call: that is
@@ -192,6 +198,16 @@ func (e *Engine) Gate(ctx context.Context, c *connection.Connection) (PauseReaso
 		return PauseConnectionExpired, "", nil
 	case c.PausedByUser:
 		return PauseByUser, "", nil
+	}
+	readable, changed, err := e.conns.CheckCredentials(ctx, c)
+	if err != nil {
+		return PauseNone, "", err
+	}
+	if !readable {
+		return PauseCredentialsUnreadable, "", nil // Pause logs it, once per episode
+	}
+	if changed {
+		e.logger.Info("connection credentials readable again", slog.Int64("workspace_id", c.WorkspaceID))
 	}
 	if c.DailyLimit.Valid {
 		used, err := limits.Used(ctx, e.db, c.WorkspaceID, e.now())
@@ -299,6 +315,8 @@ func pauseMessage(reason PauseReason, c *connection.Connection) string {
 	switch reason {
 	case PauseConnectionExpired:
 		return "paused: the CRM connection has expired; reconnect to resume (" + c.StatusReason + ")"
+	case PauseCredentialsUnreadable:
+		return "paused: " + connection.UnreadableReason
 	case PauseByUser:
 		return "paused by a user"
 	case PauseSalesforceLimit:

@@ -55,9 +55,12 @@ type job struct {
 	// redirect notes why the job writes elsewhere than the record's link.
 	redirect string
 
-	op   connector.Operation
-	log  synclog.Record
-	done bool
+	op connector.Operation
+	// sentAt holds, per CRM field of op, the time of the Conversion change
+	// its value comes from: the stamp of the value once written.
+	sentAt map[string]time.Time
+	log    synclog.Record
+	done   bool
 }
 
 // flush is the state of one flush of one connection.
@@ -71,6 +74,7 @@ type flush struct {
 	objs    map[record.Type]prefs.ObjectPreference
 	maps    map[record.Type][]prefs.FieldMapping
 	desc    *connector.Description
+	caps    connection.Capabilities // what the connector announced: asked before any optional call
 	extID   map[string]string
 	records map[record.Key]*record.Record
 
@@ -128,7 +132,10 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 	if err := f.e.Resume(ctx, f.c); err != nil {
 		return nil, err
 	}
-	callErr := f.prefetch(ctx)
+	var callErr error
+	if f.caps, callErr = f.e.descs.Capabilities(ctx, f.c, f.crm); callErr == nil {
+		callErr = f.prefetch(ctx)
+	}
 	for level := 0; level <= 2 && callErr == nil; level++ {
 		callErr = f.runLevel(ctx, level)
 	}
@@ -415,7 +422,7 @@ func (f *flush) describe(ctx context.Context, jobs []*job) error {
 		return err
 	}
 	f.desc.Objects = append(f.desc.Objects, d.Objects...)
-	f.e.descs.Add(f.c, d.Objects)
+	f.e.descs.Add(f.c, d)
 	return nil
 }
 
@@ -468,7 +475,8 @@ func (f *flush) saveRecords(ctx context.Context, tx bun.Tx) error {
 	for i, id := range ids {
 		recs[i] = byID[id]
 	}
-	return record.Update(ctx, tx, recs, "crm_object", "crm_id", "crm_fields", "crm_pending", "create_attempted_at", "updated_at")
+	return record.Update(ctx, tx, recs, "crm_object", "crm_id", "crm_fields", "crm_pending",
+		"crm_stamps", "crm_pending_stamps", "create_attempted_at", "updated_at")
 }
 
 // checkBudget refuses to start a batch whose planned calls would cross the

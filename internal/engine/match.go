@@ -27,7 +27,7 @@ func externalIDFields(config json.RawMessage) map[string]string {
 
 // match resolves the CRM identity of records crmsync has not linked yet,
 // so a create is sent only when the CRM has no such record, and never twice
-// after a crash or timeout (ARCHITECTURE §5.3 step 3):
+// after a crash or timeout (docs/architecture.md#the-flush, step 3):
 //   - contacts by email over Contacts and Leads: a Contact wins over a Lead;
 //     among several, the most recently modified; a converted Lead leads to its
 //     ConvertedContactId;
@@ -154,7 +154,7 @@ func (f *flush) link(j *job, object string, rec connector.Record, how string) {
 func stateOf(rec connector.Record, r *record.Record) crmState {
 	s := crmState{Exists: true, Fields: rec.Fields, LastModified: rec.LastModified, LastModifiedByID: rec.LastModifiedByID}
 	if r != nil && r.CRMID == rec.ID {
-		s.Synced, s.Pending = r.CRMFields, r.CRMPending
+		s.Known = r.Known()
 	}
 	return s
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/connectors/salesforce"
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
+	"github.com/crmsync/crmsync/connectors/salesforce/sffake/sffaketest"
 	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
 	"github.com/crmsync/crmsync/internal/engine"
@@ -48,7 +49,7 @@ func TestLimitsAgainstSffake(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		t.Parallel()
 		ctx := context.Background()
-		sf := sffake.Start(t)
+		sf := sffaketest.Start(t)
 		var ws int64
 		require.NoError(t, bdb.NewRaw("INSERT INTO workspaces (name, created_at) VALUES (?, ?) RETURNING id", "t", time.Now().UTC()).Scan(ctx, &ws))
 		key := make([]byte, secret.KeySize)
@@ -56,7 +57,7 @@ func TestLimitsAgainstSffake(t *testing.T) {
 		box, err := secret.NewBox(key)
 		require.NoError(t, err)
 		store := connection.NewStore(bdb, box)
-		crm := newCounting(salesforce.New())
+		crm := newCounting(salesforce.New(salesforce.WithAllowedHosts("127.0.0.1")))
 		conns := connectorsFunc(func(context.Context, string) (connector.Connector, error) { return crm, nil })
 		svc := connection.NewService(store, conns, &nowScheduler{})
 		cfg, err := json.Marshal(map[string]string{"loginUrl": sf.URL(), "clientId": sffake.DefaultClientID})

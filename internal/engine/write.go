@@ -91,7 +91,7 @@ func byID(recs []connector.Record) map[string]connector.Record {
 // connector can (five objects of 2,000 records a call on Salesforce, the
 // read side of C_min). Without the capability each level reads per object.
 func (f *flush) prefetch(ctx context.Context) error {
-	bf, ok := f.crm.(connector.BatchFetcher)
+	bf, ok := connection.Optional[connector.BatchFetcher](f.caps, connector.CapabilityFetchMany, f.crm)
 	if !ok {
 		return nil
 	}
@@ -148,6 +148,7 @@ func (f *flush) build(j *job) bool {
 		source = j.rec.Fields // a new or newly matched record gets every field
 	}
 	fields := map[string]any{}
+	sentAt := map[string]time.Time{}
 	obj, described := connector.Object{}, false
 	if f.desc != nil {
 		obj, described = f.desc.Object(j.object)
@@ -172,14 +173,19 @@ func (f *flush) build(j *job) bool {
 		if !ok {
 			continue
 		}
+		if now := j.rec.Fields[m.Field]; !j.fresh && (fs.Superseded || now.Supersedes(fs)) {
+			j.log.Fields = append(j.log.Fields, synclog.Field{Field: m.Field, CRMField: m.CRMField, Mode: string(m.Mode), Value: fs.Value, Reason: supersededReason(fs, now)})
+			continue
+		}
 		if ok, why := writable(m.CRMField); !ok {
 			j.log.Fields = append(j.log.Fields, synclog.Field{Field: m.Field, CRMField: m.CRMField, Mode: string(m.Mode), Value: fs.Value, Reason: why})
 			continue
 		}
-		d := decideOutbound(m, fs, j.cur, f.c.IdentityUserID)
+		d := decideOutbound(m, fs, j.cur)
 		j.log.Fields = append(j.log.Fields, synclog.Field{Field: m.Field, CRMField: m.CRMField, Mode: string(m.Mode), Value: d.Value, Sent: d.Send, Reason: d.Reason})
 		if d.Send {
 			fields[m.CRMField] = d.Value
+			sentAt[m.CRMField] = fs.ChangedAt
 		}
 	}
 	for name, st := range structural(f, j) {
@@ -195,6 +201,10 @@ func (f *flush) build(j *job) bool {
 			continue
 		}
 		fields[st.crmField] = st.value
+		sentAt[st.crmField] = j.rec.Fields[name].ChangedAt
+		if sentAt[st.crmField].IsZero() {
+			sentAt[st.crmField] = f.now
+		}
 		j.log.Fields = append(j.log.Fields, synclog.Field{Field: name, CRMField: st.crmField, Value: st.value, Sent: true, Reason: "links the record"})
 	}
 	for name, fs := range j.w.Fields {
@@ -211,13 +221,14 @@ func (f *flush) build(j *job) bool {
 		}
 		return 0
 	})
+	j.sentAt = sentAt
 	switch {
 	case j.crmID != "" && len(fields) == 0:
 		f.succeed(j, synclog.OutcomeSkipped, skipReason(j), nil)
 		return false
 	case j.crmID != "":
 		j.op = connector.Operation{Kind: connector.OpUpdate, Object: j.object, ID: j.crmID, Fields: fields}
-	case f.extID[j.object] != "":
+	case f.extID[j.object] != "" && f.caps.Has(connector.CapabilityUpsert):
 		ext := f.extID[j.object]
 		delete(fields, ext)
 		j.op = connector.Operation{Kind: connector.OpUpsert, Object: j.object, ExternalIDField: ext, ExternalID: j.rec.ConversionID, Fields: fields}
@@ -365,8 +376,12 @@ func (f *flush) markSending(ctx context.Context, jobs []*job) error {
 			if j.rec.CRMPending == nil {
 				j.rec.CRMPending = map[string]any{}
 			}
+			if j.rec.CRMPendingStamps == nil {
+				j.rec.CRMPendingStamps = map[string]record.Stamp{}
+			}
 			for k, v := range j.op.Fields {
 				j.rec.CRMPending[k] = v
+				j.rec.CRMPendingStamps[k] = record.WrittenStamp(j.sentAt[k])
 			}
 			updates = append(updates, j.rec)
 		}
@@ -389,7 +404,7 @@ func (f *flush) markSending(ctx context.Context, jobs []*job) error {
 				return fmt.Errorf("mark %d records as being created: %w", len(creates), err)
 			}
 		}
-		if err := record.Update(ctx, tx, updates, "crm_pending"); err != nil {
+		if err := record.Update(ctx, tx, updates, "crm_pending", "crm_pending_stamps"); err != nil {
 			return fmt.Errorf("keep the values being written: %w", err)
 		}
 		return nil
@@ -401,24 +416,32 @@ func (f *flush) markSending(ctx context.Context, jobs []*job) error {
 func (f *flush) succeed(j *job, outcome synclog.Outcome, reason string, sent map[string]any) {
 	r := j.rec
 	if j.w.Op == outbound.OpRemove && outcome != synclog.OutcomeSkipped {
-		r.CRMID, r.CRMFields = "", map[string]any{}
+		r.CRMID, r.CRMFields, r.CRMStamps = "", map[string]any{}, map[string]record.Stamp{}
 		j.crmID = ""
 	} else if j.crmID != "" {
 		if r.CRMID != j.crmID {
-			r.CRMFields = map[string]any{}
+			r.CRMFields, r.CRMStamps = map[string]any{}, map[string]record.Stamp{}
 		}
 		r.CRMObject, r.CRMID = j.object, j.crmID
 		if r.CRMFields == nil {
 			r.CRMFields = map[string]any{}
 		}
+		if r.CRMStamps == nil {
+			r.CRMStamps = map[string]record.Stamp{}
+		}
+		// What was read, stamped as decided (unchanged values keep their
+		// stamp), then what was written, stamped with its Conversion time.
 		for k, v := range j.cur.Fields {
+			r.CRMStamps[k], _ = j.cur.Stamp(k, v, j.cur.LastModified)
 			r.CRMFields[k] = v
 		}
 		for k, v := range sent {
 			r.CRMFields[k] = v
+			r.CRMStamps[k] = record.WrittenStamp(j.sentAt[k])
 		}
 		r.CreateAttemptedAt = bun.NullTime{}
 		r.CRMPending = map[string]any{} // the outcome is known now
+		r.CRMPendingStamps = map[string]record.Stamp{}
 	}
 	r.UpdatedAt = f.now
 	f.deleteIDs = append(f.deleteIDs, j.w.ItemIDs...)
@@ -428,6 +451,7 @@ func (f *flush) succeed(j *job, outcome synclog.Outcome, reason string, sent map
 // fail records a per-record failure: retryable ones stay queued with
 // backoff, others are parked with the CRM's error.
 func (f *flush) fail(j *job, e connector.RecordError) {
+	e = explain(j.object, e)
 	if e.Code == connector.CodeConvertedLead {
 		// Read again next time: the read follows ConvertedContactId.
 		j.rec.CRMObject, j.rec.CRMID = objLead, j.crmID

@@ -3,7 +3,6 @@ package events_test
 import (
 	"context"
 	"log/slog"
-	"os"
 	"testing"
 	"time"
 
@@ -50,8 +49,7 @@ func TestBusDeliversPerWorkspace(t *testing.T) {
 
 func TestPGBusCrossesConnections(t *testing.T) {
 	t.Parallel()
-	url := os.Getenv(dbtest.EnvURL)
-	require.NotEmpty(t, url, "set %s (make test does)", dbtest.EnvURL)
+	url := dbtest.BaseURL(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	logger := slog.New(slog.DiscardHandler)

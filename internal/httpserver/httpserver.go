@@ -1,8 +1,12 @@
 // Package httpserver is crmsync's HTTP front: it mounts the GraphQL handler
 // at /graphql behind bearer-token authentication, a body size limit and
-// CORS, serves GraphiQL at /, /healthz, /readyz and /metrics, counts every
-// request by route and status, and lets later features mount their own
-// routes (Server.Handle). Serve runs it with graceful shutdown.
+// CORS, serves the operator console at /console and GraphiQL at / (both
+// from embedded assets, see internal/console), /healthz and /readyz,
+// counts every request by route and status, and lets later features mount
+// their own routes (Server.Handle). /metrics is served only by the
+// operational handler (Server.Ops), meant for a separate, private listen
+// address: it labels every workspace. Serve runs either with graceful
+// shutdown.
 package httpserver
 
 import (
@@ -21,12 +25,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/uptrace/bun"
 
+	"github.com/crmsync/crmsync/internal/console"
 	"github.com/crmsync/crmsync/internal/db"
 	"github.com/crmsync/crmsync/internal/workspace"
 )
@@ -47,7 +51,7 @@ type Deps struct {
 	// workspace.ErrUnauthenticated for a bad token.
 	Authenticate func(ctx context.Context, token string) (context.Context, error)
 	// Registry receives the Go runtime, process and HTTP metrics and is
-	// served at /metrics.
+	// served at /metrics by Ops.
 	Registry *prometheus.Registry
 	// GraphiQL serves the GraphiQL page at /.
 	GraphiQL bool
@@ -78,14 +82,36 @@ func New(d Deps) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{deps: d, mux: http.NewServeMux(), metrics: m}
-	s.Handle("/graphql", s.cors(s.limitBody(s.authenticate(d.GraphQL))))
+	s.Handle("/graphql", s.cors(requireJSON(s.limitBody(s.authenticate(d.GraphQL)))))
+	// The console and GraphiQL are served from assets embedded in the
+	// binary: they work without internet access.
+	console.Mount(s)
 	if d.GraphiQL {
-		s.Handle("GET /{$}", playground.Handler("crmsync", "/graphql"))
+		graphiql, err := console.GraphiQL(console.GraphiQLOptions{Title: "crmsync GraphiQL", Tabs: []console.Tab{{
+			Query: "# Press the run button (or Ctrl-Enter). The schema is in the Docs pane.\n{\n  viewer { name }\n  syncOverview { queuedBatchItems failedItems paused pauseReason lastBatchAt }\n}\n",
+		}}})
+		if err != nil {
+			return nil, err
+		}
+		s.Handle("GET /{$}", graphiql)
+	} else {
+		s.Handle("GET /{$}", http.RedirectHandler("/console", http.StatusFound))
 	}
 	s.Handle("GET /healthz", http.HandlerFunc(healthz))
 	s.Handle("GET /readyz", http.HandlerFunc(s.readyz))
-	s.Handle("GET /metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
 	return s, nil
+}
+
+// Ops returns the operational handler: /metrics, /healthz and /readyz.
+// /metrics names every workspace in its labels (queue sizes, failures, API
+// usage, daily limits), so it is not on the public listener: serve Ops on
+// an address only the operator's network reaches (--ops-listen).
+func (s *Server) Ops() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.deps.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /healthz", http.HandlerFunc(healthz))
+	mux.Handle("GET /readyz", http.HandlerFunc(s.readyz))
+	return mux
 }
 
 // Handle mounts h at pattern (http.ServeMux syntax, for example
@@ -107,6 +133,12 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodOptions || isWebsocket(r) {
 			next.ServeHTTP(w, r)
+			return
+		}
+		if len(r.Header.Values("Authorization")) > 1 {
+			// Proxies and servers disagree on which of two headers counts.
+			WriteError(w, http.StatusBadRequest, "AMBIGUOUS_AUTHORIZATION",
+				"more than one Authorization header: send exactly one, Authorization: Bearer <token>")
 			return
 		}
 		ctx, err := s.deps.Authenticate(r.Context(), workspace.BearerToken(r.Header.Get("Authorization")))

@@ -28,6 +28,7 @@ func TestMain(m *testing.M) {
 }
 
 type testBundle struct {
+	srv    *httpserver.Server
 	server *httptest.Server
 	svc    *workspace.Service
 	db     *bun.DB
@@ -60,7 +61,7 @@ func setup(t *testing.T, bdb *bun.DB) *testBundle {
 	srv.Handle("GET /extra", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "extra") }))
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
-	return &testBundle{server: ts, svc: svc, db: bdb}
+	return &testBundle{srv: srv, server: ts, svc: svc, db: bdb}
 }
 
 func (b *testBundle) do(t *testing.T, method, path, token string, body io.Reader, header ...string) (*http.Response, string) {
@@ -188,8 +189,12 @@ func TestHealthAndMetrics(t *testing.T) {
 		require.Equal(t, "extra", body)
 
 		b.do(t, http.MethodPost, "/graphql", "", strings.NewReader(`{}`))
-		resp, body = b.do(t, http.MethodGet, "/metrics", "", nil)
-		require.Equal(t, http.StatusOK, resp.StatusCode)
+		resp, _ = b.do(t, http.MethodGet, "/metrics", "", nil)
+		require.Equal(t, http.StatusNotFound, resp.StatusCode, "metrics are not on the public listener")
+		rec := httptest.NewRecorder()
+		b.srv.Ops().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		require.Equal(t, http.StatusOK, rec.Code)
+		body = rec.Body.String()
 		require.Contains(t, body, `crmsync_http_requests_total{route="/graphql",status="401"} 1`)
 		require.Contains(t, body, `crmsync_http_requests_total{route="GET /extra",status="200"} 1`)
 		require.Contains(t, body, "go_goroutines")
@@ -219,7 +224,11 @@ func TestGraphiQLOff(t *testing.T) {
 	require.NoError(t, err)
 	rec := httptest.NewRecorder()
 	srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
-	require.Equal(t, http.StatusNotFound, rec.Code)
+	require.Equal(t, http.StatusFound, rec.Code, "without GraphiQL, / leads to the console")
+	require.Equal(t, "/console", rec.Header().Get("Location"))
+	rec = httptest.NewRecorder()
+	srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/console", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
 }
 
 func TestServe(t *testing.T) {

@@ -32,7 +32,6 @@ type applier struct {
 	byEmail     map[string][]*record.Record
 	byDomain    map[string][]*record.Record
 	unconfirmed []*record.Record
-	pending     map[int64]map[string]bool
 	// skips holds when CRM records of the page were last skipped; newSkips
 	// are the skips of this page.
 	skips    map[string]time.Time
@@ -180,12 +179,7 @@ func (a *applier) load(ctx context.Context, tx bun.Tx, recs []connector.Record) 
 		}
 	}
 	a.index(byID)
-	rowIDs := make([]int64, 0, len(byID))
-	for id := range byID {
-		rowIDs = append(rowIDs, id)
-	}
-	a.pending, err = pendingFields(ctx, tx, ws, rowIDs)
-	return err
+	return nil
 }
 
 // index builds the page's lookups over the loaded records.
@@ -276,6 +270,7 @@ func (a *applier) touch(r *record.Record) {
 func (a *applier) unlink(r *record.Record) {
 	delete(a.byCRMID, r.CRMID)
 	r.CRMObject, r.CRMID, r.CRMFields, r.CRMModstamp = "", "", map[string]any{}, bun.NullTime{}
+	r.CRMStamps = map[string]record.Stamp{}
 }
 
 // unlinkDeleted unlinks the Conversion record of a CRM record deleted in
@@ -378,11 +373,13 @@ func (a *applier) upsert(cr connector.Record) {
 				a.unlink(r)
 			}
 			r.CRMObject, r.CRMID, r.CRMFields, r.CreateAttemptedAt = a.pl.object, cr.ID, map[string]any{}, bun.NullTime{}
+			r.CRMStamps = map[string]record.Stamp{}
 			a.byCRMID[cr.ID] = r
 			fresh = true
 		} else {
 			r = &record.Record{WorkspaceID: a.r.c.WorkspaceID, Type: a.pl.t, ConversionID: ConversionIDPrefix + cr.ID,
-				CRMObject: a.pl.object, CRMID: cr.ID, Fields: record.Fields{}, CRMFields: map[string]any{}, CRMPending: map[string]any{}, CreatedAt: a.now}
+				CRMObject: a.pl.object, CRMID: cr.ID, Fields: record.Fields{}, CRMFields: map[string]any{}, CRMPending: map[string]any{},
+				CRMStamps: map[string]record.Stamp{}, CRMPendingStamps: map[string]record.Stamp{}, CreatedAt: a.now}
 			a.add(r)
 			a.created = append(a.created, r)
 			created = true
@@ -393,10 +390,8 @@ func (a *applier) upsert(cr connector.Record) {
 	}
 	view := crmView{Created: created, LastModified: cr.LastModified, LastModifiedByID: cr.LastModifiedByID}
 	if !fresh && !created {
-		view.Synced = r.CRMFields
+		view.Known = r.Known()
 	}
-	items := a.pending[r.ID]
-	writeOff := !a.r.objs[a.pl.t].WriteEnabled
 	var fields []synclog.Field
 	applied := 0
 	for _, m := range a.r.maps[a.pl.t] {
@@ -404,17 +399,17 @@ func (a *applier) upsert(cr connector.Record) {
 		if !ok {
 			continue
 		}
-		d := decideInbound(m, r.Fields[m.Field], v, view, items[m.Field] || writeOff, a.r.c.IdentityUserID)
+		d := decideInbound(m, r.Fields[m.Field], v, view)
 		if d.Agree && !d.Apply {
 			continue
 		}
 		if d.Apply {
-			r.Fields[m.Field] = record.FieldState{Value: v, ChangedAt: cr.LastModified.UTC(), Source: record.SourceSalesforce}
+			r.Fields[m.Field] = record.FieldState{Value: v, ChangedAt: d.Stamp.At.UTC(), Source: record.SourceSalesforce, Second: !d.Stamp.Written}
 			applied++
 		}
 		fields = append(fields, synclog.Field{Field: m.Field, CRMField: m.CRMField, Mode: string(m.Mode), Value: v, Sent: d.Apply, Reason: d.Reason})
 	}
-	a.snapshot(r, cr, view.Synced)
+	a.snapshot(r, cr, view)
 	a.touch(r)
 	slices.SortFunc(fields, func(x, y synclog.Field) int { return strings.Compare(x.Field, y.Field) })
 	switch {
@@ -434,6 +429,9 @@ func (a *applier) seen(r *record.Record, cr connector.Record) bool {
 		return false
 	}
 	for k, v := range cr.Fields {
+		if stampFields[k] {
+			continue
+		}
 		s, ok := r.CRMFields[k]
 		if !ok || !record.SameValue(s, v) {
 			return false
@@ -450,32 +448,29 @@ func (a *applier) stale(r *record.Record, cr connector.Record) bool {
 	return a.r.streamed && !r.CRMModstamp.IsZero() && cr.SystemModstamp.Before(r.CRMModstamp.Time)
 }
 
+// stampFields are record stamps some connectors also return among the
+// fields. seen compares values only: a flush that wrote in the second of
+// the last pull refreshed the snapshot's values, not the stamps it read
+// before writing, and the record is as the pull read it all the same.
+var stampFields = map[string]bool{"LastModifiedDate": true, "LastModifiedById": true, "SystemModstamp": true}
+
 // snapshot refreshes the record's synced snapshot and modstamp with what
-// was read. One exception keeps the old snapshot value of a field: a field
-// whose pending outbound change was just superseded by Salesforce's value
-// (the Conversion value now comes from Salesforce while an outbound item
-// still carries the older Conversion value). The old value lets the next
-// flush see that Salesforce changed the field since the last sync and drop
-// the superseded value instead of sending it back.
-func (a *applier) snapshot(r *record.Record, cr connector.Record, old map[string]any) {
-	snap := make(map[string]any, len(cr.Fields))
-	for k, v := range old {
+// was read, each value stamped with when it became true (a value unchanged
+// since the last sync keeps its stamp).
+func (a *applier) snapshot(r *record.Record, cr connector.Record, view crmView) {
+	snap := make(map[string]any, len(cr.Fields)+len(view.Synced))
+	stamps := make(map[string]record.Stamp, len(cr.Fields)+len(view.Synced))
+	for k, v := range view.Synced {
 		snap[k] = v
+		if st, ok := view.SyncedStamps[k]; ok {
+			stamps[k] = st
+		}
 	}
 	for k, v := range cr.Fields {
+		stamps[k], _ = view.Stamp(k, v, cr.LastModified)
 		snap[k] = v
 	}
-	for _, m := range a.r.maps[a.pl.t] {
-		if !a.pending[r.ID][m.Field] || r.Fields[m.Field].Source != record.SourceSalesforce {
-			continue
-		}
-		if v, ok := old[m.CRMField]; ok {
-			snap[m.CRMField] = v
-		} else {
-			delete(snap, m.CRMField)
-		}
-	}
-	r.CRMFields = snap
+	r.CRMFields, r.CRMStamps = snap, stamps
 	r.CRMModstamp = bun.NullTime{Time: cr.SystemModstamp.UTC()}
 }
 
@@ -497,7 +492,7 @@ func (a *applier) save(ctx context.Context, tx bun.Tx) error {
 	slices.Sort(ids)
 	for _, id := range ids {
 		_, err := tx.NewUpdate().Model(a.dirty[id]).
-			Column("fields", "crm_object", "crm_id", "crm_fields", "crm_modstamp", "create_attempted_at", "updated_at").
+			Column("fields", "crm_object", "crm_id", "crm_fields", "crm_stamps", "crm_modstamp", "create_attempted_at", "updated_at").
 			WherePK().Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("update record %d: %w", id, err)

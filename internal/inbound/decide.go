@@ -14,10 +14,10 @@ type crmView struct {
 	Created          bool
 	LastModified     time.Time
 	LastModifiedByID string
-	// Synced is the record's snapshot (record.CRMFields): per CRM field,
-	// the value crmsync last wrote or read. Nil for a record linked to this
-	// CRM record by the pull itself.
-	Synced map[string]any
+	// Known is what crmsync knew of the CRM record before this read
+	// (record.Record.Known): empty for a record linked to this CRM record
+	// by the pull itself.
+	record.Known
 }
 
 // fieldDecision is the inbound verdict for one field of one record.
@@ -31,6 +31,9 @@ type fieldDecision struct {
 	// Agree is true when Conversion already holds the value: nothing to
 	// decide, nothing worth a log line.
 	Agree bool
+	// Stamp is when the Salesforce value became true (record.Known.Stamp):
+	// the change time of the field once applied.
+	Stamp record.Stamp
 }
 
 // Reasons recorded in the sync log. They are user-facing text.
@@ -40,38 +43,30 @@ const (
 	reasonAlwaysApplies  = "mode always applies Salesforce values"
 	reasonBlank          = "Salesforce field is empty"
 	reasonNotBlank       = "Salesforce value is not empty"
-	reasonUnchanged      = "Salesforce field unchanged since last sync; Conversion's change stands"
-	reasonOwnWrite       = "last Salesforce change was crmsync's own; Conversion's change stands"
-	reasonSalesforceNew  = "Salesforce change is newer"
+	reasonSalesforceNew  = "Salesforce value is newer"
+	reasonSameTime       = "Salesforce value is as new (ties go to Salesforce)"
 	reasonConversionNew  = "Conversion change is newer"
 	reasonAlreadyHas     = "Conversion already has this value"
 	reasonNotReadOnCRM   = "field does not exist on the CRM object"
 	reasonNothingApplied = "no Salesforce change applied"
 )
 
-// decideInbound applies a field's mode (ARCHITECTURE §5.4, inbound column)
+// decideInbound applies a field's mode (docs/architecture.md#sync-modes, inbound column)
 // to the CRM value v of a field whose Conversion state is conv.
 //
-// pending says Conversion's value has not been through a flush yet: an
-// outbound item carries the field, or writing is off for the record type.
-// Only TWO_WAY looks at it:
-//
-//   - with a pending Conversion change the rule is the exact complement of
-//     the outbound rule (internal/engine decideOutbound), so the pull and the
-//     flush that follows agree: Salesforce's value is applied only when the
-//     CRM field changed since the last sync (v differs from the snapshot),
-//     the change was not crmsync's own, and it is not older than
-//     Conversion's (ties go to Salesforce: LastModifiedDate has second
-//     precision, so a Conversion change within that second is not newer).
-//     A record-level LastModifiedDate bumped by an edit to another field
-//     therefore never overwrites a pending Conversion change to this one.
-//   - without one, Conversion's value already went through a flush that
-//     kept Salesforce's (outbound found Salesforce newer, or the field was
-//     not part of the write and the flush refreshed the snapshot with what
-//     it read), so the snapshot says nothing about who is newer: the newer
-//     change by time wins, ties to Salesforce.
-func decideInbound(m prefs.FieldMapping, conv record.FieldState, v any, cur crmView, pending bool, integrationUser string) fieldDecision {
-	d := fieldDecision{Field: m.Field, CRMField: m.CRMField, Mode: m.Mode, Value: v}
+// TWO_WAY compares the same two times as the outbound rule (internal/engine
+// decideOutbound), so a pull and a flush always agree on the winner: when
+// Salesforce's value became true (record.Known.Stamp: the stamp of the
+// snapshot value it still equals, else of crmsync's own unrecorded write it
+// equals, else the LastModifiedDate just read) against the time of
+// Conversion's value. Salesforce's value is applied unless Conversion's is
+// newer (record.Stamp.Compare; ties go to Salesforce). A LastModifiedDate
+// bumped by an edit to another field therefore never overwrites a newer
+// Conversion change to this one, and crmsync's own writes read back are
+// exactly as old as the Conversion change they carried.
+func decideInbound(m prefs.FieldMapping, conv record.FieldState, v any, cur crmView) fieldDecision {
+	st, how := cur.Stamp(m.CRMField, v, cur.LastModified)
+	d := fieldDecision{Field: m.Field, CRMField: m.CRMField, Mode: m.Mode, Value: v, Stamp: st}
 	apply := func(reason string) fieldDecision { d.Apply, d.Reason = true, reason; return d }
 	keep := func(reason string) fieldDecision { d.Apply, d.Reason = false, reason; return d }
 
@@ -103,21 +98,14 @@ func decideInbound(m prefs.FieldMapping, conv record.FieldState, v any, cur crmV
 		}
 		return apply(reasonNotBlank)
 	case prefs.TwoWay:
-		sfNewer := !conv.ChangedAt.Truncate(time.Second).After(cur.LastModified)
-		if pending {
-			if synced, ok := cur.Synced[m.CRMField]; ok && record.SameValue(synced, v) {
-				return keep(reasonUnchanged)
-			}
-			if integrationUser != "" && cur.LastModifiedByID == integrationUser {
-				return keep(reasonOwnWrite)
-			}
+		times := fmt.Sprintf("(Salesforce value: %s; changed in Conversion %s)", record.DescribeStamp(st, how), stamp(conv.ChangedAt))
+		switch st.Compare(conv.ChangedAt) {
+		case 1:
+			return keep(reasonConversionNew + " " + times)
+		case 0:
+			return apply(reasonSameTime + " " + times)
 		}
-		if sfNewer {
-			return apply(fmt.Sprintf("%s (LastModifiedDate %s, changed in Conversion %s)", reasonSalesforceNew,
-				stamp(cur.LastModified), stamp(conv.ChangedAt)))
-		}
-		return keep(fmt.Sprintf("%s (changed in Conversion %s, LastModifiedDate %s)", reasonConversionNew,
-			stamp(conv.ChangedAt), stamp(cur.LastModified)))
+		return apply(reasonSalesforceNew + " " + times)
 	}
 	return keep(reasonNeverApplies)
 }

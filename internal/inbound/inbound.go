@@ -1,9 +1,9 @@
-// Package inbound pulls CRM changes into Conversion's records (ARCHITECTURE
-// §7): for each object type read from the CRM, it pages through the
-// connector's change feed from a stored cursor, links each CRM record to a
-// Conversion record (or creates one), applies field values by sync mode,
-// and logs every pull as one INBOUND sync-log batch. Applying a change never
-// queues an outbound write. docs/inbound.md states the rules.
+// Package inbound pulls CRM changes into Conversion's records
+// (docs/architecture.md#the-pull): for each object type read from the CRM, it
+// pages through the connector's change feed from a stored cursor, links each
+// CRM record to a Conversion record (or creates one), applies field values by
+// sync mode, and logs every pull as one INBOUND sync-log batch. Applying a
+// change never queues an outbound write. docs/inbound.md states the rules.
 package inbound
 
 import (

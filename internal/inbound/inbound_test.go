@@ -17,6 +17,7 @@ import (
 	"github.com/crmsync/crmsync/connectors/memcrm"
 	"github.com/crmsync/crmsync/connectors/salesforce"
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
+	"github.com/crmsync/crmsync/connectors/salesforce/sffake/sffaketest"
 	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
 	"github.com/crmsync/crmsync/internal/engine"
@@ -251,11 +252,11 @@ func setupWith(t *testing.T, bdb *bun.DB, cfg inbound.Config, backend string) *t
 		_, err = b.conns.Save(ctx, b.ws, memcrm.Name, s.Config, s.Credentials, b.org.Identity(), nil)
 		require.NoError(t, err)
 	case backendSffake, backendSffakeStream:
-		sf := sffake.Start(t)
-		crm := salesforce.New(salesforce.WithClock(sf.Clock().Now))
+		sf := sffaketest.Start(t)
+		crm := salesforce.New(salesforce.WithClock(sf.Clock().Now), salesforce.WithAllowedHosts("127.0.0.1"))
 		cfg := salesforce.Config{LoginURL: sf.URL(), ClientID: sffake.DefaultClientID}
 		if backend == backendSffakeStream {
-			cfg.PubSubEndpoint = "http://" + sf.StartPubSub(t)
+			cfg.PubSubEndpoint = "http://" + sffaketest.StartPubSub(t, sf)
 		}
 		s := salesforce.NewSession(cfg,
 			salesforce.Credentials{ClientSecret: sffake.DefaultClientSecret, RefreshToken: sf.IssueRefreshToken(sf.IntegrationUserID())})
@@ -451,7 +452,17 @@ func TestModesInbound(t *testing.T) {
 								require.True(t, record.SameValue(sfValue, after.Value), "%+v", after)
 								require.Equal(t, record.SourceSalesforce, after.Source)
 								_, lastMod := b.side.get(t, "Lead", id)
-								require.Equal(t, lastMod, after.ChangedAt)
+								if sit == otherFieldSF {
+									// The value is older than the record's last
+									// modification: it keeps the time it became
+									// true, as crmsync wrote it.
+									r := b.rec(t, record.TypeContact, "c")
+									require.True(t, r.CRMStamps["Title"].Written, "%+v", r.CRMStamps)
+									require.Equal(t, r.CRMStamps["Title"].At, after.ChangedAt)
+									require.True(t, after.ChangedAt.Before(lastMod))
+								} else {
+									require.Equal(t, lastMod, after.ChangedAt)
+								}
 							} else {
 								require.Equal(t, before, after)
 							}
@@ -580,7 +591,7 @@ func TestRepTitleConversionPhone(t *testing.T) {
 						require.Equal(t, synclog.Inbound, inLog.Direction)
 						title := fieldLog(t, inLog.Records, "c", "title")
 						require.True(t, title.Sent)
-						require.Contains(t, title.Reason, "Salesforce change is newer")
+						require.Contains(t, title.Reason, "Salesforce value is newer")
 						outLog := b.batch(t, out.Batch.ID)
 						require.Equal(t, synclog.Outbound, outLog.Direction)
 						phone := fieldLog(t, outLog.Records, "c", "phone")
@@ -588,7 +599,8 @@ func TestRepTitleConversionPhone(t *testing.T) {
 						if order == "pull then flush" {
 							kept := fieldLog(t, inLog.Records, "c", "phone")
 							require.False(t, kept.Sent)
-							require.Contains(t, kept.Reason, "unchanged since last sync")
+							require.Contains(t, kept.Reason, "Conversion change is newer")
+							require.Contains(t, kept.Reason, "unchanged since")
 						}
 						require.Zero(t, b.queued(t))
 					})

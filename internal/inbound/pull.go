@@ -111,7 +111,11 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	if len(readable) == 0 {
 		return &Result{}, nil // nothing is read: no CRM call at all
 	}
-	fetcher, ok := r.crm.(connector.ChangeFetcher)
+	caps, err := r.p.descs.Capabilities(ctx, r.c, r.crm)
+	if err != nil {
+		return r.finish(ctx, err, engine.PauseNone, "")
+	}
+	fetcher, ok := connection.Optional[connector.ChangeFetcher](caps, connector.CapabilityFetchChanges, r.crm)
 	if !ok {
 		r.p.logger.Warn("connector cannot list changes; nothing is pulled", slog.Int64("workspace_id", r.c.WorkspaceID), slog.String("connector", r.c.Connector))
 		return &Result{}, nil
@@ -158,7 +162,7 @@ func (r *run) describe(ctx context.Context, readable []objectPlan) error {
 		if err := r.observe(ctx, "describe", connection.MetaOf(d), err); err != nil {
 			return err
 		}
-		r.p.descs.Add(r.c, d.Objects)
+		r.p.descs.Add(r.c, d)
 		r.desc = r.p.descs.Objects(r.c)
 	}
 	r.fields = map[string][]string{}

@@ -13,7 +13,6 @@ import (
 	"github.com/uptrace/bun/dialect"
 
 	"github.com/crmsync/crmsync/internal/connection"
-	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/record"
 )
 
@@ -145,30 +144,6 @@ func unconfirmedCompanies(ctx context.Context, db bun.IDB, workspaceID int64) ([
 		return nil, fmt.Errorf("load unconfirmed companies of workspace %d: %w", workspaceID, err)
 	}
 	return rs, nil
-}
-
-// pendingFields returns, per record, the fields an outbound item still
-// carries (queued or parked): Conversion changes not yet through a flush.
-func pendingFields(ctx context.Context, db bun.IDB, workspaceID int64, ids []int64) (map[int64]map[string]bool, error) {
-	out := map[int64]map[string]bool{}
-	for i := 0; i < len(ids); i += 500 {
-		chunk := ids[i:min(i+500, len(ids))]
-		var items []outbound.Item
-		err := db.NewSelect().Model(&items).Column("record_id", "fields").
-			Where("workspace_id = ? AND record_id IN (?)", workspaceID, bun.List(chunk)).Scan(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("load pending changes of %d records: %w", len(chunk), err)
-		}
-		for _, it := range items {
-			if out[it.RecordID] == nil {
-				out[it.RecordID] = map[string]bool{}
-			}
-			for f := range it.Fields {
-				out[it.RecordID][f] = true
-			}
-		}
-	}
-	return out, nil
 }
 
 // websiteVariants are the spellings of a domain's website looked up in

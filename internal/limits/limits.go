@@ -1,5 +1,5 @@
 // Package limits counts the CRM API calls crmsync itself makes, for the
-// optional crmsync daily limit (ARCHITECTURE §6).
+// optional crmsync daily limit (docs/limits.md; docs/architecture.md#the-flush, the gate).
 //
 // The window is a rolling 24 hours, like Salesforce's own allowance,
 // counted in hourly buckets: the count at any moment covers the current
@@ -77,6 +77,36 @@ func UsedByWorkspace(ctx context.Context, db bun.IDB, now time.Time) (map[int64]
 	out := make(map[int64]int64, len(rows))
 	for _, r := range rows {
 		out[r.WorkspaceID] = r.Calls
+	}
+	return out, nil
+}
+
+// HourCalls is the number of calls crmsync made in one hour.
+type HourCalls struct {
+	Hour  time.Time // the hour's start, UTC
+	Calls int64
+}
+
+// Hourly returns the workspace's calls in each hour of the window ending
+// at now, oldest first: 24 entries, hours without calls as 0. Their sum is
+// Used.
+func Hourly(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) ([]HourCalls, error) {
+	var rows []bucket
+	current := now.UTC().Truncate(time.Hour)
+	from := current.Add(-Window + time.Hour)
+	err := db.NewSelect().Model(&rows).Where("workspace_id = ? AND hour >= ?", workspaceID, from).Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list hourly API calls of workspace %d: %w", workspaceID, err)
+	}
+	out := make([]HourCalls, Window/time.Hour)
+	for i := range out {
+		out[i].Hour = from.Add(time.Duration(i) * time.Hour)
+	}
+	for _, r := range rows {
+		i := int(r.Hour.UTC().Sub(from) / time.Hour)
+		if i >= 0 && i < len(out) {
+			out[i].Calls += r.Calls
+		}
 	}
 	return out, nil
 }

@@ -1,5 +1,5 @@
 // Package metrics exposes crmsync's sync state to Prometheus, per workspace
-// connection (ARCHITECTURE §11; the list is in docs/limits.md).
+// connection (docs/architecture.md#observability; the list is in docs/limits.md).
 //
 // Two halves: Collector reads the state every replica shares (queue depth,
 // API usage against both limits, pause state) from the database on each
@@ -34,7 +34,7 @@ const scrapeTimeout = 5 * time.Second
 // series of crmsync_sync_paused.
 var pauseReasons = []engine.PauseReason{
 	engine.PauseSalesforceLimit, engine.PauseConversionLimit,
-	engine.PauseConnectionExpired, engine.PauseByUser,
+	engine.PauseConnectionExpired, engine.PauseByUser, engine.PauseCredentialsUnreadable,
 }
 
 // Collector reads per-connection gauges from the database on every scrape.
@@ -47,6 +47,7 @@ type Collector struct {
 	apiUsed, apiMax            *prometheus.Desc
 	callsUsed, callsLimit      *prometheus.Desc
 	paused, expired, scrapeErr *prometheus.Desc
+	unreadable                 *prometheus.Desc
 }
 
 // NewCollector returns a Collector over db.
@@ -65,6 +66,7 @@ func NewCollector(db bun.IDB, logger *slog.Logger) *Collector {
 		callsLimit: d("crmsync_calls_limit", "The crmsync daily call limit (absent when none is set).", ws...),
 		paused:     d("crmsync_sync_paused", "1 when the connection's syncing is paused for this reason, else 0.", "workspace", "connector", "reason"),
 		expired:    d("crmsync_connection_expired", "1 when the connection's credentials can no longer be refreshed.", ws...),
+		unreadable: d("crmsync_connection_credentials_unreadable", "1 when the connection's stored credentials do not decrypt with this server's secret key (the key changed).", ws...),
 		scrapeErr:  d("crmsync_metrics_scrape_error", "1 when the last scrape could not read the sync state from the database.", nil...),
 	}
 }
@@ -72,7 +74,7 @@ func NewCollector(db bun.IDB, logger *slog.Logger) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.queued, c.failed, c.oldest, c.apiUsed, c.apiMax,
-		c.callsUsed, c.callsLimit, c.paused, c.expired, c.scrapeErr} {
+		c.callsUsed, c.callsLimit, c.paused, c.expired, c.unreadable, c.scrapeErr} {
 		ch <- d
 	}
 }
@@ -181,6 +183,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.paused, boolValue(r == reason), append(labels, string(r))...)
 		}
 		gauge(c.expired, boolValue(cn.Status == connection.StatusExpired), labels...)
+		gauge(c.unreadable, boolValue(cn.Status == connection.StatusCredentialsUnreadable), labels...)
 	}
 }
 

@@ -5,6 +5,8 @@
 //	GET /oauth/salesforce/start     (workspace token: Authorization header or ?token=)
 //	  → 302 <loginUrl>/services/oauth2/authorize?response_type=code&client_id=…
 //	        &redirect_uri=…&state=…&code_challenge=…&code_challenge_method=S256
+//	  (with Accept: application/json: 200 {"authorizeUrl": "…"} instead, for
+//	  pages such as the console that navigate themselves)
 //	GET /oauth/salesforce/callback?code=…&state=…
 //	  → exchanges the code at <loginUrl>/services/oauth2/token, then stores the
 //	    connection through connection.Service.Connect (which checks it with the
@@ -207,7 +209,20 @@ func (f *Flow) Start(w http.ResponseWriter, r *http.Request) {
 	sealed := base64.RawURLEncoding.EncodeToString(f.box.Seal(plain, stateBinding))
 	target := f.oauthConfig(loginURL).AuthCodeURL(sealed, oauth2.S256ChallengeOption(st.Verifier))
 	f.deps.Logger.InfoContext(r.Context(), "salesforce oauth: start", slog.Int64("workspace_id", ws), slog.String("login_url", loginURL))
+	if wantsJSON(r) {
+		// A page that sent the token in a header (the console) navigates
+		// itself: the token never appears in a URL.
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"authorizeUrl": target})
+		return
+	}
 	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// wantsJSON reports whether a start request asks for the authorize URL as
+// JSON ({"authorizeUrl": ...}) instead of a redirect.
+func wantsJSON(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "application/json")
 }
 
 // loginURL returns the OAuth host a start request asks for: the configured

@@ -22,7 +22,9 @@ import (
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/connectors/salesforce"
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
+	"github.com/crmsync/crmsync/connectors/salesforce/sffake/sffaketest"
 	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/db"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
 	"github.com/crmsync/crmsync/internal/secret"
 	"github.com/crmsync/crmsync/internal/workspace"
@@ -59,13 +61,13 @@ type testBundle struct {
 
 func setup(t *testing.T, bdb *bun.DB) *testBundle {
 	t.Helper()
-	b := &testBundle{sf: sffake.Start(t), sched: &scheduler{}, ws: workspace.NewService(bdb), logs: &bytes.Buffer{}, connected: make(chan int64, 4)}
+	b := &testBundle{sf: sffaketest.Start(t), sched: &scheduler{}, ws: workspace.NewService(bdb), logs: &bytes.Buffer{}, connected: make(chan int64, 4)}
 	key := make([]byte, secret.KeySize)
 	_, _ = rand.Read(key)
 	box, err := secret.NewBox(key)
 	require.NoError(t, err)
 	b.store = connection.NewStore(bdb, box)
-	sf := salesforce.New()
+	sf := salesforce.New(salesforce.WithAllowedHosts("127.0.0.1"))
 	svc := connection.NewService(b.store, connectorsFunc(func(_ context.Context, name string) (connector.Connector, error) {
 		require.Equal(t, "salesforce", name)
 		return sf, nil
@@ -181,7 +183,7 @@ func TestWebFlowConnectsAgainstSffake(t *testing.T) {
 		require.Equal(t, acme.ID, <-b.connected)
 
 		// The stored refresh token works: a connector call with it succeeds.
-		_, err = salesforce.New().Limits(ctx, connector.LimitsRequest{Session: connector.Session{Config: c.Config,
+		_, err = salesforce.New(salesforce.WithAllowedHosts("127.0.0.1")).Limits(ctx, connector.LimitsRequest{Session: connector.Session{Config: c.Config,
 			Credentials: json.RawMessage(`{"clientSecret":"` + cr["clientSecret"] + `","refreshToken":"` + cr["refreshToken"] + `"}`)}})
 		require.NoError(t, err)
 
@@ -303,4 +305,36 @@ func TestReturnURLAndLoginURLs(t *testing.T) {
 	f.finish(rec, httptest.NewRequest("GET", CallbackPath, nil), http.StatusBadRequest, "access_denied", "no")
 	require.Equal(t, http.StatusFound, rec.Code)
 	require.Equal(t, "https://app.example.com/settings?error=access_denied&salesforce=error&tab=sync", rec.Header().Get("Location"))
+}
+
+// A page that holds the token (the console) asks for the authorize URL as
+// JSON and navigates there itself, so the token is never in a URL.
+func TestStartAnswersJSONWhenAsked(t *testing.T) {
+	t.Parallel()
+	bdb := dbtest.Open(t, db.SQLite)
+	ctx := context.Background()
+	b := setup(t, bdb)
+	acme, issued, err := b.ws.Create(ctx, "Acme")
+	require.NoError(t, err)
+
+	req, err := http.NewRequest(http.MethodGet, b.url+StartPath, nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+issued.Token)
+	req.Header.Set("Accept", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var out struct{ AuthorizeURL string }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	require.True(t, strings.HasPrefix(out.AuthorizeURL, b.sf.URL()+"/services/oauth2/authorize?"), out.AuthorizeURL)
+	require.NotContains(t, out.AuthorizeURL, issued.Token)
+
+	// Following it finishes the flow like the redirect would.
+	resp2, body, _ := browse(t, out.AuthorizeURL, nil)
+	require.Equal(t, http.StatusOK, resp2.StatusCode, body)
+	require.Contains(t, body, "Salesforce connected")
+	c, err := b.store.Get(ctx, acme.ID)
+	require.NoError(t, err)
+	require.Equal(t, "salesforce", c.Connector)
 }

@@ -128,6 +128,8 @@ func Validate(changes []Change, now time.Time) error {
 		}
 		if c.ID == "" || len(c.ID) > 255 {
 			add(i, "", "record id must be 1 to 255 characters")
+		} else if strings.IndexByte(c.ID, 0) >= 0 {
+			add(i, "", `record id contains a NUL character (\u0000)`)
 		}
 		if !c.Source.Valid() {
 			add(i, "", "unknown source %q", c.Source)
@@ -151,6 +153,9 @@ func Validate(changes []Change, now time.Time) error {
 			case string:
 				if len(v) > 32_000 {
 					add(i, name, "value longer than 32,000 characters")
+				}
+				if strings.IndexByte(v, 0) >= 0 {
+					add(i, name, `value contains a NUL character (\u0000), which Salesforce does not accept`)
 				}
 			default:
 				add(i, name, "value must be a string, number, boolean or null")
@@ -209,8 +214,9 @@ func (in *Ingester) ingestTx(ctx context.Context, workspaceID int64, changes []C
 			if op == "" {
 				op = OpUpsert
 			}
-			items = append(items, Item{WorkspaceID: workspaceID, RecordID: recs[record.Key{Type: c.Type, ID: c.ID}].ID,
-				RecordType: c.Type, Op: op, Fields: fieldStates(c, now), Source: c.Source, State: StateQueued, CreatedAt: now})
+			r := recs[record.Key{Type: c.Type, ID: c.ID}]
+			items = append(items, Item{WorkspaceID: workspaceID, RecordID: r.ID,
+				RecordType: c.Type, Op: op, Fields: markSuperseded(fieldStates(c, now), r), Source: c.Source, State: StateQueued, CreatedAt: now})
 		}
 		res.Queued = len(items)
 		if len(items) == 0 {
@@ -238,6 +244,20 @@ func fieldStates(c Change, now time.Time) record.Fields {
 			at = now
 		}
 		fs[name] = record.FieldState{Value: normalize(f.Value), ChangedAt: at.UTC(), Source: c.Source}
+	}
+	return fs
+}
+
+// markSuperseded marks the fields of a change that the record, with every
+// change of the call merged, holds a newer value of (record.FieldState.
+// Supersedes): the item keeps them for the sync log, and they are never
+// sent.
+func markSuperseded(fs record.Fields, r *record.Record) record.Fields {
+	for name, st := range fs {
+		if r.Fields[name].Supersedes(st) {
+			st.Superseded = true
+			fs[name] = st
+		}
 	}
 	return fs
 }

@@ -225,7 +225,7 @@ func TestFailedItemsRetryAndDismiss(t *testing.T) {
 		require.Equal(t, 1, n)
 		depth, err := outbound.Measure(ctx, bdb, b.ws)
 		require.NoError(t, err)
-		require.Equal(t, outbound.Depth{Queued: 1, OldestQueued: depth.OldestQueued, Due: depth.Due}, depth)
+		require.Equal(t, outbound.Depth{Queued: 1, OldestQueued: depth.OldestQueued, Due: depth.Due, QueuedByType: map[record.Type]int{record.TypeContact: 1}}, depth)
 		otherDepth, err := outbound.Measure(ctx, bdb, other.ws)
 		require.NoError(t, err)
 		require.Equal(t, 1, otherDepth.Failed)

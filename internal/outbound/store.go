@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+
+	"github.com/crmsync/crmsync/internal/record"
 )
 
 // Claim returns the oldest queued items of a workspace that are due, at most
@@ -109,6 +111,8 @@ type Depth struct {
 	OldestQueued time.Time // zero when nothing is queued
 	// Due is the earliest time a queued item may be sent (zero when none).
 	Due time.Time
+	// QueuedByType is Queued by record type (types with none are absent).
+	QueuedByType map[record.Type]int
 }
 
 // Measure returns the workspace's queue depth.
@@ -116,25 +120,38 @@ func Measure(ctx context.Context, db bun.IDB, workspaceID int64) (Depth, error) 
 	var d Depth
 	var rows []struct {
 		State  State        `bun:"state"`
+		Type   record.Type  `bun:"record_type"`
 		N      int          `bun:"n"`
 		Oldest bun.NullTime `bun:"oldest"`
 		Due    bun.NullTime `bun:"due"`
 	}
 	err := db.NewSelect().Model((*Item)(nil)).
-		ColumnExpr("state, COUNT(*) AS n, MIN(created_at) AS oldest, MIN(COALESCE(next_attempt_at, created_at)) AS due").
-		Where("workspace_id = ?", workspaceID).Group("state").Scan(ctx, &rows)
+		ColumnExpr("state, record_type, COUNT(*) AS n, MIN(created_at) AS oldest, MIN(COALESCE(next_attempt_at, created_at)) AS due").
+		Where("workspace_id = ?", workspaceID).Group("state", "record_type").Scan(ctx, &rows)
 	if err != nil {
 		return d, fmt.Errorf("measure queue of workspace %d: %w", workspaceID, err)
 	}
+	d.QueuedByType = map[record.Type]int{}
 	for _, r := range rows {
 		switch r.State {
 		case StateQueued:
-			d.Queued, d.OldestQueued, d.Due = r.N, r.Oldest.Time, r.Due.Time
+			d.Queued += r.N
+			d.QueuedByType[r.Type] += r.N
+			d.OldestQueued = earliest(d.OldestQueued, r.Oldest.Time)
+			d.Due = earliest(d.Due, r.Due.Time)
 		case StateFailed:
-			d.Failed = r.N
+			d.Failed += r.N
 		}
 	}
 	return d, nil
+}
+
+// earliest is the earlier of two times, a zero time counting as none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // ByRecord lists the items of one record, in queue order.

@@ -15,6 +15,7 @@ import (
 	"github.com/crmsync/crmsync/internal/inbound"
 	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/record"
 	"github.com/crmsync/crmsync/internal/synclog"
 )
 
@@ -29,8 +30,13 @@ type Overview struct {
 	SalesforceObservedAt time.Time
 
 	Queued       int
+	QueuedByType map[record.Type]int
 	Failed       int
 	OldestQueued time.Time
+
+	// CallsByHour are crmsync's calls in each hour of the last 24, oldest
+	// first (their sum is ConversionUsed).
+	CallsByHour []limits.HourCalls
 
 	Paused           bool
 	PauseReason      engine.PauseReason
@@ -48,9 +54,12 @@ func Get(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (Ove
 	if err != nil {
 		return o, err
 	}
-	o.Queued, o.Failed, o.OldestQueued = depth.Queued, depth.Failed, depth.OldestQueued
-	if o.ConversionUsed, err = limits.Used(ctx, db, workspaceID, now); err != nil {
+	o.Queued, o.Failed, o.OldestQueued, o.QueuedByType = depth.Queued, depth.Failed, depth.OldestQueued, depth.QueuedByType
+	if o.CallsByHour, err = limits.Hourly(ctx, db, workspaceID, now); err != nil {
 		return o, err
+	}
+	for _, h := range o.CallsByHour {
+		o.ConversionUsed += h.Calls
 	}
 	if o.LastBatchAt, err = synclog.Latest(ctx, db, workspaceID); err != nil {
 		return o, err
@@ -89,14 +98,30 @@ func PauseReason(c *connection.Connection, conversionUsed int64) engine.PauseRea
 	switch {
 	case c.Status == connection.StatusExpired:
 		return engine.PauseConnectionExpired
+	case c.Status == connection.StatusCredentialsUnreadable:
+		return engine.PauseCredentialsUnreadable
 	case c.PausedByUser:
 		return engine.PauseByUser
 	case c.DailyLimit.Valid && conversionUsed >= c.DailyLimit.Int64:
 		return engine.PauseConversionLimit
 	case c.APIUsed.Valid && c.APIMax.Valid && c.APIMax.Int64 > 0 && c.APIUsed.Int64 >= c.APIMax.Int64:
 		return engine.PauseSalesforceLimit
-	case c.PauseReason != "":
+	// The engine's last recorded reason, until its next flush clears it;
+	// but crmsync's own cap is decided above from the live count: a cap
+	// raised or removed since is not a reason any more.
+	case c.PauseReason != "" && engine.PauseReason(c.PauseReason) != engine.PauseConversionLimit:
 		return engine.PauseReason(c.PauseReason)
 	}
 	return engine.PauseNone
+}
+
+// Service computes workspaces' overviews for the API.
+type Service struct{ db bun.IDB }
+
+// NewService returns the overviews of the workspaces stored in db.
+func NewService(db bun.IDB) *Service { return &Service{db: db} }
+
+// Get computes the workspace's overview at now (see Get).
+func (s *Service) Get(ctx context.Context, workspaceID int64, now time.Time) (Overview, error) {
+	return Get(ctx, s.db, workspaceID, now)
 }

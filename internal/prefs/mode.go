@@ -3,9 +3,7 @@
 // Contact), and for every field its CRM counterpart and sync mode.
 package prefs
 
-import "fmt"
-
-// Mode decides, per field, which side wins (ARCHITECTURE §5.4).
+// Mode decides, per field, which side wins (docs/architecture.md#sync-modes).
 type Mode string
 
 const (
@@ -32,12 +30,4 @@ func (m Mode) Valid() bool {
 		return true
 	}
 	return false
-}
-
-// ParseMode returns the Mode named s.
-func ParseMode(s string) (Mode, error) {
-	if m := Mode(s); m.Valid() {
-		return m, nil
-	}
-	return "", fmt.Errorf("unknown sync mode %q", s)
 }

@@ -5,7 +5,6 @@
 package record
 
 import (
-	"fmt"
 	"net/url"
 	"reflect"
 	"strings"
@@ -36,14 +35,6 @@ func (t Type) Valid() bool {
 	return false
 }
 
-// ParseType returns the Type named s.
-func ParseType(s string) (Type, error) {
-	if t := Type(s); t.Valid() {
-		return t, nil
-	}
-	return "", fmt.Errorf("unknown record type %q", s)
-}
-
 // Source says where a change came from.
 type Source string
 
@@ -71,17 +62,36 @@ type FieldState struct {
 	Value     any       `json:"v"`
 	ChangedAt time.Time `json:"at"`
 	Source    Source    `json:"src"`
+	// Second marks a value applied from Salesforce whose ChangedAt is a
+	// LastModifiedDate: known to the second, so a change within that
+	// second is not newer (ties go to Salesforce).
+	Second bool `json:"sec,omitempty"`
+	// Superseded marks a queued change (outbound item) that was older than
+	// the field's value in Conversion when it arrived: it is kept for the
+	// sync log, never sent. Records never carry it.
+	Superseded bool `json:"sup,omitempty"`
 }
 
 // Fields maps Conversion field names to their state.
 type Fields map[string]FieldState
 
 // Keep sets field name to st unless it holds a later change: the latest
-// change by change time wins, the one kept last on a tie.
+// change by change time wins, the one kept last on a tie (see Supersedes).
 func (f Fields) Keep(name string, st FieldState) {
-	if prev, ok := f[name]; !ok || !prev.ChangedAt.After(st.ChangedAt) {
+	if prev, ok := f[name]; !ok || !prev.Supersedes(st) {
 		f[name] = st
 	}
+}
+
+// Supersedes reports whether the field's value s is newer than a change st
+// to it, which then must not replace it: s changed later, or, for a value
+// from Salesforce known to the second (Second), st did not change in a
+// later second (ties go to Salesforce).
+func (s FieldState) Supersedes(st FieldState) bool {
+	if s.Second {
+		return !st.ChangedAt.Truncate(time.Second).After(s.ChangedAt)
+	}
+	return s.ChangedAt.After(st.ChangedAt)
 }
 
 // Blank reports whether v counts as empty for sync decisions (nil or "").
@@ -133,4 +143,93 @@ func Domain(website string) string {
 		return ""
 	}
 	return strings.TrimPrefix(u.Hostname(), "www.")
+}
+
+// Stamp is when a CRM value became true, as crmsync knows it: the time of
+// the Conversion change crmsync wrote (Written, exact), or the CRM record's
+// LastModifiedDate when crmsync read the value (second precision: the
+// value may have become true at any moment of that second).
+type Stamp struct {
+	At      time.Time `json:"at"`
+	Written bool      `json:"w,omitempty"`
+}
+
+// ReadStamp is the stamp of a value read from a CRM record last modified at
+// lastModified.
+func ReadStamp(lastModified time.Time) Stamp { return Stamp{At: lastModified.UTC()} }
+
+// WrittenStamp is the stamp of a value crmsync wrote from a Conversion
+// change made at changedAt.
+func WrittenStamp(changedAt time.Time) Stamp { return Stamp{At: changedAt.UTC(), Written: true} }
+
+// Compare orders a Conversion change made at t against the CRM value
+// stamped s: +1 when the change is newer, -1 when the CRM value is, 0 on a
+// tie. Against a read stamp (second precision) t counts by its second;
+// against a written stamp (an exact Conversion time) exactly. Ties go to
+// the CRM: only +1 lets Conversion's value win.
+func (s Stamp) Compare(t time.Time) int {
+	if !s.Written {
+		t = t.Truncate(time.Second)
+	}
+	return t.Compare(s.At)
+}
+
+// Known is what crmsync knows of a CRM record's values without reading
+// it: the snapshot of the values it last wrote or read, and the values it
+// is writing (or wrote without learning the outcome), each with its stamp.
+type Known struct {
+	Synced        map[string]any
+	SyncedStamps  map[string]Stamp
+	Pending       map[string]any
+	PendingStamps map[string]Stamp
+}
+
+// Known returns what the record knows of its CRM record.
+func (r *Record) Known() Known {
+	return Known{Synced: r.CRMFields, SyncedStamps: r.CRMStamps, Pending: r.CRMPending, PendingStamps: r.CRMPendingStamps}
+}
+
+// How a CRM value's stamp is known (Known.Stamp).
+const (
+	// StampSnapshot: the value still equals the one crmsync last wrote or
+	// read (unchanged since the last sync), so it is as old as that one.
+	StampSnapshot = "snapshot"
+	// StampPending: the value equals one crmsync wrote without recording
+	// the outcome: crmsync's own write.
+	StampPending = "pending"
+	// StampRead: neither; the value is as old as the record's
+	// LastModifiedDate just read.
+	StampRead = "read"
+)
+
+// Stamp returns when the CRM value v of crmField, read from a record last
+// modified at lastModified, became true: the stamp of the snapshot value
+// it still equals, else of the pending value it equals, else the read's
+// LastModifiedDate; and which of the three it is.
+func (k Known) Stamp(crmField string, v any, lastModified time.Time) (Stamp, string) {
+	if s, ok := k.Synced[crmField]; ok && SameValue(s, v) {
+		if st, ok := k.SyncedStamps[crmField]; ok && !st.At.IsZero() {
+			return st, StampSnapshot
+		}
+	}
+	if p, ok := k.Pending[crmField]; ok && SameValue(p, v) {
+		if st, ok := k.PendingStamps[crmField]; ok && !st.At.IsZero() {
+			return st, StampPending
+		}
+	}
+	return ReadStamp(lastModified), StampRead
+}
+
+// DescribeStamp says, for sync-log reasons, when a CRM value became true
+// and how crmsync knows.
+func DescribeStamp(st Stamp, how string) string {
+	switch {
+	case how == StampPending:
+		return "crmsync's own write (outcome unrecorded) of the Conversion change of " + st.At.UTC().Format(time.RFC3339Nano)
+	case how == StampSnapshot && st.Written:
+		return "crmsync's write of the Conversion change of " + st.At.UTC().Format(time.RFC3339Nano) + ", unchanged since"
+	case how == StampSnapshot:
+		return "unchanged since read with LastModifiedDate " + st.At.UTC().Format(time.RFC3339)
+	}
+	return "LastModifiedDate " + st.At.UTC().Format(time.RFC3339)
 }

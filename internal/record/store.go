@@ -31,6 +31,12 @@ type Record struct {
 	// without learning the outcome (it died mid-write): a CRM value equal
 	// to one of them is crmsync's own, not an edit made in the CRM.
 	CRMPending map[string]any `bun:"crm_pending,type:text,notnull"`
+	// CRMStamps holds, per CRM field of CRMFields, when that value became
+	// true as crmsync knows it (see Stamp).
+	CRMStamps map[string]Stamp `bun:"crm_stamps,type:text,notnull"`
+	// CRMPendingStamps holds, per CRM field of CRMPending, the time of the
+	// Conversion change the pending value carries.
+	CRMPendingStamps map[string]Stamp `bun:"crm_pending_stamps,type:text,notnull"`
 	// CRMModstamp is the CRM's SystemModstamp last seen for the record.
 	CRMModstamp bun.NullTime `bun:"crm_modstamp"`
 	// CreateAttemptedAt is set before a create is sent and cleared once its

@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -29,9 +30,11 @@ type Status string
 const (
 	// StatusSucceeded: every record was written, skipped or is waiting.
 	StatusSucceeded Status = "SUCCEEDED"
-	// StatusPartial: some records failed.
+	// StatusPartial: some records failed and some succeeded (written or
+	// skipped).
 	StatusPartial Status = "PARTIAL"
-	// StatusFailed: the whole call failed; items stay queued.
+	// StatusFailed: the whole call failed (items stay queued), or every
+	// record failed.
 	StatusFailed Status = "FAILED"
 	// StatusPaused: nothing was sent because syncing is paused (limit,
 	// expired connection, by hand); logged once per pause episode.
@@ -100,7 +103,12 @@ type Field struct {
 	Reason   string `json:"reason"`
 }
 
-// Count tallies b's counters from its records and derives its status.
+// Count tallies b's counters from its records and, unless already set,
+// derives its status: SUCCEEDED when no record failed, PARTIAL when some
+// failed and some succeeded (written or skipped), FAILED when none
+// succeeded. A PARTIAL or FAILED batch without a message gets one saying
+// how many records failed, how many will be retried, and why the first
+// did.
 func (b *Batch) Count() {
 	b.Created, b.Updated, b.Deleted, b.Skipped, b.Failed, b.Waiting = 0, 0, 0, 0, 0, 0
 	for _, r := range b.Records {
@@ -120,11 +128,72 @@ func (b *Batch) Count() {
 		}
 	}
 	if b.Status == "" {
-		b.Status = StatusSucceeded
-		if b.Failed > 0 {
+		succeeded := b.Created + b.Updated + b.Deleted + b.Skipped
+		switch {
+		case b.Failed == 0:
+			b.Status = StatusSucceeded
+		case succeeded > 0:
 			b.Status = StatusPartial
+		default:
+			b.Status = StatusFailed
 		}
 	}
+	if b.Message == "" && b.Failed > 0 && (b.Status == StatusPartial || b.Status == StatusFailed) {
+		b.Message = b.failureSummary()
+	}
+}
+
+// failureSummary says, in one line, what failed in b: "2 of 5 records
+// failed (1 parked as a failed item, 1 will be retried); first: CONTACT
+// c1: REQUIRED_FIELD_MISSING: ...".
+func (b *Batch) failureSummary() string {
+	var parked, retrying int
+	var first *Record
+	for _, r := range b.Records {
+		switch r.Outcome {
+		case OutcomeFailed:
+			parked++
+		case OutcomeRetrying:
+			retrying++
+		default:
+			continue
+		}
+		if first == nil {
+			first = r
+		}
+	}
+	msg := fmt.Sprintf("%d of %d records failed", b.Failed, len(b.Records))
+	if b.Failed == len(b.Records) {
+		msg = fmt.Sprintf("all %d records failed", b.Failed)
+		if b.Failed == 1 {
+			msg = "the only record failed"
+		}
+	}
+	var parts []string
+	if parked > 0 {
+		parts = append(parts, plural(parked, "parked as a failed item", "parked as failed items"))
+	}
+	if retrying > 0 {
+		parts = append(parts, plural(retrying, "will be retried", "will be retried"))
+	}
+	if len(parts) > 0 {
+		msg += " (" + strings.Join(parts, ", ") + ")"
+	}
+	if first != nil {
+		why := first.Reason
+		if first.ErrorCode != "" && !strings.HasPrefix(why, first.ErrorCode) {
+			why = strings.TrimSuffix(first.ErrorCode+": "+why, ": ")
+		}
+		msg += fmt.Sprintf("; first: %s %s: %s", first.RecordType, first.ConversionID, why)
+	}
+	return msg
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // Write stores a batch and its records.
@@ -194,9 +263,9 @@ func List(ctx context.Context, db bun.IDB, workspaceID int64, f Filter, before i
 
 // Get returns one of a workspace's batches with its records.
 func Get(ctx context.Context, db bun.IDB, workspaceID, id int64) (*Batch, error) {
-	b := new(Batch)
-	if err := db.NewSelect().Model(b).Where("workspace_id = ? AND id = ?", workspaceID, id).Scan(ctx); err != nil {
-		return nil, fmt.Errorf("get sync batch %d: %w", id, err)
+	b, err := Find(ctx, db, workspaceID, id)
+	if err != nil {
+		return nil, err
 	}
 	recs, err := Records(ctx, db, workspaceID, []int64{id})
 	if err != nil {
@@ -204,6 +273,28 @@ func Get(ctx context.Context, db bun.IDB, workspaceID, id int64) (*Batch, error)
 	}
 	b.Records = recs[id]
 	return b, nil
+}
+
+// Find returns one of a workspace's batches without its records
+// (sql.ErrNoRows, wrapped, when there is none).
+func Find(ctx context.Context, db bun.IDB, workspaceID, id int64) (*Batch, error) {
+	b := new(Batch)
+	if err := db.NewSelect().Model(b).Where("workspace_id = ? AND id = ?", workspaceID, id).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("get sync batch %d: %w", id, err)
+	}
+	return b, nil
+}
+
+// RecordPage returns a page of one batch's records in the order they were
+// logged: at most limit, with ids above after (0 = from the first).
+func RecordPage(ctx context.Context, db bun.IDB, workspaceID, batchID, after int64, limit int) ([]*Record, error) {
+	rs := []*Record{}
+	err := db.NewSelect().Model(&rs).Where("workspace_id = ? AND batch_id = ? AND id > ?", workspaceID, batchID, after).
+		OrderExpr("id").Limit(int64(limit)).Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load records of sync batch %d: %w", batchID, err)
+	}
+	return rs, nil
 }
 
 // Records returns the records of several batches, keyed by batch id.

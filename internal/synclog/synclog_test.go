@@ -38,7 +38,7 @@ func TestWriteListGet(t *testing.T) {
 		write(a, synclog.Inbound, t0.Add(2*time.Hour))
 		write(b, synclog.Outbound, t0, &synclog.Record{RecordType: record.TypeContact, ConversionID: "c1", Outcome: synclog.OutcomeCreated})
 
-		require.Equal(t, synclog.StatusPartial, second.Status)
+		require.Equal(t, synclog.StatusFailed, second.Status, "its only record failed")
 		all, err := synclog.List(ctx, bdb, a, synclog.Filter{}, 0, 10)
 		require.NoError(t, err)
 		require.Len(t, all, 3)
@@ -53,7 +53,7 @@ func TestWriteListGet(t *testing.T) {
 			want []int64
 		}{
 			"direction": {synclog.Filter{Direction: synclog.Outbound}, []int64{second.ID, first.ID}},
-			"status":    {synclog.Filter{Status: synclog.StatusPartial}, []int64{second.ID}},
+			"status":    {synclog.Filter{Status: synclog.StatusFailed}, []int64{second.ID}},
 			"record":    {synclog.Filter{RecordType: record.TypeContact, ConversionID: "c1"}, []int64{first.ID}},
 			"time":      {synclog.Filter{From: t0.Add(30 * time.Minute), To: t0.Add(90 * time.Minute)}, []int64{second.ID}},
 		} {

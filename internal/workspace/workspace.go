@@ -128,6 +128,15 @@ func (s *Service) Get(ctx context.Context, id int64) (*Workspace, error) {
 	return ws, nil
 }
 
+// List returns every workspace, oldest first.
+func (s *Service) List(ctx context.Context) ([]*Workspace, error) {
+	var out []*Workspace
+	if err := s.db.NewSelect().Model(&out).OrderExpr("id ASC").Scan(ctx); err != nil {
+		return nil, fmt.Errorf("list workspaces: %w", err)
+	}
+	return out, nil
+}
+
 // CreateToken creates a new API token for the workspace and returns it in
 // clear.
 func (s *Service) CreateToken(ctx context.Context, workspaceID int64) (Issued, error) {

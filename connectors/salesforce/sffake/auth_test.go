@@ -16,11 +16,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
+	"github.com/crmsync/crmsync/connectors/salesforce/sffake/sffaketest"
 )
 
 func TestRefreshTokenGrant(t *testing.T) {
 	t.Parallel()
-	sf := sffake.Start(t)
+	sf := sffaketest.Start(t)
 	refresh := sf.IssueRefreshToken(sf.IntegrationUserID())
 	r := tokenRequest(t, sf, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "client_id": {sffake.DefaultClientID}, "client_secret": {sffake.DefaultClientSecret}})
 	require.Equal(t, 200, r.status, string(r.body))
@@ -53,7 +54,7 @@ func TestRefreshTokenGrant(t *testing.T) {
 
 func TestTokenErrors(t *testing.T) {
 	t.Parallel()
-	sf := sffake.Start(t)
+	sf := sffaketest.Start(t)
 	refresh := sf.IssueRefreshToken(sf.IntegrationUserID())
 	revoked := sf.IssueRefreshToken(sf.IntegrationUserID())
 	sf.RevokeRefreshToken(revoked)
@@ -115,7 +116,7 @@ func TestAccessTokenExpiry(t *testing.T) {
 
 func TestJWTBearer(t *testing.T) {
 	t.Parallel()
-	sf := sffake.Start(t)
+	sf := sffaketest.Start(t)
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	require.NoError(t, err)
 	other, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -167,7 +168,7 @@ func TestJWTBearer(t *testing.T) {
 
 func TestAuthorizationCodePKCE(t *testing.T) {
 	t.Parallel()
-	sf := sffake.Start(t)
+	sf := sffaketest.Start(t)
 	sf.RegisterApp(sffake.App{ClientID: "web", ClientSecret: "web-secret", RedirectURIs: []string{"http://localhost:9/cb"}})
 	verifier := "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 	sum := sha256.Sum256([]byte(verifier))

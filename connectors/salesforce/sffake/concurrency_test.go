@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
+	"github.com/crmsync/crmsync/connectors/salesforce/sffake/sffaketest"
 )
 
 // TestConcurrentUse drives the API and the test hooks from many goroutines
@@ -51,7 +52,7 @@ func TestConcurrentUse(t *testing.T) {
 }
 
 func BenchmarkCollectionCreate200(b *testing.B) {
-	sf := sffake.Start(b)
+	sf := sffaketest.Start(b)
 	bn := &bundle{sf: sf, token: sf.IssueAccessToken(sf.IntegrationUserID())}
 	records := make([]any, 200)
 	for i := range records {

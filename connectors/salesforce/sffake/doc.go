@@ -4,12 +4,12 @@
 // salesforce-rest notes), not to any client, so a connector that works
 // against it should work against a real org.
 //
-// Use it in tests with Start, which serves it on an httptest server, or
+// Use it in tests with sffaketest.Start, which serves it on an httptest server, or
 // build one with New and serve it yourself (crmsync fake-salesforce does).
 // A Server starts with a connected app (DefaultClientID /
 // DefaultClientSecret), an integration user and a sales rep:
 //
-//	sf := sffake.Start(t)
+//	sf := sffaketest.Start(t)
 //	refresh := sf.IssueRefreshToken(sf.IntegrationUserID())
 //	id, _ := sf.Insert("Lead", map[string]any{"LastName": "Ng", "Company": "Acme"})
 //	sf.Clock().Advance(time.Minute)

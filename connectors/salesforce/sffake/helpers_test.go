@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
+	"github.com/crmsync/crmsync/connectors/salesforce/sffake/sffaketest"
 )
 
 const v = "/services/data/v62.0"
@@ -24,7 +25,7 @@ type bundle struct {
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
-	sf := sffake.Start(t)
+	sf := sffaketest.Start(t)
 	refresh := sf.IssueRefreshToken(sf.IntegrationUserID())
 	tok := tokenRequest(t, sf, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "client_id": {sffake.DefaultClientID}, "client_secret": {sffake.DefaultClientSecret}})
 	require.Equal(t, 200, tok.status, string(tok.body))

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
+	"github.com/crmsync/crmsync/connectors/salesforce/sffake/sffaketest"
 )
 
 func TestCommitLag(t *testing.T) {
@@ -60,7 +61,7 @@ func TestQueryLocatorExpiry(t *testing.T) {
 
 func TestRefreshTokenRotation(t *testing.T) {
 	t.Parallel()
-	sf := sffake.Start(t, sffake.Options{RotateRefreshTokens: true})
+	sf := sffaketest.Start(t, sffake.Options{RotateRefreshTokens: true})
 	first := sf.IssueRefreshToken(sf.IntegrationUserID())
 	form := func(rt string) url.Values {
 		return url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {sffake.DefaultClientID}, "client_secret": {sffake.DefaultClientSecret}}
@@ -88,7 +89,7 @@ func TestDescribeIfModifiedSince(t *testing.T) {
 
 func TestGzip(t *testing.T) {
 	t.Parallel()
-	sf := sffake.Start(t, sffake.Options{GzipResponses: true})
+	sf := sffaketest.Start(t, sffake.Options{GzipResponses: true})
 	tok := sf.IssueAccessToken(sf.IntegrationUserID())
 	req, _ := http.NewRequest("GET", sf.URL()+v+"/limits", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
@@ -106,7 +107,7 @@ func TestGzip(t *testing.T) {
 
 func TestRequestLogKeepsTheLatest(t *testing.T) {
 	t.Parallel()
-	sf := sffake.Start(t, sffake.Options{LogLimit: 2})
+	sf := sffaketest.Start(t, sffake.Options{LogLimit: 2})
 	b := &bundle{sf: sf, token: sf.IssueAccessToken(sf.IntegrationUserID())}
 	for _, p := range []string{"/limits", "/sobjects", "/sobjects/Lead/describe"} {
 		require.Equal(t, 200, b.do(t, "GET", v+p, nil).status)
@@ -120,7 +121,7 @@ func TestRequestLogKeepsTheLatest(t *testing.T) {
 
 func TestRefreshWithoutSecret(t *testing.T) {
 	t.Parallel()
-	sf := sffake.Start(t)
+	sf := sffaketest.Start(t)
 	sf.RegisterApp(sffake.App{ClientID: "public", ClientSecret: "s", RefreshWithoutSecret: true})
 	sf.RegisterApp(sffake.App{ClientID: sffake.DefaultClientID, ClientSecret: sffake.DefaultClientSecret})
 	refresh := sf.IssueRefreshToken(sf.IntegrationUserID())

@@ -12,7 +12,6 @@ import (
 	"net"
 	"sort"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/hamba/avro/v2"
@@ -528,19 +527,6 @@ func (s *Server) PubSubAddr() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.bus.addr
-}
-
-// StartPubSub serves the Pub/Sub API on a loopback port until the test
-// ends, and returns its address.
-func (s *Server) StartPubSub(t testing.TB) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("sffake pub/sub listen: %v", err)
-	}
-	s.ServePubSub(lis)
-	t.Cleanup(s.StopPubSub)
-	return lis.Addr().String()
 }
 
 type pubsubServer struct {

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
+	"github.com/crmsync/crmsync/connectors/salesforce/sffake/sffaketest"
 )
 
 // quote escapes a SOQL string literal as the SOQL reference prescribes.
@@ -226,7 +227,7 @@ func TestQueryAllSeesDeletes(t *testing.T) {
 
 func TestQueryPageSizeOption(t *testing.T) {
 	t.Parallel()
-	sf := sffake.Start(t, sffake.Options{QueryPageSize: 2})
+	sf := sffaketest.Start(t, sffake.Options{QueryPageSize: 2})
 	for range 3 {
 		_, err := sf.Insert("Account", map[string]any{"Name": "A"})
 		require.NoError(t, err)

@@ -8,13 +8,11 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -103,7 +101,6 @@ type Server struct {
 	logLimit int
 	openLocs []string // open query locators, oldest first
 	bus      *eventBus
-	ts       *httptest.Server
 	// schemaTime is when the org's metadata last changed (its creation):
 	// describe answers If-Modified-Since with 304 after it.
 	schemaTime time.Time
@@ -181,28 +178,8 @@ func New(opts Options) *Server {
 	return s
 }
 
-// Start serves a new Server (frozen clock at 2024-05-01T12:00:00Z, opts
-// otherwise as given) on an httptest server closed at the end of the test.
-func Start(t testing.TB, opts ...Options) *Server {
-	t.Helper()
-	var o Options
-	if len(opts) > 0 {
-		o = opts[0]
-	}
-	if o.Clock == nil {
-		o.Clock = NewClock(time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC))
-	}
-	s := New(o)
-	s.ts = httptest.NewServer(s)
-	s.mu.Lock()
-	s.opts.BaseURL = s.ts.URL
-	s.mu.Unlock()
-	t.Cleanup(s.ts.Close)
-	return s
-}
-
 // URL returns the base URL (instance URL) when it is known: set in
-// Options, or the httptest server's URL for a Server from Start.
+// Options or by SetBaseURL (sffaketest.Start sets its server's URL).
 func (s *Server) URL() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
