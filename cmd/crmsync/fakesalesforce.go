@@ -38,8 +38,9 @@ func (c fakeSalesforceCmd) Run(e *env) error {
 	}
 	sf.ServePubSub(pln)
 	defer sf.StopPubSub()
-	fmt.Fprint(e.stdout, connectMutation(base, sf.ClientID(), sf.ClientSecret(), sf.IssueRefreshToken(sf.IntegrationUserID())))
+	// The mutation comes last: what follows it is pasted as is.
 	fmt.Fprintf(e.stdout, "# To stream Change Data Capture from the fake org, add to config: pubsubEndpoint: \"http://%s\"\n# (and allow its host: crmsync serve --allow-crm-host %s).\n", pln.Addr(), pln.Addr())
+	fmt.Fprint(e.stdout, connectMutation(base, sf.ClientID(), sf.ClientSecret(), sf.IssueRefreshToken(sf.IntegrationUserID())))
 	srv := &http.Server{Handler: sf, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
