@@ -11,6 +11,7 @@ import (
 
 	"github.com/crmsync/crmsync/graph/model"
 	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/inbound"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/overview"
 	"github.com/crmsync/crmsync/internal/prefs"
@@ -151,6 +152,7 @@ func overviewModel(o overview.Overview) *model.SyncOverview {
 		r := model.PauseReason(o.PauseReason)
 		out.PauseReason = &r
 	}
+	out.Inbound = inboundModel(o.Inbound, time.Now())
 	if o.ConnectionStatus != "" {
 		s := model.ConnectionStatus(o.ConnectionStatus)
 		out.ConnectionStatus = &s
@@ -227,4 +229,23 @@ func (r *Resolver) overviewOf(ctx context.Context) (*model.SyncOverview, error) 
 		return nil, err
 	}
 	return overviewModel(o), nil
+}
+
+func inboundModel(st *inbound.StreamState, now time.Time) *model.InboundSync {
+	out := &model.InboundSync{Mode: model.InboundModePolling, Reason: "never streamed"}
+	if st == nil {
+		return out
+	}
+	mode, reason := st.Effective(now)
+	out.Mode, out.Reason = model.InboundMode(mode), reason
+	out.StreamEvents, out.Fallbacks, out.LastFallbackReason = int(st.EventsApplied), int(st.Fallbacks), st.LastFallbackReason
+	if !st.LastEventAt.IsZero() {
+		t := st.LastEventAt.Time
+		out.LastEventAt = &t
+	}
+	if mode == inbound.ModeStreaming && !st.LastCommitAt.IsZero() {
+		lag := max(now.Sub(st.LastCommitAt).Seconds(), 0)
+		out.StreamLagSeconds = &lag
+	}
+	return out
 }

@@ -52,6 +52,27 @@ func TestBenchScenarios(t *testing.T) {
 		require.Equal(t, r.Ingest[0].Calls+10*r.Ingest[1].Calls, r.Changes)
 		require.Positive(t, r.Flushes, "the queue drained through flush jobs")
 	})
+
+	// Rep edits stream in through the plugin's Pub/Sub client: each one
+	// applied, none costing a REST call.
+	t.Run("inbound", func(t *testing.T) {
+		t.Parallel()
+		var stdout, stderr lockedBuffer
+		getenv := func(string) string { return "" }
+		err := run(t.Context(), []string{"bench", "--scenario", "inbound", "--rate", "5", "--for", "3s", "--latency", "0s", "--json"},
+			getenv, &stdout, &stderr)
+		require.NoError(t, err, stderr.String())
+		var r bench.Report
+		require.NoError(t, json.Unmarshal([]byte(stdout.String()), &r), stdout.String())
+		require.Equal(t, "inbound", r.Scenario)
+		require.NotNil(t, r.Inbound)
+		require.Positive(t, r.Inbound.Edits)
+		require.Equal(t, r.Inbound.Edits, r.Inbound.Applied, "every rep edit reached Conversion")
+		require.Zero(t, r.Inbound.RESTCalls, "streamed edits of linked records cost no REST call")
+		require.Zero(t, r.Inbound.IdleCalls, "an idle streaming connection costs no REST call")
+		require.LessOrEqual(t, r.Inbound.P50MS, r.Inbound.P99MS)
+	})
+
 	// The trickle runs both schedules side by side and times every change.
 	t.Run("trickle", func(t *testing.T) {
 		t.Parallel()

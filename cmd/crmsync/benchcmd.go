@@ -11,15 +11,15 @@ import (
 // benchCmd measures crmsync against a fake Salesforce org with a per-call
 // latency (the harness is internal/bench; this is its command line).
 type benchCmd struct {
-	Scenario   string        `name:"scenario" enum:"burst,trickle,backlog,limit,ingest,budget" default:"burst" help:"burst, trickle, backlog, limit, ingest or budget (see docs/benchmarks.md)."`
+	Scenario   string        `name:"scenario" enum:"burst,trickle,backlog,limit,ingest,budget,inbound" default:"burst" help:"burst, trickle, backlog, limit, ingest, budget or inbound (see docs/benchmarks.md)."`
 	JSON       bool          `name:"json" help:"Print the report as JSON."`
 	Latency    time.Duration `name:"latency" default:"150ms" help:"Latency the fake Salesforce adds to every call."`
 	Changes    int           `name:"changes" default:"0" help:"Changes to send (default: burst 20,000, backlog 100,000, limit 2,000)."`
 	Records    int           `name:"records" default:"0" help:"Distinct records they touch (default: burst 2,000, backlog 20,000, limit 500)."`
 	Clients    int           `name:"clients" default:"8" help:"ingest: concurrent GraphQL clients."`
 	Duration   time.Duration `name:"duration" default:"10s" help:"ingest: how long each batch size is measured."`
-	Rate       float64       `name:"rate" default:"1" help:"trickle: changes per second on average (random, Poisson arrivals)."`
-	For        time.Duration `name:"for" default:"2m" help:"trickle: how long changes arrive."`
+	Rate       float64       `name:"rate" default:"1" help:"trickle, inbound: changes (rep edits) per second on average (random, Poisson arrivals)."`
+	For        time.Duration `name:"for" default:"2m" help:"trickle, inbound: how long changes arrive."`
 	Interval   time.Duration `name:"interval" default:"10s" help:"The flush interval (and the fixed schedule's tick in trickle)."`
 	ClosedLoop bool          `name:"closed-loop" help:"trickle: send one change, wait until the fake org has it, send the next (per schedule), instead of Poisson arrivals."`
 	Allowance  int64         `name:"allowance" default:"0" help:"trickle: the fake org's daily API allowance (default 100,000; other scenarios: unlimited)."`

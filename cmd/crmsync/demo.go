@@ -61,13 +61,21 @@ func (c demoCmd) Run(e *env) error {
 	fake := &http.Server{Handler: org, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = fake.Serve(ln) }()
 	defer fake.Close()
+	// The fake's Pub/Sub API, so rep edits stream in as Change Data Capture.
+	pln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("demo: listen for the fake Pub/Sub API: %w", err)
+	}
+	org.ServePubSub(pln)
+	defer org.StopPubSub()
 
 	global := *e.global
 	global.DatabaseURL, global.DataDir = "", dir
 	cfg := config.Server{
 		Listen: c.Listen, GraphiQL: true, Introspection: true, ShutdownTimeout: 8 * time.Second,
-		// The fake Salesforce listens on loopback: allowed explicitly.
-		Sync: config.Sync{FlushInterval: c.FlushInterval, PullInterval: c.PullInterval, AllowCRMHosts: []string{ln.Addr().String()}},
+		// The fake Salesforce and its Pub/Sub API listen on loopback: allowed explicitly.
+		Sync: config.Sync{FlushInterval: c.FlushInterval, PullInterval: c.PullInterval, Streaming: true,
+			AllowCRMHosts: []string{ln.Addr().String(), pln.Addr().String()}},
 	}
 	return runServer(e, global, cfg, func(ctx context.Context, a *app, baseURL string) error {
 		d := &demo{cmd: c, e: e, a: a, org: org, orgURL: orgURL, out: e.stdout, logger: global.Logger(e.stderr)}
@@ -109,7 +117,7 @@ func (d *demo) setUp(ctx context.Context, baseURL string) error {
 	}
 	d.ws = ws.ID
 	d.e.step("launching the Salesforce connector plugin and connecting the workspace to the fake org")
-	cfg, _ := json.Marshal(salesforce.Config{LoginURL: d.orgURL, ClientID: d.org.ClientID()})
+	cfg, _ := json.Marshal(salesforce.Config{LoginURL: d.orgURL, ClientID: d.org.ClientID(), PubSubEndpoint: "http://" + d.org.PubSubAddr()})
 	creds, _ := json.Marshal(salesforce.Credentials{ClientSecret: d.org.ClientSecret(), RefreshToken: d.org.IssueRefreshToken(d.org.IntegrationUserID())})
 	if _, err := d.a.resolver.Connections.Connect(ctx, ws.ID, salesforce.Name, cfg, creds); err != nil {
 		return fmt.Errorf("connect the fake org through the Salesforce connector: %w", err)

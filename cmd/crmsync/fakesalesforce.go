@@ -20,6 +20,7 @@ import (
 // into GraphiQL, and how to try the OAuth web flow against it.
 type fakeSalesforceCmd struct {
 	Listen   string        `default:"127.0.0.1:8089" help:"Address to listen on (port 0 picks a free port)."`
+	PubSub   string        `name:"pubsub-listen" default:"127.0.0.1:0" help:"Address the Pub/Sub API (Change Data Capture) listens on (port 0 picks a free port); a connection's pubsubEndpoint is http:// and this address."`
 	Latency  time.Duration `help:"Latency added to every call (benchmarks use 150ms)."`
 	DailyMax int           `name:"daily-max" default:"15000" help:"DailyApiRequests allocation; calls beyond it get 403 REQUEST_LIMIT_EXCEEDED."`
 }
@@ -31,6 +32,15 @@ func (c fakeSalesforceCmd) Run(e *env) error {
 	}
 	base := "http://" + ln.Addr().String()
 	sf := sffake.New(sffake.Options{BaseURL: base, Latency: c.Latency, DailyMax: c.DailyMax})
+	pln, err := net.Listen("tcp", c.PubSub)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("fake-salesforce: listen on %s: %w", c.PubSub, err)
+	}
+	sf.ServePubSub(pln)
+	defer sf.StopPubSub()
+	// The mutation comes last: what follows it is pasted as is.
+	fmt.Fprintf(e.stdout, "# To stream Change Data Capture from the fake org, add to config: pubsubEndpoint: \"http://%s\"\n# (and allow its host: crmsync serve --allow-crm-host %s).\n", pln.Addr(), pln.Addr())
 	fmt.Fprint(e.stdout, connectMutation(base, sf.ClientID(), sf.ClientSecret(), sf.IssueRefreshToken(sf.IntegrationUserID())))
 	srv := &http.Server{Handler: sf, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan error, 1)

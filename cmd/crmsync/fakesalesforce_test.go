@@ -41,7 +41,9 @@ func TestFakeSalesforceCommand(t *testing.T) {
 	defer stopServe()
 	var logs lockedBuffer
 	served := make(chan error, 1)
-	go func() { served <- run(serveCtx, []string{"serve", "--listen", addr, "--allow-crm-host", "127.0.0.1"}, getenv, io.Discard, &logs) }()
+	go func() {
+		served <- run(serveCtx, []string{"serve", "--listen", addr, "--allow-crm-host", "127.0.0.1"}, getenv, io.Discard, &logs)
+	}()
 	waitHealthy(t, addr, served)
 	token := field(t, runCmd(t, getenv, "workspace", "create", "Acme"), "token")
 

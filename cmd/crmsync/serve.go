@@ -60,6 +60,7 @@ type app struct {
 	engine  *engine.Engine
 	// newEngine builds another engine over the same database and
 	// connectors with other settings (the bench's simulated day).
+	puller    *inbound.Puller
 	newEngine func(engine.Config) *engine.Engine
 	bus       eventBus
 	conns     *connection.Store
@@ -118,6 +119,9 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	if err := a.registry.Register(metrics.NewCollector(bdb, logger)); err != nil {
 		return nil, fmt.Errorf("register sync state metrics: %w", err)
 	}
+	if err := a.registry.Register(inbound.NewStreamCollector(bdb, logger)); err != nil {
+		return nil, fmt.Errorf("register inbound stream metrics: %w", err)
+	}
 	a.plugins, err = plugin.NewHost(plugin.HostConfig{Logger: logger, External: pluginExternals(external), OnRestart: observer.PluginRestarted,
 		BuiltinArgs: cfg.AllowCRMHostArgs()})
 	if err != nil {
@@ -141,6 +145,7 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	river.AddWorker(workers, flushWorker)
 	river.AddWorker(workers, jobs.NewSweepWorker(bdb))
 	puller := inbound.New(bdb, store, crms, a.engine, a.bus, logger, inbound.Config{LeaseTTL: cfg.Lease, Owner: id.Owner()})
+	a.puller = puller
 	river.AddWorker(workers, jobs.NewPullWorker(puller, cfg.PullInterval, logger))
 	river.AddWorker(workers, jobs.NewPullSweepWorker(bdb))
 	periodic := []*river.PeriodicJob{
@@ -222,6 +227,10 @@ func (c serveCmd) Run(e *env) error {
 	return runServer(e, *e.global, c.Server, nil)
 }
 
+// streamSuperviseInterval is how often the stream supervisor looks for
+// workspaces to stream (new connections, streams to retry).
+const streamSuperviseInterval = 5 * time.Second
+
 // runServer runs a server with the given settings until e.ctx ends. ready,
 // when set, runs once the server is up (River working, HTTP listening) with
 // the app and the server's base URL; its error stops the server. The demo
@@ -297,6 +306,17 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 	}
 	if a.working {
 		resumeDeadLeases(ctx, a, id, logger)
+	}
+	if cfg.Streaming && a.working {
+		// One supervisor per replica; the stream lease picks which replica
+		// streams each workspace (docs/inbound.md).
+		streamCtx, stopStreams := context.WithCancel(context.WithoutCancel(ctx))
+		streamsDone := make(chan struct{})
+		go func() {
+			defer close(streamsDone)
+			a.puller.Supervise(streamCtx, streamSuperviseInterval)
+		}()
+		defer func() { stopStreams(); <-streamsDone }()
 	}
 	baseURL := "http://" + displayAddr(ln.Addr())
 	logger.Info("crmsync: serving", slog.String("graphql", baseURL+"/graphql"))

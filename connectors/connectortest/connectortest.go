@@ -124,6 +124,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		"ConditionalUpdate": testConditionalUpdate,
 		"Capabilities":      testCapabilities,
 		"ErrorKinds":        testErrorKinds,
+		"StreamChanges":     testStreamChanges,
 	}
 	for _, name := range slices.Sorted(maps.Keys(tests)) {
 		t.Run(name, func(t *testing.T) {

@@ -203,7 +203,7 @@ func (c *CRM) description() *connector.Description {
 			{Name: "token", Description: "API token; must equal the CRM's token.", Required: true, Secret: true},
 		},
 		Capabilities: []connector.Capability{connector.CapabilityFetchChanges, connector.CapabilityUpsert, connector.CapabilityFetchMany,
-			connector.CapabilityConditionalUpdate},
+			connector.CapabilityConditionalUpdate, connector.CapabilityStreamChanges},
 	}
 }
 

@@ -50,11 +50,12 @@ type grpcPlugin struct {
 
 func (p *grpcPlugin) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
 	pb.RegisterConnectorServer(s, &server{impl: p.impl})
+	registerStream(s, p.impl)
 	return nil
 }
 
 func (p *grpcPlugin) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return pb.NewConnectorClient(c), nil
+	return withStream(pb.NewConnectorClient(c), c), nil
 }
 
 // server adapts a connector.Connector to the generated gRPC service.

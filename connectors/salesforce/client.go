@@ -240,7 +240,7 @@ func (cl *call) roundTrip(ctx context.Context, op string, r request, payload []b
 	req.Header.Set("Authorization", "Bearer "+cl.tok.AccessToken)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Accept-Encoding", "gzip")
-	req.Header.Set("Sforce-Call-Options", "client=crmsync")
+	req.Header.Set("Sforce-Call-Options", "client="+ClientName)
 	if payload != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -134,6 +134,8 @@ func (c *Connector) static() *connector.Description {
 			{Name: "apiVersion", Description: "REST API version, e.g. v62.0 (default " + DefaultAPIVersion + ")."},
 			{Name: "externalIdField", Description: `External-id field to upsert on, per object, e.g. {"Contact": "Conversion_Id__c"}.`},
 			{Name: "jwtAudience", Description: "aud claim of the JWT bearer assertion (default: loginUrl; https://login.salesforce.com or https://test.salesforce.com for a My Domain loginUrl)."},
+			{Name: "pubsubEndpoint", Description: "Pub/Sub API endpoint that streams Change Data Capture events (default " + DefaultPubSubEndpoint + ")."},
+			{Name: "changeChannels", Description: `Channel to stream an object's changes from instead of /data/<Object>ChangeEvent, per object, e.g. {"Lead": "/data/Crmsync__chn"}.`},
 			{Name: "clientSecret", Description: "Consumer secret of the connected app (refresh-token flow).", Secret: true},
 			{Name: "refreshToken", Description: "OAuth refresh token of the integration user (refresh-token flow, scopes api refresh_token).", Secret: true},
 			{Name: "privateKey", Description: "PEM RSA private key whose certificate is uploaded to the connected app (JWT bearer flow).", Secret: true},
@@ -144,7 +146,7 @@ func (c *Connector) static() *connector.Description {
 			{Name: "userId", Description: "Cached id of the integration user; filled in by the connector.", Secret: true},
 		},
 		Capabilities: []connector.Capability{connector.CapabilityFetchChanges, connector.CapabilityUpsert, connector.CapabilityFetchMany,
-			connector.CapabilityConditionalUpdate},
+			connector.CapabilityConditionalUpdate, connector.CapabilityStreamChanges, connector.CapabilityFetchChangesMany},
 	}
 }
 

@@ -50,12 +50,14 @@ type Connector struct {
 
 	tokens    *tokenCache
 	describes *describeCache
+	schemas   *schemaCache
 }
 
 var (
-	_ connector.Connector     = (*Connector)(nil)
-	_ connector.ChangeFetcher = (*Connector)(nil)
-	_ connector.BatchFetcher  = (*Connector)(nil)
+	_ connector.Connector         = (*Connector)(nil)
+	_ connector.ChangeFetcher     = (*Connector)(nil)
+	_ connector.BatchFetcher      = (*Connector)(nil)
+	_ connector.ManyChangeFetcher = (*Connector)(nil)
 )
 
 // Option configures a Connector.
@@ -90,6 +92,7 @@ func New(opts ...Option) *Connector {
 		describeTTL: DefaultDescribeTTL,
 		tokens:      &tokenCache{slots: map[string]*tokenSlot{}},
 		describes:   &describeCache{m: map[string]describeEntry{}},
+		schemas:     &schemaCache{m: map[string]*eventSchema{}},
 	}
 	for _, o := range opts {
 		o(c)
@@ -137,6 +140,14 @@ type Config struct {
 	// LoginURL, or https://login.salesforce.com (https://test.salesforce.com
 	// for a sandbox) when LoginURL is a My Domain host.
 	JWTAudience string `json:"jwtAudience,omitempty"`
+	// PubSubEndpoint is the Pub/Sub API that streams Change Data Capture
+	// events: https://host:port, or http://127.0.0.1:port for a local
+	// fake. Default DefaultPubSubEndpoint.
+	PubSubEndpoint string `json:"pubsubEndpoint,omitempty"`
+	// ChangeChannels names, per object, the channel its changes are
+	// streamed from instead of /data/<Object>ChangeEvent (for example a
+	// custom channel {"Lead": "/data/Crmsync__chn"}).
+	ChangeChannels map[string]string `json:"changeChannels,omitempty"`
 }
 
 // Credentials are the session credentials (Session.Credentials). Either
@@ -193,6 +204,16 @@ func parseConfig(raw json.RawMessage, hosts hostPolicy) (Config, string, error) 
 			return cfg, "", connector.Errorf(connector.KindInvalid, "salesforce config apiVersion %q: want vNN.0", cfg.APIVersion)
 		}
 		version = "v" + m[1]
+	}
+	if cfg.PubSubEndpoint != "" {
+		if err := checkBaseURL(cfg.PubSubEndpoint); err != nil {
+			return cfg, "", connector.Errorf(connector.KindInvalid, "salesforce config pubsubEndpoint: %v", err)
+		}
+	}
+	for obj, ch := range cfg.ChangeChannels {
+		if !validIdent(obj) || !strings.HasPrefix(ch, "/data/") || !validIdent(strings.TrimPrefix(ch, "/data/")) {
+			return cfg, "", connector.Errorf(connector.KindInvalid, "salesforce config changeChannels: %q: %q is not a /data/ channel", obj, ch)
+		}
 	}
 	for obj, field := range cfg.ExternalIDField {
 		if !validIdent(obj) || !validIdent(field) {

@@ -35,6 +35,7 @@ func fakeSession(sf *sffake.Server, cfg ...func(*salesforce.Config)) connector.S
 // conformance runs connectortest against a connector talking to sffake.
 func conformance(t *testing.T, c connector.Connector) {
 	sf := sffaketest.Start(t)
+	pubsub := "http://" + sffaketest.StartPubSub(t, sf)
 	slow := sffaketest.Start(t, sffake.Options{Latency: 2 * time.Second})
 	revoked := sf.IssueRefreshToken(sf.IntegrationUserID())
 	sf.RevokeRefreshToken(revoked)
@@ -44,7 +45,7 @@ func conformance(t *testing.T, c connector.Connector) {
 	connectortest.Run(t, func(t *testing.T) connectortest.Harness {
 		return connectortest.Harness{
 			Connector:      c,
-			Session:        fakeSession(sf),
+			Session:        fakeSession(sf, func(c *salesforce.Config) { c.PubSubEndpoint = pubsub }),
 			BadCredentials: bad,
 			SlowSession:    &slowSession,
 			EditAsOtherUser: func(ctx context.Context, object, id string, fields map[string]any) error {

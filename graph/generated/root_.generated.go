@@ -107,6 +107,16 @@ type ComplexityRoot struct {
 		Hour  func(childComplexity int) int
 	}
 
+	InboundSync struct {
+		Fallbacks          func(childComplexity int) int
+		LastEventAt        func(childComplexity int) int
+		LastFallbackReason func(childComplexity int) int
+		Mode               func(childComplexity int) int
+		Reason             func(childComplexity int) int
+		StreamEvents       func(childComplexity int) int
+		StreamLagSeconds   func(childComplexity int) int
+	}
+
 	Mutation struct {
 		ConnectCrm                 func(childComplexity int, input model.ConnectCrmInput) int
 		CreateWorkspace            func(childComplexity int, name string) int
@@ -250,6 +260,7 @@ type ComplexityRoot struct {
 		ConnectionStatus     func(childComplexity int) int
 		ConversionDailyLimit func(childComplexity int) int
 		FailedItems          func(childComplexity int) int
+		Inbound              func(childComplexity int) int
 		LastBatchAt          func(childComplexity int) int
 		OldestQueuedAt       func(childComplexity int) int
 		Pacing               func(childComplexity int) int
@@ -542,6 +553,49 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.HourlyCalls.Hour(childComplexity), true
+
+	case "InboundSync.fallbacks":
+		if e.ComplexityRoot.InboundSync.Fallbacks == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InboundSync.Fallbacks(childComplexity), true
+	case "InboundSync.lastEventAt":
+		if e.ComplexityRoot.InboundSync.LastEventAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InboundSync.LastEventAt(childComplexity), true
+	case "InboundSync.lastFallbackReason":
+		if e.ComplexityRoot.InboundSync.LastFallbackReason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InboundSync.LastFallbackReason(childComplexity), true
+	case "InboundSync.mode":
+		if e.ComplexityRoot.InboundSync.Mode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InboundSync.Mode(childComplexity), true
+	case "InboundSync.reason":
+		if e.ComplexityRoot.InboundSync.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InboundSync.Reason(childComplexity), true
+	case "InboundSync.streamEvents":
+		if e.ComplexityRoot.InboundSync.StreamEvents == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InboundSync.StreamEvents(childComplexity), true
+	case "InboundSync.streamLagSeconds":
+		if e.ComplexityRoot.InboundSync.StreamLagSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InboundSync.StreamLagSeconds(childComplexity), true
 
 	case "Mutation.connectCrm":
 		if e.ComplexityRoot.Mutation.ConnectCrm == nil {
@@ -1187,6 +1241,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncOverview.FailedItems(childComplexity), true
+	case "SyncOverview.inbound":
+		if e.ComplexityRoot.SyncOverview.Inbound == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.Inbound(childComplexity), true
 	case "SyncOverview.lastBatchAt":
 		if e.ComplexityRoot.SyncOverview.LastBatchAt == nil {
 			break
@@ -1867,6 +1927,8 @@ type SyncOverview {
   lastBatchAt: Time
   "Budget pacing of outbound flushes; null until a paced flush ran (or on the fixed schedule)."
   pacing: SyncPacing
+  "How Salesforce changes come in: streamed, or polled and why."
+  inbound: InboundSync!
 }
 
 "How crmsync spends its outbound API calls: a token bucket filled from a daily budget."
@@ -1885,6 +1947,31 @@ type SyncPacing {
   callsPerHour: Float!
   "How long a change arriving now waits for the bucket before its flush may start, in seconds (0: at once, after the settle delay)."
   waitSeconds: Float!
+}
+
+"How inbound sync reads the CRM now (docs/inbound.md)."
+enum InboundMode {
+  "Changes stream in as they commit (Change Data Capture)."
+  STREAMING
+  "The stream missed changes (overflow, expired replay id): a pull catches up, then streaming resumes."
+  CATCHING_UP
+  "Changes are pulled every pull interval: streaming is off, unavailable or broken (see reason)."
+  POLLING
+}
+
+type InboundSync {
+  mode: InboundMode!
+  "Why the workspace polls or catches up; empty while streaming."
+  reason: String!
+  "Seconds from the CRM commit of the newest change applied from the stream to now; null when not streaming."
+  streamLagSeconds: Float
+  "Change events consumed from the stream since it first ran (rate of change: events per minute)."
+  streamEvents: Int!
+  "Falls back from streaming (catch-up pulls, switches to polling) since it first ran."
+  fallbacks: Int!
+  lastFallbackReason: String!
+  "When the stream last delivered changes."
+  lastEventAt: Time
 }
 
 "Records changed by an inbound pull."
@@ -2100,6 +2187,26 @@ func (ec *executionContext) childFields_HourlyCalls(ctx context.Context, field g
 		return ec.fieldContext_HourlyCalls_calls(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type HourlyCalls", field.Name)
+}
+
+func (ec *executionContext) childFields_InboundSync(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "mode":
+		return ec.fieldContext_InboundSync_mode(ctx, field)
+	case "reason":
+		return ec.fieldContext_InboundSync_reason(ctx, field)
+	case "streamLagSeconds":
+		return ec.fieldContext_InboundSync_streamLagSeconds(ctx, field)
+	case "streamEvents":
+		return ec.fieldContext_InboundSync_streamEvents(ctx, field)
+	case "fallbacks":
+		return ec.fieldContext_InboundSync_fallbacks(ctx, field)
+	case "lastFallbackReason":
+		return ec.fieldContext_InboundSync_lastFallbackReason(ctx, field)
+	case "lastEventAt":
+		return ec.fieldContext_InboundSync_lastEventAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type InboundSync", field.Name)
 }
 
 func (ec *executionContext) childFields_ObjectSyncPreference(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2336,6 +2443,8 @@ func (ec *executionContext) childFields_SyncOverview(ctx context.Context, field 
 		return ec.fieldContext_SyncOverview_lastBatchAt(ctx, field)
 	case "pacing":
 		return ec.fieldContext_SyncOverview_pacing(ctx, field)
+	case "inbound":
+		return ec.fieldContext_SyncOverview_inbound(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SyncOverview", field.Name)
 }

@@ -936,6 +936,167 @@ func (ec *executionContext) fieldContext_HourlyCalls_calls(_ context.Context, fi
 	return graphql.NewScalarFieldContext("HourlyCalls", field, false, false, "Int")
 }
 
+func (ec *executionContext) _InboundSync_mode(ctx context.Context, field graphql.CollectedField, obj *model.InboundSync) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_InboundSync_mode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Mode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.InboundMode) graphql.Marshaler {
+			return ec.marshalNInboundMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐInboundMode(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_InboundSync_mode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("InboundSync", field, false, false, "InboundMode")
+}
+
+func (ec *executionContext) _InboundSync_reason(ctx context.Context, field graphql.CollectedField, obj *model.InboundSync) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_InboundSync_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_InboundSync_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("InboundSync", field, false, false, "String")
+}
+
+func (ec *executionContext) _InboundSync_streamLagSeconds(ctx context.Context, field graphql.CollectedField, obj *model.InboundSync) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_InboundSync_streamLagSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StreamLagSeconds, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_InboundSync_streamLagSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("InboundSync", field, false, false, "Float")
+}
+
+func (ec *executionContext) _InboundSync_streamEvents(ctx context.Context, field graphql.CollectedField, obj *model.InboundSync) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_InboundSync_streamEvents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StreamEvents, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_InboundSync_streamEvents(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("InboundSync", field, false, false, "Int")
+}
+
+func (ec *executionContext) _InboundSync_fallbacks(ctx context.Context, field graphql.CollectedField, obj *model.InboundSync) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_InboundSync_fallbacks(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Fallbacks, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_InboundSync_fallbacks(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("InboundSync", field, false, false, "Int")
+}
+
+func (ec *executionContext) _InboundSync_lastFallbackReason(ctx context.Context, field graphql.CollectedField, obj *model.InboundSync) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_InboundSync_lastFallbackReason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastFallbackReason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_InboundSync_lastFallbackReason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("InboundSync", field, false, false, "String")
+}
+
+func (ec *executionContext) _InboundSync_lastEventAt(ctx context.Context, field graphql.CollectedField, obj *model.InboundSync) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_InboundSync_lastEventAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastEventAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_InboundSync_lastEventAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("InboundSync", field, false, false, "Time")
+}
+
 func (ec *executionContext) _ObjectSyncPreference_recordType(ctx context.Context, field graphql.CollectedField, obj *model.ObjectSyncPreference) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2902,6 +3063,38 @@ func (ec *executionContext) fieldContext_SyncOverview_pacing(_ context.Context, 
 	return fc, nil
 }
 
+func (ec *executionContext) _SyncOverview_inbound(ctx context.Context, field graphql.CollectedField, obj *model.SyncOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncOverview_inbound(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Inbound, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.InboundSync) graphql.Marshaler {
+			return ec.marshalNInboundSync2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐInboundSync(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncOverview_inbound(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncOverview",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_InboundSync(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _SyncPacing_budgetPerDay(ctx context.Context, field graphql.CollectedField, obj *model.SyncPacing) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4102,6 +4295,69 @@ func (ec *executionContext) _HourlyCalls(ctx context.Context, sel ast.SelectionS
 	return out
 }
 
+var inboundSyncImplementors = []string{"InboundSync"}
+
+func (ec *executionContext) _InboundSync(ctx context.Context, sel ast.SelectionSet, obj *model.InboundSync) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, inboundSyncImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("InboundSync")
+		case "mode":
+			out.Values[i] = ec._InboundSync_mode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reason":
+			out.Values[i] = ec._InboundSync_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "streamLagSeconds":
+			out.Values[i] = ec._InboundSync_streamLagSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "streamEvents":
+			out.Values[i] = ec._InboundSync_streamEvents(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "fallbacks":
+			out.Values[i] = ec._InboundSync_fallbacks(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "lastFallbackReason":
+			out.Values[i] = ec._InboundSync_lastFallbackReason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "lastEventAt":
+			out.Values[i] = ec._InboundSync_lastEventAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var objectSyncPreferenceImplementors = []string{"ObjectSyncPreference"}
 
 func (ec *executionContext) _ObjectSyncPreference(ctx context.Context, sel ast.SelectionSet, obj *model.ObjectSyncPreference) graphql.Marshaler {
@@ -4901,6 +5157,11 @@ func (ec *executionContext) _SyncOverview(ctx context.Context, sel ast.Selection
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
+		case "inbound":
+			out.Values[i] = ec._SyncOverview_inbound(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -5174,6 +5435,24 @@ func (ec *executionContext) marshalNHourlyCalls2ᚖgithubᚗcomᚋcrmsyncᚋcrms
 		return graphql.Null
 	}
 	return ec._HourlyCalls(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNInboundMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐInboundMode(ctx context.Context, v any) (model.InboundMode, error) {
+	var res model.InboundMode
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNInboundMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐInboundMode(ctx context.Context, sel ast.SelectionSet, v model.InboundMode) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNInboundSync2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐInboundSync(ctx context.Context, sel ast.SelectionSet, v *model.InboundSync) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "InboundSync!")
+		return graphql.Null
+	}
+	return ec._InboundSync(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNMembershipAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐMembershipAction(ctx context.Context, v any) (model.MembershipAction, error) {

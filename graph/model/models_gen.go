@@ -123,6 +123,21 @@ type HourlyCalls struct {
 	Calls int       `json:"calls"`
 }
 
+type InboundSync struct {
+	Mode InboundMode `json:"mode"`
+	// Why the workspace polls or catches up; empty while streaming.
+	Reason string `json:"reason"`
+	// Seconds from the CRM commit of the newest change applied from the stream to now; null when not streaming.
+	StreamLagSeconds *float64 `json:"streamLagSeconds,omitempty"`
+	// Change events consumed from the stream since it first ran (rate of change: events per minute).
+	StreamEvents int `json:"streamEvents"`
+	// Falls back from streaming (catch-up pulls, switches to polling) since it first ran.
+	Fallbacks          int    `json:"fallbacks"`
+	LastFallbackReason string `json:"lastFallbackReason"`
+	// When the stream last delivered changes.
+	LastEventAt *time.Time `json:"lastEventAt,omitempty"`
+}
+
 type MembershipInput struct {
 	CampaignID string           `json:"campaignId"`
 	ContactID  string           `json:"contactId"`
@@ -309,6 +324,8 @@ type SyncOverview struct {
 	LastBatchAt      *time.Time        `json:"lastBatchAt,omitempty"`
 	// Budget pacing of outbound flushes; null until a paced flush ran (or on the fixed schedule).
 	Pacing *SyncPacing `json:"pacing,omitempty"`
+	// How Salesforce changes come in: streamed, or polled and why.
+	Inbound *InboundSync `json:"inbound"`
 }
 
 // How crmsync spends its outbound API calls: a token bucket filled from a daily budget.
@@ -642,6 +659,67 @@ func (e *FieldSource) UnmarshalJSON(b []byte) error {
 }
 
 func (e FieldSource) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// How inbound sync reads the CRM now (docs/inbound.md).
+type InboundMode string
+
+const (
+	// Changes stream in as they commit (Change Data Capture).
+	InboundModeStreaming InboundMode = "STREAMING"
+	// The stream missed changes (overflow, expired replay id): a pull catches up, then streaming resumes.
+	InboundModeCatchingUp InboundMode = "CATCHING_UP"
+	// Changes are pulled every pull interval: streaming is off, unavailable or broken (see reason).
+	InboundModePolling InboundMode = "POLLING"
+)
+
+var AllInboundMode = []InboundMode{
+	InboundModeStreaming,
+	InboundModeCatchingUp,
+	InboundModePolling,
+}
+
+func (e InboundMode) IsValid() bool {
+	switch e {
+	case InboundModeStreaming, InboundModeCatchingUp, InboundModePolling:
+		return true
+	}
+	return false
+}
+
+func (e InboundMode) String() string {
+	return string(e)
+}
+
+func (e *InboundMode) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = InboundMode(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid InboundMode", str)
+	}
+	return nil
+}
+
+func (e InboundMode) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *InboundMode) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e InboundMode) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

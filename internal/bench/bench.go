@@ -40,15 +40,15 @@ import (
 
 // Options are the bench command's settings (see `crmsync bench --help`).
 type Options struct {
-	Scenario   string        // burst, trickle, backlog, limit or ingest (see docs/benchmarks.md)
+	Scenario   string        // burst, trickle, backlog, limit, ingest or inbound (see docs/benchmarks.md)
 	JSON       bool          // print the report as JSON
 	Latency    time.Duration // latency the fake Salesforce adds to every call
 	Changes    int           // changes to send (0: the scenario's default)
 	Records    int           // distinct records they touch (0: the scenario's default)
 	Clients    int           // ingest: concurrent GraphQL clients
 	Duration   time.Duration // ingest: how long each batch size is measured
-	Rate       float64       // trickle: changes per second on average (Poisson arrivals)
-	For        time.Duration // trickle: how long changes arrive
+	Rate       float64       // trickle, inbound: changes per second on average (Poisson arrivals)
+	For        time.Duration // trickle, inbound: how long changes arrive
 	Interval   time.Duration // the flush interval (and the fixed schedule's tick in trickle)
 	ClosedLoop bool          // trickle: one change at a time, the next once the org has it
 	Allowance  int64         // trickle: the fake org's daily allowance (0: 100,000)
@@ -104,6 +104,7 @@ type Report struct {
 	Lost            int     `json:"lost"`
 
 	Ingest  []IngestResult  `json:"ingest,omitempty"`
+	Inbound *InboundResult  `json:"inbound,omitempty"`
 	Trickle []TrickleResult `json:"trickle,omitempty"`
 	Budget  *BudgetResult   `json:"budget,omitempty"`
 }
@@ -129,14 +130,14 @@ var errBenchDone = errors.New("bench done")
 // plugin process. It prints the report to stdout and progress to stderr.
 func Run(c Options, global config.Global, serve Serve, stdout, stderr io.Writer) error {
 	defaults := map[string][2]int{"burst": {20_000, 2_000}, "trickle": {0, 200}, "backlog": {100_000, 20_000}, "limit": {2_000, 500}, "ingest": {0, 2_000},
-		"budget": {20_000, 500}}
+		"budget": {20_000, 500}, "inbound": {0, inboundLeads}}
 	if c.Changes == 0 {
 		c.Changes = defaults[c.Scenario][0] // ingest counts what its clients send
 	}
 	if c.Records == 0 {
 		c.Records = defaults[c.Scenario][1]
 	}
-	if c.Records < 3 || (c.Scenario != "ingest" && c.Scenario != "trickle" && c.Changes < c.Records) {
+	if c.Records < 3 || (c.Scenario != "ingest" && c.Scenario != "trickle" && c.Scenario != "inbound" && c.Changes < c.Records) {
 		return fmt.Errorf("bench: need at least 3 records and as many changes as records (got %d changes, %d records)", c.Changes, c.Records)
 	}
 	if c.CPUProfile != "" {
@@ -171,6 +172,14 @@ func Run(c Options, global config.Global, serve Serve, stdout, stderr io.Writer)
 	fake := &http.Server{Handler: org, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = fake.Serve(ln) }()
 	defer fake.Close()
+	if c.Scenario == "inbound" {
+		pln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("bench: listen for the fake Pub/Sub API: %w", err)
+		}
+		org.ServePubSub(pln)
+		defer org.StopPubSub()
+	}
 
 	global.DataDir = dir
 	if global.LogLevel == "info" {
@@ -178,8 +187,9 @@ func Run(c Options, global config.Global, serve Serve, stdout, stderr io.Writer)
 	}
 	cfg := config.Server{Listen: "127.0.0.1:0", ShutdownTimeout: 8 * time.Second,
 		// No sweep: it would flush the trickle's fixed-schedule workspace.
-		// The fake orgs listen on loopback: allowed explicitly.
-		Sync: config.Sync{FlushInterval: c.Interval, PullInterval: time.Hour, SweepInterval: time.Hour, AllowCRMHosts: []string{"127.0.0.1"}}}
+		// The fake orgs (and the fake Pub/Sub API) listen on loopback: allowed explicitly.
+		Sync: config.Sync{FlushInterval: c.Interval, PullInterval: time.Hour, SweepInterval: time.Hour, AllowCRMHosts: []string{"127.0.0.1"},
+			Streaming: c.Scenario == "inbound"}}
 	var report *Report
 	err = serve(global, cfg, func(ctx context.Context, a *Server) error {
 		b := &bench{cmd: c, global: global, a: a, org: org, orgURL: "http://" + ln.Addr().String(), progress: newProgress(stderr), dir: dir}
@@ -249,6 +259,8 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 		err = b.trickle(ctx, r)
 	case "budget":
 		err = b.budget(ctx, r)
+	case "inbound":
+		err = b.inbound(ctx, r)
 	default:
 		err = b.burst(ctx, r)
 	}
@@ -258,7 +270,7 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 	if r.APICalls > 0 && b.cmd.Scenario != "trickle" { // two workspaces got the same changes
 		r.PerCall = float64(r.Changes) / float64(r.APICalls)
 	}
-	if b.cmd.Scenario == "trickle" || b.cmd.Scenario == "budget" {
+	if b.cmd.Scenario == "trickle" || b.cmd.Scenario == "budget" || b.cmd.Scenario == "inbound" {
 		return r, nil // counted its own lost changes, on its own workspaces
 	}
 	lost, err := b.lost()
@@ -673,6 +685,12 @@ func printReport(w io.Writer, r *Report, asJSON bool) error {
 	}
 	if bu := r.Budget; bu != nil {
 		printBudget(row, bu)
+	}
+	if in := r.Inbound; in != nil {
+		row("inbound rep edits (applied)", fmt.Sprintf("%d (%d)", in.Edits, in.Applied))
+		row("commit → visible", fmt.Sprintf("p50 %.0f ms, p99 %.0f ms, max %.0f ms", in.P50MS, in.P99MS, in.MaxMS))
+		row("REST calls while streaming", in.RESTCalls)
+		row("REST calls, idle as long", in.IdleCalls)
 	}
 	if r.Scenario == "limit" {
 		row("calls after the first limit error", r.CallsAfterLimit)

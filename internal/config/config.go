@@ -97,6 +97,7 @@ type Sync struct {
 	PaceBurst     int           `name:"pace-burst" envs:"CRMSYNC_PACE_BURST" default:"6" help:"Budget schedule: how many API calls may go back to back after a quiet spell (the token bucket's capacity). Env: CRMSYNC_PACE_BURST."`
 	FlushInterval time.Duration `name:"flush-interval" envs:"CRMSYNC_FLUSH_INTERVAL" default:"10s" help:"Fixed schedule: under a steady trickle of changes, a connection is flushed at most once per interval (a change after a quiet spell is flushed at once). Budget schedule: how often a connection whose flushes found nothing due checks again. Env: CRMSYNC_FLUSH_INTERVAL."`
 	PullInterval  time.Duration `name:"pull-interval" envs:"CRMSYNC_PULL_INTERVAL" default:"5m" help:"How often Salesforce changes are pulled per connection. Env: CRMSYNC_PULL_INTERVAL."`
+	Streaming     bool          `name:"streaming" envs:"CRMSYNC_STREAMING" default:"true" negatable:"" help:"Stream Salesforce changes (Change Data Capture over the Pub/Sub API) where the connector and org allow it; --pull-interval then only governs the fallback pulls. Env: CRMSYNC_STREAMING."`
 	Lease         time.Duration `name:"sync-lease" envs:"CRMSYNC_SYNC_LEASE" default:"30s" help:"A running flush or pull holds its connection's lease for this long and renews it every third of it; a replica that dies mid-sync blocks the connection at most this long. Env: CRMSYNC_SYNC_LEASE."`
 	// SweepInterval is how often the safety-net sweep flushes workspaces
 	// with queued items; zero (a Sync built in code) means one minute. The
@@ -352,6 +353,7 @@ func (s Server) LogValue() slog.Value {
 		slog.Int("pace_burst", s.PaceBurst),
 		slog.String("flush_interval", s.FlushInterval.String()),
 		slog.String("pull_interval", s.PullInterval.String()),
+		slog.Bool("streaming", s.Streaming),
 		slog.String("sync_lease", s.Lease.String()),
 		slog.String("sweep_interval", s.SweepInterval.String()),
 		slog.Int("ingest_max_waiting", s.IngestMaxWaiting),

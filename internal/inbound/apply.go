@@ -46,23 +46,34 @@ type applier struct {
 // transaction: a crash before the commit re-reads the page, a crash after
 // it resumes after the page.
 func (r *run) applyPage(ctx context.Context, pl objectPlan, recs []connector.Record, next string) error {
+	return r.applyRecords(ctx, pl, recs, func(ctx context.Context, tx bun.Tx, now time.Time) error {
+		return saveCursor(ctx, tx, r.c, pl.object, next, now)
+	})
+}
+
+// applyRecords applies CRM records of one object, pulled or streamed, by
+// the one rulebook, and calls advance in the same transaction to store
+// where the feed stands after them (a pull's cursor, a stream's position).
+func (r *run) applyRecords(ctx context.Context, pl objectPlan, recs []connector.Record, advance func(context.Context, bun.Tx, time.Time) error) error {
 	now := r.p.now().UTC()
 	prevID, prevLen := r.batch.ID, len(r.batch.Records)
 	err := r.p.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		a := &applier{r: r, pl: pl, now: now, dirty: map[int64]*record.Record{}}
-		if err := a.load(ctx, tx, recs); err != nil {
-			return err
+		if len(recs) > 0 {
+			a := &applier{r: r, pl: pl, now: now, dirty: map[int64]*record.Record{}}
+			if err := a.load(ctx, tx, recs); err != nil {
+				return err
+			}
+			for _, cr := range recs {
+				a.apply(cr)
+			}
+			if err := a.save(ctx, tx); err != nil {
+				return err
+			}
+			if err := a.log(ctx, tx); err != nil {
+				return err
+			}
 		}
-		for _, cr := range recs {
-			a.apply(cr)
-		}
-		if err := a.save(ctx, tx); err != nil {
-			return err
-		}
-		if err := a.log(ctx, tx); err != nil {
-			return err
-		}
-		if err := saveCursor(ctx, tx, r.c, pl.object, next, now); err != nil {
+		if err := advance(ctx, tx, now); err != nil {
 			return err
 		}
 		return limits.Record(ctx, tx, r.c.WorkspaceID, now, r.uncounted)
@@ -374,7 +385,7 @@ func (a *applier) upsert(cr connector.Record) {
 			created = true
 		}
 	}
-	if !fresh && !created && a.seen(r, cr) {
+	if !fresh && !created && (a.seen(r, cr) || a.stale(r, cr)) {
 		return
 	}
 	view := crmView{Created: created, LastModified: cr.LastModified, LastModifiedByID: cr.LastModifiedByID}
@@ -427,6 +438,14 @@ func (a *applier) seen(r *record.Record, cr connector.Record) bool {
 		}
 	}
 	return true
+}
+
+// stale reports a streamed change older than the CRM state the record
+// was last synced with (a catch-up pull already read past it): applying it
+// would take a field back in time. Pulled records are never stale: they
+// are the record's current state.
+func (a *applier) stale(r *record.Record, cr connector.Record) bool {
+	return a.r.streamed && !r.CRMModstamp.IsZero() && cr.SystemModstamp.Before(r.CRMModstamp.Time)
 }
 
 // stampFields are record stamps some connectors also return among the

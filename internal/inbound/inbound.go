@@ -44,6 +44,10 @@ type Config struct {
 	// backlog is pulled in several runs with flushes in between; the
 	// Result says More.
 	MaxPages int
+	// StreamLeaseWait is how long a stream batch waits before asking
+	// again for the connection's lease held by a flush or pull (default
+	// DefaultStreamLeaseWait).
+	StreamLeaseWait time.Duration
 	// LeaseTTL is how long a pull holds the connection's lease between
 	// renewals, so how long a crashed pull blocks the connection's next
 	// sync (default connection.DefaultLeaseTTL).
@@ -56,6 +60,9 @@ type Config struct {
 func (c *Config) defaults() {
 	if c.MaxPages <= 0 {
 		c.MaxPages = 50
+	}
+	if c.StreamLeaseWait <= 0 {
+		c.StreamLeaseWait = DefaultStreamLeaseWait
 	}
 	if c.LeaseTTL <= 0 {
 		c.LeaseTTL = connection.DefaultLeaseTTL
@@ -95,6 +102,9 @@ type Result struct {
 	More bool
 	// Calls is the number of CRM API calls the pull made.
 	Calls int
+	// Streaming is set when the pull was skipped because the workspace's
+	// changes arrive through its change stream.
+	Streaming bool
 }
 
 // Pull reads the workspace's CRM changes since its stored cursors and
@@ -114,6 +124,11 @@ func (p *Puller) Pull(ctx context.Context, workspaceID int64) (*Result, error) {
 	}
 	if err := markPulled(ctx, p.db, workspaceID, p.now().UTC()); err != nil {
 		return nil, err
+	}
+	if streaming, err := Streaming(ctx, p.db, workspaceID, p.now()); err != nil || streaming {
+		// Changes arrive through the stream: a pull would cost calls for
+		// nothing (a broken stream shows POLLING and pulls resume).
+		return &Result{Streaming: streaming}, err
 	}
 	reason, detail, err := p.gate.Gate(ctx, c)
 	if err != nil {

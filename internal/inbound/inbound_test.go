@@ -216,6 +216,8 @@ func (s sfOrg) convert(t *testing.T, leadID string) string {
 const (
 	backendMemcrm = "memcrm"
 	backendSffake = "sffake"
+	// backendSffakeStream is sffake with its Pub/Sub API served.
+	backendSffakeStream = "sffake-stream"
 )
 
 var backends = []string{backendMemcrm, backendSffake}
@@ -249,10 +251,14 @@ func setupWith(t *testing.T, bdb *bun.DB, cfg inbound.Config, backend string) *t
 		s := memcrm.Session(org, memcrm.DefaultToken)
 		_, err = b.conns.Save(ctx, b.ws, memcrm.Name, s.Config, s.Credentials, b.org.Identity(), nil)
 		require.NoError(t, err)
-	case backendSffake:
+	case backendSffake, backendSffakeStream:
 		sf := sffaketest.Start(t)
 		crm := salesforce.New(salesforce.WithClock(sf.Clock().Now), salesforce.WithAllowedHosts("127.0.0.1"))
-		s := salesforce.NewSession(salesforce.Config{LoginURL: sf.URL(), ClientID: sffake.DefaultClientID},
+		cfg := salesforce.Config{LoginURL: sf.URL(), ClientID: sffake.DefaultClientID}
+		if backend == backendSffakeStream {
+			cfg.PubSubEndpoint = "http://" + sffaketest.StartPubSub(t, sf)
+		}
+		s := salesforce.NewSession(cfg,
 			salesforce.Credentials{ClientSecret: sffake.DefaultClientSecret, RefreshToken: sf.IssueRefreshToken(sf.IntegrationUserID())})
 		chk, err := crm.Check(ctx, connector.CheckRequest{Session: s})
 		require.NoError(t, err)

@@ -71,6 +71,8 @@ type run struct {
 	uncounted int
 	pages     int
 	more      bool
+	// streamed marks a run applying stream events rather than a pull.
+	streamed bool
 }
 
 func (p *Puller) newRun(ctx context.Context, c *connection.Connection) (*run, error) {
@@ -122,9 +124,22 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	var stop engine.PauseReason
 	var stopDetail string
 	if callErr = r.describe(ctx, readable); callErr == nil {
+		var packed map[string]*connector.FetchChangesResponse
+		if many, ok := r.crm.(connector.ManyChangeFetcher); ok && len(readable) > 1 {
+			packed, stop, stopDetail, callErr = r.fetchPacked(ctx, many, readable)
+		}
 		for _, pl := range readable {
+			if callErr != nil || stop != engine.PauseNone {
+				break
+			}
+			if page := packed[pl.object]; page != nil {
+				r.pages++
+				if callErr = r.applyPage(ctx, pl, page.Records, page.NextCursor); callErr != nil || !page.More {
+					continue
+				}
+			}
 			stop, stopDetail, callErr = r.pullObject(ctx, fetcher, pl)
-			if callErr != nil || stop != engine.PauseNone || r.more {
+			if r.more {
 				break
 			}
 		}
@@ -205,6 +220,39 @@ func (r *run) pullObject(ctx context.Context, fetcher connector.ChangeFetcher, p
 	}
 }
 
+// fetchPacked reads the first page of every pulled object in one call
+// (the connector packs the queries): an idle pull costs one call. It
+// answers nil pages when the connector cannot pack (each object is then
+// read on its own).
+func (r *run) fetchPacked(ctx context.Context, many connector.ManyChangeFetcher, readable []objectPlan) (map[string]*connector.FetchChangesResponse, engine.PauseReason, string, error) {
+	if reason, detail, err := r.checkBudget(ctx); err != nil || reason != engine.PauseNone {
+		return nil, reason, detail, err
+	}
+	req := connector.FetchChangesManyRequest{Session: r.meter.Session}
+	for _, pl := range readable {
+		cursor, err := loadCursor(ctx, r.p.db, r.c, pl.object)
+		if err != nil {
+			return nil, engine.PauseNone, "", err
+		}
+		req.Requests = append(req.Requests, connector.FetchChangesRequest{Object: pl.object, Fields: r.fields[pl.object], Cursor: cursor, PageSize: r.p.cfg.PageSize})
+	}
+	resp, err := many.FetchChangesMany(ctx, req)
+	if errors.Is(err, connector.ErrUnsupported) {
+		return nil, engine.PauseNone, "", nil
+	}
+	if err := r.observe(ctx, "fetch changes", connection.MetaOf(resp), err); err != nil {
+		return nil, engine.PauseNone, "", err
+	}
+	if len(resp.Results) != len(readable) {
+		return nil, engine.PauseNone, "", fmt.Errorf("connector %s answered %d of %d change pages", r.c.Connector, len(resp.Results), len(readable))
+	}
+	out := map[string]*connector.FetchChangesResponse{}
+	for i, pl := range readable {
+		out[pl.object] = &resp.Results[i]
+	}
+	return out, engine.PauseNone, "", nil
+}
+
 // checkBudget stops before a page that would cross crmsync's own daily
 // limit (each page is one call at least).
 func (r *run) checkBudget(ctx context.Context) (engine.PauseReason, string, error) {
@@ -265,6 +313,8 @@ func (r *run) finish(ctx context.Context, callErr error, stop engine.PauseReason
 		b.Message = "stopped: syncing paused (" + string(stop) + "); the next pull resumes here"
 	case r.more:
 		b.Message = fmt.Sprintf("read %d pages; the next pull continues", r.pages)
+	case r.streamed:
+		b.Message = "streamed: applied from the CRM's change stream"
 	}
 	b.Count()
 	if b.ID != 0 || callErr != nil {
@@ -277,7 +327,11 @@ func (r *run) finish(ctx context.Context, callErr error, stop engine.PauseReason
 			r.p.publish(ctx, events.Event{WorkspaceID: ws, Kind: events.KindRecords, BatchID: b.ID})
 		}
 	}
-	r.p.logger.Info("pull done", slog.Int64("workspace_id", ws), slog.Int("pages", r.pages), slog.Int("api_calls", r.meter.Calls),
+	source := "pull"
+	if r.streamed {
+		source = "stream"
+	}
+	r.p.logger.Info("inbound sync done", slog.String("source", source), slog.Int64("workspace_id", ws), slog.Int("pages", r.pages), slog.Int("api_calls", r.meter.Calls),
 		slog.Int("created", b.Created), slog.Int("updated", b.Updated), slog.Int("skipped", b.Skipped), slog.String("status", string(b.Status)))
 	switch {
 	case errors.Is(callErr, connector.ErrCredentials):

@@ -12,6 +12,7 @@ import (
 
 	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/engine"
+	"github.com/crmsync/crmsync/internal/inbound"
 	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/record"
@@ -46,6 +47,9 @@ type Overview struct {
 	LastBatchAt      time.Time
 	// Pace is the outbound pacing state (Enabled false: none).
 	Pace engine.Pace
+
+	// Inbound is how changes come in (streaming or polling and why).
+	Inbound *inbound.StreamState
 }
 
 // Get computes the workspace's overview at now.
@@ -63,6 +67,9 @@ func Get(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (Ove
 		o.ConversionUsed += h.Calls
 	}
 	if o.LastBatchAt, err = synclog.Latest(ctx, db, workspaceID); err != nil {
+		return o, err
+	}
+	if o.Inbound, err = inbound.LoadStreamState(ctx, db, workspaceID); err != nil {
 		return o, err
 	}
 	c, err := connection.NewStore(db, nil).Get(ctx, workspaceID)

@@ -49,6 +49,12 @@ type Options struct {
 	// LogLimit is the number of requests the request log keeps (the
 	// latest). Default 10,000.
 	LogLimit int
+	// EventRetention is how long Change Data Capture events stay
+	// replayable over the Pub/Sub API (org clock). Default 72h.
+	EventRetention time.Duration
+	// PubSubKeepalive is how often an idle Subscribe stream gets an empty
+	// FetchResponse (wall clock). Default 270s, as Salesforce.
+	PubSubKeepalive time.Duration
 }
 
 // Default credentials of the connected app every Server starts with.
@@ -94,6 +100,7 @@ type Server struct {
 	calls    CallCounts
 	logLimit int
 	openLocs []string // open query locators, oldest first
+	bus      *eventBus
 	// schemaTime is when the org's metadata last changed (its creation):
 	// describe answers If-Modified-Since with 304 after it.
 	schemaTime time.Time
@@ -160,6 +167,8 @@ func New(opts Options) *Server {
 		logLimit: opts.LogLimit, max: opts.DailyMax, latency: opts.Latency, pageSize: opts.QueryPageSize, ttl: opts.TokenTTL,
 	}
 	s.st.faults = s.faults
+	s.bus = newBus(opts)
+	s.st.onCommit = s.publishChanges
 	s.st.now = s.clock.Now
 	s.schemaTime = s.clock.Now().Truncate(time.Second)
 	s.orgID = makeID(keyPrefixes["Organization"], "5g", 1)
@@ -432,7 +441,9 @@ func (s *Server) handle(r *http.Request, body []byte) response {
 		s.calls.Write++
 	}
 	c := &call{method: r.Method, path: rest, version: version, query: r.URL.Query(), body: body, header: r.Header, actor: user, base: s.baseURL(r)}
+	s.st.origin = changeOrigin(version, r.Header.Get("Sforce-Call-Options"))
 	resp := s.dispatch(c)
+	s.st.origin = ""
 	resp.kind, resp.user = kind, user
 	s.limitHeader(&resp)
 	return resp

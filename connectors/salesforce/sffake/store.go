@@ -67,6 +67,13 @@ func (e apiError) item() map[string]any {
 type undoEntry struct {
 	object, id string
 	prev       *record // nil: the record did not exist
+	changes    int     // len(store.changes) before the write
+}
+
+// storeChange is one committed write, for Change Data Capture.
+type storeChange struct {
+	prev, next *record // prev nil: a create
+	origin     string
 }
 
 // store holds the org's records. It is guarded by Server.mu.
@@ -82,6 +89,13 @@ type store struct {
 	commitLag   time.Duration
 	now         func() time.Time
 	faults      *faults
+
+	// changes are the writes of the open transaction; onCommit receives
+	// them when it commits (a write outside a transaction at once).
+	// origin is the changeOrigin of the request being served.
+	changes  []storeChange
+	onCommit func([]storeChange)
+	origin   string
 }
 
 func newStore(pod string) *store {
@@ -129,10 +143,15 @@ func (st *store) put(r *record) {
 	} else {
 		r.visibleAt, r.committed = time.Time{}, nil
 	}
+	ch := storeChange{prev: st.recs[r.obj.Name][id], next: r, origin: st.origin}
 	if st.inTx > 0 {
-		st.undo = append(st.undo, undoEntry{object: r.obj.Name, id: id, prev: st.recs[r.obj.Name][id]})
+		st.undo = append(st.undo, undoEntry{object: r.obj.Name, id: id, prev: ch.prev, changes: len(st.changes)})
+		st.changes = append(st.changes, ch)
 	}
 	st.recs[r.obj.Name][id] = r
+	if st.inTx == 0 && st.onCommit != nil {
+		st.onCommit([]storeChange{ch})
+	}
 }
 
 // begin opens a (nested) transaction and returns its savepoint.
@@ -143,11 +162,19 @@ func (st *store) commit() {
 	st.inTx--
 	if st.inTx == 0 {
 		st.undo = st.undo[:0]
+		changes := st.changes
+		st.changes = nil
+		if len(changes) > 0 && st.onCommit != nil {
+			st.onCommit(changes)
+		}
 	}
 }
 
 // rollback undoes every change since savepoint and closes the transaction.
 func (st *store) rollback(savepoint int) {
+	if savepoint < len(st.undo) {
+		st.changes = st.changes[:st.undo[savepoint].changes]
+	}
 	for i := len(st.undo) - 1; i >= savepoint; i-- {
 		u := st.undo[i]
 		if u.prev == nil {

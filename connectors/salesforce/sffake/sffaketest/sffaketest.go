@@ -5,6 +5,7 @@
 package sffaketest
 
 import (
+	"net"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -29,4 +30,17 @@ func Start(t testing.TB, opts ...sffake.Options) *sffake.Server {
 	s.SetBaseURL(ts.URL)
 	t.Cleanup(ts.Close)
 	return s
+}
+
+// StartPubSub serves s's Pub/Sub API (Change Data Capture) on a loopback
+// port until the test ends, and returns its address.
+func StartPubSub(t testing.TB, s *sffake.Server) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("sffake pub/sub listen: %v", err)
+	}
+	s.ServePubSub(lis)
+	t.Cleanup(s.StopPubSub)
+	return lis.Addr().String()
 }

@@ -1,0 +1,373 @@
+package inbound_test
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+
+	"github.com/crmsync/crmsync/internal/db/dbtest"
+	"github.com/crmsync/crmsync/internal/inbound"
+	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/record"
+	"github.com/crmsync/crmsync/internal/synclog"
+)
+
+// streamedObjects is how many objects a workspace streams by default
+// (Account, Lead, Contact).
+const streamedObjects = 3
+
+// eventually polls cond until it holds or 15 s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// startStream runs the workspace's streams until the returned stop is
+// called, and waits until every object's stream is set up (its position
+// stored, after the catch-up of a fresh start).
+func (b *testBundle) startStream(t *testing.T) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.puller.Stream(ctx, b.ws) }()
+	eventually(t, "streams set up", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("stream stopped: %v", err)
+		default:
+		}
+		n, err := b.db.NewSelect().Table("inbound_streams").Where("workspace_id = ?", b.ws).Count(context.Background())
+		require.NoError(t, err)
+		return n == streamedObjects && b.state(t).Mode == inbound.ModeStreaming
+	})
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		require.NoError(t, <-done)
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func (b *testBundle) state(t *testing.T) *inbound.StreamState {
+	t.Helper()
+	st, err := inbound.LoadStreamState(context.Background(), b.db, b.ws)
+	require.NoError(t, err)
+	return st
+}
+
+// restCalls counts the data API calls sffake served since the log reset.
+func (b *testBundle) restCalls() (queries, all int) {
+	for _, r := range b.sf.RequestLog() {
+		if r.Kind == "read" || r.Kind == "write" {
+			all++
+			if strings.Contains(r.Path, "/query") || strings.Contains(r.Path, "/composite") {
+				queries++
+			}
+		}
+	}
+	return queries, all
+}
+
+// inboundBatches returns the workspace's inbound sync-log batches.
+func (b *testBundle) inboundBatches(t *testing.T) []*synclog.Batch {
+	t.Helper()
+	var out []*synclog.Batch
+	require.NoError(t, b.db.NewSelect().Model(&out).Where("workspace_id = ? AND direction = ?", b.ws, synclog.Inbound).OrderExpr("id").Scan(context.Background()))
+	return out
+}
+
+func (b *testBundle) titleIs(t *testing.T, id, want string) {
+	t.Helper()
+	eventually(t, "title "+want, func() bool { return b.rec(t, record.TypeContact, id).Fields["title"].Value == want })
+}
+
+func TestStreamAppliesRepEditsWithoutEchoOrPolling(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setupWith(t, bdb, inbound.Config{}, backendSffakeStream)
+		b.setMode(t, record.TypeContact, "title", "Title", prefs.TwoWay)
+		lead := b.syncedContact(t, "c", "ada@example.com")
+		b.startStream(t)
+		b.sf.ResetRequestLog()
+
+		b.clock.Advance(time.Minute)
+		b.side.edit(t, "Lead", lead, map[string]any{"Title": "VP Engineering"})
+		b.titleIs(t, "c", "VP Engineering")
+		r := b.rec(t, record.TypeContact, "c")
+		require.Equal(t, record.SourceSalesforce, r.Fields["title"].Source)
+		require.Zero(t, b.queued(t), "an applied change never queues an outbound write")
+		_, calls := b.restCalls()
+		require.Zero(t, calls, "a streamed change of a linked record costs no REST call")
+		batches := b.inboundBatches(t)
+		last := b.batch(t, batches[len(batches)-1].ID)
+		require.Contains(t, last.Message, "streamed")
+		require.True(t, fieldLog(t, last.Records, "c", "title").Sent)
+
+		// crmsync's own write comes back as an event: recognised, not applied.
+		b.clock.Advance(time.Minute)
+		b.ingest(t, change(record.TypeContact, "c", b.clock.Now(), map[string]any{"title": "CTO"}))
+		b.flush(t)
+		before := len(b.inboundBatches(t))
+		applied := b.state(t).EventsApplied
+		eventually(t, "own event consumed", func() bool { return b.state(t).EventsApplied > applied })
+		require.Len(t, b.inboundBatches(t), before, "own write: nothing applied, nothing logged")
+		require.Equal(t, "CTO", b.rec(t, record.TypeContact, "c").Fields["title"].Value)
+		require.Zero(t, b.queued(t))
+
+		// While streaming, the periodic pull costs nothing.
+		b.sf.ResetRequestLog()
+		res := b.pull(t)
+		require.True(t, res.Streaming)
+		require.Zero(t, res.Calls)
+		_, calls = b.restCalls()
+		require.Zero(t, calls)
+
+		// A Lead created by a rep arrives with its values (a CREATE event
+		// carries them all: no read).
+		b.side.create(t, "Lead", map[string]any{"LastName": "Hopper", "Company": "Navy", "Email": "grace@example.com", "Title": "RADM"})
+		eventually(t, "new lead linked", func() bool {
+			n, err := b.db.NewSelect().Model((*record.Record)(nil)).Where("workspace_id = ? AND crm_object = 'Lead'", b.ws).Count(context.Background())
+			require.NoError(t, err)
+			return n == 2
+		})
+		_, calls = b.restCalls()
+		require.Zero(t, calls)
+		st := b.state(t)
+		require.Equal(t, inbound.ModeStreaming, st.Mode)
+		require.False(t, st.LastCommitAt.IsZero())
+		mode, _ := st.Effective(time.Now())
+		require.Equal(t, inbound.ModeStreaming, mode)
+		require.Equal(t, inbound.ModePolling, func() inbound.Mode { m, _ := st.Effective(time.Now().Add(time.Hour)); return m }(),
+			"a stream whose lease ran out is not streaming")
+
+		// The metrics: mode, lag, events consumed.
+		reg := prometheus.NewRegistry()
+		require.NoError(t, reg.Register(inbound.NewStreamCollector(b.db, slog.New(slog.DiscardHandler))))
+		families, err := reg.Gather()
+		require.NoError(t, err)
+		got := map[string]float64{}
+		for _, f := range families {
+			for _, m := range f.GetMetric() {
+				ws, mode := "", ""
+				for _, l := range m.GetLabel() {
+					switch l.GetName() {
+					case "workspace":
+						ws = l.GetValue()
+					case "mode":
+						mode = l.GetValue()
+					}
+				}
+				if ws != strconv.FormatInt(b.ws, 10) {
+					continue
+				}
+				v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
+				got[f.GetName()+mode] = v
+			}
+		}
+		require.Equal(t, 1.0, got["crmsync_inbound_modeSTREAMING"])
+		require.Equal(t, 0.0, got["crmsync_inbound_modePOLLING"])
+		require.GreaterOrEqual(t, got["crmsync_inbound_stream_events_total"], 3.0)
+		require.Contains(t, got, "crmsync_inbound_stream_lag_seconds")
+	})
+}
+
+func TestStreamResumesAfterRestartFromStoredPosition(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setupWith(t, bdb, inbound.Config{}, backendSffakeStream)
+		b.setMode(t, record.TypeContact, "title", "Title", prefs.TwoWay)
+		lead := b.syncedContact(t, "c", "ada@example.com")
+		stop := b.startStream(t)
+		b.clock.Advance(time.Minute)
+		b.side.edit(t, "Lead", lead, map[string]any{"Title": "One"})
+		b.titleIs(t, "c", "One")
+		stop() // crmsync stops (or crashes after its last commit)
+
+		b.clock.Advance(time.Minute)
+		b.side.edit(t, "Lead", lead, map[string]any{"Title": "Two"})
+		b.clock.Advance(time.Second)
+		b.side.edit(t, "Lead", lead, map[string]any{"Title": "Three"})
+		b.sf.ResetRequestLog()
+		fallbacks := b.state(t).Fallbacks
+		b.startStream(t)
+		b.titleIs(t, "c", "Three")
+		queries, _ := b.restCalls()
+		require.Zero(t, queries, "resumed from the stored replay id: no catch-up pull")
+		require.Equal(t, fallbacks, b.state(t).Fallbacks)
+	})
+}
+
+func TestStreamCatchesUpWhenReplayIDExpired(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setupWith(t, bdb, inbound.Config{}, backendSffakeStream)
+		b.setMode(t, record.TypeContact, "title", "Title", prefs.TwoWay)
+		lead := b.syncedContact(t, "c", "ada@example.com")
+		stop := b.startStream(t)
+		stop()
+		// Down for four days: the edit made meanwhile is past the 72 h
+		// retention by the time crmsync is back.
+		b.clock.Advance(time.Hour)
+		b.side.edit(t, "Lead", lead, map[string]any{"Title": "While away"})
+		b.clock.Advance(96 * time.Hour)
+		fallbacks := b.state(t).Fallbacks
+		b.startStream(t)
+		b.titleIs(t, "c", "While away")
+		eventually(t, "streaming again", func() bool { return b.state(t).Mode == inbound.ModeStreaming })
+		st := b.state(t)
+		require.Greater(t, st.Fallbacks, fallbacks)
+		require.Contains(t, st.LastFallbackReason, "replay id")
+
+		// Streaming goes on after the catch-up.
+		b.clock.Advance(time.Minute)
+		b.side.edit(t, "Lead", lead, map[string]any{"Title": "Back"})
+		b.titleIs(t, "c", "Back")
+	})
+}
+
+func TestStreamGapsAndOverflowAreReadOrPulled(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setupWith(t, bdb, inbound.Config{}, backendSffakeStream)
+		b.setMode(t, record.TypeContact, "title", "Title", prefs.TwoWay)
+		lead := b.syncedContact(t, "c", "ada@example.com")
+		b.startStream(t)
+
+		// A change Salesforce reports only as a gap: the record is read.
+		b.sf.SetCDCEnabled("Lead", false) // the write itself publishes nothing
+		b.clock.Advance(time.Minute)
+		b.side.edit(t, "Lead", lead, map[string]any{"Title": "Gap"})
+		b.sf.SetCDCEnabled("Lead", true)
+		b.sf.ResetRequestLog()
+		require.NoError(t, b.sf.InjectGap("Lead", lead))
+		b.titleIs(t, "c", "Gap")
+		_, calls := b.restCalls()
+		require.Equal(t, 1, calls, "one read of the gap's record")
+
+		// Overflow: the object is pulled from its cursor.
+		b.sf.SetCDCEnabled("Lead", false)
+		b.clock.Advance(time.Minute)
+		b.side.edit(t, "Lead", lead, map[string]any{"Title": "Overflow"})
+		b.sf.SetCDCEnabled("Lead", true)
+		fallbacks := b.state(t).Fallbacks
+		require.NoError(t, b.sf.InjectOverflow("Lead"))
+		b.titleIs(t, "c", "Overflow")
+		st := b.state(t)
+		require.Greater(t, st.Fallbacks, fallbacks)
+		require.Contains(t, st.LastFallbackReason, "GAP_OVERFLOW")
+		eventually(t, "streaming again", func() bool { return b.state(t).Mode == inbound.ModeStreaming })
+	})
+}
+
+func TestStreamDuplicateDeliveryAppliesOnce(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setupWith(t, bdb, inbound.Config{}, backendSffakeStream)
+		b.setMode(t, record.TypeContact, "title", "Title", prefs.TwoWay)
+		lead := b.syncedContact(t, "c", "ada@example.com")
+		stop := b.startStream(t)
+		ctx := context.Background()
+		var old string
+		require.NoError(t, b.db.NewSelect().Table("inbound_streams").Column("position").
+			Where("workspace_id = ? AND crm_object = 'Lead'", b.ws).Scan(ctx, &old))
+		b.clock.Advance(time.Minute)
+		b.side.edit(t, "Lead", lead, map[string]any{"Title": "Once"})
+		b.titleIs(t, "c", "Once")
+		stop()
+		updated := 0
+		for _, bt := range b.inboundBatches(t) {
+			updated += bt.Updated
+		}
+		// A crash between applying and storing the position delivers the
+		// same events again: rewind the stored position.
+		_, err := b.db.NewUpdate().Table("inbound_streams").Set("position = ?", old).
+			Where("workspace_id = ? AND crm_object = 'Lead'", b.ws).Exec(ctx)
+		require.NoError(t, err)
+		applied := b.state(t).EventsApplied
+		b.startStream(t)
+		eventually(t, "redelivered", func() bool { return b.state(t).EventsApplied > applied })
+		again := 0
+		for _, bt := range b.inboundBatches(t) {
+			again += bt.Updated
+		}
+		require.Equal(t, updated, again, "the repeated event changes nothing and logs no update")
+		require.Equal(t, "Once", b.rec(t, record.TypeContact, "c").Fields["title"].Value)
+	})
+}
+
+func TestStreamFallsBackToPollingWhenCDCIsOff(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setupWith(t, bdb, inbound.Config{}, backendSffakeStream)
+		b.setMode(t, record.TypeContact, "title", "Title", prefs.TwoWay)
+		lead := b.syncedContact(t, "c", "ada@example.com")
+		b.sf.SetCDCEnabled("Contact", false)
+		err := b.puller.Stream(context.Background(), b.ws)
+		require.Error(t, err)
+		st := b.state(t)
+		require.Equal(t, inbound.ModePolling, st.Mode)
+		require.Contains(t, st.Reason, "Change Data Capture")
+		// Polling takes over.
+		b.clock.Advance(time.Minute)
+		b.side.edit(t, "Lead", lead, map[string]any{"Title": "Polled"})
+		b.clock.Advance(time.Minute)
+		res := b.pull(t)
+		require.False(t, res.Streaming)
+		require.Equal(t, "Polled", b.rec(t, record.TypeContact, "c").Fields["title"].Value)
+	})
+}
+
+// TestPackedPullsCostOneCallWhenIdle: the pull packs its per-object
+// queries into one /composite call, so an idle pull costs one call, and a
+// pull with changes applies them as before.
+func TestPackedPullsCostOneCallWhenIdle(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setupWith(t, bdb, inbound.Config{}, backendSffake)
+		b.setMode(t, record.TypeContact, "title", "Title", prefs.TwoWay)
+		lead := b.syncedContact(t, "c", "ada@example.com")
+		// (Within the describe cache's 15 minutes: a describe refresh costs
+		// its own calls.)
+		for range 3 {
+			b.clock.Advance(time.Minute)
+			b.sf.ResetRequestLog()
+			res := b.pull(t)
+			require.Nil(t, res.Batch)
+			require.Equal(t, 1, res.Calls)
+			_, calls := b.restCalls()
+			require.Equal(t, 1, calls, "one /composite call for Account, Lead and Contact")
+		}
+		b.side.edit(t, "Lead", lead, map[string]any{"Title": "Packed"})
+		b.clock.Advance(time.Minute)
+		b.sf.ResetRequestLog()
+		res := b.pull(t)
+		require.NotNil(t, res.Batch)
+		require.Equal(t, 1, res.Calls)
+		require.Equal(t, "Packed", b.rec(t, record.TypeContact, "c").Fields["title"].Value)
+	})
+}
