@@ -43,6 +43,10 @@ type Checker struct {
 	// stamps it (a LastModifiedDate, to the second): between two seconds
 	// when the edit straddled a second boundary.
 	repAt map[fieldKey][2]time.Time
+	// repDone is when the rep's edit call returned (not truncated): a
+	// flush that started before it may have read the record before the
+	// edit landed.
+	repDone map[fieldKey]time.Time
 }
 
 // acceptedValue is a value crmsync accepted and the time it changed.
@@ -65,7 +69,7 @@ type fieldKey struct {
 // NewChecker returns a Checker for a workspace configured with specs.
 func NewChecker(specs []FieldSpec) *Checker {
 	c := &Checker{specs: map[specKey]FieldSpec{}, accepted: map[fieldKey][]acceptedValue{},
-		seeded: map[fieldKey]string{}, rep: map[fieldKey]string{}, repAt: map[fieldKey][2]time.Time{}}
+		seeded: map[fieldKey]string{}, rep: map[fieldKey]string{}, repAt: map[fieldKey][2]time.Time{}, repDone: map[fieldKey]time.Time{}}
 	for _, s := range specs {
 		c.specs[specKey{s.Type, s.Field}] = s
 	}
@@ -120,6 +124,7 @@ func (c *Checker) RepEdited(t record.Type, id, field, value string, from, to tim
 	k := fieldKey{t, id, field}
 	c.rep[k] = value
 	c.repAt[k] = [2]time.Time{from.UTC().Truncate(time.Second), to.UTC().Truncate(time.Second)}
+	c.repDone[k] = to.UTC()
 }
 
 // Forget drops a rep edit the org refused.
@@ -128,6 +133,7 @@ func (c *Checker) Forget(t record.Type, id, field string) {
 	defer c.mu.Unlock()
 	delete(c.rep, fieldKey{t, id, field})
 	delete(c.repAt, fieldKey{t, id, field})
+	delete(c.repDone, fieldKey{t, id, field})
 }
 
 // newest is the value Conversion keeps of a field: its latest change by
@@ -337,9 +343,13 @@ func (c *Checker) Check(ctx context.Context, db *bun.DB, workspaceID int64, org 
 					switch {
 					case rec != nil && queued[rec.ID]:
 						r.Waiting++
-					case valuePattern.MatchString(fmt.Sprint(got)) && (sent.sentIn.IsZero() || sent.sentIn.Before(c.repAt[k][0])):
-						// No flush that started after the edit sent it: it
-						// was decided on a read from before the edit.
+					case valuePattern.MatchString(fmt.Sprint(got)) && (sent.sentIn.IsZero() || sent.sentIn.Before(c.repDone[k])):
+						// No flush that started after the edit call returned
+						// sent it: it may have been decided on a read from
+						// before the edit landed (the sent flush's start and
+						// the edit are compared on the wall clock, exactly:
+						// the edit's LastModifiedDate second would call a
+						// flush that started earlier in that second "after").
 						r.Raced++
 					default:
 						r.ModeViolations++

@@ -46,7 +46,7 @@ func TestSalesforceDocExamples(t *testing.T) {
 	}
 	require.Equal(t, 2, connects, "the real-org and the fake-org connectCrm")
 
-	printed := connectMutation("http://127.0.0.1:8089", sffake.DefaultClientID, sffake.DefaultClientSecret, "5Aep861...")
+	printed := connectMutation("http://127.0.0.1:8089", "127.0.0.1:8090", sffake.DefaultClientID, sffake.DefaultClientSecret, "5Aep861...")
 	require.Contains(t, page, withoutComments(printed), "the doc shows what fake-salesforce prints")
 }
 

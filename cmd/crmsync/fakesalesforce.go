@@ -39,9 +39,7 @@ func (c fakeSalesforceCmd) Run(e *env) error {
 	}
 	sf.ServePubSub(pln)
 	defer sf.StopPubSub()
-	// The mutation comes last: what follows it is pasted as is.
-	fmt.Fprintf(e.stdout, "# To stream Change Data Capture from the fake org, add to config: pubsubEndpoint: \"http://%s\"\n# (and allow its host: crmsync serve --allow-crm-host %s).\n", pln.Addr(), pln.Addr())
-	fmt.Fprint(e.stdout, connectMutation(base, sf.ClientID(), sf.ClientSecret(), sf.IssueRefreshToken(sf.IntegrationUserID())))
+	fmt.Fprint(e.stdout, connectMutation(base, pln.Addr().String(), sf.ClientID(), sf.ClientSecret(), sf.IssueRefreshToken(sf.IntegrationUserID())))
 	srv := &http.Server{Handler: sf, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
@@ -63,11 +61,16 @@ func (c fakeSalesforceCmd) Run(e *env) error {
 
 // connectMutation is what fake-salesforce prints: a GraphQL document (its
 // comments are GraphQL comments) whose one operation connects a workspace
-// to the fake org, and the settings that point serve's web flow at it.
-func connectMutation(base, clientID, clientSecret, refreshToken string) string {
+// to the fake org, and the settings that point serve's web flow and
+// streaming (its Pub/Sub API at pubsub) at it.
+func connectMutation(base, pubsub, clientID, clientSecret, refreshToken string) string {
 	q := func(s string) string { b, _ := json.Marshal(s); return string(b) } // GraphQL strings escape as JSON's do
 	host := strings.TrimPrefix(base, "http://")
 	return `# A fake Salesforce org is running at ` + base + ` (Ctrl-C to stop).
+#
+# To stream its changes (Change Data Capture over its Pub/Sub API at
+# ` + pubsub + `), add pubsubEndpoint: "http://` + pubsub + `" to config below,
+# and allow that host:port too (serve streams by default, --streaming).
 #
 # crmsync reaches only Salesforce's own hosts unless told otherwise: start
 # crmsync serve with CRMSYNC_ALLOW_CRM_HOSTS=` + host + `

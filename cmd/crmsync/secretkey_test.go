@@ -36,7 +36,7 @@ func TestRotatedSecretKey(t *testing.T) {
 
 	s := startServe(t, dir, addr, keyA)
 	token := field(t, runCmd(t, envOf(map[string]string{"CRMSYNC_DATA_DIR": dir}), "workspace", "create", "Acme"), "token")
-	connect := connectMutation(org.URL(), org.ClientID(), org.ClientSecret(), org.IssueRefreshToken(org.IntegrationUserID()))
+	connect := connectMutation(org.URL(), "127.0.0.1:0", org.ClientID(), org.ClientSecret(), org.IssueRefreshToken(org.IntegrationUserID()))
 	requireStatus(t, s.graphql(t, token, connect), "CONNECTED")
 	s.stop(t)
 

@@ -485,13 +485,24 @@ func (s *Store) SetPauseReason(ctx context.Context, c *Connection, reason string
 	return nil
 }
 
+// pauseConversionLimit is engine.PauseConversionLimit, the stored pause
+// reason of a batch refused for crmsync's own daily cap.
+const pauseConversionLimit = "CONVERSION_LIMIT"
+
 // SetDailyLimit stores crmsync's own daily call limit (nil clears it).
 func (s *Store) SetDailyLimit(ctx context.Context, c *Connection, limit *int64) error {
 	c.DailyLimit = sql.NullInt64{}
 	if limit != nil {
 		c.DailyLimit = sql.NullInt64{Int64: *limit, Valid: true}
 	}
-	_, err := s.db.NewUpdate().Model((*Connection)(nil)).Set("daily_limit = ?, updated_at = ?", c.DailyLimit, s.now().UTC()).
+	// A pause for the old cap does not hold for the new one: the flush
+	// the new cap schedules decides again (and pauses again if need be).
+	if c.PauseReason == pauseConversionLimit {
+		c.PauseReason = ""
+	}
+	_, err := s.db.NewUpdate().Model((*Connection)(nil)).
+		Set("daily_limit = ?, updated_at = ?", c.DailyLimit, s.now().UTC()).
+		Set("pause_reason = CASE WHEN pause_reason = ? THEN '' ELSE pause_reason END", pauseConversionLimit).
 		Where("id = ?", c.ID).Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("set daily limit of connection %d: %w", c.ID, err)

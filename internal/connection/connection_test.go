@@ -165,6 +165,32 @@ func TestLease(t *testing.T) {
 	})
 }
 
+// A new daily cap ends a pause for the old one (the flush it schedules
+// decides again) and leaves other pause reasons alone.
+func TestSetDailyLimitClearsItsPause(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		store := connection.NewStore(bdb, newBox(t))
+		ws := newWorkspace(t, bdb)
+		_, err := store.Save(ctx, ws, "memcrm", json.RawMessage(`{}`), json.RawMessage(`{}`), connector.Identity{}, nil)
+		require.NoError(t, err)
+		c, err := store.Get(ctx, ws)
+		require.NoError(t, err)
+		for reason, want := range map[string]string{"CONVERSION_LIMIT": "", "SALESFORCE_LIMIT": "SALESFORCE_LIMIT"} {
+			require.NoError(t, store.SetPauseReason(ctx, c, reason))
+			limit := int64(50)
+			require.NoError(t, store.SetDailyLimit(ctx, c, &limit))
+			require.Equal(t, want, c.PauseReason, reason)
+			stored, err := store.Get(ctx, ws)
+			require.NoError(t, err)
+			require.Equal(t, want, stored.PauseReason, reason)
+			require.Equal(t, limit, stored.DailyLimit.Int64)
+		}
+	})
+}
+
 // A held lease outlives its TTL while the holder renews it, and the
 // holder's context ends as soon as someone else took it over.
 func TestHoldLease(t *testing.T) {

@@ -108,13 +108,15 @@ func PauseReason(c *connection.Connection, conversionUsed int64) engine.PauseRea
 		return engine.PauseCredentialsUnreadable
 	case c.PausedByUser:
 		return engine.PauseByUser
-	case c.DailyLimit.Valid && conversionUsed >= c.DailyLimit.Int64:
+	case c.DailyLimit.Valid && (conversionUsed >= c.DailyLimit.Int64 || engine.PauseReason(c.PauseReason) == engine.PauseConversionLimit):
+		// At the cap, or the engine refused a batch the calls left could
+		// not carry (setting a cap clears that, see Store.SetDailyLimit).
 		return engine.PauseConversionLimit
 	case c.APIUsed.Valid && c.APIMax.Valid && c.APIMax.Int64 > 0 && c.APIUsed.Int64 >= c.APIMax.Int64:
 		return engine.PauseSalesforceLimit
 	// The engine's last recorded reason, until its next flush clears it;
-	// but crmsync's own cap is decided above from the live count: a cap
-	// raised or removed since is not a reason any more.
+	// but crmsync's own cap is decided above: a cap removed since is not
+	// a reason any more.
 	case c.PauseReason != "" && engine.PauseReason(c.PauseReason) != engine.PauseConversionLimit:
 		return engine.PauseReason(c.PauseReason)
 	}

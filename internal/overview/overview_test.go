@@ -32,10 +32,14 @@ func TestPauseReason(t *testing.T) {
 		}), 0, engine.PauseSalesforceLimit},
 		"recorded":   {conn(func(c *connection.Connection) { c.PauseReason = string(engine.PauseSalesforceLimit) }), 0, engine.PauseSalesforceLimit},
 		"cap lifted": {conn(func(c *connection.Connection) { c.PauseReason = string(engine.PauseConversionLimit) }), 100, engine.PauseNone},
+		// Setting a cap clears a stored CONVERSION_LIMIT (Store.SetDailyLimit).
 		"cap raised": {conn(func(c *connection.Connection) {
-			c.PauseReason = string(engine.PauseConversionLimit)
 			c.DailyLimit = sql.NullInt64{Int64: 50, Valid: true}
 		}), 10, engine.PauseNone},
+		"batch bigger than what is left": {conn(func(c *connection.Connection) {
+			c.PauseReason = string(engine.PauseConversionLimit)
+			c.DailyLimit = sql.NullInt64{Int64: 14, Valid: true}
+		}), 12, engine.PauseConversionLimit},
 		"cap still on": {conn(func(c *connection.Connection) {
 			c.PauseReason = string(engine.PauseConversionLimit)
 			c.DailyLimit = sql.NullInt64{Int64: 5, Valid: true}
