@@ -353,8 +353,9 @@ func (c *Checker) Check(ctx context.Context, db *bun.DB, workspaceID int64, org 
 						r.Raced++
 					default:
 						r.ModeViolations++
-						r.problem("%s %s.%s is TWO_WAY: the rep's edit %q (at %s) is newer than Conversion's %q (changed %s), Salesforce has %v",
-							k.Type, k.ID, k.Field, want[0], c.repAt[k][0].Format(time.RFC3339), last, conv.at.Format(time.RFC3339Nano), got)
+						r.problem("%s %s.%s is TWO_WAY: the rep's edit %q (at %s, call returned %s) is newer than Conversion's %q (changed %s), Salesforce has %v; its sync log: %v",
+							k.Type, k.ID, k.Field, want[0], c.repAt[k][0].Format(time.RFC3339), c.repDone[k].Format(time.RFC3339Nano),
+							last, conv.at.Format(time.RFC3339Nano), got, sent.history)
 					}
 				}
 				continue
@@ -534,6 +535,8 @@ type decision struct {
 	sentIn time.Time
 	// kept: a flush decided not to send it.
 	kept bool
+	// history is every logged decision on it, for a problem's report.
+	history []string
 }
 
 // outboundDecisions returns, per (record, field, value), what outbound
@@ -570,6 +573,8 @@ func outboundDecisions(ctx context.Context, db *bun.DB, workspaceID int64) (map[
 				d.sentIn = started[row.BatchID]
 			}
 			d.kept = d.kept || !f.Sent
+			d.history = append(d.history, fmt.Sprintf("batch %d started %s sent=%v (%s)",
+				row.BatchID, started[row.BatchID].Format(time.RFC3339Nano), f.Sent, f.Reason))
 			out[k] = d
 		}
 	}

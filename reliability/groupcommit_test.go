@@ -47,7 +47,10 @@ func TestGroupCommitReplicaKilled(t *testing.T) {
 				fields := updated[rk.Type]
 				pick := fields[rng.IntN(len(fields))]
 				ch := Change{Type: rk.Type, ID: rk.ID, Fields: map[string]string{pick[0]: Value(pick[1], i, int(l.seq.Add(1)))}}
-				tries, err := l.sendRoundRobin(ctx, k+n, []Change{ch}, time.Now())
+				// The checker orders a field's values by At, as crmsync
+				// orders them by changedAt: they must be the same time.
+				ch.At = time.Now()
+				tries, err := l.sendRoundRobin(ctx, k+n, []Change{ch}, ch.At)
 				if err != nil {
 					failed.Store(err)
 					return
