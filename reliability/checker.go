@@ -182,6 +182,17 @@ func (c *Checker) twoWayWinner(k fieldKey, conv acceptedValue) []string {
 	return []string{conv.v, rep}
 }
 
+// racedBy reports whether one of a field's sends (the starts of the
+// flushes that sent it any value) may have raced the rep's edit of it:
+// started before the edit call returned, and no more than racingWrite
+// before the edit began, so its write may have landed after the edit.
+func (c *Checker) racedBy(k fieldKey, sends []time.Time) bool {
+	from, done := c.repAt[k][0], c.repDone[k]
+	return slices.ContainsFunc(sends, func(t time.Time) bool {
+		return t.Before(done) && !t.Before(from.Add(-racingWrite))
+	})
+}
+
 // Changes is how many changes were accepted.
 func (c *Checker) Changes() int {
 	c.mu.Lock()
@@ -300,7 +311,7 @@ func (c *Checker) Check(ctx context.Context, db *bun.DB, workspaceID int64, org 
 	if err != nil {
 		return r, err
 	}
-	decided, err := outboundDecisions(ctx, db, workspaceID)
+	decided, sends, err := outboundDecisions(ctx, db, workspaceID)
 	if err != nil {
 		return r, err
 	}
@@ -350,6 +361,12 @@ func (c *Checker) Check(ctx context.Context, db *bun.DB, workspaceID int64, org 
 						// the edit are compared on the wall clock, exactly:
 						// the edit's LastModifiedDate second would call a
 						// flush that started earlier in that second "after").
+						r.Raced++
+					case valuePattern.MatchString(fmt.Sprint(got)) && c.racedBy(k, sends[k]):
+						// An earlier Conversion value, sent by a flush that
+						// read before the edit landed, overwrote the edit;
+						// Salesforce then held crmsync's own write, which
+						// the newer Conversion change rightly replaced.
 						r.Raced++
 					default:
 						r.ModeViolations++
@@ -541,11 +558,11 @@ type decision struct {
 
 // outboundDecisions returns, per (record, field, value), what outbound
 // flushes decided.
-func outboundDecisions(ctx context.Context, db *bun.DB, workspaceID int64) (map[logKey]decision, error) {
+func outboundDecisions(ctx context.Context, db *bun.DB, workspaceID int64) (map[logKey]decision, map[fieldKey][]time.Time, error) {
 	var batches []synclog.Batch
 	if err := db.NewSelect().Model(&batches).Column("id", "started_at").
 		Where("workspace_id = ? AND direction = ?", workspaceID, synclog.Outbound).Scan(ctx); err != nil {
-		return nil, fmt.Errorf("check: load sync batches: %w", err)
+		return nil, nil, fmt.Errorf("check: load sync batches: %w", err)
 	}
 	started := map[int64]time.Time{}
 	for _, b := range batches {
@@ -558,9 +575,10 @@ func outboundDecisions(ctx context.Context, db *bun.DB, workspaceID int64) (map[
 			Where("workspace_id = ? AND direction = ?", workspaceID, synclog.Outbound)).
 		Scan(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("check: load sync logs: %w", err)
+		return nil, nil, fmt.Errorf("check: load sync logs: %w", err)
 	}
 	out := map[logKey]decision{}
+	sends := map[fieldKey][]time.Time{}
 	for _, row := range rows {
 		for _, f := range row.Fields {
 			s, ok := f.Value.(string)
@@ -572,13 +590,17 @@ func outboundDecisions(ctx context.Context, db *bun.DB, workspaceID int64) (map[
 			if f.Sent && started[row.BatchID].After(d.sentIn) {
 				d.sentIn = started[row.BatchID]
 			}
+			if f.Sent {
+				fk := fieldKey{row.RecordType, row.ConversionID, f.Field}
+				sends[fk] = append(sends[fk], started[row.BatchID])
+			}
 			d.kept = d.kept || !f.Sent
 			d.history = append(d.history, fmt.Sprintf("batch %d started %s sent=%v (%s)",
 				row.BatchID, started[row.BatchID].Format(time.RFC3339Nano), f.Sent, f.Reason))
 			out[k] = d
 		}
 	}
-	return out, nil
+	return out, sends, nil
 }
 
 // overlappingSyncs counts logged syncs (flushes and pulls) of the
