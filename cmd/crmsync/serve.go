@@ -98,7 +98,7 @@ func runBus(ctx context.Context, bus eventBus) (wait func()) {
 func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []byte, id replica.Identity, logger *slog.Logger) (*app, error) {
 	a := &app{db: bdb, registry: prometheus.NewRegistry(), secretKey: secretKey}
 	a.workspaces = workspace.NewService(bdb)
-	a.auth = workspace.NewAuthenticator(a.workspaces, cfg.AdminToken)
+	a.auth = workspace.NewAuthenticator(a.workspaces, cfg.AdminToken.Reveal())
 
 	box, err := secret.NewBox(secretKey)
 	if err != nil {
@@ -201,7 +201,7 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 		return nil, err
 	}
 	// River's own UI, for the admin token.
-	if a.riverUI, err = riverweb.New(client, logger, cfg.AdminToken); err != nil {
+	if a.riverUI, err = riverweb.New(client, logger, cfg.AdminToken.Reveal()); err != nil {
 		return nil, err
 	}
 	a.riverUI.Mount(a.server)

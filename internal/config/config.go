@@ -41,8 +41,8 @@ type Global struct {
 type Server struct {
 	Listen          string        `name:"listen" envs:"CRMSYNC_LISTEN" default:"127.0.0.1:8080" placeholder:"HOST:PORT" help:"Address the HTTP server listens on (default: 127.0.0.1:8080). Env: CRMSYNC_LISTEN."`
 	OpsListen       string        `name:"ops-listen" envs:"CRMSYNC_OPS_LISTEN" placeholder:"HOST:PORT" help:"Address of the operational listener serving /metrics, /healthz and /readyz (for example 10.0.0.5:9090; keep it off the public network: /metrics labels every workspace). Empty: /metrics is not served; /healthz and /readyz stay on --listen. Env: CRMSYNC_OPS_LISTEN."`
-	AdminToken      string        `name:"admin-token" envs:"CRMSYNC_ADMIN_TOKEN" placeholder:"TOKEN" help:"Token for admin operations (createWorkspace). Empty: admin operations are disabled. Env: CRMSYNC_ADMIN_TOKEN."`
-	SecretKey       string        `name:"secret-key" envs:"CRMSYNC_SECRET_KEY" placeholder:"BASE64" help:"Key encrypting CRM credentials at rest: 32 random bytes in base64 (openssl rand -base64 32). Empty: read from, or generated into, <data-dir>/secret.key. Replicas on one PostgreSQL must share it. Env: CRMSYNC_SECRET_KEY."`
+	AdminToken      secret.String `name:"admin-token" envs:"CRMSYNC_ADMIN_TOKEN" placeholder:"TOKEN" help:"Token for admin operations (createWorkspace). Empty: admin operations are disabled. Env: CRMSYNC_ADMIN_TOKEN."`
+	SecretKey       secret.String `name:"secret-key" envs:"CRMSYNC_SECRET_KEY" placeholder:"BASE64" help:"Key encrypting CRM credentials at rest: 32 random bytes in base64 (openssl rand -base64 32). Empty: read from, or generated into, <data-dir>/secret.key. Replicas on one PostgreSQL must share it. Env: CRMSYNC_SECRET_KEY."`
 	NoMigrate       bool          `name:"no-migrate" envs:"CRMSYNC_NO_MIGRATE" help:"Do not migrate the database on start (run crmsync migrate up yourself). Env: CRMSYNC_NO_MIGRATE=true."`
 	GraphiQL        bool          `name:"graphiql" envs:"CRMSYNC_GRAPHIQL" default:"true" negatable:"" help:"Serve the GraphiQL page at / (--no-graphiql to turn off). Env: CRMSYNC_GRAPHIQL=false."`
 	Introspection   bool          `name:"introspection" envs:"CRMSYNC_INTROSPECTION" default:"true" negatable:"" help:"Allow GraphQL schema introspection (GraphiQL needs it). Env: CRMSYNC_INTROSPECTION=false."`
@@ -58,11 +58,11 @@ type Server struct {
 // /oauth/salesforce/start, docs/limits.md): the connected app crmsync
 // sends users to. Unset client id: the routes are not served.
 type SalesforceOAuth struct {
-	SalesforceClientID     string `name:"salesforce-client-id" envs:"CRMSYNC_SALESFORCE_CLIENT_ID" placeholder:"KEY" help:"Consumer key of the Salesforce connected app used by the web flow at /oauth/salesforce/start. Empty: the web flow is off (connectCrm still works). Env: CRMSYNC_SALESFORCE_CLIENT_ID."`
-	SalesforceClientSecret string `name:"salesforce-client-secret" envs:"CRMSYNC_SALESFORCE_CLIENT_SECRET" placeholder:"SECRET" help:"Consumer secret of that connected app (stored with each connection, encrypted). Env: CRMSYNC_SALESFORCE_CLIENT_SECRET."`
-	SalesforceLoginURL     string `name:"salesforce-login-url" envs:"CRMSYNC_SALESFORCE_LOGIN_URL" default:"https://login.salesforce.com" placeholder:"URL" help:"Default OAuth host of the web flow (https://test.salesforce.com for sandboxes, or a My Domain URL); a start request may ask for another host under salesforce.com with ?login_url=. Env: CRMSYNC_SALESFORCE_LOGIN_URL."`
-	SalesforceRedirectURL  string `name:"salesforce-redirect-url" envs:"CRMSYNC_SALESFORCE_REDIRECT_URL" placeholder:"URL" help:"This server's callback URL as registered on the connected app, ending in /oauth/salesforce/callback (https://crmsync.example.com/oauth/salesforce/callback). Required with the client id. Env: CRMSYNC_SALESFORCE_REDIRECT_URL."`
-	SalesforceReturnURL    string `name:"salesforce-return-url" envs:"CRMSYNC_SALESFORCE_RETURN_URL" placeholder:"URL" help:"Where the browser goes after the callback, with ?salesforce=connected or ?salesforce=error&error=CODE (the app's settings page). Empty: a short text page. Env: CRMSYNC_SALESFORCE_RETURN_URL."`
+	SalesforceClientID     string        `name:"salesforce-client-id" envs:"CRMSYNC_SALESFORCE_CLIENT_ID" placeholder:"KEY" help:"Consumer key of the Salesforce connected app used by the web flow at /oauth/salesforce/start. Empty: the web flow is off (connectCrm still works). Env: CRMSYNC_SALESFORCE_CLIENT_ID."`
+	SalesforceClientSecret secret.String `name:"salesforce-client-secret" envs:"CRMSYNC_SALESFORCE_CLIENT_SECRET" placeholder:"SECRET" help:"Consumer secret of that connected app (stored with each connection, encrypted). Env: CRMSYNC_SALESFORCE_CLIENT_SECRET."`
+	SalesforceLoginURL     string        `name:"salesforce-login-url" envs:"CRMSYNC_SALESFORCE_LOGIN_URL" default:"https://login.salesforce.com" placeholder:"URL" help:"Default OAuth host of the web flow (https://test.salesforce.com for sandboxes, or a My Domain URL); a start request may ask for another host under salesforce.com with ?login_url=. Env: CRMSYNC_SALESFORCE_LOGIN_URL."`
+	SalesforceRedirectURL  string        `name:"salesforce-redirect-url" envs:"CRMSYNC_SALESFORCE_REDIRECT_URL" placeholder:"URL" help:"This server's callback URL as registered on the connected app, ending in /oauth/salesforce/callback (https://crmsync.example.com/oauth/salesforce/callback). Required with the client id. Env: CRMSYNC_SALESFORCE_REDIRECT_URL."`
+	SalesforceReturnURL    string        `name:"salesforce-return-url" envs:"CRMSYNC_SALESFORCE_RETURN_URL" placeholder:"URL" help:"Where the browser goes after the callback, with ?salesforce=connected or ?salesforce=error&error=CODE (the app's settings page). Empty: a short text page. Env: CRMSYNC_SALESFORCE_RETURN_URL."`
 }
 
 // Validate checks the web-flow settings.
@@ -273,7 +273,7 @@ func (s Server) Validate() error {
 		}
 	}
 	if s.SecretKey != "" {
-		if _, err := secret.ParseKey(s.SecretKey); err != nil {
+		if _, err := secret.ParseKey(s.SecretKey.Reveal()); err != nil {
 			return fmt.Errorf("CRMSYNC_SECRET_KEY: %w (generate one with: openssl rand -base64 32)", err)
 		}
 	}
@@ -339,8 +339,8 @@ func (s Server) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("listen", s.Listen),
 		slog.String("ops_listen", s.OpsListen),
-		slog.String("admin_token", mask(s.AdminToken)),
-		slog.String("secret_key", mask(s.SecretKey)),
+		slog.Any("admin_token", s.AdminToken),
+		slog.Any("secret_key", s.SecretKey),
 		slog.Bool("no_migrate", s.NoMigrate),
 		slog.Bool("graphiql", s.GraphiQL),
 		slog.Bool("introspection", s.Introspection),
@@ -361,7 +361,7 @@ func (s Server) LogValue() slog.Value {
 		slog.Any("connector_plugins", s.Connectors),
 		slog.Any("allow_crm_hosts", s.AllowCRMHosts),
 		slog.String("salesforce_client_id", s.SalesforceClientID),
-		slog.String("salesforce_client_secret", mask(s.SalesforceClientSecret)),
+		slog.Any("salesforce_client_secret", s.SalesforceClientSecret),
 		slog.String("salesforce_login_url", s.SalesforceLoginURL),
 		slog.String("salesforce_redirect_url", s.SalesforceRedirectURL),
 		slog.String("salesforce_return_url", s.SalesforceReturnURL),
@@ -395,7 +395,7 @@ const SecretKeyFile = "secret.key"
 // use. generated reports a new key.
 func (s Server) SecretKeyBytes(dataDir string) (key []byte, generated bool, err error) {
 	if s.SecretKey != "" {
-		key, err := secret.ParseKey(s.SecretKey)
+		key, err := secret.ParseKey(s.SecretKey.Reveal())
 		return key, false, err
 	}
 	path := filepath.Join(dataDir, SecretKeyFile)

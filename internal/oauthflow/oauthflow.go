@@ -63,7 +63,8 @@ const stateBinding = "crmsync/oauth/salesforce/state"
 type Config struct {
 	// ClientID and ClientSecret are the connected app's consumer key and
 	// secret.
-	ClientID, ClientSecret string
+	ClientID     string
+	ClientSecret secret.String
 	// LoginURL is the default OAuth host (DefaultLoginURL when empty). A
 	// start request may name another with ?login_url= (a sandbox or My
 	// Domain host under salesforce.com).
@@ -161,7 +162,7 @@ type state struct {
 func (f *Flow) oauthConfig(loginURL string) *oauth2.Config {
 	return &oauth2.Config{
 		ClientID:     f.cfg.ClientID,
-		ClientSecret: f.cfg.ClientSecret,
+		ClientSecret: f.cfg.ClientSecret.Reveal(),
 		RedirectURL:  f.cfg.RedirectURL,
 		Endpoint: oauth2.Endpoint{
 			AuthURL:   loginURL + "/services/oauth2/authorize",
@@ -327,7 +328,7 @@ func (f *Flow) session(st *state, tok *oauth2.Token) (config, creds json.RawMess
 	c := map[string]string{"refreshToken": tok.RefreshToken, "accessToken": tok.AccessToken,
 		"instanceUrl": extra("instance_url"), "identityUrl": extra("id")}
 	if f.cfg.ClientSecret != "" {
-		c["clientSecret"] = f.cfg.ClientSecret
+		c["clientSecret"] = f.cfg.ClientSecret.Reveal()
 	}
 	if id := extra("id"); id != "" {
 		c["userId"] = id[strings.LastIndex(id, "/")+1:]
