@@ -47,6 +47,8 @@ type Checker struct {
 	// flush that started before it may have read the record before the
 	// edit landed.
 	repDone map[fieldKey]time.Time
+	// repFrom is when the edit call began, exactly.
+	repFrom map[fieldKey]time.Time
 }
 
 // acceptedValue is a value crmsync accepted and the time it changed.
@@ -69,7 +71,8 @@ type fieldKey struct {
 // NewChecker returns a Checker for a workspace configured with specs.
 func NewChecker(specs []FieldSpec) *Checker {
 	c := &Checker{specs: map[specKey]FieldSpec{}, accepted: map[fieldKey][]acceptedValue{},
-		seeded: map[fieldKey]string{}, rep: map[fieldKey]string{}, repAt: map[fieldKey][2]time.Time{}, repDone: map[fieldKey]time.Time{}}
+		seeded: map[fieldKey]string{}, rep: map[fieldKey]string{}, repAt: map[fieldKey][2]time.Time{}, repDone: map[fieldKey]time.Time{},
+		repFrom: map[fieldKey]time.Time{}}
 	for _, s := range specs {
 		c.specs[specKey{s.Type, s.Field}] = s
 	}
@@ -125,6 +128,7 @@ func (c *Checker) RepEdited(t record.Type, id, field, value string, from, to tim
 	c.rep[k] = value
 	c.repAt[k] = [2]time.Time{from.UTC().Truncate(time.Second), to.UTC().Truncate(time.Second)}
 	c.repDone[k] = to.UTC()
+	c.repFrom[k] = from.UTC()
 }
 
 // Forget drops a rep edit the org refused.
@@ -134,6 +138,7 @@ func (c *Checker) Forget(t record.Type, id, field string) {
 	delete(c.rep, fieldKey{t, id, field})
 	delete(c.repAt, fieldKey{t, id, field})
 	delete(c.repDone, fieldKey{t, id, field})
+	delete(c.repFrom, fieldKey{t, id, field})
 }
 
 // newest is the value Conversion keeps of a field: its latest change by
@@ -182,16 +187,19 @@ func (c *Checker) twoWayWinner(k fieldKey, conv acceptedValue) []string {
 	return []string{conv.v, rep}
 }
 
-// racedBy reports whether one of a field's sends (the starts of the
-// flushes that sent it any value) may have raced the rep's edit of it:
-// started before the edit call returned, and no more than racingWrite
-// before the edit began, so its write may have landed after the edit.
-func (c *Checker) racedBy(k fieldKey, sends []time.Time) bool {
-	from, done := c.repAt[k][0], c.repDone[k]
-	return slices.ContainsFunc(sends, func(t time.Time) bool {
-		return t.Before(done) && !t.Before(from.Add(-racingWrite))
+// racedBy reports whether one of a field's sends (the flushes that sent
+// it any value) may have raced the rep's edit of it: it started before
+// the edit call returned and finished after the edit call began, so it
+// may have read before the edit landed and written after.
+func (c *Checker) racedBy(k fieldKey, sends []span) bool {
+	from, done := c.repFrom[k], c.repDone[k]
+	return slices.ContainsFunc(sends, func(s span) bool {
+		return s.start.Before(done) && s.end.After(from)
 	})
 }
+
+// span is when a logged sync ran.
+type span struct{ start, end time.Time }
 
 // Changes is how many changes were accepted.
 func (c *Checker) Changes() int {
@@ -558,15 +566,17 @@ type decision struct {
 
 // outboundDecisions returns, per (record, field, value), what outbound
 // flushes decided.
-func outboundDecisions(ctx context.Context, db *bun.DB, workspaceID int64) (map[logKey]decision, map[fieldKey][]time.Time, error) {
+func outboundDecisions(ctx context.Context, db *bun.DB, workspaceID int64) (map[logKey]decision, map[fieldKey][]span, error) {
 	var batches []synclog.Batch
-	if err := db.NewSelect().Model(&batches).Column("id", "started_at").
+	if err := db.NewSelect().Model(&batches).Column("id", "started_at", "finished_at").
 		Where("workspace_id = ? AND direction = ?", workspaceID, synclog.Outbound).Scan(ctx); err != nil {
 		return nil, nil, fmt.Errorf("check: load sync batches: %w", err)
 	}
 	started := map[int64]time.Time{}
+	ran := map[int64]span{}
 	for _, b := range batches {
 		started[b.ID] = b.StartedAt
+		ran[b.ID] = span{b.StartedAt, b.FinishedAt}
 	}
 	var rows []synclog.Record
 	err := db.NewSelect().Model(&rows).Column("batch_id", "record_type", "conversion_id", "fields").
@@ -578,7 +588,7 @@ func outboundDecisions(ctx context.Context, db *bun.DB, workspaceID int64) (map[
 		return nil, nil, fmt.Errorf("check: load sync logs: %w", err)
 	}
 	out := map[logKey]decision{}
-	sends := map[fieldKey][]time.Time{}
+	sends := map[fieldKey][]span{}
 	for _, row := range rows {
 		for _, f := range row.Fields {
 			s, ok := f.Value.(string)
@@ -592,7 +602,7 @@ func outboundDecisions(ctx context.Context, db *bun.DB, workspaceID int64) (map[
 			}
 			if f.Sent {
 				fk := fieldKey{row.RecordType, row.ConversionID, f.Field}
-				sends[fk] = append(sends[fk], started[row.BatchID])
+				sends[fk] = append(sends[fk], ran[row.BatchID])
 			}
 			d.kept = d.kept || !f.Sent
 			d.history = append(d.history, fmt.Sprintf("batch %d started %s sent=%v (%s)",
