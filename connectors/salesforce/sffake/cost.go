@@ -158,6 +158,16 @@ type costState struct {
 	held map[string]int
 	// inflight holds the arrival time of every request being served.
 	inflight map[*work]time.Time
+	stats    CostStats
+}
+
+// CostStats counts what the cost model refused.
+type CostStats struct {
+	// LockErrors counts records that failed with UNABLE_TO_LOCK_ROW.
+	LockErrors int
+	// LongRefused counts requests refused by the cap on concurrent
+	// long-running requests (ConcurrentPerOrgLongTxn).
+	LongRefused int
 }
 
 func newCostState(model Cost, seed uint64) *costState {
@@ -184,6 +194,7 @@ func (cs *costState) arrive(now time.Time, capped bool) (*work, bool) {
 			}
 		}
 		if long >= cs.model.MaxLong {
+			cs.stats.LongRefused++
 			return nil, false
 		}
 	}
@@ -244,6 +255,7 @@ func (st *store) lockError(r, prev *record) *apiError {
 			w.failed[p] = cs.rng.Float64() < 1-math.Pow(1-cs.model.LockContention, float64(k))
 		}
 		if w.failed[p] {
+			cs.stats.LockErrors++
 			return &apiError{Code: "UNABLE_TO_LOCK_ROW", Message: "unable to obtain exclusive access to this record or 1 records: " + p, Fields: []string{}}
 		}
 	}

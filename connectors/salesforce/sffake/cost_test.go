@@ -229,6 +229,7 @@ func TestCostLongRunningCap(t *testing.T) {
 	require.Contains(t, string(r.body), "ConcurrentPerOrgLongTxn Limit exceeded.")
 	after, _ := b.sf.Usage()
 	require.Equal(t, used, after, "a refused request is not counted")
+	require.Equal(t, sffake.CostStats{LongRefused: 1}, b.sf.CostStats())
 	close(g.release)
 	wg.Wait()
 	require.Equal(t, 200, b.query(t, "SELECT Id FROM Account").status)
