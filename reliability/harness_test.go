@@ -81,6 +81,8 @@ type clusterOptions struct {
 	// PostgreSQL.
 	DatabaseURL string
 	Latency     time.Duration
+	// Cost is the fake org's cost model (nil: none, Latency only).
+	Cost *sffake.Cost
 }
 
 func newCluster(t *testing.T, opts clusterOptions) *cluster {
@@ -95,7 +97,7 @@ func newCluster(t *testing.T, opts clusterOptions) *cluster {
 	c.db = bdb
 
 	// The checker reads the whole request log.
-	c.org = sffake.New(sffake.Options{Latency: opts.Latency, DailyMax: 10_000_000, LogLimit: 10_000_000})
+	c.org = sffake.New(sffake.Options{Latency: opts.Latency, Cost: opts.Cost, DailyMax: 10_000_000, LogLimit: 10_000_000})
 	c.hook = &hookedOrg{org: c.org}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

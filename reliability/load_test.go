@@ -44,7 +44,10 @@ type tenant struct {
 
 // setup creates a workspace, sets the field modes of specs and connects it
 // to the fake org through the Salesforce connector plugin.
-func (c *cluster) setup(ctx context.Context) tenant {
+func (c *cluster) setup(ctx context.Context) tenant { return c.setupWith(ctx, specs) }
+
+// setupWith is setup with the field modes of fields.
+func (c *cluster) setupWith(ctx context.Context, fields []FieldSpec) tenant {
 	t := c.t
 	t.Helper()
 	var created struct {
@@ -59,7 +62,7 @@ func (c *cluster) setup(ctx context.Context) tenant {
 	tn := tenant{id: id, token: created.CreateWorkspace.Token}
 	c.refreshToken = c.org.IssueRefreshToken(c.org.IntegrationUserID())
 	c.connect(ctx, tn, c.refreshToken)
-	for _, s := range specs {
+	for _, s := range fields {
 		require.NoError(t, c.call(ctx, tn.token, `mutation($in: FieldSyncPreferenceInput!) { updateFieldSyncPreference(input: $in) { mode } }`,
 			map[string]any{"in": map[string]any{"recordType": s.Type, "field": s.Field, "crmField": s.CRMField, "mode": s.Mode}}, nil))
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -9,21 +10,48 @@ import (
 	"github.com/crmsync/crmsync/internal/bench"
 )
 
+// Bad cost model settings are refused before anything runs, saying why.
+func TestBenchCostModelErrors(t *testing.T) {
+	t.Parallel()
+	for args, want := range map[string]string{
+		"--cost-model bogus":                      `--cost-model must be one of "realistic","flat" but got "bogus"`,
+		"--cost-model flat --cost-per-record 5ms": "--cost-per-record applies to the realistic cost model only",
+		"--cost-per-record=-5ms":                  "must not be negative",
+		"--latency=-1s":                           "must not be negative",
+	} {
+		var stdout, stderr lockedBuffer
+		err := run(t.Context(), append([]string{"bench"}, strings.Fields(args)...), func(string) string { return "" }, &stdout, &stderr)
+		require.ErrorContains(t, err, want, args)
+	}
+}
+
 // The bench scenarios run end to end at a tiny size, through the real
 // Salesforce connector plugin, so the command cannot rot.
 func TestBenchScenarios(t *testing.T) {
 	t.Parallel()
-	for _, scenario := range []string{"burst", "backlog"} {
+	// burst runs under the default (realistic) cost model, backlog under
+	// the flat one: every report names the model it ran under.
+	for scenario, model := range map[string]string{"burst": "", "backlog": "flat"} {
 		t.Run(scenario, func(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr lockedBuffer
 			getenv := func(string) string { return "" }
-			err := run(t.Context(), []string{"bench", "--scenario", scenario, "--changes", "300", "--records", "30", "--latency", "0s", "--json"},
-				getenv, &stdout, &stderr)
+			args := []string{"bench", "--scenario", scenario, "--changes", "300", "--records", "30", "--latency", "0s", "--json"}
+			if model != "" {
+				args = append(args, "--cost-model", model)
+			}
+			err := run(t.Context(), args, getenv, &stdout, &stderr)
 			require.NoError(t, err, stderr.String())
 			var r bench.Report
 			require.NoError(t, json.Unmarshal([]byte(stdout.String()), &r), stdout.String())
 			require.Equal(t, scenario, r.Scenario)
+			if model == "" {
+				require.Equal(t, "realistic", r.CostModel)
+				require.Contains(t, r.CostDetail, "Contact: create 10ms")
+			} else {
+				require.Equal(t, "flat", r.CostModel)
+				require.Equal(t, "flat: 0s per call", r.CostDetail)
+			}
 			require.Equal(t, "sqlite", r.Database)
 			require.Zero(t, r.Lost, "every change reached the fake org")
 			require.Positive(t, r.APICalls, "calls are counted by the fake org")
@@ -102,12 +130,13 @@ func TestBenchScenarios(t *testing.T) {
 		}
 	})
 	// The budget scenario simulates a day on the fake org's clock: the
-	// calls in any 24 hours never pass the limit, nothing is lost.
+	// calls in any 24 hours never pass the limit, nothing is lost. It
+	// counts calls, not time: the flat model keeps it quick.
 	t.Run("budget", func(t *testing.T) {
 		t.Parallel()
 		var stdout, stderr lockedBuffer
 		getenv := func(string) string { return "" }
-		err := run(t.Context(), []string{"bench", "--scenario", "budget", "--records", "12", "--cap", "300", "--latency", "0s", "--json"},
+		err := run(t.Context(), []string{"bench", "--scenario", "budget", "--records", "12", "--cap", "300", "--latency", "0s", "--cost-model", "flat", "--json"},
 			getenv, &stdout, &stderr)
 		require.NoError(t, err, stderr.String())
 		var r bench.Report

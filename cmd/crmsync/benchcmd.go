@@ -13,7 +13,9 @@ import (
 type benchCmd struct {
 	Scenario   string        `name:"scenario" enum:"burst,trickle,backlog,limit,ingest,budget,inbound" default:"burst" help:"burst, trickle, backlog, limit, ingest, budget or inbound (see docs/benchmarks.md)."`
 	JSON       bool          `name:"json" help:"Print the report as JSON."`
-	Latency    time.Duration `name:"latency" default:"150ms" help:"Latency the fake Salesforce adds to every call."`
+	Latency    time.Duration `name:"latency" default:"150ms" help:"Base latency the fake Salesforce adds to every call, in both cost models."`
+	CostModel  string        `name:"cost-model" enum:"realistic,flat" default:"realistic" help:"How the fake Salesforce spends time: realistic (per record by object and operation, 25 concurrent long requests, row locks) or flat (--latency per call, whatever it carries); see docs/benchmarks.md."`
+	CostWrite  time.Duration `name:"cost-per-record" default:"0s" help:"realistic: time per record written (create, update, upsert, delete) for every object instead of the model's figures (0: the model's)."`
 	Changes    int           `name:"changes" default:"0" help:"Changes to send (default: burst 20,000, backlog 100,000, limit 2,000)."`
 	Records    int           `name:"records" default:"0" help:"Distinct records they touch (default: burst 2,000, backlog 20,000, limit 500)."`
 	Clients    int           `name:"clients" default:"8" help:"ingest: concurrent GraphQL clients."`

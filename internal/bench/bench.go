@@ -42,7 +42,9 @@ import (
 type Options struct {
 	Scenario   string        // burst, trickle, backlog, limit, ingest or inbound (see docs/benchmarks.md)
 	JSON       bool          // print the report as JSON
-	Latency    time.Duration // latency the fake Salesforce adds to every call
+	Latency    time.Duration // base latency the fake Salesforce adds to every call
+	CostModel  string        // realistic or flat: the fake org's cost model (see costModel)
+	CostWrite  time.Duration // realistic: per-record write time for every object (0: the model's)
 	Changes    int           // changes to send (0: the scenario's default)
 	Records    int           // distinct records they touch (0: the scenario's default)
 	Clients    int           // ingest: concurrent GraphQL clients
@@ -83,6 +85,8 @@ type Report struct {
 	Scenario   string  `json:"scenario"`
 	Database   string  `json:"database"`
 	LatencyMS  int64   `json:"latency_ms"`
+	CostModel  string  `json:"cost_model"`        // the fake org's cost model: realistic or flat
+	CostDetail string  `json:"cost_model_detail"` // its figures
 	Changes    int     `json:"changes"`
 	Records    int     `json:"records"`
 	Flushes    int     `json:"flushes"`
@@ -158,13 +162,17 @@ func Run(c Options, global config.Global, serve Serve, stdout, stderr io.Writer)
 		}
 		defer writeHeapProfile(stderr, f)
 	}
+	cost, err := costModel(c)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
 	dir, err := os.MkdirTemp("", "crmsync-bench-")
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
 	defer os.RemoveAll(dir)
 
-	org := sffake.New(sffake.Options{Latency: c.Latency, DailyMax: 100_000_000})
+	org := sffake.New(sffake.Options{Cost: &cost, DailyMax: 100_000_000})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("bench: listen for the fake Salesforce: %w", err)
@@ -192,7 +200,7 @@ func Run(c Options, global config.Global, serve Serve, stdout, stderr io.Writer)
 			Streaming: c.Scenario == "inbound"}}
 	var report *Report
 	err = serve(global, cfg, func(ctx context.Context, a *Server) error {
-		b := &bench{cmd: c, global: global, a: a, org: org, orgURL: "http://" + ln.Addr().String(), progress: newProgress(stderr), dir: dir}
+		b := &bench{cmd: c, cost: cost, global: global, a: a, org: org, orgURL: "http://" + ln.Addr().String(), progress: newProgress(stderr), dir: dir}
 		r, err := b.run(ctx)
 		if err != nil {
 			return fmt.Errorf("bench %s: %w", c.Scenario, err)
@@ -209,6 +217,30 @@ func Run(c Options, global config.Global, serve Serve, stdout, stderr io.Writer)
 	return printReport(stdout, report, c.JSON)
 }
 
+// costModel is the fake org's cost model for c: realistic (the default)
+// or flat, with --latency as the base per call.
+func costModel(c Options) (sffake.Cost, error) {
+	if c.Latency < 0 || c.CostWrite < 0 {
+		return sffake.Cost{}, fmt.Errorf("--latency and --cost-per-record must not be negative (got %s, %s)", c.Latency, c.CostWrite)
+	}
+	switch c.CostModel {
+	case "", "realistic":
+		m := sffake.RealisticCost()
+		m.Base = c.Latency
+		if c.CostWrite > 0 {
+			m = m.WithWriteCost(c.CostWrite)
+			m.Name = fmt.Sprintf("realistic, writes %s per record", c.CostWrite)
+		}
+		return m, nil
+	case "flat":
+		if c.CostWrite > 0 {
+			return sffake.Cost{}, errors.New("--cost-per-record applies to the realistic cost model only, not to flat")
+		}
+		return sffake.FlatCost(c.Latency), nil
+	}
+	return sffake.Cost{}, fmt.Errorf("unknown cost model %q: realistic or flat", c.CostModel)
+}
+
 // writeHeapProfile writes the allocations of the whole run to f and closes it.
 func writeHeapProfile(stderr io.Writer, f *os.File) {
 	err := pprof.Lookup("allocs").WriteTo(f, 0)
@@ -222,6 +254,7 @@ func writeHeapProfile(stderr io.Writer, f *os.File) {
 
 type bench struct {
 	cmd      Options
+	cost     sffake.Cost // every fake org's cost model
 	global   config.Global
 	a        *Server
 	org      *sffake.Server
@@ -243,7 +276,7 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 	if err := b.preferences(ctx); err != nil {
 		return nil, err
 	}
-	r := &Report{Scenario: b.cmd.Scenario, Database: string(db.DialectOf(b.a.DB)), LatencyMS: b.cmd.Latency.Milliseconds(),
+	r := &Report{Scenario: b.cmd.Scenario, Database: string(db.DialectOf(b.a.DB)), LatencyMS: b.cmd.Latency.Milliseconds(), CostModel: b.cost.Name, CostDetail: b.cost.String(),
 		Changes: b.cmd.Changes, Records: b.cmd.Records}
 	if b.cmd.Clients < 1 || b.cmd.Duration <= 0 {
 		return nil, fmt.Errorf("need at least one client and a positive duration")
@@ -650,7 +683,7 @@ func printReport(w io.Writer, r *Report, asJSON bool) error {
 	row := func(k string, v any) { fmt.Fprintf(tw, "%s\t%v\n", k, v) }
 	row("scenario", r.Scenario)
 	row("database", r.Database)
-	row("latency per call", time.Duration(r.LatencyMS)*time.Millisecond)
+	row("cost model", r.CostDetail)
 	row("changes / records", fmt.Sprintf("%d / %d", r.Changes, r.Records))
 	calls := "API calls (read + write)"
 	if len(r.Trickle) > 0 {

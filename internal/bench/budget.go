@@ -68,7 +68,7 @@ func (b *bench) budget(ctx context.Context, r *Report) error {
 	// future): its seed two days ago, its day from yesterday to now.
 	start := began.UTC().Truncate(time.Hour).Add(-48 * time.Hour)
 	clock := sffake.NewClock(start)
-	org := sffake.New(sffake.Options{Latency: b.cmd.Latency, DailyMax: 100_000_000, Clock: clock})
+	org := sffake.New(sffake.Options{Cost: &b.cost, DailyMax: 100_000_000, Clock: clock})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("listen for the simulated day's fake Salesforce: %w", err)

@@ -96,7 +96,7 @@ func (b *bench) trickle(ctx context.Context, r *Report) error {
 	adaptive := &trickleSide{name: name, ws: b.ws, org: b.org, ingester: b.a.Ingester, pending: map[record.Key]pendingChange{}}
 
 	// The fixed side: its own workspace, org and ingester.
-	org := sffake.New(sffake.Options{Latency: b.cmd.Latency, DailyMax: 100_000_000})
+	org := sffake.New(sffake.Options{Cost: &b.cost, DailyMax: 100_000_000})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("listen for the second fake Salesforce: %w", err)

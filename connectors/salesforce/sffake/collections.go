@@ -281,6 +281,7 @@ func (s *Server) collectionRetrieve(c *call, obj *sobject) response {
 		}
 		fields = append(fields, f)
 	}
+	s.st.charge(obj.Name, costRead, len(ids))
 	out := make([]any, len(ids))
 	for i, raw := range ids {
 		id, ok := NormalizeID(strings.TrimSpace(raw))

@@ -94,6 +94,11 @@
 //     (per object, record id or written field value, clearing after K
 //     tries: UNABLE_TO_LOCK_ROW, FIELD_CUSTOM_VALIDATION_EXCEPTION,
 //     DUPLICATE_VALUE, ...). SetLatency adds latency to every call.
+//   - Cost model (Options.Cost, see Cost): time per call and per record by
+//     object and operation, a cap of concurrent long-running requests
+//     (403 ConcurrentPerOrgLongTxn) and UNABLE_TO_LOCK_ROW when concurrent
+//     writes touch the same parent Account (seeded by Options.Seed).
+//     RealisticCost is the benchmarks' default, FlatCost a fixed latency.
 //   - Commit lag (SetCommitLag): writes become visible to reads only some
 //     time after the SystemModstamp they carry, like transactions in flight,
 //     so sync cursors need a look-back window. Refresh token rotation

@@ -7,6 +7,17 @@ import (
 	"time"
 )
 
+// CostStats returns what the cost model refused so far (zero without
+// Options.Cost).
+func (s *Server) CostStats() CostStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cost == nil {
+		return CostStats{}
+	}
+	return s.cost.stats
+}
+
 // Clock returns the org clock (Set / Advance it to control timestamps and
 // token expiry).
 func (s *Server) Clock() *Clock { return s.clock }

@@ -12,6 +12,7 @@ import (
 // query, served page by page through nextRecordsUrl.
 type cursor struct {
 	rows     []any
+	object   string // the sObject queried, for the cost model
 	pageSize int
 	expires  time.Time
 }
@@ -37,7 +38,7 @@ func (s *Server) query(c *call, all bool) response {
 	for i, r := range matched {
 		rows[i] = s.renderRow(c, sq, r)
 	}
-	cur := &cursor{rows: rows, pageSize: s.batchSize(c.header), expires: s.clock.Now().Add(locatorTTL)}
+	cur := &cursor{rows: rows, object: sq.obj.Name, pageSize: s.batchSize(c.header), expires: s.clock.Now().Add(locatorTTL)}
 	loc := ""
 	if len(rows) > cur.pageSize {
 		loc = s.st.newID(keyPrefixes["QueryLocator"])
@@ -63,6 +64,7 @@ func (s *Server) queryMore(c *call, locator string) response {
 
 func (s *Server) page(c *call, cur *cursor, loc string, offset int) map[string]any {
 	end := min(offset+cur.pageSize, len(cur.rows))
+	s.st.charge(cur.object, costQuery, end-offset)
 	out := map[string]any{"totalSize": len(cur.rows), "done": end == len(cur.rows), "records": cur.rows[offset:end]}
 	if end < len(cur.rows) {
 		out["nextRecordsUrl"] = c.prefix() + "/query/" + loc + "-" + itoa(end)

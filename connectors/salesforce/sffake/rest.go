@@ -332,6 +332,7 @@ func (s *Server) getOne(c *call, obj *sobject, rawID string) response {
 	if r.deleted() {
 		return errResp(404, apiError{Code: "ENTITY_IS_DELETED", Message: "entity is deleted", Fields: []string{}})
 	}
+	s.st.charge(obj.Name, costRead, 1)
 	var fields []*Field
 	if fl := c.query.Get("fields"); fl != "" {
 		for _, name := range strings.Split(fl, ",") {

@@ -3,6 +3,7 @@ package sffake
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"io"
@@ -32,8 +33,14 @@ type Options struct {
 	TokenTTL time.Duration
 	// DailyMax is the DailyApiRequests allocation. Default 15,000.
 	DailyMax int
-	// Latency is added to every call (benchmarks use 150ms).
+	// Latency is added to every call.
 	Latency time.Duration
+	// Cost is the model of the time the org spends per call and per
+	// record, its cap on long-running requests and its row locks (see
+	// Cost; benchmarks use RealisticCost). Nil: none.
+	Cost *Cost
+	// Seed seeds the org's random choices (the cost model's lock errors).
+	Seed uint64
 	// QueryPageSize caps rows per query page below Salesforce's 2,000
 	// (Salesforce may return fewer rows than asked). Default 2,000.
 	QueryPageSize int
@@ -99,8 +106,11 @@ type Server struct {
 	log      []Request
 	calls    CallCounts
 	logLimit int
-	openLocs []string // open query locators, oldest first
-	bus      *eventBus
+	openLocs []string   // open query locators, oldest first
+	cost     *costState // nil without a cost model
+	// sleep spends the cost model's time (tests replace it).
+	sleep func(ctx context.Context, d time.Duration)
+	bus   *eventBus
 	// schemaTime is when the org's metadata last changed (its creation):
 	// describe answers If-Modified-Since with 304 after it.
 	schemaTime time.Time
@@ -165,6 +175,11 @@ func New(opts Options) *Server {
 		apps: map[string]*App{}, access: map[string]*accessToken{}, refresh: map[string]*refreshToken{},
 		codes: map[string]*authCode{}, cursors: map[string]*cursor{},
 		logLimit: opts.LogLimit, max: opts.DailyMax, latency: opts.Latency, pageSize: opts.QueryPageSize, ttl: opts.TokenTTL,
+		sleep: wallSleep,
+	}
+	if opts.Cost != nil {
+		s.cost = newCostState(*opts.Cost, opts.Seed)
+		s.st.cost = s.cost
 	}
 	s.st.faults = s.faults
 	s.bus = newBus(opts)
@@ -251,7 +266,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.finish(w, entry, errResp(400, apiError{Code: "JSON_PARSER_ERROR", Message: "could not read the request body: " + err.Error()}), false)
 		return
 	}
-	_, rest, _ := splitVersion(r.URL.Path)
+	_, rest, data := splitVersion(r.URL.Path)
 	fired := s.faults.match(r.Method, rest)
 	s.mu.Lock()
 	delay := s.latency
@@ -295,7 +310,41 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.finish(w, entry, response{status: 414, raw: []byte("<html><body>414 Request-URI Too Large</body></html>"), contentType: "text/html", kind: "free"}, false)
 		return
 	}
-	s.finish(w, entry, s.handle(r, body), truncate != nil)
+	work, ok := s.arrive(now, data)
+	if !ok {
+		s.finish(w, entry, errResp(403, apiError{Code: "REQUEST_LIMIT_EXCEEDED", Message: "ConcurrentPerOrgLongTxn Limit exceeded."}), false)
+		return
+	}
+	resp := s.handle(r, body, work)
+	s.spend(r.Context(), work)
+	s.finish(w, entry, resp, truncate != nil)
+}
+
+// arrive registers a request with the cost model (nil work without one);
+// false: the cap on concurrent long-running requests refuses a data API
+// request (data: under /services/data/vNN.N).
+func (s *Server) arrive(now time.Time, data bool) (*work, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cost == nil {
+		return nil, true
+	}
+	return s.cost.arrive(now, data)
+}
+
+// spend waits out the time the cost model charges a request that has run,
+// then releases its row locks.
+func (s *Server) spend(ctx context.Context, w *work) {
+	if w == nil {
+		return
+	}
+	s.mu.Lock()
+	sleep, d := s.sleep, s.cost.model.Base+w.d
+	s.mu.Unlock()
+	sleep(ctx, d)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cost.leave(w)
 }
 
 // finish appends the log entry and writes resp.
@@ -398,7 +447,7 @@ func interestingHeaders(h http.Header) http.Header {
 }
 
 // handle routes one request.
-func (s *Server) handle(r *http.Request, body []byte) response {
+func (s *Server) handle(r *http.Request, body []byte, w *work) response {
 	p := r.URL.Path
 	switch {
 	case p == "/services/oauth2/token":
@@ -441,9 +490,9 @@ func (s *Server) handle(r *http.Request, body []byte) response {
 		s.calls.Write++
 	}
 	c := &call{method: r.Method, path: rest, version: version, query: r.URL.Query(), body: body, header: r.Header, actor: user, base: s.baseURL(r)}
-	s.st.origin = changeOrigin(version, r.Header.Get("Sforce-Call-Options"))
+	s.st.origin, s.st.work = changeOrigin(version, r.Header.Get("Sforce-Call-Options")), w
 	resp := s.dispatch(c)
-	s.st.origin = ""
+	s.st.origin, s.st.work = "", nil
 	resp.kind, resp.user = kind, user
 	s.limitHeader(&resp)
 	return resp

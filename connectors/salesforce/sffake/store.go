@@ -96,6 +96,10 @@ type store struct {
 	changes  []storeChange
 	onCommit func([]storeChange)
 	origin   string
+	// cost is the org's cost model (nil: none); work is the charge of the
+	// request being served (nil outside one).
+	cost *costState
+	work *work
 }
 
 func newStore(pod string) *store {
@@ -222,6 +226,7 @@ type writeOp struct {
 	autoAssign bool   // Sforce-Auto-Assign is not FALSE
 	now        time.Time
 	hook       bool // a test hook: injected record faults do not apply
+	upsert     bool // the create or update of an upsert (charged as one)
 }
 
 var emailRE = regexp.MustCompile(`^[A-Za-z0-9.!#$%&'*+/=?^_` + "`" + `{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$`)

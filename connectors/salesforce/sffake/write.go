@@ -20,11 +20,15 @@ func (st *store) create(obj *sobject, fields map[string]any, op writeOp) saveRes
 	if obj.Setup {
 		return failed(400, apiError{Code: "INVALID_TYPE_FOR_OPERATION", Message: "entity type cannot be inserted: " + obj.Name, Fields: []string{}})
 	}
+	st.charge(obj.Name, chargeOf(op, costCreate), 1)
 	r, errs := st.assign(obj, nil, fields, op)
 	if errs != nil {
 		return failed(400, errs...)
 	}
 	if err := st.recordFault(op, obj.Name, "", fields); err != nil {
+		return failed(400, *err)
+	}
+	if err := st.lockError(r, nil); err != nil {
 		return failed(400, *err)
 	}
 	if err := st.uniqueError(r); err != nil {
@@ -71,11 +75,15 @@ func (st *store) updateRecord(prev *record, fields map[string]any, op writeOp) s
 	if prev.obj.Name == "Lead" && prev.f["IsConverted"] == true {
 		return saveResult{id: prev.id(), errs: []apiError{{Code: "CANNOT_UPDATE_CONVERTED_LEAD", Message: "cannot reference converted lead", Fields: []string{}}}, status: 400}
 	}
+	st.charge(prev.obj.Name, chargeOf(op, costUpdate), 1)
 	r, errs := st.assign(prev.obj, prev, fields, op)
 	if errs != nil {
 		return saveResult{id: prev.id(), errs: errs, status: 400}
 	}
 	if err := st.recordFault(op, prev.obj.Name, prev.id(), fields); err != nil {
+		return saveResult{id: prev.id(), errs: []apiError{*err}, status: 400}
+	}
+	if err := st.lockError(r, prev); err != nil {
 		return saveResult{id: prev.id(), errs: []apiError{*err}, status: 400}
 	}
 	if err := st.uniqueError(r); err != nil {
@@ -88,6 +96,7 @@ func (st *store) updateRecord(prev *record, fields map[string]any, op writeOp) s
 // upsert creates or updates the record whose extField equals value.
 // matches holds the ids when several records match (HTTP 300).
 func (st *store) upsert(obj *sobject, ext *Field, value string, fields map[string]any, op writeOp) (res saveResult, matches []string) {
+	op.upsert = true
 	found := st.findByField(obj, ext, value)
 	switch len(found) {
 	case 0:
@@ -131,7 +140,11 @@ func (st *store) remove(rawID string, op writeOp) saveResult {
 	if r.obj.Setup {
 		return saveResult{id: id, errs: []apiError{{Code: "INVALID_TYPE_FOR_OPERATION", Message: "entity type cannot be deleted: " + r.obj.Name, Fields: []string{}}}, status: 400}
 	}
+	st.charge(r.obj.Name, costDelete, 1)
 	if err := st.recordFault(op, r.obj.Name, id, nil); err != nil {
+		return saveResult{id: id, errs: []apiError{*err}, status: 400}
+	}
+	if err := st.lockError(r, nil); err != nil {
 		return saveResult{id: id, errs: []apiError{*err}, status: 400}
 	}
 	d := r.clone()
@@ -141,6 +154,15 @@ func (st *store) remove(rawID string, op writeOp) saveResult {
 	d.f["SystemModstamp"] = op.now
 	st.put(d)
 	return saveResult{id: id}
+}
+
+// chargeOf is the operation a write is charged as: an upsert's create or
+// update as the upsert.
+func chargeOf(op writeOp, kind int) int {
+	if op.upsert {
+		return costUpsert
+	}
+	return kind
 }
 
 func (st *store) recordFault(op writeOp, object, id string, fields map[string]any) *apiError {
