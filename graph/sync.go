@@ -153,6 +153,7 @@ func overviewModel(o overview.Overview) *model.SyncOverview {
 		out.PauseReason = &r
 	}
 	out.Inbound = inboundModel(o.Inbound, time.Now())
+	out.ConnectionStatusReason = o.ConnectionStatusReason
 	if o.ConnectionStatus != "" {
 		s := model.ConnectionStatus(o.ConnectionStatus)
 		out.ConnectionStatus = &s

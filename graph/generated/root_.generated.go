@@ -256,20 +256,21 @@ type ComplexityRoot struct {
 	}
 
 	SyncOverview struct {
-		APICallsByHour       func(childComplexity int) int
-		ConnectionStatus     func(childComplexity int) int
-		ConversionDailyLimit func(childComplexity int) int
-		FailedItems          func(childComplexity int) int
-		Inbound              func(childComplexity int) int
-		LastBatchAt          func(childComplexity int) int
-		OldestQueuedAt       func(childComplexity int) int
-		Pacing               func(childComplexity int) int
-		PauseReason          func(childComplexity int) int
-		Paused               func(childComplexity int) int
-		QueuedBatchItems     func(childComplexity int) int
-		QueuedByRecordType   func(childComplexity int) int
-		SalesforceDailyLimit func(childComplexity int) int
-		WaitingItems         func(childComplexity int) int
+		APICallsByHour         func(childComplexity int) int
+		ConnectionStatus       func(childComplexity int) int
+		ConnectionStatusReason func(childComplexity int) int
+		ConversionDailyLimit   func(childComplexity int) int
+		FailedItems            func(childComplexity int) int
+		Inbound                func(childComplexity int) int
+		LastBatchAt            func(childComplexity int) int
+		OldestQueuedAt         func(childComplexity int) int
+		Pacing                 func(childComplexity int) int
+		PauseReason            func(childComplexity int) int
+		Paused                 func(childComplexity int) int
+		QueuedBatchItems       func(childComplexity int) int
+		QueuedByRecordType     func(childComplexity int) int
+		SalesforceDailyLimit   func(childComplexity int) int
+		WaitingItems           func(childComplexity int) int
 	}
 
 	SyncPacing struct {
@@ -1229,6 +1230,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncOverview.ConnectionStatus(childComplexity), true
+	case "SyncOverview.connectionStatusReason":
+		if e.ComplexityRoot.SyncOverview.ConnectionStatusReason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.ConnectionStatusReason(childComplexity), true
 	case "SyncOverview.conversionDailyLimit":
 		if e.ComplexityRoot.SyncOverview.ConversionDailyLimit == nil {
 			break
@@ -1581,6 +1588,8 @@ enum ConnectionStatus {
   EXPIRED
   "The stored credentials do not decrypt with the server's secret key (the key changed): restore the key, or reconnect, to resume syncing."
   CREDENTIALS_UNREADABLE
+  "The connector's plugin cannot start (statusReason says why: VERSION_MISMATCH, BAD_HANDSHAKE, CHECKSUM_MISMATCH, CRASH_LOOP or START_FAILED, then the details). crmsync retries with back-off (5 s doubling to 5 min) and resumes by itself once the plugin starts (docs/connectors.md)."
+  CONNECTOR_UNAVAILABLE
 }
 
 type CrmIdentity {
@@ -1879,6 +1888,8 @@ enum PauseReason {
   NOT_CONNECTED
   "The connection's credentials do not decrypt with the server's secret key (connection status CREDENTIALS_UNREADABLE)."
   CREDENTIALS_UNREADABLE
+  "The connector's plugin cannot start (connection status CONNECTOR_UNAVAILABLE; connectionStatusReason says why)."
+  CONNECTOR_UNAVAILABLE
 }
 
 type ConversionDailyLimit {
@@ -1924,6 +1935,8 @@ type SyncOverview {
   paused: Boolean!
   pauseReason: PauseReason
   connectionStatus: ConnectionStatus
+  "Why the connection is not CONNECTED (the connection's statusReason); empty when it is, or when there is no connection."
+  connectionStatusReason: String!
   lastBatchAt: Time
   "Budget pacing of outbound flushes; null until a paced flush ran (or on the fixed schedule)."
   pacing: SyncPacing
@@ -2439,6 +2452,8 @@ func (ec *executionContext) childFields_SyncOverview(ctx context.Context, field 
 		return ec.fieldContext_SyncOverview_pauseReason(ctx, field)
 	case "connectionStatus":
 		return ec.fieldContext_SyncOverview_connectionStatus(ctx, field)
+	case "connectionStatusReason":
+		return ec.fieldContext_SyncOverview_connectionStatusReason(ctx, field)
 	case "lastBatchAt":
 		return ec.fieldContext_SyncOverview_lastBatchAt(ctx, field)
 	case "pacing":

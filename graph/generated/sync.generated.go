@@ -3008,6 +3008,29 @@ func (ec *executionContext) fieldContext_SyncOverview_connectionStatus(_ context
 	return graphql.NewScalarFieldContext("SyncOverview", field, false, false, "ConnectionStatus")
 }
 
+func (ec *executionContext) _SyncOverview_connectionStatusReason(ctx context.Context, field graphql.CollectedField, obj *model.SyncOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncOverview_connectionStatusReason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ConnectionStatusReason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncOverview_connectionStatusReason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncOverview", field, false, false, "String")
+}
+
 func (ec *executionContext) _SyncOverview_lastBatchAt(ctx context.Context, field graphql.CollectedField, obj *model.SyncOverview) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5145,6 +5168,11 @@ func (ec *executionContext) _SyncOverview(ctx context.Context, sel ast.Selection
 		case "connectionStatus":
 			out.Values[i] = ec._SyncOverview_connectionStatus(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "connectionStatusReason":
+			out.Values[i] = ec._SyncOverview_connectionStatusReason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		case "lastBatchAt":

@@ -321,7 +321,9 @@ type SyncOverview struct {
 	Paused           bool              `json:"paused"`
 	PauseReason      *PauseReason      `json:"pauseReason,omitempty"`
 	ConnectionStatus *ConnectionStatus `json:"connectionStatus,omitempty"`
-	LastBatchAt      *time.Time        `json:"lastBatchAt,omitempty"`
+	// Why the connection is not CONNECTED (the connection's statusReason); empty when it is, or when there is no connection.
+	ConnectionStatusReason string     `json:"connectionStatusReason"`
+	LastBatchAt            *time.Time `json:"lastBatchAt,omitempty"`
 	// Budget pacing of outbound flushes; null until a paced flush ran (or on the fixed schedule).
 	Pacing *SyncPacing `json:"pacing,omitempty"`
 	// How Salesforce changes come in: streamed, or polled and why.
@@ -437,17 +439,20 @@ const (
 	ConnectionStatusExpired ConnectionStatus = "EXPIRED"
 	// The stored credentials do not decrypt with the server's secret key (the key changed): restore the key, or reconnect, to resume syncing.
 	ConnectionStatusCredentialsUnreadable ConnectionStatus = "CREDENTIALS_UNREADABLE"
+	// The connector's plugin cannot start (statusReason says why: VERSION_MISMATCH, BAD_HANDSHAKE, CHECKSUM_MISMATCH, CRASH_LOOP or START_FAILED, then the details). crmsync retries with back-off (5 s doubling to 5 min) and resumes by itself once the plugin starts (docs/connectors.md).
+	ConnectionStatusConnectorUnavailable ConnectionStatus = "CONNECTOR_UNAVAILABLE"
 )
 
 var AllConnectionStatus = []ConnectionStatus{
 	ConnectionStatusConnected,
 	ConnectionStatusExpired,
 	ConnectionStatusCredentialsUnreadable,
+	ConnectionStatusConnectorUnavailable,
 }
 
 func (e ConnectionStatus) IsValid() bool {
 	switch e {
-	case ConnectionStatusConnected, ConnectionStatusExpired, ConnectionStatusCredentialsUnreadable:
+	case ConnectionStatusConnected, ConnectionStatusExpired, ConnectionStatusCredentialsUnreadable, ConnectionStatusConnectorUnavailable:
 		return true
 	}
 	return false
@@ -848,6 +853,8 @@ const (
 	PauseReasonNotConnected      PauseReason = "NOT_CONNECTED"
 	// The connection's credentials do not decrypt with the server's secret key (connection status CREDENTIALS_UNREADABLE).
 	PauseReasonCredentialsUnreadable PauseReason = "CREDENTIALS_UNREADABLE"
+	// The connector's plugin cannot start (connection status CONNECTOR_UNAVAILABLE; connectionStatusReason says why).
+	PauseReasonConnectorUnavailable PauseReason = "CONNECTOR_UNAVAILABLE"
 )
 
 var AllPauseReason = []PauseReason{
@@ -857,11 +864,12 @@ var AllPauseReason = []PauseReason{
 	PauseReasonPausedByUser,
 	PauseReasonNotConnected,
 	PauseReasonCredentialsUnreadable,
+	PauseReasonConnectorUnavailable,
 }
 
 func (e PauseReason) IsValid() bool {
 	switch e {
-	case PauseReasonSalesforceLimit, PauseReasonConversionLimit, PauseReasonConnectionExpired, PauseReasonPausedByUser, PauseReasonNotConnected, PauseReasonCredentialsUnreadable:
+	case PauseReasonSalesforceLimit, PauseReasonConversionLimit, PauseReasonConnectionExpired, PauseReasonPausedByUser, PauseReasonNotConnected, PauseReasonCredentialsUnreadable, PauseReasonConnectorUnavailable:
 		return true
 	}
 	return false

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"testing"
 	"time"
 
@@ -102,10 +101,13 @@ func TestConnect(t *testing.T) {
 		scheduled := 0
 		svc := connection.NewService(connection.NewStore(bdb, newBox(t)),
 			connectorsFunc(func(ctx context.Context, name string) (connector.Connector, error) {
-				if name != memcrm.Name {
-					return nil, errors.New("no such connector")
+				switch name {
+				case memcrm.Name:
+					return crm, nil
+				case "broken":
+					return nil, &connection.UnavailableError{Connector: name, Kind: "BAD_HANDSHAKE", Reason: "the plugin's handshake cookie does not match crmsync's"}
 				}
-				return crm, nil
+				return nil, &connection.UnknownConnectorError{Name: name, Known: []string{memcrm.Name, "broken"}}
 			}),
 			schedulerFunc(func(context.Context, int64) error { scheduled++; return nil }))
 		ws := newWorkspace(t, bdb)
@@ -123,6 +125,10 @@ func TestConnect(t *testing.T) {
 		require.Contains(t, err.Error(), "refused")
 		_, err = svc.Connect(ctx, ws, "nope", s.Config, s.Credentials)
 		require.ErrorAs(t, err, &ie)
+		require.EqualError(t, err, "no such connector configured: nope (known: memcrm, broken)")
+		_, err = svc.Connect(ctx, ws, "broken", s.Config, s.Credentials)
+		require.ErrorAs(t, err, &ie)
+		require.EqualError(t, err, "connector broken is configured but failed to start: BAD_HANDSHAKE: the plugin's handshake cookie does not match crmsync's")
 		_, err = svc.Connect(ctx, ws, memcrm.Name, json.RawMessage(`[1]`), s.Credentials)
 		require.ErrorAs(t, err, &ie)
 

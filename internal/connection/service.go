@@ -9,7 +9,9 @@ import (
 	"github.com/crmsync/crmsync/connectors/connector"
 )
 
-// Connectors hands out a connector by name.
+// Connectors hands out a connector by name. A name neither built in nor
+// configured fails with an *UnknownConnectorError, a connector that cannot
+// start with an *UnavailableError.
 type Connectors interface {
 	Connector(ctx context.Context, name string) (connector.Connector, error)
 }
@@ -58,8 +60,15 @@ func (s *Service) Connect(ctx context.Context, workspaceID int64, name string, c
 		return nil, &InputError{"credentials must be a JSON object"}
 	}
 	crm, err := s.connectors.Connector(ctx, name)
-	if err != nil {
-		return nil, &InputError{fmt.Sprintf("unknown connector %q: %v", name, err)}
+	var unknown *UnknownConnectorError
+	var unavail *UnavailableError
+	switch {
+	case errors.As(err, &unknown):
+		return nil, &InputError{unknown.Error()}
+	case errors.As(err, &unavail):
+		return nil, &InputError{unavail.Error()}
+	case err != nil:
+		return nil, fmt.Errorf("connector %q: %w", name, err)
 	}
 	resp, err := crm.Check(ctx, connector.CheckRequest{Session: connector.Session{Config: config, Credentials: credentials}})
 	if err != nil {

@@ -44,7 +44,9 @@ type Overview struct {
 	Paused           bool
 	PauseReason      engine.PauseReason
 	ConnectionStatus connection.Status // "" when not connected
-	LastBatchAt      time.Time
+	// ConnectionStatusReason says why the status is not CONNECTED.
+	ConnectionStatusReason string
+	LastBatchAt            time.Time
 	// Pace is the outbound pacing state (Enabled false: none).
 	Pace engine.Pace
 
@@ -80,7 +82,7 @@ func Get(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (Ove
 	if err != nil {
 		return o, err
 	}
-	o.ConnectionStatus = c.Status
+	o.ConnectionStatus, o.ConnectionStatusReason = c.Status, c.StatusReason
 	if c.DailyLimit.Valid {
 		o.ConversionLimit = &c.DailyLimit.Int64
 	}
@@ -106,6 +108,8 @@ func PauseReason(c *connection.Connection, conversionUsed int64) engine.PauseRea
 		return engine.PauseConnectionExpired
 	case c.Status == connection.StatusCredentialsUnreadable:
 		return engine.PauseCredentialsUnreadable
+	case c.Status == connection.StatusConnectorUnavailable:
+		return engine.PauseConnectorUnavailable
 	case c.PausedByUser:
 		return engine.PauseByUser
 	case c.DailyLimit.Valid && (conversionUsed >= c.DailyLimit.Int64 || engine.PauseReason(c.PauseReason) == engine.PauseConversionLimit):

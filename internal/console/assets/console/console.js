@@ -21,6 +21,11 @@ const PAUSE_WORDS = {
   CONNECTION_EXPIRED: 'The Salesforce connection expired. Reconnect to resume.',
   PAUSED_BY_USER: 'Syncing was paused by a user.',
   NOT_CONNECTED: 'No CRM is connected yet.',
+  CREDENTIALS_UNREADABLE: 'The stored credentials do not decrypt with this server’s secret key. Restore the key, or reconnect.',
+  CONNECTOR_UNAVAILABLE: 'The connector cannot start. crmsync tries again with back-off and resumes by itself once it starts.',
+};
+const STATUS_WORDS = {
+  CONNECTED: 'Connected', EXPIRED: 'Expired', CREDENTIALS_UNREADABLE: 'Credentials unreadable', CONNECTOR_UNAVAILABLE: 'Connector unavailable',
 };
 const OUTCOME_WORDS = {
   CREATED: 'created', UPDATED: 'updated', DELETED: 'deleted', SKIPPED: 'skipped',
@@ -30,7 +35,7 @@ const OUTCOME_WORDS = {
 const OVERVIEW = `fragment O on SyncOverview {
   conversionDailyLimit { used limit } salesforceDailyLimit { used max observedAt }
   queuedBatchItems queuedByRecordType { recordType queued } apiCallsByHour { hour calls }
-  failedItems oldestQueuedAt paused pauseReason connectionStatus lastBatchAt }`;
+  failedItems oldestQueuedAt paused pauseReason connectionStatus connectionStatusReason lastBatchAt }`;
 
 const $ = (id) => document.getElementById(id);
 let token = sessionStorage.getItem(TOKEN_KEY);
@@ -224,7 +229,7 @@ function renderConnection(c) {
     return;
   }
   dl.replaceChildren(
-    h('dt', {}, 'Status'), h('dd', { id: 'conn-status' }, c.status === 'CONNECTED' ? 'Connected' : 'Expired', c.statusReason ? ` – ${c.statusReason}` : ''),
+    h('dt', {}, 'Status'), h('dd', { id: 'conn-status' }, STATUS_WORDS[c.status] || words(c.status), c.statusReason ? ` – ${c.statusReason}` : ''),
     h('dt', {}, 'Connector'), h('dd', {}, c.connector),
     h('dt', {}, 'Acting as'), h('dd', {}, c.identity.username),
     h('dt', {}, 'Org'), h('dd', {}, c.identity.orgId),
@@ -300,7 +305,8 @@ function renderOverview(o) {
   actions.replaceChildren();
   if (o.paused) {
     pause.hidden = false;
-    pause.textContent = 'Paused: ' + (PAUSE_WORDS[o.pauseReason] || words(o.pauseReason));
+    pause.textContent = 'Paused: ' + (PAUSE_WORDS[o.pauseReason] || words(o.pauseReason)) +
+      (o.pauseReason === 'CONNECTOR_UNAVAILABLE' && o.connectionStatusReason ? ` (${o.connectionStatusReason})` : '');
     if (o.pauseReason === 'PAUSED_BY_USER') actions.append(h('button', { type: 'button', id: 'resume', onclick: () => act('resumeSync') }, 'Resume'));
     if (o.pauseReason === 'CONVERSION_LIMIT') actions.append(h('button', { type: 'button', id: 'resume', onclick: () => setCap(null) }, 'Remove the cap and resume'));
     if (o.pauseReason === 'CONNECTION_EXPIRED') actions.append(h('button', { type: 'button', onclick: reconnect }, 'Reconnect'));
