@@ -136,6 +136,7 @@ type ComplexityRoot struct {
 		CreateAs     func(childComplexity int) int
 		ReadEnabled  func(childComplexity int) int
 		RecordType   func(childComplexity int) int
+		Supported    func(childComplexity int) int
 		WriteEnabled func(childComplexity int) int
 	}
 
@@ -270,6 +271,7 @@ type ComplexityRoot struct {
 		QueuedBatchItems       func(childComplexity int) int
 		QueuedByRecordType     func(childComplexity int) int
 		SalesforceDailyLimit   func(childComplexity int) int
+		UnsupportedRecordTypes func(childComplexity int) int
 		WaitingItems           func(childComplexity int) int
 	}
 
@@ -281,6 +283,12 @@ type ComplexityRoot struct {
 		Spent        func(childComplexity int) int
 		Tokens       func(childComplexity int) int
 		WaitSeconds  func(childComplexity int) int
+	}
+
+	UnsupportedRecordType struct {
+		Changes      func(childComplexity int) int
+		LastChangeAt func(childComplexity int) int
+		RecordType   func(childComplexity int) int
 	}
 
 	Workspace struct {
@@ -734,6 +742,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ObjectSyncPreference.RecordType(childComplexity), true
+	case "ObjectSyncPreference.supported":
+		if e.ComplexityRoot.ObjectSyncPreference.Supported == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ObjectSyncPreference.Supported(childComplexity), true
 	case "ObjectSyncPreference.writeEnabled":
 		if e.ComplexityRoot.ObjectSyncPreference.WriteEnabled == nil {
 			break
@@ -1302,6 +1316,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncOverview.SalesforceDailyLimit(childComplexity), true
+	case "SyncOverview.unsupportedRecordTypes":
+		if e.ComplexityRoot.SyncOverview.UnsupportedRecordTypes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.UnsupportedRecordTypes(childComplexity), true
 	case "SyncOverview.waitingItems":
 		if e.ComplexityRoot.SyncOverview.WaitingItems == nil {
 			break
@@ -1351,6 +1371,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncPacing.WaitSeconds(childComplexity), true
+
+	case "UnsupportedRecordType.changes":
+		if e.ComplexityRoot.UnsupportedRecordType.Changes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UnsupportedRecordType.Changes(childComplexity), true
+	case "UnsupportedRecordType.lastChangeAt":
+		if e.ComplexityRoot.UnsupportedRecordType.LastChangeAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UnsupportedRecordType.LastChangeAt(childComplexity), true
+	case "UnsupportedRecordType.recordType":
+		if e.ComplexityRoot.UnsupportedRecordType.RecordType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UnsupportedRecordType.RecordType(childComplexity), true
 
 	case "Workspace.createdAt":
 		if e.ComplexityRoot.Workspace.CreatedAt == nil {
@@ -1629,6 +1668,8 @@ type ObjectSyncPreference {
   readEnabled: Boolean!
   "For contacts: what a new contact becomes."
   createAs: CreateAs!
+  "Whether the connection's connector describes a CRM object for this type (docs/connectors.md, routing). Changes of an unsupported type stay in Conversion (counted in SyncOverview.unsupportedRecordTypes) and its preferences cannot be changed. True while not connected."
+  supported: Boolean!
 }
 
 input ObjectSyncPreferenceInput {
@@ -1694,7 +1735,7 @@ input RecordChangeInput {
 type RecordChangesResult {
   "Changes accepted (all of them, or the call fails)."
   accepted: Int!
-  "Changes queued for the CRM (types with writing off are kept but not queued)."
+  "Changes queued for the CRM (types with writing off, or that the connector does not support, are kept but not queued)."
   queued: Int!
 }
 
@@ -1905,6 +1946,15 @@ type SalesforceDailyLimit {
   observedAt: Time
 }
 
+"Changes of a record type kept in Conversion because the connection's connector does not support the type."
+type UnsupportedRecordType {
+  recordType: RecordType!
+  "Changes kept local since the type became unsupported for the workspace (they are never sent)."
+  changes: Int!
+  "The last such change; null when none."
+  lastChangeAt: Time
+}
+
 "Items waiting to be pushed, of one record type."
 type QueuedCount {
   recordType: RecordType!
@@ -1942,6 +1992,8 @@ type SyncOverview {
   pacing: SyncPacing
   "How Salesforce changes come in: streamed, or polled and why."
   inbound: InboundSync!
+  "The record types the connection's connector does not support ('not supported by this connector'), with the changes kept local for each; empty when it supports every type or there is no connection."
+  unsupportedRecordTypes: [UnsupportedRecordType!]!
 }
 
 "How crmsync spends its outbound API calls: a token bucket filled from a daily budget."
@@ -2232,6 +2284,8 @@ func (ec *executionContext) childFields_ObjectSyncPreference(ctx context.Context
 		return ec.fieldContext_ObjectSyncPreference_readEnabled(ctx, field)
 	case "createAs":
 		return ec.fieldContext_ObjectSyncPreference_createAs(ctx, field)
+	case "supported":
+		return ec.fieldContext_ObjectSyncPreference_supported(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ObjectSyncPreference", field.Name)
 }
@@ -2460,6 +2514,8 @@ func (ec *executionContext) childFields_SyncOverview(ctx context.Context, field 
 		return ec.fieldContext_SyncOverview_pacing(ctx, field)
 	case "inbound":
 		return ec.fieldContext_SyncOverview_inbound(ctx, field)
+	case "unsupportedRecordTypes":
+		return ec.fieldContext_SyncOverview_unsupportedRecordTypes(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SyncOverview", field.Name)
 }
@@ -2482,6 +2538,18 @@ func (ec *executionContext) childFields_SyncPacing(ctx context.Context, field gr
 		return ec.fieldContext_SyncPacing_waitSeconds(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SyncPacing", field.Name)
+}
+
+func (ec *executionContext) childFields_UnsupportedRecordType(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "recordType":
+		return ec.fieldContext_UnsupportedRecordType_recordType(ctx, field)
+	case "changes":
+		return ec.fieldContext_UnsupportedRecordType_changes(ctx, field)
+	case "lastChangeAt":
+		return ec.fieldContext_UnsupportedRecordType_lastChangeAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UnsupportedRecordType", field.Name)
 }
 
 func (ec *executionContext) childFields_Workspace(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

@@ -157,6 +157,8 @@ type ObjectSyncPreference struct {
 	ReadEnabled bool `json:"readEnabled"`
 	// For contacts: what a new contact becomes.
 	CreateAs CreateAs `json:"createAs"`
+	// Whether the connection's connector describes a CRM object for this type (docs/connectors.md, routing). Changes of an unsupported type stay in Conversion (counted in SyncOverview.unsupportedRecordTypes) and its preferences cannot be changed. True while not connected.
+	Supported bool `json:"supported"`
 }
 
 type ObjectSyncPreferenceInput struct {
@@ -213,7 +215,7 @@ type RecordChangeInput struct {
 type RecordChangesResult struct {
 	// Changes accepted (all of them, or the call fails).
 	Accepted int `json:"accepted"`
-	// Changes queued for the CRM (types with writing off are kept but not queued).
+	// Changes queued for the CRM (types with writing off, or that the connector does not support, are kept but not queued).
 	Queued int `json:"queued"`
 }
 
@@ -328,6 +330,8 @@ type SyncOverview struct {
 	Pacing *SyncPacing `json:"pacing,omitempty"`
 	// How Salesforce changes come in: streamed, or polled and why.
 	Inbound *InboundSync `json:"inbound"`
+	// The record types the connection's connector does not support ('not supported by this connector'), with the changes kept local for each; empty when it supports every type or there is no connection.
+	UnsupportedRecordTypes []*UnsupportedRecordType `json:"unsupportedRecordTypes"`
 }
 
 // How crmsync spends its outbound API calls: a token bucket filled from a daily budget.
@@ -354,6 +358,15 @@ type TaskInput struct {
 	// A date, YYYY-MM-DD.
 	DueDate     *string `json:"dueDate,omitempty"`
 	Description *string `json:"description,omitempty"`
+}
+
+// Changes of a record type kept in Conversion because the connection's connector does not support the type.
+type UnsupportedRecordType struct {
+	RecordType RecordType `json:"recordType"`
+	// Changes kept local since the type became unsupported for the workspace (they are never sent).
+	Changes int `json:"changes"`
+	// The last such change; null when none.
+	LastChangeAt *time.Time `json:"lastChangeAt,omitempty"`
 }
 
 type WorkflowActionInput struct {

@@ -81,8 +81,28 @@ func (s *Service) Connect(ctx context.Context, workspaceID int64, name string, c
 	if resp.Credentials != nil {
 		credentials = resp.Credentials
 	}
-	c, err := s.store.Save(ctx, workspaceID, name, config, credentials, resp.Identity, resp.Usage)
+	// The objects the connector describes decide which record types are
+	// routed to it (docs/connectors.md, "Routing").
+	d, err := crm.Describe(ctx, connector.DescribeRequest{Session: connector.Session{Config: config, Credentials: credentials}})
 	if err != nil {
+		return nil, fmt.Errorf("describe the CRM's objects: %w", err)
+	}
+	usage := resp.Usage
+	if d.Credentials != nil {
+		credentials = d.Credentials
+	}
+	if d.Usage != nil {
+		usage = d.Usage
+	}
+	objects := make([]string, len(d.Objects))
+	for i, o := range d.Objects {
+		objects[i] = o.Name
+	}
+	c, err := s.store.Save(ctx, workspaceID, name, config, credentials, resp.Identity, usage)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.SetObjects(ctx, c, objects); err != nil {
 		return nil, err
 	}
 	if err := s.sched.ScheduleNow(ctx, workspaceID); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/crmsync/crmsync/internal/inbound"
 	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/prefs"
 	"github.com/crmsync/crmsync/internal/record"
 	"github.com/crmsync/crmsync/internal/synclog"
 )
@@ -52,6 +53,9 @@ type Overview struct {
 
 	// Inbound is how changes come in (streaming or polling and why).
 	Inbound *inbound.StreamState
+	// Unsupported are the record types the connection does not support,
+	// with the changes kept local for each (prefs.Routing).
+	Unsupported []prefs.UnsupportedCount
 }
 
 // Get computes the workspace's overview at now.
@@ -83,6 +87,9 @@ func Get(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (Ove
 		return o, err
 	}
 	o.ConnectionStatus, o.ConnectionStatusReason = c.Status, c.StatusReason
+	if o.Unsupported, err = prefs.UnsupportedCounts(ctx, db, workspaceID); err != nil {
+		return o, err
+	}
 	if c.DailyLimit.Valid {
 		o.ConversionLimit = &c.DailyLimit.Int64
 	}
