@@ -99,7 +99,11 @@ function flash(msg, ok) {
 function signOut(msg) {
   sessionStorage.removeItem(TOKEN_KEY);
   token = null;
-  if (ws) ws.dispose();
+  // dispose() waits for a connection still being made, and rejects (with
+  // the CloseEvent) when that one closes before it is acknowledged: a
+  // sign-out right after the page subscribed raced it into an
+  // "Uncaught (in promise) CloseEvent".
+  if (ws) Promise.resolve(ws.dispose()).catch(() => {});
   ws = null;
   for (const el of document.querySelectorAll('[data-panel], #admin, #tabs, #signout')) el.hidden = true;
   $('identity').textContent = '';
@@ -192,19 +196,27 @@ function subscribe() {
   const url = new URL('/graphql', location.href);
   url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
   const live = $('live');
-  ws = createClient({
+  // The client keeps the token it was made for: after a sign-out its
+  // last connection attempt must not send "Bearer null".
+  const bearer = 'Bearer ' + token;
+  // A disposed client's last events must not touch the page.
+  const current = () => ws === client;
+  const client = createClient({
     url: url.href,
-    connectionParams: () => ({ Authorization: 'Bearer ' + token }),
+    connectionParams: () => ({ Authorization: bearer }),
     retryAttempts: Infinity,
     shouldRetry: () => true,
     on: {
-      connected: () => { live.textContent = 'Live'; live.dataset.state = 'live'; },
-      closed: () => { live.textContent = 'Reconnecting…'; live.dataset.state = 'down'; },
+      connected: () => { if (current()) { live.textContent = 'Live'; live.dataset.state = 'live'; } },
+      closed: () => { if (current()) { live.textContent = 'Reconnecting…'; live.dataset.state = 'down'; } },
     },
   });
-  ws.subscribe({ query: `subscription { syncOverviewUpdated { ...O } } ${OVERVIEW}` }, {
-    next: (msg) => { if (msg.data) renderOverview(msg.data.syncOverviewUpdated); },
-    error: (err) => { live.textContent = 'Live updates stopped: ' + (err.message || (Array.isArray(err) ? err.map((e) => e.message).join('; ') : 'closed')); },
+  ws = client;
+  client.subscribe({ query: `subscription { syncOverviewUpdated { ...O } } ${OVERVIEW}` }, {
+    next: (msg) => { if (current() && msg.data) renderOverview(msg.data.syncOverviewUpdated); },
+    error: (err) => {
+      if (current()) live.textContent = 'Live updates stopped: ' + (err.message || (Array.isArray(err) ? err.map((e) => e.message).join('; ') : 'closed'));
+    },
     complete: () => {},
   });
 }
