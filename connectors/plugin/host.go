@@ -232,19 +232,16 @@ func (h *Host) process(ctx context.Context, name string) (*process, error) {
 		h.cfg.OnRestart(name)
 	}
 	s.health.attempted = true
-	p, err := h.start(name)
-	if err != nil {
-		var se *StartError
-		if errors.As(err, &se) {
-			se = s.health.fail(&h.cfg, name, se.Kind, se.Reason, se.Err, h.cfg.Now())
-			h.logger.Error("connector plugin failed to start", "connector", name, "kind", string(se.Kind), "reason", se.Reason,
-				"retry_in", se.RetryAt.Sub(now).Round(time.Millisecond).String())
-			if h.cfg.OnStartFailure != nil {
-				h.cfg.OnStartFailure(name, se.Kind)
-			}
-			return nil, se
+	p, failure := h.start(name)
+	if failure != nil {
+		failedAt := h.cfg.Now()
+		se := s.health.fail(&h.cfg, name, failure.Kind, failure.Reason, failure.Err, failedAt)
+		h.logger.Error("connector plugin failed to start", "connector", name, "kind", string(se.Kind), "reason", se.Reason,
+			"retry_in", se.RetryAt.Sub(failedAt).String())
+		if h.cfg.OnStartFailure != nil {
+			h.cfg.OnStartFailure(name, se.Kind)
 		}
-		return nil, err
+		return nil, se
 	}
 	s.health.started(&h.cfg, h.cfg.Now())
 	h.mu.Lock()
@@ -273,7 +270,9 @@ func (h *Host) crashed(name string, s *slot, now time.Time) error {
 	return se
 }
 
-func (h *Host) start(name string) (*process, error) {
+// start starts connector name's plugin; a failure says its kind and reason
+// (the back-off is the caller's).
+func (h *Host) start(name string) (*process, *StartError) {
 	logger := h.logger.With("connector", name)
 	path, args := h.cfg.Executable, append([]string{"connector", name}, h.cfg.BuiltinArgs...)
 	var secure *goplugin.SecureConfig
