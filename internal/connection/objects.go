@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/uptrace/bun"
@@ -12,7 +11,7 @@ import (
 
 // Objects returns the CRM objects the connection's connector described when
 // it connected; known is false for a connection made before crmsync
-// recorded them.
+// recorded them, or whose connector refused the describe as invalid.
 func (c *Connection) Objects() (names []string, known bool) {
 	if !c.CRMObjects.Valid {
 		return nil, false
@@ -23,29 +22,18 @@ func (c *Connection) Objects() (names []string, known bool) {
 	return names, true
 }
 
-// Objects returns the objects of the workspace's connection (see
-// Connection.Objects); connected is false when there is none.
-func Objects(ctx context.Context, db bun.IDB, workspaceID int64) (names []string, known, connected bool, err error) {
-	c := new(Connection)
-	err = db.NewSelect().Model(c).Column("crm_objects").Where("workspace_id = ?", workspaceID).Scan(ctx)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, false, false, nil
-	}
-	if err != nil {
-		return nil, false, false, fmt.Errorf("read CRM objects of workspace %d: %w", workspaceID, err)
-	}
-	names, known = c.Objects()
-	return names, known, true, nil
-}
-
-// SetObjects records the objects the connection's connector describes, and
-// starts the workspace's counts of unsupported changes over.
+// SetObjects records the objects the connection's connector describes (nil:
+// unknown, every record type is routed), and starts the workspace's counts
+// of unsupported changes over.
 func (s *Store) SetObjects(ctx context.Context, c *Connection, names []string) error {
-	raw, err := json.Marshal(names)
-	if err != nil {
-		return fmt.Errorf("encode CRM objects: %w", err)
+	c.CRMObjects = sql.NullString{}
+	if names != nil {
+		raw, err := json.Marshal(names)
+		if err != nil {
+			return fmt.Errorf("encode CRM objects: %w", err)
+		}
+		c.CRMObjects = sql.NullString{String: string(raw), Valid: true}
 	}
-	c.CRMObjects = sql.NullString{String: string(raw), Valid: true}
 	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if _, err := tx.NewUpdate().Model(c).WherePK().Set("crm_objects = ?", c.CRMObjects).Exec(ctx); err != nil {
 			return fmt.Errorf("record CRM objects of connection %d: %w", c.ID, err)

@@ -83,20 +83,26 @@ func (s *Service) Connect(ctx context.Context, workspaceID int64, name string, c
 	}
 	// The objects the connector describes decide which record types are
 	// routed to it (docs/connectors.md, "Routing").
+	// A describe the CRM refuses (one of the objects is missing from the
+	// org and the connector reports it as an error) leaves them unknown:
+	// every record type is routed, as before routing existed.
 	d, err := crm.Describe(ctx, connector.DescribeRequest{Session: connector.Session{Config: config, Credentials: credentials}})
-	if err != nil {
+	if err != nil && connector.KindOf(err) != connector.KindInvalid {
 		return nil, fmt.Errorf("describe the CRM's objects: %w", err)
 	}
 	usage := resp.Usage
-	if d.Credentials != nil {
-		credentials = d.Credentials
-	}
-	if d.Usage != nil {
-		usage = d.Usage
-	}
-	objects := make([]string, len(d.Objects))
-	for i, o := range d.Objects {
-		objects[i] = o.Name
+	var objects []string // nil: unknown
+	if err == nil {
+		if d.Credentials != nil {
+			credentials = d.Credentials
+		}
+		if d.Usage != nil {
+			usage = d.Usage
+		}
+		objects = make([]string, len(d.Objects))
+		for i, o := range d.Objects {
+			objects[i] = o.Name
+		}
 	}
 	c, err := s.store.Save(ctx, workspaceID, name, config, credentials, resp.Identity, usage)
 	if err != nil {
