@@ -67,8 +67,8 @@ func connectionModel(c *connection.Connection) *model.CrmConnection {
 	}
 }
 
-func objectPrefModel(p prefs.ObjectPreference) *model.ObjectSyncPreference {
-	return &model.ObjectSyncPreference{RecordType: model.RecordType(p.RecordType), WriteEnabled: p.WriteEnabled,
+func objectPrefModel(p prefs.ObjectPreference, routing prefs.Routing) *model.ObjectSyncPreference {
+	return &model.ObjectSyncPreference{RecordType: model.RecordType(p.RecordType), WriteEnabled: p.WriteEnabled, Supported: routing.Supported(p.RecordType),
 		ReadEnabled: p.ReadEnabled, CreateAs: model.CreateAs(p.CreateAs)}
 }
 
@@ -153,6 +153,16 @@ func overviewModel(o overview.Overview) *model.SyncOverview {
 		out.PauseReason = &r
 	}
 	out.Inbound = inboundModel(o.Inbound, time.Now())
+	out.ConnectionStatusReason = o.ConnectionStatusReason
+	out.UnsupportedRecordTypes = []*model.UnsupportedRecordType{}
+	for _, u := range o.Unsupported {
+		m := &model.UnsupportedRecordType{RecordType: model.RecordType(u.RecordType), Changes: int(u.Changes)}
+		if !u.LastAt.IsZero() {
+			at := u.LastAt
+			m.LastChangeAt = &at
+		}
+		out.UnsupportedRecordTypes = append(out.UnsupportedRecordTypes, m)
+	}
 	if o.ConnectionStatus != "" {
 		s := model.ConnectionStatus(o.ConnectionStatus)
 		out.ConnectionStatus = &s

@@ -66,7 +66,11 @@ func (r *mutationResolver) UpdateObjectSyncPreference(ctx context.Context, input
 	if err != nil {
 		return nil, err
 	}
-	return objectPrefModel(all[p.RecordType]), nil
+	routing, err := r.Prefs.Routing(ctx, ws)
+	if err != nil {
+		return nil, err
+	}
+	return objectPrefModel(all[p.RecordType], routing), nil
 }
 
 func (r *mutationResolver) UpdateFieldSyncPreference(ctx context.Context, input model.FieldSyncPreferenceInput) (*model.FieldSyncPreference, error) {
@@ -224,9 +228,13 @@ func (r *queryResolver) ObjectSyncPreferences(ctx context.Context) ([]*model.Obj
 	if err != nil {
 		return nil, err
 	}
+	routing, err := r.Prefs.Routing(ctx, ws)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]*model.ObjectSyncPreference, 0, len(record.Types))
 	for _, t := range record.Types {
-		out = append(out, objectPrefModel(all[t]))
+		out = append(out, objectPrefModel(all[t], routing))
 	}
 	return out, nil
 }

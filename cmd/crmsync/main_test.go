@@ -27,6 +27,10 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
+	if len(os.Args) == 3 && os.Args[1] == "health-plugin" {
+		serveHealthPlugin(os.Args[2])
+		return
+	}
 	goleak.VerifyTestMain(m)
 }
 

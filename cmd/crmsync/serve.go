@@ -123,7 +123,8 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 		return nil, fmt.Errorf("register inbound stream metrics: %w", err)
 	}
 	a.plugins, err = plugin.NewHost(plugin.HostConfig{Logger: logger, External: pluginExternals(external), OnRestart: observer.PluginRestarted,
-		BuiltinArgs: cfg.AllowCRMHostArgs()})
+		OnStartFailure: func(name string, kind plugin.StartFailure) { observer.PluginStartFailed(name, string(kind)) },
+		StartBackoff:   cfg.PluginStartBackoff, BuiltinArgs: cfg.AllowCRMHostArgs()})
 	if err != nil {
 		return nil, err
 	}

@@ -2,15 +2,15 @@ package main
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/connectors/plugin"
 	"github.com/crmsync/crmsync/internal/config"
+	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/events"
 	"github.com/crmsync/crmsync/internal/metrics"
 	"github.com/crmsync/crmsync/internal/synclog"
@@ -18,7 +18,8 @@ import (
 
 // knownConnectors hands out connectors through the plugin host, refusing
 // names that are neither built in nor configured (so a typo in connectCrm
-// never starts a process).
+// never starts a process), and telling a connector that fails to start
+// (connection.UnavailableError) from an unknown one.
 type knownConnectors struct {
 	host     *plugin.Host
 	external map[string]config.ExternalConnector
@@ -29,9 +30,14 @@ func (k knownConnectors) Connector(ctx context.Context, name string) (connector.
 	if _, ext := k.external[name]; !builtin && !ext {
 		names := slices.Sorted(maps.Keys(builtinConnectors))
 		names = append(names, slices.Sorted(maps.Keys(k.external))...)
-		return nil, fmt.Errorf("no connector named %q (known: %s)", name, strings.Join(names, ", "))
+		return nil, &connection.UnknownConnectorError{Name: name, Known: names}
 	}
-	return k.host.Connector(ctx, name)
+	crm, err := k.host.Connector(ctx, name)
+	var se *plugin.StartError
+	if errors.As(err, &se) {
+		return nil, &connection.UnavailableError{Connector: name, Kind: string(se.Kind), Reason: se.Reason, Err: err}
+	}
+	return crm, err
 }
 
 func pluginExternals(ext map[string]config.ExternalConnector) map[string]plugin.External {

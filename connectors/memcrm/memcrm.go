@@ -72,6 +72,17 @@ func WithFaults(f Faults) Option { return func(c *CRM) { c.faults = f } }
 // fires. In process, tests set it to observe a crash without dying.
 func WithExit(exit func(code int)) Option { return func(c *CRM) { c.exit = exit } }
 
+// WithoutObjects leaves the named objects out of the CRM, as a CRM without,
+// say, campaigns: Describe does not list them and calls naming them fail
+// with INVALID_TYPE (connector.ErrInvalid).
+func WithoutObjects(names ...string) Option {
+	return func(c *CRM) {
+		for _, n := range names {
+			delete(c.objects, n)
+		}
+	}
+}
+
 // New returns an empty CRM.
 func New(opts ...Option) *CRM {
 	c := &CRM{
@@ -223,7 +234,11 @@ func (c *CRM) Describe(ctx context.Context, req connector.DescribeRequest) (*con
 	}
 	names := req.Objects
 	if len(names) == 0 {
-		names = objectOrder
+		for _, n := range objectOrder {
+			if c.objects[n] != nil {
+				names = append(names, n)
+			}
+		}
 	}
 	for _, name := range names {
 		def, ok := c.objects[name]

@@ -323,3 +323,26 @@ func mustCreate(t *testing.T, b *bundle, object string, fields map[string]any) s
 	require.Nil(t, res[0].Error)
 	return res[0].ID
 }
+
+// WithoutObjects models a CRM without campaigns: Describe does not list the
+// objects, and calls naming them are refused as INVALID_TYPE.
+func TestWithoutObjects(t *testing.T) {
+	t.Parallel()
+	crm := memcrm.New(memcrm.WithoutObjects("Campaign", "CampaignMember"))
+	s := memcrm.Session("no-campaigns", memcrm.DefaultToken)
+	d, err := crm.Describe(t.Context(), connector.DescribeRequest{Session: s})
+	require.NoError(t, err)
+	var names []string
+	for _, o := range d.Objects {
+		names = append(names, o.Name)
+	}
+	require.Equal(t, []string{"Lead", "Contact", "Account", "Task", "User", "Group"}, names)
+	_, err = crm.Describe(t.Context(), connector.DescribeRequest{Session: s, Objects: []string{"Campaign"}})
+	require.ErrorIs(t, err, connector.ErrInvalid)
+	resp, err := crm.BulkUpdate(t.Context(), connector.BulkUpdateRequest{Session: s, Operations: []connector.Operation{
+		{Kind: connector.OpCreate, Object: "Campaign", Fields: map[string]any{"Name": "Spring"}}}})
+	require.NoError(t, err)
+	require.Len(t, resp.Results, 1)
+	require.NotNil(t, resp.Results[0].Error)
+	require.Equal(t, "INVALID_TYPE", resp.Results[0].Error.Code)
+}

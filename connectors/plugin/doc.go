@@ -50,4 +50,12 @@
 // ctx deadlines and cancellation reach the plugin. When a plugin process
 // dies, the calls in flight fail with a retryable connector.ErrUnavailable
 // error and the next call starts a new process.
+//
+// A plugin that cannot start fails with a *StartError whose Kind says why
+// (VersionMismatch, BadHandshake, ChecksumMismatch, CrashLoop, StartFailed)
+// and whose Reason says it in words for an operator. The host then holds
+// that connector back (HostConfig.StartBackoff, 5 s doubling to 5 min):
+// calls fail at once with the same error until the back-off ends, so a
+// broken binary is never respawned in a loop, and the first start after a
+// fix succeeds by itself.
 package plugin

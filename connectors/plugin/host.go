@@ -40,9 +40,31 @@ type HostConfig struct {
 	// SocketDir is where the host creates its private directory for the
 	// plugins' Unix sockets (removed by Close). Default os.TempDir().
 	SocketDir string
-	// OnRestart, if set, is called when a plugin process is found dead and
-	// will be replaced on the next call (for metrics).
+	// OnRestart, if set, is called each time the host starts a connector
+	// again: to replace a process that died, or to retry after a failed
+	// start (for metrics).
 	OnRestart func(connector string)
+	// OnStartFailure, if set, is called for every failed start, and when
+	// a connector is found crashing in a loop (for metrics).
+	OnStartFailure func(connector string, kind StartFailure)
+	// StartBackoff is how long the host waits after a failed start before
+	// it starts the connector again, doubled after each further failure up
+	// to MaxStartBackoff; meanwhile calls fail at once with the
+	// *StartError. Defaults 5 s and 5 min.
+	StartBackoff, MaxStartBackoff time.Duration
+	// CrashLoop is when a connector whose processes keep dying is held
+	// back like a failed start (CrashLoop failure).
+	CrashLoop CrashLoopConfig
+	// Now is the host's clock (default time.Now).
+	Now func() time.Time
+}
+
+// CrashLoopConfig says how many crashes within a window make a crash loop.
+type CrashLoopConfig struct {
+	// Restarts is the number of crashes (default 5) within Window
+	// (default 1 min).
+	Restarts int
+	Window   time.Duration
 }
 
 // External is a third-party connector executable.
@@ -70,8 +92,9 @@ type Host struct {
 // slot holds the current process of one connector; its lock serializes
 // starts of that connector only.
 type slot struct {
-	mu   sync.Mutex
-	proc *process
+	mu     sync.Mutex
+	proc   *process
+	health health
 }
 
 type process struct {
@@ -95,6 +118,21 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = 20 * time.Second
 	}
+	if cfg.StartBackoff <= 0 {
+		cfg.StartBackoff = 5 * time.Second
+	}
+	if cfg.MaxStartBackoff < cfg.StartBackoff {
+		cfg.MaxStartBackoff = max(5*time.Minute, cfg.StartBackoff)
+	}
+	if cfg.CrashLoop.Restarts <= 0 {
+		cfg.CrashLoop.Restarts = 5
+	}
+	if cfg.CrashLoop.Window <= 0 {
+		cfg.CrashLoop.Window = time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	for name, ext := range cfg.External {
 		if ext.Path == "" {
 			return nil, fmt.Errorf("plugin host: connector %q has no path", name)
@@ -113,7 +151,9 @@ func NewHost(cfg HostConfig) (*Host, error) {
 }
 
 // Connector starts the plugin serving the connector name (unless it runs
-// already) and returns a client for it. The client implements
+// already) and returns a client for it. A plugin that cannot start fails
+// with a *StartError saying why; the host then waits (StartBackoff,
+// doubling) before it tries that connector again. The client implements
 // connector.Connector, connector.ChangeFetcher and connector.BatchFetcher
 // (whose calls fail with connector.ErrUnsupported when the plugin lacks
 // them). A call that hits a
@@ -173,18 +213,37 @@ func (h *Host) process(ctx context.Context, name string) (*process, error) {
 	if s.proc != nil && !s.proc.client.Exited() {
 		return s.proc, nil
 	}
+	now := h.cfg.Now()
 	if s.proc != nil {
 		h.logger.Warn("connector plugin exited; starting a new one", "connector", name, "pid", s.proc.pid)
 		s.proc.client.Kill()
 		s.proc = nil
+		if err := h.crashed(name, s, now); err != nil {
+			return nil, err
+		}
+	}
+	if last := s.health.last; last != nil && now.Before(last.RetryAt) {
+		return nil, last
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	p, err := h.start(name)
-	if err != nil {
-		return nil, err
+	if s.health.attempted && h.cfg.OnRestart != nil {
+		h.cfg.OnRestart(name)
 	}
+	s.health.attempted = true
+	p, failure := h.start(name)
+	if failure != nil {
+		failedAt := h.cfg.Now()
+		se := s.health.fail(&h.cfg, name, failure.Kind, failure.Reason, failure.Err, failedAt)
+		h.logger.Error("connector plugin failed to start", "connector", name, "kind", string(se.Kind), "reason", se.Reason,
+			"retry_in", se.RetryAt.Sub(failedAt).String())
+		if h.cfg.OnStartFailure != nil {
+			h.cfg.OnStartFailure(name, se.Kind)
+		}
+		return nil, se
+	}
+	s.health.started(&h.cfg, h.cfg.Now())
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed { // Close ran while we started: do not leak the process.
@@ -195,7 +254,25 @@ func (h *Host) process(ctx context.Context, name string) (*process, error) {
 	return p, nil
 }
 
-func (h *Host) start(name string) (*process, error) {
+// crashed records that connector name's process died (s locked) and
+// returns a CrashLoop *StartError when it dies too often.
+func (h *Host) crashed(name string, s *slot, now time.Time) error {
+	if !s.health.crashed(&h.cfg, now) {
+		return nil
+	}
+	reason := fmt.Sprintf("the plugin process died %d times within %s", len(s.health.crashes), h.cfg.CrashLoop.Window)
+	se := s.health.fail(&h.cfg, name, CrashLoop, reason, nil, now)
+	h.logger.Error("connector plugin crashes in a loop", "connector", name, "crashes", len(s.health.crashes),
+		"retry_in", se.RetryAt.Sub(now).Round(time.Millisecond).String())
+	if h.cfg.OnStartFailure != nil {
+		h.cfg.OnStartFailure(name, CrashLoop)
+	}
+	return se
+}
+
+// start starts connector name's plugin; a failure says its kind and reason
+// (the back-off is the caller's).
+func (h *Host) start(name string) (*process, *StartError) {
 	logger := h.logger.With("connector", name)
 	path, args := h.cfg.Executable, append([]string{"connector", name}, h.cfg.BuiltinArgs...)
 	var secure *goplugin.SecureConfig
@@ -203,7 +280,12 @@ func (h *Host) start(name string) (*process, error) {
 		path, args = ext.Path, nil
 		if ext.SHA256 != "" {
 			if err := verify(path, ext.SHA256); err != nil {
-				return nil, fmt.Errorf("start connector %q: %w", name, err)
+				kind := StartFailed
+				var sum *checksumError
+				if errors.As(err, &sum) {
+					kind = ChecksumMismatch
+				}
+				return nil, &StartError{Connector: name, Kind: kind, Reason: err.Error(), Err: err}
 			}
 			sum, _ := hex.DecodeString(ext.SHA256)
 			secure = &goplugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
@@ -215,6 +297,7 @@ func (h *Host) start(name string) (*process, error) {
 	cmd.Env = []string{goplugin.EnvUnixSocketDir + "=" + h.socketDir}
 	orphanProof(cmd)
 
+	stderr := &stderrTail{}
 	client := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  handshake(connector.ProtocolVersion),
 		Plugins:          goplugin.PluginSet{pluginName: &grpcPlugin{}},
@@ -225,17 +308,18 @@ func (h *Host) start(name string) (*process, error) {
 		SkipHostEnv:      true,
 		StartTimeout:     h.cfg.StartTimeout,
 		Logger:           newHCLogger(logger),
-		Stderr:           io.Discard,
+		Stderr:           stderr,
 	})
 	rpc, err := client.Client()
 	if err != nil {
-		client.Kill()
-		return nil, fmt.Errorf("start connector %q (%s): %w", name, path, err)
+		client.Kill() // waits for the stderr reader: the tail is complete
+		kind, reason := classify(err, stderr.String())
+		return nil, &StartError{Connector: name, Kind: kind, Reason: fmt.Sprintf("%s (%s)", reason, path), Err: err}
 	}
 	raw, err := rpc.Dispense(pluginName)
 	if err != nil {
 		client.Kill()
-		return nil, fmt.Errorf("start connector %q (%s): %w", name, path, err)
+		return nil, &StartError{Connector: name, Kind: StartFailed, Reason: fmt.Sprintf("%v (%s)", err, path), Err: err}
 	}
 	p := &process{client: client, rpc: raw.(pb.ConnectorClient)}
 	if rc := client.ReattachConfig(); rc != nil {
@@ -258,7 +342,7 @@ func verify(path, want string) error {
 		return fmt.Errorf("verify checksum of %s: %w", path, err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(got, want) {
-		return fmt.Errorf("refusing to run %s: its sha256 is %s, but the configuration pins %s", path, got, strings.ToLower(want))
+		return &checksumError{fmt.Sprintf("refusing to run %s: its sha256 is %s, but the configuration pins %s", path, got, strings.ToLower(want))}
 	}
 	return nil
 }
@@ -292,11 +376,11 @@ func (h *Host) failed(ctx context.Context, name string, p *process, method strin
 		if s.proc == p {
 			p.client.Kill()
 			s.proc = nil
+			// A crash loop holds the next start back; the call itself
+			// fails as a crash either way.
+			_ = h.crashed(name, s, h.cfg.Now())
 		}
 		s.mu.Unlock()
-	}
-	if h.cfg.OnRestart != nil {
-		h.cfg.OnRestart(name)
 	}
 	return &connector.Error{Kind: connector.KindUnavailable, Message: fmt.Sprintf("plugin process %d exited during %s", p.pid, method), Err: err}
 }

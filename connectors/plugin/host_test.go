@@ -329,8 +329,8 @@ func TestOtherProtocolVersionRefused(t *testing.T) {
 	path, sum := script(t, "memcrm-v2")
 	h, _ := newHost(t, map[string]External{"future": {Path: path, SHA256: sum}})
 	_, err := h.Connector(t.Context(), "future")
-	require.ErrorContains(t, err, "incompatible API version")
-	require.ErrorContains(t, err, fmt.Sprintf("Plugin version: %d", connector.ProtocolVersion+1))
+	require.ErrorContains(t, err, "(VERSION_MISMATCH)")
+	require.ErrorContains(t, err, fmt.Sprintf("the plugin speaks connector protocol version %d", connector.ProtocolVersion+1))
 }
 
 func TestPluginEnvironmentIsMinimal(t *testing.T) {
@@ -339,7 +339,7 @@ func TestPluginEnvironmentIsMinimal(t *testing.T) {
 	// says which connector failed to start.
 	h, _ := newHost(t, nil)
 	_, err := h.Connector(t.Context(), "nonexistent")
-	require.ErrorContains(t, err, `start connector "nonexistent"`)
+	require.ErrorContains(t, err, `connector "nonexistent" failed to start`)
 
 	path := filepath.Join(t.TempDir(), "env-dump")
 	out := filepath.Join(t.TempDir(), "env.txt")
@@ -416,8 +416,8 @@ func TestStartTimeout(t *testing.T) {
 	require.NoError(t, err)
 	defer h.Close()
 	_, err = h.Connector(t.Context(), "mute")
-	require.ErrorContains(t, err, `start connector "mute"`)
-	require.ErrorContains(t, err, "timeout")
+	require.ErrorContains(t, err, `connector "mute" failed to start (START_FAILED)`)
+	require.ErrorContains(t, err, "did not complete its handshake in time")
 	raw, err := os.ReadFile(pidFile)
 	require.NoError(t, err)
 	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))

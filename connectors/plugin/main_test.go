@@ -7,6 +7,7 @@ import (
 	"os"
 	"testing"
 
+	goplugin "github.com/hashicorp/go-plugin"
 	"go.uber.org/goleak"
 
 	"github.com/crmsync/crmsync/connectors/connector"
@@ -36,6 +37,15 @@ func servePlugin(name string) {
 		serve(crm, connector.ProtocolVersion+1)
 	case "no-changes": // a connector without the optional ChangeFetcher
 		Serve(struct{ connector.Connector }{crm})
+	case "other-cookie": // a go-plugin plugin of another product
+		goplugin.Serve(&goplugin.ServeConfig{
+			HandshakeConfig: goplugin.HandshakeConfig{ProtocolVersion: uint(connector.ProtocolVersion), MagicCookieKey: cookieKey, MagicCookieValue: "another-product"},
+			Plugins:         goplugin.PluginSet{pluginName: &grpcPlugin{impl: crm}},
+			GRPCServer:      goplugin.DefaultGRPCServer,
+		})
+	case "dies-at-start": // a connector that panics before its handshake
+		fmt.Fprintln(os.Stderr, "panic: config file missing")
+		os.Exit(2)
 	default:
 		Logger().Error("unknown connector", "name", name)
 		os.Exit(2)

@@ -136,6 +136,7 @@ type ComplexityRoot struct {
 		CreateAs     func(childComplexity int) int
 		ReadEnabled  func(childComplexity int) int
 		RecordType   func(childComplexity int) int
+		Supported    func(childComplexity int) int
 		WriteEnabled func(childComplexity int) int
 	}
 
@@ -256,20 +257,22 @@ type ComplexityRoot struct {
 	}
 
 	SyncOverview struct {
-		APICallsByHour       func(childComplexity int) int
-		ConnectionStatus     func(childComplexity int) int
-		ConversionDailyLimit func(childComplexity int) int
-		FailedItems          func(childComplexity int) int
-		Inbound              func(childComplexity int) int
-		LastBatchAt          func(childComplexity int) int
-		OldestQueuedAt       func(childComplexity int) int
-		Pacing               func(childComplexity int) int
-		PauseReason          func(childComplexity int) int
-		Paused               func(childComplexity int) int
-		QueuedBatchItems     func(childComplexity int) int
-		QueuedByRecordType   func(childComplexity int) int
-		SalesforceDailyLimit func(childComplexity int) int
-		WaitingItems         func(childComplexity int) int
+		APICallsByHour         func(childComplexity int) int
+		ConnectionStatus       func(childComplexity int) int
+		ConnectionStatusReason func(childComplexity int) int
+		ConversionDailyLimit   func(childComplexity int) int
+		FailedItems            func(childComplexity int) int
+		Inbound                func(childComplexity int) int
+		LastBatchAt            func(childComplexity int) int
+		OldestQueuedAt         func(childComplexity int) int
+		Pacing                 func(childComplexity int) int
+		PauseReason            func(childComplexity int) int
+		Paused                 func(childComplexity int) int
+		QueuedBatchItems       func(childComplexity int) int
+		QueuedByRecordType     func(childComplexity int) int
+		SalesforceDailyLimit   func(childComplexity int) int
+		UnsupportedRecordTypes func(childComplexity int) int
+		WaitingItems           func(childComplexity int) int
 	}
 
 	SyncPacing struct {
@@ -280,6 +283,12 @@ type ComplexityRoot struct {
 		Spent        func(childComplexity int) int
 		Tokens       func(childComplexity int) int
 		WaitSeconds  func(childComplexity int) int
+	}
+
+	UnsupportedRecordType struct {
+		Changes      func(childComplexity int) int
+		LastChangeAt func(childComplexity int) int
+		RecordType   func(childComplexity int) int
 	}
 
 	Workspace struct {
@@ -733,6 +742,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ObjectSyncPreference.RecordType(childComplexity), true
+	case "ObjectSyncPreference.supported":
+		if e.ComplexityRoot.ObjectSyncPreference.Supported == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ObjectSyncPreference.Supported(childComplexity), true
 	case "ObjectSyncPreference.writeEnabled":
 		if e.ComplexityRoot.ObjectSyncPreference.WriteEnabled == nil {
 			break
@@ -1229,6 +1244,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncOverview.ConnectionStatus(childComplexity), true
+	case "SyncOverview.connectionStatusReason":
+		if e.ComplexityRoot.SyncOverview.ConnectionStatusReason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.ConnectionStatusReason(childComplexity), true
 	case "SyncOverview.conversionDailyLimit":
 		if e.ComplexityRoot.SyncOverview.ConversionDailyLimit == nil {
 			break
@@ -1295,6 +1316,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncOverview.SalesforceDailyLimit(childComplexity), true
+	case "SyncOverview.unsupportedRecordTypes":
+		if e.ComplexityRoot.SyncOverview.UnsupportedRecordTypes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.UnsupportedRecordTypes(childComplexity), true
 	case "SyncOverview.waitingItems":
 		if e.ComplexityRoot.SyncOverview.WaitingItems == nil {
 			break
@@ -1344,6 +1371,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncPacing.WaitSeconds(childComplexity), true
+
+	case "UnsupportedRecordType.changes":
+		if e.ComplexityRoot.UnsupportedRecordType.Changes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UnsupportedRecordType.Changes(childComplexity), true
+	case "UnsupportedRecordType.lastChangeAt":
+		if e.ComplexityRoot.UnsupportedRecordType.LastChangeAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UnsupportedRecordType.LastChangeAt(childComplexity), true
+	case "UnsupportedRecordType.recordType":
+		if e.ComplexityRoot.UnsupportedRecordType.RecordType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UnsupportedRecordType.RecordType(childComplexity), true
 
 	case "Workspace.createdAt":
 		if e.ComplexityRoot.Workspace.CreatedAt == nil {
@@ -1581,6 +1627,8 @@ enum ConnectionStatus {
   EXPIRED
   "The stored credentials do not decrypt with the server's secret key (the key changed): restore the key, or reconnect, to resume syncing."
   CREDENTIALS_UNREADABLE
+  "The connector's plugin cannot start (statusReason says why: VERSION_MISMATCH, BAD_HANDSHAKE, CHECKSUM_MISMATCH, CRASH_LOOP or START_FAILED, then the details). crmsync retries with back-off (5 s doubling to 5 min) and resumes by itself once the plugin starts (docs/connectors.md)."
+  CONNECTOR_UNAVAILABLE
 }
 
 type CrmIdentity {
@@ -1620,6 +1668,8 @@ type ObjectSyncPreference {
   readEnabled: Boolean!
   "For contacts: what a new contact becomes."
   createAs: CreateAs!
+  "Whether the connection's connector describes a CRM object for this type (docs/connectors.md, routing). Changes of an unsupported type stay in Conversion (counted in SyncOverview.unsupportedRecordTypes) and its preferences cannot be changed. True while not connected."
+  supported: Boolean!
 }
 
 input ObjectSyncPreferenceInput {
@@ -1685,7 +1735,7 @@ input RecordChangeInput {
 type RecordChangesResult {
   "Changes accepted (all of them, or the call fails)."
   accepted: Int!
-  "Changes queued for the CRM (types with writing off are kept but not queued)."
+  "Changes queued for the CRM (types with writing off, or that the connector does not support, are kept but not queued)."
   queued: Int!
 }
 
@@ -1879,6 +1929,8 @@ enum PauseReason {
   NOT_CONNECTED
   "The connection's credentials do not decrypt with the server's secret key (connection status CREDENTIALS_UNREADABLE)."
   CREDENTIALS_UNREADABLE
+  "The connector's plugin cannot start (connection status CONNECTOR_UNAVAILABLE; connectionStatusReason says why)."
+  CONNECTOR_UNAVAILABLE
 }
 
 type ConversionDailyLimit {
@@ -1892,6 +1944,15 @@ type SalesforceDailyLimit {
   used: Int
   max: Int
   observedAt: Time
+}
+
+"Changes of a record type kept in Conversion because the connection's connector does not support the type."
+type UnsupportedRecordType {
+  recordType: RecordType!
+  "Changes kept local since the type became unsupported for the workspace (they are never sent)."
+  changes: Int!
+  "The last such change; null when none."
+  lastChangeAt: Time
 }
 
 "Items waiting to be pushed, of one record type."
@@ -1924,11 +1985,15 @@ type SyncOverview {
   paused: Boolean!
   pauseReason: PauseReason
   connectionStatus: ConnectionStatus
+  "Why the connection is not CONNECTED (the connection's statusReason); empty when it is, or when there is no connection."
+  connectionStatusReason: String!
   lastBatchAt: Time
   "Budget pacing of outbound flushes; null until a paced flush ran (or on the fixed schedule)."
   pacing: SyncPacing
   "How Salesforce changes come in: streamed, or polled and why."
   inbound: InboundSync!
+  "The record types the connection's connector does not support ('not supported by this connector'), with the changes kept local for each; empty when it supports every type or there is no connection."
+  unsupportedRecordTypes: [UnsupportedRecordType!]!
 }
 
 "How crmsync spends its outbound API calls: a token bucket filled from a daily budget."
@@ -2219,6 +2284,8 @@ func (ec *executionContext) childFields_ObjectSyncPreference(ctx context.Context
 		return ec.fieldContext_ObjectSyncPreference_readEnabled(ctx, field)
 	case "createAs":
 		return ec.fieldContext_ObjectSyncPreference_createAs(ctx, field)
+	case "supported":
+		return ec.fieldContext_ObjectSyncPreference_supported(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ObjectSyncPreference", field.Name)
 }
@@ -2439,12 +2506,16 @@ func (ec *executionContext) childFields_SyncOverview(ctx context.Context, field 
 		return ec.fieldContext_SyncOverview_pauseReason(ctx, field)
 	case "connectionStatus":
 		return ec.fieldContext_SyncOverview_connectionStatus(ctx, field)
+	case "connectionStatusReason":
+		return ec.fieldContext_SyncOverview_connectionStatusReason(ctx, field)
 	case "lastBatchAt":
 		return ec.fieldContext_SyncOverview_lastBatchAt(ctx, field)
 	case "pacing":
 		return ec.fieldContext_SyncOverview_pacing(ctx, field)
 	case "inbound":
 		return ec.fieldContext_SyncOverview_inbound(ctx, field)
+	case "unsupportedRecordTypes":
+		return ec.fieldContext_SyncOverview_unsupportedRecordTypes(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SyncOverview", field.Name)
 }
@@ -2467,6 +2538,18 @@ func (ec *executionContext) childFields_SyncPacing(ctx context.Context, field gr
 		return ec.fieldContext_SyncPacing_waitSeconds(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SyncPacing", field.Name)
+}
+
+func (ec *executionContext) childFields_UnsupportedRecordType(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "recordType":
+		return ec.fieldContext_UnsupportedRecordType_recordType(ctx, field)
+	case "changes":
+		return ec.fieldContext_UnsupportedRecordType_changes(ctx, field)
+	case "lastChangeAt":
+		return ec.fieldContext_UnsupportedRecordType_lastChangeAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UnsupportedRecordType", field.Name)
 }
 
 func (ec *executionContext) childFields_Workspace(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

@@ -1189,6 +1189,29 @@ func (ec *executionContext) fieldContext_ObjectSyncPreference_createAs(_ context
 	return graphql.NewScalarFieldContext("ObjectSyncPreference", field, false, false, "CreateAs")
 }
 
+func (ec *executionContext) _ObjectSyncPreference_supported(ctx context.Context, field graphql.CollectedField, obj *model.ObjectSyncPreference) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ObjectSyncPreference_supported(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Supported, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ObjectSyncPreference_supported(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ObjectSyncPreference", field, false, false, "Boolean")
+}
+
 func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3008,6 +3031,29 @@ func (ec *executionContext) fieldContext_SyncOverview_connectionStatus(_ context
 	return graphql.NewScalarFieldContext("SyncOverview", field, false, false, "ConnectionStatus")
 }
 
+func (ec *executionContext) _SyncOverview_connectionStatusReason(ctx context.Context, field graphql.CollectedField, obj *model.SyncOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncOverview_connectionStatusReason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ConnectionStatusReason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncOverview_connectionStatusReason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncOverview", field, false, false, "String")
+}
+
 func (ec *executionContext) _SyncOverview_lastBatchAt(ctx context.Context, field graphql.CollectedField, obj *model.SyncOverview) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3090,6 +3136,38 @@ func (ec *executionContext) fieldContext_SyncOverview_inbound(_ context.Context,
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_InboundSync(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SyncOverview_unsupportedRecordTypes(ctx context.Context, field graphql.CollectedField, obj *model.SyncOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncOverview_unsupportedRecordTypes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UnsupportedRecordTypes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.UnsupportedRecordType) graphql.Marshaler {
+			return ec.marshalNUnsupportedRecordType2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐUnsupportedRecordTypeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncOverview_unsupportedRecordTypes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncOverview",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UnsupportedRecordType(ctx, field)
 		},
 	}
 	return fc, nil
@@ -3254,6 +3332,75 @@ func (ec *executionContext) _SyncPacing_waitSeconds(ctx context.Context, field g
 }
 func (ec *executionContext) fieldContext_SyncPacing_waitSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("SyncPacing", field, false, false, "Float")
+}
+
+func (ec *executionContext) _UnsupportedRecordType_recordType(ctx context.Context, field graphql.CollectedField, obj *model.UnsupportedRecordType) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UnsupportedRecordType_recordType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordType, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.RecordType) graphql.Marshaler {
+			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UnsupportedRecordType_recordType(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UnsupportedRecordType", field, false, false, "RecordType")
+}
+
+func (ec *executionContext) _UnsupportedRecordType_changes(ctx context.Context, field graphql.CollectedField, obj *model.UnsupportedRecordType) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UnsupportedRecordType_changes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Changes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UnsupportedRecordType_changes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UnsupportedRecordType", field, false, false, "Int")
+}
+
+func (ec *executionContext) _UnsupportedRecordType_lastChangeAt(ctx context.Context, field graphql.CollectedField, obj *model.UnsupportedRecordType) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UnsupportedRecordType_lastChangeAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastChangeAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_UnsupportedRecordType_lastChangeAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UnsupportedRecordType", field, false, false, "Time")
 }
 
 // endregion **************************** field.gotpl *****************************
@@ -4389,6 +4536,11 @@ func (ec *executionContext) _ObjectSyncPreference(ctx context.Context, sel ast.S
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "supported":
+			out.Values[i] = ec._ObjectSyncPreference_supported(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -5147,6 +5299,11 @@ func (ec *executionContext) _SyncOverview(ctx context.Context, sel ast.Selection
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
+		case "connectionStatusReason":
+			out.Values[i] = ec._SyncOverview_connectionStatusReason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "lastBatchAt":
 			out.Values[i] = ec._SyncOverview_lastBatchAt(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
@@ -5159,6 +5316,11 @@ func (ec *executionContext) _SyncOverview(ctx context.Context, sel ast.Selection
 			}
 		case "inbound":
 			out.Values[i] = ec._SyncOverview_inbound(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unsupportedRecordTypes":
+			out.Values[i] = ec._SyncOverview_unsupportedRecordTypes(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -5223,6 +5385,49 @@ func (ec *executionContext) _SyncPacing(ctx context.Context, sel ast.SelectionSe
 		case "waitSeconds":
 			out.Values[i] = ec._SyncPacing_waitSeconds(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var unsupportedRecordTypeImplementors = []string{"UnsupportedRecordType"}
+
+func (ec *executionContext) _UnsupportedRecordType(ctx context.Context, sel ast.SelectionSet, obj *model.UnsupportedRecordType) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, unsupportedRecordTypeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UnsupportedRecordType")
+		case "recordType":
+			out.Values[i] = ec._UnsupportedRecordType_recordType(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "changes":
+			out.Values[i] = ec._UnsupportedRecordType_changes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "lastChangeAt":
+			out.Values[i] = ec._UnsupportedRecordType_lastChangeAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:
@@ -5745,6 +5950,30 @@ func (ec *executionContext) marshalNSyncOverview2ᚖgithubᚗcomᚋcrmsyncᚋcrm
 		return graphql.Null
 	}
 	return ec._SyncOverview(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNUnsupportedRecordType2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐUnsupportedRecordTypeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.UnsupportedRecordType) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNUnsupportedRecordType2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐUnsupportedRecordType(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNUnsupportedRecordType2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐUnsupportedRecordType(ctx context.Context, sel ast.SelectionSet, v *model.UnsupportedRecordType) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "UnsupportedRecordType!")
+		return graphql.Null
+	}
+	return ec._UnsupportedRecordType(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNWorkflowActionInput2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐWorkflowActionInput(ctx context.Context, v any) (model.WorkflowActionInput, error) {

@@ -157,6 +157,8 @@ type ObjectSyncPreference struct {
 	ReadEnabled bool `json:"readEnabled"`
 	// For contacts: what a new contact becomes.
 	CreateAs CreateAs `json:"createAs"`
+	// Whether the connection's connector describes a CRM object for this type (docs/connectors.md, routing). Changes of an unsupported type stay in Conversion (counted in SyncOverview.unsupportedRecordTypes) and its preferences cannot be changed. True while not connected.
+	Supported bool `json:"supported"`
 }
 
 type ObjectSyncPreferenceInput struct {
@@ -213,7 +215,7 @@ type RecordChangeInput struct {
 type RecordChangesResult struct {
 	// Changes accepted (all of them, or the call fails).
 	Accepted int `json:"accepted"`
-	// Changes queued for the CRM (types with writing off are kept but not queued).
+	// Changes queued for the CRM (types with writing off, or that the connector does not support, are kept but not queued).
 	Queued int `json:"queued"`
 }
 
@@ -321,11 +323,15 @@ type SyncOverview struct {
 	Paused           bool              `json:"paused"`
 	PauseReason      *PauseReason      `json:"pauseReason,omitempty"`
 	ConnectionStatus *ConnectionStatus `json:"connectionStatus,omitempty"`
-	LastBatchAt      *time.Time        `json:"lastBatchAt,omitempty"`
+	// Why the connection is not CONNECTED (the connection's statusReason); empty when it is, or when there is no connection.
+	ConnectionStatusReason string     `json:"connectionStatusReason"`
+	LastBatchAt            *time.Time `json:"lastBatchAt,omitempty"`
 	// Budget pacing of outbound flushes; null until a paced flush ran (or on the fixed schedule).
 	Pacing *SyncPacing `json:"pacing,omitempty"`
 	// How Salesforce changes come in: streamed, or polled and why.
 	Inbound *InboundSync `json:"inbound"`
+	// The record types the connection's connector does not support ('not supported by this connector'), with the changes kept local for each; empty when it supports every type or there is no connection.
+	UnsupportedRecordTypes []*UnsupportedRecordType `json:"unsupportedRecordTypes"`
 }
 
 // How crmsync spends its outbound API calls: a token bucket filled from a daily budget.
@@ -352,6 +358,15 @@ type TaskInput struct {
 	// A date, YYYY-MM-DD.
 	DueDate     *string `json:"dueDate,omitempty"`
 	Description *string `json:"description,omitempty"`
+}
+
+// Changes of a record type kept in Conversion because the connection's connector does not support the type.
+type UnsupportedRecordType struct {
+	RecordType RecordType `json:"recordType"`
+	// Changes kept local since the type became unsupported for the workspace (they are never sent).
+	Changes int `json:"changes"`
+	// The last such change; null when none.
+	LastChangeAt *time.Time `json:"lastChangeAt,omitempty"`
 }
 
 type WorkflowActionInput struct {
@@ -437,17 +452,20 @@ const (
 	ConnectionStatusExpired ConnectionStatus = "EXPIRED"
 	// The stored credentials do not decrypt with the server's secret key (the key changed): restore the key, or reconnect, to resume syncing.
 	ConnectionStatusCredentialsUnreadable ConnectionStatus = "CREDENTIALS_UNREADABLE"
+	// The connector's plugin cannot start (statusReason says why: VERSION_MISMATCH, BAD_HANDSHAKE, CHECKSUM_MISMATCH, CRASH_LOOP or START_FAILED, then the details). crmsync retries with back-off (5 s doubling to 5 min) and resumes by itself once the plugin starts (docs/connectors.md).
+	ConnectionStatusConnectorUnavailable ConnectionStatus = "CONNECTOR_UNAVAILABLE"
 )
 
 var AllConnectionStatus = []ConnectionStatus{
 	ConnectionStatusConnected,
 	ConnectionStatusExpired,
 	ConnectionStatusCredentialsUnreadable,
+	ConnectionStatusConnectorUnavailable,
 }
 
 func (e ConnectionStatus) IsValid() bool {
 	switch e {
-	case ConnectionStatusConnected, ConnectionStatusExpired, ConnectionStatusCredentialsUnreadable:
+	case ConnectionStatusConnected, ConnectionStatusExpired, ConnectionStatusCredentialsUnreadable, ConnectionStatusConnectorUnavailable:
 		return true
 	}
 	return false
@@ -848,6 +866,8 @@ const (
 	PauseReasonNotConnected      PauseReason = "NOT_CONNECTED"
 	// The connection's credentials do not decrypt with the server's secret key (connection status CREDENTIALS_UNREADABLE).
 	PauseReasonCredentialsUnreadable PauseReason = "CREDENTIALS_UNREADABLE"
+	// The connector's plugin cannot start (connection status CONNECTOR_UNAVAILABLE; connectionStatusReason says why).
+	PauseReasonConnectorUnavailable PauseReason = "CONNECTOR_UNAVAILABLE"
 )
 
 var AllPauseReason = []PauseReason{
@@ -857,11 +877,12 @@ var AllPauseReason = []PauseReason{
 	PauseReasonPausedByUser,
 	PauseReasonNotConnected,
 	PauseReasonCredentialsUnreadable,
+	PauseReasonConnectorUnavailable,
 }
 
 func (e PauseReason) IsValid() bool {
 	switch e {
-	case PauseReasonSalesforceLimit, PauseReasonConversionLimit, PauseReasonConnectionExpired, PauseReasonPausedByUser, PauseReasonNotConnected, PauseReasonCredentialsUnreadable:
+	case PauseReasonSalesforceLimit, PauseReasonConversionLimit, PauseReasonConnectionExpired, PauseReasonPausedByUser, PauseReasonNotConnected, PauseReasonCredentialsUnreadable, PauseReasonConnectorUnavailable:
 		return true
 	}
 	return false

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
@@ -126,7 +125,7 @@ func newBundle(t *testing.T, bdb *bun.DB, pgURL string) *bundle {
 		case salesforce.Name:
 			return sf, nil
 		}
-		return nil, fmt.Errorf("no connector named %q (known: memcrm, salesforce)", name)
+		return nil, &connection.UnknownConnectorError{Name: name, Known: []string{memcrm.Name, salesforce.Name}}
 	})
 	b.engine = engine.New(bdb, b.store, crms, notices, logger, engine.Config{RetryBase: time.Millisecond, WaitDelay: time.Millisecond})
 

@@ -99,6 +99,10 @@ type Connection struct {
 	LeaseOwner       string          `bun:"lease_owner,notnull"`
 	LeaseUntil       bun.NullTime    `bun:"lease_until"`
 	PauseReason      string          `bun:"pause_reason,notnull"`
+	// CRMObjects are the objects the connector described when the
+	// connection was made (a JSON array; NULL for connections made before
+	// crmsync recorded them). See Objects.
+	CRMObjects sql.NullString `bun:"crm_objects"`
 	// PaceTokens, PaceRate and PaceAt are the outbound token bucket
 	// (internal/engine, pace.go): its content in calls at PaceAt and its
 	// refill rate in calls per second. Invalid PaceAt: a full bucket.

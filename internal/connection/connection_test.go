@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"testing"
 	"time"
 
@@ -102,10 +101,13 @@ func TestConnect(t *testing.T) {
 		scheduled := 0
 		svc := connection.NewService(connection.NewStore(bdb, newBox(t)),
 			connectorsFunc(func(ctx context.Context, name string) (connector.Connector, error) {
-				if name != memcrm.Name {
-					return nil, errors.New("no such connector")
+				switch name {
+				case memcrm.Name:
+					return crm, nil
+				case "broken":
+					return nil, &connection.UnavailableError{Connector: name, Kind: "BAD_HANDSHAKE", Reason: "the plugin's handshake cookie does not match crmsync's"}
 				}
-				return crm, nil
+				return nil, &connection.UnknownConnectorError{Name: name, Known: []string{memcrm.Name, "broken"}}
 			}),
 			schedulerFunc(func(context.Context, int64) error { scheduled++; return nil }))
 		ws := newWorkspace(t, bdb)
@@ -123,6 +125,10 @@ func TestConnect(t *testing.T) {
 		require.Contains(t, err.Error(), "refused")
 		_, err = svc.Connect(ctx, ws, "nope", s.Config, s.Credentials)
 		require.ErrorAs(t, err, &ie)
+		require.EqualError(t, err, "no such connector configured: nope (known: memcrm, broken)")
+		_, err = svc.Connect(ctx, ws, "broken", s.Config, s.Credentials)
+		require.ErrorAs(t, err, &ie)
+		require.EqualError(t, err, "connector broken is configured but failed to start: BAD_HANDSHAKE: the plugin's handshake cookie does not match crmsync's")
 		_, err = svc.Connect(ctx, ws, memcrm.Name, json.RawMessage(`[1]`), s.Credentials)
 		require.ErrorAs(t, err, &ie)
 
@@ -249,5 +255,54 @@ func TestHoldLease(t *testing.T) {
 		ok, err = store.AcquireLease(ctx, c2, "replica-2", ttl)
 		require.NoError(t, err)
 		require.True(t, ok, "a released lease is free")
+	})
+}
+
+// refusingDescribe is a connector whose describe with credentials fails as
+// invalid (Salesforce, for an object missing from the org).
+type refusingDescribe struct{ connector.Connector }
+
+func (r refusingDescribe) Describe(ctx context.Context, req connector.DescribeRequest) (*connector.Description, error) {
+	if len(req.Session.Credentials) > 0 {
+		return nil, connector.Errorf(connector.KindInvalid, "NOT_FOUND: The requested resource does not exist")
+	}
+	return r.Connector.Describe(ctx, req)
+}
+
+// Connecting records the objects the connector describes; a describe the
+// CRM refuses as invalid leaves them unknown (every type routed), also
+// when it replaces a connection that had them.
+func TestConnectRecordsObjects(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		crms := map[string]connector.Connector{
+			"nocampaigns": memcrm.New(memcrm.WithoutObjects("Campaign", "CampaignMember")),
+			"refusing":    refusingDescribe{memcrm.New()},
+		}
+		svc := connection.NewService(connection.NewStore(bdb, newBox(t)),
+			connectorsFunc(func(_ context.Context, name string) (connector.Connector, error) { return crms[name], nil }),
+			schedulerFunc(func(context.Context, int64) error { return nil }))
+		ws := newWorkspace(t, bdb)
+		s := memcrm.Session("acme", memcrm.DefaultToken)
+
+		c, err := svc.Connect(ctx, ws, "nocampaigns", s.Config, s.Credentials)
+		require.NoError(t, err)
+		names, known := c.Objects()
+		require.True(t, known)
+		require.Equal(t, []string{"Lead", "Contact", "Account", "Task", "User", "Group"}, names)
+		stored, err := svc.Get(ctx, ws)
+		require.NoError(t, err)
+		names, known = stored.Objects()
+		require.True(t, known)
+		require.NotContains(t, names, "Campaign")
+
+		_, err = svc.Connect(ctx, ws, "refusing", s.Config, s.Credentials)
+		require.NoError(t, err)
+		stored, err = svc.Get(ctx, ws)
+		require.NoError(t, err)
+		_, known = stored.Objects()
+		require.False(t, known, "unknown objects: every type is routed")
 	})
 }

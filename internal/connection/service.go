@@ -9,7 +9,9 @@ import (
 	"github.com/crmsync/crmsync/connectors/connector"
 )
 
-// Connectors hands out a connector by name.
+// Connectors hands out a connector by name. A name neither built in nor
+// configured fails with an *UnknownConnectorError, a connector that cannot
+// start with an *UnavailableError.
 type Connectors interface {
 	Connector(ctx context.Context, name string) (connector.Connector, error)
 }
@@ -58,8 +60,15 @@ func (s *Service) Connect(ctx context.Context, workspaceID int64, name string, c
 		return nil, &InputError{"credentials must be a JSON object"}
 	}
 	crm, err := s.connectors.Connector(ctx, name)
-	if err != nil {
-		return nil, &InputError{fmt.Sprintf("unknown connector %q: %v", name, err)}
+	var unknown *UnknownConnectorError
+	var unavail *UnavailableError
+	switch {
+	case errors.As(err, &unknown):
+		return nil, &InputError{unknown.Error()}
+	case errors.As(err, &unavail):
+		return nil, &InputError{unavail.Error()}
+	case err != nil:
+		return nil, fmt.Errorf("connector %q: %w", name, err)
 	}
 	resp, err := crm.Check(ctx, connector.CheckRequest{Session: connector.Session{Config: config, Credentials: credentials}})
 	if err != nil {
@@ -72,8 +81,34 @@ func (s *Service) Connect(ctx context.Context, workspaceID int64, name string, c
 	if resp.Credentials != nil {
 		credentials = resp.Credentials
 	}
-	c, err := s.store.Save(ctx, workspaceID, name, config, credentials, resp.Identity, resp.Usage)
+	// The objects the connector describes decide which record types are
+	// routed to it (docs/connectors.md, "Routing").
+	// A describe the CRM refuses (one of the objects is missing from the
+	// org and the connector reports it as an error) leaves them unknown:
+	// every record type is routed, as before routing existed.
+	d, err := crm.Describe(ctx, connector.DescribeRequest{Session: connector.Session{Config: config, Credentials: credentials}})
+	if err != nil && connector.KindOf(err) != connector.KindInvalid {
+		return nil, fmt.Errorf("describe the CRM's objects: %w", err)
+	}
+	usage := resp.Usage
+	var objects []string // nil: unknown
+	if err == nil {
+		if d.Credentials != nil {
+			credentials = d.Credentials
+		}
+		if d.Usage != nil {
+			usage = d.Usage
+		}
+		objects = make([]string, len(d.Objects))
+		for i, o := range d.Objects {
+			objects[i] = o.Name
+		}
+	}
+	c, err := s.store.Save(ctx, workspaceID, name, config, credentials, resp.Identity, usage)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.store.SetObjects(ctx, c, objects); err != nil {
 		return nil, err
 	}
 	if err := s.sched.ScheduleNow(ctx, workspaceID); err != nil {

@@ -45,6 +45,10 @@ const (
 	// PauseCredentialsUnreadable: the stored credentials do not decrypt
 	// with this server's secret key (connection.StatusCredentialsUnreadable).
 	PauseCredentialsUnreadable PauseReason = "CREDENTIALS_UNREADABLE"
+	// PauseConnectorUnavailable: the connection's connector cannot start
+	// (connection.StatusConnectorUnavailable); the plugin host retries
+	// with back-off and syncing resumes once it starts.
+	PauseConnectorUnavailable PauseReason = "CONNECTOR_UNAVAILABLE"
 )
 
 // Config tunes the engine. Zero values take the defaults.
@@ -206,6 +210,12 @@ func (e *Engine) Gate(ctx context.Context, c *connection.Connection) (PauseReaso
 	if changed {
 		e.logger.Info("connection credentials readable again", slog.Int64("workspace_id", c.WorkspaceID))
 	}
+	if unavail, err := e.checkConnector(ctx, c); err != nil || unavail != nil {
+		if err != nil {
+			return PauseNone, "", err
+		}
+		return PauseConnectorUnavailable, unavail.StatusReason(), nil
+	}
 	if c.DailyLimit.Valid {
 		used, err := limits.Used(ctx, e.db, c.WorkspaceID, e.now())
 		if err != nil {
@@ -231,6 +241,27 @@ func (e *Engine) Gate(ctx context.Context, c *connection.Connection) (PauseReaso
 		return PauseSalesforceLimit, "", nil
 	}
 	return PauseNone, "", nil
+}
+
+// checkConnector asks for the connection's connector (a running plugin is
+// handed out at once; one that failed to start is tried again only when
+// the plugin host's back-off allows) and keeps the connection's status in
+// step: CONNECTOR_UNAVAILABLE while it cannot start, CONNECTED again once
+// it does.
+func (e *Engine) checkConnector(ctx context.Context, c *connection.Connection) (*connection.UnavailableError, error) {
+	_, err := e.connectors.Connector(ctx, c.Connector)
+	var unavail *connection.UnavailableError
+	if err != nil && !errors.As(err, &unavail) {
+		return nil, fmt.Errorf("connector %q: %w", c.Connector, err)
+	}
+	changed, serr := e.conns.SetAvailability(ctx, c, unavail)
+	if serr != nil {
+		return nil, serr
+	}
+	if changed && unavail == nil {
+		e.logger.Info("connector available again", slog.Int64("workspace_id", c.WorkspaceID), slog.String("connector", c.Connector))
+	}
+	return unavail, nil
 }
 
 func spent(c *connection.Connection) bool {
@@ -314,6 +345,8 @@ func pauseMessage(reason PauseReason, c *connection.Connection) string {
 		return "paused: the CRM connection has expired; reconnect to resume (" + c.StatusReason + ")"
 	case PauseCredentialsUnreadable:
 		return "paused: " + connection.UnreadableReason
+	case PauseConnectorUnavailable:
+		return "paused: the connector " + c.Connector + " cannot start; crmsync retries with back-off and resumes by itself once it starts"
 	case PauseByUser:
 		return "paused by a user"
 	case PauseSalesforceLimit:

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,6 +47,8 @@ type testBundle struct {
 	in     *outbound.Ingester
 	// wrap, when set, wraps the connector the engine uses.
 	wrap func(connector.Connector) connector.Connector
+	// unavailable, when set, is the start failure the connector gets.
+	unavailable atomic.Pointer[connection.UnavailableError]
 }
 
 func setup(t *testing.T, bdb *bun.DB) *testBundle {
@@ -65,6 +68,9 @@ func setup(t *testing.T, bdb *bun.DB) *testBundle {
 	_, err = b.conns.Save(ctx, b.ws, memcrm.Name, s.Config, s.Credentials, b.org.Identity(), nil)
 	require.NoError(t, err)
 	conns := connectorsFunc(func(ctx context.Context, name string) (connector.Connector, error) {
+		if u := b.unavailable.Load(); u != nil {
+			return nil, u
+		}
 		if b.wrap != nil {
 			return b.wrap(b.crm), nil
 		}
@@ -479,6 +485,70 @@ func TestExpiredCredentialsPauseAndKeepItems(t *testing.T) {
 		d, err := outbound.Measure(ctx, bdb, b.ws)
 		require.NoError(t, err)
 		require.Equal(t, 1, d.Queued)
+	})
+}
+
+// A connector that cannot start pauses the connection as
+// CONNECTOR_UNAVAILABLE with the reason, once per episode, keeping the
+// items; once it starts again the connection is CONNECTED and the queue
+// drains.
+func TestConnectorUnavailablePausesAndResumes(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		b := setup(t, bdb)
+		b.unavailable.Store(&connection.UnavailableError{Connector: memcrm.Name, Kind: "VERSION_MISMATCH", Reason: "the plugin speaks connector protocol version 2"})
+		b.ingest(t, change(record.TypeCompany, "a", b.clock.Now(), map[string]any{"name": "A"}))
+		res := b.flush(t)
+		require.Equal(t, engine.PauseConnectorUnavailable, res.Paused)
+		require.NotNil(t, res.Batch)
+		require.Equal(t, synclog.StatusPaused, res.Batch.Status)
+		require.Contains(t, res.Batch.Message, "VERSION_MISMATCH: the plugin speaks connector protocol version 2")
+		c, err := b.conns.Get(ctx, b.ws)
+		require.NoError(t, err)
+		require.Equal(t, connection.StatusConnectorUnavailable, c.Status)
+		require.Equal(t, "VERSION_MISMATCH: the plugin speaks connector protocol version 2", c.StatusReason)
+		require.Equal(t, string(engine.PauseConnectorUnavailable), c.PauseReason)
+
+		res = b.flush(t)
+		require.Equal(t, engine.PauseConnectorUnavailable, res.Paused)
+		require.Nil(t, res.Batch, "the pause is logged once per episode")
+		d, err := outbound.Measure(ctx, bdb, b.ws)
+		require.NoError(t, err)
+		require.Equal(t, 1, d.Queued, "nothing dropped")
+
+		b.unavailable.Store(nil)
+		res = b.flush(t)
+		require.Equal(t, engine.PauseNone, res.Paused)
+		c, err = b.conns.Get(ctx, b.ws)
+		require.NoError(t, err)
+		require.Equal(t, connection.StatusConnected, c.Status)
+		require.Empty(t, c.StatusReason)
+		require.Empty(t, c.PauseReason)
+		d, err = outbound.Measure(ctx, bdb, b.ws)
+		require.NoError(t, err)
+		require.Zero(t, d.Queued)
+	})
+}
+
+// An expired connection keeps its status when the connector cannot start
+// too: it needs the user first.
+func TestConnectorUnavailableKeepsExpired(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		b := setup(t, bdb)
+		c, err := b.conns.Get(ctx, b.ws)
+		require.NoError(t, err)
+		require.NoError(t, b.conns.MarkExpired(ctx, c, "refresh token revoked"))
+		b.unavailable.Store(&connection.UnavailableError{Connector: memcrm.Name, Kind: "CRASH_LOOP", Reason: "died"})
+		b.ingest(t, change(record.TypeCompany, "a", b.clock.Now(), map[string]any{"name": "A"}))
+		require.Equal(t, engine.PauseConnectionExpired, b.flush(t).Paused)
+		c, err = b.conns.Get(ctx, b.ws)
+		require.NoError(t, err)
+		require.Equal(t, connection.StatusExpired, c.Status)
 	})
 }
 

@@ -290,6 +290,11 @@ func (f *flush) plan(ctx context.Context, items []outbound.Item) error {
 		if !f.objs[r.Type].WriteEnabled {
 			f.finish(j, synclog.OutcomeSkipped, "writing to the CRM is off for "+string(r.Type), "")
 			f.deleteIDs = append(f.deleteIDs, w.ItemIDs...)
+		} else if routing := prefs.RoutingOf(f.c); !routing.Supported(r.Type) {
+			// Queued before the connection changed to a connector
+			// without the type's object: kept local, never a failure.
+			f.finish(j, synclog.OutcomeSkipped, routing.Why(r.Type), "")
+			f.deleteIDs = append(f.deleteIDs, w.ItemIDs...)
 		}
 		f.jobs = append(f.jobs, j)
 		parents = append(parents, parentKeys(r)...)

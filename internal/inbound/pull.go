@@ -97,8 +97,9 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	}
 	var readable []objectPlan
 	r.maps = map[record.Type][]prefs.FieldMapping{}
+	routing := prefs.RoutingOf(r.c)
 	for _, pl := range plans {
-		if !r.objs[pl.t].ReadEnabled {
+		if !r.objs[pl.t].ReadEnabled || !routing.Describes(pl.object) {
 			continue
 		}
 		readable = append(readable, pl)

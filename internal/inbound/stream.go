@@ -220,8 +220,9 @@ func (r *run) readable(ctx context.Context) ([]objectPlan, error) {
 	}
 	var out []objectPlan
 	r.maps = map[record.Type][]prefs.FieldMapping{}
+	routing := prefs.RoutingOf(r.c)
 	for _, pl := range plans {
-		if !r.objs[pl.t].ReadEnabled {
+		if !r.objs[pl.t].ReadEnabled || !routing.Describes(pl.object) {
 			continue
 		}
 		out = append(out, pl)

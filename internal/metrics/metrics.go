@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +36,7 @@ const scrapeTimeout = 5 * time.Second
 var pauseReasons = []engine.PauseReason{
 	engine.PauseSalesforceLimit, engine.PauseConversionLimit,
 	engine.PauseConnectionExpired, engine.PauseByUser, engine.PauseCredentialsUnreadable,
+	engine.PauseConnectorUnavailable,
 }
 
 // Collector reads per-connection gauges from the database on every scrape.
@@ -47,7 +49,7 @@ type Collector struct {
 	apiUsed, apiMax            *prometheus.Desc
 	callsUsed, callsLimit      *prometheus.Desc
 	paused, expired, scrapeErr *prometheus.Desc
-	unreadable                 *prometheus.Desc
+	unreadable, unavailable    *prometheus.Desc
 	// Budget pacing (engine.StoredPace), for paced connections.
 	paceTokens, paceWait, budgetPerDay, budgetSpent *prometheus.Desc
 }
@@ -59,17 +61,18 @@ func NewCollector(db bun.IDB, logger *slog.Logger) *Collector {
 		return prometheus.NewDesc(name, help, labels, nil)
 	}
 	return &Collector{db: db, logger: logger, now: time.Now,
-		queued:     d("crmsync_queue_items", "Changes waiting to be pushed to the CRM.", ws...),
-		failed:     d("crmsync_queue_failed_items", "Changes parked after the CRM refused them for good.", ws...),
-		oldest:     d("crmsync_queue_oldest_item_age_seconds", "Age of the oldest change waiting to be pushed (0 when none).", ws...),
-		apiUsed:    d("crmsync_crm_api_used", "The CRM org's API calls used in its daily window, as last reported by the CRM (all tools, not only crmsync).", ws...),
-		apiMax:     d("crmsync_crm_api_max", "The CRM org's daily API allowance, as last reported by the CRM.", ws...),
-		callsUsed:  d("crmsync_calls_used", "CRM API calls crmsync itself made in the rolling 24 hours.", ws...),
-		callsLimit: d("crmsync_calls_limit", "The crmsync daily call limit (absent when none is set).", ws...),
-		paused:     d("crmsync_sync_paused", "1 when the connection's syncing is paused for this reason, else 0.", "workspace", "connector", "reason"),
-		expired:    d("crmsync_connection_expired", "1 when the connection's credentials can no longer be refreshed.", ws...),
-		unreadable: d("crmsync_connection_credentials_unreadable", "1 when the connection's stored credentials do not decrypt with this server's secret key (the key changed).", ws...),
-		scrapeErr:  d("crmsync_metrics_scrape_error", "1 when the last scrape could not read the sync state from the database.", nil...),
+		queued:      d("crmsync_queue_items", "Changes waiting to be pushed to the CRM.", ws...),
+		failed:      d("crmsync_queue_failed_items", "Changes parked after the CRM refused them for good.", ws...),
+		oldest:      d("crmsync_queue_oldest_item_age_seconds", "Age of the oldest change waiting to be pushed (0 when none).", ws...),
+		apiUsed:     d("crmsync_crm_api_used", "The CRM org's API calls used in its daily window, as last reported by the CRM (all tools, not only crmsync).", ws...),
+		apiMax:      d("crmsync_crm_api_max", "The CRM org's daily API allowance, as last reported by the CRM.", ws...),
+		callsUsed:   d("crmsync_calls_used", "CRM API calls crmsync itself made in the rolling 24 hours.", ws...),
+		callsLimit:  d("crmsync_calls_limit", "The crmsync daily call limit (absent when none is set).", ws...),
+		paused:      d("crmsync_sync_paused", "1 when the connection's syncing is paused for this reason, else 0.", "workspace", "connector", "reason"),
+		expired:     d("crmsync_connection_expired", "1 when the connection's credentials can no longer be refreshed.", ws...),
+		unreadable:  d("crmsync_connection_credentials_unreadable", "1 when the connection's stored credentials do not decrypt with this server's secret key (the key changed).", ws...),
+		unavailable: d("crmsync_connector_unavailable", "1 when the connection's connector cannot start (connection status CONNECTOR_UNAVAILABLE; the kind is the reason's first word: VERSION_MISMATCH, BAD_HANDSHAKE, CHECKSUM_MISMATCH, CRASH_LOOP, START_FAILED).", "workspace", "connector", "kind"),
+		scrapeErr:   d("crmsync_metrics_scrape_error", "1 when the last scrape could not read the sync state from the database.", nil...),
 
 		paceTokens:   d("crmsync_pace_tokens", "Calls in the connection's outbound token bucket (negative: debt after a burst).", ws...),
 		paceWait:     d("crmsync_pace_wait_seconds", "How long a change arriving now waits for the bucket before its flush may start.", ws...),
@@ -81,7 +84,7 @@ func NewCollector(db bun.IDB, logger *slog.Logger) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.queued, c.failed, c.oldest, c.apiUsed, c.apiMax,
-		c.callsUsed, c.callsLimit, c.paused, c.expired, c.unreadable, c.scrapeErr, c.paceTokens, c.paceWait, c.budgetPerDay, c.budgetSpent} {
+		c.callsUsed, c.callsLimit, c.paused, c.expired, c.unreadable, c.unavailable, c.scrapeErr, c.paceTokens, c.paceWait, c.budgetPerDay, c.budgetSpent} {
 		ch <- d
 	}
 }
@@ -103,7 +106,7 @@ type state struct {
 
 func (c *Collector) read(ctx context.Context, now time.Time) (*state, error) {
 	s := &state{}
-	if err := c.db.NewSelect().Model(&s.conns).Column("workspace_id", "connector", "status", "paused_by_user",
+	if err := c.db.NewSelect().Model(&s.conns).Column("workspace_id", "connector", "status", "status_reason", "paused_by_user",
 		"api_used", "api_max", "daily_limit", "pause_reason", "pace_tokens", "pace_rate", "pace_at", "pace_burst", "pace_budget").Scan(ctx); err != nil {
 		return nil, fmt.Errorf("read connections: %w", err)
 	}
@@ -197,6 +200,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(c.expired, boolValue(cn.Status == connection.StatusExpired), labels...)
 		gauge(c.unreadable, boolValue(cn.Status == connection.StatusCredentialsUnreadable), labels...)
+		kind := ""
+		if cn.Status == connection.StatusConnectorUnavailable {
+			kind, _, _ = strings.Cut(cn.StatusReason, ":")
+		}
+		gauge(c.unavailable, boolValue(kind != ""), append(labels, kind)...)
 	}
 }
 
@@ -208,13 +216,14 @@ func boolValue(b bool) float64 {
 }
 
 // Observer counts what this process does: it is an engine.BatchNotifier
-// and the plugin host's OnRestart.
+// and the plugin host's OnRestart and OnStartFailure.
 type Observer struct {
-	batches  *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	calls    *prometheus.CounterVec
-	pauses   *prometheus.CounterVec
-	restarts *prometheus.CounterVec
+	batches       *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	calls         *prometheus.CounterVec
+	pauses        *prometheus.CounterVec
+	restarts      *prometheus.CounterVec
+	startFailures *prometheus.CounterVec
 
 	// ingest group commit (outbound.GroupObserver)
 	groupCalls, groupChanges   prometheus.Histogram
@@ -244,8 +253,12 @@ func NewObserver() *Observer {
 		}, []string{"workspace", "direction"}),
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crmsync_plugin_restarts_total",
-			Help: "Connector plugin processes found dead and replaced.",
+			Help: "Starts of a connector plugin after its first: replacing a process that died, or retrying after a failed start.",
 		}, []string{"connector"}),
+		startFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crmsync_plugin_start_failures_total",
+			Help: "Connector plugins that could not be started, by kind: VERSION_MISMATCH, BAD_HANDSHAKE, CHECKSUM_MISMATCH, CRASH_LOOP (held back after dying too often), START_FAILED.",
+		}, []string{"connector", "kind"}),
 		groupCalls: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "crmsync_ingest_group_calls",
 			Help:    "Ingest calls (recordChanges mutations and in-process ingests) sharing one group-commit transaction.",
@@ -279,7 +292,7 @@ func NewObserver() *Observer {
 
 // Register adds the observer's series to reg.
 func (o *Observer) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{o.batches, o.duration, o.calls, o.pauses, o.restarts,
+	for _, c := range []prometheus.Collector{o.batches, o.duration, o.calls, o.pauses, o.restarts, o.startFailures,
 		o.groupCalls, o.groupChanges, o.groupDuration, o.ingestWait, o.groupFailures, o.ingestRefus} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("register sync metrics: %w", err)
@@ -306,6 +319,12 @@ func (o *Observer) BatchWritten(_ context.Context, b *synclog.Batch) {
 // (plugin.HostConfig.OnRestart).
 func (o *Observer) PluginRestarted(connector string) {
 	o.restarts.WithLabelValues(connector).Inc()
+}
+
+// PluginStartFailed counts a failed start of the named connector's plugin
+// by kind (plugin.HostConfig.OnStartFailure).
+func (o *Observer) PluginStartFailed(connector, kind string) {
+	o.startFailures.WithLabelValues(connector, kind).Inc()
 }
 
 // GroupCommitted implements outbound.GroupObserver.

@@ -226,13 +226,24 @@ func (in *Ingester) ingestTx(ctx context.Context, workspaceID int64, changes []C
 		if err != nil {
 			return err
 		}
+		routing, err := prefs.LoadRouting(ctx, tx, workspaceID)
+		if err != nil {
+			return err
+		}
 		recs, err := loadRecords(ctx, tx, workspaceID, changes, now)
 		if err != nil {
 			return err
 		}
 		var items []Item
+		unsupported := map[record.Type]int64{}
 		for i, c := range changes {
 			if !objs[c.Type].WriteEnabled {
+				continue
+			}
+			if !routing.Supported(c.Type) {
+				// Kept local and counted: the connector has no object
+				// for it, so sending it would only park a failure.
+				unsupported[c.Type]++
 				continue
 			}
 			op := c.Op
@@ -243,6 +254,11 @@ func (in *Ingester) ingestTx(ctx context.Context, workspaceID int64, changes []C
 			r := recs[record.Key{Type: c.Type, ID: c.ID}]
 			items = append(items, Item{WorkspaceID: workspaceID, RecordID: r.ID,
 				RecordType: c.Type, Op: op, Fields: markSuperseded(fieldStates(c, now), r), Source: c.Source, State: StateQueued, CreatedAt: now})
+		}
+		if len(unsupported) > 0 {
+			if err := prefs.CountUnsupported(ctx, tx, workspaceID, unsupported, now); err != nil {
+				return err
+			}
 		}
 		if len(items) == 0 {
 			return nil

@@ -15,6 +15,7 @@ import (
 	"github.com/crmsync/crmsync/internal/inbound"
 	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/prefs"
 	"github.com/crmsync/crmsync/internal/record"
 	"github.com/crmsync/crmsync/internal/synclog"
 )
@@ -44,12 +45,17 @@ type Overview struct {
 	Paused           bool
 	PauseReason      engine.PauseReason
 	ConnectionStatus connection.Status // "" when not connected
-	LastBatchAt      time.Time
+	// ConnectionStatusReason says why the status is not CONNECTED.
+	ConnectionStatusReason string
+	LastBatchAt            time.Time
 	// Pace is the outbound pacing state (Enabled false: none).
 	Pace engine.Pace
 
 	// Inbound is how changes come in (streaming or polling and why).
 	Inbound *inbound.StreamState
+	// Unsupported are the record types the connection does not support,
+	// with the changes kept local for each (prefs.Routing).
+	Unsupported []prefs.UnsupportedCount
 }
 
 // Get computes the workspace's overview at now.
@@ -80,7 +86,10 @@ func Get(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (Ove
 	if err != nil {
 		return o, err
 	}
-	o.ConnectionStatus = c.Status
+	o.ConnectionStatus, o.ConnectionStatusReason = c.Status, c.StatusReason
+	if o.Unsupported, err = prefs.UnsupportedCounts(ctx, db, workspaceID); err != nil {
+		return o, err
+	}
 	if c.DailyLimit.Valid {
 		o.ConversionLimit = &c.DailyLimit.Int64
 	}
@@ -106,6 +115,8 @@ func PauseReason(c *connection.Connection, conversionUsed int64) engine.PauseRea
 		return engine.PauseConnectionExpired
 	case c.Status == connection.StatusCredentialsUnreadable:
 		return engine.PauseCredentialsUnreadable
+	case c.Status == connection.StatusConnectorUnavailable:
+		return engine.PauseConnectorUnavailable
 	case c.PausedByUser:
 		return engine.PauseByUser
 	case c.DailyLimit.Valid && (conversionUsed >= c.DailyLimit.Int64 || engine.PauseReason(c.PauseReason) == engine.PauseConversionLimit):

@@ -53,7 +53,29 @@ func (s *Service) SetObject(ctx context.Context, workspaceID int64, p ObjectPref
 	if p.CreateAs != CreateAsLead && p.CreateAs != CreateAsContact {
 		return &InputError{fmt.Sprintf("createAs must be LEAD or CONTACT, got %q", p.CreateAs)}
 	}
+	if err := s.refuseUnsupported(ctx, workspaceID, p.RecordType); err != nil {
+		return err
+	}
 	return SetObject(ctx, s.db, workspaceID, p)
+}
+
+// refuseUnsupported refuses a preference of a record type the workspace's
+// connection does not support (Routing).
+func (s *Service) refuseUnsupported(ctx context.Context, workspaceID int64, t record.Type) error {
+	r, err := LoadRouting(ctx, s.db, workspaceID)
+	if err != nil {
+		return err
+	}
+	if !r.Supported(t) {
+		return r.refusal(t)
+	}
+	return nil
+}
+
+// Routing returns the workspace's routing (which record types its
+// connection takes).
+func (s *Service) Routing(ctx context.Context, workspaceID int64) (Routing, error) {
+	return LoadRouting(ctx, s.db, workspaceID)
 }
 
 // Fields returns a record type's field mappings.
@@ -95,6 +117,9 @@ func (s *Service) SetField(ctx context.Context, workspaceID int64, m FieldMappin
 	}
 	if !m.Mode.Valid() {
 		return &InputError{fmt.Sprintf("unknown sync mode %q", m.Mode)}
+	}
+	if err := s.refuseUnsupported(ctx, workspaceID, m.RecordType); err != nil {
+		return err
 	}
 	objects := CRMObjects(m.RecordType)
 	d, err := s.describer.Describe(ctx, workspaceID, objects)

@@ -21,6 +21,11 @@ const PAUSE_WORDS = {
   CONNECTION_EXPIRED: 'The Salesforce connection expired. Reconnect to resume.',
   PAUSED_BY_USER: 'Syncing was paused by a user.',
   NOT_CONNECTED: 'No CRM is connected yet.',
+  CREDENTIALS_UNREADABLE: 'The stored credentials do not decrypt with this server’s secret key. Restore the key, or reconnect.',
+  CONNECTOR_UNAVAILABLE: 'The connector cannot start. crmsync tries again with back-off and resumes by itself once it starts.',
+};
+const STATUS_WORDS = {
+  CONNECTED: 'Connected', EXPIRED: 'Expired', CREDENTIALS_UNREADABLE: 'Credentials unreadable', CONNECTOR_UNAVAILABLE: 'Connector unavailable',
 };
 const OUTCOME_WORDS = {
   CREATED: 'created', UPDATED: 'updated', DELETED: 'deleted', SKIPPED: 'skipped',
@@ -30,7 +35,7 @@ const OUTCOME_WORDS = {
 const OVERVIEW = `fragment O on SyncOverview {
   conversionDailyLimit { used limit } salesforceDailyLimit { used max observedAt }
   queuedBatchItems queuedByRecordType { recordType queued } apiCallsByHour { hour calls }
-  failedItems oldestQueuedAt paused pauseReason connectionStatus lastBatchAt }`;
+  failedItems oldestQueuedAt paused pauseReason connectionStatus connectionStatusReason lastBatchAt }`;
 
 const $ = (id) => document.getElementById(id);
 let token = sessionStorage.getItem(TOKEN_KEY);
@@ -94,7 +99,11 @@ function flash(msg, ok) {
 function signOut(msg) {
   sessionStorage.removeItem(TOKEN_KEY);
   token = null;
-  if (ws) ws.dispose();
+  // dispose() waits for a connection still being made, and rejects (with
+  // the CloseEvent) when that one closes before it is acknowledged: a
+  // sign-out right after the page subscribed raced it into an
+  // "Uncaught (in promise) CloseEvent".
+  if (ws) Promise.resolve(ws.dispose()).catch(() => {});
   ws = null;
   for (const el of document.querySelectorAll('[data-panel], #admin, #tabs, #signout')) el.hidden = true;
   $('identity').textContent = '';
@@ -187,19 +196,27 @@ function subscribe() {
   const url = new URL('/graphql', location.href);
   url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
   const live = $('live');
-  ws = createClient({
+  // The client keeps the token it was made for: after a sign-out its
+  // last connection attempt must not send "Bearer null".
+  const bearer = 'Bearer ' + token;
+  // A disposed client's last events must not touch the page.
+  const current = () => ws === client;
+  const client = createClient({
     url: url.href,
-    connectionParams: () => ({ Authorization: 'Bearer ' + token }),
+    connectionParams: () => ({ Authorization: bearer }),
     retryAttempts: Infinity,
     shouldRetry: () => true,
     on: {
-      connected: () => { live.textContent = 'Live'; live.dataset.state = 'live'; },
-      closed: () => { live.textContent = 'Reconnecting…'; live.dataset.state = 'down'; },
+      connected: () => { if (current()) { live.textContent = 'Live'; live.dataset.state = 'live'; } },
+      closed: () => { if (current()) { live.textContent = 'Reconnecting…'; live.dataset.state = 'down'; } },
     },
   });
-  ws.subscribe({ query: `subscription { syncOverviewUpdated { ...O } } ${OVERVIEW}` }, {
-    next: (msg) => { if (msg.data) renderOverview(msg.data.syncOverviewUpdated); },
-    error: (err) => { live.textContent = 'Live updates stopped: ' + (err.message || (Array.isArray(err) ? err.map((e) => e.message).join('; ') : 'closed')); },
+  ws = client;
+  client.subscribe({ query: `subscription { syncOverviewUpdated { ...O } } ${OVERVIEW}` }, {
+    next: (msg) => { if (current() && msg.data) renderOverview(msg.data.syncOverviewUpdated); },
+    error: (err) => {
+      if (current()) live.textContent = 'Live updates stopped: ' + (err.message || (Array.isArray(err) ? err.map((e) => e.message).join('; ') : 'closed'));
+    },
     complete: () => {},
   });
 }
@@ -224,7 +241,7 @@ function renderConnection(c) {
     return;
   }
   dl.replaceChildren(
-    h('dt', {}, 'Status'), h('dd', { id: 'conn-status' }, c.status === 'CONNECTED' ? 'Connected' : 'Expired', c.statusReason ? ` – ${c.statusReason}` : ''),
+    h('dt', {}, 'Status'), h('dd', { id: 'conn-status' }, STATUS_WORDS[c.status] || words(c.status), c.statusReason ? ` – ${c.statusReason}` : ''),
     h('dt', {}, 'Connector'), h('dd', {}, c.connector),
     h('dt', {}, 'Acting as'), h('dd', {}, c.identity.username),
     h('dt', {}, 'Org'), h('dd', {}, c.identity.orgId),
@@ -300,7 +317,8 @@ function renderOverview(o) {
   actions.replaceChildren();
   if (o.paused) {
     pause.hidden = false;
-    pause.textContent = 'Paused: ' + (PAUSE_WORDS[o.pauseReason] || words(o.pauseReason));
+    pause.textContent = 'Paused: ' + (PAUSE_WORDS[o.pauseReason] || words(o.pauseReason)) +
+      (o.pauseReason === 'CONNECTOR_UNAVAILABLE' && o.connectionStatusReason ? ` (${o.connectionStatusReason})` : '');
     if (o.pauseReason === 'PAUSED_BY_USER') actions.append(h('button', { type: 'button', id: 'resume', onclick: () => act('resumeSync') }, 'Resume'));
     if (o.pauseReason === 'CONVERSION_LIMIT') actions.append(h('button', { type: 'button', id: 'resume', onclick: () => setCap(null) }, 'Remove the cap and resume'));
     if (o.pauseReason === 'CONNECTION_EXPIRED') actions.append(h('button', { type: 'button', onclick: reconnect }, 'Reconnect'));
