@@ -31,7 +31,7 @@ func TestStringMasks(t *testing.T) {
 		"%v":   fmt.Sprintf("%v", s),
 		"%+v":  fmt.Sprintf("%+v", s),
 		"%#v":  fmt.Sprintf("%#v", s),
-		"%s":   fmt.Sprintf("%s", s.Token),
+		"%s":   fmt.Sprintf("token=%s", s.Token),
 		"%q":   fmt.Sprintf("%q", s.Token),
 		"json": string(js),
 		"slog": logs.String(),
