@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -412,9 +413,18 @@ func TestReplayAfterCrashCreatesNothingTwice(t *testing.T) {
 			change(record.TypeContact, "c1", now, map[string]any{"email": "r@example.com", "lastName": "R", "company": "X"}),
 			change(record.TypeCompany, "co", now, map[string]any{"name": "Co", "website": "co.example"}),
 			change(record.TypeCampaign, "camp", now, map[string]any{"name": "Spring"}))
-		_, err := b.engine.Flush(context.Background(), b.ws)
+		res, err := b.engine.Flush(context.Background(), b.ws)
 		require.ErrorIs(t, err, connector.ErrUnavailable)
 		require.Len(t, b.org.All("Account"), 1, "the write reached the CRM")
+		// The sync log shows what went out in the cut-off call, sent, with
+		// an outcome that says it is not known.
+		require.Equal(t, synclog.StatusFailed, res.Batch.Status)
+		require.NotEmpty(t, res.Batch.Records)
+		for _, r := range res.Batch.Records {
+			require.Equal(t, synclog.OutcomeRetrying, r.Outcome, "%s %s", r.RecordType, r.ConversionID)
+			require.Contains(t, r.Reason, "whether the CRM applied it is not known")
+			require.True(t, slices.ContainsFunc(r.Fields, func(f synclog.Field) bool { return f.Sent }), "%s %s: %+v", r.RecordType, r.ConversionID, r.Fields)
+		}
 		d, err := outbound.Measure(context.Background(), bdb, b.ws)
 		require.NoError(t, err)
 		require.Equal(t, 3, d.Queued, "nothing is lost")

@@ -61,6 +61,11 @@ type job struct {
 	sentAt map[string]time.Time
 	log    synclog.Record
 	done   bool
+	// cut is set on a job whose write call failed as a whole after it was
+	// sent: the CRM may or may not have applied it. It is logged (the
+	// operator and the audit see what went out) but not finished: its
+	// items stay queued and the next flush reads the record again.
+	cut bool
 	// quiet is set on a job still waiting for its parent after an earlier
 	// flush logged it waiting: the sync log says so once, not every pass.
 	quiet bool
@@ -193,7 +198,7 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 		}
 	}
 	for _, j := range f.jobs {
-		if !j.done || j.quiet {
+		if (!j.done && !j.cut) || j.quiet {
 			continue
 		}
 		batch.Records = append(batch.Records, &j.log)

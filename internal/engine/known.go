@@ -327,10 +327,15 @@ func (f *flush) oneCall(ctx context.Context, jobs []*job) (refused int, needRead
 		for _, j := range unchecked {
 			f.reopen(j, snaps[j]) // unconfirmed: nothing is decided for them
 		}
+		if !errors.Is(err, connector.ErrUnsupported) {
+			f.cutOff(ops, err)
+		}
 		return 0, false, err
 	}
 	if len(resp.Results) != len(ops) {
-		return 0, false, fmt.Errorf("conditional write: connector returned %d results for %d updates", len(resp.Results), len(ops))
+		err := fmt.Errorf("conditional write: connector returned %d results for %d updates", len(resp.Results), len(ops))
+		f.cutOff(ops, err)
+		return 0, false, err
 	}
 	found := byID(resp.Records)
 	for i, j := range ops {

@@ -336,10 +336,13 @@ func (f *flush) write(ctx context.Context, jobs []*job) error {
 	}
 	resp, err := f.crm.BulkUpdate(ctx, connector.BulkUpdateRequest{Session: f.meter.Session, Operations: ops})
 	if err := f.meter.Observe(ctx, "write", connection.MetaOf(resp), err); err != nil {
+		f.cutOff(jobs, err)
 		return err
 	}
 	if len(resp.Results) != len(jobs) {
-		return fmt.Errorf("write: connector returned %d results for %d operations", len(resp.Results), len(jobs))
+		err := fmt.Errorf("write: connector returned %d results for %d operations", len(resp.Results), len(jobs))
+		f.cutOff(jobs, err)
+		return err
 	}
 	for i, j := range jobs {
 		res := resp.Results[i]
@@ -360,6 +363,20 @@ func (f *flush) write(ctx context.Context, jobs []*job) error {
 		f.succeed(j, outcome, j.redirect, j.op.Fields)
 	}
 	return nil
+}
+
+// cutOff logs the jobs of a write call that failed as a whole: the values
+// went out and the CRM may have applied them (markSending kept them as
+// pending), so the sync log shows them sent, with an outcome that says it
+// is unknown. The jobs stay unfinished: their items remain queued.
+func (f *flush) cutOff(jobs []*job, err error) {
+	for _, j := range jobs {
+		j.cut = true
+		j.log.Outcome, j.log.ErrorCode = synclog.OutcomeRetrying, ""
+		j.log.Reason = "the write call failed (" + err.Error() + "), so whether the CRM applied it is not known; " +
+			"the next flush reads the record again and retries"
+		j.log.CRMObject, j.log.CRMID = j.object, j.crmID
+	}
 }
 
 // markSending commits, before the call, what the write is about to do:
