@@ -546,12 +546,20 @@ func (f *flush) commit(ctx context.Context, batch *synclog.Batch) error {
 // VALUES per 500 records (record.Update).
 func (f *flush) saveRecords(ctx context.Context, tx bun.Tx) error {
 	byID := map[int64]*record.Record{}
-	for _, r := range f.observedAgain {
-		byID[r.ID] = r
-	}
 	for _, j := range f.jobs {
 		if j.done && j.rec.ID != 0 {
 			byID[j.rec.ID] = j.rec
+		}
+	}
+	// Records observed again were loaded with only their links
+	// (loadReobserve): their observation is all that is written back.
+	var observed []*record.Record
+	onlyObserved := map[int64]bool{}
+	for _, r := range f.observedAgain {
+		if _, mine := byID[r.ID]; !mine {
+			byID[r.ID] = r
+			observed = append(observed, r)
+			onlyObserved[r.ID] = true
 		}
 	}
 	if len(byID) == 0 {
@@ -561,12 +569,17 @@ func (f *flush) saveRecords(ctx context.Context, tx bun.Tx) error {
 	if err := record.LockIDs(ctx, tx, ids); err != nil {
 		return err
 	}
-	recs := make([]*record.Record, len(ids))
-	for i, id := range ids {
-		recs[i] = byID[id]
+	var recs []*record.Record
+	for _, id := range ids {
+		if !onlyObserved[id] {
+			recs = append(recs, byID[id])
+		}
 	}
-	return record.Update(ctx, tx, recs, "crm_object", "crm_id", "crm_fields", "crm_pending",
-		"crm_stamps", "crm_pending_stamps", "create_attempted_at", "crm_known", "crm_observe_after", "updated_at")
+	if err := record.Update(ctx, tx, recs, "crm_object", "crm_id", "crm_fields", "crm_pending",
+		"crm_stamps", "crm_pending_stamps", "create_attempted_at", "crm_known", "crm_observe_after", "updated_at"); err != nil {
+		return err
+	}
+	return record.Update(ctx, tx, observed, "crm_known", "crm_observe_after")
 }
 
 // checkBudget refuses to start a batch whose planned calls would cross the

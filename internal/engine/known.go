@@ -61,10 +61,12 @@ func (f *flush) written(rec *record.Record) {
 }
 
 // loadReobserve loads the workspace's records due to be observed again,
-// other than the flush's own.
+// other than the flush's own: only what a read needs and an observation
+// sets (saveRecords writes back crm_known and crm_observe_after alone),
+// as every flush pays for this query whether or not a call carries them.
 func (f *flush) loadReobserve(ctx context.Context) error {
 	var recs []*record.Record
-	err := f.e.db.NewSelect().Model(&recs).
+	err := f.e.db.NewSelect().Model(&recs).Column("id", "type", "conversion_id", "crm_object", "crm_id").
 		Where("workspace_id = ? AND crm_observe_after IS NOT NULL AND crm_observe_after <= ? AND crm_id <> ''", f.c.WorkspaceID, f.now).
 		OrderExpr("crm_observe_after ASC").Limit(maxReobserve).Scan(ctx)
 	if err != nil {
