@@ -73,8 +73,9 @@ func (w *faultyWriter) FetchChanges(ctx context.Context, req connector.FetchChan
 
 // propertyChecks sets rapid's case count and seed for the property test:
 // CRMSYNC_PROPERTY_CHECKS (default 10 per database and backend, each case
-// following propertyRecords records) and CRMSYNC_PROPERTY_SEED (default a
-// fixed seed, so `make test` is reproducible; -rapid.seed overrides both).
+// following propertyRecords records; scripts/test.sh runs 125 more without
+// the race detector) and CRMSYNC_PROPERTY_SEED (default a fixed seed, so
+// `make test` is reproducible; -rapid.seed overrides both).
 func propertyChecks(t *testing.T) {
 	t.Helper()
 	checks, seed := "10", "22"
@@ -120,7 +121,7 @@ func TestDecisionsMatchModel(t *testing.T) {
 					p.run()
 					decisions += p.decisions
 				})
-				t.Logf("%s: %d cases (runs, shrinking included) of %d records each, %d field decisions compared", backend, n, propertyRecords, decisions)
+				t.Logf("%s: %d cases (runs, shrinking included) of %d records each, %d field decisions compared", t.Name(), n, propertyRecords, decisions)
 			})
 		}
 	})
