@@ -197,6 +197,7 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 		Registry:       a.registry,
 		GraphiQL:       cfg.GraphiQL,
 		AllowedOrigins: cfg.Origins(),
+		BodyRate:       cfg.RequestRate << 10,
 	})
 	if err != nil {
 		return nil, err

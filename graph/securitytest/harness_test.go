@@ -159,6 +159,10 @@ func newBundle(t *testing.T, bdb *bun.DB, pgURL string) *bundle {
 		Authenticate:   auth.Authenticate,
 		Registry:       prometheus.NewRegistry(),
 		AllowedOrigins: []string{allowedOrigin},
+		// The tests here send many largest documents with one token to
+		// check what parsing them costs; the per-token body rate that
+		// would refuse most of them is tested in internal/httpserver.
+		BodyRate: 1 << 40,
 	})
 	require.NoError(t, err)
 	ts := httptest.NewUnstartedServer(srv)

@@ -109,23 +109,24 @@ func TestSecretKeyBytes(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	t.Parallel()
-	valid := config.Server{Listen: "127.0.0.1:8080", ShutdownTimeout: time.Second,
+	valid := config.Server{Listen: "127.0.0.1:8080", ShutdownTimeout: time.Second, RequestRate: 8192,
 		Sync: config.Sync{FlushInterval: 10 * time.Second, PullInterval: 5 * time.Minute, Connectors: []string{"acme=/opt/acme@" + strings.Repeat("ab", 32)}}}
 	require.NoError(t, valid.Validate())
 	ext, err := valid.External()
 	require.NoError(t, err)
 	require.Equal(t, map[string]config.ExternalConnector{"acme": {Path: "/opt/acme", SHA256: strings.Repeat("ab", 32)}}, ext)
 	tests := map[string]func(*config.Server){
-		"listen without port": func(s *config.Server) { s.Listen = "localhost" },
-		"short secret key":    func(s *config.Server) { s.SecretKey = "c2hvcnQ=" },
-		"not base64 key":      func(s *config.Server) { s.SecretKey = "!!!" },
-		"origin with path":    func(s *config.Server) { s.AllowedOrigins = []string{"https://a.example.com/app"} },
-		"origin no scheme":    func(s *config.Server) { s.AllowedOrigins = []string{"a.example.com"} },
-		"zero timeout":        func(s *config.Server) { s.ShutdownTimeout = 0 },
-		"tiny flush interval": func(s *config.Server) { s.FlushInterval = time.Millisecond },
-		"tiny pull interval":  func(s *config.Server) { s.PullInterval = 0 },
-		"connector no path":   func(s *config.Server) { s.Connectors = []string{"acme"} },
-		"connector twice":     func(s *config.Server) { s.Connectors = []string{"a=/x", "a=/y"} },
+		"listen without port":   func(s *config.Server) { s.Listen = "localhost" },
+		"short secret key":      func(s *config.Server) { s.SecretKey = "c2hvcnQ=" },
+		"negative request rate": func(s *config.Server) { s.RequestRate = -1 },
+		"not base64 key":        func(s *config.Server) { s.SecretKey = "!!!" },
+		"origin with path":      func(s *config.Server) { s.AllowedOrigins = []string{"https://a.example.com/app"} },
+		"origin no scheme":      func(s *config.Server) { s.AllowedOrigins = []string{"a.example.com"} },
+		"zero timeout":          func(s *config.Server) { s.ShutdownTimeout = 0 },
+		"tiny flush interval":   func(s *config.Server) { s.FlushInterval = time.Millisecond },
+		"tiny pull interval":    func(s *config.Server) { s.PullInterval = 0 },
+		"connector no path":     func(s *config.Server) { s.Connectors = []string{"acme"} },
+		"connector twice":       func(s *config.Server) { s.Connectors = []string{"a=/x", "a=/y"} },
 	}
 	for name, mutate := range tests {
 		s := valid

@@ -60,6 +60,10 @@ type Deps struct {
 	AllowedOrigins []string
 	// MaxBodyBytes defaults to DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// BodyRate is how many request-body bytes one API token may send to
+	// /graphql per second (default DefaultBodyRate); the burst is twice
+	// MaxBodyBytes.
+	BodyRate int64
 }
 
 // Server routes crmsync's HTTP requests.
@@ -67,6 +71,7 @@ type Server struct {
 	deps    Deps
 	mux     *http.ServeMux
 	metrics *metrics
+	bodies  *bodyLimiter
 }
 
 // New returns a Server with the standard routes mounted.
@@ -77,12 +82,15 @@ func New(d Deps) (*Server, error) {
 	if d.MaxBodyBytes <= 0 {
 		d.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if d.BodyRate <= 0 {
+		d.BodyRate = DefaultBodyRate
+	}
 	m, err := newMetrics(d.Registry)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{deps: d, mux: http.NewServeMux(), metrics: m}
-	s.Handle("/graphql", s.cors(requireJSON(s.limitBody(s.authenticate(d.GraphQL)))))
+	s := &Server{deps: d, mux: http.NewServeMux(), metrics: m, bodies: newBodyLimiter(d.BodyRate, 2*d.MaxBodyBytes)}
+	s.Handle("/graphql", s.cors(requireJSON(s.limitBody(s.authenticate(s.limitRate(d.GraphQL))))))
 	// The console and GraphiQL are served from assets embedded in the
 	// binary: they work without internet access.
 	console.Mount(s)
@@ -162,7 +170,7 @@ func isWebsocket(r *http.Request) bool {
 
 // limitBody refuses bodies over MaxBodyBytes with 413, before reading them
 // when Content-Length says so, and otherwise after reading at most one byte
-// more than the limit.
+// more than the limit (it then sets ContentLength to what it read).
 func (s *Server) limitBody(next http.Handler) http.Handler {
 	limit := s.deps.MaxBodyBytes
 	tooLarge := func(w http.ResponseWriter) {
@@ -178,6 +186,12 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 			tooLarge(w)
 			return
 		}
+		if r.ContentLength >= 0 {
+			// Declared and within the limit: the server reads no more than
+			// that, and limitRate can refuse it before anything reads it.
+			next.ServeHTTP(w, r)
+			return
+		}
 		body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 		if err != nil {
 			WriteError(w, http.StatusBadRequest, "BAD_REQUEST", "could not read the request body")
@@ -187,7 +201,7 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 			tooLarge(w)
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 		next.ServeHTTP(w, r)
 	})
 }

@@ -1,0 +1,82 @@
+package httpserver_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/crmsync/crmsync/internal/db"
+	"github.com/crmsync/crmsync/internal/db/dbtest"
+	"github.com/crmsync/crmsync/internal/httpserver"
+	"github.com/crmsync/crmsync/internal/workspace"
+)
+
+// TestBodyRatePerToken: one token's request bytes are bounded per second,
+// and another workspace (or the admin) is not slowed by it.
+func TestBodyRatePerToken(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	bdb := dbtest.Open(t, db.SQLite)
+	svc := workspace.NewService(bdb)
+	served := 0
+	srv, err := httpserver.New(httpserver.Deps{
+		Logger: slog.New(slog.DiscardHandler), DB: bdb,
+		GraphQL: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			served++
+			_, _ = io.Copy(io.Discard, r.Body)
+			_, _ = io.WriteString(w, `{"data":{}}`)
+		}),
+		Authenticate: workspace.NewAuthenticator(svc, "admin-token").Authenticate,
+		Registry:     prometheus.NewRegistry(),
+		MaxBodyBytes: 1000,
+		BodyRate:     1, // a byte a second: the bucket does not refill during the test
+	})
+	require.NoError(t, err)
+	_, attacker, err := svc.Create(ctx, "Attacker")
+	require.NoError(t, err)
+	_, other, err := svc.Create(ctx, "Other")
+	require.NoError(t, err)
+
+	post := func(token string, size int) *httptest.ResponseRecorder {
+		body := `{"query":"{ __typename }","x":"` + strings.Repeat("a", size-len(`{"query":"{ __typename }","x":""}`)) + `"}`
+		req := httptest.NewRequest(http.MethodPost, "/graphql", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		return rec
+	}
+	// The burst is twice the body limit: two largest requests pass.
+	require.Equal(t, http.StatusOK, post(attacker.Token, 1000).Code)
+	require.Equal(t, http.StatusOK, post(attacker.Token, 1000).Code)
+	rec := post(attacker.Token, 1000)
+	require.Equal(t, http.StatusTooManyRequests, rec.Code)
+	var body struct {
+		Errors []struct {
+			Message    string         `json:"message"`
+			Extensions map[string]any `json:"extensions"`
+		} `json:"errors"`
+	}
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body), rec.Body.String())
+	require.Len(t, body.Errors, 1)
+	require.Equal(t, "RATE_LIMITED", body.Errors[0].Extensions["code"])
+	require.Contains(t, body.Errors[0].Message, "retry after")
+	retry, err := strconv.Atoi(rec.Header().Get("Retry-After"))
+	require.NoError(t, err)
+	require.Greater(t, retry, 900, "about 1,000 bytes at a byte a second")
+	require.Equal(t, 2, served, "the refused request never reached the GraphQL handler")
+
+	// Other tokens have their own buckets.
+	require.Equal(t, http.StatusOK, post(other.Token, 1000).Code)
+	require.Equal(t, http.StatusOK, post("admin-token", 1000).Code)
+	require.Equal(t, 4, served)
+}
