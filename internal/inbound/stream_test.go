@@ -371,3 +371,88 @@ func TestPackedPullsCostOneCallWhenIdle(t *testing.T) {
 		require.Equal(t, "Packed", b.rec(t, record.TypeContact, "c").Fields["title"].Value)
 	})
 }
+
+// TestStreamRepEditRacingOwnWrite: crmsync writes a record and a rep edits
+// the same record right after, so the stream carries crmsync's own event
+// and the rep's back to back. The own one is not echoed; the rep's is
+// applied, the field crmsync just wrote included, and nothing goes back.
+func TestStreamRepEditRacingOwnWrite(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setupWith(t, bdb, inbound.Config{}, backendSffakeStream)
+		b.setMode(t, record.TypeContact, "title", "Title", prefs.TwoWay)
+		b.setMode(t, record.TypeContact, "phone", "Phone", prefs.TwoWay)
+		lead := b.syncedContact(t, "c", "ada@example.com")
+		b.startStream(t)
+
+		b.clock.Advance(time.Minute)
+		b.ingest(t, change(record.TypeContact, "c", b.clock.Now(), map[string]any{"title": "CTO", "phone": "+1 111"}))
+		b.flush(t)
+		b.clock.Advance(time.Second)
+		b.side.edit(t, "Lead", lead, map[string]any{"Title": "Rep's title", "Phone": "+1 222"})
+		b.titleIs(t, "c", "Rep's title")
+		r := b.rec(t, record.TypeContact, "c")
+		require.Equal(t, "+1 222", r.Fields["phone"].Value)
+		require.Equal(t, record.SourceSalesforce, r.Fields["title"].Source)
+
+		// Nothing to send back, and Salesforce keeps the rep's values.
+		require.Zero(t, b.queued(t), "an applied change never queues an outbound write")
+		b.flush(t)
+		sf, ok := b.sf.Get("Lead", lead)
+		require.True(t, ok)
+		require.Equal(t, "Rep's title", sf["Title"])
+		require.Equal(t, "+1 222", sf["Phone"])
+
+		// The own write was never applied inbound: no inbound log names
+		// "CTO".
+		for _, bt := range b.inboundBatches(t) {
+			for _, rec := range b.batch(t, bt.ID).Records {
+				for _, f := range rec.Fields {
+					require.NotEqual(t, "CTO", f.Value, "crmsync's own write echoed in batch %d", bt.ID)
+				}
+			}
+		}
+	})
+}
+
+// TestStreamCutMidBurstLosesAndRepeatsNothing: the Pub/Sub stream is cut
+// (a server restart, a network fault) while a rep's burst of edits is being
+// delivered. The stream resubscribes from its stored position; the last
+// value wins and no value is applied twice.
+func TestStreamCutMidBurstLosesAndRepeatsNothing(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setupWith(t, bdb, inbound.Config{}, backendSffakeStream)
+		b.setMode(t, record.TypeContact, "title", "Title", prefs.TwoWay)
+		lead := b.syncedContact(t, "c", "ada@example.com")
+		b.startStream(t)
+
+		const edits = 20
+		for i := range edits {
+			b.clock.Advance(time.Second)
+			b.side.edit(t, "Lead", lead, map[string]any{"Title": "T" + strconv.Itoa(i)})
+			if i == edits/2 {
+				b.sf.ResetStreams()
+			}
+		}
+		b.titleIs(t, "c", "T"+strconv.Itoa(edits-1))
+		eventually(t, "streaming again", func() bool { return b.state(t).Mode == inbound.ModeStreaming })
+
+		seen := map[any]int{}
+		for _, bt := range b.inboundBatches(t) {
+			for _, rec := range b.batch(t, bt.ID).Records {
+				for _, f := range rec.Fields {
+					if f.Field == "title" && f.Sent {
+						seen[f.Value]++
+					}
+				}
+			}
+		}
+		for v, n := range seen {
+			require.Equal(t, 1, n, "title %v applied %d times", v, n)
+		}
+		require.Equal(t, 1, seen["T"+strconv.Itoa(edits-1)])
+	})
+}
