@@ -456,3 +456,29 @@ func TestStreamCutMidBurstLosesAndRepeatsNothing(t *testing.T) {
 		require.Equal(t, 1, seen["T"+strconv.Itoa(edits-1)])
 	})
 }
+
+// TestStreamIdleDayCostsNoRESTCalls runs an idle day on the fake clock: a
+// streaming workspace's periodic pull (every 5 minutes, 288 a day) spends
+// no REST call, where packed polling spends one per pull (issue 16's goal:
+// at most 24 a day).
+func TestStreamIdleDayCostsNoRESTCalls(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setupWith(t, bdb, inbound.Config{}, backendSffakeStream)
+		b.syncedContact(t, "c", "ada@example.com")
+		b.startStream(t)
+		b.sf.ResetRequestLog()
+		pulls := 0
+		for range 24 * 60 / 5 {
+			b.clock.Advance(5 * time.Minute)
+			res := b.pull(t)
+			require.True(t, res.Streaming, "pull %d: the stream holds the workspace", pulls)
+			require.Zero(t, res.Calls)
+			pulls++
+		}
+		_, calls := b.restCalls()
+		require.Zero(t, calls, "%d idle pulls while streaming", pulls)
+		t.Logf("idle day on the fake clock: %d periodic pulls, %d REST calls", pulls, calls)
+	})
+}
