@@ -30,6 +30,7 @@ func TestConversionDailyLimitOverGraphQL(t *testing.T) {
 		var ov struct {
 			SyncOverview struct {
 				SalesforceDailyLimit struct{ Used, Max *int }
+				CrmDailyLimit        struct{ Used, Max *int }
 				ConversionDailyLimit struct {
 					Used  int
 					Limit *int
@@ -37,8 +38,9 @@ func TestConversionDailyLimitOverGraphQL(t *testing.T) {
 				Paused bool
 			}
 		}
-		s.srv.Query(t, token, `{ syncOverview { salesforceDailyLimit { used max } conversionDailyLimit { used limit } paused } }`, nil).Decode(t, &ov)
-		require.Equal(t, 5000, *ov.SyncOverview.SalesforceDailyLimit.Max)
+		s.srv.Query(t, token, `{ syncOverview { salesforceDailyLimit { used max } crmDailyLimit { used max } conversionDailyLimit { used limit } paused } }`, nil).Decode(t, &ov)
+		require.Equal(t, 5000, *ov.SyncOverview.CrmDailyLimit.Max)
+		require.Equal(t, ov.SyncOverview.CrmDailyLimit, ov.SyncOverview.SalesforceDailyLimit, "the deprecated name answers the same")
 		require.Equal(t, int(crm.Org(t.Name()).Usage().Used), *ov.SyncOverview.SalesforceDailyLimit.Used)
 		require.Nil(t, ov.SyncOverview.ConversionDailyLimit.Limit)
 

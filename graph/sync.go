@@ -111,7 +111,7 @@ func batchRecordModel(r *synclog.Record) *model.SyncBatchRecord {
 func overviewModel(o overview.Overview) *model.SyncOverview {
 	out := &model.SyncOverview{
 		ConversionDailyLimit: &model.ConversionDailyLimit{Used: int(o.ConversionUsed)},
-		SalesforceDailyLimit: &model.SalesforceDailyLimit{},
+		CrmDailyLimit:        &model.CRMDailyLimit{},
 		QueuedBatchItems:     o.Queued - o.Waiting,
 		WaitingItems:         o.Waiting,
 		FailedItems:          o.Failed,
@@ -127,17 +127,18 @@ func overviewModel(o overview.Overview) *model.SyncOverview {
 		l := int(*o.ConversionLimit)
 		out.ConversionDailyLimit.Limit = &l
 	}
-	if o.SalesforceUsed != nil {
-		u := int(*o.SalesforceUsed)
-		out.SalesforceDailyLimit.Used = &u
+	if o.CRMUsed != nil {
+		u := int(*o.CRMUsed)
+		out.CrmDailyLimit.Used = &u
 	}
-	if o.SalesforceMax != nil {
-		m := int(*o.SalesforceMax)
-		out.SalesforceDailyLimit.Max = &m
+	if o.CRMMax != nil {
+		m := int(*o.CRMMax)
+		out.CrmDailyLimit.Max = &m
 	}
-	if !o.SalesforceObservedAt.IsZero() {
-		out.SalesforceDailyLimit.ObservedAt = &o.SalesforceObservedAt
+	if !o.CRMObservedAt.IsZero() {
+		out.CrmDailyLimit.ObservedAt = &o.CRMObservedAt
 	}
+	out.SalesforceDailyLimit = &model.SalesforceDailyLimit{Used: out.CrmDailyLimit.Used, Max: out.CrmDailyLimit.Max, ObservedAt: out.CrmDailyLimit.ObservedAt}
 	if !o.OldestQueued.IsZero() {
 		out.OldestQueuedAt = &o.OldestQueued
 	}
@@ -150,6 +151,9 @@ func overviewModel(o overview.Overview) *model.SyncOverview {
 	}
 	if o.PauseReason != "" {
 		r := model.PauseReason(o.PauseReason)
+		if r == model.PauseReasonSalesforceLimit && o.Connector != "salesforce" {
+			r = model.PauseReasonCrmLimit // the product speaks of Salesforce only for Salesforce
+		}
 		out.PauseReason = &r
 	}
 	out.Inbound = inboundModel(o.Inbound, time.Now())

@@ -188,7 +188,7 @@ var demoTabs = []console.Tab{
     failedItems
     paused
     pauseReason
-    salesforceDailyLimit { used max }
+    crmDailyLimit { used max }
     conversionDailyLimit { used limit }
     lastBatchAt
   }
@@ -259,7 +259,7 @@ crmsync demo is running.
 Try in GraphiQL:
 
   { syncOverview { queuedBatchItems failedItems paused pauseReason
-      salesforceDailyLimit { used max } conversionDailyLimit { used limit } lastBatchAt } }
+      crmDailyLimit { used max } conversionDailyLimit { used limit } lastBatchAt } }
 
   { syncLogs(first: 5) { edges { node { direction status message created updated skipped apiCalls
       records(first: 20) { totalCount edges { node { recordType recordId crmObject outcome reason

@@ -34,6 +34,12 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	CRMDailyLimit struct {
+		Max        func(childComplexity int) int
+		ObservedAt func(childComplexity int) int
+		Used       func(childComplexity int) int
+	}
+
 	ConversionDailyLimit struct {
 		Limit func(childComplexity int) int
 		Used  func(childComplexity int) int
@@ -261,6 +267,7 @@ type ComplexityRoot struct {
 		ConnectionStatus       func(childComplexity int) int
 		ConnectionStatusReason func(childComplexity int) int
 		ConversionDailyLimit   func(childComplexity int) int
+		CrmDailyLimit          func(childComplexity int) int
 		FailedItems            func(childComplexity int) int
 		Inbound                func(childComplexity int) int
 		LastBatchAt            func(childComplexity int) int
@@ -311,6 +318,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	ec := newExecutionContext(nil, e, nil)
 	_ = ec
 	switch typeName + "." + field {
+
+	case "CRMDailyLimit.max":
+		if e.ComplexityRoot.CRMDailyLimit.Max == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CRMDailyLimit.Max(childComplexity), true
+	case "CRMDailyLimit.observedAt":
+		if e.ComplexityRoot.CRMDailyLimit.ObservedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CRMDailyLimit.ObservedAt(childComplexity), true
+	case "CRMDailyLimit.used":
+		if e.ComplexityRoot.CRMDailyLimit.Used == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CRMDailyLimit.Used(childComplexity), true
 
 	case "ConversionDailyLimit.limit":
 		if e.ComplexityRoot.ConversionDailyLimit.Limit == nil {
@@ -1256,6 +1282,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncOverview.ConversionDailyLimit(childComplexity), true
+	case "SyncOverview.crmDailyLimit":
+		if e.ComplexityRoot.SyncOverview.CrmDailyLimit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.CrmDailyLimit(childComplexity), true
 	case "SyncOverview.failedItems":
 		if e.ComplexityRoot.SyncOverview.FailedItems == nil {
 			break
@@ -1922,7 +1954,10 @@ type Record {
 }
 
 enum PauseReason {
+  "Salesforce's daily API allowance is used up (connector salesforce; CRM_LIMIT for other connectors)."
   SALESFORCE_LIMIT
+  "The CRM's own daily API allowance is used up (connectors other than salesforce, which report SALESFORCE_LIMIT)."
+  CRM_LIMIT
   CONVERSION_LIMIT
   CONNECTION_EXPIRED
   PAUSED_BY_USER
@@ -1943,6 +1978,15 @@ type ConversionDailyLimit {
 type SalesforceDailyLimit {
   used: Int
   max: Int
+  observedAt: Time
+}
+
+"The CRM's own daily API allowance as the connector last reported it (Salesforce: DailyApiRequests); null fields until it reported one."
+type CRMDailyLimit {
+  "Calls the org made in its current 24-hour window, crmsync's and every other client's."
+  used: Int
+  max: Int
+  "When the connector read it."
   observedAt: Time
 }
 
@@ -1971,7 +2015,9 @@ type HourlyCalls {
 "Settings → Syncing → Overview."
 type SyncOverview {
   conversionDailyLimit: ConversionDailyLimit!
-  salesforceDailyLimit: SalesforceDailyLimit!
+  "The CRM's own daily API allowance, for any connector."
+  crmDailyLimit: CRMDailyLimit!
+  salesforceDailyLimit: SalesforceDailyLimit! @deprecated(reason: "Use crmDailyLimit: the same figures, named for any connector.")
   "Items waiting to be pushed (not counting waitingItems)."
   queuedBatchItems: Int!
   "Items held back until a parent record (a campaign, company or contact) reaches the CRM: logged once when they start waiting and once when released."
@@ -2107,6 +2153,18 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // childFields_* functions provide shared child field context lookups.
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
+
+func (ec *executionContext) childFields_CRMDailyLimit(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "used":
+		return ec.fieldContext_CRMDailyLimit_used(ctx, field)
+	case "max":
+		return ec.fieldContext_CRMDailyLimit_max(ctx, field)
+	case "observedAt":
+		return ec.fieldContext_CRMDailyLimit_observedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CRMDailyLimit", field.Name)
+}
 
 func (ec *executionContext) childFields_ConversionDailyLimit(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
@@ -2486,6 +2544,8 @@ func (ec *executionContext) childFields_SyncOverview(ctx context.Context, field 
 	switch field.Name {
 	case "conversionDailyLimit":
 		return ec.fieldContext_SyncOverview_conversionDailyLimit(ctx, field)
+	case "crmDailyLimit":
+		return ec.fieldContext_SyncOverview_crmDailyLimit(ctx, field)
 	case "salesforceDailyLimit":
 		return ec.fieldContext_SyncOverview_salesforceDailyLimit(ctx, field)
 	case "queuedBatchItems":

@@ -72,6 +72,75 @@ func (ec *executionContext) field_SyncBatch_records_args(ctx context.Context, ra
 
 // region    **************************** field.gotpl *****************************
 
+func (ec *executionContext) _CRMDailyLimit_used(ctx context.Context, field graphql.CollectedField, obj *model.CRMDailyLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CRMDailyLimit_used(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Used, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CRMDailyLimit_used(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CRMDailyLimit", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CRMDailyLimit_max(ctx context.Context, field graphql.CollectedField, obj *model.CRMDailyLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CRMDailyLimit_max(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Max, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CRMDailyLimit_max(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CRMDailyLimit", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CRMDailyLimit_observedAt(ctx context.Context, field graphql.CollectedField, obj *model.CRMDailyLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CRMDailyLimit_observedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ObservedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CRMDailyLimit_observedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CRMDailyLimit", field, false, false, "Time")
+}
+
 func (ec *executionContext) _ConversionDailyLimit_used(ctx context.Context, field graphql.CollectedField, obj *model.ConversionDailyLimit) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2774,6 +2843,38 @@ func (ec *executionContext) fieldContext_SyncOverview_conversionDailyLimit(_ con
 	return fc, nil
 }
 
+func (ec *executionContext) _SyncOverview_crmDailyLimit(ctx context.Context, field graphql.CollectedField, obj *model.SyncOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncOverview_crmDailyLimit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CrmDailyLimit, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CRMDailyLimit) graphql.Marshaler {
+			return ec.marshalNCRMDailyLimit2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐCRMDailyLimit(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncOverview_crmDailyLimit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncOverview",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CRMDailyLimit(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _SyncOverview_salesforceDailyLimit(ctx context.Context, field graphql.CollectedField, obj *model.SyncOverview) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4009,6 +4110,49 @@ func UnmarshalWorkflowActionInput(ctx context.Context, raw any) (model.WorkflowA
 // endregion ************************** interface.gotpl ***************************
 
 // region    **************************** object.gotpl ****************************
+
+var cRMDailyLimitImplementors = []string{"CRMDailyLimit"}
+
+func (ec *executionContext) _CRMDailyLimit(ctx context.Context, sel ast.SelectionSet, obj *model.CRMDailyLimit) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, cRMDailyLimitImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CRMDailyLimit")
+		case "used":
+			out.Values[i] = ec._CRMDailyLimit_used(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "max":
+			out.Values[i] = ec._CRMDailyLimit_max(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "observedAt":
+			out.Values[i] = ec._CRMDailyLimit_observedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
 
 var conversionDailyLimitImplementors = []string{"ConversionDailyLimit"}
 
@@ -5249,6 +5393,11 @@ func (ec *executionContext) _SyncOverview(ctx context.Context, sel ast.Selection
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "crmDailyLimit":
+			out.Values[i] = ec._SyncOverview_crmDailyLimit(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "salesforceDailyLimit":
 			out.Values[i] = ec._SyncOverview_salesforceDailyLimit(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -5450,6 +5599,14 @@ func (ec *executionContext) _UnsupportedRecordType(ctx context.Context, sel ast.
 // endregion **************************** object.gotpl ****************************
 
 // region    ***************************** type.gotpl *****************************
+
+func (ec *executionContext) marshalNCRMDailyLimit2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐCRMDailyLimit(ctx context.Context, sel ast.SelectionSet, v *model.CRMDailyLimit) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CRMDailyLimit!")
+		return graphql.Null
+	}
+	return ec._CRMDailyLimit(ctx, sel, v)
+}
 
 func (ec *executionContext) unmarshalNChangeSource2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐChangeSource(ctx context.Context, v any) (model.ChangeSource, error) {
 	var res model.ChangeSource

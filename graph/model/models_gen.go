@@ -12,6 +12,15 @@ import (
 	"github.com/crmsync/crmsync/internal/workspace"
 )
 
+// The CRM's own daily API allowance as the connector last reported it (Salesforce: DailyApiRequests); null fields until it reported one.
+type CRMDailyLimit struct {
+	// Calls the org made in its current 24-hour window, crmsync's and every other client's.
+	Used *int `json:"used,omitempty"`
+	Max  *int `json:"max,omitempty"`
+	// When the connector read it.
+	ObservedAt *time.Time `json:"observedAt,omitempty"`
+}
+
 type ConnectCrmInput struct {
 	// The connector's name, for example salesforce or memcrm.
 	Connector string `json:"connector"`
@@ -309,6 +318,8 @@ type SyncLogFilter struct {
 // Settings → Syncing → Overview.
 type SyncOverview struct {
 	ConversionDailyLimit *ConversionDailyLimit `json:"conversionDailyLimit"`
+	// The CRM's own daily API allowance, for any connector.
+	CrmDailyLimit        *CRMDailyLimit        `json:"crmDailyLimit"`
 	SalesforceDailyLimit *SalesforceDailyLimit `json:"salesforceDailyLimit"`
 	// Items waiting to be pushed (not counting waitingItems).
 	QueuedBatchItems int `json:"queuedBatchItems"`
@@ -859,7 +870,10 @@ func (e MigrationState) MarshalJSON() ([]byte, error) {
 type PauseReason string
 
 const (
-	PauseReasonSalesforceLimit   PauseReason = "SALESFORCE_LIMIT"
+	// Salesforce's daily API allowance is used up (connector salesforce; CRM_LIMIT for other connectors).
+	PauseReasonSalesforceLimit PauseReason = "SALESFORCE_LIMIT"
+	// The CRM's own daily API allowance is used up (connectors other than salesforce, which report SALESFORCE_LIMIT).
+	PauseReasonCrmLimit          PauseReason = "CRM_LIMIT"
 	PauseReasonConversionLimit   PauseReason = "CONVERSION_LIMIT"
 	PauseReasonConnectionExpired PauseReason = "CONNECTION_EXPIRED"
 	PauseReasonPausedByUser      PauseReason = "PAUSED_BY_USER"
@@ -872,6 +886,7 @@ const (
 
 var AllPauseReason = []PauseReason{
 	PauseReasonSalesforceLimit,
+	PauseReasonCrmLimit,
 	PauseReasonConversionLimit,
 	PauseReasonConnectionExpired,
 	PauseReasonPausedByUser,
@@ -882,7 +897,7 @@ var AllPauseReason = []PauseReason{
 
 func (e PauseReason) IsValid() bool {
 	switch e {
-	case PauseReasonSalesforceLimit, PauseReasonConversionLimit, PauseReasonConnectionExpired, PauseReasonPausedByUser, PauseReasonNotConnected, PauseReasonCredentialsUnreadable, PauseReasonConnectorUnavailable:
+	case PauseReasonSalesforceLimit, PauseReasonCrmLimit, PauseReasonConversionLimit, PauseReasonConnectionExpired, PauseReasonPausedByUser, PauseReasonNotConnected, PauseReasonCredentialsUnreadable, PauseReasonConnectorUnavailable:
 		return true
 	}
 	return false

@@ -206,9 +206,9 @@ func TestSalesforceLimitPausesAndResumesWithNothingLost(t *testing.T) {
 		require.NoError(t, err)
 		o := overviewOf(t, b)
 		u := b.org.Usage()
-		require.NotNil(t, o.SalesforceUsed)
-		require.Equal(t, u.Used, *o.SalesforceUsed)
-		require.Equal(t, u.Max, *o.SalesforceMax)
+		require.NotNil(t, o.CRMUsed)
+		require.Equal(t, u.Used, *o.CRMUsed)
+		require.Equal(t, u.Max, *o.CRMMax)
 		require.False(t, o.Paused)
 
 		// The allowance runs out in the middle of a burst.

@@ -107,9 +107,9 @@ func TestLimitsAgainstSffake(t *testing.T) {
 		used, maxCalls := sf.Usage()
 		o, err := overview.Get(ctx, bdb, ws, time.Now())
 		require.NoError(t, err)
-		require.Equal(t, int64(used), *o.SalesforceUsed)
-		require.Equal(t, int64(maxCalls), *o.SalesforceMax)
-		require.WithinDuration(t, time.Now(), o.SalesforceObservedAt, time.Minute)
+		require.Equal(t, int64(used), *o.CRMUsed)
+		require.Equal(t, int64(maxCalls), *o.CRMMax)
+		require.WithinDuration(t, time.Now(), o.CRMObservedAt, time.Minute)
 
 		// The allowance runs out mid-burst: one call is left, the burst needs more.
 		sf.SetDailyMax(used + 1)
@@ -154,7 +154,7 @@ func TestLimitsAgainstSffake(t *testing.T) {
 		require.NoError(t, err)
 		require.False(t, o.Paused)
 		used, _ = sf.Usage()
-		require.Equal(t, int64(used), *o.SalesforceUsed)
+		require.Equal(t, int64(used), *o.CRMUsed)
 
 		// The refresh token is revoked: the connection expires, items stay.
 		sf.RevokeRefreshToken(refresh)

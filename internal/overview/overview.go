@@ -26,9 +26,11 @@ type Overview struct {
 	ConversionUsed  int64
 	ConversionLimit *int64
 
-	SalesforceUsed       *int64
-	SalesforceMax        *int64
-	SalesforceObservedAt time.Time
+	// The CRM's own daily API allowance, as the connector last reported
+	// it (Salesforce's DailyApiRequests).
+	CRMUsed       *int64
+	CRMMax        *int64
+	CRMObservedAt time.Time
 
 	// Queued counts every queued item; Waiting, those of them held back
 	// until a parent record reaches the CRM.
@@ -42,6 +44,9 @@ type Overview struct {
 	// first (their sum is ConversionUsed).
 	CallsByHour []limits.HourCalls
 
+	// Connector is the connection's connector ("salesforce"); "" when
+	// not connected.
+	Connector        string
 	Paused           bool
 	PauseReason      engine.PauseReason
 	ConnectionStatus connection.Status // "" when not connected
@@ -86,7 +91,7 @@ func Get(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (Ove
 	if err != nil {
 		return o, err
 	}
-	o.ConnectionStatus, o.ConnectionStatusReason = c.Status, c.StatusReason
+	o.Connector, o.ConnectionStatus, o.ConnectionStatusReason = c.Connector, c.Status, c.StatusReason
 	if o.Unsupported, err = prefs.UnsupportedCounts(ctx, db, workspaceID); err != nil {
 		return o, err
 	}
@@ -94,12 +99,12 @@ func Get(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (Ove
 		o.ConversionLimit = &c.DailyLimit.Int64
 	}
 	if c.APIUsed.Valid {
-		o.SalesforceUsed = &c.APIUsed.Int64
+		o.CRMUsed = &c.APIUsed.Int64
 	}
 	if c.APIMax.Valid {
-		o.SalesforceMax = &c.APIMax.Int64
+		o.CRMMax = &c.APIMax.Int64
 	}
-	o.SalesforceObservedAt = c.APIObservedAt.Time
+	o.CRMObservedAt = c.APIObservedAt.Time
 	o.Pace = engine.StoredPace(c, o.ConversionUsed, now)
 	o.PauseReason = PauseReason(c, o.ConversionUsed)
 	o.Paused = o.PauseReason != engine.PauseNone

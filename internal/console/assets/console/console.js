@@ -17,6 +17,7 @@ const MODES = {
 };
 const PAUSE_WORDS = {
   SALESFORCE_LIMIT: 'Salesforce’s daily API allowance is used up. Syncing resumes by itself as the rolling 24-hour usage falls.',
+  CRM_LIMIT: 'The CRM’s daily API allowance is used up. Syncing resumes by itself as the rolling 24-hour usage falls.',
   CONVERSION_LIMIT: 'crmsync’s own daily cap is reached. Raise or remove the cap to resume.',
   CONNECTION_EXPIRED: 'The Salesforce connection expired. Reconnect to resume.',
   PAUSED_BY_USER: 'Syncing was paused by a user.',
@@ -33,7 +34,7 @@ const OUTCOME_WORDS = {
 };
 
 const OVERVIEW = `fragment O on SyncOverview {
-  conversionDailyLimit { used limit } salesforceDailyLimit { used max observedAt }
+  conversionDailyLimit { used limit } crmDailyLimit { used max observedAt }
   queuedBatchItems queuedByRecordType { recordType queued } apiCallsByHour { hour calls }
   failedItems oldestQueuedAt paused pauseReason connectionStatus connectionStatusReason lastBatchAt }`;
 
@@ -293,7 +294,7 @@ function sparkline(hours) {
 let lastFailed = null;
 
 function renderOverview(o) {
-  const sf = o.salesforceDailyLimit;
+  const sf = o.crmDailyLimit;
   const cv = o.conversionDailyLimit;
   $('usage').replaceChildren(
     meter('sf-usage', 'Salesforce daily allowance (whole org)', sf.used, sf.max),
