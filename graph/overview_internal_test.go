@@ -6,8 +6,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crmsync/crmsync/graph/model"
-	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/overview"
+	"github.com/crmsync/crmsync/internal/push"
 )
 
 // TestOverviewNamesTheCRM: the CRM's allowance is crmDailyLimit for every
@@ -20,7 +20,7 @@ func TestOverviewNamesTheCRM(t *testing.T) {
 		"memcrm":     model.PauseReasonCrmLimit,
 		"acme":       model.PauseReasonCrmLimit,
 	} {
-		o := overviewModel(overview.Overview{Connector: connector, Paused: true, PauseReason: engine.PauseSalesforceLimit, CRMUsed: &used, CRMMax: &limit})
+		o := overviewModel(overview.Overview{Connector: connector, Paused: true, PauseReason: push.PauseSalesforceLimit, CRMUsed: &used, CRMMax: &limit})
 		require.NotNil(t, o.PauseReason, connector)
 		require.Equal(t, want, *o.PauseReason, connector)
 		require.Equal(t, 15000, *o.CrmDailyLimit.Used)
@@ -28,7 +28,7 @@ func TestOverviewNamesTheCRM(t *testing.T) {
 		require.Equal(t, *o.CrmDailyLimit.Used, *o.SalesforceDailyLimit.Used)
 		require.Equal(t, *o.CrmDailyLimit.Max, *o.SalesforceDailyLimit.Max)
 	}
-	o := overviewModel(overview.Overview{Connector: "memcrm", Paused: true, PauseReason: engine.PauseConversionLimit})
+	o := overviewModel(overview.Overview{Connector: "memcrm", Paused: true, PauseReason: push.PauseConversionLimit})
 	require.Equal(t, model.PauseReasonConversionLimit, *o.PauseReason, "other reasons are unchanged")
 	require.Nil(t, o.CrmDailyLimit.Used, "no reading yet")
 }

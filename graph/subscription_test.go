@@ -22,10 +22,10 @@ import (
 	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/db"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
-	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/events"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/push"
 	"github.com/crmsync/crmsync/internal/secret"
 	"github.com/crmsync/crmsync/internal/synclog"
 )
@@ -35,7 +35,7 @@ import (
 // to the replica's event bus.
 type syncStack struct {
 	srv    *graphtest.Server
-	engine *engine.Engine
+	engine *push.Engine
 	crm    *memcrm.CRM
 }
 
@@ -92,7 +92,7 @@ func newSyncStack(t *testing.T, bdb *bun.DB, bus interface {
 		Events:      bus,
 		Publisher:   bus,
 	})
-	e := engine.New(bdb, store, crms, notices, slog.New(slog.DiscardHandler), engine.Config{})
+	e := push.New(bdb, store, crms, notices, slog.New(slog.DiscardHandler), push.Config{})
 	return &syncStack{srv: srv, engine: e, crm: crm}
 }
 
@@ -286,7 +286,7 @@ func TestSyncBatchCompletedDeliversEachBatch(t *testing.T) {
 		require.Empty(t, resp.Errors, resp.Body)
 		res, err := s.engine.Flush(ctx, ws)
 		require.NoError(t, err)
-		require.Equal(t, engine.PauseByUser, res.Paused)
+		require.Equal(t, push.PauseByUser, res.Paused)
 		var m batchMsg
 		c.next("b", &m)
 		require.Equal(t, "PAUSED", m.SyncBatchCompleted.Status)

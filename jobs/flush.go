@@ -15,8 +15,8 @@ import (
 
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/internal/connection"
-	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/push"
 )
 
 // QueueFlush is the River queue flush jobs run on.
@@ -67,7 +67,7 @@ func uniqueWhileActive() river.UniqueOpts {
 
 // Flusher runs one flush (the engine).
 type Flusher interface {
-	Flush(ctx context.Context, workspaceID int64) (*engine.Result, error)
+	Flush(ctx context.Context, workspaceID int64) (*push.Result, error)
 }
 
 // Scheduler inserts flush jobs. It implements outbound.Scheduler.
@@ -80,9 +80,9 @@ type Scheduler struct {
 }
 
 // WithPacing switches the scheduler from fixed windows to budget pacing
-// (engine.PaceConfig): a change is flushed settle after it arrives while
+// (push.PaceConfig): a change is flushed settle after it arrives while
 // the connection's bucket holds a call, else when the bucket will have
-// refilled one. The engine must pace too (engine.Config.Pace.Enabled).
+// refilled one. The engine must pace too (push.Config.Pace.Enabled).
 func (s *Scheduler) WithPacing(settle time.Duration) *Scheduler {
 	s.settle = settle
 	return s
@@ -147,7 +147,7 @@ func (s *Scheduler) schedulePaced(ctx context.Context, tx bun.Tx, workspaceID in
 		return fmt.Errorf("schedule flush of workspace %d: %w", workspaceID, err)
 	}
 	now := s.now()
-	at := settleSlot(engine.NextStart(c, now), s.settle)
+	at := settleSlot(push.NextStart(c, now), s.settle)
 	pending, err := pendingFlush(ctx, tx, workspaceID, at)
 	if err != nil || pending {
 		return err
@@ -348,12 +348,12 @@ func flushSlot(last, now time.Time, interval time.Duration) time.Time {
 }
 
 // next decides the follow-up flush, if any.
-func (w *FlushWorker) next(ctx context.Context, ws int64, res *engine.Result) (FlushArgs, bool, error) {
+func (w *FlushWorker) next(ctx context.Context, ws int64, res *push.Result) (FlushArgs, bool, error) {
 	now := time.Now()
-	if res.More && res.Paused == engine.PauseNone {
+	if res.More && res.Paused == push.PauseNone {
 		return FlushArgs{WorkspaceID: ws, NotBefore: now.UnixMilli(), Continue: true}, true, nil
 	}
-	if res.Paused == engine.PauseNotConnected {
+	if res.Paused == push.PauseNotConnected {
 		return FlushArgs{}, false, nil // connecting schedules a flush
 	}
 	depth, err := outbound.Measure(ctx, w.db, ws)
@@ -368,14 +368,14 @@ func (w *FlushWorker) next(ctx context.Context, ws int64, res *engine.Result) (F
 		return FlushArgs{WorkspaceID: ws, NotBefore: at.UnixMilli()}, true, nil
 	}
 	at := now.Truncate(w.interval).Add(w.interval) // the next window
-	if w.settle > 0 && res.Paused == engine.PauseNone && res.Batch != nil {
+	if w.settle > 0 && res.Paused == push.PauseNone && res.Batch != nil {
 		// Paced: items that came during the flush go after a settle
 		// delay (the engine waits for the bucket), backed-off ones when
 		// due. A flush that found nothing due (items of records backed
 		// off) checks again on the next window, as on fixed windows.
 		at = settleSlot(now, w.settle)
 	}
-	if res.Paused == engine.PauseNone && depth.Due.After(now) && depth.Due.Before(at) {
+	if res.Paused == push.PauseNone && depth.Due.After(now) && depth.Due.Before(at) {
 		at = depth.Due
 	}
 	return FlushArgs{WorkspaceID: ws, NotBefore: at.UnixMilli()}, true, nil

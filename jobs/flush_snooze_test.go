@@ -12,13 +12,13 @@ import (
 
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/internal/connection"
-	"github.com/crmsync/crmsync/internal/engine"
+	"github.com/crmsync/crmsync/internal/push"
 	"github.com/crmsync/crmsync/jobs"
 )
 
-type flushFunc func(ctx context.Context, ws int64) (*engine.Result, error)
+type flushFunc func(ctx context.Context, ws int64) (*push.Result, error)
 
-func (f flushFunc) Flush(ctx context.Context, ws int64) (*engine.Result, error) { return f(ctx, ws) }
+func (f flushFunc) Flush(ctx context.Context, ws int64) (*push.Result, error) { return f(ctx, ws) }
 
 // TestFlushWorkerSnoozesOnRateLimit: a rate-limited flush comes back on the
 // next tick (or sooner when the CRM says so), never after the CRM's whole
@@ -39,7 +39,7 @@ func TestFlushWorkerSnoozesOnRateLimit(t *testing.T) {
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			w := jobs.NewFlushWorker(nil, flushFunc(func(context.Context, int64) (*engine.Result, error) { return nil, tt.err }), interval, quiet())
+			w := jobs.NewFlushWorker(nil, flushFunc(func(context.Context, int64) (*push.Result, error) { return nil, tt.err }), interval, quiet())
 			err := w.Work(context.Background(), &river.Job[jobs.FlushArgs]{Args: jobs.FlushArgs{WorkspaceID: 1, Continue: true}})
 			var snooze *rivertype.JobSnoozeError
 			require.True(t, errors.As(err, &snooze), "%v", err)

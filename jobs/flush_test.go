@@ -15,8 +15,8 @@ import (
 	"github.com/crmsync/crmsync/connectors/memcrm"
 	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
-	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/push"
 	"github.com/crmsync/crmsync/internal/record"
 	"github.com/crmsync/crmsync/internal/secret"
 	"github.com/crmsync/crmsync/internal/synclog"
@@ -52,7 +52,7 @@ func TestFlushJobsDrainAndPace(t *testing.T) {
 		s := memcrm.Session(t.Name(), memcrm.DefaultToken)
 		_, err = conns.Save(ctx, ws, memcrm.Name, s.Config, s.Credentials, org.Identity(), nil)
 		require.NoError(t, err)
-		eng := engine.New(bdb, conns, connectorsFunc(func(context.Context, string) (connector.Connector, error) { return crm, nil }), nil, quiet(), engine.Config{})
+		eng := push.New(bdb, conns, connectorsFunc(func(context.Context, string) (connector.Connector, error) { return crm, nil }), nil, quiet(), push.Config{})
 
 		workers := river.NewWorkers()
 		river.AddWorker(workers, jobs.NewFlushWorker(bdb, eng, interval, quiet()))

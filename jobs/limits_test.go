@@ -17,10 +17,10 @@ import (
 	"github.com/crmsync/crmsync/connectors/memcrm"
 	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
-	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/overview"
+	"github.com/crmsync/crmsync/internal/push"
 	"github.com/crmsync/crmsync/internal/record"
 	"github.com/crmsync/crmsync/internal/secret"
 	"github.com/crmsync/crmsync/internal/synclog"
@@ -97,8 +97,8 @@ func TestAllowanceRunsOutMidBurstAndQueueDrainsItself(t *testing.T) {
 		s := memcrm.Session(t.Name(), memcrm.DefaultToken)
 		_, err = conns.Save(ctx, ws, memcrm.Name, s.Config, s.Credentials, org.Identity(), nil)
 		require.NoError(t, err)
-		eng := engine.New(bdb, conns, connectorsFunc(func(context.Context, string) (connector.Connector, error) { return counter, nil }),
-			nil, quiet(), engine.Config{LimitProbe: 300 * time.Millisecond})
+		eng := push.New(bdb, conns, connectorsFunc(func(context.Context, string) (connector.Connector, error) { return counter, nil }),
+			nil, quiet(), push.Config{LimitProbe: 300 * time.Millisecond})
 
 		workers := river.NewWorkers()
 		river.AddWorker(workers, jobs.NewFlushWorker(bdb, eng, interval, quiet()))
@@ -127,7 +127,7 @@ func TestAllowanceRunsOutMidBurstAndQueueDrainsItself(t *testing.T) {
 
 		require.Eventually(t, func() bool {
 			o, err := overview.Get(ctx, bdb, ws, time.Now())
-			return err == nil && o.Paused && o.PauseReason == engine.PauseSalesforceLimit && counter.limited.Load()
+			return err == nil && o.Paused && o.PauseReason == push.PauseSalesforceLimit && counter.limited.Load()
 		}, 30*time.Second, 20*time.Millisecond, "the CRM refuses a call and the overview shows the pause")
 
 		// Ticks come and probe; none sends data, nothing leaves the queue.

@@ -15,10 +15,10 @@ import (
 	"github.com/crmsync/crmsync/connectors/memcrm"
 	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
-	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/overview"
+	"github.com/crmsync/crmsync/internal/push"
 	"github.com/crmsync/crmsync/internal/record"
 	"github.com/crmsync/crmsync/internal/secret"
 	"github.com/crmsync/crmsync/jobs"
@@ -52,8 +52,8 @@ func TestFlushJobsPacedByBudget(t *testing.T) {
 		require.NoError(t, err)
 		daily := int64(86_400) // about one call per second
 		require.NoError(t, conns.SetDailyLimit(ctx, c, &daily))
-		eng := engine.New(bdb, conns, connectorsFunc(func(context.Context, string) (connector.Connector, error) { return crm, nil }), nil, quiet(),
-			engine.Config{Pace: engine.PaceConfig{Enabled: true, Burst: 2}})
+		eng := push.New(bdb, conns, connectorsFunc(func(context.Context, string) (connector.Connector, error) { return crm, nil }), nil, quiet(),
+			push.Config{Pace: push.PaceConfig{Enabled: true, Burst: 2}})
 
 		workers := river.NewWorkers()
 		river.AddWorker(workers, jobs.NewFlushWorker(bdb, eng, time.Second, quiet()).WithPacing(settle))
@@ -87,7 +87,7 @@ func TestFlushJobsPacedByBudget(t *testing.T) {
 		require.NoError(t, err)
 		p, err := eng.Pace(ctx, ws)
 		require.NoError(t, err)
-		require.Equal(t, engine.BudgetDailyLimit, p.Source)
+		require.Equal(t, push.BudgetDailyLimit, p.Source)
 		// A flush of new companies costs a match query and a write.
 		const flushCost = 2
 		allowed := p.Burst + p.Rate*elapsed.Seconds() + flushCost

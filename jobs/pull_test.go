@@ -16,8 +16,8 @@ import (
 	"github.com/crmsync/crmsync/connectors/memcrm"
 	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
-	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/inbound"
+	"github.com/crmsync/crmsync/internal/push"
 	"github.com/crmsync/crmsync/internal/record"
 	"github.com/crmsync/crmsync/internal/secret"
 	"github.com/crmsync/crmsync/jobs"
@@ -47,7 +47,7 @@ func TestPullJobsRunPeriodically(t *testing.T) {
 		_, err = conns.Save(ctx, ws, memcrm.Name, s.Config, s.Credentials, org.Identity(), nil)
 		require.NoError(t, err)
 		connectors := connectorsFunc(func(context.Context, string) (connector.Connector, error) { return crm, nil })
-		eng := engine.New(bdb, conns, connectors, nil, quiet(), engine.Config{})
+		eng := push.New(bdb, conns, connectors, nil, quiet(), push.Config{})
 		puller := inbound.New(bdb, conns, connectors, eng, nil, quiet(), inbound.Config{})
 
 		workers := river.NewWorkers()
@@ -100,7 +100,7 @@ func TestPullWorkerControlFlow(t *testing.T) {
 		fails  bool
 	}{
 		"done":                  {res: &inbound.Result{}},
-		"paused":                {res: &inbound.Result{Paused: engine.PauseSalesforceLimit}},
+		"paused":                {res: &inbound.Result{Paused: push.PauseSalesforceLimit}},
 		"more pages":            {res: &inbound.Result{More: true}, snooze: time.Second},
 		"busy":                  {err: connection.ErrBusy, snooze: 2 * time.Second},
 		"rate limited briefly":  {err: connector.RateLimited(10*time.Second, "slow down"), snooze: 10 * time.Second},

@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/connectors/crmplugin"
 	"github.com/crmsync/crmsync/connectors/memcrm"
-	"github.com/crmsync/crmsync/connectors/plugin"
 	"github.com/crmsync/crmsync/connectors/salesforce"
 )
 
@@ -17,9 +17,9 @@ import (
 // connector built in is one line here. Each gets the operator's
 // --allow-crm-host settings.
 var builtinConnectors = map[string]func(allowedHosts []string) connector.Connector{
-	memcrm.Name: func([]string) connector.Connector { return memcrm.New(memcrm.WithLogger(plugin.Logger())) },
+	memcrm.Name: func([]string) connector.Connector { return memcrm.New(memcrm.WithLogger(crmplugin.Logger())) },
 	salesforce.Name: func(allowed []string) connector.Connector {
-		return salesforce.New(salesforce.WithLogger(plugin.Logger()), salesforce.WithAllowedHosts(allowed...))
+		return salesforce.New(salesforce.WithLogger(crmplugin.Logger()), salesforce.WithAllowedHosts(allowed...))
 	},
 }
 
@@ -34,9 +34,9 @@ func (c connectorCmd) Run(*env) error {
 	newConnector, ok := builtinConnectors[c.Name]
 	if !ok {
 		// The host parses stderr JSON lines: this one reaches its log as an error.
-		plugin.Logger().Error("no such built-in connector", "name", c.Name)
+		crmplugin.Logger().Error("no such built-in connector", "name", c.Name)
 		return fmt.Errorf("no built-in connector %q (built in: %s)", c.Name, strings.Join(slices.Sorted(maps.Keys(builtinConnectors)), ", "))
 	}
-	plugin.Serve(newConnector(c.AllowCRMHost))
+	crmplugin.Serve(newConnector(c.AllowCRMHost))
 	return nil
 }

@@ -21,14 +21,14 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/connectors/crmplugin"
 	"github.com/crmsync/crmsync/connectors/memcrm"
-	"github.com/crmsync/crmsync/connectors/plugin"
 )
 
 // serveHealthPlugin serves one of the broken plugins of
 // TestConnectorPluginHealth (this test binary run as `health-plugin MODE`).
 func serveHealthPlugin(mode string) {
-	// The cookie every crmsync connector is built with (connectors/plugin).
+	// The cookie every crmsync connector is built with (connectors/crmplugin).
 	const cookieKey, cookieValue = "CRMSYNC_CONNECTOR_PLUGIN", "a3f1c0de-crmsync-connector"
 	hs := goplugin.HandshakeConfig{ProtocolVersion: connector.ProtocolVersion, MagicCookieKey: cookieKey, MagicCookieValue: cookieValue}
 	switch mode {
@@ -37,7 +37,7 @@ func serveHealthPlugin(mode string) {
 	case "v2": // built against the next protocol version
 		hs.ProtocolVersion++
 	case "crash": // starts, then dies on its first call
-		plugin.Serve(crashing{memcrm.New()})
+		crmplugin.Serve(crashing{memcrm.New()})
 		return
 	default:
 		os.Exit(2)
@@ -219,7 +219,7 @@ func TestConnectorPluginHealth(t *testing.T) {
 	require.Contains(t, connect(token, "nosuch"), `no such connector configured: nosuch (known: memcrm, salesforce, acme-cookie, acme-crash, acme-pinned, acme-version)`)
 	scripts["acme-cookie"].write("other-cookie")
 	body := connect(token, "acme-cookie")
-	require.Contains(t, body, `connector acme-cookie is configured but failed to start: BAD_HANDSHAKE: `+plugin.BadHandshakeReason)
+	require.Contains(t, body, `connector acme-cookie is configured but failed to start: BAD_HANDSHAKE: `+crmplugin.BadHandshakeReason)
 	require.NotContains(t, body, "architecture")
 	scripts["acme-cookie"].write("good")
 
@@ -227,7 +227,7 @@ func TestConnectorPluginHealth(t *testing.T) {
 		connector, mode, kind, reason string
 		fix                           func()
 	}{
-		{connector: "acme-cookie", mode: "other-cookie", kind: "BAD_HANDSHAKE", reason: plugin.BadHandshakeReason},
+		{connector: "acme-cookie", mode: "other-cookie", kind: "BAD_HANDSHAKE", reason: crmplugin.BadHandshakeReason},
 		{connector: "acme-version", mode: "v2", kind: "VERSION_MISMATCH",
 			reason: fmt.Sprintf("the plugin speaks connector protocol version %d, this crmsync speaks version %d", connector.ProtocolVersion+1, connector.ProtocolVersion)},
 		{connector: "acme-pinned", mode: "other-cookie", kind: "CHECKSUM_MISMATCH", reason: "refusing to run " + scripts["acme-pinned"].path + ": its sha256 is " + scripts["acme-pinned"].sum("other-cookie")},

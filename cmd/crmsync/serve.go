@@ -13,12 +13,11 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/uptrace/bun"
 
-	"github.com/crmsync/crmsync/connectors/plugin"
+	"github.com/crmsync/crmsync/connectors/crmplugin"
 	"github.com/crmsync/crmsync/graph"
 	"github.com/crmsync/crmsync/internal/config"
 	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/db"
-	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/events"
 	"github.com/crmsync/crmsync/internal/httpserver"
 	"github.com/crmsync/crmsync/internal/inbound"
@@ -27,6 +26,7 @@ import (
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/overview"
 	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/push"
 	"github.com/crmsync/crmsync/internal/record"
 	"github.com/crmsync/crmsync/internal/replica"
 	"github.com/crmsync/crmsync/internal/riverweb"
@@ -56,12 +56,12 @@ type app struct {
 	server     *httpserver.Server
 	riverUI    *riverweb.UI
 
-	plugins *plugin.Host
-	engine  *engine.Engine
+	plugins *crmplugin.Host
+	engine  *push.Engine
 	// newEngine builds another engine over the same database and
 	// connectors with other settings (the bench's simulated day).
 	puller    *inbound.Puller
-	newEngine func(engine.Config) *engine.Engine
+	newEngine func(push.Config) *push.Engine
 	bus       eventBus
 	conns     *connection.Store
 	sched     *jobs.Scheduler
@@ -122,8 +122,8 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	if err := a.registry.Register(inbound.NewStreamCollector(bdb, logger)); err != nil {
 		return nil, fmt.Errorf("register inbound stream metrics: %w", err)
 	}
-	a.plugins, err = plugin.NewHost(plugin.HostConfig{Logger: logger, External: pluginExternals(external), OnRestart: observer.PluginRestarted,
-		OnStartFailure: func(name string, kind plugin.StartFailure) { observer.PluginStartFailed(name, string(kind)) },
+	a.plugins, err = crmplugin.NewHost(crmplugin.HostConfig{Logger: logger, External: pluginExternals(external), OnRestart: observer.PluginRestarted,
+		OnStartFailure: func(name string, kind crmplugin.StartFailure) { observer.PluginStartFailed(name, string(kind)) },
 		StartBackoff:   cfg.PluginStartBackoff, BuiltinArgs: cfg.AllowCRMHostArgs()})
 	if err != nil {
 		return nil, err
@@ -132,10 +132,10 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	store := connection.NewStore(bdb, box)
 	notices := eventNotifier{bus: a.bus, logger: logger, metrics: observer}
 	a.conns = store
-	a.newEngine = func(ec engine.Config) *engine.Engine { return engine.New(bdb, store, crms, notices, logger, ec) }
+	a.newEngine = func(ec push.Config) *push.Engine { return push.New(bdb, store, crms, notices, logger, ec) }
 	paced := cfg.Schedule() == "budget"
-	a.engine = engine.New(bdb, store, crms, notices, logger, engine.Config{LeaseTTL: cfg.Lease, Owner: id.Owner(),
-		Pace: engine.PaceConfig{Enabled: paced, Share: cfg.BudgetShare / 100, Burst: float64(cfg.PaceBurst)}})
+	a.engine = push.New(bdb, store, crms, notices, logger, push.Config{LeaseTTL: cfg.Lease, Owner: id.Owner(),
+		Pace: push.PaceConfig{Enabled: paced, Share: cfg.BudgetShare / 100, Burst: float64(cfg.PaceBurst)}})
 
 	// River: one client inserting and working jobs.
 	workers := river.NewWorkers()

@@ -8,7 +8,7 @@ import (
 	"slices"
 
 	"github.com/crmsync/crmsync/connectors/connector"
-	"github.com/crmsync/crmsync/connectors/plugin"
+	"github.com/crmsync/crmsync/connectors/crmplugin"
 	"github.com/crmsync/crmsync/internal/config"
 	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/events"
@@ -21,7 +21,7 @@ import (
 // never starts a process), and telling a connector that fails to start
 // (connection.UnavailableError) from an unknown one.
 type knownConnectors struct {
-	host     *plugin.Host
+	host     *crmplugin.Host
 	external map[string]config.ExternalConnector
 }
 
@@ -33,17 +33,17 @@ func (k knownConnectors) Connector(ctx context.Context, name string) (connector.
 		return nil, &connection.UnknownConnectorError{Name: name, Known: names}
 	}
 	crm, err := k.host.Connector(ctx, name)
-	var se *plugin.StartError
+	var se *crmplugin.StartError
 	if errors.As(err, &se) {
 		return nil, &connection.UnavailableError{Connector: name, Kind: string(se.Kind), Reason: se.Reason, Err: err}
 	}
 	return crm, err
 }
 
-func pluginExternals(ext map[string]config.ExternalConnector) map[string]plugin.External {
-	out := make(map[string]plugin.External, len(ext))
+func pluginExternals(ext map[string]config.ExternalConnector) map[string]crmplugin.External {
+	out := make(map[string]crmplugin.External, len(ext))
 	for name, e := range ext {
-		out[name] = plugin.External{Path: e.Path, SHA256: e.SHA256}
+		out[name] = crmplugin.External{Path: e.Path, SHA256: e.SHA256}
 	}
 	return out
 }

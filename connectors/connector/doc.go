@@ -5,7 +5,7 @@
 // report API usage and, optionally, list records changed since a cursor.
 // crmsync ships two connectors (Salesforce and the in-memory reference CRM
 // memcrm); third parties write their own and run them as plugin processes
-// through the connectors/plugin package, without rebuilding crmsync.
+// through the connectors/crmplugin package, without rebuilding crmsync.
 //
 // This package imports the standard library only, so a connector can live in
 // its own repository and depend on nothing of crmsync but this contract, the
@@ -41,7 +41,7 @@
 //	func (myCRM) Describe(ctx context.Context, req connector.DescribeRequest) (*connector.Description, error) { ... }
 //	// ... Check, FetchCurrent, BulkUpdate, Limits, and optionally FetchChanges.
 //
-//	func main() { plugin.Serve(myCRM{}) }
+//	func main() { crmplugin.Serve(myCRM{}) }
 //
 // and test it with connectortest.Run. docs/connectors.md walks through it.
 package connector

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crmsync/crmsync/connectors/connector"
-	"github.com/crmsync/crmsync/connectors/plugin"
+	"github.com/crmsync/crmsync/connectors/crmplugin"
 	"github.com/crmsync/crmsync/connectors/salesforce"
 )
 
@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 				allowed = append(allowed, h)
 			}
 		}
-		plugin.Serve(salesforce.New(salesforce.WithLogger(plugin.Logger()), salesforce.WithAllowedHosts(allowed...)))
+		crmplugin.Serve(salesforce.New(salesforce.WithLogger(crmplugin.Logger()), salesforce.WithAllowedHosts(allowed...)))
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
@@ -36,7 +36,7 @@ func pluginConnector(t *testing.T) connector.Connector {
 	t.Helper()
 	exe, err := os.Executable()
 	require.NoError(t, err)
-	host, err := plugin.NewHost(plugin.HostConfig{Executable: exe, BuiltinArgs: []string{"--allow-crm-host=127.0.0.1"}})
+	host, err := crmplugin.NewHost(crmplugin.HostConfig{Executable: exe, BuiltinArgs: []string{"--allow-crm-host=127.0.0.1"}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = host.Close() })
 	c, err := host.Connector(t.Context(), salesforce.Name)

@@ -15,7 +15,7 @@ import (
 	"github.com/crmsync/crmsync/graph"
 	"github.com/crmsync/crmsync/internal/db"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
-	"github.com/crmsync/crmsync/internal/engine"
+	"github.com/crmsync/crmsync/internal/push"
 )
 
 // forms are the encodings a leaked secret could take.
@@ -168,7 +168,7 @@ func TestForeignCiphertextDoesNotDecrypt(t *testing.T) {
 		// says so without showing credentials or ciphertext.
 		paused, err := b.engine.Flush(ctx, wsA)
 		require.NoError(t, err)
-		require.Equal(t, engine.PauseCredentialsUnreadable, paused.Paused)
+		require.Equal(t, push.PauseCredentialsUnreadable, paused.Paused)
 		require.NotNil(t, paused.Batch)
 		msg := paused.Batch.Message
 		require.Contains(t, msg, "credentials unreadable")

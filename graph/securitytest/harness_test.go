@@ -25,11 +25,11 @@ import (
 	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/db"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
-	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/events"
 	"github.com/crmsync/crmsync/internal/httpserver"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/push"
 	"github.com/crmsync/crmsync/internal/secret"
 	"github.com/crmsync/crmsync/internal/synclog"
 	"github.com/crmsync/crmsync/internal/workspace"
@@ -48,7 +48,7 @@ type bundle struct {
 	logs   *lockedBuffer // every log line of the server, as JSON
 	crm    *memcrm.CRM
 	store  *connection.Store
-	engine *engine.Engine
+	engine *push.Engine
 	bus    *countingBus
 	works  *workspace.Service
 	// crmToken is the only token memcrm accepts: a secret no output may show.
@@ -127,7 +127,7 @@ func newBundle(t *testing.T, bdb *bun.DB, pgURL string) *bundle {
 		}
 		return nil, &connection.UnknownConnectorError{Name: name, Known: []string{memcrm.Name, salesforce.Name}}
 	})
-	b.engine = engine.New(bdb, b.store, crms, notices, logger, engine.Config{RetryBase: time.Millisecond, WaitDelay: time.Millisecond})
+	b.engine = push.New(bdb, b.store, crms, notices, logger, push.Config{RetryBase: time.Millisecond, WaitDelay: time.Millisecond})
 
 	river, err := jobs.NewClient(bdb, logger, nil, nil)
 	require.NoError(t, err)
@@ -204,7 +204,7 @@ func (b *bundle) connect(t *testing.T, token, org string) {
 }
 
 // flush runs one flush of the workspace's queue, as a River job would.
-func (b *bundle) flush(t *testing.T, ws int64) *engine.Result {
+func (b *bundle) flush(t *testing.T, ws int64) *push.Result {
 	t.Helper()
 	res, err := b.engine.Flush(context.Background(), ws)
 	require.NoError(t, err)

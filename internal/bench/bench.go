@@ -30,10 +30,10 @@ import (
 	"github.com/crmsync/crmsync/internal/config"
 	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/db"
-	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/overview"
 	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/push"
 	"github.com/crmsync/crmsync/internal/record"
 	"github.com/crmsync/crmsync/internal/workspace"
 )
@@ -68,10 +68,10 @@ type Server struct {
 	Workspaces  *workspace.Service
 	Connections *connection.Service
 	Ingester    *outbound.Ingester
-	Engine      *engine.Engine
+	Engine      *push.Engine
 	// NewEngine builds another engine over the same database and
 	// connectors (the budget scenario runs one on the fake org's clock).
-	NewEngine func(engine.Config) *engine.Engine
+	NewEngine func(push.Config) *push.Engine
 	BaseURL   string
 }
 

@@ -13,9 +13,9 @@ import (
 	"github.com/crmsync/crmsync/connectors/salesforce"
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
 	"github.com/crmsync/crmsync/internal/connection"
-	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/push"
 	"github.com/crmsync/crmsync/internal/record"
 )
 
@@ -95,7 +95,7 @@ func (b *bench) budget(ctx context.Context, r *Report) error {
 	// clock): let it find the queue empty before the seed arrives, so only
 	// the simulation's engine ever flushes this workspace.
 	time.Sleep(2 * time.Second)
-	eng := b.a.NewEngine(engine.Config{Now: clock.Now, Pace: engine.PaceConfig{Enabled: true}})
+	eng := b.a.NewEngine(push.Config{Now: clock.Now, Pace: push.PaceConfig{Enabled: true}})
 	in := outbound.NewIngester(b.a.DB, noSchedule{}, nil)
 	res := &BudgetResult{Cap: limit}
 	last := map[record.Key]string{}
@@ -119,7 +119,7 @@ func (b *bench) budget(ctx context.Context, r *Report) error {
 				}
 				res.MaxWindow = max(res.MaxWindow, used)
 			}
-			if out.Wait > 0 || out.Paused != engine.PauseNone || !out.More {
+			if out.Wait > 0 || out.Paused != push.PauseNone || !out.More {
 				return nil
 			}
 		}

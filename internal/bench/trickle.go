@@ -17,8 +17,8 @@ import (
 	"github.com/crmsync/crmsync/connectors/salesforce"
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake"
 	"github.com/crmsync/crmsync/internal/connection"
-	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/push"
 	"github.com/crmsync/crmsync/internal/record"
 )
 
@@ -156,7 +156,7 @@ func (b *bench) trickle(ctx context.Context, r *Report) error {
 		defer wg.Done()
 		// The product being replaced: a flush every tick, reading before
 		// it writes (no pacing, no conditional writes).
-		flushErr = b.tick(runCtx, fixed.ws, b.a.NewEngine(engine.Config{ReadFirst: true}))
+		flushErr = b.tick(runCtx, fixed.ws, b.a.NewEngine(push.Config{ReadFirst: true}))
 	}()
 
 	n := 0
@@ -355,7 +355,7 @@ func (s *trickleSide) result(calls int, window time.Duration, flushes int) Trick
 }
 
 // tick is the fixed schedule: a flush every interval, whatever is queued.
-func (b *bench) tick(ctx context.Context, ws int64, eng *engine.Engine) error {
+func (b *bench) tick(ctx context.Context, ws int64, eng *push.Engine) error {
 	t := time.NewTicker(b.cmd.Interval)
 	defer t.Stop()
 	for {
@@ -371,7 +371,7 @@ func (b *bench) tick(ctx context.Context, ws int64, eng *engine.Engine) error {
 }
 
 // flushOnce flushes ws until its claim was not full.
-func flushOnce(ctx context.Context, eng *engine.Engine, ws int64) error {
+func flushOnce(ctx context.Context, eng *push.Engine, ws int64) error {
 	for {
 		res, err := eng.Flush(ctx, ws)
 		if errors.Is(err, connection.ErrBusy) {

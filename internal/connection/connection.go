@@ -104,7 +104,7 @@ type Connection struct {
 	// crmsync recorded them). See Objects.
 	CRMObjects sql.NullString `bun:"crm_objects"`
 	// PaceTokens, PaceRate and PaceAt are the outbound token bucket
-	// (internal/engine, pace.go): its content in calls at PaceAt and its
+	// (internal/push, pace.go): its content in calls at PaceAt and its
 	// refill rate in calls per second. Invalid PaceAt: a full bucket.
 	PaceTokens sql.NullFloat64 `bun:"pace_tokens"`
 	PaceRate   sql.NullFloat64 `bun:"pace_rate"`

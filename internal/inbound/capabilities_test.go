@@ -11,8 +11,8 @@ import (
 
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
-	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/inbound"
+	"github.com/crmsync/crmsync/internal/push"
 )
 
 // unannounced hides capabilities from the connector's Describe while
@@ -49,7 +49,7 @@ func TestPullAsksAnnouncedCapabilities(t *testing.T) {
 		b.clock.Advance(time.Minute)
 		res := b.pull(t)
 		require.Nil(t, res.Batch)
-		require.Equal(t, engine.PauseNone, res.Paused)
+		require.Equal(t, push.PauseNone, res.Paused)
 		_, total := counter.counts()
 		require.Zero(t, total, "FetchChanges is never called without the announcement")
 		// (With it, the same connector is pulled from: every other pull test.)

@@ -54,7 +54,7 @@ const (
 // decideInbound applies a field's mode (docs/architecture.md#sync-modes, inbound column)
 // to the CRM value v of a field whose Conversion state is conv.
 //
-// TWO_WAY compares the same two times as the outbound rule (internal/engine
+// TWO_WAY compares the same two times as the outbound rule (internal/push
 // decideOutbound), so a pull and a flush always agree on the winner: when
 // Salesforce's value became true (record.Known.Stamp: the stamp of the
 // snapshot value it still equals, else of crmsync's own unrecorded write it

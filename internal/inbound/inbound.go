@@ -16,8 +16,8 @@ import (
 
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/internal/connection"
-	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/events"
+	"github.com/crmsync/crmsync/internal/push"
 	"github.com/crmsync/crmsync/internal/synclog"
 )
 
@@ -26,12 +26,12 @@ type Connectors interface {
 	Connector(ctx context.Context, name string) (connector.Connector, error)
 }
 
-// Gate is the sync gate shared with outbound flushes (*engine.Engine): a
+// Gate is the sync gate shared with outbound flushes (*push.Engine): a
 // pull runs only when a flush could, and a pause is logged once per episode
 // whichever sync meets it first.
 type Gate interface {
-	Gate(ctx context.Context, c *connection.Connection) (engine.PauseReason, string, error)
-	Pause(ctx context.Context, c *connection.Connection, dir synclog.Direction, reason engine.PauseReason, detail string) (*engine.Result, error)
+	Gate(ctx context.Context, c *connection.Connection) (push.PauseReason, string, error)
+	Pause(ctx context.Context, c *connection.Connection, dir synclog.Direction, reason push.PauseReason, detail string) (*push.Result, error)
 	Resume(ctx context.Context, c *connection.Connection) error
 }
 
@@ -96,7 +96,7 @@ type Result struct {
 	// nothing to log (or was paused in an episode already logged).
 	Batch *synclog.Batch
 	// Paused is set when the pull read nothing because syncing is paused.
-	Paused engine.PauseReason
+	Paused push.PauseReason
 	// More is true when the pull stopped after Config.MaxPages pages with
 	// changes left to read: pull again soon.
 	More bool
@@ -117,7 +117,7 @@ type Result struct {
 func (p *Puller) Pull(ctx context.Context, workspaceID int64) (*Result, error) {
 	c, err := p.conns.Get(ctx, workspaceID)
 	if errors.Is(err, connection.ErrNotConnected) {
-		return &Result{Paused: engine.PauseNotConnected}, nil
+		return &Result{Paused: push.PauseNotConnected}, nil
 	}
 	if err != nil {
 		return nil, err
@@ -134,7 +134,7 @@ func (p *Puller) Pull(ctx context.Context, workspaceID int64) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if reason != engine.PauseNone {
+	if reason != push.PauseNone {
 		return p.pause(ctx, c, reason, detail)
 	}
 	owner := connection.LeaseOwner(p.cfg.Owner, "pull")
@@ -160,7 +160,7 @@ func (p *Puller) Pull(ctx context.Context, workspaceID int64) (*Result, error) {
 	return r.run(ctx)
 }
 
-func (p *Puller) pause(ctx context.Context, c *connection.Connection, reason engine.PauseReason, detail string) (*Result, error) {
+func (p *Puller) pause(ctx context.Context, c *connection.Connection, reason push.PauseReason, detail string) (*Result, error) {
 	er, err := p.gate.Pause(ctx, c, synclog.Inbound, reason, detail)
 	if err != nil {
 		return nil, err

@@ -20,11 +20,11 @@ import (
 	"github.com/crmsync/crmsync/connectors/salesforce/sffake/sffaketest"
 	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
-	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/events"
 	"github.com/crmsync/crmsync/internal/inbound"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/push"
 	"github.com/crmsync/crmsync/internal/record"
 	"github.com/crmsync/crmsync/internal/secret"
 	"github.com/crmsync/crmsync/internal/synclog"
@@ -110,7 +110,7 @@ type testBundle struct {
 	sf     *sffake.Server
 	clock  clock
 	conns  *connection.Store
-	engine *engine.Engine
+	engine *push.Engine
 	puller *inbound.Puller
 	in     *outbound.Ingester
 	pub    *recorder
@@ -280,7 +280,7 @@ func setupWith(t *testing.T, bdb *bun.DB, cfg inbound.Config, backend string) *t
 		return b.crm, nil
 	})
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	b.engine = engine.New(bdb, b.conns, conns, nil, logger, engine.Config{RetryBase: time.Millisecond, WaitDelay: time.Millisecond, LimitProbe: time.Millisecond})
+	b.engine = push.New(bdb, b.conns, conns, nil, logger, push.Config{RetryBase: time.Millisecond, WaitDelay: time.Millisecond, LimitProbe: time.Millisecond})
 	b.puller = inbound.New(bdb, b.conns, conns, b.engine, b.pub, logger, cfg)
 	b.in = outbound.NewIngester(bdb, noScheduler{}, nil)
 	return b
@@ -292,7 +292,7 @@ func (b *testBundle) ingest(t *testing.T, changes ...outbound.Change) {
 	require.NoError(t, err)
 }
 
-func (b *testBundle) flush(t *testing.T) *engine.Result {
+func (b *testBundle) flush(t *testing.T) *push.Result {
 	t.Helper()
 	res, err := b.engine.Flush(context.Background(), b.ws)
 	require.NoError(t, err)
@@ -571,7 +571,7 @@ func TestRepTitleConversionPhone(t *testing.T) {
 						b.ingest(t, change(record.TypeContact, "c", b.clock.Now(), map[string]any{"phone": "+44 20 7946 0000"}))
 						b.clock.Advance(time.Minute)
 						var in *inbound.Result
-						var out *engine.Result
+						var out *push.Result
 						if order == "pull then flush" {
 							in = b.pull(t)
 							out = b.flush(t)
@@ -896,7 +896,7 @@ func TestIdlePullsAreCheap(t *testing.T) {
 					}
 					res := b.pull(t)
 					require.Nil(t, res.Batch)
-					require.Equal(t, engine.PauseNone, res.Paused)
+					require.Equal(t, push.PauseNone, res.Paused)
 					if b.org != nil {
 						require.Equal(t, 3, res.Calls, "one call per object")
 					}
@@ -941,12 +941,12 @@ func TestPausedPullsResumeByThemselves(t *testing.T) {
 			require.NoError(t, b.conns.SetDailyLimit(ctx, c, &limit))
 			_, total := counter.counts()
 			res := b.pull(t)
-			require.Equal(t, engine.PauseConversionLimit, res.Paused)
+			require.Equal(t, push.PauseConversionLimit, res.Paused)
 			require.NotNil(t, res.Batch)
 			require.Equal(t, synclog.StatusPaused, res.Batch.Status)
 			require.Equal(t, synclog.Inbound, res.Batch.Direction)
 			res = b.pull(t)
-			require.Equal(t, engine.PauseConversionLimit, res.Paused)
+			require.Equal(t, push.PauseConversionLimit, res.Paused)
 			require.Nil(t, res.Batch, "logged once per episode")
 			_, after := counter.counts()
 			require.Equal(t, total, after, "no call while paused")
@@ -954,7 +954,7 @@ func TestPausedPullsResumeByThemselves(t *testing.T) {
 			limit = 1000
 			require.NoError(t, b.conns.SetDailyLimit(ctx, c, &limit))
 			res = b.pull(t)
-			require.Equal(t, engine.PauseNone, res.Paused)
+			require.Equal(t, push.PauseNone, res.Paused)
 			c, err = b.conns.Get(ctx, b.ws)
 			require.NoError(t, err)
 			require.Empty(t, c.PauseReason)
@@ -969,10 +969,10 @@ func TestPausedPullsResumeByThemselves(t *testing.T) {
 			_, err = b.puller.Pull(ctx, b.ws)
 			require.ErrorIs(t, err, connector.ErrRateLimited)
 			res := b.pull(t)
-			require.Equal(t, engine.PauseSalesforceLimit, res.Paused)
+			require.Equal(t, push.PauseSalesforceLimit, res.Paused)
 			require.NotNil(t, res.Batch)
 			res = b.pull(t)
-			require.Equal(t, engine.PauseSalesforceLimit, res.Paused)
+			require.Equal(t, push.PauseSalesforceLimit, res.Paused)
 			require.Nil(t, res.Batch, "logged once per episode")
 
 			// The gate checks a spent allowance again once its reading is
@@ -980,7 +980,7 @@ func TestPausedPullsResumeByThemselves(t *testing.T) {
 			b.org.SetDailyMax(memcrm.DefaultDailyMax)
 			require.Eventually(t, func() bool {
 				res = b.pull(t)
-				return res.Paused == engine.PauseNone
+				return res.Paused == push.PauseNone
 			}, 10*time.Second, 5*time.Millisecond)
 			require.Equal(t, 1, res.Batch.Created, "the change waiting behind the limit is applied")
 		})
@@ -995,18 +995,18 @@ func TestPausedPullsResumeByThemselves(t *testing.T) {
 			_, err = b.conns.Save(ctx, b.ws, memcrm.Name, c.Config, bad.Credentials, b.org.Identity(), nil)
 			require.NoError(t, err)
 			res := b.pull(t)
-			require.Equal(t, engine.PauseConnectionExpired, res.Paused)
+			require.Equal(t, push.PauseConnectionExpired, res.Paused)
 			c, err = b.conns.Get(ctx, b.ws)
 			require.NoError(t, err)
 			require.Equal(t, connection.StatusExpired, c.Status)
 			res = b.pull(t)
-			require.Equal(t, engine.PauseConnectionExpired, res.Paused)
+			require.Equal(t, push.PauseConnectionExpired, res.Paused)
 			require.Nil(t, res.Batch, "logged once per episode")
 
 			_, err = b.conns.Save(ctx, b.ws, memcrm.Name, c.Config, good, b.org.Identity(), nil)
 			require.NoError(t, err)
 			res = b.pull(t)
-			require.Equal(t, engine.PauseNone, res.Paused)
+			require.Equal(t, push.PauseNone, res.Paused)
 		})
 	})
 }

@@ -12,10 +12,10 @@ import (
 
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/internal/connection"
-	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/events"
 	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/push"
 	"github.com/crmsync/crmsync/internal/record"
 	"github.com/crmsync/crmsync/internal/synclog"
 )
@@ -114,7 +114,7 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	}
 	caps, err := r.p.descs.Capabilities(ctx, r.c, r.crm)
 	if err != nil {
-		return r.finish(ctx, err, engine.PauseNone, "")
+		return r.finish(ctx, err, push.PauseNone, "")
 	}
 	fetcher, ok := connection.Optional[connector.ChangeFetcher](caps, connector.CapabilityFetchChanges, r.crm)
 	if !ok {
@@ -122,7 +122,7 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 		return &Result{}, nil
 	}
 	var callErr error
-	var stop engine.PauseReason
+	var stop push.PauseReason
 	var stopDetail string
 	if callErr = r.describe(ctx, readable); callErr == nil {
 		var packed map[string]*connector.FetchChangesResponse
@@ -130,7 +130,7 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 			packed, stop, stopDetail, callErr = r.fetchPacked(ctx, many, readable)
 		}
 		for _, pl := range readable {
-			if callErr != nil || stop != engine.PauseNone {
+			if callErr != nil || stop != push.PauseNone {
 				break
 			}
 			if page := packed[pl.object]; page != nil {
@@ -188,17 +188,17 @@ func (r *run) describe(ctx context.Context, readable []objectPlan) error {
 
 // pullObject pages through one object's changes. Each page is applied, with
 // the cursor after it, in one transaction.
-func (r *run) pullObject(ctx context.Context, fetcher connector.ChangeFetcher, pl objectPlan) (engine.PauseReason, string, error) {
+func (r *run) pullObject(ctx context.Context, fetcher connector.ChangeFetcher, pl objectPlan) (push.PauseReason, string, error) {
 	cursor, err := loadCursor(ctx, r.p.db, r.c, pl.object)
 	if err != nil {
-		return engine.PauseNone, "", err
+		return push.PauseNone, "", err
 	}
 	for {
 		if r.pages >= r.p.cfg.MaxPages {
 			r.more = true
-			return engine.PauseNone, "", nil
+			return push.PauseNone, "", nil
 		}
-		if reason, detail, err := r.checkBudget(ctx); err != nil || reason != engine.PauseNone {
+		if reason, detail, err := r.checkBudget(ctx); err != nil || reason != push.PauseNone {
 			return reason, detail, err
 		}
 		resp, err := fetcher.FetchChanges(ctx, connector.FetchChangesRequest{Session: r.meter.Session, Object: pl.object,
@@ -208,15 +208,15 @@ func (r *run) pullObject(ctx context.Context, fetcher connector.ChangeFetcher, p
 			meta = &resp.Meta
 		}
 		if err := r.observe(ctx, "fetch "+pl.object+" changes", meta, err); err != nil {
-			return engine.PauseNone, "", err
+			return push.PauseNone, "", err
 		}
 		r.pages++
 		if err := r.applyPage(ctx, pl, resp.Records, resp.NextCursor); err != nil {
-			return engine.PauseNone, "", err
+			return push.PauseNone, "", err
 		}
 		cursor = resp.NextCursor
 		if !resp.More {
-			return engine.PauseNone, "", nil
+			return push.PauseNone, "", nil
 		}
 	}
 }
@@ -225,49 +225,49 @@ func (r *run) pullObject(ctx context.Context, fetcher connector.ChangeFetcher, p
 // (the connector packs the queries): an idle pull costs one call. It
 // answers nil pages when the connector cannot pack (each object is then
 // read on its own).
-func (r *run) fetchPacked(ctx context.Context, many connector.ManyChangeFetcher, readable []objectPlan) (map[string]*connector.FetchChangesResponse, engine.PauseReason, string, error) {
-	if reason, detail, err := r.checkBudget(ctx); err != nil || reason != engine.PauseNone {
+func (r *run) fetchPacked(ctx context.Context, many connector.ManyChangeFetcher, readable []objectPlan) (map[string]*connector.FetchChangesResponse, push.PauseReason, string, error) {
+	if reason, detail, err := r.checkBudget(ctx); err != nil || reason != push.PauseNone {
 		return nil, reason, detail, err
 	}
 	req := connector.FetchChangesManyRequest{Session: r.meter.Session}
 	for _, pl := range readable {
 		cursor, err := loadCursor(ctx, r.p.db, r.c, pl.object)
 		if err != nil {
-			return nil, engine.PauseNone, "", err
+			return nil, push.PauseNone, "", err
 		}
 		req.Requests = append(req.Requests, connector.FetchChangesRequest{Object: pl.object, Fields: r.fields[pl.object], Cursor: cursor, PageSize: r.p.cfg.PageSize})
 	}
 	resp, err := many.FetchChangesMany(ctx, req)
 	if errors.Is(err, connector.ErrUnsupported) {
-		return nil, engine.PauseNone, "", nil
+		return nil, push.PauseNone, "", nil
 	}
 	if err := r.observe(ctx, "fetch changes", connection.MetaOf(resp), err); err != nil {
-		return nil, engine.PauseNone, "", err
+		return nil, push.PauseNone, "", err
 	}
 	if len(resp.Results) != len(readable) {
-		return nil, engine.PauseNone, "", fmt.Errorf("connector %s answered %d of %d change pages", r.c.Connector, len(resp.Results), len(readable))
+		return nil, push.PauseNone, "", fmt.Errorf("connector %s answered %d of %d change pages", r.c.Connector, len(resp.Results), len(readable))
 	}
 	out := map[string]*connector.FetchChangesResponse{}
 	for i, pl := range readable {
 		out[pl.object] = &resp.Results[i]
 	}
-	return out, engine.PauseNone, "", nil
+	return out, push.PauseNone, "", nil
 }
 
 // checkBudget stops before a page that would cross crmsync's own daily
 // limit (each page is one call at least).
-func (r *run) checkBudget(ctx context.Context) (engine.PauseReason, string, error) {
+func (r *run) checkBudget(ctx context.Context) (push.PauseReason, string, error) {
 	if !r.c.DailyLimit.Valid {
-		return engine.PauseNone, "", nil
+		return push.PauseNone, "", nil
 	}
 	used, err := limits.Used(ctx, r.p.db, r.c.WorkspaceID, r.p.now())
 	if err != nil {
-		return engine.PauseNone, "", err
+		return push.PauseNone, "", err
 	}
 	if used+1 > r.c.DailyLimit.Int64 {
-		return engine.PauseConversionLimit, fmt.Sprintf("%d of %d calls used in the last 24 hours", used, r.c.DailyLimit.Int64), nil
+		return push.PauseConversionLimit, fmt.Sprintf("%d of %d calls used in the last 24 hours", used, r.c.DailyLimit.Int64), nil
 	}
-	return engine.PauseNone, "", nil
+	return push.PauseNone, "", nil
 }
 
 // observe persists what a connector response carried and counts its calls.
@@ -278,7 +278,7 @@ func (r *run) observe(ctx context.Context, what string, m *connector.Meta, err e
 }
 
 // finish closes the batch, handles a whole-call failure, and publishes.
-func (r *run) finish(ctx context.Context, callErr error, stop engine.PauseReason, stopDetail string) (*Result, error) {
+func (r *run) finish(ctx context.Context, callErr error, stop push.PauseReason, stopDetail string) (*Result, error) {
 	ctx = context.WithoutCancel(ctx) // a cancelled pull still closes its batch
 	ws := r.c.WorkspaceID
 	if errors.Is(callErr, connector.ErrUnsupported) {
@@ -310,7 +310,7 @@ func (r *run) finish(ctx context.Context, callErr error, stop engine.PauseReason
 	switch {
 	case callErr != nil:
 		b.Status, b.Message = synclog.StatusFailed, callErr.Error()
-	case stop != engine.PauseNone:
+	case stop != push.PauseNone:
 		b.Message = "stopped: syncing paused (" + string(stop) + "); the next pull resumes here"
 	case r.more:
 		b.Message = fmt.Sprintf("read %d pages; the next pull continues", r.pages)
@@ -336,7 +336,7 @@ func (r *run) finish(ctx context.Context, callErr error, stop engine.PauseReason
 		slog.Int("created", b.Created), slog.Int("updated", b.Updated), slog.Int("skipped", b.Skipped), slog.String("status", string(b.Status)))
 	switch {
 	case errors.Is(callErr, connector.ErrCredentials):
-		pr, err := r.p.pause(ctx, r.c, engine.PauseConnectionExpired, "")
+		pr, err := r.p.pause(ctx, r.c, push.PauseConnectionExpired, "")
 		if err != nil {
 			return nil, err
 		}
@@ -347,7 +347,7 @@ func (r *run) finish(ctx context.Context, callErr error, stop engine.PauseReason
 		return res, nil
 	case callErr != nil:
 		return res, fmt.Errorf("pull workspace %d: %w", ws, callErr)
-	case stop != engine.PauseNone:
+	case stop != push.PauseNone:
 		pr, err := r.p.pause(ctx, r.c, stop, stopDetail)
 		if err != nil {
 			return nil, err

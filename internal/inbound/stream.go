@@ -12,8 +12,8 @@ import (
 
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/internal/connection"
-	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/push"
 	"github.com/crmsync/crmsync/internal/record"
 )
 
@@ -205,7 +205,7 @@ func (p *Puller) applyBatch(ctx context.Context, workspaceID int64, crm connecto
 	if err != nil {
 		return err
 	}
-	if res.Paused != engine.PauseNone {
+	if res.Paused != push.PauseNone {
 		return fmt.Errorf("catch-up pull paused (%s)", res.Paused)
 	}
 	return nil
@@ -244,7 +244,7 @@ func (r *run) applyStream(ctx context.Context, pl objectPlan, b *connector.Chang
 		return nil, err
 	}
 	var callErr error
-	var stop engine.PauseReason
+	var stop push.PauseReason
 	var stopDetail string
 	catchUp := ""
 	if callErr = r.describe(ctx, []objectPlan{pl}); callErr == nil {
@@ -253,7 +253,7 @@ func (r *run) applyStream(ctx context.Context, pl objectPlan, b *connector.Chang
 	if callErr == nil && catchUp != "" {
 		stop, stopDetail, callErr = r.catchUp(ctx, pl, catchUp)
 	}
-	if callErr == nil && stop == engine.PauseNone {
+	if callErr == nil && stop == push.PauseNone {
 		var last time.Time
 		for _, ev := range b.Events {
 			last = maxTime(last, ev.CommittedAt)
@@ -351,25 +351,25 @@ func noAdvance(context.Context, bun.Tx, time.Time) error { return nil }
 
 // catchUp pulls the object from its pull cursor (the stream may have
 // missed changes), with the workspace shown CATCHING_UP meanwhile.
-func (r *run) catchUp(ctx context.Context, pl objectPlan, why string) (engine.PauseReason, string, error) {
+func (r *run) catchUp(ctx context.Context, pl objectPlan, why string) (push.PauseReason, string, error) {
 	ws := r.c.WorkspaceID
 	r.p.logger.Info("inbound stream catching up by pulling", slog.Int64("workspace_id", ws), slog.String("object", pl.object),
 		slog.String("source", "pull"), slog.String("reason", why))
 	if err := setMode(ctx, r.p.db, ws, ModeCatchingUp, why, true, r.p.now()); err != nil {
-		return engine.PauseNone, "", err
+		return push.PauseNone, "", err
 	}
 	fetcher, ok := r.crm.(connector.ChangeFetcher)
 	if !ok {
-		return engine.PauseNone, "", connector.Errorf(connector.KindUnsupported, "connector %s streams but cannot pull to catch up", r.c.Connector)
+		return push.PauseNone, "", connector.Errorf(connector.KindUnsupported, "connector %s streams but cannot pull to catch up", r.c.Connector)
 	}
-	if reason, detail, err := r.p.gate.Gate(ctx, r.c); err != nil || reason != engine.PauseNone {
+	if reason, detail, err := r.p.gate.Gate(ctx, r.c); err != nil || reason != push.PauseNone {
 		return reason, detail, err
 	}
 	r.streamed = false // pulled records are current state: never stale
 	defer func() { r.streamed = true }()
 	for {
 		stop, detail, err := r.pullObject(ctx, fetcher, pl)
-		if err != nil || stop != engine.PauseNone {
+		if err != nil || stop != push.PauseNone {
 			return stop, detail, err
 		}
 		if !r.more {
@@ -377,7 +377,7 @@ func (r *run) catchUp(ctx context.Context, pl objectPlan, why string) (engine.Pa
 		}
 		r.more, r.pages = false, 0
 	}
-	return engine.PauseNone, "", setMode(ctx, r.p.db, ws, ModeStreaming, "", false, r.p.now())
+	return push.PauseNone, "", setMode(ctx, r.p.db, ws, ModeStreaming, "", false, r.p.now())
 }
 
 // StreamConfigDefaults are the defaults of the streaming knobs of Config.

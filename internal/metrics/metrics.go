@@ -21,10 +21,10 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/crmsync/crmsync/internal/connection"
-	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/overview"
+	"github.com/crmsync/crmsync/internal/push"
 	"github.com/crmsync/crmsync/internal/synclog"
 )
 
@@ -33,10 +33,10 @@ const scrapeTimeout = 5 * time.Second
 
 // pauseReasons are the reasons a connection can be paused for, each one a
 // series of crmsync_sync_paused.
-var pauseReasons = []engine.PauseReason{
-	engine.PauseSalesforceLimit, engine.PauseConversionLimit,
-	engine.PauseConnectionExpired, engine.PauseByUser, engine.PauseCredentialsUnreadable,
-	engine.PauseConnectorUnavailable,
+var pauseReasons = []push.PauseReason{
+	push.PauseSalesforceLimit, push.PauseConversionLimit,
+	push.PauseConnectionExpired, push.PauseByUser, push.PauseCredentialsUnreadable,
+	push.PauseConnectorUnavailable,
 }
 
 // Collector reads per-connection gauges from the database on every scrape.
@@ -50,7 +50,7 @@ type Collector struct {
 	callsUsed, callsLimit      *prometheus.Desc
 	paused, expired, scrapeErr *prometheus.Desc
 	unreadable, unavailable    *prometheus.Desc
-	// Budget pacing (engine.StoredPace), for paced connections.
+	// Budget pacing (push.StoredPace), for paced connections.
 	paceTokens, paceWait, budgetPerDay, budgetSpent *prometheus.Desc
 }
 
@@ -185,7 +185,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		used := s.calls[cn.WorkspaceID]
 		gauge(c.callsUsed, float64(used), labels...)
-		if p := engine.StoredPace(cn, used, now); p.Enabled {
+		if p := push.StoredPace(cn, used, now); p.Enabled {
 			gauge(c.paceTokens, p.Tokens, labels...)
 			gauge(c.paceWait, p.Wait.Seconds(), labels...)
 			gauge(c.budgetPerDay, float64(p.BudgetPerDay), labels...)
@@ -215,7 +215,7 @@ func boolValue(b bool) float64 {
 	return 0
 }
 
-// Observer counts what this process does: it is an engine.BatchNotifier
+// Observer counts what this process does: it is an push.BatchNotifier
 // and the plugin host's OnRestart and OnStartFailure.
 type Observer struct {
 	batches       *prometheus.CounterVec
@@ -301,7 +301,7 @@ func (o *Observer) Register(reg prometheus.Registerer) error {
 	return nil
 }
 
-// BatchWritten implements engine.BatchNotifier.
+// BatchWritten implements push.BatchNotifier.
 func (o *Observer) BatchWritten(_ context.Context, b *synclog.Batch) {
 	ws, dir := strconv.FormatInt(b.WorkspaceID, 10), string(b.Direction)
 	if b.Status == synclog.StatusPaused {
@@ -316,13 +316,13 @@ func (o *Observer) BatchWritten(_ context.Context, b *synclog.Batch) {
 }
 
 // PluginRestarted counts a restart of the named connector's plugin
-// (plugin.HostConfig.OnRestart).
+// (crmplugin.HostConfig.OnRestart).
 func (o *Observer) PluginRestarted(connector string) {
 	o.restarts.WithLabelValues(connector).Inc()
 }
 
 // PluginStartFailed counts a failed start of the named connector's plugin
-// by kind (plugin.HostConfig.OnStartFailure).
+// by kind (crmplugin.HostConfig.OnStartFailure).
 func (o *Observer) PluginStartFailed(connector, kind string) {
 	o.startFailures.WithLabelValues(connector, kind).Inc()
 }

@@ -11,11 +11,11 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/crmsync/crmsync/internal/connection"
-	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/inbound"
 	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/push"
 	"github.com/crmsync/crmsync/internal/record"
 	"github.com/crmsync/crmsync/internal/synclog"
 )
@@ -48,13 +48,13 @@ type Overview struct {
 	// not connected.
 	Connector        string
 	Paused           bool
-	PauseReason      engine.PauseReason
+	PauseReason      push.PauseReason
 	ConnectionStatus connection.Status // "" when not connected
 	// ConnectionStatusReason says why the status is not CONNECTED.
 	ConnectionStatusReason string
 	LastBatchAt            time.Time
 	// Pace is the outbound pacing state (Enabled false: none).
-	Pace engine.Pace
+	Pace push.Pace
 
 	// Inbound is how changes come in (streaming or polling and why).
 	Inbound *inbound.StreamState
@@ -85,7 +85,7 @@ func Get(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (Ove
 	}
 	c, err := connection.NewStore(db, nil).Get(ctx, workspaceID)
 	if errors.Is(err, connection.ErrNotConnected) {
-		o.Paused, o.PauseReason = true, engine.PauseNotConnected
+		o.Paused, o.PauseReason = true, push.PauseNotConnected
 		return o, nil
 	}
 	if err != nil {
@@ -105,38 +105,38 @@ func Get(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (Ove
 		o.CRMMax = &c.APIMax.Int64
 	}
 	o.CRMObservedAt = c.APIObservedAt.Time
-	o.Pace = engine.StoredPace(c, o.ConversionUsed, now)
+	o.Pace = push.StoredPace(c, o.ConversionUsed, now)
 	o.PauseReason = PauseReason(c, o.ConversionUsed)
-	o.Paused = o.PauseReason != engine.PauseNone
+	o.Paused = o.PauseReason != push.PauseNone
 	return o, nil
 }
 
 // PauseReason says why the connection is paused now, from its stored state
 // and crmsync's call count in the window: the same rules as the engine's
 // gate, without calling the CRM.
-func PauseReason(c *connection.Connection, conversionUsed int64) engine.PauseReason {
+func PauseReason(c *connection.Connection, conversionUsed int64) push.PauseReason {
 	switch {
 	case c.Status == connection.StatusExpired:
-		return engine.PauseConnectionExpired
+		return push.PauseConnectionExpired
 	case c.Status == connection.StatusCredentialsUnreadable:
-		return engine.PauseCredentialsUnreadable
+		return push.PauseCredentialsUnreadable
 	case c.Status == connection.StatusConnectorUnavailable:
-		return engine.PauseConnectorUnavailable
+		return push.PauseConnectorUnavailable
 	case c.PausedByUser:
-		return engine.PauseByUser
-	case c.DailyLimit.Valid && (conversionUsed >= c.DailyLimit.Int64 || engine.PauseReason(c.PauseReason) == engine.PauseConversionLimit):
+		return push.PauseByUser
+	case c.DailyLimit.Valid && (conversionUsed >= c.DailyLimit.Int64 || push.PauseReason(c.PauseReason) == push.PauseConversionLimit):
 		// At the cap, or the engine refused a batch the calls left could
 		// not carry (setting a cap clears that, see Store.SetDailyLimit).
-		return engine.PauseConversionLimit
+		return push.PauseConversionLimit
 	case c.APIUsed.Valid && c.APIMax.Valid && c.APIMax.Int64 > 0 && c.APIUsed.Int64 >= c.APIMax.Int64:
-		return engine.PauseSalesforceLimit
+		return push.PauseSalesforceLimit
 	// The engine's last recorded reason, until its next flush clears it;
 	// but crmsync's own cap is decided above: a cap removed since is not
 	// a reason any more.
-	case c.PauseReason != "" && engine.PauseReason(c.PauseReason) != engine.PauseConversionLimit:
-		return engine.PauseReason(c.PauseReason)
+	case c.PauseReason != "" && push.PauseReason(c.PauseReason) != push.PauseConversionLimit:
+		return push.PauseReason(c.PauseReason)
 	}
-	return engine.PauseNone
+	return push.PauseNone
 }
 
 // Service computes workspaces' overviews for the API.

@@ -1,4 +1,4 @@
--- Budget pacing of outbound flushes (internal/engine/pace.go, docs/sync.md):
+-- Budget pacing of outbound flushes (internal/push/pace.go, docs/sync.md):
 -- each connection's token bucket, in API calls. pace_tokens is the bucket's
 -- content at pace_at; pace_rate (calls per second) is the refill rate the
 -- last flush computed from the budget left in the rolling 24 hours. All

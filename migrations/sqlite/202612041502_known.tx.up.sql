@@ -1,4 +1,4 @@
--- Conditional writes (internal/engine/known.go, docs/sync.md): the CRM
+-- Conditional writes (internal/push/known.go, docs/sync.md): the CRM
 -- state of a record as crmsync last observed it, a JSON object with the
 -- fields read, LastModifiedDate, LastModifiedById and the CRM's clock at
 -- the observation (NULL: unknown); and when a record crmsync wrote (or
