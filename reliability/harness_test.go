@@ -65,6 +65,8 @@ type cluster struct {
 	org    *sffake.Server
 	hook   *hookedOrg
 	orgURL string
+	// pubsub is the fake's Pub/Sub API address; "" when the cluster polls.
+	pubsub string
 	dir    string
 	env    []string
 	admin  string
@@ -83,6 +85,15 @@ type clusterOptions struct {
 	Latency     time.Duration
 	// Cost is the fake org's cost model (nil: none, Latency only).
 	Cost *sffake.Cost
+	// Streaming serves the fake's Pub/Sub API and connects the workspace
+	// to it: inbound changes stream (Change Data Capture) instead of being
+	// polled.
+	Streaming bool
+	// ReplicaID, when set, is every replica's --replica-id: a restarted
+	// replica keeps its name (a StatefulSet pod) and takes over the leases
+	// of its killed predecessor. Only for tests that run one replica at a
+	// time.
+	ReplicaID string
 }
 
 func newCluster(t *testing.T, opts clusterOptions) *cluster {
@@ -105,6 +116,15 @@ func newCluster(t *testing.T, opts clusterOptions) *cluster {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	c.orgURL = "http://" + ln.Addr().String()
+	allowed := ln.Addr().String()
+	if opts.Streaming {
+		pln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		c.org.ServePubSub(pln)
+		t.Cleanup(c.org.StopPubSub)
+		c.pubsub = pln.Addr().String()
+		allowed += "," + c.pubsub
+	}
 
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
@@ -120,7 +140,10 @@ func newCluster(t *testing.T, opts clusterOptions) *cluster {
 		"CRMSYNC_SHUTDOWN_TIMEOUT=2s",
 		"CRMSYNC_LOG_FORMAT=json",
 		"CRMSYNC_LOG_LEVEL=info",
-		"CRMSYNC_ALLOW_CRM_HOSTS=" + ln.Addr().String(), // the fake Salesforce, on loopback
+		"CRMSYNC_ALLOW_CRM_HOSTS=" + allowed, // the fake Salesforce (and its Pub/Sub API), on loopback
+	}
+	if opts.ReplicaID != "" {
+		c.env = append(c.env, "CRMSYNC_REPLICA_ID="+opts.ReplicaID)
 	}
 	t.Cleanup(func() {
 		c.mu.Lock()

@@ -73,10 +73,14 @@ func (c *cluster) setupWith(ctx context.Context, fields []FieldSpec) tenant {
 func (c *cluster) connect(ctx context.Context, tn tenant, refreshToken string) {
 	c.t.Helper()
 	var out struct{ ConnectCrm struct{ Status string } }
+	config := map[string]any{"loginUrl": c.orgURL, "clientId": c.org.ClientID()}
+	if c.pubsub != "" {
+		config["pubsubEndpoint"] = "http://" + c.pubsub
+	}
 	require.NoError(c.t, c.call(ctx, tn.token, `mutation($in: ConnectCrmInput!) { connectCrm(input: $in) { status } }`,
 		map[string]any{"in": map[string]any{
 			"connector":   "salesforce",
-			"config":      map[string]any{"loginUrl": c.orgURL, "clientId": c.org.ClientID()},
+			"config":      config,
 			"credentials": map[string]any{"clientSecret": c.org.ClientSecret(), "refreshToken": refreshToken},
 		}}, &out))
 	require.Equal(c.t, "CONNECTED", out.ConnectCrm.Status)

@@ -361,9 +361,9 @@ func runServer(e *env, global config.Global, cfg config.Server, ready func(ctx c
 	return nil
 }
 
-// resumeDeadLeases takes over the sync leases this replica's killed
-// predecessor held (same replica id, another incarnation) and schedules a
-// flush of each connection at once, so its work resumes within seconds of
+// resumeDeadLeases takes over the sync and stream leases this replica's
+// killed predecessor held (same replica id, another incarnation) and
+// schedules a flush of each connection at once, so its work resumes within seconds of
 // the restart instead of after the lease and the stuck job expire. A
 // failure is logged: the leases then expire as they would have.
 func resumeDeadLeases(ctx context.Context, a *app, id replica.Identity, logger *slog.Logger) {
@@ -379,6 +379,15 @@ func resumeDeadLeases(ctx context.Context, a *app, id replica.Identity, logger *
 		if err := a.sched.ScheduleNow(ctx, ws); err != nil {
 			logger.Warn("schedule flush after taking over a lease", slog.Int64("workspace_id", ws), slog.Any("error", err))
 		}
+	}
+	// Its streams too: the supervisor, started next, streams them again at
+	// once from their stored positions.
+	streams, err := inbound.ReleaseDeadStreamLeases(ctx, a.db, id.Predecessor)
+	if err != nil {
+		logger.Warn("take over the stream leases of this replica's previous process", slog.Any("error", err))
+	}
+	for _, ws := range streams {
+		logger.Info("took over a stream lease of this replica's previous process", slog.Int64("workspace_id", ws))
 	}
 }
 

@@ -482,3 +482,46 @@ func TestStreamIdleDayCostsNoRESTCalls(t *testing.T) {
 		t.Logf("idle day on the fake clock: %d periodic pulls, %d REST calls", pulls, calls)
 	})
 }
+
+// TestDeadStreamLeaseIsTakenOver: a restarted replica releases the stream
+// lease its killed predecessor held and streams again at once; another
+// replica's lease is left alone.
+func TestDeadStreamLeaseIsTakenOver(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		b := setupWith(t, bdb, inbound.Config{}, backendSffakeStream)
+		b.syncedContact(t, "c", "ada@example.com")
+		stop := b.startStream(t)
+		stop()
+		hold := func(owner string) {
+			_, err := b.db.NewUpdate().Table("inbound_stream_state").Set("lease_owner = ?, lease_until = ?", owner, time.Now().Add(time.Hour).UTC()).
+				Where("workspace_id = ?", b.ws).Exec(ctx)
+			require.NoError(t, err)
+		}
+		predecessor := func(owner string) bool { return strings.HasPrefix(owner, "r1/") && !strings.HasPrefix(owner, "r1/new/") }
+
+		hold("r2/other/stream")
+		released, err := inbound.ReleaseDeadStreamLeases(ctx, b.db, predecessor)
+		require.NoError(t, err)
+		require.Empty(t, released, "another replica's lease")
+		require.ErrorIs(t, b.puller.Stream(ctx, b.ws), inbound.ErrStreamBusy)
+
+		hold("r1/old/stream")
+		released, err = inbound.ReleaseDeadStreamLeases(ctx, b.db, predecessor)
+		require.NoError(t, err)
+		require.Equal(t, []int64{b.ws}, released)
+		// The stream starts at once, not after the lease would have run out.
+		sctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- b.puller.Stream(sctx, b.ws) }()
+		eventually(t, "the stream lease taken", func() bool {
+			var owner string
+			require.NoError(t, b.db.NewSelect().Table("inbound_stream_state").Column("lease_owner").Where("workspace_id = ?", b.ws).Scan(ctx, &owner))
+			return owner != "r1/old/stream"
+		})
+		cancel()
+		require.NoError(t, <-done)
+	})
+}

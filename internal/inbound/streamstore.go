@@ -145,6 +145,36 @@ func LoadStreamState(ctx context.Context, db bun.IDB, workspaceID int64) (*Strea
 	return &st, nil
 }
 
+// ReleaseDeadStreamLeases releases the stream leases whose owner dead says
+// is a dead process's (a restarted replica's predecessor, see
+// internal/replica), so this process's supervisor streams those workspaces
+// again at once instead of after the lease runs out (streamLeaseTTL). It
+// returns their workspaces. A lease whose owner changed meanwhile is left
+// alone.
+func ReleaseDeadStreamLeases(ctx context.Context, db bun.IDB, dead func(owner string) bool) ([]int64, error) {
+	var held []StreamState
+	err := db.NewSelect().Model(&held).Column("workspace_id", "lease_owner").
+		Where("lease_owner <> ''").Where("lease_until IS NOT NULL").Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("find held stream leases: %w", err)
+	}
+	var released []int64
+	for _, st := range held {
+		if !dead(st.LeaseOwner) {
+			continue
+		}
+		res, err := db.NewUpdate().Model((*StreamState)(nil)).Set("lease_until = NULL").
+			Where("workspace_id = ? AND lease_owner = ?", st.WorkspaceID, st.LeaseOwner).Exec(ctx)
+		if err != nil {
+			return released, fmt.Errorf("release dead stream lease of workspace %d: %w", st.WorkspaceID, err)
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			released = append(released, st.WorkspaceID)
+		}
+	}
+	return released, nil
+}
+
 // holdStreamLease takes the workspace's stream lease and renews it until
 // release; the returned context ends when the lease is lost.
 func (p *Puller) holdStreamLease(ctx context.Context, workspaceID int64, owner string) (context.Context, func(), bool, error) {
