@@ -248,12 +248,13 @@ func TestConnectorPluginHealth(t *testing.T) {
 			pids := s.pids()
 			require.NoError(t, syscall.Kill(pids[len(pids)-1], syscall.SIGKILL))
 			n := 1
+			var got string // the state read when it said so: a crash loop's status flaps as the plugin restarts
 			eventually("CONNECTOR_UNAVAILABLE", func() bool {
 				n++
 				ingest(token, n) // a crashing plugin dies once per flush
-				return strings.Contains(state(token), `"status":"CONNECTOR_UNAVAILABLE"`)
+				got = state(token)
+				return strings.Contains(got, `"status":"CONNECTOR_UNAVAILABLE"`)
 			})
-			got := state(token)
 			wantReason := strings.ReplaceAll(regexp.QuoteMeta(tc.kind+": "+tc.reason), `\{n\}`, `([5-9]|\d\d)`)
 			require.Regexp(t, `"statusReason":"`+wantReason, got)
 			require.Regexp(t, regexp.QuoteMeta(`"paused":true,"pauseReason":"CONNECTOR_UNAVAILABLE","connectionStatus":"CONNECTOR_UNAVAILABLE","connectionStatusReason":"`)+wantReason, got)

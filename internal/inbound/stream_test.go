@@ -2,6 +2,7 @@ package inbound_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
+	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
 	"github.com/crmsync/crmsync/internal/inbound"
 	"github.com/crmsync/crmsync/internal/prefs"
@@ -388,7 +390,7 @@ func TestStreamRepEditRacingOwnWrite(t *testing.T) {
 
 		b.clock.Advance(time.Minute)
 		b.ingest(t, change(record.TypeContact, "c", b.clock.Now(), map[string]any{"title": "CTO", "phone": "+1 111"}))
-		b.flush(t)
+		flushWhenFree(t, b)
 		b.clock.Advance(time.Second)
 		b.side.edit(t, "Lead", lead, map[string]any{"Title": "Rep's title", "Phone": "+1 222"})
 		b.titleIs(t, "c", "Rep's title")
@@ -398,7 +400,7 @@ func TestStreamRepEditRacingOwnWrite(t *testing.T) {
 
 		// Nothing to send back, and Salesforce keeps the rep's values.
 		require.Zero(t, b.queued(t), "an applied change never queues an outbound write")
-		b.flush(t)
+		flushWhenFree(t, b)
 		sf, ok := b.sf.Get("Lead", lead)
 		require.True(t, ok)
 		require.Equal(t, "Rep's title", sf["Title"])
@@ -523,5 +525,19 @@ func TestDeadStreamLeaseIsTakenOver(t *testing.T) {
 		})
 		cancel()
 		require.NoError(t, <-done)
+	})
+}
+
+// flushWhenFree flushes once the connection's lease is free: the stream
+// applies its batches under the same lease.
+func flushWhenFree(t *testing.T, b *testBundle) {
+	t.Helper()
+	eventually(t, "a flush", func() bool {
+		_, err := b.engine.Flush(context.Background(), b.ws)
+		if errors.Is(err, connection.ErrBusy) {
+			return false
+		}
+		require.NoError(t, err)
+		return true
 	})
 }
