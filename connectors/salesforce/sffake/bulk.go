@@ -46,7 +46,6 @@ type bulkJob struct {
 	id, object, operation, extField string
 	lineEnding, delimiter           string
 	version, createdBy, origin      string
-	autoAssign                      bool
 	created, modstamp               time.Time
 	state                           string
 	data                            []byte
@@ -199,9 +198,8 @@ func (s *Server) createJob(c *call) response {
 	job := &bulkJob{
 		id: s.st.newID("750"), object: obj.Name, operation: req.Operation, extField: ext,
 		lineEnding: req.LineEnding, delimiter: req.ColumnDelimiter, version: c.version, createdBy: c.actor,
-		origin:     changeOrigin(c.version, c.header.Get("Sforce-Call-Options")),
-		autoAssign: !strings.EqualFold(c.header.Get("Sforce-Auto-Assign"), "FALSE"),
-		created:    now, modstamp: now, state: jobOpen,
+		origin:  changeOrigin(c.version, c.header.Get("Sforce-Call-Options")),
+		created: now, modstamp: now, state: jobOpen,
 	}
 	if s.jobs == nil {
 		s.jobs = map[string]*bulkJob{}
@@ -399,7 +397,9 @@ func (s *Server) runChunk(job *bulkJob, rows [][]string) {
 		w = &work{parents: map[string]bool{}, failed: map[string]bool{}}
 	}
 	obj := s.st.object(job.object)
-	op := writeOp{actor: job.createdBy, now: s.clock.Now().Truncate(time.Second), autoAssign: job.autoAssign}
+	// Bulk API 2.0 runs lead assignment rules only for a job naming an
+	// assignmentRuleId, which the fake does not take.
+	op := writeOp{actor: job.createdBy, now: s.clock.Now().Truncate(time.Second)}
 	s.st.origin, s.st.work = job.origin, w
 	s.st.begin()
 	var ok, bad [][]string
