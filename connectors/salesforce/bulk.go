@@ -28,7 +28,7 @@ const DefaultBulkThreshold = 10_000
 // one twice as late, at most bulkPollMax apart.
 const (
 	bulkPollFirst = time.Second
-	bulkPollMax   = 30 * time.Second
+	bulkPollMax   = 15 * time.Second
 )
 
 // Codes of the per-record errors Bulk API 2.0 adds to Salesforce's own.
