@@ -61,6 +61,24 @@ func TestBenchScenarios(t *testing.T) {
 			}
 		})
 	}
+	// Import: 300 contact creates over 30 companies, the contacts above
+	// the bulk threshold go by one Bulk API 2.0 job, the companies by REST.
+	t.Run("import", func(t *testing.T) {
+		t.Parallel()
+		var stdout, stderr lockedBuffer
+		getenv := func(string) string { return "" }
+		err := run(t.Context(), []string{"bench", "--scenario", "import", "--changes", "300", "--records", "30", "--bulk-threshold", "100",
+			"--cost-model", "flat", "--latency", "0s", "--json"}, getenv, &stdout, &stderr)
+		require.NoError(t, err, stderr.String())
+		var r bench.Report
+		require.NoError(t, json.Unmarshal([]byte(stdout.String()), &r), stdout.String())
+		require.Zero(t, r.Lost, "every record reached the fake org with its phone")
+		require.NotNil(t, r.Bulk)
+		require.Equal(t, 100, r.Bulk.Threshold)
+		require.Equal(t, 1, r.Bulk.Jobs, "the contacts: one job; the companies: REST")
+		require.Equal(t, 300, r.Bulk.Records)
+		require.Zero(t, r.Bulk.Duplicates)
+	})
 	// Ingest: concurrent clients, one measurement per batch size.
 	t.Run("ingest", func(t *testing.T) {
 		t.Parallel()

@@ -11,13 +11,13 @@ import (
 // benchCmd measures crmsync against a fake Salesforce org with a per-call
 // latency (the harness is internal/bench; this is its command line).
 type benchCmd struct {
-	Scenario   string        `name:"scenario" enum:"burst,trickle,backlog,limit,ingest,budget,inbound" default:"burst" help:"burst, trickle, backlog, limit, ingest, budget or inbound (see docs/benchmarks.md)."`
+	Scenario   string        `name:"scenario" enum:"burst,trickle,backlog,limit,ingest,budget,inbound,import" default:"burst" help:"burst, trickle, backlog, limit, ingest, budget, inbound or import (see docs/benchmarks.md)."`
 	JSON       bool          `name:"json" help:"Print the report as JSON."`
 	Latency    time.Duration `name:"latency" default:"150ms" help:"Base latency the fake Salesforce adds to every call, in both cost models."`
 	CostModel  string        `name:"cost-model" enum:"realistic,flat" default:"realistic" help:"How the fake Salesforce spends time: realistic (per record by object and operation, 25 concurrent long requests, row locks) or flat (--latency per call, whatever it carries); see docs/benchmarks.md."`
 	CostWrite  time.Duration `name:"cost-per-record" default:"0s" help:"realistic: time per record written (create, update, upsert, delete) for every object instead of the model's figures (0: the model's)."`
-	Changes    int           `name:"changes" default:"0" help:"Changes to send (default: burst 20,000, backlog 100,000, limit 2,000)."`
-	Records    int           `name:"records" default:"0" help:"Distinct records they touch (default: burst 2,000, backlog 20,000, limit 500)."`
+	Changes    int           `name:"changes" default:"0" help:"Changes to send (default: burst 20,000, backlog 100,000, limit 2,000; import: contacts to create, 100,000)."`
+	Records    int           `name:"records" default:"0" help:"Distinct records they touch (default: burst 2,000, backlog 20,000, limit 500; import: companies, 20,000)."`
 	Clients    int           `name:"clients" default:"8" help:"ingest: concurrent GraphQL clients."`
 	Duration   time.Duration `name:"duration" default:"10s" help:"ingest: how long each batch size is measured."`
 	Rate       float64       `name:"rate" default:"1" help:"trickle, inbound: changes (rep edits) per second on average (random, Poisson arrivals)."`
@@ -30,6 +30,8 @@ type benchCmd struct {
 	MemProfile string        `name:"memprofile" type:"path" help:"Write a heap profile (allocations of the whole run) to this file at the end."`
 	Replicas   int           `name:"replicas" default:"1" help:"ingest: crmsync serve replicas on the one PostgreSQL (this process and N-1 child processes); the clients spread their calls over them in turn."`
 	BatchSizes []int         `name:"batch-sizes" default:"1,100,1000" help:"ingest: changes per call, each measured for --duration."`
+	// BulkThreshold is import's connection bulkThreshold.
+	BulkThreshold int `name:"bulk-threshold" default:"0" help:"import: the connection's bulkThreshold, above which a group of writes goes by Bulk API 2.0 (0: the connector's default, 10,000; 1000000000: REST only)."`
 }
 
 func (c benchCmd) Run(e *env) error {

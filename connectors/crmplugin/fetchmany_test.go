@@ -1,6 +1,7 @@
 package crmplugin
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -40,4 +41,24 @@ func TestFetchCurrentManyThroughPlugin(t *testing.T) {
 		{Object: "Lead", Match: &connector.MatchKey{Field: "Email", Values: []string{"x@y"}}},
 	}})
 	require.ErrorIs(t, err, connector.ErrInvalid)
+}
+
+// A BulkUpdate of a whole flush (here 60,000 operations, about 9 MB each
+// way) crosses the boundary: gRPC's 4 MB default would refuse it.
+func TestLargeBulkUpdateThroughPlugin(t *testing.T) {
+	t.Parallel()
+	h, _ := newHost(t, nil)
+	c, err := h.Connector(t.Context(), "memcrm")
+	require.NoError(t, err)
+	ops := make([]connector.Operation, 60_000)
+	for i := range ops {
+		ops[i] = connector.Operation{Kind: connector.OpCreate, Object: "Contact", Fields: map[string]any{
+			"LastName": fmt.Sprintf("Import %d", i), "Email": fmt.Sprintf("import%d@example.com", i), "Phone": "+1 555 0000000", "Title": "Head of imports"}}
+	}
+	resp, err := c.BulkUpdate(t.Context(), connector.BulkUpdateRequest{Session: session(t, t.Name(), nil), Operations: ops})
+	require.NoError(t, err)
+	require.Len(t, resp.Results, len(ops))
+	for _, r := range resp.Results {
+		require.Nil(t, r.Error)
+	}
 }

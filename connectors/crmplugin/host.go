@@ -15,6 +15,7 @@ import (
 	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/connectors/crmplugin/internal/connectorv1"
@@ -304,6 +305,7 @@ func (h *Host) start(name string) (*process, *StartError) {
 		Cmd:              cmd,
 		SecureConfig:     secure,
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		GRPCDialOptions:  []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage))},
 		AutoMTLS:         true,
 		SkipHostEnv:      true,
 		StartTimeout:     h.cfg.StartTimeout,

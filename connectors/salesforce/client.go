@@ -27,6 +27,7 @@ type request struct {
 	path   string
 	query  string // encoded, without "?"
 	body   any
+	raw    []byte // a body sent as it is (its Content-Type in header), instead of body as JSON
 	header http.Header
 }
 
@@ -158,7 +159,7 @@ func (cl *call) send(ctx context.Context, op string, r request) (*response, erro
 	if err := cl.ensureToken(ctx); err != nil {
 		return nil, err
 	}
-	var payload []byte
+	payload := r.raw
 	if r.body != nil {
 		b, err := json.Marshal(r.body)
 		if err != nil {
@@ -241,7 +242,7 @@ func (cl *call) roundTrip(ctx context.Context, op string, r request, payload []b
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Accept-Encoding", "gzip")
 	req.Header.Set("Sforce-Call-Options", "client="+ClientName)
-	if payload != nil {
+	if payload != nil && req.Header.Get("Content-Type") == "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := cl.c.http.Do(req)

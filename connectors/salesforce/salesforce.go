@@ -148,6 +148,10 @@ type Config struct {
 	// streamed from instead of /data/<Object>ChangeEvent (for example a
 	// custom channel {"Lead": "/data/Crmsync__chn"}).
 	ChangeChannels map[string]string `json:"changeChannels,omitempty"`
+	// BulkThreshold is how many operations of one kind on one object a
+	// BulkUpdate must exceed to write them with Bulk API 2.0 instead of
+	// sObject Collections. 0: DefaultBulkThreshold.
+	BulkThreshold int `json:"bulkThreshold,omitempty"`
 }
 
 // Credentials are the session credentials (Session.Credentials). Either
@@ -214,6 +218,9 @@ func parseConfig(raw json.RawMessage, hosts hostPolicy) (Config, string, error) 
 		if !validIdent(obj) || !strings.HasPrefix(ch, "/data/") || !validIdent(strings.TrimPrefix(ch, "/data/")) {
 			return cfg, "", connector.Errorf(connector.KindInvalid, "salesforce config changeChannels: %q: %q is not a /data/ channel", obj, ch)
 		}
+	}
+	if cfg.BulkThreshold < 0 {
+		return cfg, "", connector.Errorf(connector.KindInvalid, "salesforce config bulkThreshold: %d is negative", cfg.BulkThreshold)
 	}
 	for obj, field := range cfg.ExternalIDField {
 		if !validIdent(obj) || !validIdent(field) {

@@ -76,8 +76,9 @@ type unit struct {
 
 // BulkUpdate groups the operations by kind and object, sends each group as
 // sObject Collections requests of up to 200 records (allOrNone false) and
-// packs up to five such requests into one /composite call. It answers one
-// Result per operation, in order.
+// packs up to five such requests into one /composite call; a group of more
+// than the connection's bulk threshold goes as one Bulk API 2.0 ingest job
+// instead (bulk.go). It answers one Result per operation, in order.
 func (c *Connector) BulkUpdate(ctx context.Context, req connector.BulkUpdateRequest) (*connector.BulkUpdateResponse, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, ctxErr("salesforce bulk update", err)
@@ -95,6 +96,23 @@ func (c *Connector) BulkUpdate(ctx context.Context, req connector.BulkUpdateRequ
 	if err != nil {
 		return nil, err
 	}
+	// Large groups go to Bulk API 2.0 jobs, started first so the org works
+	// them while the rest go by REST.
+	groups, big := cl.splitBulk(groups)
+	var jobs []*ingestJob
+	for _, g := range big {
+		job, ok, err := cl.startJob(ctx, g, ops)
+		if err != nil {
+			cl.abortJobs(ctx, jobs)
+			return nil, err
+		}
+		if !ok {
+			groups = append(groups, g)
+			continue
+		}
+		jobs = append(jobs, job)
+	}
+	var dups []int
 	var units []unit
 	for _, g := range mixGroups(groups) {
 		for _, idx := range collectionChunks(g.idx, ops) {
@@ -108,18 +126,31 @@ func (c *Connector) BulkUpdate(ctx context.Context, req connector.BulkUpdateRequ
 		}
 		resps, err := cl.batch(ctx, "write", reqs)
 		if err != nil {
+			cl.abortJobs(ctx, jobs)
 			return nil, err
 		}
-		var dups []int
 		for i, u := range units {
 			d, err := cl.apply(u, resps[i], ops, results)
 			if err != nil {
+				cl.abortJobs(ctx, jobs)
 				return nil, err
 			}
 			dups = append(dups, d...)
 		}
-		cl.resolveMembers(ctx, dups, ops, results)
 	}
+	for i, job := range jobs {
+		info, err := cl.waitJob(ctx, job)
+		if err == nil {
+			var d []int
+			d, err = cl.finishJob(ctx, job, info, ops, results)
+			dups = append(dups, d...)
+		}
+		if err != nil {
+			cl.abortJobs(ctx, jobs[i+1:])
+			return nil, err
+		}
+	}
+	cl.resolveMembers(ctx, dups, ops, results)
 	return &connector.BulkUpdateResponse{Results: results, Meta: cl.meta()}, nil
 }
 

@@ -40,7 +40,7 @@ import (
 
 // Options are the bench command's settings (see `crmsync bench --help`).
 type Options struct {
-	Scenario   string        // burst, trickle, backlog, limit, ingest or inbound (see docs/benchmarks.md)
+	Scenario   string        // burst, trickle, backlog, limit, ingest, budget, inbound or import (see docs/benchmarks.md)
 	JSON       bool          // print the report as JSON
 	Latency    time.Duration // base latency the fake Salesforce adds to every call
 	CostModel  string        // realistic or flat: the fake org's cost model (see costModel)
@@ -59,6 +59,9 @@ type Options struct {
 	MemProfile string        // write a heap profile of the whole run to this file at the end
 	Replicas   int           // ingest: crmsync serve replicas the clients spread over (PostgreSQL)
 	BatchSizes []int         // ingest: changes per call, one measurement each (default 1, 100, 1000)
+	// BulkThreshold is the import scenario's connection bulkThreshold
+	// (0: the connector's default).
+	BulkThreshold int
 }
 
 // Server is the running crmsync server a scenario drives: its database,
@@ -111,6 +114,7 @@ type Report struct {
 	Inbound *InboundResult  `json:"inbound,omitempty"`
 	Trickle []TrickleResult `json:"trickle,omitempty"`
 	Budget  *BudgetResult   `json:"budget,omitempty"`
+	Bulk    *BulkResult     `json:"bulk,omitempty"`
 }
 
 // IngestResult is one batch size of the ingest scenario.
@@ -134,7 +138,7 @@ var errBenchDone = errors.New("bench done")
 // plugin process. It prints the report to stdout and progress to stderr.
 func Run(c Options, global config.Global, serve Serve, stdout, stderr io.Writer) error {
 	defaults := map[string][2]int{"burst": {20_000, 2_000}, "trickle": {0, 200}, "backlog": {100_000, 20_000}, "limit": {2_000, 500}, "ingest": {0, 2_000},
-		"budget": {20_000, 500}, "inbound": {0, inboundLeads}}
+		"budget": {20_000, 500}, "inbound": {0, inboundLeads}, "import": {100_000, 20_000}}
 	if c.Changes == 0 {
 		c.Changes = defaults[c.Scenario][0] // ingest counts what its clients send
 	}
@@ -294,6 +298,8 @@ func (b *bench) run(ctx context.Context) (*Report, error) {
 		err = b.budget(ctx, r)
 	case "inbound":
 		err = b.inbound(ctx, r)
+	case "import":
+		err = b.importRecords(ctx, r)
 	default:
 		err = b.burst(ctx, r)
 	}
@@ -724,6 +730,15 @@ func printReport(w io.Writer, r *Report, asJSON bool) error {
 		row("commit → visible", fmt.Sprintf("p50 %.0f ms, p99 %.0f ms, max %.0f ms", in.P50MS, in.P99MS, in.MaxMS))
 		row("REST calls while streaming", in.RESTCalls)
 		row("REST calls, idle as long", in.IdleCalls)
+	}
+	if bu := r.Bulk; bu != nil {
+		th := fmt.Sprint(bu.Threshold)
+		if bu.Threshold == 0 {
+			th = fmt.Sprintf("%d (default)", salesforce.DefaultBulkThreshold)
+		}
+		row("bulk threshold", th)
+		row("Bulk API jobs, batches, records", fmt.Sprintf("%d, %d, %d", bu.Jobs, bu.Batches, bu.Records))
+		row("duplicates in the org", bu.Duplicates)
 	}
 	if r.Scenario == "limit" {
 		row("calls after the first limit error", r.CallsAfterLimit)

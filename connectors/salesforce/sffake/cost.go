@@ -49,6 +49,10 @@ type Cost struct {
 	// holding a record's parent Account makes its write fail with
 	// UNABLE_TO_LOCK_ROW. 0: no lock errors.
 	LockContention float64
+	// BulkParallel is how many 10,000-record chunks of one Bulk API 2.0
+	// ingest job the org works at once; each costs the per-record time of
+	// its rows (no Base). 0: all of them at once.
+	BulkParallel int
 }
 
 // RecordCost is the time one record costs, per operation.
@@ -78,6 +82,7 @@ func RealisticCost() Cost {
 		LongAfter:      20 * time.Second,
 		MaxLong:        25,
 		LockContention: 0.3,
+		BulkParallel:   10,
 	}
 }
 
@@ -124,6 +129,9 @@ func (c Cost) String() string {
 	}
 	if c.LockContention > 0 {
 		fmt.Fprintf(&b, "; UNABLE_TO_LOCK_ROW p=%.2f per request holding the parent Account", c.LockContention)
+	}
+	if c.BulkParallel > 0 {
+		fmt.Fprintf(&b, "; Bulk API: %d chunks of 10,000 worked at once", c.BulkParallel)
 	}
 	return b.String()
 }

@@ -49,6 +49,15 @@
 //     consecutive types, allOrNone rollback with
 //     ALL_OR_NONE_OPERATION_ROLLED_BACK on the other records, results in
 //     request order as {"id","success","errors"} (+ "created" for upsert).
+//   - Bulk API 2.0 ingest (bulk.go): POST /jobs/ingest (insert, update,
+//     upsert by externalIdFieldName, delete; CSV, LF or CRLF, COMMA), one
+//     PUT …/batches of text/csv, PATCH UploadComplete or Aborted, GET job
+//     info, GET …/successfulResults, …/failedResults (sf__Error as
+//     CODE:message:fields --), …/unprocessedrecords, DELETE. Jobs run
+//     asynchronously in chunks of 10,000 rows, Cost.BulkParallel at once,
+//     each costing its rows' per-record time and holding row locks; chunks
+//     count against DailyBulkApiBatches, every HTTP call against the
+//     allowance. FailBulkJobAfter fails a job part way.
 //   - Replication: GET /sobjects/{T}/updated/ and /deleted/ with start and
 //     end (truncated to the minute, within the last 30 days) answer ids and
 //     deletedRecords with latestDateCovered.

@@ -98,6 +98,10 @@ func (s *Server) dispatch(c *call) response {
 		return s.limits()
 	case "sobjects":
 		return s.sobjects(c, parts[1:])
+	case "jobs":
+		if len(parts) >= 2 && parts[1] == "ingest" && !c.inComposite {
+			return s.ingest(c, parts[2:])
+		}
 	case "query", "queryAll":
 		if c.method != http.MethodGet {
 			return methodNotAllowed(c.method, "GET")
@@ -143,7 +147,7 @@ func (s *Server) limits() response {
 	}
 	return jsonResp(200, map[string]any{
 		"DailyApiRequests":               lim(s.max, remaining),
-		"DailyBulkApiBatches":            lim(15000, 15000),
+		"DailyBulkApiBatches":            lim(bulkBatchesMax, max(bulkBatchesMax-s.bulkBatches, 0)),
 		"DailyBulkV2QueryJobs":           lim(10000, 10000),
 		"DailyBulkV2QueryFileStorageMB":  lim(976562, 976562),
 		"DailyDurableStreamingApiEvents": lim(10000, 10000),

@@ -114,6 +114,13 @@ type Server struct {
 	// schemaTime is when the org's metadata last changed (its creation):
 	// describe answers If-Modified-Since with 304 after it.
 	schemaTime time.Time
+	// jobs are the Bulk API 2.0 ingest jobs by id; bulkBatches and
+	// bulkRecords count their internal batches and records against the
+	// daily Bulk allocations (see bulk.go).
+	jobs                     map[string]*bulkJob
+	bulkBatches, bulkRecords int
+	bulkFailAfter            int
+	bulkFailMsg              string
 }
 
 // Request is one entry of the request log.
