@@ -17,6 +17,7 @@ import (
 
 	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/db"
+	"github.com/crmsync/crmsync/internal/engine"
 	"github.com/crmsync/crmsync/internal/events"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/overview"
@@ -42,8 +43,17 @@ type Resolver struct {
 	Prefs       *prefs.Service
 	Ingester    *outbound.Ingester
 	Flushes     FlushScheduler
-	Events      Subscriber
-	Publisher   events.Publisher
+	// Planner forecasts the queue (syncForecast); nil on servers that
+	// do not sync (those queries then fail).
+	Planner   Planner
+	Events    Subscriber
+	Publisher events.Publisher
+}
+
+// Planner forecasts a workspace's queue without calling the CRM
+// (internal/engine: docs/sync.md, "Forecast").
+type Planner interface {
+	Forecast(ctx context.Context, workspaceID int64) (*engine.Forecast, error)
 }
 
 // FlushScheduler starts a flush of a workspace's queue now.

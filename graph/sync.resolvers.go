@@ -204,6 +204,21 @@ func (r *mutationResolver) ResumeSync(ctx context.Context) (*model.SyncOverview,
 	return r.overviewOf(ctx)
 }
 
+func (r *queryResolver) SyncForecast(ctx context.Context) (*model.SyncForecast, error) {
+	ws, err := WorkspaceID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if r.Planner == nil {
+		return nil, errNoPlanner
+	}
+	fc, err := r.Planner.Forecast(ctx, ws)
+	if err != nil {
+		return nil, err
+	}
+	return forecastModel(fc), nil
+}
+
 func (r *queryResolver) Connection(ctx context.Context) (*model.CrmConnection, error) {
 	ws, err := WorkspaceID(ctx)
 	if err != nil {

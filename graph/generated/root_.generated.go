@@ -153,6 +153,7 @@ type ComplexityRoot struct {
 		ObjectSyncPreferences func(childComplexity int) int
 		Record                func(childComplexity int, typeArg model.RecordType, id string) int
 		SyncBatch             func(childComplexity int, id int64) int
+		SyncForecast          func(childComplexity int) int
 		SyncLogs              func(childComplexity int, filter *model.SyncLogFilter, first *int, after *string) int
 		SyncOverview          func(childComplexity int) int
 		Viewer                func(childComplexity int) int
@@ -186,6 +187,17 @@ type ComplexityRoot struct {
 		Name      func(childComplexity int) int
 		Source    func(childComplexity int) int
 		Value     func(childComplexity int) int
+	}
+
+	RecordTypeForecast struct {
+		APICalls    func(childComplexity int) int
+		Creates     func(childComplexity int) int
+		QueuedItems func(childComplexity int) int
+		RecordType  func(childComplexity int) int
+		Records     func(childComplexity int) int
+		Removes     func(childComplexity int) int
+		Skipped     func(childComplexity int) int
+		Updates     func(childComplexity int) int
 	}
 
 	RecordsChanged struct {
@@ -254,6 +266,28 @@ type ComplexityRoot struct {
 	SyncBatchRecordEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	SyncForecast struct {
+		APICalls           func(childComplexity int) int
+		At                 func(childComplexity int) int
+		BudgetLeft         func(childComplexity int) int
+		BudgetSource       func(childComplexity int) int
+		CallLatencyAssumed func(childComplexity int) int
+		CallLatencyCalls   func(childComplexity int) int
+		CallLatencySeconds func(childComplexity int) int
+		Creates            func(childComplexity int) int
+		DurationSeconds    func(childComplexity int) int
+		FinishesAt         func(childComplexity int) int
+		FitsBudget         func(childComplexity int) int
+		Flushes            func(childComplexity int) int
+		Paced              func(childComplexity int) int
+		QueuedItems        func(childComplexity int) int
+		RecordTypes        func(childComplexity int) int
+		Records            func(childComplexity int) int
+		Removes            func(childComplexity int) int
+		Skipped            func(childComplexity int) int
+		Updates            func(childComplexity int) int
 	}
 
 	SyncOverview struct {
@@ -831,6 +865,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.SyncBatch(childComplexity, args["id"].(int64)), true
+	case "Query.syncForecast":
+		if e.ComplexityRoot.Query.SyncForecast == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.SyncForecast(childComplexity), true
 	case "Query.syncLogs":
 		if e.ComplexityRoot.Query.SyncLogs == nil {
 			break
@@ -971,6 +1011,55 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.RecordField.Value(childComplexity), true
+
+	case "RecordTypeForecast.apiCalls":
+		if e.ComplexityRoot.RecordTypeForecast.APICalls == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordTypeForecast.APICalls(childComplexity), true
+	case "RecordTypeForecast.creates":
+		if e.ComplexityRoot.RecordTypeForecast.Creates == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordTypeForecast.Creates(childComplexity), true
+	case "RecordTypeForecast.queuedItems":
+		if e.ComplexityRoot.RecordTypeForecast.QueuedItems == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordTypeForecast.QueuedItems(childComplexity), true
+	case "RecordTypeForecast.recordType":
+		if e.ComplexityRoot.RecordTypeForecast.RecordType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordTypeForecast.RecordType(childComplexity), true
+	case "RecordTypeForecast.records":
+		if e.ComplexityRoot.RecordTypeForecast.Records == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordTypeForecast.Records(childComplexity), true
+	case "RecordTypeForecast.removes":
+		if e.ComplexityRoot.RecordTypeForecast.Removes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordTypeForecast.Removes(childComplexity), true
+	case "RecordTypeForecast.skipped":
+		if e.ComplexityRoot.RecordTypeForecast.Skipped == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordTypeForecast.Skipped(childComplexity), true
+	case "RecordTypeForecast.updates":
+		if e.ComplexityRoot.RecordTypeForecast.Updates == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordTypeForecast.Updates(childComplexity), true
 
 	case "RecordsChanged.batchId":
 		if e.ComplexityRoot.RecordsChanged.BatchID == nil {
@@ -1231,6 +1320,121 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncBatchRecordEdge.Node(childComplexity), true
+
+	case "SyncForecast.apiCalls":
+		if e.ComplexityRoot.SyncForecast.APICalls == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.APICalls(childComplexity), true
+	case "SyncForecast.at":
+		if e.ComplexityRoot.SyncForecast.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.At(childComplexity), true
+	case "SyncForecast.budgetLeft":
+		if e.ComplexityRoot.SyncForecast.BudgetLeft == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.BudgetLeft(childComplexity), true
+	case "SyncForecast.budgetSource":
+		if e.ComplexityRoot.SyncForecast.BudgetSource == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.BudgetSource(childComplexity), true
+	case "SyncForecast.callLatencyAssumed":
+		if e.ComplexityRoot.SyncForecast.CallLatencyAssumed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.CallLatencyAssumed(childComplexity), true
+	case "SyncForecast.callLatencyCalls":
+		if e.ComplexityRoot.SyncForecast.CallLatencyCalls == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.CallLatencyCalls(childComplexity), true
+	case "SyncForecast.callLatencySeconds":
+		if e.ComplexityRoot.SyncForecast.CallLatencySeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.CallLatencySeconds(childComplexity), true
+	case "SyncForecast.creates":
+		if e.ComplexityRoot.SyncForecast.Creates == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.Creates(childComplexity), true
+	case "SyncForecast.durationSeconds":
+		if e.ComplexityRoot.SyncForecast.DurationSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.DurationSeconds(childComplexity), true
+	case "SyncForecast.finishesAt":
+		if e.ComplexityRoot.SyncForecast.FinishesAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.FinishesAt(childComplexity), true
+	case "SyncForecast.fitsBudget":
+		if e.ComplexityRoot.SyncForecast.FitsBudget == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.FitsBudget(childComplexity), true
+	case "SyncForecast.flushes":
+		if e.ComplexityRoot.SyncForecast.Flushes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.Flushes(childComplexity), true
+	case "SyncForecast.paced":
+		if e.ComplexityRoot.SyncForecast.Paced == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.Paced(childComplexity), true
+	case "SyncForecast.queuedItems":
+		if e.ComplexityRoot.SyncForecast.QueuedItems == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.QueuedItems(childComplexity), true
+	case "SyncForecast.recordTypes":
+		if e.ComplexityRoot.SyncForecast.RecordTypes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.RecordTypes(childComplexity), true
+	case "SyncForecast.records":
+		if e.ComplexityRoot.SyncForecast.Records == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.Records(childComplexity), true
+	case "SyncForecast.removes":
+		if e.ComplexityRoot.SyncForecast.Removes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.Removes(childComplexity), true
+	case "SyncForecast.skipped":
+		if e.ComplexityRoot.SyncForecast.Skipped == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.Skipped(childComplexity), true
+	case "SyncForecast.updates":
+		if e.ComplexityRoot.SyncForecast.Updates == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.Updates(childComplexity), true
 
 	case "SyncOverview.apiCallsByHour":
 		if e.ComplexityRoot.SyncOverview.APICallsByHour == nil {
@@ -2045,7 +2249,62 @@ type RecordsChanged {
   records: [SyncBatchRecord!]!
 }
 
+"What draining the outbound queue as it stands would take (docs/sync.md, \"Forecast\"): the flushes the engine would run, planned as the flushes plan themselves, without calling the CRM."
+type SyncForecast {
+  "When the forecast was made."
+  at: Time!
+  "One entry per record type with queued items, in dependency order (companies and campaigns, contacts, members and tasks)."
+  recordTypes: [RecordTypeForecast!]!
+  queuedItems: Int!
+  "Distinct records the queued items write (creates + updates + removes)."
+  records: Int!
+  "Records with no CRM link yet: the flush matches them first (by email, external id, website) and creates those it does not find, so some may turn out to be updates."
+  creates: Int!
+  "Records linked to a CRM record."
+  updates: Int!
+  "Campaign memberships to remove."
+  removes: Int!
+  "Records written by no call: writing is off for their type, the connector does not support it, or the record is gone."
+  skipped: Int!
+  "Flushes the queue takes (one per 50,000 queued items)."
+  flushes: Int!
+  "API calls the flushes plan to spend (describes, reads, matching queries, writes), as crmsync counts them against its budget. An upper bound: a record whose changes turn out to need no write is still counted."
+  apiCalls: Int!
+  "Seconds per API call the duration assumes: measured over the workspace's latest outbound batches of the last day (their wall time over their calls), or the default when there is none."
+  callLatencySeconds: Float!
+  "True when no outbound batch made calls in the last day: callLatencySeconds is the default (1 s), not measured."
+  callLatencyAssumed: Boolean!
+  "The API calls callLatencySeconds was measured over (0 when assumed)."
+  callLatencyCalls: Int!
+  "True on the budget schedule (the flushes wait for the pacing bucket); false on fixed windows."
+  paced: Boolean!
+  "Expected time to drain the queue under the current pacing: the calls at callLatencySeconds plus the waits for the bucket."
+  durationSeconds: Float!
+  "API calls left today under the tightest of the crmsync daily limit (or the paced budget) and the Salesforce allowance the connector last reported."
+  budgetLeft: Int!
+  "Which limit budgetLeft comes from."
+  budgetSource: String!
+  "Whether apiCalls fit in budgetLeft."
+  fitsBudget: Boolean!
+  "When the queue would be drained: now + durationSeconds when it fits, else once enough calls have left the rolling 24-hour window."
+  finishesAt: Time!
+}
+
+"A SyncForecast's figures for one record type. apiCalls are planned as if the type's records were flushed alone, so the types may add up to a little more than the forecast's apiCalls."
+type RecordTypeForecast {
+  recordType: RecordType!
+  queuedItems: Int!
+  records: Int!
+  creates: Int!
+  updates: Int!
+  removes: Int!
+  skipped: Int!
+  apiCalls: Int!
+}
+
 extend type Query {
+  "What draining the queue as it stands would take: records to create and update, API calls, duration, and whether it fits today's budget. Makes no CRM call. Fails when the workspace has no CRM connection."
+  syncForecast: SyncForecast!
   "The workspace's CRM connection, or null."
   connection: CrmConnection
   objectSyncPreferences: [ObjectSyncPreference!]!
@@ -2358,6 +2617,28 @@ func (ec *executionContext) childFields_RecordField(ctx context.Context, field g
 	return nil, fmt.Errorf("no field named %q was found under type RecordField", field.Name)
 }
 
+func (ec *executionContext) childFields_RecordTypeForecast(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "recordType":
+		return ec.fieldContext_RecordTypeForecast_recordType(ctx, field)
+	case "queuedItems":
+		return ec.fieldContext_RecordTypeForecast_queuedItems(ctx, field)
+	case "records":
+		return ec.fieldContext_RecordTypeForecast_records(ctx, field)
+	case "creates":
+		return ec.fieldContext_RecordTypeForecast_creates(ctx, field)
+	case "updates":
+		return ec.fieldContext_RecordTypeForecast_updates(ctx, field)
+	case "removes":
+		return ec.fieldContext_RecordTypeForecast_removes(ctx, field)
+	case "skipped":
+		return ec.fieldContext_RecordTypeForecast_skipped(ctx, field)
+	case "apiCalls":
+		return ec.fieldContext_RecordTypeForecast_apiCalls(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RecordTypeForecast", field.Name)
+}
+
 func (ec *executionContext) childFields_RecordsChanged(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "batchId":
@@ -2480,6 +2761,50 @@ func (ec *executionContext) childFields_SyncBatchRecordEdge(ctx context.Context,
 		return ec.fieldContext_SyncBatchRecordEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SyncBatchRecordEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncForecast(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "at":
+		return ec.fieldContext_SyncForecast_at(ctx, field)
+	case "recordTypes":
+		return ec.fieldContext_SyncForecast_recordTypes(ctx, field)
+	case "queuedItems":
+		return ec.fieldContext_SyncForecast_queuedItems(ctx, field)
+	case "records":
+		return ec.fieldContext_SyncForecast_records(ctx, field)
+	case "creates":
+		return ec.fieldContext_SyncForecast_creates(ctx, field)
+	case "updates":
+		return ec.fieldContext_SyncForecast_updates(ctx, field)
+	case "removes":
+		return ec.fieldContext_SyncForecast_removes(ctx, field)
+	case "skipped":
+		return ec.fieldContext_SyncForecast_skipped(ctx, field)
+	case "flushes":
+		return ec.fieldContext_SyncForecast_flushes(ctx, field)
+	case "apiCalls":
+		return ec.fieldContext_SyncForecast_apiCalls(ctx, field)
+	case "callLatencySeconds":
+		return ec.fieldContext_SyncForecast_callLatencySeconds(ctx, field)
+	case "callLatencyAssumed":
+		return ec.fieldContext_SyncForecast_callLatencyAssumed(ctx, field)
+	case "callLatencyCalls":
+		return ec.fieldContext_SyncForecast_callLatencyCalls(ctx, field)
+	case "paced":
+		return ec.fieldContext_SyncForecast_paced(ctx, field)
+	case "durationSeconds":
+		return ec.fieldContext_SyncForecast_durationSeconds(ctx, field)
+	case "budgetLeft":
+		return ec.fieldContext_SyncForecast_budgetLeft(ctx, field)
+	case "budgetSource":
+		return ec.fieldContext_SyncForecast_budgetSource(ctx, field)
+	case "fitsBudget":
+		return ec.fieldContext_SyncForecast_fitsBudget(ctx, field)
+	case "finishesAt":
+		return ec.fieldContext_SyncForecast_finishesAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncForecast", field.Name)
 }
 
 func (ec *executionContext) childFields_SyncOverview(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

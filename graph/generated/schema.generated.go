@@ -37,6 +37,7 @@ type QueryResolver interface {
 	Viewer(ctx context.Context) (*workspace.Workspace, error)
 	Health(ctx context.Context) (*model.Health, error)
 	Workspaces(ctx context.Context) ([]*workspace.Workspace, error)
+	SyncForecast(ctx context.Context) (*model.SyncForecast, error)
 	Connection(ctx context.Context) (*model.CrmConnection, error)
 	ObjectSyncPreferences(ctx context.Context) ([]*model.ObjectSyncPreference, error)
 	FieldSyncPreferences(ctx context.Context, recordType model.RecordType) ([]*model.FieldSyncPreference, error)
@@ -902,6 +903,38 @@ func (ec *executionContext) fieldContext_Query_workspaces(_ context.Context, fie
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_syncForecast(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_syncForecast(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().SyncForecast(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SyncForecast) graphql.Marshaler {
+			return ec.marshalNSyncForecast2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncForecast(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_syncForecast(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncForecast(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_connection(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -1462,6 +1495,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_workspaces(ctx, field)
+				})
+		case "syncForecast":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_syncForecast(ctx, field)
 				})
 		case "connection":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,

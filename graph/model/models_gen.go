@@ -226,6 +226,18 @@ type RecordField struct {
 	Source    FieldSource `json:"source"`
 }
 
+// A SyncForecast's figures for one record type. apiCalls are planned as if the type's records were flushed alone, so the types may add up to a little more than the forecast's apiCalls.
+type RecordTypeForecast struct {
+	RecordType  RecordType `json:"recordType"`
+	QueuedItems int        `json:"queuedItems"`
+	Records     int        `json:"records"`
+	Creates     int        `json:"creates"`
+	Updates     int        `json:"updates"`
+	Removes     int        `json:"removes"`
+	Skipped     int        `json:"skipped"`
+	APICalls    int        `json:"apiCalls"`
+}
+
 // Records changed by an inbound pull.
 type RecordsChanged struct {
 	BatchID int64              `json:"batchId"`
@@ -295,6 +307,47 @@ type SyncBatchRecordConnection struct {
 type SyncBatchRecordEdge struct {
 	Cursor string           `json:"cursor"`
 	Node   *SyncBatchRecord `json:"node"`
+}
+
+// What draining the outbound queue as it stands would take (docs/sync.md, "Forecast"): the flushes the engine would run, planned as the flushes plan themselves, without calling the CRM.
+type SyncForecast struct {
+	// When the forecast was made.
+	At time.Time `json:"at"`
+	// One entry per record type with queued items, in dependency order (companies and campaigns, contacts, members and tasks).
+	RecordTypes []*RecordTypeForecast `json:"recordTypes"`
+	QueuedItems int                   `json:"queuedItems"`
+	// Distinct records the queued items write (creates + updates + removes).
+	Records int `json:"records"`
+	// Records with no CRM link yet: the flush matches them first (by email, external id, website) and creates those it does not find, so some may turn out to be updates.
+	Creates int `json:"creates"`
+	// Records linked to a CRM record.
+	Updates int `json:"updates"`
+	// Campaign memberships to remove.
+	Removes int `json:"removes"`
+	// Records written by no call: writing is off for their type, the connector does not support it, or the record is gone.
+	Skipped int `json:"skipped"`
+	// Flushes the queue takes (one per 50,000 queued items).
+	Flushes int `json:"flushes"`
+	// API calls the flushes plan to spend (describes, reads, matching queries, writes), as crmsync counts them against its budget. An upper bound: a record whose changes turn out to need no write is still counted.
+	APICalls int `json:"apiCalls"`
+	// Seconds per API call the duration assumes: measured over the workspace's latest outbound batches of the last day (their wall time over their calls), or the default when there is none.
+	CallLatencySeconds float64 `json:"callLatencySeconds"`
+	// True when no outbound batch made calls in the last day: callLatencySeconds is the default (1 s), not measured.
+	CallLatencyAssumed bool `json:"callLatencyAssumed"`
+	// The API calls callLatencySeconds was measured over (0 when assumed).
+	CallLatencyCalls int `json:"callLatencyCalls"`
+	// True on the budget schedule (the flushes wait for the pacing bucket); false on fixed windows.
+	Paced bool `json:"paced"`
+	// Expected time to drain the queue under the current pacing: the calls at callLatencySeconds plus the waits for the bucket.
+	DurationSeconds float64 `json:"durationSeconds"`
+	// API calls left today under the tightest of the crmsync daily limit (or the paced budget) and the Salesforce allowance the connector last reported.
+	BudgetLeft int `json:"budgetLeft"`
+	// Which limit budgetLeft comes from.
+	BudgetSource string `json:"budgetSource"`
+	// Whether apiCalls fit in budgetLeft.
+	FitsBudget bool `json:"fitsBudget"`
+	// When the queue would be drained: now + durationSeconds when it fits, else once enough calls have left the rolling 24-hour window.
+	FinishesAt time.Time `json:"finishesAt"`
 }
 
 type SyncLogFilter struct {

@@ -328,9 +328,7 @@ func (f *flush) matchCompanies(ctx context.Context, jobs []*job) error {
 			continue
 		}
 		if _, ok := byDomain[d]; !ok {
-			for _, p := range []string{"", "www.", "http://", "https://", "http://www.", "https://www."} {
-				values = append(values, p+d, p+d+"/")
-			}
+			values = append(values, websiteValues(d)...)
 		}
 		byDomain[d] = append(byDomain[d], j)
 	}
@@ -351,6 +349,15 @@ func (f *flush) matchCompanies(ctx context.Context, jobs []*job) error {
 		}
 	}
 	return f.matchByName(ctx, objAccount, unlinked(jobs))
+}
+
+// websiteValues are the Website values an Account of domain d may hold.
+func websiteValues(d string) []string {
+	var out []string
+	for _, p := range []string{"", "www.", "http://", "https://", "http://www.", "https://www."} {
+		out = append(out, p+d, p+d+"/")
+	}
+	return out
 }
 
 func (f *flush) matchCampaigns(ctx context.Context, jobs []*job) error {

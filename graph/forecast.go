@@ -1,0 +1,25 @@
+package graph
+
+import (
+	"github.com/crmsync/crmsync/graph/model"
+	"github.com/crmsync/crmsync/internal/engine"
+)
+
+var errNoPlanner = &Error{CodeInternal, "forecasts and dry runs are not available on this server"}
+
+func forecastModel(fc *engine.Forecast) *model.SyncForecast {
+	out := &model.SyncForecast{
+		At: fc.At, QueuedItems: fc.Items, Records: fc.Records, Creates: fc.Creates, Updates: fc.Updates,
+		Removes: fc.Removes, Skipped: fc.Skipped, Flushes: fc.Flushes, APICalls: fc.APICalls,
+		CallLatencySeconds: fc.CallLatency.Seconds(), CallLatencyAssumed: fc.LatencyAssumed, CallLatencyCalls: fc.LatencyCalls,
+		Paced: fc.Paced, DurationSeconds: fc.Duration.Seconds(), BudgetLeft: int(fc.BudgetLeft), BudgetSource: fc.BudgetSource,
+		FitsBudget: fc.Fits, FinishesAt: fc.FinishesAt, RecordTypes: []*model.RecordTypeForecast{},
+	}
+	for _, t := range fc.Types {
+		out.RecordTypes = append(out.RecordTypes, &model.RecordTypeForecast{
+			RecordType: model.RecordType(t.Type), QueuedItems: t.Items, Records: t.Records, Creates: t.Creates,
+			Updates: t.Updates, Removes: t.Removes, Skipped: t.Skipped, APICalls: t.APICalls,
+		})
+	}
+	return out
+}
