@@ -23,3 +23,14 @@ func forecastModel(fc *engine.Forecast) *model.SyncForecast {
 	}
 	return out
 }
+
+func dryRunModel(accepted int, dr *engine.DryRun) *model.RecordChangesResult {
+	out := &model.RecordChangesResult{Accepted: accepted, DryRunAPICalls: dr.APICalls, DryRun: make([]*model.DryRunRecord, 0, len(dr.Records))}
+	for _, r := range dr.Records {
+		log := batchRecordModel(&r.Log)
+		out.DryRun = append(out.DryRun, &model.DryRunRecord{RecordType: log.RecordType, RecordID: log.RecordID,
+			Action: model.DryRunAction(r.Action), CrmObject: log.CrmObject, CrmID: log.CrmID,
+			MatchedBy: model.MatchedBy(r.MatchedBy), Reason: log.Reason, Fields: log.Fields})
+	}
+	return out
+}

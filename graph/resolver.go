@@ -43,17 +43,20 @@ type Resolver struct {
 	Prefs       *prefs.Service
 	Ingester    *outbound.Ingester
 	Flushes     FlushScheduler
-	// Planner forecasts the queue (syncForecast); nil on servers that
-	// do not sync (those queries then fail).
+	// Planner forecasts the queue (syncForecast) and runs dry runs
+	// (recordChanges with dryRun); nil on servers that do not sync (those
+	// then fail).
 	Planner   Planner
 	Events    Subscriber
 	Publisher events.Publisher
 }
 
-// Planner forecasts a workspace's queue without calling the CRM
-// (internal/engine: docs/sync.md, "Forecast").
+// Planner forecasts a workspace's queue without calling the CRM, and
+// dry-runs changes against it (internal/engine: docs/sync.md, "Forecast"
+// and "Dry run").
 type Planner interface {
 	Forecast(ctx context.Context, workspaceID int64) (*engine.Forecast, error)
+	DryRun(ctx context.Context, workspaceID int64, changes []outbound.Change) (*engine.DryRun, error)
 }
 
 // FlushScheduler starts a flush of a workspace's queue now.

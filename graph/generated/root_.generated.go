@@ -61,6 +61,17 @@ type ComplexityRoot struct {
 		Username    func(childComplexity int) int
 	}
 
+	DryRunRecord struct {
+		Action     func(childComplexity int) int
+		CrmID      func(childComplexity int) int
+		CrmObject  func(childComplexity int) int
+		Fields     func(childComplexity int) int
+		MatchedBy  func(childComplexity int) int
+		Reason     func(childComplexity int) int
+		RecordID   func(childComplexity int) int
+		RecordType func(childComplexity int) int
+	}
+
 	FailedItem struct {
 		Attempts     func(childComplexity int) int
 		CreatedAt    func(childComplexity int) int
@@ -123,7 +134,7 @@ type ComplexityRoot struct {
 		DisconnectCrm              func(childComplexity int) int
 		DismissFailedItems         func(childComplexity int, ids []int64) int
 		PauseSync                  func(childComplexity int) int
-		RecordChanges              func(childComplexity int, input []*model.RecordChangeInput) int
+		RecordChanges              func(childComplexity int, input []*model.RecordChangeInput, dryRun *bool) int
 		ResumeSync                 func(childComplexity int) int
 		RetryFailedItems           func(childComplexity int, ids []int64) int
 		RunWorkflowAction          func(childComplexity int, input model.WorkflowActionInput) int
@@ -178,8 +189,10 @@ type ComplexityRoot struct {
 	}
 
 	RecordChangesResult struct {
-		Accepted func(childComplexity int) int
-		Queued   func(childComplexity int) int
+		Accepted       func(childComplexity int) int
+		DryRun         func(childComplexity int) int
+		DryRunAPICalls func(childComplexity int) int
+		Queued         func(childComplexity int) int
 	}
 
 	RecordField struct {
@@ -440,6 +453,55 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CrmIdentity.Username(childComplexity), true
 
+	case "DryRunRecord.action":
+		if e.ComplexityRoot.DryRunRecord.Action == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DryRunRecord.Action(childComplexity), true
+	case "DryRunRecord.crmId":
+		if e.ComplexityRoot.DryRunRecord.CrmID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DryRunRecord.CrmID(childComplexity), true
+	case "DryRunRecord.crmObject":
+		if e.ComplexityRoot.DryRunRecord.CrmObject == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DryRunRecord.CrmObject(childComplexity), true
+	case "DryRunRecord.fields":
+		if e.ComplexityRoot.DryRunRecord.Fields == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DryRunRecord.Fields(childComplexity), true
+	case "DryRunRecord.matchedBy":
+		if e.ComplexityRoot.DryRunRecord.MatchedBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DryRunRecord.MatchedBy(childComplexity), true
+	case "DryRunRecord.reason":
+		if e.ComplexityRoot.DryRunRecord.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DryRunRecord.Reason(childComplexity), true
+	case "DryRunRecord.recordId":
+		if e.ComplexityRoot.DryRunRecord.RecordID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DryRunRecord.RecordID(childComplexity), true
+	case "DryRunRecord.recordType":
+		if e.ComplexityRoot.DryRunRecord.RecordType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DryRunRecord.RecordType(childComplexity), true
+
 	case "FailedItem.attempts":
 		if e.ComplexityRoot.FailedItem.Attempts == nil {
 			break
@@ -695,7 +757,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.RecordChanges(childComplexity, args["input"].([]*model.RecordChangeInput)), true
+		return e.ComplexityRoot.Mutation.RecordChanges(childComplexity, args["input"].([]*model.RecordChangeInput), args["dryRun"].(*bool)), true
 	case "Mutation.resumeSync":
 		if e.ComplexityRoot.Mutation.ResumeSync == nil {
 			break
@@ -980,6 +1042,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.RecordChangesResult.Accepted(childComplexity), true
+	case "RecordChangesResult.dryRun":
+		if e.ComplexityRoot.RecordChangesResult.DryRun == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordChangesResult.DryRun(childComplexity), true
+	case "RecordChangesResult.dryRunApiCalls":
+		if e.ComplexityRoot.RecordChangesResult.DryRunAPICalls == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordChangesResult.DryRunAPICalls(childComplexity), true
 	case "RecordChangesResult.queued":
 		if e.ComplexityRoot.RecordChangesResult.Queued == nil {
 			break
@@ -1937,10 +2011,61 @@ input RecordChangeInput {
 }
 
 type RecordChangesResult {
-  "Changes accepted (all of them, or the call fails)."
+  "Changes accepted (all of them, or the call fails). A dry run: the changes that passed validation (all of them, or the call fails); nothing is stored."
   accepted: Int!
-  "Changes queued for the CRM (types with writing off, or that the connector does not support, are kept but not queued)."
+  "Changes queued for the CRM (types with writing off, or that the connector does not support, are kept but not queued). Always 0 in a dry run."
   queued: Int!
+  "Dry run only: what a flush would do with each record the changes touch, in the order of their first change; empty when not a dry run."
+  dryRun: [DryRunRecord!]!
+  "Dry run only: the API calls the dry run made to match and read the records (counted in crmsync's daily count like a flush's); 0 when not a dry run."
+  dryRunApiCalls: Int!
+}
+
+"What a flush would do with a record (recordChanges with dryRun: true)."
+enum DryRunAction {
+  CREATE
+  UPDATE
+  DELETE
+  "No call for the record (no field to send, writing off for its type, not a member to remove); reason says why."
+  NONE
+  "The record would wait for a parent that is neither in the CRM nor created by the same batch."
+  WAIT
+  "The flush would fail the record (its CRM record was deleted in the CRM, a converted Lead's Contact cannot be read); reason says why."
+  FAIL
+}
+
+"How the dry run found a record's CRM record."
+enum MatchedBy {
+  "Linked to its CRM record already."
+  LINKED
+  "A Contact (or else a Lead) with the contact's email; a converted Lead leads to its Contact."
+  EMAIL
+  "The configured external-id field holds the Conversion id."
+  EXTERNAL_ID
+  "An Account with the company's website domain."
+  WEBSITE
+  "The exact name, after a create whose outcome is unknown."
+  NAME
+  "The contact is already a member of the campaign."
+  CAMPAIGN_MEMBER
+  "A task of the contact with the same subject, after a create whose outcome is unknown."
+  SUBJECT
+  "Nothing found: the record would be created."
+  NEW
+}
+
+"One record of a dry run: what a flush would do with it, and every field's decision with its reason, as the sync log would record it."
+type DryRunRecord {
+  recordType: RecordType!
+  recordId: String!
+  action: DryRunAction!
+  "The CRM object written (Lead or Contact for a contact)."
+  crmObject: String!
+  "The matched or linked CRM record's id; empty for a create. A parent created by the same batch shows as (created by this batch) in its children's link fields."
+  crmId: String!
+  matchedBy: MatchedBy!
+  reason: String!
+  fields: [FieldDecision!]!
 }
 
 enum WorkflowActionType {
@@ -2325,8 +2450,13 @@ extend type Mutation {
   disconnectCrm: Boolean!
   updateObjectSyncPreference(input: ObjectSyncPreferenceInput!): ObjectSyncPreference!
   updateFieldSyncPreference(input: FieldSyncPreferenceInput!): FieldSyncPreference!
-  "Accepts up to 5,000 changes, all or none."
-  recordChanges(input: [RecordChangeInput!]!): RecordChangesResult!
+  """
+  Accepts up to 5,000 changes, all or none. With dryRun: true, validates them
+  exactly the same way, matches the records against the CRM and reads their
+  current state (real API calls, reported in dryRunApiCalls), and returns per
+  record what a flush would do (dryRun), queuing and storing nothing.
+  """
+  recordChanges(input: [RecordChangeInput!]!, dryRun: Boolean = false): RecordChangesResult!
   runWorkflowAction(input: WorkflowActionInput!): RecordChangesResult!
   "Re-queues parked changes (all when ids is omitted); returns how many."
   retryFailedItems(ids: [ID!]): Int!
@@ -2419,6 +2549,28 @@ func (ec *executionContext) childFields_CrmIdentity(ctx context.Context, field g
 		return ec.fieldContext_CrmIdentity_instanceUrl(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CrmIdentity", field.Name)
+}
+
+func (ec *executionContext) childFields_DryRunRecord(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "recordType":
+		return ec.fieldContext_DryRunRecord_recordType(ctx, field)
+	case "recordId":
+		return ec.fieldContext_DryRunRecord_recordId(ctx, field)
+	case "action":
+		return ec.fieldContext_DryRunRecord_action(ctx, field)
+	case "crmObject":
+		return ec.fieldContext_DryRunRecord_crmObject(ctx, field)
+	case "crmId":
+		return ec.fieldContext_DryRunRecord_crmId(ctx, field)
+	case "matchedBy":
+		return ec.fieldContext_DryRunRecord_matchedBy(ctx, field)
+	case "reason":
+		return ec.fieldContext_DryRunRecord_reason(ctx, field)
+	case "fields":
+		return ec.fieldContext_DryRunRecord_fields(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DryRunRecord", field.Name)
 }
 
 func (ec *executionContext) childFields_FailedItem(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2599,6 +2751,10 @@ func (ec *executionContext) childFields_RecordChangesResult(ctx context.Context,
 		return ec.fieldContext_RecordChangesResult_accepted(ctx, field)
 	case "queued":
 		return ec.fieldContext_RecordChangesResult_queued(ctx, field)
+	case "dryRun":
+		return ec.fieldContext_RecordChangesResult_dryRun(ctx, field)
+	case "dryRunApiCalls":
+		return ec.fieldContext_RecordChangesResult_dryRunApiCalls(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type RecordChangesResult", field.Name)
 }

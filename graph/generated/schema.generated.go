@@ -25,7 +25,7 @@ type MutationResolver interface {
 	DisconnectCrm(ctx context.Context) (bool, error)
 	UpdateObjectSyncPreference(ctx context.Context, input model.ObjectSyncPreferenceInput) (*model.ObjectSyncPreference, error)
 	UpdateFieldSyncPreference(ctx context.Context, input model.FieldSyncPreferenceInput) (*model.FieldSyncPreference, error)
-	RecordChanges(ctx context.Context, input []*model.RecordChangeInput) (*model.RecordChangesResult, error)
+	RecordChanges(ctx context.Context, input []*model.RecordChangeInput, dryRun *bool) (*model.RecordChangesResult, error)
 	RunWorkflowAction(ctx context.Context, input model.WorkflowActionInput) (*model.RecordChangesResult, error)
 	RetryFailedItems(ctx context.Context, ids []int64) (int, error)
 	DismissFailedItems(ctx context.Context, ids []int64) (int, error)
@@ -105,6 +105,14 @@ func (ec *executionContext) field_Mutation_recordChanges_args(ctx context.Contex
 		return nil, err
 	}
 	args["input"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "dryRun",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["dryRun"] = arg1
 	return args, nil
 }
 
@@ -520,7 +528,7 @@ func (ec *executionContext) _Mutation_recordChanges(ctx context.Context, field g
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().RecordChanges(ctx, fc.Args["input"].([]*model.RecordChangeInput))
+			return ec.Resolvers.Mutation().RecordChanges(ctx, fc.Args["input"].([]*model.RecordChangeInput), fc.Args["dryRun"].(*bool))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.RecordChangesResult) graphql.Marshaler {

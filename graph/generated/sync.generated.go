@@ -380,6 +380,199 @@ func (ec *executionContext) fieldContext_CrmIdentity_instanceUrl(_ context.Conte
 	return graphql.NewScalarFieldContext("CrmIdentity", field, false, false, "String")
 }
 
+func (ec *executionContext) _DryRunRecord_recordType(ctx context.Context, field graphql.CollectedField, obj *model.DryRunRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DryRunRecord_recordType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordType, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.RecordType) graphql.Marshaler {
+			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DryRunRecord_recordType(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DryRunRecord", field, false, false, "RecordType")
+}
+
+func (ec *executionContext) _DryRunRecord_recordId(ctx context.Context, field graphql.CollectedField, obj *model.DryRunRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DryRunRecord_recordId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DryRunRecord_recordId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DryRunRecord", field, false, false, "String")
+}
+
+func (ec *executionContext) _DryRunRecord_action(ctx context.Context, field graphql.CollectedField, obj *model.DryRunRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DryRunRecord_action(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Action, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.DryRunAction) graphql.Marshaler {
+			return ec.marshalNDryRunAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDryRunAction(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DryRunRecord_action(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DryRunRecord", field, false, false, "DryRunAction")
+}
+
+func (ec *executionContext) _DryRunRecord_crmObject(ctx context.Context, field graphql.CollectedField, obj *model.DryRunRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DryRunRecord_crmObject(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CrmObject, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DryRunRecord_crmObject(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DryRunRecord", field, false, false, "String")
+}
+
+func (ec *executionContext) _DryRunRecord_crmId(ctx context.Context, field graphql.CollectedField, obj *model.DryRunRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DryRunRecord_crmId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CrmID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DryRunRecord_crmId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DryRunRecord", field, false, false, "String")
+}
+
+func (ec *executionContext) _DryRunRecord_matchedBy(ctx context.Context, field graphql.CollectedField, obj *model.DryRunRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DryRunRecord_matchedBy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MatchedBy, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.MatchedBy) graphql.Marshaler {
+			return ec.marshalNMatchedBy2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐMatchedBy(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DryRunRecord_matchedBy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DryRunRecord", field, false, false, "MatchedBy")
+}
+
+func (ec *executionContext) _DryRunRecord_reason(ctx context.Context, field graphql.CollectedField, obj *model.DryRunRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DryRunRecord_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DryRunRecord_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DryRunRecord", field, false, false, "String")
+}
+
+func (ec *executionContext) _DryRunRecord_fields(ctx context.Context, field graphql.CollectedField, obj *model.DryRunRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DryRunRecord_fields(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Fields, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.FieldDecision) graphql.Marshaler {
+			return ec.marshalNFieldDecision2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐFieldDecisionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DryRunRecord_fields(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DryRunRecord",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_FieldDecision(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _FailedItem_id(ctx context.Context, field graphql.CollectedField, obj *model.FailedItem) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -1584,6 +1777,61 @@ func (ec *executionContext) _RecordChangesResult_queued(ctx context.Context, fie
 	)
 }
 func (ec *executionContext) fieldContext_RecordChangesResult_queued(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RecordChangesResult", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RecordChangesResult_dryRun(ctx context.Context, field graphql.CollectedField, obj *model.RecordChangesResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RecordChangesResult_dryRun(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DryRun, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.DryRunRecord) graphql.Marshaler {
+			return ec.marshalNDryRunRecord2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDryRunRecordᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RecordChangesResult_dryRun(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RecordChangesResult",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DryRunRecord(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RecordChangesResult_dryRunApiCalls(ctx context.Context, field graphql.CollectedField, obj *model.RecordChangesResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RecordChangesResult_dryRunApiCalls(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DryRunAPICalls, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RecordChangesResult_dryRunApiCalls(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("RecordChangesResult", field, false, false, "Int")
 }
 
@@ -4789,6 +5037,74 @@ func (ec *executionContext) _CrmIdentity(ctx context.Context, sel ast.SelectionS
 	return out
 }
 
+var dryRunRecordImplementors = []string{"DryRunRecord"}
+
+func (ec *executionContext) _DryRunRecord(ctx context.Context, sel ast.SelectionSet, obj *model.DryRunRecord) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, dryRunRecordImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DryRunRecord")
+		case "recordType":
+			out.Values[i] = ec._DryRunRecord_recordType(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "recordId":
+			out.Values[i] = ec._DryRunRecord_recordId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "action":
+			out.Values[i] = ec._DryRunRecord_action(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "crmObject":
+			out.Values[i] = ec._DryRunRecord_crmObject(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "crmId":
+			out.Values[i] = ec._DryRunRecord_crmId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "matchedBy":
+			out.Values[i] = ec._DryRunRecord_matchedBy(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reason":
+			out.Values[i] = ec._DryRunRecord_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "fields":
+			out.Values[i] = ec._DryRunRecord_fields(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var failedItemImplementors = []string{"FailedItem"}
 
 func (ec *executionContext) _FailedItem(ctx context.Context, sel ast.SelectionSet, obj *model.FailedItem) graphql.Marshaler {
@@ -5356,6 +5672,16 @@ func (ec *executionContext) _RecordChangesResult(ctx context.Context, sel ast.Se
 			}
 		case "queued":
 			out.Values[i] = ec._RecordChangesResult_queued(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "dryRun":
+			out.Values[i] = ec._RecordChangesResult_dryRun(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "dryRunApiCalls":
+			out.Values[i] = ec._RecordChangesResult_dryRunApiCalls(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -6331,6 +6657,40 @@ func (ec *executionContext) marshalNCrmIdentity2ᚖgithubᚗcomᚋcrmsyncᚋcrms
 	return ec._CrmIdentity(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNDryRunAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDryRunAction(ctx context.Context, v any) (model.DryRunAction, error) {
+	var res model.DryRunAction
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDryRunAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDryRunAction(ctx context.Context, sel ast.SelectionSet, v model.DryRunAction) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNDryRunRecord2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDryRunRecordᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.DryRunRecord) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNDryRunRecord2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDryRunRecord(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNDryRunRecord2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDryRunRecord(ctx context.Context, sel ast.SelectionSet, v *model.DryRunRecord) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DryRunRecord!")
+		return graphql.Null
+	}
+	return ec._DryRunRecord(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNFailedItem2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐFailedItem(ctx context.Context, sel ast.SelectionSet, v *model.FailedItem) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "FailedItem!")
@@ -6479,6 +6839,16 @@ func (ec *executionContext) marshalNInboundSync2ᚖgithubᚗcomᚋcrmsyncᚋcrms
 		return graphql.Null
 	}
 	return ec._InboundSync(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNMatchedBy2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐMatchedBy(ctx context.Context, v any) (model.MatchedBy, error) {
+	var res model.MatchedBy
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNMatchedBy2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐMatchedBy(ctx context.Context, sel ast.SelectionSet, v model.MatchedBy) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) unmarshalNMembershipAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐMembershipAction(ctx context.Context, v any) (model.MembershipAction, error) {

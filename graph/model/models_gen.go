@@ -54,6 +54,20 @@ type CrmIdentity struct {
 	InstanceURL string `json:"instanceUrl"`
 }
 
+// One record of a dry run: what a flush would do with it, and every field's decision with its reason, as the sync log would record it.
+type DryRunRecord struct {
+	RecordType RecordType   `json:"recordType"`
+	RecordID   string       `json:"recordId"`
+	Action     DryRunAction `json:"action"`
+	// The CRM object written (Lead or Contact for a contact).
+	CrmObject string `json:"crmObject"`
+	// The matched or linked CRM record's id; empty for a create. A parent created by the same batch shows as (created by this batch) in its children's link fields.
+	CrmID     string           `json:"crmId"`
+	MatchedBy MatchedBy        `json:"matchedBy"`
+	Reason    string           `json:"reason"`
+	Fields    []*FieldDecision `json:"fields"`
+}
+
 // A change parked after the CRM refused it for good.
 type FailedItem struct {
 	ID           int64      `json:"id"`
@@ -213,10 +227,14 @@ type RecordChangeInput struct {
 }
 
 type RecordChangesResult struct {
-	// Changes accepted (all of them, or the call fails).
+	// Changes accepted (all of them, or the call fails). A dry run: the changes that passed validation (all of them, or the call fails); nothing is stored.
 	Accepted int `json:"accepted"`
-	// Changes queued for the CRM (types with writing off, or that the connector does not support, are kept but not queued).
+	// Changes queued for the CRM (types with writing off, or that the connector does not support, are kept but not queued). Always 0 in a dry run.
 	Queued int `json:"queued"`
+	// Dry run only: what a flush would do with each record the changes touch, in the order of their first change; empty when not a dry run.
+	DryRun []*DryRunRecord `json:"dryRun"`
+	// Dry run only: the API calls the dry run made to match and read the records (counted in crmsync's daily count like a flush's); 0 when not a dry run.
+	DryRunAPICalls int `json:"dryRunApiCalls"`
 }
 
 type RecordField struct {
@@ -671,6 +689,73 @@ func (e Database) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// What a flush would do with a record (recordChanges with dryRun: true).
+type DryRunAction string
+
+const (
+	DryRunActionCreate DryRunAction = "CREATE"
+	DryRunActionUpdate DryRunAction = "UPDATE"
+	DryRunActionDelete DryRunAction = "DELETE"
+	// No call for the record (no field to send, writing off for its type, not a member to remove); reason says why.
+	DryRunActionNone DryRunAction = "NONE"
+	// The record would wait for a parent that is neither in the CRM nor created by the same batch.
+	DryRunActionWait DryRunAction = "WAIT"
+	// The flush would fail the record (its CRM record was deleted in the CRM, a converted Lead's Contact cannot be read); reason says why.
+	DryRunActionFail DryRunAction = "FAIL"
+)
+
+var AllDryRunAction = []DryRunAction{
+	DryRunActionCreate,
+	DryRunActionUpdate,
+	DryRunActionDelete,
+	DryRunActionNone,
+	DryRunActionWait,
+	DryRunActionFail,
+}
+
+func (e DryRunAction) IsValid() bool {
+	switch e {
+	case DryRunActionCreate, DryRunActionUpdate, DryRunActionDelete, DryRunActionNone, DryRunActionWait, DryRunActionFail:
+		return true
+	}
+	return false
+}
+
+func (e DryRunAction) String() string {
+	return string(e)
+}
+
+func (e *DryRunAction) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = DryRunAction(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid DryRunAction", str)
+	}
+	return nil
+}
+
+func (e DryRunAction) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *DryRunAction) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e DryRunAction) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
 // Who last set a field: a Conversion source, or Salesforce (inbound sync).
 type FieldSource string
 
@@ -791,6 +876,82 @@ func (e *InboundMode) UnmarshalJSON(b []byte) error {
 }
 
 func (e InboundMode) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// How the dry run found a record's CRM record.
+type MatchedBy string
+
+const (
+	// Linked to its CRM record already.
+	MatchedByLinked MatchedBy = "LINKED"
+	// A Contact (or else a Lead) with the contact's email; a converted Lead leads to its Contact.
+	MatchedByEmail MatchedBy = "EMAIL"
+	// The configured external-id field holds the Conversion id.
+	MatchedByExternalID MatchedBy = "EXTERNAL_ID"
+	// An Account with the company's website domain.
+	MatchedByWebsite MatchedBy = "WEBSITE"
+	// The exact name, after a create whose outcome is unknown.
+	MatchedByName MatchedBy = "NAME"
+	// The contact is already a member of the campaign.
+	MatchedByCampaignMember MatchedBy = "CAMPAIGN_MEMBER"
+	// A task of the contact with the same subject, after a create whose outcome is unknown.
+	MatchedBySubject MatchedBy = "SUBJECT"
+	// Nothing found: the record would be created.
+	MatchedByNew MatchedBy = "NEW"
+)
+
+var AllMatchedBy = []MatchedBy{
+	MatchedByLinked,
+	MatchedByEmail,
+	MatchedByExternalID,
+	MatchedByWebsite,
+	MatchedByName,
+	MatchedByCampaignMember,
+	MatchedBySubject,
+	MatchedByNew,
+}
+
+func (e MatchedBy) IsValid() bool {
+	switch e {
+	case MatchedByLinked, MatchedByEmail, MatchedByExternalID, MatchedByWebsite, MatchedByName, MatchedByCampaignMember, MatchedBySubject, MatchedByNew:
+		return true
+	}
+	return false
+}
+
+func (e MatchedBy) String() string {
+	return string(e)
+}
+
+func (e *MatchedBy) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = MatchedBy(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid MatchedBy", str)
+	}
+	return nil
+}
+
+func (e MatchedBy) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *MatchedBy) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e MatchedBy) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

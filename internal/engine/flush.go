@@ -71,6 +71,10 @@ type job struct {
 	// quiet is set on a job still waiting for its parent after an earlier
 	// flush logged it waiting: the sync log says so once, not every pass.
 	quiet bool
+	// matched says how match found the CRM record (empty: not matched);
+	// linked that the record was linked to it before the flush.
+	matched MatchedBy
+	linked  bool
 }
 
 // flush is the state of one flush of one connection.
@@ -112,6 +116,9 @@ type flush struct {
 	readAt map[string]time.Time
 	// path and pathReason are the batch's write path and why it read.
 	path, pathReason string
+	// dryRun is set on a dry run's flush: it matches and reads, decides,
+	// and writes nothing (dryrun.go).
+	dryRun bool
 }
 
 type backoff struct {
@@ -269,6 +276,12 @@ func (f *flush) plan(ctx context.Context, items []outbound.Item) error {
 	if err != nil {
 		return err
 	}
+	return f.planWrites(ctx, writes, recs)
+}
+
+// planWrites builds one job per coalesced write of the given records.
+func (f *flush) planWrites(ctx context.Context, writes []outbound.Write, recs map[int64]*record.Record) error {
+	var err error
 	if f.objs, err = prefs.Objects(ctx, f.e.db, f.c.WorkspaceID); err != nil {
 		return err
 	}
@@ -289,7 +302,7 @@ func (f *flush) plan(ctx context.Context, items []outbound.Item) error {
 			continue
 		}
 		f.records[record.Key{Type: r.Type, ID: r.ConversionID}] = r
-		j := &job{w: w, rec: r, level: levels[r.Type], object: r.CRMObject, crmID: r.CRMID}
+		j := &job{w: w, rec: r, level: levels[r.Type], object: r.CRMObject, crmID: r.CRMID, linked: r.CRMID != ""}
 		j.log = synclog.Record{RecordType: r.Type, ConversionID: r.ConversionID}
 		if j.object == "" {
 			j.object = f.objectFor(r.Type)
@@ -420,10 +433,15 @@ func (f *flush) needsPendingCreates(jobs []*job) bool {
 	return false
 }
 
-// writePending sends the pending writes in one BulkUpdate.
+// writePending sends the pending writes in one BulkUpdate (a dry run
+// only pretends to: dryrun.go).
 func (f *flush) writePending(ctx context.Context) error {
 	ops := f.pending
 	f.pending = nil
+	if f.dryRun {
+		pretendCreated(ops)
+		return nil
+	}
 	return f.write(ctx, ops)
 }
 
