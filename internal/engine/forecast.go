@@ -98,8 +98,8 @@ func (e *Engine) Forecast(ctx context.Context, workspaceID int64) (*Forecast, er
 	fc := &Forecast{At: now, Paced: e.cfg.Pace.Enabled}
 	byType := map[record.Type]*TypeForecast{}
 	described := e.descs.Objects(c)
+	// seen holds every record planned so far: true for those created.
 	seen := map[int64]bool{}
-	created := map[int64]bool{}
 	var flushCalls []int
 	var after int64
 	for {
@@ -120,7 +120,7 @@ func (e *Engine) Forecast(ctx context.Context, workspaceID int64) (*Forecast, er
 			tf.Items++
 			fc.Items++
 		}
-		f.forecastJobs(fc, byType, seen, created)
+		f.forecastJobs(fc, byType, seen)
 		calls := f.callsPlanned(described)
 		flushCalls = append(flushCalls, calls)
 		fc.APICalls += calls
@@ -176,18 +176,20 @@ func typeForecast(byType map[record.Type]*TypeForecast, t record.Type) *TypeFore
 	return tf
 }
 
-// forecastJobs counts the planned flush's records, and links (in memory)
-// those an earlier planned flush creates, so they plan as updates.
-func (f *flush) forecastJobs(fc *Forecast, byType map[record.Type]*TypeForecast, seen, created map[int64]bool) {
+// forecastJobs counts the planned flush's records not seen in an earlier
+// one, and links (in memory) those an earlier planned flush creates, so
+// they plan as updates. seen holds the records planned so far, true for
+// those created.
+func (f *flush) forecastJobs(fc *Forecast, byType map[record.Type]*TypeForecast, seen map[int64]bool) {
 	for _, j := range f.jobs {
-		if j.crmID == "" && created[j.rec.ID] {
+		created, planned := seen[j.rec.ID]
+		if j.crmID == "" && created {
 			j.crmID = linkedByEarlierFlush
 		}
-		first := !seen[j.rec.ID]
-		seen[j.rec.ID] = true
-		if !first {
+		if planned {
 			continue
 		}
+		seen[j.rec.ID] = false
 		tf := typeForecast(byType, j.rec.Type)
 		count := func(n *int, m *int) { *n++; *m++ }
 		switch {
@@ -198,7 +200,7 @@ func (f *flush) forecastJobs(fc *Forecast, byType map[record.Type]*TypeForecast,
 			count(&tf.Removes, &fc.Removes)
 		case j.crmID == "":
 			count(&tf.Creates, &fc.Creates)
-			created[j.rec.ID] = true
+			seen[j.rec.ID] = true
 		default:
 			count(&tf.Updates, &fc.Updates)
 		}
