@@ -21,6 +21,7 @@ import (
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/overview"
 	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/push"
 	"github.com/crmsync/crmsync/internal/record"
 	"github.com/crmsync/crmsync/internal/synclog"
 	"github.com/crmsync/crmsync/internal/workspace"
@@ -42,8 +43,20 @@ type Resolver struct {
 	Prefs       *prefs.Service
 	Ingester    *outbound.Ingester
 	Flushes     FlushScheduler
-	Events      Subscriber
-	Publisher   events.Publisher
+	// Planner forecasts the queue (syncForecast) and runs dry runs
+	// (recordChanges with dryRun); nil on servers that do not sync (those
+	// then fail).
+	Planner   Planner
+	Events    Subscriber
+	Publisher events.Publisher
+}
+
+// Planner forecasts a workspace's queue without calling the CRM, and
+// dry-runs changes against it (internal/push: docs/sync.md, "Forecast"
+// and "Dry run").
+type Planner interface {
+	Forecast(ctx context.Context, workspaceID int64) (*push.Forecast, error)
+	DryRun(ctx context.Context, workspaceID int64, changes []outbound.Change) (*push.DryRun, error)
 }
 
 // FlushScheduler starts a flush of a workspace's queue now.

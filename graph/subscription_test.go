@@ -84,15 +84,16 @@ func newSyncStack(t *testing.T, bdb *bun.DB, bus interface {
 	crms := crmsFunc(func(context.Context, string) (connector.Connector, error) { return crm, nil })
 	conns := connection.NewService(store, crms, noSchedule{})
 	notices := publisher{bus: bus}
+	e := push.New(bdb, store, crms, notices, slog.New(slog.DiscardHandler), push.Config{})
 	srv := graphtest.New(t, bdb, &graph.Resolver{
 		Connections: conns,
 		Prefs:       prefs.NewService(bdb, conns),
 		Ingester:    outbound.NewIngester(bdb, noSchedule{}, notices),
 		Flushes:     noSchedule{},
+		Planner:     e,
 		Events:      bus,
 		Publisher:   bus,
 	})
-	e := push.New(bdb, store, crms, notices, slog.New(slog.DiscardHandler), push.Config{})
 	return &syncStack{srv: srv, engine: e, crm: crm}
 }
 

@@ -85,7 +85,7 @@ func (r *mutationResolver) UpdateFieldSyncPreference(ctx context.Context, input 
 	return fieldPrefModel(m), nil
 }
 
-func (r *mutationResolver) RecordChanges(ctx context.Context, input []*model.RecordChangeInput) (*model.RecordChangesResult, error) {
+func (r *mutationResolver) RecordChanges(ctx context.Context, input []*model.RecordChangeInput, dryRun *bool) (*model.RecordChangesResult, error) {
 	ws, err := WorkspaceID(ctx)
 	if err != nil {
 		return nil, err
@@ -94,11 +94,21 @@ func (r *mutationResolver) RecordChanges(ctx context.Context, input []*model.Rec
 	if err != nil {
 		return nil, err
 	}
+	if dryRun != nil && *dryRun {
+		if r.Planner == nil {
+			return nil, errNoPlanner
+		}
+		dr, err := r.Planner.DryRun(ctx, ws, changes)
+		if err != nil {
+			return nil, err
+		}
+		return dryRunModel(len(changes), dr), nil
+	}
 	res, err := r.Ingester.Ingest(ctx, ws, changes)
 	if err != nil {
 		return nil, err
 	}
-	return &model.RecordChangesResult{Accepted: res.Accepted, Queued: res.Queued}, nil
+	return &model.RecordChangesResult{Accepted: res.Accepted, Queued: res.Queued, DryRun: []*model.DryRunRecord{}}, nil
 }
 
 func (r *mutationResolver) RunWorkflowAction(ctx context.Context, input model.WorkflowActionInput) (*model.RecordChangesResult, error) {
@@ -127,7 +137,7 @@ func (r *mutationResolver) RunWorkflowAction(ctx context.Context, input model.Wo
 	if err != nil {
 		return nil, err
 	}
-	return &model.RecordChangesResult{Accepted: res.Accepted, Queued: res.Queued}, nil
+	return &model.RecordChangesResult{Accepted: res.Accepted, Queued: res.Queued, DryRun: []*model.DryRunRecord{}}, nil
 }
 
 func (r *mutationResolver) RetryFailedItems(ctx context.Context, ids []int64) (int, error) {
@@ -202,6 +212,21 @@ func (r *mutationResolver) ResumeSync(ctx context.Context) (*model.SyncOverview,
 	}
 	r.queueChanged(ctx, ws)
 	return r.overviewOf(ctx)
+}
+
+func (r *queryResolver) SyncForecast(ctx context.Context) (*model.SyncForecast, error) {
+	ws, err := WorkspaceID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if r.Planner == nil {
+		return nil, errNoPlanner
+	}
+	fc, err := r.Planner.Forecast(ctx, ws)
+	if err != nil {
+		return nil, err
+	}
+	return forecastModel(fc), nil
 }
 
 func (r *queryResolver) Connection(ctx context.Context) (*model.CrmConnection, error) {

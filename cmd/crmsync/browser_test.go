@@ -302,6 +302,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.Equal(t, 200, status, body)
 	b.waitFor("two contacts queued, live", textIs("#queued-CONTACT", "2"))
 	b.waitFor("one company queued, live", textIs("#queued-COMPANY", "1"))
+	b.run("forecast the queue", chromedp.Click(chromedp.CSS("#forecast-run")))
+	b.waitFor("three records to create", textIs("#forecast-records", "3 to create, 0 to update"))
+	b.waitFor("it fits", textHas("#forecast-budget", "fits today's budget"))
 	if os.Getenv(updateScreenshots) != "" {
 		png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
 		require.NoError(t, err)

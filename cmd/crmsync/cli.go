@@ -16,6 +16,7 @@ type cli struct {
 	FakeSalesforce fakeSalesforceCmd `cmd:"" name:"fake-salesforce" help:"Serve a fake Salesforce org (for the demo and benchmarks) and print its credentials."`
 	Demo           demoCmd           `cmd:"" help:"Run crmsync against a fake Salesforce org with simulated changes: the quickest way to see it work."`
 	Bench          benchCmd          `cmd:"" help:"Measure API calls, latency and throughput against a fake Salesforce org with per-call latency."`
+	Forecast       forecastCmd       `cmd:"" help:"Print what draining a workspace's outbound queue would take: records to create and update, API calls, duration, and whether it fits today's budget (no CRM call)."`
 
 	// Commands added by later features go here, each in its own file:
 }

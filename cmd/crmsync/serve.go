@@ -180,6 +180,7 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 		Ingester: outbound.NewIngester(bdb, sched, notices, outbound.WithObserver(observer), outbound.WithLogger(logger),
 			outbound.WithGroupCommit(outbound.GroupConfig{MaxWaiting: cfg.IngestMaxWaiting, MaxGroupChanges: cfg.IngestMaxGroupChanges})),
 		Flushes:   sched,
+		Planner:   a.engine,
 		Events:    a.bus,
 		Publisher: a.bus,
 	}

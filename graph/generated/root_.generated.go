@@ -67,6 +67,17 @@ type ComplexityRoot struct {
 		Username    func(childComplexity int) int
 	}
 
+	DryRunRecord struct {
+		Action     func(childComplexity int) int
+		CrmID      func(childComplexity int) int
+		CrmObject  func(childComplexity int) int
+		Fields     func(childComplexity int) int
+		MatchedBy  func(childComplexity int) int
+		Reason     func(childComplexity int) int
+		RecordID   func(childComplexity int) int
+		RecordType func(childComplexity int) int
+	}
+
 	FailedItem struct {
 		Attempts     func(childComplexity int) int
 		CreatedAt    func(childComplexity int) int
@@ -129,7 +140,7 @@ type ComplexityRoot struct {
 		DisconnectCrm              func(childComplexity int) int
 		DismissFailedItems         func(childComplexity int, ids []int64) int
 		PauseSync                  func(childComplexity int) int
-		RecordChanges              func(childComplexity int, input []*model.RecordChangeInput) int
+		RecordChanges              func(childComplexity int, input []*model.RecordChangeInput, dryRun *bool) int
 		ResumeSync                 func(childComplexity int) int
 		RetryFailedItems           func(childComplexity int, ids []int64) int
 		RunWorkflowAction          func(childComplexity int, input model.WorkflowActionInput) int
@@ -159,6 +170,7 @@ type ComplexityRoot struct {
 		ObjectSyncPreferences func(childComplexity int) int
 		Record                func(childComplexity int, typeArg model.RecordType, id string) int
 		SyncBatch             func(childComplexity int, id int64) int
+		SyncForecast          func(childComplexity int) int
 		SyncLogs              func(childComplexity int, filter *model.SyncLogFilter, first *int, after *string) int
 		SyncOverview          func(childComplexity int) int
 		Viewer                func(childComplexity int) int
@@ -183,8 +195,10 @@ type ComplexityRoot struct {
 	}
 
 	RecordChangesResult struct {
-		Accepted func(childComplexity int) int
-		Queued   func(childComplexity int) int
+		Accepted       func(childComplexity int) int
+		DryRun         func(childComplexity int) int
+		DryRunAPICalls func(childComplexity int) int
+		Queued         func(childComplexity int) int
 	}
 
 	RecordField struct {
@@ -192,6 +206,17 @@ type ComplexityRoot struct {
 		Name      func(childComplexity int) int
 		Source    func(childComplexity int) int
 		Value     func(childComplexity int) int
+	}
+
+	RecordTypeForecast struct {
+		APICalls    func(childComplexity int) int
+		Creates     func(childComplexity int) int
+		QueuedItems func(childComplexity int) int
+		RecordType  func(childComplexity int) int
+		Records     func(childComplexity int) int
+		Removes     func(childComplexity int) int
+		Skipped     func(childComplexity int) int
+		Updates     func(childComplexity int) int
 	}
 
 	RecordsChanged struct {
@@ -260,6 +285,28 @@ type ComplexityRoot struct {
 	SyncBatchRecordEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	SyncForecast struct {
+		APICalls           func(childComplexity int) int
+		At                 func(childComplexity int) int
+		BudgetLeft         func(childComplexity int) int
+		BudgetSource       func(childComplexity int) int
+		CallLatencyAssumed func(childComplexity int) int
+		CallLatencyCalls   func(childComplexity int) int
+		CallLatencySeconds func(childComplexity int) int
+		Creates            func(childComplexity int) int
+		DurationSeconds    func(childComplexity int) int
+		FinishesAt         func(childComplexity int) int
+		FitsBudget         func(childComplexity int) int
+		Flushes            func(childComplexity int) int
+		Paced              func(childComplexity int) int
+		QueuedItems        func(childComplexity int) int
+		RecordTypes        func(childComplexity int) int
+		Records            func(childComplexity int) int
+		Removes            func(childComplexity int) int
+		Skipped            func(childComplexity int) int
+		Updates            func(childComplexity int) int
 	}
 
 	SyncOverview struct {
@@ -431,6 +478,55 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CrmIdentity.Username(childComplexity), true
+
+	case "DryRunRecord.action":
+		if e.ComplexityRoot.DryRunRecord.Action == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DryRunRecord.Action(childComplexity), true
+	case "DryRunRecord.crmId":
+		if e.ComplexityRoot.DryRunRecord.CrmID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DryRunRecord.CrmID(childComplexity), true
+	case "DryRunRecord.crmObject":
+		if e.ComplexityRoot.DryRunRecord.CrmObject == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DryRunRecord.CrmObject(childComplexity), true
+	case "DryRunRecord.fields":
+		if e.ComplexityRoot.DryRunRecord.Fields == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DryRunRecord.Fields(childComplexity), true
+	case "DryRunRecord.matchedBy":
+		if e.ComplexityRoot.DryRunRecord.MatchedBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DryRunRecord.MatchedBy(childComplexity), true
+	case "DryRunRecord.reason":
+		if e.ComplexityRoot.DryRunRecord.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DryRunRecord.Reason(childComplexity), true
+	case "DryRunRecord.recordId":
+		if e.ComplexityRoot.DryRunRecord.RecordID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DryRunRecord.RecordID(childComplexity), true
+	case "DryRunRecord.recordType":
+		if e.ComplexityRoot.DryRunRecord.RecordType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DryRunRecord.RecordType(childComplexity), true
 
 	case "FailedItem.attempts":
 		if e.ComplexityRoot.FailedItem.Attempts == nil {
@@ -687,7 +783,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.RecordChanges(childComplexity, args["input"].([]*model.RecordChangeInput)), true
+		return e.ComplexityRoot.Mutation.RecordChanges(childComplexity, args["input"].([]*model.RecordChangeInput), args["dryRun"].(*bool)), true
 	case "Mutation.resumeSync":
 		if e.ComplexityRoot.Mutation.ResumeSync == nil {
 			break
@@ -857,6 +953,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.SyncBatch(childComplexity, args["id"].(int64)), true
+	case "Query.syncForecast":
+		if e.ComplexityRoot.Query.SyncForecast == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.SyncForecast(childComplexity), true
 	case "Query.syncLogs":
 		if e.ComplexityRoot.Query.SyncLogs == nil {
 			break
@@ -966,6 +1068,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.RecordChangesResult.Accepted(childComplexity), true
+	case "RecordChangesResult.dryRun":
+		if e.ComplexityRoot.RecordChangesResult.DryRun == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordChangesResult.DryRun(childComplexity), true
+	case "RecordChangesResult.dryRunApiCalls":
+		if e.ComplexityRoot.RecordChangesResult.DryRunAPICalls == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordChangesResult.DryRunAPICalls(childComplexity), true
 	case "RecordChangesResult.queued":
 		if e.ComplexityRoot.RecordChangesResult.Queued == nil {
 			break
@@ -997,6 +1111,55 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.RecordField.Value(childComplexity), true
+
+	case "RecordTypeForecast.apiCalls":
+		if e.ComplexityRoot.RecordTypeForecast.APICalls == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordTypeForecast.APICalls(childComplexity), true
+	case "RecordTypeForecast.creates":
+		if e.ComplexityRoot.RecordTypeForecast.Creates == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordTypeForecast.Creates(childComplexity), true
+	case "RecordTypeForecast.queuedItems":
+		if e.ComplexityRoot.RecordTypeForecast.QueuedItems == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordTypeForecast.QueuedItems(childComplexity), true
+	case "RecordTypeForecast.recordType":
+		if e.ComplexityRoot.RecordTypeForecast.RecordType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordTypeForecast.RecordType(childComplexity), true
+	case "RecordTypeForecast.records":
+		if e.ComplexityRoot.RecordTypeForecast.Records == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordTypeForecast.Records(childComplexity), true
+	case "RecordTypeForecast.removes":
+		if e.ComplexityRoot.RecordTypeForecast.Removes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordTypeForecast.Removes(childComplexity), true
+	case "RecordTypeForecast.skipped":
+		if e.ComplexityRoot.RecordTypeForecast.Skipped == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordTypeForecast.Skipped(childComplexity), true
+	case "RecordTypeForecast.updates":
+		if e.ComplexityRoot.RecordTypeForecast.Updates == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordTypeForecast.Updates(childComplexity), true
 
 	case "RecordsChanged.batchId":
 		if e.ComplexityRoot.RecordsChanged.BatchID == nil {
@@ -1257,6 +1420,121 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncBatchRecordEdge.Node(childComplexity), true
+
+	case "SyncForecast.apiCalls":
+		if e.ComplexityRoot.SyncForecast.APICalls == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.APICalls(childComplexity), true
+	case "SyncForecast.at":
+		if e.ComplexityRoot.SyncForecast.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.At(childComplexity), true
+	case "SyncForecast.budgetLeft":
+		if e.ComplexityRoot.SyncForecast.BudgetLeft == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.BudgetLeft(childComplexity), true
+	case "SyncForecast.budgetSource":
+		if e.ComplexityRoot.SyncForecast.BudgetSource == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.BudgetSource(childComplexity), true
+	case "SyncForecast.callLatencyAssumed":
+		if e.ComplexityRoot.SyncForecast.CallLatencyAssumed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.CallLatencyAssumed(childComplexity), true
+	case "SyncForecast.callLatencyCalls":
+		if e.ComplexityRoot.SyncForecast.CallLatencyCalls == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.CallLatencyCalls(childComplexity), true
+	case "SyncForecast.callLatencySeconds":
+		if e.ComplexityRoot.SyncForecast.CallLatencySeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.CallLatencySeconds(childComplexity), true
+	case "SyncForecast.creates":
+		if e.ComplexityRoot.SyncForecast.Creates == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.Creates(childComplexity), true
+	case "SyncForecast.durationSeconds":
+		if e.ComplexityRoot.SyncForecast.DurationSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.DurationSeconds(childComplexity), true
+	case "SyncForecast.finishesAt":
+		if e.ComplexityRoot.SyncForecast.FinishesAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.FinishesAt(childComplexity), true
+	case "SyncForecast.fitsBudget":
+		if e.ComplexityRoot.SyncForecast.FitsBudget == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.FitsBudget(childComplexity), true
+	case "SyncForecast.flushes":
+		if e.ComplexityRoot.SyncForecast.Flushes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.Flushes(childComplexity), true
+	case "SyncForecast.paced":
+		if e.ComplexityRoot.SyncForecast.Paced == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.Paced(childComplexity), true
+	case "SyncForecast.queuedItems":
+		if e.ComplexityRoot.SyncForecast.QueuedItems == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.QueuedItems(childComplexity), true
+	case "SyncForecast.recordTypes":
+		if e.ComplexityRoot.SyncForecast.RecordTypes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.RecordTypes(childComplexity), true
+	case "SyncForecast.records":
+		if e.ComplexityRoot.SyncForecast.Records == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.Records(childComplexity), true
+	case "SyncForecast.removes":
+		if e.ComplexityRoot.SyncForecast.Removes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.Removes(childComplexity), true
+	case "SyncForecast.skipped":
+		if e.ComplexityRoot.SyncForecast.Skipped == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.Skipped(childComplexity), true
+	case "SyncForecast.updates":
+		if e.ComplexityRoot.SyncForecast.Updates == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.Updates(childComplexity), true
 
 	case "SyncOverview.apiCallsByHour":
 		if e.ComplexityRoot.SyncOverview.APICallsByHour == nil {
@@ -1765,10 +2043,61 @@ input RecordChangeInput {
 }
 
 type RecordChangesResult {
-  "Changes accepted (all of them, or the call fails)."
+  "Changes accepted (all of them, or the call fails). A dry run: the changes that passed validation (all of them, or the call fails); nothing is stored."
   accepted: Int!
-  "Changes queued for the CRM (types with writing off, or that the connector does not support, are kept but not queued)."
+  "Changes queued for the CRM (types with writing off, or that the connector does not support, are kept but not queued). Always 0 in a dry run."
   queued: Int!
+  "Dry run only: what a flush would do with each record the changes touch, in the order of their first change; empty when not a dry run."
+  dryRun: [DryRunRecord!]!
+  "Dry run only: the API calls the dry run made to match and read the records (counted in crmsync's daily count like a flush's); 0 when not a dry run."
+  dryRunApiCalls: Int!
+}
+
+"What a flush would do with a record (recordChanges with dryRun: true)."
+enum DryRunAction {
+  CREATE
+  UPDATE
+  DELETE
+  "No call for the record (no field to send, writing off for its type, not a member to remove); reason says why."
+  NONE
+  "The record would wait for a parent that is neither in the CRM nor created by the same batch."
+  WAIT
+  "The flush would fail the record (its CRM record was deleted in the CRM, a converted Lead's Contact cannot be read); reason says why."
+  FAIL
+}
+
+"How the dry run found a record's CRM record."
+enum MatchedBy {
+  "Linked to its CRM record already."
+  LINKED
+  "A Contact (or else a Lead) with the contact's email; a converted Lead leads to its Contact."
+  EMAIL
+  "The configured external-id field holds the Conversion id."
+  EXTERNAL_ID
+  "An Account with the company's website domain."
+  WEBSITE
+  "The exact name, after a create whose outcome is unknown."
+  NAME
+  "The contact is already a member of the campaign."
+  CAMPAIGN_MEMBER
+  "A task of the contact with the same subject, after a create whose outcome is unknown."
+  SUBJECT
+  "Nothing found: the record would be created."
+  NEW
+}
+
+"One record of a dry run: what a flush would do with it, and every field's decision with its reason, as the sync log would record it."
+type DryRunRecord {
+  recordType: RecordType!
+  recordId: String!
+  action: DryRunAction!
+  "The CRM object written (Lead or Contact for a contact)."
+  crmObject: String!
+  "The matched or linked CRM record's id; empty for a create. A parent created by the same batch shows as (created by this batch) in its children's link fields."
+  crmId: String!
+  matchedBy: MatchedBy!
+  reason: String!
+  fields: [FieldDecision!]!
 }
 
 enum WorkflowActionType {
@@ -2091,7 +2420,62 @@ type RecordsChanged {
   records: [SyncBatchRecord!]!
 }
 
+"What draining the outbound queue as it stands would take (docs/sync.md, \"Forecast\"): the flushes the engine would run, planned as the flushes plan themselves, without calling the CRM."
+type SyncForecast {
+  "When the forecast was made."
+  at: Time!
+  "One entry per record type with queued items, in dependency order (companies and campaigns, contacts, members and tasks)."
+  recordTypes: [RecordTypeForecast!]!
+  queuedItems: Int!
+  "Distinct records the queued items write (creates + updates + removes)."
+  records: Int!
+  "Records with no CRM link yet: the flush matches them first (by email, external id, website) and creates those it does not find, so some may turn out to be updates."
+  creates: Int!
+  "Records linked to a CRM record."
+  updates: Int!
+  "Campaign memberships to remove."
+  removes: Int!
+  "Records written by no call: writing is off for their type, the connector does not support it, or the record is gone."
+  skipped: Int!
+  "Flushes the queue takes (one per 50,000 queued items)."
+  flushes: Int!
+  "API calls the flushes plan to spend (describes, reads, matching queries, writes), as crmsync counts them against its budget. An upper bound: a record whose changes turn out to need no write is still counted."
+  apiCalls: Int!
+  "Seconds per API call the duration assumes: measured over the workspace's latest outbound batches of the last day (their wall time over their calls), or the default when there is none."
+  callLatencySeconds: Float!
+  "True when no outbound batch made calls in the last day: callLatencySeconds is the default (1 s), not measured."
+  callLatencyAssumed: Boolean!
+  "The API calls callLatencySeconds was measured over (0 when assumed)."
+  callLatencyCalls: Int!
+  "True on the budget schedule (the flushes wait for the pacing bucket); false on fixed windows."
+  paced: Boolean!
+  "Expected time to drain the queue under the current pacing: the calls at callLatencySeconds plus the waits for the bucket."
+  durationSeconds: Float!
+  "API calls left today under the tightest of the crmsync daily limit (or the paced budget) and the Salesforce allowance the connector last reported."
+  budgetLeft: Int!
+  "Which limit budgetLeft comes from."
+  budgetSource: String!
+  "Whether apiCalls fit in budgetLeft."
+  fitsBudget: Boolean!
+  "When the queue would be drained: now + durationSeconds when it fits, else once enough calls have left the rolling 24-hour window."
+  finishesAt: Time!
+}
+
+"A SyncForecast's figures for one record type. apiCalls are planned as if the type's records were flushed alone, so the types may add up to a little more than the forecast's apiCalls."
+type RecordTypeForecast {
+  recordType: RecordType!
+  queuedItems: Int!
+  records: Int!
+  creates: Int!
+  updates: Int!
+  removes: Int!
+  skipped: Int!
+  apiCalls: Int!
+}
+
 extend type Query {
+  "What draining the queue as it stands would take: records to create and update, API calls, duration, and whether it fits today's budget. Makes no CRM call. Fails when the workspace has no CRM connection."
+  syncForecast: SyncForecast!
   "The workspace's CRM connection, or null."
   connection: CrmConnection
   objectSyncPreferences: [ObjectSyncPreference!]!
@@ -2112,8 +2496,13 @@ extend type Mutation {
   disconnectCrm: Boolean!
   updateObjectSyncPreference(input: ObjectSyncPreferenceInput!): ObjectSyncPreference!
   updateFieldSyncPreference(input: FieldSyncPreferenceInput!): FieldSyncPreference!
-  "Accepts up to 5,000 changes, all or none."
-  recordChanges(input: [RecordChangeInput!]!): RecordChangesResult!
+  """
+  Accepts up to 5,000 changes, all or none. With dryRun: true, validates them
+  exactly the same way, matches the records against the CRM and reads their
+  current state (real API calls, reported in dryRunApiCalls), and returns per
+  record what a flush would do (dryRun), queuing and storing nothing.
+  """
+  recordChanges(input: [RecordChangeInput!]!, dryRun: Boolean = false): RecordChangesResult!
   runWorkflowAction(input: WorkflowActionInput!): RecordChangesResult!
   "Re-queues parked changes (all when ids is omitted); returns how many."
   retryFailedItems(ids: [ID!]): Int!
@@ -2218,6 +2607,28 @@ func (ec *executionContext) childFields_CrmIdentity(ctx context.Context, field g
 		return ec.fieldContext_CrmIdentity_instanceUrl(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CrmIdentity", field.Name)
+}
+
+func (ec *executionContext) childFields_DryRunRecord(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "recordType":
+		return ec.fieldContext_DryRunRecord_recordType(ctx, field)
+	case "recordId":
+		return ec.fieldContext_DryRunRecord_recordId(ctx, field)
+	case "action":
+		return ec.fieldContext_DryRunRecord_action(ctx, field)
+	case "crmObject":
+		return ec.fieldContext_DryRunRecord_crmObject(ctx, field)
+	case "crmId":
+		return ec.fieldContext_DryRunRecord_crmId(ctx, field)
+	case "matchedBy":
+		return ec.fieldContext_DryRunRecord_matchedBy(ctx, field)
+	case "reason":
+		return ec.fieldContext_DryRunRecord_reason(ctx, field)
+	case "fields":
+		return ec.fieldContext_DryRunRecord_fields(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DryRunRecord", field.Name)
 }
 
 func (ec *executionContext) childFields_FailedItem(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2398,6 +2809,10 @@ func (ec *executionContext) childFields_RecordChangesResult(ctx context.Context,
 		return ec.fieldContext_RecordChangesResult_accepted(ctx, field)
 	case "queued":
 		return ec.fieldContext_RecordChangesResult_queued(ctx, field)
+	case "dryRun":
+		return ec.fieldContext_RecordChangesResult_dryRun(ctx, field)
+	case "dryRunApiCalls":
+		return ec.fieldContext_RecordChangesResult_dryRunApiCalls(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type RecordChangesResult", field.Name)
 }
@@ -2414,6 +2829,28 @@ func (ec *executionContext) childFields_RecordField(ctx context.Context, field g
 		return ec.fieldContext_RecordField_source(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type RecordField", field.Name)
+}
+
+func (ec *executionContext) childFields_RecordTypeForecast(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "recordType":
+		return ec.fieldContext_RecordTypeForecast_recordType(ctx, field)
+	case "queuedItems":
+		return ec.fieldContext_RecordTypeForecast_queuedItems(ctx, field)
+	case "records":
+		return ec.fieldContext_RecordTypeForecast_records(ctx, field)
+	case "creates":
+		return ec.fieldContext_RecordTypeForecast_creates(ctx, field)
+	case "updates":
+		return ec.fieldContext_RecordTypeForecast_updates(ctx, field)
+	case "removes":
+		return ec.fieldContext_RecordTypeForecast_removes(ctx, field)
+	case "skipped":
+		return ec.fieldContext_RecordTypeForecast_skipped(ctx, field)
+	case "apiCalls":
+		return ec.fieldContext_RecordTypeForecast_apiCalls(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RecordTypeForecast", field.Name)
 }
 
 func (ec *executionContext) childFields_RecordsChanged(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2538,6 +2975,50 @@ func (ec *executionContext) childFields_SyncBatchRecordEdge(ctx context.Context,
 		return ec.fieldContext_SyncBatchRecordEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SyncBatchRecordEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncForecast(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "at":
+		return ec.fieldContext_SyncForecast_at(ctx, field)
+	case "recordTypes":
+		return ec.fieldContext_SyncForecast_recordTypes(ctx, field)
+	case "queuedItems":
+		return ec.fieldContext_SyncForecast_queuedItems(ctx, field)
+	case "records":
+		return ec.fieldContext_SyncForecast_records(ctx, field)
+	case "creates":
+		return ec.fieldContext_SyncForecast_creates(ctx, field)
+	case "updates":
+		return ec.fieldContext_SyncForecast_updates(ctx, field)
+	case "removes":
+		return ec.fieldContext_SyncForecast_removes(ctx, field)
+	case "skipped":
+		return ec.fieldContext_SyncForecast_skipped(ctx, field)
+	case "flushes":
+		return ec.fieldContext_SyncForecast_flushes(ctx, field)
+	case "apiCalls":
+		return ec.fieldContext_SyncForecast_apiCalls(ctx, field)
+	case "callLatencySeconds":
+		return ec.fieldContext_SyncForecast_callLatencySeconds(ctx, field)
+	case "callLatencyAssumed":
+		return ec.fieldContext_SyncForecast_callLatencyAssumed(ctx, field)
+	case "callLatencyCalls":
+		return ec.fieldContext_SyncForecast_callLatencyCalls(ctx, field)
+	case "paced":
+		return ec.fieldContext_SyncForecast_paced(ctx, field)
+	case "durationSeconds":
+		return ec.fieldContext_SyncForecast_durationSeconds(ctx, field)
+	case "budgetLeft":
+		return ec.fieldContext_SyncForecast_budgetLeft(ctx, field)
+	case "budgetSource":
+		return ec.fieldContext_SyncForecast_budgetSource(ctx, field)
+	case "fitsBudget":
+		return ec.fieldContext_SyncForecast_fitsBudget(ctx, field)
+	case "finishesAt":
+		return ec.fieldContext_SyncForecast_finishesAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncForecast", field.Name)
 }
 
 func (ec *executionContext) childFields_SyncOverview(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

@@ -25,7 +25,7 @@ type MutationResolver interface {
 	DisconnectCrm(ctx context.Context) (bool, error)
 	UpdateObjectSyncPreference(ctx context.Context, input model.ObjectSyncPreferenceInput) (*model.ObjectSyncPreference, error)
 	UpdateFieldSyncPreference(ctx context.Context, input model.FieldSyncPreferenceInput) (*model.FieldSyncPreference, error)
-	RecordChanges(ctx context.Context, input []*model.RecordChangeInput) (*model.RecordChangesResult, error)
+	RecordChanges(ctx context.Context, input []*model.RecordChangeInput, dryRun *bool) (*model.RecordChangesResult, error)
 	RunWorkflowAction(ctx context.Context, input model.WorkflowActionInput) (*model.RecordChangesResult, error)
 	RetryFailedItems(ctx context.Context, ids []int64) (int, error)
 	DismissFailedItems(ctx context.Context, ids []int64) (int, error)
@@ -37,6 +37,7 @@ type QueryResolver interface {
 	Viewer(ctx context.Context) (*workspace.Workspace, error)
 	Health(ctx context.Context) (*model.Health, error)
 	Workspaces(ctx context.Context) ([]*workspace.Workspace, error)
+	SyncForecast(ctx context.Context) (*model.SyncForecast, error)
 	Connection(ctx context.Context) (*model.CrmConnection, error)
 	ObjectSyncPreferences(ctx context.Context) ([]*model.ObjectSyncPreference, error)
 	FieldSyncPreferences(ctx context.Context, recordType model.RecordType) ([]*model.FieldSyncPreference, error)
@@ -104,6 +105,14 @@ func (ec *executionContext) field_Mutation_recordChanges_args(ctx context.Contex
 		return nil, err
 	}
 	args["input"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "dryRun",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["dryRun"] = arg1
 	return args, nil
 }
 
@@ -519,7 +528,7 @@ func (ec *executionContext) _Mutation_recordChanges(ctx context.Context, field g
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().RecordChanges(ctx, fc.Args["input"].([]*model.RecordChangeInput))
+			return ec.Resolvers.Mutation().RecordChanges(ctx, fc.Args["input"].([]*model.RecordChangeInput), fc.Args["dryRun"].(*bool))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.RecordChangesResult) graphql.Marshaler {
@@ -897,6 +906,38 @@ func (ec *executionContext) fieldContext_Query_workspaces(_ context.Context, fie
 		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Workspace(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_syncForecast(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_syncForecast(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().SyncForecast(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SyncForecast) graphql.Marshaler {
+			return ec.marshalNSyncForecast2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncForecast(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_syncForecast(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncForecast(ctx, field)
 		},
 	}
 	return fc, nil
@@ -1462,6 +1503,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_workspaces(ctx, field)
+				})
+		case "syncForecast":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_syncForecast(ctx, field)
 				})
 		case "connection":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,

@@ -449,6 +449,199 @@ func (ec *executionContext) fieldContext_CrmIdentity_instanceUrl(_ context.Conte
 	return graphql.NewScalarFieldContext("CrmIdentity", field, false, false, "String")
 }
 
+func (ec *executionContext) _DryRunRecord_recordType(ctx context.Context, field graphql.CollectedField, obj *model.DryRunRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DryRunRecord_recordType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordType, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.RecordType) graphql.Marshaler {
+			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DryRunRecord_recordType(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DryRunRecord", field, false, false, "RecordType")
+}
+
+func (ec *executionContext) _DryRunRecord_recordId(ctx context.Context, field graphql.CollectedField, obj *model.DryRunRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DryRunRecord_recordId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DryRunRecord_recordId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DryRunRecord", field, false, false, "String")
+}
+
+func (ec *executionContext) _DryRunRecord_action(ctx context.Context, field graphql.CollectedField, obj *model.DryRunRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DryRunRecord_action(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Action, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.DryRunAction) graphql.Marshaler {
+			return ec.marshalNDryRunAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDryRunAction(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DryRunRecord_action(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DryRunRecord", field, false, false, "DryRunAction")
+}
+
+func (ec *executionContext) _DryRunRecord_crmObject(ctx context.Context, field graphql.CollectedField, obj *model.DryRunRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DryRunRecord_crmObject(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CrmObject, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DryRunRecord_crmObject(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DryRunRecord", field, false, false, "String")
+}
+
+func (ec *executionContext) _DryRunRecord_crmId(ctx context.Context, field graphql.CollectedField, obj *model.DryRunRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DryRunRecord_crmId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CrmID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DryRunRecord_crmId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DryRunRecord", field, false, false, "String")
+}
+
+func (ec *executionContext) _DryRunRecord_matchedBy(ctx context.Context, field graphql.CollectedField, obj *model.DryRunRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DryRunRecord_matchedBy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MatchedBy, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.MatchedBy) graphql.Marshaler {
+			return ec.marshalNMatchedBy2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐMatchedBy(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DryRunRecord_matchedBy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DryRunRecord", field, false, false, "MatchedBy")
+}
+
+func (ec *executionContext) _DryRunRecord_reason(ctx context.Context, field graphql.CollectedField, obj *model.DryRunRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DryRunRecord_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DryRunRecord_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DryRunRecord", field, false, false, "String")
+}
+
+func (ec *executionContext) _DryRunRecord_fields(ctx context.Context, field graphql.CollectedField, obj *model.DryRunRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DryRunRecord_fields(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Fields, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.FieldDecision) graphql.Marshaler {
+			return ec.marshalNFieldDecision2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐFieldDecisionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DryRunRecord_fields(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DryRunRecord",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_FieldDecision(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _FailedItem_id(ctx context.Context, field graphql.CollectedField, obj *model.FailedItem) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -1656,6 +1849,61 @@ func (ec *executionContext) fieldContext_RecordChangesResult_queued(_ context.Co
 	return graphql.NewScalarFieldContext("RecordChangesResult", field, false, false, "Int")
 }
 
+func (ec *executionContext) _RecordChangesResult_dryRun(ctx context.Context, field graphql.CollectedField, obj *model.RecordChangesResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RecordChangesResult_dryRun(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DryRun, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.DryRunRecord) graphql.Marshaler {
+			return ec.marshalNDryRunRecord2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDryRunRecordᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RecordChangesResult_dryRun(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RecordChangesResult",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DryRunRecord(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RecordChangesResult_dryRunApiCalls(ctx context.Context, field graphql.CollectedField, obj *model.RecordChangesResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RecordChangesResult_dryRunApiCalls(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DryRunAPICalls, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RecordChangesResult_dryRunApiCalls(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RecordChangesResult", field, false, false, "Int")
+}
+
 func (ec *executionContext) _RecordField_name(ctx context.Context, field graphql.CollectedField, obj *model.RecordField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -1746,6 +1994,190 @@ func (ec *executionContext) _RecordField_source(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_RecordField_source(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("RecordField", field, false, false, "FieldSource")
+}
+
+func (ec *executionContext) _RecordTypeForecast_recordType(ctx context.Context, field graphql.CollectedField, obj *model.RecordTypeForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RecordTypeForecast_recordType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordType, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.RecordType) graphql.Marshaler {
+			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RecordTypeForecast_recordType(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RecordTypeForecast", field, false, false, "RecordType")
+}
+
+func (ec *executionContext) _RecordTypeForecast_queuedItems(ctx context.Context, field graphql.CollectedField, obj *model.RecordTypeForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RecordTypeForecast_queuedItems(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.QueuedItems, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RecordTypeForecast_queuedItems(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RecordTypeForecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RecordTypeForecast_records(ctx context.Context, field graphql.CollectedField, obj *model.RecordTypeForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RecordTypeForecast_records(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Records, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RecordTypeForecast_records(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RecordTypeForecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RecordTypeForecast_creates(ctx context.Context, field graphql.CollectedField, obj *model.RecordTypeForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RecordTypeForecast_creates(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Creates, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RecordTypeForecast_creates(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RecordTypeForecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RecordTypeForecast_updates(ctx context.Context, field graphql.CollectedField, obj *model.RecordTypeForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RecordTypeForecast_updates(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Updates, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RecordTypeForecast_updates(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RecordTypeForecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RecordTypeForecast_removes(ctx context.Context, field graphql.CollectedField, obj *model.RecordTypeForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RecordTypeForecast_removes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Removes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RecordTypeForecast_removes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RecordTypeForecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RecordTypeForecast_skipped(ctx context.Context, field graphql.CollectedField, obj *model.RecordTypeForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RecordTypeForecast_skipped(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Skipped, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RecordTypeForecast_skipped(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RecordTypeForecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RecordTypeForecast_apiCalls(ctx context.Context, field graphql.CollectedField, obj *model.RecordTypeForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RecordTypeForecast_apiCalls(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.APICalls, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RecordTypeForecast_apiCalls(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RecordTypeForecast", field, false, false, "Int")
 }
 
 func (ec *executionContext) _RecordsChanged_batchId(ctx context.Context, field graphql.CollectedField, obj *model.RecordsChanged) (ret graphql.Marshaler) {
@@ -2809,6 +3241,452 @@ func (ec *executionContext) fieldContext_SyncBatchRecordEdge_node(_ context.Cont
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _SyncForecast_at(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Time")
+}
+
+func (ec *executionContext) _SyncForecast_recordTypes(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_recordTypes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordTypes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.RecordTypeForecast) graphql.Marshaler {
+			return ec.marshalNRecordTypeForecast2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordTypeForecastᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_recordTypes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncForecast",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RecordTypeForecast(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SyncForecast_queuedItems(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_queuedItems(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.QueuedItems, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_queuedItems(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncForecast_records(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_records(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Records, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_records(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncForecast_creates(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_creates(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Creates, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_creates(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncForecast_updates(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_updates(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Updates, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_updates(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncForecast_removes(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_removes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Removes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_removes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncForecast_skipped(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_skipped(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Skipped, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_skipped(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncForecast_flushes(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_flushes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Flushes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_flushes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncForecast_apiCalls(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_apiCalls(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.APICalls, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_apiCalls(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncForecast_callLatencySeconds(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_callLatencySeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CallLatencySeconds, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_callLatencySeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Float")
+}
+
+func (ec *executionContext) _SyncForecast_callLatencyAssumed(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_callLatencyAssumed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CallLatencyAssumed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_callLatencyAssumed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _SyncForecast_callLatencyCalls(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_callLatencyCalls(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CallLatencyCalls, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_callLatencyCalls(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncForecast_paced(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_paced(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Paced, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_paced(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _SyncForecast_durationSeconds(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_durationSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DurationSeconds, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_durationSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Float")
+}
+
+func (ec *executionContext) _SyncForecast_budgetLeft(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_budgetLeft(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BudgetLeft, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_budgetLeft(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncForecast_budgetSource(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_budgetSource(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BudgetSource, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_budgetSource(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncForecast_fitsBudget(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_fitsBudget(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FitsBudget, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_fitsBudget(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _SyncForecast_finishesAt(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_finishesAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FinishesAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_finishesAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Time")
 }
 
 func (ec *executionContext) _SyncOverview_conversionDailyLimit(ctx context.Context, field graphql.CollectedField, obj *model.SyncOverview) (ret graphql.Marshaler) {
@@ -4303,6 +5181,74 @@ func (ec *executionContext) _CrmIdentity(ctx context.Context, sel ast.SelectionS
 	return out
 }
 
+var dryRunRecordImplementors = []string{"DryRunRecord"}
+
+func (ec *executionContext) _DryRunRecord(ctx context.Context, sel ast.SelectionSet, obj *model.DryRunRecord) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, dryRunRecordImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DryRunRecord")
+		case "recordType":
+			out.Values[i] = ec._DryRunRecord_recordType(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "recordId":
+			out.Values[i] = ec._DryRunRecord_recordId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "action":
+			out.Values[i] = ec._DryRunRecord_action(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "crmObject":
+			out.Values[i] = ec._DryRunRecord_crmObject(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "crmId":
+			out.Values[i] = ec._DryRunRecord_crmId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "matchedBy":
+			out.Values[i] = ec._DryRunRecord_matchedBy(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reason":
+			out.Values[i] = ec._DryRunRecord_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "fields":
+			out.Values[i] = ec._DryRunRecord_fields(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var failedItemImplementors = []string{"FailedItem"}
 
 func (ec *executionContext) _FailedItem(ctx context.Context, sel ast.SelectionSet, obj *model.FailedItem) graphql.Marshaler {
@@ -4873,6 +5819,16 @@ func (ec *executionContext) _RecordChangesResult(ctx context.Context, sel ast.Se
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "dryRun":
+			out.Values[i] = ec._RecordChangesResult_dryRun(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "dryRunApiCalls":
+			out.Values[i] = ec._RecordChangesResult_dryRunApiCalls(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -4918,6 +5874,74 @@ func (ec *executionContext) _RecordField(ctx context.Context, sel ast.SelectionS
 			}
 		case "source":
 			out.Values[i] = ec._RecordField_source(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var recordTypeForecastImplementors = []string{"RecordTypeForecast"}
+
+func (ec *executionContext) _RecordTypeForecast(ctx context.Context, sel ast.SelectionSet, obj *model.RecordTypeForecast) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, recordTypeForecastImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RecordTypeForecast")
+		case "recordType":
+			out.Values[i] = ec._RecordTypeForecast_recordType(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "queuedItems":
+			out.Values[i] = ec._RecordTypeForecast_queuedItems(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "records":
+			out.Values[i] = ec._RecordTypeForecast_records(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "creates":
+			out.Values[i] = ec._RecordTypeForecast_creates(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updates":
+			out.Values[i] = ec._RecordTypeForecast_updates(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "removes":
+			out.Values[i] = ec._RecordTypeForecast_removes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "skipped":
+			out.Values[i] = ec._RecordTypeForecast_skipped(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "apiCalls":
+			out.Values[i] = ec._RecordTypeForecast_apiCalls(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -5377,6 +6401,129 @@ func (ec *executionContext) _SyncBatchRecordEdge(ctx context.Context, sel ast.Se
 	return out
 }
 
+var syncForecastImplementors = []string{"SyncForecast"}
+
+func (ec *executionContext) _SyncForecast(ctx context.Context, sel ast.SelectionSet, obj *model.SyncForecast) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, syncForecastImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SyncForecast")
+		case "at":
+			out.Values[i] = ec._SyncForecast_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "recordTypes":
+			out.Values[i] = ec._SyncForecast_recordTypes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "queuedItems":
+			out.Values[i] = ec._SyncForecast_queuedItems(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "records":
+			out.Values[i] = ec._SyncForecast_records(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "creates":
+			out.Values[i] = ec._SyncForecast_creates(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updates":
+			out.Values[i] = ec._SyncForecast_updates(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "removes":
+			out.Values[i] = ec._SyncForecast_removes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "skipped":
+			out.Values[i] = ec._SyncForecast_skipped(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "flushes":
+			out.Values[i] = ec._SyncForecast_flushes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "apiCalls":
+			out.Values[i] = ec._SyncForecast_apiCalls(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "callLatencySeconds":
+			out.Values[i] = ec._SyncForecast_callLatencySeconds(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "callLatencyAssumed":
+			out.Values[i] = ec._SyncForecast_callLatencyAssumed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "callLatencyCalls":
+			out.Values[i] = ec._SyncForecast_callLatencyCalls(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "paced":
+			out.Values[i] = ec._SyncForecast_paced(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "durationSeconds":
+			out.Values[i] = ec._SyncForecast_durationSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "budgetLeft":
+			out.Values[i] = ec._SyncForecast_budgetLeft(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "budgetSource":
+			out.Values[i] = ec._SyncForecast_budgetSource(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "fitsBudget":
+			out.Values[i] = ec._SyncForecast_fitsBudget(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "finishesAt":
+			out.Values[i] = ec._SyncForecast_finishesAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var syncOverviewImplementors = []string{"SyncOverview"}
 
 func (ec *executionContext) _SyncOverview(ctx context.Context, sel ast.SelectionSet, obj *model.SyncOverview) graphql.Marshaler {
@@ -5667,6 +6814,40 @@ func (ec *executionContext) marshalNCrmIdentity2ᚖgithubᚗcomᚋcrmsyncᚋcrms
 	return ec._CrmIdentity(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNDryRunAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDryRunAction(ctx context.Context, v any) (model.DryRunAction, error) {
+	var res model.DryRunAction
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDryRunAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDryRunAction(ctx context.Context, sel ast.SelectionSet, v model.DryRunAction) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNDryRunRecord2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDryRunRecordᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.DryRunRecord) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNDryRunRecord2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDryRunRecord(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNDryRunRecord2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDryRunRecord(ctx context.Context, sel ast.SelectionSet, v *model.DryRunRecord) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DryRunRecord!")
+		return graphql.Null
+	}
+	return ec._DryRunRecord(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNFailedItem2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐFailedItem(ctx context.Context, sel ast.SelectionSet, v *model.FailedItem) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "FailedItem!")
@@ -5817,6 +6998,16 @@ func (ec *executionContext) marshalNInboundSync2ᚖgithubᚗcomᚋcrmsyncᚋcrms
 	return ec._InboundSync(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNMatchedBy2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐMatchedBy(ctx context.Context, v any) (model.MatchedBy, error) {
+	var res model.MatchedBy
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNMatchedBy2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐMatchedBy(ctx context.Context, sel ast.SelectionSet, v model.MatchedBy) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) unmarshalNMembershipAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐMembershipAction(ctx context.Context, v any) (model.MembershipAction, error) {
 	var res model.MembershipAction
 	err := res.UnmarshalGQL(v)
@@ -5949,6 +7140,30 @@ func (ec *executionContext) marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsync�
 	return v
 }
 
+func (ec *executionContext) marshalNRecordTypeForecast2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordTypeForecastᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.RecordTypeForecast) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNRecordTypeForecast2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordTypeForecast(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNRecordTypeForecast2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordTypeForecast(ctx context.Context, sel ast.SelectionSet, v *model.RecordTypeForecast) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RecordTypeForecast!")
+		return graphql.Null
+	}
+	return ec._RecordTypeForecast(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNRecordsChanged2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordsChanged(ctx context.Context, sel ast.SelectionSet, v *model.RecordsChanged) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "RecordsChanged!")
@@ -6079,6 +7294,14 @@ func (ec *executionContext) unmarshalNSyncDirection2githubᚗcomᚋcrmsyncᚋcrm
 
 func (ec *executionContext) marshalNSyncDirection2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncDirection(ctx context.Context, sel ast.SelectionSet, v model.SyncDirection) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNSyncForecast2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncForecast(ctx context.Context, sel ast.SelectionSet, v *model.SyncForecast) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SyncForecast!")
+		return graphql.Null
+	}
+	return ec._SyncForecast(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNSyncMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncMode(ctx context.Context, v any) (model.SyncMode, error) {

@@ -63,6 +63,20 @@ type CrmIdentity struct {
 	InstanceURL string `json:"instanceUrl"`
 }
 
+// One record of a dry run: what a flush would do with it, and every field's decision with its reason, as the sync log would record it.
+type DryRunRecord struct {
+	RecordType RecordType   `json:"recordType"`
+	RecordID   string       `json:"recordId"`
+	Action     DryRunAction `json:"action"`
+	// The CRM object written (Lead or Contact for a contact).
+	CrmObject string `json:"crmObject"`
+	// The matched or linked CRM record's id; empty for a create. A parent created by the same batch shows as (created by this batch) in its children's link fields.
+	CrmID     string           `json:"crmId"`
+	MatchedBy MatchedBy        `json:"matchedBy"`
+	Reason    string           `json:"reason"`
+	Fields    []*FieldDecision `json:"fields"`
+}
+
 // A change parked after the CRM refused it for good.
 type FailedItem struct {
 	ID           int64      `json:"id"`
@@ -222,10 +236,14 @@ type RecordChangeInput struct {
 }
 
 type RecordChangesResult struct {
-	// Changes accepted (all of them, or the call fails).
+	// Changes accepted (all of them, or the call fails). A dry run: the changes that passed validation (all of them, or the call fails); nothing is stored.
 	Accepted int `json:"accepted"`
-	// Changes queued for the CRM (types with writing off, or that the connector does not support, are kept but not queued).
+	// Changes queued for the CRM (types with writing off, or that the connector does not support, are kept but not queued). Always 0 in a dry run.
 	Queued int `json:"queued"`
+	// Dry run only: what a flush would do with each record the changes touch, in the order of their first change; empty when not a dry run.
+	DryRun []*DryRunRecord `json:"dryRun"`
+	// Dry run only: the API calls the dry run made to match and read the records (counted in crmsync's daily count like a flush's); 0 when not a dry run.
+	DryRunAPICalls int `json:"dryRunApiCalls"`
 }
 
 type RecordField struct {
@@ -233,6 +251,18 @@ type RecordField struct {
 	Value     JSON        `json:"value,omitempty"`
 	ChangedAt time.Time   `json:"changedAt"`
 	Source    FieldSource `json:"source"`
+}
+
+// A SyncForecast's figures for one record type. apiCalls are planned as if the type's records were flushed alone, so the types may add up to a little more than the forecast's apiCalls.
+type RecordTypeForecast struct {
+	RecordType  RecordType `json:"recordType"`
+	QueuedItems int        `json:"queuedItems"`
+	Records     int        `json:"records"`
+	Creates     int        `json:"creates"`
+	Updates     int        `json:"updates"`
+	Removes     int        `json:"removes"`
+	Skipped     int        `json:"skipped"`
+	APICalls    int        `json:"apiCalls"`
 }
 
 // Records changed by an inbound pull.
@@ -304,6 +334,47 @@ type SyncBatchRecordConnection struct {
 type SyncBatchRecordEdge struct {
 	Cursor string           `json:"cursor"`
 	Node   *SyncBatchRecord `json:"node"`
+}
+
+// What draining the outbound queue as it stands would take (docs/sync.md, "Forecast"): the flushes the engine would run, planned as the flushes plan themselves, without calling the CRM.
+type SyncForecast struct {
+	// When the forecast was made.
+	At time.Time `json:"at"`
+	// One entry per record type with queued items, in dependency order (companies and campaigns, contacts, members and tasks).
+	RecordTypes []*RecordTypeForecast `json:"recordTypes"`
+	QueuedItems int                   `json:"queuedItems"`
+	// Distinct records the queued items write (creates + updates + removes).
+	Records int `json:"records"`
+	// Records with no CRM link yet: the flush matches them first (by email, external id, website) and creates those it does not find, so some may turn out to be updates.
+	Creates int `json:"creates"`
+	// Records linked to a CRM record.
+	Updates int `json:"updates"`
+	// Campaign memberships to remove.
+	Removes int `json:"removes"`
+	// Records written by no call: writing is off for their type, the connector does not support it, or the record is gone.
+	Skipped int `json:"skipped"`
+	// Flushes the queue takes (one per 50,000 queued items).
+	Flushes int `json:"flushes"`
+	// API calls the flushes plan to spend (describes, reads, matching queries, writes), as crmsync counts them against its budget. An upper bound: a record whose changes turn out to need no write is still counted.
+	APICalls int `json:"apiCalls"`
+	// Seconds per API call the duration assumes: measured over the workspace's latest outbound batches of the last day (their wall time over their calls), or the default when there is none.
+	CallLatencySeconds float64 `json:"callLatencySeconds"`
+	// True when no outbound batch made calls in the last day: callLatencySeconds is the default (1 s), not measured.
+	CallLatencyAssumed bool `json:"callLatencyAssumed"`
+	// The API calls callLatencySeconds was measured over (0 when assumed).
+	CallLatencyCalls int `json:"callLatencyCalls"`
+	// True on the budget schedule (the flushes wait for the pacing bucket); false on fixed windows.
+	Paced bool `json:"paced"`
+	// Expected time to drain the queue under the current pacing: the calls at callLatencySeconds plus the waits for the bucket.
+	DurationSeconds float64 `json:"durationSeconds"`
+	// API calls left today under the tightest of the crmsync daily limit (or the paced budget) and the Salesforce allowance the connector last reported.
+	BudgetLeft int `json:"budgetLeft"`
+	// Which limit budgetLeft comes from.
+	BudgetSource string `json:"budgetSource"`
+	// Whether apiCalls fit in budgetLeft.
+	FitsBudget bool `json:"fitsBudget"`
+	// When the queue would be drained: now + durationSeconds when it fits, else once enough calls have left the rolling 24-hour window.
+	FinishesAt time.Time `json:"finishesAt"`
 }
 
 type SyncLogFilter struct {
@@ -629,6 +700,73 @@ func (e Database) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// What a flush would do with a record (recordChanges with dryRun: true).
+type DryRunAction string
+
+const (
+	DryRunActionCreate DryRunAction = "CREATE"
+	DryRunActionUpdate DryRunAction = "UPDATE"
+	DryRunActionDelete DryRunAction = "DELETE"
+	// No call for the record (no field to send, writing off for its type, not a member to remove); reason says why.
+	DryRunActionNone DryRunAction = "NONE"
+	// The record would wait for a parent that is neither in the CRM nor created by the same batch.
+	DryRunActionWait DryRunAction = "WAIT"
+	// The flush would fail the record (its CRM record was deleted in the CRM, a converted Lead's Contact cannot be read); reason says why.
+	DryRunActionFail DryRunAction = "FAIL"
+)
+
+var AllDryRunAction = []DryRunAction{
+	DryRunActionCreate,
+	DryRunActionUpdate,
+	DryRunActionDelete,
+	DryRunActionNone,
+	DryRunActionWait,
+	DryRunActionFail,
+}
+
+func (e DryRunAction) IsValid() bool {
+	switch e {
+	case DryRunActionCreate, DryRunActionUpdate, DryRunActionDelete, DryRunActionNone, DryRunActionWait, DryRunActionFail:
+		return true
+	}
+	return false
+}
+
+func (e DryRunAction) String() string {
+	return string(e)
+}
+
+func (e *DryRunAction) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = DryRunAction(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid DryRunAction", str)
+	}
+	return nil
+}
+
+func (e DryRunAction) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *DryRunAction) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e DryRunAction) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
 // Who last set a field: a Conversion source, or Salesforce (inbound sync).
 type FieldSource string
 
@@ -749,6 +887,82 @@ func (e *InboundMode) UnmarshalJSON(b []byte) error {
 }
 
 func (e InboundMode) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// How the dry run found a record's CRM record.
+type MatchedBy string
+
+const (
+	// Linked to its CRM record already.
+	MatchedByLinked MatchedBy = "LINKED"
+	// A Contact (or else a Lead) with the contact's email; a converted Lead leads to its Contact.
+	MatchedByEmail MatchedBy = "EMAIL"
+	// The configured external-id field holds the Conversion id.
+	MatchedByExternalID MatchedBy = "EXTERNAL_ID"
+	// An Account with the company's website domain.
+	MatchedByWebsite MatchedBy = "WEBSITE"
+	// The exact name, after a create whose outcome is unknown.
+	MatchedByName MatchedBy = "NAME"
+	// The contact is already a member of the campaign.
+	MatchedByCampaignMember MatchedBy = "CAMPAIGN_MEMBER"
+	// A task of the contact with the same subject, after a create whose outcome is unknown.
+	MatchedBySubject MatchedBy = "SUBJECT"
+	// Nothing found: the record would be created.
+	MatchedByNew MatchedBy = "NEW"
+)
+
+var AllMatchedBy = []MatchedBy{
+	MatchedByLinked,
+	MatchedByEmail,
+	MatchedByExternalID,
+	MatchedByWebsite,
+	MatchedByName,
+	MatchedByCampaignMember,
+	MatchedBySubject,
+	MatchedByNew,
+}
+
+func (e MatchedBy) IsValid() bool {
+	switch e {
+	case MatchedByLinked, MatchedByEmail, MatchedByExternalID, MatchedByWebsite, MatchedByName, MatchedByCampaignMember, MatchedBySubject, MatchedByNew:
+		return true
+	}
+	return false
+}
+
+func (e MatchedBy) String() string {
+	return string(e)
+}
+
+func (e *MatchedBy) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = MatchedBy(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid MatchedBy", str)
+	}
+	return nil
+}
+
+func (e MatchedBy) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *MatchedBy) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e MatchedBy) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

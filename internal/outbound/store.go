@@ -185,3 +185,18 @@ func chunks[T any](s []T, n int) func(func([]T) bool) {
 		}
 	}
 }
+
+// Queued returns up to limit of a workspace's queued items with ids above
+// afterID, in queue order, those in backoff included: what the flushes to
+// come will claim, a page at a time (the forecast's read; Claim is the
+// flush's).
+func Queued(ctx context.Context, db bun.IDB, workspaceID, afterID int64, limit int) ([]Item, error) {
+	var items []Item
+	err := db.NewSelect().Model(&items).
+		Where("workspace_id = ? AND state = ? AND id > ?", workspaceID, StateQueued, afterID).
+		OrderExpr("id ASC").Limit(int64(limit)).Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list queued items of workspace %d: %w", workspaceID, err)
+	}
+	return items, nil
+}

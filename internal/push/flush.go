@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -69,6 +71,10 @@ type job struct {
 	// quiet is set on a job still waiting for its parent after an earlier
 	// flush logged it waiting: the sync log says so once, not every pass.
 	quiet bool
+	// matched says how match found the CRM record (empty: not matched);
+	// linked that the record was linked to it before the flush.
+	matched MatchedBy
+	linked  bool
 }
 
 // flush is the state of one flush of one connection.
@@ -110,6 +116,9 @@ type flush struct {
 	readAt map[string]time.Time
 	// path and pathReason are the batch's write path and why it read.
 	path, pathReason string
+	// dryRun is set on a dry run's flush: it matches and reads, decides,
+	// and writes nothing (dryrun.go).
+	dryRun bool
 }
 
 type backoff struct {
@@ -267,6 +276,12 @@ func (f *flush) plan(ctx context.Context, items []outbound.Item) error {
 	if err != nil {
 		return err
 	}
+	return f.planWrites(ctx, writes, recs)
+}
+
+// planWrites builds one job per coalesced write of the given records.
+func (f *flush) planWrites(ctx context.Context, writes []outbound.Write, recs map[int64]*record.Record) error {
+	var err error
 	if f.objs, err = prefs.Objects(ctx, f.e.db, f.c.WorkspaceID); err != nil {
 		return err
 	}
@@ -287,7 +302,7 @@ func (f *flush) plan(ctx context.Context, items []outbound.Item) error {
 			continue
 		}
 		f.records[record.Key{Type: r.Type, ID: r.ConversionID}] = r
-		j := &job{w: w, rec: r, level: levels[r.Type], object: r.CRMObject, crmID: r.CRMID}
+		j := &job{w: w, rec: r, level: levels[r.Type], object: r.CRMObject, crmID: r.CRMID, linked: r.CRMID != ""}
 		j.log = synclog.Record{RecordType: r.Type, ConversionID: r.ConversionID}
 		if j.object == "" {
 			j.object = f.objectFor(r.Type)
@@ -418,10 +433,15 @@ func (f *flush) needsPendingCreates(jobs []*job) bool {
 	return false
 }
 
-// writePending sends the pending writes in one BulkUpdate.
+// writePending sends the pending writes in one BulkUpdate (a dry run
+// only pretends to: dryrun.go).
 func (f *flush) writePending(ctx context.Context) error {
 	ops := f.pending
 	f.pending = nil
+	if f.dryRun {
+		pretendCreated(ops)
+		return nil
+	}
 	return f.write(ctx, ops)
 }
 
@@ -600,54 +620,164 @@ func (f *flush) checkBudget(ctx context.Context) (PauseReason, string, error) {
 	return PauseNone, "", nil
 }
 
-// plannedCalls estimates the calls of this flush before it starts: per
-// dependency level, one read per object of linked records (2,000 ids per
-// read), the matching queries of unlinked records, and one write per 1,000
-// operations, plus one describe per object the engine has not described
-// yet (a connector may spend a call per object).
+// plannedCalls estimates the calls of this flush before it starts, as
+// the Salesforce connector spends them: one describe per dependency level
+// with objects the engine has not described yet (a connector answering
+// from its own cold cache may spend more); the reads of linked records (2,000 ids a
+// retrieve, five retrieves a call, all objects and levels together); the
+// matching queries of unlinked records (plannedMatchCalls); and the
+// writes, one BulkUpdate of 1,000 operations a call for all levels, split
+// where a level needs a record an earlier one creates.
 func (f *flush) plannedCalls() int {
-	calls := 0
-	cached := f.e.descs.Objects(f.c)
-	undescribed := map[string]bool{}
+	return f.callsPlanned(f.e.descs.Objects(f.c))
+}
+
+// Per-call capacities of the Salesforce connector that plannedCalls counts with.
+const (
+	idsPerRetrieve     = 2000
+	retrievesPerCall   = 5
+	writesPerCall      = 1000
+	queryBytesPerCall  = 5 * 11_800 // five SOQL queries of 12,000 URL-encoded bytes, less their SELECT
+	queryBytesPerValue = 9          // quotes and comma around each literal, URL-encoded
+)
+
+// callsPlanned is plannedCalls with the objects already described given:
+// the forecast (forecast.go) plans flushes after the first one, whose
+// describes are paid by then.
+func (f *flush) callsPlanned(cached map[string]connector.Object) int {
+	describes := map[int]bool{}
+	linked := map[string]int{}
 	for _, j := range f.jobs {
 		if j.done {
 			continue
 		}
 		for _, o := range []string{j.object, objContact} {
 			if _, ok := cached[o]; !ok && (o == j.object || j.object == objLead) {
-				undescribed[o] = true
+				describes[j.level] = true
+			}
+		}
+		if j.crmID != "" {
+			linked[j.object]++
+		}
+	}
+	calls := len(describes)
+	retrieves := 0
+	for _, n := range linked {
+		retrieves += ceilDiv(n, idsPerRetrieve)
+	}
+	calls += ceilDiv(retrieves, retrievesPerCall)
+	for level := 0; level <= 2; level++ {
+		calls += f.plannedMatchCalls(level)
+	}
+	return calls + f.plannedWriteCalls()
+}
+
+// plannedMatchCalls counts the queries matching a level's unlinked
+// records (match.go): the values each matcher looks up, packed into IN
+// lists.
+func (f *flush) plannedMatchCalls(level int) int {
+	values := map[string][]string{} // per query: the values
+	for _, j := range f.jobs {
+		if j.done || j.level != level || j.crmID != "" {
+			continue
+		}
+		r := j.rec
+		switch r.Type {
+		case record.TypeContact:
+			if e := strings.ToLower(stringField(r, "email")); e != "" {
+				values["Contact.Email"] = append(values["Contact.Email"], e)
+				values["Lead.Email"] = append(values["Lead.Email"], e)
+			}
+		case record.TypeCompany, record.TypeCampaign:
+			if ext := f.extID[j.object]; ext != "" {
+				values[j.object+"."+ext] = append(values[j.object+"."+ext], r.ConversionID)
+			} else if d := record.Domain(stringField(r, "website")); d != "" && r.Type == record.TypeCompany {
+				values["Account.Website"] = append(values["Account.Website"], websiteValues(d)...)
+			}
+			if n := stringField(r, "name"); n != "" && !r.CreateAttemptedAt.IsZero() {
+				values[j.object+".Name"] = append(values[j.object+".Name"], n)
+			}
+		case record.TypeCampaignMember:
+			values["CampaignMember.CampaignId"] = append(values["CampaignMember.CampaignId"], stringField(r, outbound.FieldCampaignID))
+		case record.TypeTask:
+			if r.CreateAttemptedAt.IsZero() {
+				values["Task.WhoId"] = append(values["Task.WhoId"], stringField(r, outbound.FieldContactID))
 			}
 		}
 	}
-	calls += len(undescribed)
-	for level := 0; level <= 2; level++ {
-		reads := map[string]int{}
-		matches := map[record.Type]bool{}
-		ops := 0
-		for _, j := range f.jobs {
-			if j.done || j.level != level {
-				continue
-			}
-			ops++
-			if j.crmID != "" {
-				reads[j.object]++
-			} else {
-				matches[j.rec.Type] = true
-			}
+	calls := 0
+	for _, vs := range values {
+		bytes := 0
+		for _, v := range slices.Compact(slices.Sorted(slices.Values(vs))) {
+			bytes += len(url.QueryEscape(v)) + queryBytesPerValue
 		}
-		for _, n := range reads {
-			calls += (n + 1999) / 2000
-		}
-		for t := range matches {
-			calls++
-			if t == record.TypeContact || t == record.TypeCompany {
-				calls++ // Contacts and Leads; website then name
-			}
-		}
-		calls += (ops + 999) / 1000
+		calls += ceilDiv(bytes, queryBytesPerCall)
 	}
 	return calls
 }
+
+// plannedWriteCalls counts the BulkUpdate calls of the flush: writes of
+// every level go out together, except that a level with a record whose
+// parent an earlier level creates sends the pending ones first
+// (needsPendingCreates).
+func (f *flush) plannedWriteCalls() int {
+	calls, pending := 0, 0
+	creating := map[int64]bool{}
+	for level := 0; level <= 2; level++ {
+		var jobs []*job
+		for _, j := range f.jobs {
+			if !j.done && j.level == level {
+				jobs = append(jobs, j)
+			}
+		}
+		if f.dependsOn(jobs, creating) {
+			calls += ceilDiv(pending, writesPerCall)
+			pending, creating = 0, map[int64]bool{}
+		}
+		for _, j := range jobs {
+			if j.superseded() {
+				continue // read, decided, and not written (build)
+			}
+			pending++
+			if j.crmID == "" {
+				creating[j.rec.ID] = true
+			}
+		}
+	}
+	return calls + ceilDiv(pending, writesPerCall)
+}
+
+// dependsOn reports whether a job has a parent among the records being
+// created.
+func (f *flush) dependsOn(jobs []*job, creating map[int64]bool) bool {
+	if len(creating) == 0 {
+		return false
+	}
+	for _, j := range jobs {
+		for _, k := range parentKeys(j.rec) {
+			if r := f.records[k]; r != nil && creating[r.ID] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// superseded reports a linked record whose queued changes are all
+// superseded by newer values in Conversion: build sends none of them.
+func (j *job) superseded() bool {
+	if j.crmID == "" || j.fresh || j.w.Op == outbound.OpRemove || len(j.w.Fields) == 0 {
+		return false
+	}
+	for name, fs := range j.w.Fields {
+		if !fs.Superseded && !j.rec.Fields[name].Supersedes(fs) {
+			return false
+		}
+	}
+	return true
+}
+
+func ceilDiv(n, d int) int { return (n + d - 1) / d }
 
 // markSpent stores a spent allowance after the CRM refused a call for it.
 func (f *flush) markSpent(ctx context.Context) error {

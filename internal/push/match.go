@@ -146,8 +146,8 @@ func stringField(r *record.Record, name string) string {
 	return strings.TrimSpace(s)
 }
 
-func (f *flush) link(j *job, object string, rec connector.Record, how string) {
-	j.object, j.crmID, j.fresh = object, rec.ID, true
+func (f *flush) link(j *job, object string, rec connector.Record, by MatchedBy, how string) {
+	j.object, j.crmID, j.fresh, j.matched = object, rec.ID, true, by
 	j.cur = stateOf(rec, j.rec)
 	j.redirect = how
 }
@@ -208,7 +208,7 @@ func (f *flush) matchContacts(ctx context.Context, jobs []*job) error {
 	for _, e := range emails {
 		if c, ok := newest(cByEmail[e]); ok {
 			for _, j := range byEmail[e] {
-				f.link(j, objContact, c, "matched a Contact by email")
+				f.link(j, objContact, c, MatchedByEmail, "matched a Contact by email")
 			}
 			continue
 		}
@@ -222,7 +222,7 @@ func (f *flush) matchContacts(ctx context.Context, jobs []*job) error {
 		}
 		if l, ok := newest(open); ok {
 			for _, j := range byEmail[e] {
-				f.link(j, objLead, l, "matched a Lead by email")
+				f.link(j, objLead, l, MatchedByEmail, "matched a Lead by email")
 			}
 		} else if l, ok := newest(converted); ok {
 			id, _ := l.Fields["ConvertedContactId"].(string)
@@ -252,7 +252,7 @@ func (f *flush) followConversions(ctx context.Context, to map[string][]*job) err
 	}
 	for _, c := range recs {
 		for _, j := range to[c.ID] {
-			f.link(j, objContact, c, "Lead was converted; writing to its Contact")
+			f.link(j, objContact, c, MatchedByEmail, "Lead was converted; writing to its Contact")
 		}
 	}
 	return nil
@@ -276,7 +276,7 @@ func (f *flush) matchByExternalID(ctx context.Context, object string, jobs []*jo
 	for _, r := range recs {
 		v, _ := r.Fields[ext].(string)
 		if j := byID[v]; j != nil {
-			f.link(j, object, r, "matched by external id "+ext)
+			f.link(j, object, r, MatchedByExternalID, "matched by external id "+ext)
 		}
 	}
 	return unlinked(jobs), nil
@@ -309,7 +309,7 @@ func (f *flush) matchByName(ctx context.Context, object string, jobs []*job) err
 	for _, r := range recs {
 		n, _ := r.Fields["Name"].(string)
 		if j := byName[n]; j != nil && j.crmID == "" {
-			f.link(j, object, r, "matched by name after an unconfirmed create")
+			f.link(j, object, r, MatchedByName, "matched by name after an unconfirmed create")
 		}
 	}
 	return nil
@@ -328,9 +328,7 @@ func (f *flush) matchCompanies(ctx context.Context, jobs []*job) error {
 			continue
 		}
 		if _, ok := byDomain[d]; !ok {
-			for _, p := range []string{"", "www.", "http://", "https://", "http://www.", "https://www."} {
-				values = append(values, p+d, p+d+"/")
-			}
+			values = append(values, websiteValues(d)...)
 		}
 		byDomain[d] = append(byDomain[d], j)
 	}
@@ -346,11 +344,20 @@ func (f *flush) matchCompanies(ctx context.Context, jobs []*job) error {
 	for d, js := range byDomain {
 		if r, ok := newest(byD[d]); ok {
 			for _, j := range js {
-				f.link(j, objAccount, r, "matched an Account by website domain")
+				f.link(j, objAccount, r, MatchedByWebsite, "matched an Account by website domain")
 			}
 		}
 	}
 	return f.matchByName(ctx, objAccount, unlinked(jobs))
+}
+
+// websiteValues are the Website values an Account of domain d may hold.
+func websiteValues(d string) []string {
+	var out []string
+	for _, p := range []string{"", "www.", "http://", "https://", "http://www.", "https://www."} {
+		out = append(out, p+d, p+d+"/")
+	}
+	return out
 }
 
 func (f *flush) matchCampaigns(ctx context.Context, jobs []*job) error {
@@ -374,7 +381,7 @@ func (f *flush) matchMembers(ctx context.Context, jobs []*job) error {
 	var campaigns []string
 	for _, j := range jobs {
 		_, cid := f.parentID(j.rec, outbound.FieldCampaignID, record.TypeCampaign)
-		if cid == "" {
+		if cid == "" || cid == createdInDryRun {
 			continue
 		}
 		if _, ok := byCampaign[cid]; !ok {
@@ -392,7 +399,7 @@ func (f *flush) matchMembers(ctx context.Context, jobs []*job) error {
 		contact, _ := r.Fields["ContactId"].(string)
 		for _, j := range byCampaign[cid] {
 			if _, who := f.parentID(j.rec, outbound.FieldContactID, record.TypeContact); who != "" && (who == lead || who == contact) {
-				f.link(j, objMember, r, "already a campaign member")
+				f.link(j, objMember, r, MatchedByMembership, "already a campaign member")
 			}
 		}
 	}
@@ -406,7 +413,7 @@ func (f *flush) matchTasks(ctx context.Context, jobs []*job) error {
 		if !j.rec.CreateAttemptedAt.IsZero() {
 			continue
 		}
-		if _, who := f.parentID(j.rec, outbound.FieldContactID, record.TypeContact); who != "" {
+		if _, who := f.parentID(j.rec, outbound.FieldContactID, record.TypeContact); who != "" && who != createdInDryRun {
 			if _, ok := byWho[who]; !ok {
 				whos = append(whos, who)
 			}
@@ -422,7 +429,7 @@ func (f *flush) matchTasks(ctx context.Context, jobs []*job) error {
 		subject, _ := r.Fields["Subject"].(string)
 		for _, j := range byWho[who] {
 			if j.crmID == "" && subject == stringField(j.rec, "subject") {
-				f.link(j, objTask, r, "matched by subject after an unconfirmed create")
+				f.link(j, objTask, r, MatchedBySubject, "matched by subject after an unconfirmed create")
 			}
 		}
 	}

@@ -357,3 +357,22 @@ func Latest(ctx context.Context, db bun.IDB, workspaceID int64) (time.Time, erro
 	}
 	return b.FinishedAt, nil
 }
+
+// CallTime sums the API calls and the wall time of a workspace's latest
+// outbound batches that made calls (at most limit, started at or after
+// since): the org's measured time per call, flush work included, that the
+// forecast divides out. Zero calls when nothing was measured.
+func CallTime(ctx context.Context, db bun.IDB, workspaceID int64, since time.Time, limit int) (calls int, took time.Duration, err error) {
+	var rows []Batch
+	err = db.NewSelect().Model(&rows).Column("started_at", "finished_at", "api_calls").
+		Where("workspace_id = ? AND direction = ? AND api_calls > 0 AND started_at >= ?", workspaceID, Outbound, since.UTC()).
+		OrderExpr("id DESC").Limit(int64(limit)).Scan(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("measure call time of workspace %d: %w", workspaceID, err)
+	}
+	for _, b := range rows {
+		calls += b.APICalls
+		took += max(b.FinishedAt.Sub(b.StartedAt), 0)
+	}
+	return calls, took, nil
+}

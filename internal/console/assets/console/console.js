@@ -354,6 +354,41 @@ $('cap-form').addEventListener('submit', (e) => {
 });
 $('cap-clear').addEventListener('click', () => setCap(null));
 
+// ---- Forecast (docs/sync.md, "Forecast") ----
+
+const FORECAST = `{ syncForecast { creates updates removes skipped apiCalls flushes callLatencySeconds callLatencyAssumed
+  callLatencyCalls paced durationSeconds budgetLeft budgetSource fitsBudget finishesAt } }`;
+
+// duration words a number of seconds: "45 s", "12 min", "3.5 h".
+function duration(s) {
+  if (s < 90) return `${Math.round(s)} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+async function loadForecast() {
+  $('forecast-error').textContent = '';
+  try {
+    const f = (await gql(FORECAST)).syncForecast;
+    const latency = f.callLatencyAssumed
+      ? `${f.callLatencySeconds.toFixed(2)} s a call, assumed (no calls measured in the last 24 h)`
+      : `${f.callLatencySeconds.toFixed(2)} s a call, measured over ${f.callLatencyCalls} calls`;
+    $('forecast').replaceChildren(h('dl', {},
+      h('dt', {}, 'To write'), h('dd', { id: 'forecast-records' },
+        `${f.creates} to create, ${f.updates} to update` + (f.removes ? `, ${f.removes} to remove` : '') + (f.skipped ? ` (${f.skipped} not written)` : '')),
+      h('dt', {}, 'API calls'), h('dd', { id: 'forecast-calls' }, `${f.apiCalls} in ${f.flushes} flush${f.flushes === 1 ? '' : 'es'}`),
+      h('dt', {}, 'Duration'), h('dd', {}, `about ${duration(f.durationSeconds)} (${latency}; ${f.paced ? 'budget pacing' : 'fixed windows'})`),
+      h('dt', {}, 'Budget'), h('dd', { id: 'forecast-budget' }, f.fitsBudget
+        ? `fits today's budget (${f.budgetLeft} calls left: ${f.budgetSource})`
+        : `does not fit today's budget (${f.budgetLeft} calls left: ${f.budgetSource}); done around ${when(f.finishesAt)}`),
+    ));
+  } catch (err) {
+    $('forecast').replaceChildren();
+    $('forecast-error').textContent = err.message;
+  }
+}
+$('forecast-run').addEventListener('click', loadForecast);
+
 // ---- Sync logs ----
 
 for (const t of RECORD_TYPES) $('log-filter').elements.recordType.append(h('option', { value: t }, words(t)));

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/crmsync/crmsync/internal/config"
+	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/push"
+)
+
+// forecastCmd prints syncForecast for a workspace, computed from the
+// database like the other admin commands (no CRM call, no running server
+// needed). It reads the sync settings as serve does (flags or CRMSYNC_*
+// environment), so the pacing it assumes is the server's.
+type forecastCmd struct {
+	WorkspaceID int64 `arg:"" name:"workspace-id" help:"Id of the workspace."`
+	config.Sync `embed:""`
+}
+
+func (c forecastCmd) Run(e *env) error {
+	bdb, err := e.openMigratedDB()
+	if err != nil {
+		return err
+	}
+	defer bdb.Close()
+	// The forecast reads the connection row only: no credentials are
+	// opened, so no secret key and no connector are needed.
+	eng := push.New(bdb, connection.NewStore(bdb, nil), nil, nil, e.global.Logger(e.stderr), push.Config{
+		Pace: push.PaceConfig{Enabled: c.Schedule() == "budget", Share: c.BudgetShare / 100, Burst: float64(c.PaceBurst)}})
+	fc, err := eng.Forecast(e.ctx, c.WorkspaceID)
+	if err != nil {
+		return fmt.Errorf("forecast workspace %d: %w", c.WorkspaceID, err)
+	}
+	return printForecast(e.stdout, c.WorkspaceID, fc)
+}
+
+func printForecast(out io.Writer, ws int64, fc *push.Forecast) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(out, "Forecast of workspace %d's queue at %s\n\n", ws, fc.At.Format(time.RFC3339))
+	fmt.Fprintln(w, "TYPE\tITEMS\tRECORDS\tCREATE\tUPDATE\tREMOVE\tSKIPPED\tAPI CALLS\t")
+	for _, t := range fc.Types {
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", t.Type, t.Items, t.Records, t.Creates, t.Updates, t.Removes, t.Skipped, t.APICalls)
+	}
+	fmt.Fprintf(w, "total\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", fc.Items, fc.Records, fc.Creates, fc.Updates, fc.Removes, fc.Skipped, fc.APICalls)
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	latency := fmt.Sprintf("%.3fs, measured over %d calls of the last 24 hours", fc.CallLatency.Seconds(), fc.LatencyCalls)
+	if fc.LatencyAssumed {
+		latency = fmt.Sprintf("%.3fs, assumed (no outbound batch made calls in the last 24 hours)", fc.CallLatency.Seconds())
+	}
+	schedule := "fixed windows (a backlog's flushes follow each other at once)"
+	if fc.Paced {
+		schedule = "budget pacing (flushes wait for the token bucket)"
+	}
+	fits := "yes"
+	if !fc.Fits {
+		fits = "no: the calls beyond it wait for the rolling 24-hour window to free calls"
+	}
+	fmt.Fprintf(out, "\napi_calls: %d in %d flush(es)\n", fc.APICalls, fc.Flushes)
+	fmt.Fprintf(out, "call_latency: %s\n", latency)
+	fmt.Fprintf(out, "schedule: %s\n", schedule)
+	fmt.Fprintf(out, "duration: %s\n", fc.Duration.Round(time.Second))
+	fmt.Fprintf(out, "budget_left: %d calls today (%s)\n", fc.BudgetLeft, fc.BudgetSource)
+	fmt.Fprintf(out, "fits_budget: %s\n", fits)
+	fmt.Fprintf(out, "finishes_at: %s\n", fc.FinishesAt.Format(time.RFC3339))
+	return nil
+}

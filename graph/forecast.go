@@ -1,0 +1,36 @@
+package graph
+
+import (
+	"github.com/crmsync/crmsync/graph/model"
+	"github.com/crmsync/crmsync/internal/push"
+)
+
+var errNoPlanner = &Error{CodeInternal, "forecasts and dry runs are not available on this server"}
+
+func forecastModel(fc *push.Forecast) *model.SyncForecast {
+	out := &model.SyncForecast{
+		At: fc.At, QueuedItems: fc.Items, Records: fc.Records, Creates: fc.Creates, Updates: fc.Updates,
+		Removes: fc.Removes, Skipped: fc.Skipped, Flushes: fc.Flushes, APICalls: fc.APICalls,
+		CallLatencySeconds: fc.CallLatency.Seconds(), CallLatencyAssumed: fc.LatencyAssumed, CallLatencyCalls: fc.LatencyCalls,
+		Paced: fc.Paced, DurationSeconds: fc.Duration.Seconds(), BudgetLeft: int(fc.BudgetLeft), BudgetSource: fc.BudgetSource,
+		FitsBudget: fc.Fits, FinishesAt: fc.FinishesAt, RecordTypes: []*model.RecordTypeForecast{},
+	}
+	for _, t := range fc.Types {
+		out.RecordTypes = append(out.RecordTypes, &model.RecordTypeForecast{
+			RecordType: model.RecordType(t.Type), QueuedItems: t.Items, Records: t.Records, Creates: t.Creates,
+			Updates: t.Updates, Removes: t.Removes, Skipped: t.Skipped, APICalls: t.APICalls,
+		})
+	}
+	return out
+}
+
+func dryRunModel(accepted int, dr *push.DryRun) *model.RecordChangesResult {
+	out := &model.RecordChangesResult{Accepted: accepted, DryRunAPICalls: dr.APICalls, DryRun: make([]*model.DryRunRecord, 0, len(dr.Records))}
+	for _, r := range dr.Records {
+		log := batchRecordModel(&r.Log)
+		out.DryRun = append(out.DryRun, &model.DryRunRecord{RecordType: log.RecordType, RecordID: log.RecordID,
+			Action: model.DryRunAction(r.Action), CrmObject: log.CrmObject, CrmID: log.CrmID,
+			MatchedBy: model.MatchedBy(r.MatchedBy), Reason: log.Reason, Fields: log.Fields})
+	}
+	return out
+}

@@ -1,0 +1,315 @@
+package push
+
+import (
+	"context"
+	"maps"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/limits"
+	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/record"
+	"github.com/crmsync/crmsync/internal/synclog"
+)
+
+// DefaultCallLatency is the time per API call a forecast assumes while the
+// workspace has no outbound batch that made calls in the last day.
+const DefaultCallLatency = time.Second
+
+// latencyBatches is how many of the latest outbound batches with calls
+// the measured call latency averages over.
+const latencyBatches = 200
+
+// linkedByEarlierFlush stands in, in a forecast, for the CRM id of a
+// record an earlier planned flush creates: later flushes update it.
+const linkedByEarlierFlush = "(created by an earlier flush)"
+
+// Forecast is what draining a workspace's queue, as it stands, would take
+// (docs/sync.md, "Forecast"): the flushes the engine would run, each
+// planned by the flush's own plannedCalls over the items it would claim.
+type Forecast struct {
+	At time.Time
+	// Types has one entry per record type with queued items, in
+	// dependency order.
+	Types []TypeForecast
+	// Items are the queued items; Records the distinct records they
+	// write, of which Creates have no CRM link yet (the flush matches them
+	// first and creates those it does not find), Updates are linked and
+	// Removes leave a campaign. Records written by no call (writing off
+	// for their type, unsupported, gone) are counted in Skipped.
+	Items, Records, Creates, Updates, Removes, Skipped int
+	// Flushes is how many flushes the queue takes (one per MaxItems
+	// items), APICalls what they plan to spend.
+	Flushes, APICalls int
+	// CallLatency is the time per call assumed: measured over the
+	// workspace's latest outbound batches (LatencyCalls calls) or, with
+	// LatencyAssumed, DefaultCallLatency.
+	CallLatency    time.Duration
+	LatencyCalls   int
+	LatencyAssumed bool
+	// Paced says the budget schedule paces the flushes (false: fixed
+	// windows, whose backlog flushes follow each other at once).
+	Paced bool
+	// Duration is the expected time to drain the queue under the current
+	// pacing: the calls at CallLatency plus the waits for the bucket.
+	Duration time.Duration
+	// BudgetLeft is the calls left today under the tightest of the
+	// crmsync daily limit, the paced budget and the Salesforce allowance
+	// the connector last reported; BudgetSource names it.
+	BudgetLeft   int64
+	BudgetSource string
+	// Fits says APICalls fit in BudgetLeft.
+	Fits bool
+	// FinishesAt is when the queue would be drained: At + Duration when it
+	// fits, else once enough calls have left the rolling window.
+	FinishesAt time.Time
+}
+
+// TypeForecast is a Forecast's figures for one record type. APICalls are
+// planned as if the type's records were flushed alone: they may add up to
+// a little more than the Forecast's, whose flushes share reads and writes
+// across types.
+type TypeForecast struct {
+	Type                                               record.Type
+	Items, Records, Creates, Updates, Removes, Skipped int
+	APICalls                                           int
+}
+
+// Budget sources a forecast names beyond the pacing ones.
+const (
+	BudgetSalesforce = "Salesforce allowance (last reported)"
+)
+
+// Forecast plans the flushes that would drain the workspace's queue now,
+// without calling the CRM and without changing anything: it reads the
+// queued items MaxItems at a time in queue order (as the flushes claim
+// them), coalesces and plans each page as a flush does, and adds up what
+// plannedCalls says each would spend. A record created by an earlier
+// planned flush is an update in the later ones.
+func (e *Engine) Forecast(ctx context.Context, workspaceID int64) (*Forecast, error) {
+	c, err := e.conns.Get(ctx, workspaceID)
+	if err != nil {
+		return nil, err
+	}
+	now := e.now().UTC()
+	fc := &Forecast{At: now, Paced: e.cfg.Pace.Enabled}
+	byType := map[record.Type]*TypeForecast{}
+	described := e.descs.Objects(c)
+	// seen holds every record planned so far: true for those created.
+	seen := map[int64]bool{}
+	var flushCalls []int
+	var after int64
+	for {
+		items, err := outbound.Queued(ctx, e.db, workspaceID, after, e.cfg.MaxItems)
+		if err != nil {
+			return nil, err
+		}
+		if len(items) == 0 {
+			break
+		}
+		after = items[len(items)-1].ID
+		f := &flush{e: e, c: c, now: now, extID: externalIDFields(c.Config), records: map[record.Key]*record.Record{}}
+		if err := f.plan(ctx, items); err != nil {
+			return nil, err
+		}
+		for _, it := range items {
+			tf := typeForecast(byType, it.RecordType)
+			tf.Items++
+			fc.Items++
+		}
+		f.forecastJobs(fc, byType, seen)
+		calls := f.callsPlanned(described)
+		flushCalls = append(flushCalls, calls)
+		fc.APICalls += calls
+		all := f.jobs
+		for t, tf := range byType {
+			f.jobs = slices.DeleteFunc(slices.Clone(all), func(j *job) bool { return j.rec.Type != t })
+			tf.APICalls += f.callsPlanned(described)
+		}
+		for _, j := range all {
+			if !j.done {
+				described = withDescribed(described, j.object)
+			}
+		}
+		if len(items) < e.cfg.MaxItems {
+			break
+		}
+	}
+	fc.Flushes = len(flushCalls)
+	for _, t := range []record.Type{record.TypeCompany, record.TypeCampaign, record.TypeContact, record.TypeCampaignMember, record.TypeTask} {
+		if tf := byType[t]; tf != nil {
+			fc.Types = append(fc.Types, *tf)
+		}
+	}
+	if err := e.forecastLatency(ctx, workspaceID, fc); err != nil {
+		return nil, err
+	}
+	pace, err := e.pace(ctx, e.db, c, now)
+	if err != nil {
+		return nil, err
+	}
+	fc.Duration = drainTime(flushCalls, fc.CallLatency, pace)
+	hours, err := limits.Hourly(ctx, e.db, workspaceID, now)
+	if err != nil {
+		return nil, err
+	}
+	fc.BudgetLeft, fc.BudgetSource = budgetLeft(c, pace, e.cfg.Pace)
+	fc.Fits = int64(fc.APICalls) <= fc.BudgetLeft
+	fc.FinishesAt = now.Add(fc.Duration)
+	if !fc.Fits {
+		excess := int64(fc.APICalls) - fc.BudgetLeft
+		release := budgetRelease(hours, excess, max(pace.BudgetPerDay, 1), now)
+		fc.FinishesAt = later(fc.FinishesAt, release.Add(time.Duration(excess)*fc.CallLatency))
+	}
+	return fc, nil
+}
+
+func typeForecast(byType map[record.Type]*TypeForecast, t record.Type) *TypeForecast {
+	tf := byType[t]
+	if tf == nil {
+		tf = &TypeForecast{Type: t}
+		byType[t] = tf
+	}
+	return tf
+}
+
+// forecastJobs counts the planned flush's records not seen in an earlier
+// one, and links (in memory) those an earlier planned flush creates, so
+// they plan as updates. seen holds the records planned so far, true for
+// those created.
+func (f *flush) forecastJobs(fc *Forecast, byType map[record.Type]*TypeForecast, seen map[int64]bool) {
+	for _, j := range f.jobs {
+		created, planned := seen[j.rec.ID]
+		if j.crmID == "" && created {
+			j.crmID = linkedByEarlierFlush
+		}
+		if planned {
+			continue
+		}
+		seen[j.rec.ID] = false
+		tf := typeForecast(byType, j.rec.Type)
+		count := func(n *int, m *int) { *n++; *m++ }
+		switch {
+		case j.done:
+			count(&tf.Skipped, &fc.Skipped)
+			continue
+		case j.w.Op == outbound.OpRemove:
+			count(&tf.Removes, &fc.Removes)
+		case j.crmID == "":
+			count(&tf.Creates, &fc.Creates)
+			seen[j.rec.ID] = true
+		default:
+			count(&tf.Updates, &fc.Updates)
+		}
+		count(&tf.Records, &fc.Records)
+	}
+}
+
+// withDescribed returns described with object (and Contact for Leads,
+// which a flush describes too) marked as described.
+func withDescribed(described map[string]connector.Object, object string) map[string]connector.Object {
+	for _, o := range []string{object, objContact} {
+		if _, ok := described[o]; !ok && (o == object || object == objLead) {
+			described = maps.Clone(described)
+			described[o] = connector.Object{Name: o}
+		}
+	}
+	return described
+}
+
+// forecastLatency sets the forecast's time per call: measured over the
+// workspace's latest outbound batches of the last day, else assumed.
+func (e *Engine) forecastLatency(ctx context.Context, workspaceID int64, fc *Forecast) error {
+	calls, took, err := synclog.CallTime(ctx, e.db, workspaceID, fc.At.Add(-limits.Window), latencyBatches)
+	if err != nil {
+		return err
+	}
+	if calls == 0 {
+		fc.CallLatency, fc.LatencyAssumed = DefaultCallLatency, true
+		return nil
+	}
+	fc.CallLatency, fc.LatencyCalls = took/time.Duration(calls), calls
+	return nil
+}
+
+// drainTime is how long flushes of the given calls take one after the
+// other at latency per call. Paced, each waits until the bucket holds a
+// call and takes its calls out of it, as a flush does (pace.go), at the
+// current refill rate (the budget over a day when the rate is nil: the
+// window frees calls on the hour). On fixed windows a backlog's flushes
+// follow each other at once.
+func drainTime(flushCalls []int, latency time.Duration, p Pace) time.Duration {
+	var calls int
+	for _, n := range flushCalls {
+		calls += n
+	}
+	if !p.Enabled {
+		return time.Duration(calls) * latency
+	}
+	rate := p.Rate
+	if rate <= 0 {
+		rate = float64(max(p.BudgetPerDay, 1)) / limits.Window.Seconds()
+	}
+	tokens, seconds := p.Tokens, 0.0
+	for _, n := range flushCalls {
+		if tokens < 1 {
+			seconds += (1 - tokens) / rate
+			tokens = 1
+		}
+		took := float64(n) * latency.Seconds()
+		seconds += took
+		tokens = min(tokens+rate*took, p.Burst) - float64(n)
+	}
+	return time.Duration(seconds * float64(time.Second))
+}
+
+// budgetLeft is the calls left today under the tightest of the crmsync
+// daily limit (or, without one, the paced budget), and the allowance
+// Salesforce last reported; the assumed allowance when neither is known.
+func budgetLeft(c *connection.Connection, p Pace, cfg PaceConfig) (int64, string) {
+	left, source := int64(math.MaxInt64), ""
+	consider := func(n int64, s string) {
+		if n < left {
+			left, source = n, s
+		}
+	}
+	switch {
+	case c.DailyLimit.Valid:
+		consider(c.DailyLimit.Int64-p.Spent, BudgetDailyLimit)
+	case p.Enabled:
+		consider(p.BudgetPerDay-p.Spent, p.Source)
+	}
+	if c.APIMax.Valid && c.APIMax.Int64 > 0 && c.APIUsed.Valid {
+		consider(c.APIMax.Int64-c.APIUsed.Int64, BudgetSalesforce)
+	}
+	if source == "" {
+		consider(cfg.FallbackAllowance-p.Spent, BudgetAssumed)
+	}
+	return max(left, 0), source
+}
+
+// budgetRelease is when excess calls beyond today's budget become
+// available: when the calls of the window's oldest hours leave it
+// (limits.Window after their hour), or, beyond what the window holds now,
+// perDay more calls a day after that.
+func budgetRelease(hours []limits.HourCalls, excess, perDay int64, now time.Time) time.Time {
+	var freed int64
+	for _, h := range hours {
+		freed += h.Calls
+		if freed >= excess {
+			return h.Hour.Add(limits.Window)
+		}
+	}
+	days := (excess - freed + perDay - 1) / perDay
+	return now.Truncate(time.Hour).Add(time.Duration(days) * limits.Window)
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
