@@ -502,7 +502,9 @@ func TestDeadStreamLeaseIsTakenOver(t *testing.T) {
 				Where("workspace_id = ?", b.ws).Exec(ctx)
 			require.NoError(t, err)
 		}
-		predecessor := func(owner string) bool { return strings.HasPrefix(owner, "r1/") && !strings.HasPrefix(owner, "r1/new/") }
+		predecessor := func(owner string) bool {
+			return strings.HasPrefix(owner, "r1/") && !strings.HasPrefix(owner, "r1/new/")
+		}
 
 		hold("r2/other/stream")
 		released, err := inbound.ReleaseDeadStreamLeases(ctx, b.db, predecessor)
