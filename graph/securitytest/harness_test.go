@@ -143,6 +143,7 @@ func newBundle(t *testing.T, bdb *bun.DB, pgURL string) *bundle {
 		Flushes:     sched,
 		Events:      b.bus,
 		Publisher:   b.bus,
+		Planner:     b.engine,
 	}, bdb)
 	auth := workspace.NewAuthenticator(b.works, graphtest.AdminToken)
 	gql := graph.NewHandler(resolver, graph.HandlerOptions{

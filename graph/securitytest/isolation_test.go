@@ -248,6 +248,19 @@ var probes = map[string]probe{
 		require.Zero(t, d.SyncOverview.FailedItems)
 	},
 
+	"Query.syncForecast": func(t *testing.T, a *attacker, v *victim) {
+		var d struct {
+			SyncForecast struct {
+				QueuedItems, Records, APICalls int
+				RecordTypes                    []struct{ RecordType string }
+			}
+		}
+		a.data(t, `{ syncForecast { queuedItems records apiCalls recordTypes { recordType } } }`, nil, &d)
+		require.Zero(t, d.SyncForecast.QueuedItems, "the victim's queue forecast to the attacker")
+		require.Zero(t, d.SyncForecast.Records)
+		require.Empty(t, d.SyncForecast.RecordTypes)
+	},
+
 	"Mutation.createWorkspace": func(t *testing.T, a *attacker, v *victim) {
 		resp := a.do(t, `mutation { createWorkspace(name: "x") { token } }`, nil)
 		requireDenied(t, resp, graph.CodeForbidden)
