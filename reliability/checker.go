@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -402,8 +403,12 @@ func (c *Checker) Check(ctx context.Context, db *bun.DB, workspaceID int64, org 
 				r.Parked++
 			default:
 				r.Lost++
-				r.problem("lost: %s %s.%s: accepted %q newest (changed %s), Salesforce has %v (record exists: %v)", k.Type, k.ID, k.Field, last,
-					conv.at.Format(time.RFC3339Nano), got, exists)
+				story, err := fieldStory(ctx, db, workspaceID, k.Type, k.ID, k.Field)
+				if err != nil {
+					return r, err
+				}
+				r.problem("lost: %s %s.%s: accepted %q newest (changed %s), Salesforce has %v (record exists: %v); accepted %s; its sync logs:\n%s", k.Type, k.ID, k.Field, last,
+					conv.at.Format(time.RFC3339Nano), got, exists, acceptedStory(values), story)
 			}
 		case prefs.DoNotSync:
 			if !record.Blank(got) {
@@ -611,6 +616,45 @@ func outboundDecisions(ctx context.Context, db *bun.DB, workspaceID int64) (map[
 		}
 	}
 	return out, sends, nil
+}
+
+// fieldStory is every logged decision on one field of a record, both
+// directions, in batch order: a lost value's report.
+func fieldStory(ctx context.Context, db *bun.DB, workspaceID int64, t record.Type, id, field string) (string, error) {
+	var rows []struct {
+		synclog.Record `bun:",extend"`
+		Direction      synclog.Direction `bun:"direction"`
+		StartedAt      time.Time         `bun:"started_at"`
+		FinishedAt     time.Time         `bun:"finished_at"`
+	}
+	err := db.NewSelect().TableExpr("sync_batch_records AS r").ColumnExpr("r.*, b.direction, b.started_at, b.finished_at").
+		Join("JOIN sync_batches AS b ON b.id = r.batch_id").
+		Where("r.workspace_id = ? AND r.record_type = ? AND r.conversion_id = ?", workspaceID, t, id).
+		OrderExpr("r.batch_id, r.id").Scan(ctx, &rows)
+	if err != nil {
+		return "", fmt.Errorf("check: load the field's sync logs: %w", err)
+	}
+	var b strings.Builder
+	for _, row := range rows {
+		for _, f := range row.Fields {
+			if f.Field != field {
+				continue
+			}
+			fmt.Fprintf(&b, "  batch %d %s %s..%s %s: %v sent=%v (%s) %s\n", row.BatchID, row.Direction,
+				row.StartedAt.Format("15:04:05.000"), row.FinishedAt.Format("15:04:05.000"), row.Outcome, f.Value, f.Sent, f.Reason, row.Reason)
+		}
+	}
+	return b.String(), nil
+}
+
+// acceptedStory lists the newest accepted values of a field with their
+// change times.
+func acceptedStory(values []acceptedValue) string {
+	var parts []string
+	for _, v := range values[max(0, len(values)-4):] {
+		parts = append(parts, fmt.Sprintf("%s at %s", v.v, v.at.Format("15:04:05.000")))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // overlappingSyncs counts logged syncs (flushes and pulls) of the

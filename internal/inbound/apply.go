@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -394,9 +395,17 @@ func (a *applier) upsert(cr connector.Record) {
 	}
 	var fields []synclog.Field
 	applied := 0
+	older := a.superseded(r, cr, fresh || created)
 	for _, m := range a.r.maps[a.pl.t] {
 		v, ok := cr.Fields[m.CRMField]
 		if !ok {
+			continue
+		}
+		if st, ok := older[m.CRMField]; ok {
+			if !record.SameValue(r.CRMFields[m.CRMField], v) {
+				fields = append(fields, synclog.Field{Field: m.Field, CRMField: m.CRMField, Mode: string(m.Mode), Value: v,
+					Reason: reasonSuperseded + " (" + record.DescribeStamp(st, record.StampSnapshot) + ")"})
+			}
 			continue
 		}
 		d := decideInbound(m, r.Fields[m.Field], v, view)
@@ -408,6 +417,13 @@ func (a *applier) upsert(cr connector.Record) {
 			applied++
 		}
 		fields = append(fields, synclog.Field{Field: m.Field, CRMField: m.CRMField, Mode: string(m.Mode), Value: v, Sent: d.Apply, Reason: d.Reason})
+	}
+	if len(older) > 0 {
+		// The event's fields map is shared by every record it names.
+		cr.Fields = maps.Clone(cr.Fields)
+		for k := range older {
+			delete(cr.Fields, k)
+		}
 	}
 	a.snapshot(r, cr, view)
 	a.touch(r)
@@ -446,6 +462,34 @@ func (a *applier) seen(r *record.Record, cr connector.Record) bool {
 // are the record's current state.
 func (a *applier) stale(r *record.Record, cr connector.Record) bool {
 	return a.r.streamed && !r.CRMModstamp.IsZero() && cr.SystemModstamp.Before(r.CRMModstamp.Time)
+}
+
+// superseded returns the fields of a change event that crmsync already
+// knows a newer value of, with that value's stamp: the snapshot holds a
+// value that became true after the event was committed (crmsync's write of
+// a later Conversion change, or a later read). Such an event arrives late
+// (replayed after a restart, or held back while a flush had the lease);
+// its value was overwritten since, and taking it into the snapshot would
+// make crmsync's own write look like a fresh Salesforce edit to the next
+// flush, which would then drop a newer Conversion change. Records read
+// whole (pulls, reads after a gap) are current state: nothing is
+// superseded.
+func (a *applier) superseded(r *record.Record, cr connector.Record, linkedNow bool) map[string]record.Stamp {
+	if !a.r.events || linkedNow {
+		return nil
+	}
+	var out map[string]record.Stamp
+	for k := range cr.Fields {
+		st, ok := r.CRMStamps[k]
+		if _, known := r.CRMFields[k]; !ok || !known || st.At.IsZero() || st.Compare(cr.SystemModstamp) >= 0 {
+			continue
+		}
+		if out == nil {
+			out = map[string]record.Stamp{}
+		}
+		out[k] = st
+	}
+	return out
 }
 
 // stampFields are record stamps some connectors also return among the

@@ -49,6 +49,7 @@ const (
 	reasonAlreadyHas     = "Conversion already has this value"
 	reasonNotReadOnCRM   = "field does not exist on the CRM object"
 	reasonNothingApplied = "no Salesforce change applied"
+	reasonSuperseded     = "change event older than the value crmsync holds: left as it is"
 )
 
 // decideInbound applies a field's mode (docs/architecture.md#sync-modes, inbound column)

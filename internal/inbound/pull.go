@@ -73,6 +73,10 @@ type run struct {
 	more      bool
 	// streamed marks a run applying stream events rather than a pull.
 	streamed bool
+	// events marks records built from change events (a field's value at
+	// the event's commit, not the record's current state): a field crmsync
+	// has newer knowledge of is left as it is (applier.superseded).
+	events bool
 }
 
 func (p *Puller) newRun(ctx context.Context, c *connection.Connection) (*run, error) {

@@ -320,7 +320,10 @@ func (r *run) applyEvents(ctx context.Context, pl objectPlan, b *connector.Chang
 		}
 	}
 	if len(recs) > 0 {
-		if err := r.applyRecords(ctx, pl, recs, noAdvance); err != nil {
+		r.events = true
+		err := r.applyRecords(ctx, pl, recs, noAdvance)
+		r.events = false
+		if err != nil {
 			return "", err
 		}
 	}

@@ -418,6 +418,62 @@ func TestStreamRepEditRacingOwnWrite(t *testing.T) {
 	})
 }
 
+// TestStreamLateEventKeepsOwnWrite: a rep's edit reaches crmsync as a
+// change event only after crmsync has written a newer Conversion change to
+// the same field (the event was replayed after a restart). The late event
+// leaves the snapshot alone, so the next flush still knows Salesforce's
+// value for crmsync's own write, and a Conversion change made before that
+// write landed but sent after it is not mistaken for older than a "rep
+// edit". Found by reliability.TestStreamingServeKilled, which lost such
+// changes.
+func TestStreamLateEventKeepsOwnWrite(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setupWith(t, bdb, inbound.Config{}, backendSffakeStream)
+		b.setMode(t, record.TypeContact, "title", "Title", prefs.TwoWay)
+		lead := b.syncedContact(t, "c", "ada@example.com")
+		stop := b.startStream(t)
+		stop() // the stream's position is stored; crmsync dies
+
+		b.clock.Advance(time.Minute)
+		b.side.edit(t, "Lead", lead, map[string]any{"Title": "Rep's title"})
+		b.clock.Advance(time.Minute)
+		ctoAt := b.clock.Now()
+		b.ingest(t, change(record.TypeContact, "c", ctoAt, map[string]any{"title": "CTO"}))
+		b.clock.Advance(2 * time.Second)
+		flushWhenFree(t, b) // the live read sees the rep's older edit: CTO is written
+		sf, _ := b.sf.Get("Lead", lead)
+		require.Equal(t, "CTO", sf["Title"])
+		// A change made a second after CTO, before CTO's write landed,
+		// arrives now.
+		b.ingest(t, change(record.TypeContact, "c", ctoAt.Add(time.Second), map[string]any{"title": "VP"}))
+
+		// The restarted stream replays the rep's edit, then crmsync's own.
+		b.startStream(t)
+		eventually(t, "the rep's late event", func() bool {
+			for _, bt := range b.inboundBatches(t) {
+				for _, rec := range b.batch(t, bt.ID).Records {
+					for _, f := range rec.Fields {
+						if f.Value == "Rep's title" {
+							require.False(t, f.Sent, "a late event applied over a newer Conversion change")
+							require.Contains(t, f.Reason, "change event older than the value crmsync holds")
+							return true
+						}
+					}
+				}
+			}
+			return false
+		})
+		require.Equal(t, "CTO", b.rec(t, record.TypeContact, "c").CRMFields["Title"], "the snapshot keeps crmsync's write")
+
+		flushWhenFree(t, b)
+		sf, _ = b.sf.Get("Lead", lead)
+		require.Equal(t, "VP", sf["Title"], "the newer Conversion change reaches Salesforce")
+		require.Zero(t, b.queued(t))
+	})
+}
+
 // TestStreamCutMidBurstLosesAndRepeatsNothing: the Pub/Sub stream is cut
 // (a server restart, a network fault) while a rep's burst of edits is being
 // delivered. The stream resubscribes from its stored position; the last
