@@ -119,14 +119,15 @@ type Engine struct {
 	cfg        Config
 	now        func() time.Time
 
-	descs *connection.DescribeCache
+	descs  *connection.DescribeCache
+	claims *claimLimits
 }
 
 // New returns an Engine. notifier may be nil.
 func New(db *bun.DB, conns *connection.Store, connectors Connectors, notifier BatchNotifier, logger *slog.Logger, cfg Config) *Engine {
 	cfg.defaults()
 	return &Engine{db: db, conns: conns, connectors: connectors, notifier: notifier, logger: logger, cfg: cfg,
-		now: cfg.Now, descs: connection.NewDescribeCache(connection.DescribeTTL)}
+		now: cfg.Now, descs: connection.NewDescribeCache(connection.DescribeTTL), claims: newClaimLimits(cfg.MaxItems)}
 }
 
 // Result is what one flush did.
@@ -183,7 +184,7 @@ func (e *Engine) Flush(ctx context.Context, workspaceID int64) (*Result, error) 
 	if err != nil {
 		return nil, err
 	}
-	return f.run(ctx)
+	return e.flushLimited(ctx, f)
 }
 
 // Gate decides whether a sync (a flush or a pull) may call the CRM at all: not when the

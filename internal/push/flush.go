@@ -86,6 +86,9 @@ type flush struct {
 	now   time.Time
 	// pace is the bucket as the flush found it (pacing on).
 	pace Pace
+	// claimLimit is the most items the flush claims (claim.go), and
+	// claimed how many it did.
+	claimLimit, claimed int
 
 	objs    map[record.Type]prefs.ObjectPreference
 	maps    map[record.Type][]prefs.FieldMapping
@@ -136,7 +139,7 @@ func (e *Engine) newFlush(ctx context.Context, c *connection.Connection) (*flush
 	if err != nil {
 		return nil, err
 	}
-	return &flush{e: e, c: c, crm: crm, meter: meter, now: e.now().UTC(),
+	return &flush{e: e, c: c, crm: crm, meter: meter, now: e.now().UTC(), claimLimit: e.cfg.MaxItems,
 		extID: externalIDFields(c.Config), records: map[record.Key]*record.Record{}, readAt: map[string]time.Time{}}, nil
 }
 
@@ -152,10 +155,11 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 			return &Result{Wait: f.pace.Wait}, nil
 		}
 	}
-	items, err := outbound.Claim(ctx, f.e.db, f.c.WorkspaceID, f.now, f.e.cfg.MaxItems)
+	items, err := outbound.Claim(ctx, f.e.db, f.c.WorkspaceID, f.now, f.claimLimit)
 	if err != nil {
 		return nil, err
 	}
+	f.claimed = len(items)
 	if len(items) == 0 {
 		return &Result{}, f.e.Resume(ctx, f.c)
 	}
@@ -225,7 +229,7 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 		if err := f.commit(ctx, nil); err != nil {
 			return nil, err
 		}
-		return &Result{More: len(items) == f.e.cfg.MaxItems}, nil
+		return &Result{More: len(items) == f.claimLimit}, nil
 	}
 	batch.FinishedAt = f.e.now().UTC()
 	batch.APICalls = f.meter.Calls
@@ -244,7 +248,7 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 	f.e.logger.Info("flush done", slog.Int64("workspace_id", f.c.WorkspaceID), slog.Int("items", len(items)),
 		slog.Int("records", len(f.jobs)), slog.Int("api_calls", f.meter.Calls), slog.String("status", string(batch.Status)),
 		slog.String("write_path", batch.WritePath), slog.String("write_path_reason", batch.WritePathReason))
-	res := &Result{Batch: batch, More: len(items) == f.e.cfg.MaxItems}
+	res := &Result{Batch: batch, More: len(items) == f.claimLimit}
 	if errors.Is(callErr, connector.ErrCredentials) {
 		pr, err := f.e.Pause(ctx, f.c, synclog.Outbound, PauseConnectionExpired, "")
 		if err != nil {
