@@ -3,7 +3,6 @@ package reliability
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"testing"
 	"time"
 
@@ -17,14 +16,11 @@ import (
 // replay id, streaming again within seconds; the checker finds nothing
 // lost, nothing applied twice and no mode violated, rep edits included.
 //
-// KNOWN DEFECT, open: about one run in three loses one TWO_WAY value
-// (Conversion's newest change never reaches Salesforce, and nothing is
-// queued). docs/reliability.md "Known defects". Until it is fixed the test
-// runs only with CRMSYNC_STREAM_KILLS=1, so that make test stays a gate.
+// It found a loss: a rep's change event applied after crmsync had written
+// a newer Conversion change to the field made the next flush take
+// crmsync's own write for the rep's (docs/reliability.md, "Found and
+// fixed").
 func TestStreamingServeKilled(t *testing.T) {
-	if os.Getenv("CRMSYNC_STREAM_KILLS") == "" {
-		t.Skip("reproduces an open defect (docs/reliability.md, Known defects): CRMSYNC_STREAM_KILLS=1 runs it")
-	}
 	t.Parallel()
 	ctx := t.Context()
 	c := newCluster(t, clusterOptions{Latency: 30 * time.Millisecond, Streaming: true, ReplicaID: "stream-1"})
