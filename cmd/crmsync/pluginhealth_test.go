@@ -261,7 +261,13 @@ func TestConnectorPluginHealth(t *testing.T) {
 				ingest(token, n) // a crashing plugin dies once per flush
 				return want.MatchString(state(token))
 			})
-			require.Contains(t, metrics(), fmt.Sprintf(`crmsync_connector_unavailable{connector=%q,kind=%q,workspace=`, tc.connector, tc.kind))
+			// The gauge is read at another moment than the state: a crash
+			// loop may be between deaths then, so it is waited for too.
+			eventually("the connector_unavailable gauge with "+tc.kind, func() bool {
+				n++
+				ingest(token, n)
+				return strings.Contains(metrics(), fmt.Sprintf(`crmsync_connector_unavailable{connector=%q,kind=%q,workspace=`, tc.connector, tc.kind))
+			})
 			require.Contains(t, metrics(), fmt.Sprintf(`crmsync_plugin_start_failures_total{connector=%q,kind=%q} `, tc.connector, tc.kind))
 			require.Contains(t, metrics(), fmt.Sprintf(`crmsync_plugin_restarts_total{connector=%q} `, tc.connector))
 

@@ -481,7 +481,10 @@ func (a *applier) superseded(r *record.Record, cr connector.Record, linkedNow bo
 	var out map[string]record.Stamp
 	for k := range cr.Fields {
 		st, ok := r.CRMStamps[k]
-		if _, known := r.CRMFields[k]; !ok || !known || st.At.IsZero() || st.Compare(cr.SystemModstamp) >= 0 {
+		// Exactly, not by Stamp.Compare's second: an event's commit time
+		// and a stamp taken from an earlier event both carry milliseconds,
+		// and two edits in one second are in order.
+		if _, known := r.CRMFields[k]; !ok || !known || st.At.IsZero() || !cr.SystemModstamp.Before(st.At) {
 			continue
 		}
 		if out == nil {
