@@ -17,7 +17,7 @@ func forecastModel(fc *push.Forecast) *model.SyncForecast {
 	}
 	for _, t := range fc.Types {
 		out.RecordTypes = append(out.RecordTypes, &model.RecordTypeForecast{
-			RecordType: model.RecordType(t.Type), QueuedItems: t.Items, Records: t.Records, Creates: t.Creates,
+			RecordType: t.Type, QueuedItems: t.Items, Records: t.Records, Creates: t.Creates,
 			Updates: t.Updates, Removes: t.Removes, Skipped: t.Skipped, APICalls: t.APICalls,
 		})
 	}
@@ -29,8 +29,8 @@ func dryRunModel(accepted int, dr *push.DryRun) *model.RecordChangesResult {
 	for _, r := range dr.Records {
 		log := batchRecordModel(&r.Log)
 		out.DryRun = append(out.DryRun, &model.DryRunRecord{RecordType: log.RecordType, RecordID: log.RecordID,
-			Action: model.DryRunAction(r.Action), CrmObject: log.CrmObject, CrmID: log.CrmID,
-			MatchedBy: model.MatchedBy(r.MatchedBy), Reason: log.Reason, Fields: log.Fields})
+			Action: r.Action, CrmObject: log.CrmObject, CrmID: log.CrmID,
+			MatchedBy: r.MatchedBy, Reason: log.Reason, Fields: log.Fields})
 	}
 	return out
 }

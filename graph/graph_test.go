@@ -136,6 +136,38 @@ func TestHealth(t *testing.T) {
 	})
 }
 
+// TestInvalidEnum: RecordType and SyncMode are bound to domain types
+// (record.Type, prefs.Mode), whose generated unmarshalers map names to
+// constants without checking them. A name outside the enum must still be
+// rejected before any resolver runs, with an error that names it, whether
+// it comes as a literal, a variable or a field of an input variable.
+func TestInvalidEnum(t *testing.T) {
+	t.Parallel()
+	srv := graphtest.New(t, dbtest.Open(t, db.SQLite), nil)
+	_, token := srv.NewWorkspace(t, "Acme")
+	for name, tc := range map[string]struct {
+		query string
+		vars  map[string]any
+		want  string
+	}{
+		"literal": {query: `{ fieldSyncPreferences(recordType: NOPE) { field } }`,
+			want: `Value "NOPE" does not exist in "RecordType!" enum.`},
+		"variable": {query: `query($t: RecordType!) { fieldSyncPreferences(recordType: $t) { field } }`,
+			vars: map[string]any{"t": "NOPE"}, want: `NOPE is not a valid RecordType`},
+		"input field": {query: `mutation($in: FieldSyncPreferenceInput!) { updateFieldSyncPreference(input: $in) { mode } }`,
+			vars: map[string]any{"in": map[string]any{"recordType": "CONTACT", "field": "email", "crmField": "Email", "mode": "NOPE"}},
+			want: `NOPE is not a valid SyncMode`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp := srv.Query(t, token, tc.query, tc.vars)
+			require.Len(t, resp.Errors, 1, resp.Body)
+			require.Contains(t, resp.Errors[0].Message, tc.want, resp.Body)
+			require.Equal(t, "GRAPHQL_VALIDATION_FAILED", resp.Errors[0].Code(), resp.Body)
+			requireNoData(t, resp)
+		})
+	}
+}
+
 func TestTransportsAndLimits(t *testing.T) {
 	t.Parallel()
 	srv := graphtest.New(t, dbtest.Open(t, db.SQLite), nil)

@@ -9,10 +9,12 @@ import (
 
 	"github.com/crmsync/crmsync/graph/model"
 	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/record"
 )
 
 // FuzzRecordChangesInput feeds recordChanges' input, as a client sends it in
-// variables, through gqlgen's coercion (the model types' UnmarshalGQL),
+// variables, through gqlgen's coercion (enums checked against the schema,
+// the other types' UnmarshalGQL),
 // changesOf and outbound.Validate. Whatever the input, nothing panics, and
 // the input is either refused with an *outbound.InputError or turned into
 // one change per input entry that Validate accepts or refuses with an
@@ -65,6 +67,21 @@ func requireInputError(t *testing.T, op string, err error) {
 	}
 }
 
+// fuzzSchema is the schema gqlgen checks variables against.
+var fuzzSchema = NewExecutableSchema(&Resolver{}).Schema()
+
+// coerceEnum decodes an enum bound to a domain type the way gqlgen does:
+// the validator accepts only a string naming a value of the schema's enum,
+// and the generated unmarshaler maps it to the constant of the same
+// spelling. It reports false where gqlgen would refuse the value.
+func coerceEnum[T ~string](enum string, v any) (T, bool) {
+	s, ok := v.(string)
+	if !ok || fuzzSchema.Types[enum].EnumValues.ForName(s) == nil {
+		return "", false
+	}
+	return T(s), true
+}
+
 // coerceRecordChanges decodes variables the way gqlgen does (JSON with
 // numbers kept, then each input field through its type's UnmarshalGQL),
 // reporting false where gqlgen would refuse the variables.
@@ -81,7 +98,8 @@ func coerceRecordChanges(variables []byte) ([]*model.RecordChangeInput, bool) {
 			return nil, false
 		}
 		in := &model.RecordChangeInput{}
-		if in.RecordType.UnmarshalGQL(obj["recordType"]) != nil || in.Source.UnmarshalGQL(obj["source"]) != nil {
+		var ok bool
+		if in.RecordType, ok = coerceEnum[record.Type]("RecordType", obj["recordType"]); !ok || in.Source.UnmarshalGQL(obj["source"]) != nil {
 			return nil, false
 		}
 		if v, ok := obj["recordId"]; ok && v != nil {
@@ -147,10 +165,11 @@ func coerceMembership(v any) (*model.MembershipInput, bool) {
 		return nil, false
 	}
 	m := &model.MembershipInput{}
-	var okC, okK bool
+	var okC, okK, okA bool
 	m.CampaignID, okC = obj["campaignId"].(string)
 	m.ContactID, okK = obj["contactId"].(string)
-	if !okC || !okK || m.Action.UnmarshalGQL(obj["action"]) != nil {
+	m.Action, okA = coerceEnum[outbound.MembershipAction]("MembershipAction", obj["action"])
+	if !okC || !okK || !okA {
 		return nil, false
 	}
 	if s, ok := obj["status"]; ok && s != nil {

@@ -61,24 +61,24 @@ func toJSON(v any) model.JSON {
 
 func connectionModel(c *connection.Connection) *model.CrmConnection {
 	return &model.CrmConnection{
-		ID: c.ID, Connector: c.Connector, Status: model.ConnectionStatus(c.Status), StatusReason: c.StatusReason,
+		ID: c.ID, Connector: c.Connector, Status: c.Status, StatusReason: c.StatusReason,
 		Identity:  &model.CrmIdentity{UserID: c.IdentityUserID, Username: c.IdentityUsername, OrgID: c.IdentityOrgID, InstanceURL: c.InstanceURL},
 		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
 	}
 }
 
 func objectPrefModel(p prefs.ObjectPreference, routing prefs.Routing) *model.ObjectSyncPreference {
-	return &model.ObjectSyncPreference{RecordType: model.RecordType(p.RecordType), WriteEnabled: p.WriteEnabled, Supported: routing.Supported(p.RecordType),
-		ReadEnabled: p.ReadEnabled, CreateAs: model.CreateAs(p.CreateAs)}
+	return &model.ObjectSyncPreference{RecordType: p.RecordType, WriteEnabled: p.WriteEnabled, Supported: routing.Supported(p.RecordType),
+		ReadEnabled: p.ReadEnabled, CreateAs: p.CreateAs}
 }
 
 func fieldPrefModel(m prefs.FieldMapping) *model.FieldSyncPreference {
-	return &model.FieldSyncPreference{RecordType: model.RecordType(m.RecordType), Field: m.Field, CrmField: m.CRMField, Mode: model.SyncMode(m.Mode)}
+	return &model.FieldSyncPreference{RecordType: m.RecordType, Field: m.Field, CrmField: m.CRMField, Mode: m.Mode}
 }
 
 func batchModel(b *synclog.Batch) *model.SyncBatch {
 	out := &model.SyncBatch{
-		ID: b.ID, Direction: model.SyncDirection(b.Direction), Status: model.SyncBatchStatus(b.Status), Message: b.Message,
+		ID: b.ID, Direction: b.Direction, Status: b.Status, Message: b.Message,
 		StartedAt: b.StartedAt, FinishedAt: b.FinishedAt, Created: b.Created, Updated: b.Updated, Deleted: b.Deleted,
 		Skipped: b.Skipped, Failed: b.Failed, Waiting: b.Waiting, APICalls: b.APICalls,
 	}
@@ -98,8 +98,8 @@ func batchRecordCount(b *model.SyncBatch) int {
 }
 
 func batchRecordModel(r *synclog.Record) *model.SyncBatchRecord {
-	out := &model.SyncBatchRecord{RecordType: model.RecordType(r.RecordType), RecordID: r.ConversionID, CrmObject: r.CRMObject,
-		CrmID: r.CRMID, Outcome: model.SyncOutcome(r.Outcome), Reason: r.Reason, ErrorCode: r.ErrorCode,
+	out := &model.SyncBatchRecord{RecordType: r.RecordType, RecordID: r.ConversionID, CrmObject: r.CRMObject,
+		CrmID: r.CRMID, Outcome: r.Outcome, Reason: r.Reason, ErrorCode: r.ErrorCode,
 		Fields: make([]*model.FieldDecision, 0, len(r.Fields))}
 	for _, f := range r.Fields {
 		out.Fields = append(out.Fields, &model.FieldDecision{Field: f.Field, CrmField: f.CRMField, Mode: f.Mode,
@@ -117,8 +117,8 @@ func overviewModel(o overview.Overview) *model.SyncOverview {
 		FailedItems:          o.Failed,
 		Paused:               o.Paused,
 	}
-	for _, t := range model.AllRecordType {
-		out.QueuedByRecordType = append(out.QueuedByRecordType, &model.QueuedCount{RecordType: t, Queued: o.QueuedByType[record.Type(t)]})
+	for _, t := range record.AllTypes {
+		out.QueuedByRecordType = append(out.QueuedByRecordType, &model.QueuedCount{RecordType: t, Queued: o.QueuedByType[t]})
 	}
 	for _, h := range o.CallsByHour {
 		out.APICallsByHour = append(out.APICallsByHour, &model.HourlyCalls{Hour: h.Hour, Calls: int(h.Calls)})
@@ -160,7 +160,7 @@ func overviewModel(o overview.Overview) *model.SyncOverview {
 	out.ConnectionStatusReason = o.ConnectionStatusReason
 	out.UnsupportedRecordTypes = []*model.UnsupportedRecordType{}
 	for _, u := range o.Unsupported {
-		m := &model.UnsupportedRecordType{RecordType: model.RecordType(u.RecordType), Changes: int(u.Changes)}
+		m := &model.UnsupportedRecordType{RecordType: u.RecordType, Changes: int(u.Changes)}
 		if !u.LastAt.IsZero() {
 			at := u.LastAt
 			m.LastChangeAt = &at
@@ -168,7 +168,7 @@ func overviewModel(o overview.Overview) *model.SyncOverview {
 		out.UnsupportedRecordTypes = append(out.UnsupportedRecordTypes, m)
 	}
 	if o.ConnectionStatus != "" {
-		s := model.ConnectionStatus(o.ConnectionStatus)
+		s := o.ConnectionStatus
 		out.ConnectionStatus = &s
 	}
 	return out
@@ -185,13 +185,13 @@ func changesOf(input []*model.RecordChangeInput, now time.Time) ([]outbound.Chan
 	var probs []outbound.Problem
 	for i, in := range input {
 		src := record.Source(in.Source)
-		if in.RecordType == model.RecordTypeCampaignMember {
+		if in.RecordType == record.TypeCampaignMember {
 			if in.Membership == nil {
 				probs = append(probs, outbound.Problem{Index: i, Message: "a CAMPAIGN_MEMBER change names a membership"})
 				continue
 			}
 			m := in.Membership
-			c, err := outbound.Membership(m.CampaignID, m.ContactID, outbound.MembershipAction(m.Action), m.Status, src, now)
+			c, err := outbound.Membership(m.CampaignID, m.ContactID, m.Action, m.Status, src, now)
 			if err != nil {
 				probs = append(probs, outbound.Problem{Index: i, Message: err.Error()})
 				continue
@@ -199,11 +199,11 @@ func changesOf(input []*model.RecordChangeInput, now time.Time) ([]outbound.Chan
 			out = append(out, c)
 			continue
 		}
-		if in.RecordType == model.RecordTypeTask {
+		if in.RecordType == record.TypeTask {
 			probs = append(probs, outbound.Problem{Index: i, Message: "tasks are created with runWorkflowAction"})
 			continue
 		}
-		c := outbound.Change{Type: record.Type(in.RecordType), Source: src, Fields: make(map[string]outbound.FieldChange, len(in.Fields))}
+		c := outbound.Change{Type: in.RecordType, Source: src, Fields: make(map[string]outbound.FieldChange, len(in.Fields))}
 		if in.RecordID != nil {
 			c.ID = *in.RecordID
 		}
@@ -246,12 +246,12 @@ func (r *Resolver) overviewOf(ctx context.Context) (*model.SyncOverview, error) 
 }
 
 func inboundModel(st *inbound.StreamState, now time.Time) *model.InboundSync {
-	out := &model.InboundSync{Mode: model.InboundModePolling, Reason: "never streamed"}
+	out := &model.InboundSync{Mode: inbound.ModePolling, Reason: "never streamed"}
 	if st == nil {
 		return out
 	}
 	mode, reason := st.Effective(now)
-	out.Mode, out.Reason = model.InboundMode(mode), reason
+	out.Mode, out.Reason = mode, reason
 	out.StreamEvents, out.Fallbacks, out.LastFallbackReason = int(st.EventsApplied), int(st.Fallbacks), st.LastFallbackReason
 	if !st.LastEventAt.IsZero() {
 		t := st.LastEventAt.Time

@@ -55,9 +55,9 @@ func (r *mutationResolver) UpdateObjectSyncPreference(ctx context.Context, input
 	if err != nil {
 		return nil, err
 	}
-	p := prefs.ObjectPreference{RecordType: record.Type(input.RecordType), WriteEnabled: input.WriteEnabled, ReadEnabled: input.ReadEnabled}
+	p := prefs.ObjectPreference{RecordType: input.RecordType, WriteEnabled: input.WriteEnabled, ReadEnabled: input.ReadEnabled}
 	if input.CreateAs != nil {
-		p.CreateAs = prefs.CreateAs(*input.CreateAs)
+		p.CreateAs = *input.CreateAs
 	}
 	if err := r.Prefs.SetObject(ctx, ws, p); err != nil {
 		return nil, err
@@ -78,7 +78,7 @@ func (r *mutationResolver) UpdateFieldSyncPreference(ctx context.Context, input 
 	if err != nil {
 		return nil, err
 	}
-	m := prefs.FieldMapping{RecordType: record.Type(input.RecordType), Field: input.Field, CRMField: input.CrmField, Mode: prefs.Mode(input.Mode)}
+	m := prefs.FieldMapping{RecordType: input.RecordType, Field: input.Field, CRMField: input.CrmField, Mode: input.Mode}
 	if err := r.Prefs.SetField(ctx, ws, m); err != nil {
 		return nil, err
 	}
@@ -116,7 +116,7 @@ func (r *mutationResolver) RunWorkflowAction(ctx context.Context, input model.Wo
 	if err != nil {
 		return nil, err
 	}
-	a := outbound.WorkflowAction{Kind: outbound.WorkflowKind(input.Action), ContactID: input.ContactID, Status: input.Status}
+	a := outbound.WorkflowAction{Kind: input.Action, ContactID: input.ContactID, Status: input.Status}
 	if input.ActionID != nil {
 		a.ActionID = *input.ActionID
 	}
@@ -264,12 +264,12 @@ func (r *queryResolver) ObjectSyncPreferences(ctx context.Context) ([]*model.Obj
 	return out, nil
 }
 
-func (r *queryResolver) FieldSyncPreferences(ctx context.Context, recordType model.RecordType) ([]*model.FieldSyncPreference, error) {
+func (r *queryResolver) FieldSyncPreferences(ctx context.Context, recordType record.Type) ([]*model.FieldSyncPreference, error) {
 	ws, err := WorkspaceID(ctx)
 	if err != nil {
 		return nil, err
 	}
-	maps, err := r.Prefs.Fields(ctx, ws, record.Type(recordType))
+	maps, err := r.Prefs.Fields(ctx, ws, recordType)
 	if err != nil {
 		return nil, err
 	}
@@ -307,7 +307,7 @@ func (r *queryResolver) FailedItems(ctx context.Context, first *int, after *stri
 	}
 	out := &model.FailedItemConnection{Edges: []*model.FailedItemEdge{}, PageInfo: &model.PageInfo{HasNextPage: len(items) > n}}
 	for _, it := range items[:min(n, len(items))] {
-		node := &model.FailedItem{ID: it.ID, RecordType: model.RecordType(it.RecordType), ErrorCode: it.ErrorCode,
+		node := &model.FailedItem{ID: it.ID, RecordType: it.RecordType, ErrorCode: it.ErrorCode,
 			ErrorMessage: it.ErrorMessage, Attempts: it.Attempts, CreatedAt: it.CreatedAt}
 		if rec := recs[it.RecordID]; rec != nil {
 			node.RecordID = rec.ConversionID
@@ -335,13 +335,13 @@ func (r *queryResolver) SyncLogs(ctx context.Context, filter *model.SyncLogFilte
 	var f synclog.Filter
 	if filter != nil {
 		if filter.Direction != nil {
-			f.Direction = synclog.Direction(*filter.Direction)
+			f.Direction = *filter.Direction
 		}
 		if filter.Status != nil {
-			f.Status = synclog.Status(*filter.Status)
+			f.Status = *filter.Status
 		}
 		if filter.RecordType != nil {
-			f.RecordType = record.Type(*filter.RecordType)
+			f.RecordType = *filter.RecordType
 		}
 		f.ConversionID = deref(filter.RecordID)
 		if filter.From != nil {
@@ -380,12 +380,12 @@ func (r *queryResolver) SyncBatch(ctx context.Context, id int64) (*model.SyncBat
 	return batchModel(b), nil
 }
 
-func (r *queryResolver) Record(ctx context.Context, typeArg model.RecordType, id string) (*model.Record, error) {
+func (r *queryResolver) Record(ctx context.Context, typeArg record.Type, id string) (*model.Record, error) {
 	ws, err := WorkspaceID(ctx)
 	if err != nil {
 		return nil, err
 	}
-	rec, err := r.Records.Get(ctx, ws, record.Key{Type: record.Type(typeArg), ID: id})
+	rec, err := r.Records.Get(ctx, ws, record.Key{Type: typeArg, ID: id})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -411,7 +411,7 @@ func (r *queryResolver) Record(ctx context.Context, typeArg model.RecordType, id
 	slices.Sort(names)
 	for _, name := range names {
 		fs := rec.Fields[name]
-		out.Fields = append(out.Fields, &model.RecordField{Name: name, Value: toJSON(fs.Value), ChangedAt: fs.ChangedAt, Source: model.FieldSource(fs.Source)})
+		out.Fields = append(out.Fields, &model.RecordField{Name: name, Value: toJSON(fs.Value), ChangedAt: fs.ChangedAt, Source: fs.Source})
 	}
 	if rec.CRMID != "" {
 		if c, err := r.Connections.Get(ctx, ws); err == nil && c.InstanceURL != "" {
@@ -435,7 +435,7 @@ func (r *recordResolver) History(ctx context.Context, obj *model.Record, first *
 	if err != nil {
 		return nil, err
 	}
-	hist, err := r.SyncLog.History(ctx, ws, record.Type(obj.RecordType), obj.ID, n)
+	hist, err := r.SyncLog.History(ctx, ws, obj.RecordType, obj.ID, n)
 	if err != nil {
 		return nil, err
 	}

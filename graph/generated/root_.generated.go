@@ -10,6 +10,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/crmsync/crmsync/graph/model"
+	"github.com/crmsync/crmsync/internal/record"
 	gqlparser "github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 )
@@ -165,10 +166,10 @@ type ComplexityRoot struct {
 	Query struct {
 		Connection            func(childComplexity int) int
 		FailedItems           func(childComplexity int, first *int, after *string) int
-		FieldSyncPreferences  func(childComplexity int, recordType model.RecordType) int
+		FieldSyncPreferences  func(childComplexity int, recordType record.Type) int
 		Health                func(childComplexity int) int
 		ObjectSyncPreferences func(childComplexity int) int
-		Record                func(childComplexity int, typeArg model.RecordType, id string) int
+		Record                func(childComplexity int, typeArg record.Type, id string) int
 		SyncBatch             func(childComplexity int, id int64) int
 		SyncForecast          func(childComplexity int) int
 		SyncLogs              func(childComplexity int, filter *model.SyncLogFilter, first *int, after *string) int
@@ -917,7 +918,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Query.FieldSyncPreferences(childComplexity, args["recordType"].(model.RecordType)), true
+		return e.ComplexityRoot.Query.FieldSyncPreferences(childComplexity, args["recordType"].(record.Type)), true
 	case "Query.health":
 		if e.ComplexityRoot.Query.Health == nil {
 			break
@@ -941,7 +942,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Query.Record(childComplexity, args["type"].(model.RecordType), args["id"].(string)), true
+		return e.ComplexityRoot.Query.Record(childComplexity, args["type"].(record.Type), args["id"].(string)), true
 	case "Query.syncBatch":
 		if e.ComplexityRoot.Query.SyncBatch == nil {
 			break

@@ -13,6 +13,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/introspection"
 	"github.com/crmsync/crmsync/graph/model"
+	"github.com/crmsync/crmsync/internal/record"
 	"github.com/crmsync/crmsync/internal/workspace"
 	"github.com/vektah/gqlparser/v2/ast"
 )
@@ -40,11 +41,11 @@ type QueryResolver interface {
 	SyncForecast(ctx context.Context) (*model.SyncForecast, error)
 	Connection(ctx context.Context) (*model.CrmConnection, error)
 	ObjectSyncPreferences(ctx context.Context) ([]*model.ObjectSyncPreference, error)
-	FieldSyncPreferences(ctx context.Context, recordType model.RecordType) ([]*model.FieldSyncPreference, error)
+	FieldSyncPreferences(ctx context.Context, recordType record.Type) ([]*model.FieldSyncPreference, error)
 	FailedItems(ctx context.Context, first *int, after *string) (*model.FailedItemConnection, error)
 	SyncLogs(ctx context.Context, filter *model.SyncLogFilter, first *int, after *string) (*model.SyncBatchConnection, error)
 	SyncBatch(ctx context.Context, id int64) (*model.SyncBatch, error)
-	Record(ctx context.Context, typeArg model.RecordType, id string) (*model.Record, error)
+	Record(ctx context.Context, typeArg record.Type, id string) (*model.Record, error)
 	SyncOverview(ctx context.Context) (*model.SyncOverview, error)
 }
 
@@ -226,8 +227,8 @@ func (ec *executionContext) field_Query_fieldSyncPreferences_args(ctx context.Co
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "recordType",
-		func(ctx context.Context, v any) (model.RecordType, error) {
-			return ec.unmarshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx, v)
+		func(ctx context.Context, v any) (record.Type, error) {
+			return ec.unmarshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -240,8 +241,8 @@ func (ec *executionContext) field_Query_record_args(ctx context.Context, rawArgs
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "type",
-		func(ctx context.Context, v any) (model.RecordType, error) {
-			return ec.unmarshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx, v)
+		func(ctx context.Context, v any) (record.Type, error) {
+			return ec.unmarshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -1017,7 +1018,7 @@ func (ec *executionContext) _Query_fieldSyncPreferences(ctx context.Context, fie
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Query().FieldSyncPreferences(ctx, fc.Args["recordType"].(model.RecordType))
+			return ec.Resolvers.Query().FieldSyncPreferences(ctx, fc.Args["recordType"].(record.Type))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*model.FieldSyncPreference) graphql.Marshaler {
@@ -1193,7 +1194,7 @@ func (ec *executionContext) _Query_record(ctx context.Context, field graphql.Col
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Query().Record(ctx, fc.Args["type"].(model.RecordType), fc.Args["id"].(string))
+			return ec.Resolvers.Query().Record(ctx, fc.Args["type"].(record.Type), fc.Args["id"].(string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.Record) graphql.Marshaler {

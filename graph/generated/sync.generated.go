@@ -11,6 +11,13 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/crmsync/crmsync/graph/model"
+	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/inbound"
+	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/push"
+	"github.com/crmsync/crmsync/internal/record"
+	"github.com/crmsync/crmsync/internal/synclog"
 	"github.com/vektah/gqlparser/v2/ast"
 )
 
@@ -245,8 +252,8 @@ func (ec *executionContext) _CrmConnection_status(ctx context.Context, field gra
 			return obj.Status, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.ConnectionStatus) graphql.Marshaler {
-			return ec.marshalNConnectionStatus2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐConnectionStatus(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v connection.Status) graphql.Marshaler {
+			return ec.marshalNConnectionStatus2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋconnectionᚐStatus(ctx, selections, v)
 		},
 		true,
 		true,
@@ -461,8 +468,8 @@ func (ec *executionContext) _DryRunRecord_recordType(ctx context.Context, field 
 			return obj.RecordType, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.RecordType) graphql.Marshaler {
-			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v record.Type) graphql.Marshaler {
+			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType(ctx, selections, v)
 		},
 		true,
 		true,
@@ -507,8 +514,8 @@ func (ec *executionContext) _DryRunRecord_action(ctx context.Context, field grap
 			return obj.Action, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.DryRunAction) graphql.Marshaler {
-			return ec.marshalNDryRunAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDryRunAction(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v push.DryRunAction) graphql.Marshaler {
+			return ec.marshalNDryRunAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋpushᚐDryRunAction(ctx, selections, v)
 		},
 		true,
 		true,
@@ -576,8 +583,8 @@ func (ec *executionContext) _DryRunRecord_matchedBy(ctx context.Context, field g
 			return obj.MatchedBy, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.MatchedBy) graphql.Marshaler {
-			return ec.marshalNMatchedBy2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐMatchedBy(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v push.MatchedBy) graphql.Marshaler {
+			return ec.marshalNMatchedBy2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋpushᚐMatchedBy(ctx, selections, v)
 		},
 		true,
 		true,
@@ -677,8 +684,8 @@ func (ec *executionContext) _FailedItem_recordType(ctx context.Context, field gr
 			return obj.RecordType, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.RecordType) graphql.Marshaler {
-			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v record.Type) graphql.Marshaler {
+			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1072,8 +1079,8 @@ func (ec *executionContext) _FieldSyncPreference_recordType(ctx context.Context,
 			return obj.RecordType, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.RecordType) graphql.Marshaler {
-			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v record.Type) graphql.Marshaler {
+			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1141,8 +1148,8 @@ func (ec *executionContext) _FieldSyncPreference_mode(ctx context.Context, field
 			return obj.Mode, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.SyncMode) graphql.Marshaler {
-			return ec.marshalNSyncMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncMode(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v prefs.Mode) graphql.Marshaler {
+			return ec.marshalNSyncMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐMode(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1210,8 +1217,8 @@ func (ec *executionContext) _InboundSync_mode(ctx context.Context, field graphql
 			return obj.Mode, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.InboundMode) graphql.Marshaler {
-			return ec.marshalNInboundMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐInboundMode(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v inbound.Mode) graphql.Marshaler {
+			return ec.marshalNInboundMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋinboundᚐMode(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1371,8 +1378,8 @@ func (ec *executionContext) _ObjectSyncPreference_recordType(ctx context.Context
 			return obj.RecordType, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.RecordType) graphql.Marshaler {
-			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v record.Type) graphql.Marshaler {
+			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1440,8 +1447,8 @@ func (ec *executionContext) _ObjectSyncPreference_createAs(ctx context.Context, 
 			return obj.CreateAs, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.CreateAs) graphql.Marshaler {
-			return ec.marshalNCreateAs2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐCreateAs(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v prefs.CreateAs) graphql.Marshaler {
+			return ec.marshalNCreateAs2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐCreateAs(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1532,8 +1539,8 @@ func (ec *executionContext) _QueuedCount_recordType(ctx context.Context, field g
 			return obj.RecordType, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.RecordType) graphql.Marshaler {
-			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v record.Type) graphql.Marshaler {
+			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1578,8 +1585,8 @@ func (ec *executionContext) _Record_recordType(ctx context.Context, field graphq
 			return obj.RecordType, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.RecordType) graphql.Marshaler {
-			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v record.Type) graphql.Marshaler {
+			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1985,8 +1992,8 @@ func (ec *executionContext) _RecordField_source(ctx context.Context, field graph
 			return obj.Source, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.FieldSource) graphql.Marshaler {
-			return ec.marshalNFieldSource2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐFieldSource(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v record.Source) graphql.Marshaler {
+			return ec.marshalNFieldSource2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐSource(ctx, selections, v)
 		},
 		true,
 		true,
@@ -2008,8 +2015,8 @@ func (ec *executionContext) _RecordTypeForecast_recordType(ctx context.Context, 
 			return obj.RecordType, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.RecordType) graphql.Marshaler {
-			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v record.Type) graphql.Marshaler {
+			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType(ctx, selections, v)
 		},
 		true,
 		true,
@@ -2435,8 +2442,8 @@ func (ec *executionContext) _SyncBatch_direction(ctx context.Context, field grap
 			return obj.Direction, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.SyncDirection) graphql.Marshaler {
-			return ec.marshalNSyncDirection2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncDirection(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v synclog.Direction) graphql.Marshaler {
+			return ec.marshalNSyncDirection2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐDirection(ctx, selections, v)
 		},
 		true,
 		true,
@@ -2458,8 +2465,8 @@ func (ec *executionContext) _SyncBatch_status(ctx context.Context, field graphql
 			return obj.Status, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.SyncBatchStatus) graphql.Marshaler {
-			return ec.marshalNSyncBatchStatus2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncBatchStatus(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v synclog.Status) graphql.Marshaler {
+			return ec.marshalNSyncBatchStatus2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐStatus(ctx, selections, v)
 		},
 		true,
 		true,
@@ -2920,8 +2927,8 @@ func (ec *executionContext) _SyncBatchRecord_recordType(ctx context.Context, fie
 			return obj.RecordType, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.RecordType) graphql.Marshaler {
-			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v record.Type) graphql.Marshaler {
+			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType(ctx, selections, v)
 		},
 		true,
 		true,
@@ -3012,8 +3019,8 @@ func (ec *executionContext) _SyncBatchRecord_outcome(ctx context.Context, field 
 			return obj.Outcome, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.SyncOutcome) graphql.Marshaler {
-			return ec.marshalNSyncOutcome2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncOutcome(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v synclog.Outcome) graphql.Marshaler {
+			return ec.marshalNSyncOutcome2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐOutcome(ctx, selections, v)
 		},
 		true,
 		true,
@@ -3999,8 +4006,8 @@ func (ec *executionContext) _SyncOverview_connectionStatus(ctx context.Context, 
 			return obj.ConnectionStatus, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *model.ConnectionStatus) graphql.Marshaler {
-			return ec.marshalOConnectionStatus2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐConnectionStatus(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *connection.Status) graphql.Marshaler {
+			return ec.marshalOConnectionStatus2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋconnectionᚐStatus(ctx, selections, v)
 		},
 		true,
 		false,
@@ -4325,8 +4332,8 @@ func (ec *executionContext) _UnsupportedRecordType_recordType(ctx context.Contex
 			return obj.RecordType, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.RecordType) graphql.Marshaler {
-			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v record.Type) graphql.Marshaler {
+			return ec.marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType(ctx, selections, v)
 		},
 		true,
 		true,
@@ -4518,7 +4525,7 @@ func (ec *executionContext) unmarshalInputFieldSyncPreferenceInput(ctx context.C
 		switch k {
 		case "recordType":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("recordType"))
-			data, err := ec.unmarshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx, v)
+			data, err := ec.unmarshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType(ctx, v)
 			if err != nil {
 				return it, err
 			}
@@ -4539,7 +4546,7 @@ func (ec *executionContext) unmarshalInputFieldSyncPreferenceInput(ctx context.C
 			it.CrmField = data
 		case "mode":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("mode"))
-			data, err := ec.unmarshalNSyncMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncMode(ctx, v)
+			data, err := ec.unmarshalNSyncMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐMode(ctx, v)
 			if err != nil {
 				return it, err
 			}
@@ -4595,7 +4602,7 @@ func (ec *executionContext) unmarshalInputMembershipInput(ctx context.Context, o
 			it.ContactID = data
 		case "action":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("action"))
-			data, err := ec.unmarshalNMembershipAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐMembershipAction(ctx, v)
+			data, err := ec.unmarshalNMembershipAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋoutboundᚐMembershipAction(ctx, v)
 			if err != nil {
 				return it, err
 			}
@@ -4644,7 +4651,7 @@ func (ec *executionContext) unmarshalInputObjectSyncPreferenceInput(ctx context.
 		switch k {
 		case "recordType":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("recordType"))
-			data, err := ec.unmarshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx, v)
+			data, err := ec.unmarshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType(ctx, v)
 			if err != nil {
 				return it, err
 			}
@@ -4665,7 +4672,7 @@ func (ec *executionContext) unmarshalInputObjectSyncPreferenceInput(ctx context.
 			it.ReadEnabled = data
 		case "createAs":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createAs"))
-			data, err := ec.unmarshalOCreateAs2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐCreateAs(ctx, v)
+			data, err := ec.unmarshalOCreateAs2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐCreateAs(ctx, v)
 			if err != nil {
 				return it, err
 			}
@@ -4707,7 +4714,7 @@ func (ec *executionContext) unmarshalInputRecordChangeInput(ctx context.Context,
 		switch k {
 		case "recordType":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("recordType"))
-			data, err := ec.unmarshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx, v)
+			data, err := ec.unmarshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType(ctx, v)
 			if err != nil {
 				return it, err
 			}
@@ -4777,21 +4784,21 @@ func (ec *executionContext) unmarshalInputSyncLogFilter(ctx context.Context, obj
 		switch k {
 		case "direction":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
-			data, err := ec.unmarshalOSyncDirection2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncDirection(ctx, v)
+			data, err := ec.unmarshalOSyncDirection2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐDirection(ctx, v)
 			if err != nil {
 				return it, err
 			}
 			it.Direction = data
 		case "status":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("status"))
-			data, err := ec.unmarshalOSyncBatchStatus2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncBatchStatus(ctx, v)
+			data, err := ec.unmarshalOSyncBatchStatus2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐStatus(ctx, v)
 			if err != nil {
 				return it, err
 			}
 			it.Status = data
 		case "recordType":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("recordType"))
-			data, err := ec.unmarshalORecordType2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx, v)
+			data, err := ec.unmarshalORecordType2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType(ctx, v)
 			if err != nil {
 				return it, err
 			}
@@ -4917,7 +4924,7 @@ func (ec *executionContext) unmarshalInputWorkflowActionInput(ctx context.Contex
 		switch k {
 		case "action":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("action"))
-			data, err := ec.unmarshalNWorkflowActionType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐWorkflowActionType(ctx, v)
+			data, err := ec.unmarshalNWorkflowActionType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋoutboundᚐWorkflowKind(ctx, v)
 			if err != nil {
 				return it, err
 			}
@@ -6770,15 +6777,35 @@ func (ec *executionContext) unmarshalNConnectCrmInput2githubᚗcomᚋcrmsyncᚋc
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) unmarshalNConnectionStatus2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐConnectionStatus(ctx context.Context, v any) (model.ConnectionStatus, error) {
-	var res model.ConnectionStatus
-	err := res.UnmarshalGQL(v)
+func (ec *executionContext) unmarshalNConnectionStatus2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋconnectionᚐStatus(ctx context.Context, v any) (connection.Status, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNConnectionStatus2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋconnectionᚐStatus[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNConnectionStatus2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐConnectionStatus(ctx context.Context, sel ast.SelectionSet, v model.ConnectionStatus) graphql.Marshaler {
-	return v
+func (ec *executionContext) marshalNConnectionStatus2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋconnectionᚐStatus(ctx context.Context, sel ast.SelectionSet, v connection.Status) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNConnectionStatus2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋconnectionᚐStatus[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "ConnectionStatus!")
+	}
+	return res
 }
+
+var (
+	unmarshalNConnectionStatus2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋconnectionᚐStatus = map[string]connection.Status{
+		"CONNECTED":              connection.StatusConnected,
+		"EXPIRED":                connection.StatusExpired,
+		"CREDENTIALS_UNREADABLE": connection.StatusCredentialsUnreadable,
+		"CONNECTOR_UNAVAILABLE":  connection.StatusConnectorUnavailable,
+	}
+	marshalNConnectionStatus2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋconnectionᚐStatus = map[connection.Status]string{
+		connection.StatusConnected:             "CONNECTED",
+		connection.StatusExpired:               "EXPIRED",
+		connection.StatusCredentialsUnreadable: "CREDENTIALS_UNREADABLE",
+		connection.StatusConnectorUnavailable:  "CONNECTOR_UNAVAILABLE",
+	}
+)
 
 func (ec *executionContext) marshalNConversionDailyLimit2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐConversionDailyLimit(ctx context.Context, sel ast.SelectionSet, v *model.ConversionDailyLimit) graphql.Marshaler {
 	if v == nil {
@@ -6788,15 +6815,31 @@ func (ec *executionContext) marshalNConversionDailyLimit2ᚖgithubᚗcomᚋcrmsy
 	return ec._ConversionDailyLimit(ctx, sel, v)
 }
 
-func (ec *executionContext) unmarshalNCreateAs2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐCreateAs(ctx context.Context, v any) (model.CreateAs, error) {
-	var res model.CreateAs
-	err := res.UnmarshalGQL(v)
+func (ec *executionContext) unmarshalNCreateAs2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐCreateAs(ctx context.Context, v any) (prefs.CreateAs, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNCreateAs2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐCreateAs[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNCreateAs2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐCreateAs(ctx context.Context, sel ast.SelectionSet, v model.CreateAs) graphql.Marshaler {
-	return v
+func (ec *executionContext) marshalNCreateAs2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐCreateAs(ctx context.Context, sel ast.SelectionSet, v prefs.CreateAs) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNCreateAs2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐCreateAs[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "CreateAs!")
+	}
+	return res
 }
+
+var (
+	unmarshalNCreateAs2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐCreateAs = map[string]prefs.CreateAs{
+		"LEAD":    prefs.CreateAsLead,
+		"CONTACT": prefs.CreateAsContact,
+	}
+	marshalNCreateAs2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐCreateAs = map[prefs.CreateAs]string{
+		prefs.CreateAsLead:    "LEAD",
+		prefs.CreateAsContact: "CONTACT",
+	}
+)
 
 func (ec *executionContext) marshalNCrmConnection2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐCrmConnection(ctx context.Context, sel ast.SelectionSet, v *model.CrmConnection) graphql.Marshaler {
 	if v == nil {
@@ -6814,15 +6857,39 @@ func (ec *executionContext) marshalNCrmIdentity2ᚖgithubᚗcomᚋcrmsyncᚋcrms
 	return ec._CrmIdentity(ctx, sel, v)
 }
 
-func (ec *executionContext) unmarshalNDryRunAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDryRunAction(ctx context.Context, v any) (model.DryRunAction, error) {
-	var res model.DryRunAction
-	err := res.UnmarshalGQL(v)
+func (ec *executionContext) unmarshalNDryRunAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋpushᚐDryRunAction(ctx context.Context, v any) (push.DryRunAction, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNDryRunAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋpushᚐDryRunAction[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNDryRunAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDryRunAction(ctx context.Context, sel ast.SelectionSet, v model.DryRunAction) graphql.Marshaler {
-	return v
+func (ec *executionContext) marshalNDryRunAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋpushᚐDryRunAction(ctx context.Context, sel ast.SelectionSet, v push.DryRunAction) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNDryRunAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋpushᚐDryRunAction[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "DryRunAction!")
+	}
+	return res
 }
+
+var (
+	unmarshalNDryRunAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋpushᚐDryRunAction = map[string]push.DryRunAction{
+		"CREATE": push.ActionCreate,
+		"UPDATE": push.ActionUpdate,
+		"DELETE": push.ActionDelete,
+		"NONE":   push.ActionNone,
+		"WAIT":   push.ActionWait,
+		"FAIL":   push.ActionFail,
+	}
+	marshalNDryRunAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋpushᚐDryRunAction = map[push.DryRunAction]string{
+		push.ActionCreate: "CREATE",
+		push.ActionUpdate: "UPDATE",
+		push.ActionDelete: "DELETE",
+		push.ActionNone:   "NONE",
+		push.ActionWait:   "WAIT",
+		push.ActionFail:   "FAIL",
+	}
+)
 
 func (ec *executionContext) marshalNDryRunRecord2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDryRunRecordᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.DryRunRecord) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
@@ -6917,15 +6984,39 @@ func (ec *executionContext) marshalNFieldDecision2ᚖgithubᚗcomᚋcrmsyncᚋcr
 	return ec._FieldDecision(ctx, sel, v)
 }
 
-func (ec *executionContext) unmarshalNFieldSource2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐFieldSource(ctx context.Context, v any) (model.FieldSource, error) {
-	var res model.FieldSource
-	err := res.UnmarshalGQL(v)
+func (ec *executionContext) unmarshalNFieldSource2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐSource(ctx context.Context, v any) (record.Source, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNFieldSource2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐSource[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNFieldSource2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐFieldSource(ctx context.Context, sel ast.SelectionSet, v model.FieldSource) graphql.Marshaler {
-	return v
+func (ec *executionContext) marshalNFieldSource2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐSource(ctx context.Context, sel ast.SelectionSet, v record.Source) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNFieldSource2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐSource[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "FieldSource!")
+	}
+	return res
 }
+
+var (
+	unmarshalNFieldSource2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐSource = map[string]record.Source{
+		"UI":         record.SourceUI,
+		"FORM":       record.SourceForm,
+		"IMPORT":     record.SourceImport,
+		"API":        record.SourceAPI,
+		"WORKFLOW":   record.SourceWorkflow,
+		"SALESFORCE": record.SourceSalesforce,
+	}
+	marshalNFieldSource2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐSource = map[record.Source]string{
+		record.SourceUI:         "UI",
+		record.SourceForm:       "FORM",
+		record.SourceImport:     "IMPORT",
+		record.SourceAPI:        "API",
+		record.SourceWorkflow:   "WORKFLOW",
+		record.SourceSalesforce: "SALESFORCE",
+	}
+)
 
 func (ec *executionContext) marshalNFieldSyncPreference2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐFieldSyncPreferenceᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.FieldSyncPreference) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
@@ -6980,15 +7071,33 @@ func (ec *executionContext) marshalNHourlyCalls2ᚖgithubᚗcomᚋcrmsyncᚋcrms
 	return ec._HourlyCalls(ctx, sel, v)
 }
 
-func (ec *executionContext) unmarshalNInboundMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐInboundMode(ctx context.Context, v any) (model.InboundMode, error) {
-	var res model.InboundMode
-	err := res.UnmarshalGQL(v)
+func (ec *executionContext) unmarshalNInboundMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋinboundᚐMode(ctx context.Context, v any) (inbound.Mode, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNInboundMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋinboundᚐMode[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNInboundMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐInboundMode(ctx context.Context, sel ast.SelectionSet, v model.InboundMode) graphql.Marshaler {
-	return v
+func (ec *executionContext) marshalNInboundMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋinboundᚐMode(ctx context.Context, sel ast.SelectionSet, v inbound.Mode) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNInboundMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋinboundᚐMode[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "InboundMode!")
+	}
+	return res
 }
+
+var (
+	unmarshalNInboundMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋinboundᚐMode = map[string]inbound.Mode{
+		"STREAMING":   inbound.ModeStreaming,
+		"CATCHING_UP": inbound.ModeCatchingUp,
+		"POLLING":     inbound.ModePolling,
+	}
+	marshalNInboundMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋinboundᚐMode = map[inbound.Mode]string{
+		inbound.ModeStreaming:  "STREAMING",
+		inbound.ModeCatchingUp: "CATCHING_UP",
+		inbound.ModePolling:    "POLLING",
+	}
+)
 
 func (ec *executionContext) marshalNInboundSync2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐInboundSync(ctx context.Context, sel ast.SelectionSet, v *model.InboundSync) graphql.Marshaler {
 	if v == nil {
@@ -6998,25 +7107,71 @@ func (ec *executionContext) marshalNInboundSync2ᚖgithubᚗcomᚋcrmsyncᚋcrms
 	return ec._InboundSync(ctx, sel, v)
 }
 
-func (ec *executionContext) unmarshalNMatchedBy2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐMatchedBy(ctx context.Context, v any) (model.MatchedBy, error) {
-	var res model.MatchedBy
-	err := res.UnmarshalGQL(v)
+func (ec *executionContext) unmarshalNMatchedBy2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋpushᚐMatchedBy(ctx context.Context, v any) (push.MatchedBy, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNMatchedBy2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋpushᚐMatchedBy[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNMatchedBy2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐMatchedBy(ctx context.Context, sel ast.SelectionSet, v model.MatchedBy) graphql.Marshaler {
-	return v
+func (ec *executionContext) marshalNMatchedBy2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋpushᚐMatchedBy(ctx context.Context, sel ast.SelectionSet, v push.MatchedBy) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNMatchedBy2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋpushᚐMatchedBy[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "MatchedBy!")
+	}
+	return res
 }
 
-func (ec *executionContext) unmarshalNMembershipAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐMembershipAction(ctx context.Context, v any) (model.MembershipAction, error) {
-	var res model.MembershipAction
-	err := res.UnmarshalGQL(v)
+var (
+	unmarshalNMatchedBy2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋpushᚐMatchedBy = map[string]push.MatchedBy{
+		"LINKED":          push.MatchedByLink,
+		"EMAIL":           push.MatchedByEmail,
+		"EXTERNAL_ID":     push.MatchedByExternalID,
+		"WEBSITE":         push.MatchedByWebsite,
+		"NAME":            push.MatchedByName,
+		"CAMPAIGN_MEMBER": push.MatchedByMembership,
+		"SUBJECT":         push.MatchedBySubject,
+		"NEW":             push.MatchedNew,
+	}
+	marshalNMatchedBy2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋpushᚐMatchedBy = map[push.MatchedBy]string{
+		push.MatchedByLink:       "LINKED",
+		push.MatchedByEmail:      "EMAIL",
+		push.MatchedByExternalID: "EXTERNAL_ID",
+		push.MatchedByWebsite:    "WEBSITE",
+		push.MatchedByName:       "NAME",
+		push.MatchedByMembership: "CAMPAIGN_MEMBER",
+		push.MatchedBySubject:    "SUBJECT",
+		push.MatchedNew:          "NEW",
+	}
+)
+
+func (ec *executionContext) unmarshalNMembershipAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋoutboundᚐMembershipAction(ctx context.Context, v any) (outbound.MembershipAction, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNMembershipAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋoutboundᚐMembershipAction[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNMembershipAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐMembershipAction(ctx context.Context, sel ast.SelectionSet, v model.MembershipAction) graphql.Marshaler {
-	return v
+func (ec *executionContext) marshalNMembershipAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋoutboundᚐMembershipAction(ctx context.Context, sel ast.SelectionSet, v outbound.MembershipAction) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNMembershipAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋoutboundᚐMembershipAction[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "MembershipAction!")
+	}
+	return res
 }
+
+var (
+	unmarshalNMembershipAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋoutboundᚐMembershipAction = map[string]outbound.MembershipAction{
+		"ADD":    outbound.MemberAdd,
+		"UPDATE": outbound.MemberUpdate,
+		"REMOVE": outbound.MemberRemove,
+	}
+	marshalNMembershipAction2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋoutboundᚐMembershipAction = map[outbound.MembershipAction]string{
+		outbound.MemberAdd:    "ADD",
+		outbound.MemberUpdate: "UPDATE",
+		outbound.MemberRemove: "REMOVE",
+	}
+)
 
 func (ec *executionContext) marshalNObjectSyncPreference2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐObjectSyncPreferenceᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ObjectSyncPreference) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
@@ -7130,15 +7285,37 @@ func (ec *executionContext) marshalNRecordField2ᚖgithubᚗcomᚋcrmsyncᚋcrms
 	return ec._RecordField(ctx, sel, v)
 }
 
-func (ec *executionContext) unmarshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx context.Context, v any) (model.RecordType, error) {
-	var res model.RecordType
-	err := res.UnmarshalGQL(v)
+func (ec *executionContext) unmarshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType(ctx context.Context, v any) (record.Type, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx context.Context, sel ast.SelectionSet, v model.RecordType) graphql.Marshaler {
-	return v
+func (ec *executionContext) marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType(ctx context.Context, sel ast.SelectionSet, v record.Type) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "RecordType!")
+	}
+	return res
 }
+
+var (
+	unmarshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType = map[string]record.Type{
+		"CONTACT":         record.TypeContact,
+		"COMPANY":         record.TypeCompany,
+		"CAMPAIGN":        record.TypeCampaign,
+		"CAMPAIGN_MEMBER": record.TypeCampaignMember,
+		"TASK":            record.TypeTask,
+	}
+	marshalNRecordType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType = map[record.Type]string{
+		record.TypeContact:        "CONTACT",
+		record.TypeCompany:        "COMPANY",
+		record.TypeCampaign:       "CAMPAIGN",
+		record.TypeCampaignMember: "CAMPAIGN_MEMBER",
+		record.TypeTask:           "TASK",
+	}
+)
 
 func (ec *executionContext) marshalNRecordTypeForecast2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordTypeForecastᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.RecordTypeForecast) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
@@ -7276,25 +7453,61 @@ func (ec *executionContext) marshalNSyncBatchRecordEdge2ᚖgithubᚗcomᚋcrmsyn
 	return ec._SyncBatchRecordEdge(ctx, sel, v)
 }
 
-func (ec *executionContext) unmarshalNSyncBatchStatus2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncBatchStatus(ctx context.Context, v any) (model.SyncBatchStatus, error) {
-	var res model.SyncBatchStatus
-	err := res.UnmarshalGQL(v)
+func (ec *executionContext) unmarshalNSyncBatchStatus2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐStatus(ctx context.Context, v any) (synclog.Status, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNSyncBatchStatus2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐStatus[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNSyncBatchStatus2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncBatchStatus(ctx context.Context, sel ast.SelectionSet, v model.SyncBatchStatus) graphql.Marshaler {
-	return v
+func (ec *executionContext) marshalNSyncBatchStatus2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐStatus(ctx context.Context, sel ast.SelectionSet, v synclog.Status) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNSyncBatchStatus2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐStatus[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "SyncBatchStatus!")
+	}
+	return res
 }
 
-func (ec *executionContext) unmarshalNSyncDirection2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncDirection(ctx context.Context, v any) (model.SyncDirection, error) {
-	var res model.SyncDirection
-	err := res.UnmarshalGQL(v)
+var (
+	unmarshalNSyncBatchStatus2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐStatus = map[string]synclog.Status{
+		"SUCCEEDED": synclog.StatusSucceeded,
+		"PARTIAL":   synclog.StatusPartial,
+		"FAILED":    synclog.StatusFailed,
+		"PAUSED":    synclog.StatusPaused,
+	}
+	marshalNSyncBatchStatus2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐStatus = map[synclog.Status]string{
+		synclog.StatusSucceeded: "SUCCEEDED",
+		synclog.StatusPartial:   "PARTIAL",
+		synclog.StatusFailed:    "FAILED",
+		synclog.StatusPaused:    "PAUSED",
+	}
+)
+
+func (ec *executionContext) unmarshalNSyncDirection2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐDirection(ctx context.Context, v any) (synclog.Direction, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNSyncDirection2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐDirection[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNSyncDirection2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncDirection(ctx context.Context, sel ast.SelectionSet, v model.SyncDirection) graphql.Marshaler {
-	return v
+func (ec *executionContext) marshalNSyncDirection2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐDirection(ctx context.Context, sel ast.SelectionSet, v synclog.Direction) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNSyncDirection2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐDirection[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "SyncDirection!")
+	}
+	return res
 }
+
+var (
+	unmarshalNSyncDirection2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐDirection = map[string]synclog.Direction{
+		"OUTBOUND": synclog.Outbound,
+		"INBOUND":  synclog.Inbound,
+	}
+	marshalNSyncDirection2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐDirection = map[synclog.Direction]string{
+		synclog.Outbound: "OUTBOUND",
+		synclog.Inbound:  "INBOUND",
+	}
+)
 
 func (ec *executionContext) marshalNSyncForecast2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncForecast(ctx context.Context, sel ast.SelectionSet, v *model.SyncForecast) graphql.Marshaler {
 	if v == nil {
@@ -7304,25 +7517,73 @@ func (ec *executionContext) marshalNSyncForecast2ᚖgithubᚗcomᚋcrmsyncᚋcrm
 	return ec._SyncForecast(ctx, sel, v)
 }
 
-func (ec *executionContext) unmarshalNSyncMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncMode(ctx context.Context, v any) (model.SyncMode, error) {
-	var res model.SyncMode
-	err := res.UnmarshalGQL(v)
+func (ec *executionContext) unmarshalNSyncMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐMode(ctx context.Context, v any) (prefs.Mode, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNSyncMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐMode[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNSyncMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncMode(ctx context.Context, sel ast.SelectionSet, v model.SyncMode) graphql.Marshaler {
-	return v
+func (ec *executionContext) marshalNSyncMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐMode(ctx context.Context, sel ast.SelectionSet, v prefs.Mode) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNSyncMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐMode[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "SyncMode!")
+	}
+	return res
 }
 
-func (ec *executionContext) unmarshalNSyncOutcome2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncOutcome(ctx context.Context, v any) (model.SyncOutcome, error) {
-	var res model.SyncOutcome
-	err := res.UnmarshalGQL(v)
+var (
+	unmarshalNSyncMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐMode = map[string]prefs.Mode{
+		"TWO_WAY":                        prefs.TwoWay,
+		"PREFER_SALESFORCE_UNLESS_EMPTY": prefs.PreferSalesforceUnlessEmpty,
+		"ALWAYS_PREFER_CONVERSION":       prefs.AlwaysPreferConversion,
+		"ALWAYS_PREFER_SALESFORCE":       prefs.AlwaysPreferSalesforce,
+		"DO_NOT_SYNC":                    prefs.DoNotSync,
+	}
+	marshalNSyncMode2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐMode = map[prefs.Mode]string{
+		prefs.TwoWay:                      "TWO_WAY",
+		prefs.PreferSalesforceUnlessEmpty: "PREFER_SALESFORCE_UNLESS_EMPTY",
+		prefs.AlwaysPreferConversion:      "ALWAYS_PREFER_CONVERSION",
+		prefs.AlwaysPreferSalesforce:      "ALWAYS_PREFER_SALESFORCE",
+		prefs.DoNotSync:                   "DO_NOT_SYNC",
+	}
+)
+
+func (ec *executionContext) unmarshalNSyncOutcome2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐOutcome(ctx context.Context, v any) (synclog.Outcome, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNSyncOutcome2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐOutcome[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNSyncOutcome2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncOutcome(ctx context.Context, sel ast.SelectionSet, v model.SyncOutcome) graphql.Marshaler {
-	return v
+func (ec *executionContext) marshalNSyncOutcome2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐOutcome(ctx context.Context, sel ast.SelectionSet, v synclog.Outcome) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNSyncOutcome2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐOutcome[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "SyncOutcome!")
+	}
+	return res
 }
+
+var (
+	unmarshalNSyncOutcome2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐOutcome = map[string]synclog.Outcome{
+		"CREATED":  synclog.OutcomeCreated,
+		"UPDATED":  synclog.OutcomeUpdated,
+		"DELETED":  synclog.OutcomeDeleted,
+		"SKIPPED":  synclog.OutcomeSkipped,
+		"FAILED":   synclog.OutcomeFailed,
+		"RETRYING": synclog.OutcomeRetrying,
+		"WAITING":  synclog.OutcomeWaiting,
+	}
+	marshalNSyncOutcome2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐOutcome = map[synclog.Outcome]string{
+		synclog.OutcomeCreated:  "CREATED",
+		synclog.OutcomeUpdated:  "UPDATED",
+		synclog.OutcomeDeleted:  "DELETED",
+		synclog.OutcomeSkipped:  "SKIPPED",
+		synclog.OutcomeFailed:   "FAILED",
+		synclog.OutcomeRetrying: "RETRYING",
+		synclog.OutcomeWaiting:  "WAITING",
+	}
+)
 
 func (ec *executionContext) marshalNSyncOverview2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncOverview(ctx context.Context, sel ast.SelectionSet, v *model.SyncOverview) graphql.Marshaler {
 	if v == nil {
@@ -7361,47 +7622,97 @@ func (ec *executionContext) unmarshalNWorkflowActionInput2githubᚗcomᚋcrmsync
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) unmarshalNWorkflowActionType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐWorkflowActionType(ctx context.Context, v any) (model.WorkflowActionType, error) {
-	var res model.WorkflowActionType
-	err := res.UnmarshalGQL(v)
+func (ec *executionContext) unmarshalNWorkflowActionType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋoutboundᚐWorkflowKind(ctx context.Context, v any) (outbound.WorkflowKind, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNWorkflowActionType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋoutboundᚐWorkflowKind[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNWorkflowActionType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐWorkflowActionType(ctx context.Context, sel ast.SelectionSet, v model.WorkflowActionType) graphql.Marshaler {
-	return v
+func (ec *executionContext) marshalNWorkflowActionType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋoutboundᚐWorkflowKind(ctx context.Context, sel ast.SelectionSet, v outbound.WorkflowKind) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNWorkflowActionType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋoutboundᚐWorkflowKind[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "WorkflowActionType!")
+	}
+	return res
 }
 
-func (ec *executionContext) unmarshalOConnectionStatus2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐConnectionStatus(ctx context.Context, v any) (*model.ConnectionStatus, error) {
+var (
+	unmarshalNWorkflowActionType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋoutboundᚐWorkflowKind = map[string]outbound.WorkflowKind{
+		"CREATE_TASK":     outbound.WorkflowCreateTask,
+		"ADD_TO_CAMPAIGN": outbound.WorkflowAddToCampaign,
+		"ASSIGN_TO_QUEUE": outbound.WorkflowAssignToQueue,
+	}
+	marshalNWorkflowActionType2githubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋoutboundᚐWorkflowKind = map[outbound.WorkflowKind]string{
+		outbound.WorkflowCreateTask:    "CREATE_TASK",
+		outbound.WorkflowAddToCampaign: "ADD_TO_CAMPAIGN",
+		outbound.WorkflowAssignToQueue: "ASSIGN_TO_QUEUE",
+	}
+)
+
+func (ec *executionContext) unmarshalOConnectionStatus2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋconnectionᚐStatus(ctx context.Context, v any) (*connection.Status, error) {
 	if v == nil {
 		return nil, nil
 	}
-	var res = new(model.ConnectionStatus)
-	err := res.UnmarshalGQL(v)
-	return res, graphql.ErrorOnPath(ctx, err)
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalOConnectionStatus2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋconnectionᚐStatus[tmp]
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalOConnectionStatus2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐConnectionStatus(ctx context.Context, sel ast.SelectionSet, v *model.ConnectionStatus) graphql.Marshaler {
+func (ec *executionContext) marshalOConnectionStatus2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋconnectionᚐStatus(ctx context.Context, sel ast.SelectionSet, v *connection.Status) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
-	return v
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(marshalOConnectionStatus2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋconnectionᚐStatus[*v])
+	return res
 }
 
-func (ec *executionContext) unmarshalOCreateAs2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐCreateAs(ctx context.Context, v any) (*model.CreateAs, error) {
+var (
+	unmarshalOConnectionStatus2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋconnectionᚐStatus = map[string]connection.Status{
+		"CONNECTED":              connection.StatusConnected,
+		"EXPIRED":                connection.StatusExpired,
+		"CREDENTIALS_UNREADABLE": connection.StatusCredentialsUnreadable,
+		"CONNECTOR_UNAVAILABLE":  connection.StatusConnectorUnavailable,
+	}
+	marshalOConnectionStatus2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋconnectionᚐStatus = map[connection.Status]string{
+		connection.StatusConnected:             "CONNECTED",
+		connection.StatusExpired:               "EXPIRED",
+		connection.StatusCredentialsUnreadable: "CREDENTIALS_UNREADABLE",
+		connection.StatusConnectorUnavailable:  "CONNECTOR_UNAVAILABLE",
+	}
+)
+
+func (ec *executionContext) unmarshalOCreateAs2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐCreateAs(ctx context.Context, v any) (*prefs.CreateAs, error) {
 	if v == nil {
 		return nil, nil
 	}
-	var res = new(model.CreateAs)
-	err := res.UnmarshalGQL(v)
-	return res, graphql.ErrorOnPath(ctx, err)
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalOCreateAs2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐCreateAs[tmp]
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalOCreateAs2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐCreateAs(ctx context.Context, sel ast.SelectionSet, v *model.CreateAs) graphql.Marshaler {
+func (ec *executionContext) marshalOCreateAs2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐCreateAs(ctx context.Context, sel ast.SelectionSet, v *prefs.CreateAs) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
-	return v
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(marshalOCreateAs2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐCreateAs[*v])
+	return res
 }
+
+var (
+	unmarshalOCreateAs2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐCreateAs = map[string]prefs.CreateAs{
+		"LEAD":    prefs.CreateAsLead,
+		"CONTACT": prefs.CreateAsContact,
+	}
+	marshalOCreateAs2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋprefsᚐCreateAs = map[prefs.CreateAs]string{
+		prefs.CreateAsLead:    "LEAD",
+		prefs.CreateAsContact: "CONTACT",
+	}
+)
 
 func (ec *executionContext) marshalOCrmConnection2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐCrmConnection(ctx context.Context, sel ast.SelectionSet, v *model.CrmConnection) graphql.Marshaler {
 	if v == nil {
@@ -7458,21 +7769,41 @@ func (ec *executionContext) marshalORecord2ᚖgithubᚗcomᚋcrmsyncᚋcrmsync�
 	return ec._Record(ctx, sel, v)
 }
 
-func (ec *executionContext) unmarshalORecordType2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx context.Context, v any) (*model.RecordType, error) {
+func (ec *executionContext) unmarshalORecordType2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType(ctx context.Context, v any) (*record.Type, error) {
 	if v == nil {
 		return nil, nil
 	}
-	var res = new(model.RecordType)
-	err := res.UnmarshalGQL(v)
-	return res, graphql.ErrorOnPath(ctx, err)
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalORecordType2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType[tmp]
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalORecordType2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐRecordType(ctx context.Context, sel ast.SelectionSet, v *model.RecordType) graphql.Marshaler {
+func (ec *executionContext) marshalORecordType2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType(ctx context.Context, sel ast.SelectionSet, v *record.Type) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
-	return v
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(marshalORecordType2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType[*v])
+	return res
 }
+
+var (
+	unmarshalORecordType2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType = map[string]record.Type{
+		"CONTACT":         record.TypeContact,
+		"COMPANY":         record.TypeCompany,
+		"CAMPAIGN":        record.TypeCampaign,
+		"CAMPAIGN_MEMBER": record.TypeCampaignMember,
+		"TASK":            record.TypeTask,
+	}
+	marshalORecordType2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋrecordᚐType = map[record.Type]string{
+		record.TypeContact:        "CONTACT",
+		record.TypeCompany:        "COMPANY",
+		record.TypeCampaign:       "CAMPAIGN",
+		record.TypeCampaignMember: "CAMPAIGN_MEMBER",
+		record.TypeTask:           "TASK",
+	}
+)
 
 func (ec *executionContext) marshalOSyncBatch2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncBatch(ctx context.Context, sel ast.SelectionSet, v *model.SyncBatch) graphql.Marshaler {
 	if v == nil {
@@ -7481,37 +7812,69 @@ func (ec *executionContext) marshalOSyncBatch2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyn
 	return ec._SyncBatch(ctx, sel, v)
 }
 
-func (ec *executionContext) unmarshalOSyncBatchStatus2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncBatchStatus(ctx context.Context, v any) (*model.SyncBatchStatus, error) {
+func (ec *executionContext) unmarshalOSyncBatchStatus2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐStatus(ctx context.Context, v any) (*synclog.Status, error) {
 	if v == nil {
 		return nil, nil
 	}
-	var res = new(model.SyncBatchStatus)
-	err := res.UnmarshalGQL(v)
-	return res, graphql.ErrorOnPath(ctx, err)
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalOSyncBatchStatus2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐStatus[tmp]
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalOSyncBatchStatus2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncBatchStatus(ctx context.Context, sel ast.SelectionSet, v *model.SyncBatchStatus) graphql.Marshaler {
+func (ec *executionContext) marshalOSyncBatchStatus2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐStatus(ctx context.Context, sel ast.SelectionSet, v *synclog.Status) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
-	return v
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(marshalOSyncBatchStatus2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐStatus[*v])
+	return res
 }
 
-func (ec *executionContext) unmarshalOSyncDirection2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncDirection(ctx context.Context, v any) (*model.SyncDirection, error) {
+var (
+	unmarshalOSyncBatchStatus2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐStatus = map[string]synclog.Status{
+		"SUCCEEDED": synclog.StatusSucceeded,
+		"PARTIAL":   synclog.StatusPartial,
+		"FAILED":    synclog.StatusFailed,
+		"PAUSED":    synclog.StatusPaused,
+	}
+	marshalOSyncBatchStatus2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐStatus = map[synclog.Status]string{
+		synclog.StatusSucceeded: "SUCCEEDED",
+		synclog.StatusPartial:   "PARTIAL",
+		synclog.StatusFailed:    "FAILED",
+		synclog.StatusPaused:    "PAUSED",
+	}
+)
+
+func (ec *executionContext) unmarshalOSyncDirection2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐDirection(ctx context.Context, v any) (*synclog.Direction, error) {
 	if v == nil {
 		return nil, nil
 	}
-	var res = new(model.SyncDirection)
-	err := res.UnmarshalGQL(v)
-	return res, graphql.ErrorOnPath(ctx, err)
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalOSyncDirection2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐDirection[tmp]
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalOSyncDirection2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncDirection(ctx context.Context, sel ast.SelectionSet, v *model.SyncDirection) graphql.Marshaler {
+func (ec *executionContext) marshalOSyncDirection2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐDirection(ctx context.Context, sel ast.SelectionSet, v *synclog.Direction) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
-	return v
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(marshalOSyncDirection2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐDirection[*v])
+	return res
 }
+
+var (
+	unmarshalOSyncDirection2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐDirection = map[string]synclog.Direction{
+		"OUTBOUND": synclog.Outbound,
+		"INBOUND":  synclog.Inbound,
+	}
+	marshalOSyncDirection2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋinternalᚋsynclogᚐDirection = map[synclog.Direction]string{
+		synclog.Outbound: "OUTBOUND",
+		synclog.Inbound:  "INBOUND",
+	}
+)
 
 func (ec *executionContext) unmarshalOSyncLogFilter2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncLogFilter(ctx context.Context, v any) (*model.SyncLogFilter, error) {
 	if v == nil {

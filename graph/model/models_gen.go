@@ -9,6 +9,13 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/inbound"
+	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/prefs"
+	"github.com/crmsync/crmsync/internal/push"
+	"github.com/crmsync/crmsync/internal/record"
+	"github.com/crmsync/crmsync/internal/synclog"
 	"github.com/crmsync/crmsync/internal/workspace"
 )
 
@@ -45,9 +52,9 @@ type CreateWorkspacePayload struct {
 
 // The workspace's CRM connection. Credentials are never returned.
 type CrmConnection struct {
-	ID        int64            `json:"id"`
-	Connector string           `json:"connector"`
-	Status    ConnectionStatus `json:"status"`
+	ID        int64             `json:"id"`
+	Connector string            `json:"connector"`
+	Status    connection.Status `json:"status"`
 	// Why the connection is not CONNECTED, if it is not.
 	StatusReason string       `json:"statusReason"`
 	Identity     *CrmIdentity `json:"identity"`
@@ -65,27 +72,27 @@ type CrmIdentity struct {
 
 // One record of a dry run: what a flush would do with it, and every field's decision with its reason, as the sync log would record it.
 type DryRunRecord struct {
-	RecordType RecordType   `json:"recordType"`
-	RecordID   string       `json:"recordId"`
-	Action     DryRunAction `json:"action"`
+	RecordType record.Type       `json:"recordType"`
+	RecordID   string            `json:"recordId"`
+	Action     push.DryRunAction `json:"action"`
 	// The CRM object written (Lead or Contact for a contact).
 	CrmObject string `json:"crmObject"`
 	// The matched or linked CRM record's id; empty for a create. A parent created by the same batch shows as (created by this batch) in its children's link fields.
 	CrmID     string           `json:"crmId"`
-	MatchedBy MatchedBy        `json:"matchedBy"`
+	MatchedBy push.MatchedBy   `json:"matchedBy"`
 	Reason    string           `json:"reason"`
 	Fields    []*FieldDecision `json:"fields"`
 }
 
 // A change parked after the CRM refused it for good.
 type FailedItem struct {
-	ID           int64      `json:"id"`
-	RecordType   RecordType `json:"recordType"`
-	RecordID     string     `json:"recordId"`
-	ErrorCode    string     `json:"errorCode"`
-	ErrorMessage string     `json:"errorMessage"`
-	Attempts     int        `json:"attempts"`
-	CreatedAt    time.Time  `json:"createdAt"`
+	ID           int64       `json:"id"`
+	RecordType   record.Type `json:"recordType"`
+	RecordID     string      `json:"recordId"`
+	ErrorCode    string      `json:"errorCode"`
+	ErrorMessage string      `json:"errorMessage"`
+	Attempts     int         `json:"attempts"`
+	CreatedAt    time.Time   `json:"createdAt"`
 }
 
 type FailedItemConnection struct {
@@ -118,19 +125,19 @@ type FieldDecision struct {
 }
 
 type FieldSyncPreference struct {
-	RecordType RecordType `json:"recordType"`
+	RecordType record.Type `json:"recordType"`
 	// The Conversion field.
 	Field string `json:"field"`
 	// The CRM field it syncs with.
-	CrmField string   `json:"crmField"`
-	Mode     SyncMode `json:"mode"`
+	CrmField string     `json:"crmField"`
+	Mode     prefs.Mode `json:"mode"`
 }
 
 type FieldSyncPreferenceInput struct {
-	RecordType RecordType `json:"recordType"`
-	Field      string     `json:"field"`
-	CrmField   string     `json:"crmField"`
-	Mode       SyncMode   `json:"mode"`
+	RecordType record.Type `json:"recordType"`
+	Field      string      `json:"field"`
+	CrmField   string      `json:"crmField"`
+	Mode       prefs.Mode  `json:"mode"`
 }
 
 type Health struct {
@@ -147,7 +154,7 @@ type HourlyCalls struct {
 }
 
 type InboundSync struct {
-	Mode InboundMode `json:"mode"`
+	Mode inbound.Mode `json:"mode"`
 	// Why the workspace polls or catches up; empty while streaming.
 	Reason string `json:"reason"`
 	// Seconds from the CRM commit of the newest change applied from the stream to now; null when not streaming.
@@ -162,9 +169,9 @@ type InboundSync struct {
 }
 
 type MembershipInput struct {
-	CampaignID string           `json:"campaignId"`
-	ContactID  string           `json:"contactId"`
-	Action     MembershipAction `json:"action"`
+	CampaignID string                    `json:"campaignId"`
+	ContactID  string                    `json:"contactId"`
+	Action     outbound.MembershipAction `json:"action"`
 	// The member status, for example Sent or Responded.
 	Status *string `json:"status,omitempty"`
 }
@@ -173,23 +180,23 @@ type Mutation struct {
 }
 
 type ObjectSyncPreference struct {
-	RecordType RecordType `json:"recordType"`
+	RecordType record.Type `json:"recordType"`
 	// Write to Salesforce: changes of this type are pushed.
 	WriteEnabled bool `json:"writeEnabled"`
 	// Read from Salesforce: inbound changes of this type are applied.
 	ReadEnabled bool `json:"readEnabled"`
 	// For contacts: what a new contact becomes.
-	CreateAs CreateAs `json:"createAs"`
+	CreateAs prefs.CreateAs `json:"createAs"`
 	// Whether the connection's connector describes a CRM object for this type (docs/connectors.md, routing). Changes of an unsupported type stay in Conversion (counted in SyncOverview.unsupportedRecordTypes) and its preferences cannot be changed. True while not connected.
 	Supported bool `json:"supported"`
 }
 
 type ObjectSyncPreferenceInput struct {
-	RecordType   RecordType `json:"recordType"`
-	WriteEnabled bool       `json:"writeEnabled"`
-	ReadEnabled  bool       `json:"readEnabled"`
+	RecordType   record.Type `json:"recordType"`
+	WriteEnabled bool        `json:"writeEnabled"`
+	ReadEnabled  bool        `json:"readEnabled"`
 	// For contacts; defaults to LEAD.
-	CreateAs *CreateAs `json:"createAs,omitempty"`
+	CreateAs *prefs.CreateAs `json:"createAs,omitempty"`
 }
 
 type PageInfo struct {
@@ -202,13 +209,13 @@ type Query struct {
 
 // Items waiting to be pushed, of one record type.
 type QueuedCount struct {
-	RecordType RecordType `json:"recordType"`
-	Queued     int        `json:"queued"`
+	RecordType record.Type `json:"recordType"`
+	Queued     int         `json:"queued"`
 }
 
 // Conversion's state of one synced record.
 type Record struct {
-	RecordType RecordType `json:"recordType"`
+	RecordType record.Type `json:"recordType"`
 	// The Conversion record id.
 	ID        string `json:"id"`
 	CrmObject string `json:"crmObject"`
@@ -227,7 +234,7 @@ type Record struct {
 // One change made in Conversion. Contacts, companies and campaigns name their
 // recordId and fields; campaign memberships name a membership instead.
 type RecordChangeInput struct {
-	RecordType RecordType `json:"recordType"`
+	RecordType record.Type `json:"recordType"`
 	// The Conversion record id (not used for memberships).
 	RecordID   *string             `json:"recordId,omitempty"`
 	Source     ChangeSource        `json:"source"`
@@ -247,22 +254,22 @@ type RecordChangesResult struct {
 }
 
 type RecordField struct {
-	Name      string      `json:"name"`
-	Value     JSON        `json:"value,omitempty"`
-	ChangedAt time.Time   `json:"changedAt"`
-	Source    FieldSource `json:"source"`
+	Name      string        `json:"name"`
+	Value     JSON          `json:"value,omitempty"`
+	ChangedAt time.Time     `json:"changedAt"`
+	Source    record.Source `json:"source"`
 }
 
 // A SyncForecast's figures for one record type. apiCalls are planned as if the type's records were flushed alone, so the types may add up to a little more than the forecast's apiCalls.
 type RecordTypeForecast struct {
-	RecordType  RecordType `json:"recordType"`
-	QueuedItems int        `json:"queuedItems"`
-	Records     int        `json:"records"`
-	Creates     int        `json:"creates"`
-	Updates     int        `json:"updates"`
-	Removes     int        `json:"removes"`
-	Skipped     int        `json:"skipped"`
-	APICalls    int        `json:"apiCalls"`
+	RecordType  record.Type `json:"recordType"`
+	QueuedItems int         `json:"queuedItems"`
+	Records     int         `json:"records"`
+	Creates     int         `json:"creates"`
+	Updates     int         `json:"updates"`
+	Removes     int         `json:"removes"`
+	Skipped     int         `json:"skipped"`
+	APICalls    int         `json:"apiCalls"`
 }
 
 // Records changed by an inbound pull.
@@ -282,19 +289,19 @@ type Subscription struct {
 
 // One flush or pull, with every record and field decision.
 type SyncBatch struct {
-	ID         int64           `json:"id"`
-	Direction  SyncDirection   `json:"direction"`
-	Status     SyncBatchStatus `json:"status"`
-	Message    string          `json:"message"`
-	StartedAt  time.Time       `json:"startedAt"`
-	FinishedAt time.Time       `json:"finishedAt"`
-	Created    int             `json:"created"`
-	Updated    int             `json:"updated"`
-	Deleted    int             `json:"deleted"`
-	Skipped    int             `json:"skipped"`
-	Failed     int             `json:"failed"`
-	Waiting    int             `json:"waiting"`
-	APICalls   int             `json:"apiCalls"`
+	ID         int64             `json:"id"`
+	Direction  synclog.Direction `json:"direction"`
+	Status     synclog.Status    `json:"status"`
+	Message    string            `json:"message"`
+	StartedAt  time.Time         `json:"startedAt"`
+	FinishedAt time.Time         `json:"finishedAt"`
+	Created    int               `json:"created"`
+	Updated    int               `json:"updated"`
+	Deleted    int               `json:"deleted"`
+	Skipped    int               `json:"skipped"`
+	Failed     int               `json:"failed"`
+	Waiting    int               `json:"waiting"`
+	APICalls   int               `json:"apiCalls"`
 	// Outbound: how the batch learned the CRM's state (ONE_CALL, READ_THEN_WRITE, ONE_CALL_THEN_READ); null when it made no call.
 	WritePath *string `json:"writePath,omitempty"`
 	// Outbound: why the batch needed a read, when it did.
@@ -314,11 +321,11 @@ type SyncBatchEdge struct {
 }
 
 type SyncBatchRecord struct {
-	RecordType RecordType       `json:"recordType"`
+	RecordType record.Type      `json:"recordType"`
 	RecordID   string           `json:"recordId"`
 	CrmObject  string           `json:"crmObject"`
 	CrmID      string           `json:"crmId"`
-	Outcome    SyncOutcome      `json:"outcome"`
+	Outcome    synclog.Outcome  `json:"outcome"`
 	Reason     string           `json:"reason"`
 	ErrorCode  string           `json:"errorCode"`
 	Fields     []*FieldDecision `json:"fields"`
@@ -378,12 +385,12 @@ type SyncForecast struct {
 }
 
 type SyncLogFilter struct {
-	Direction  *SyncDirection   `json:"direction,omitempty"`
-	Status     *SyncBatchStatus `json:"status,omitempty"`
-	RecordType *RecordType      `json:"recordType,omitempty"`
-	RecordID   *string          `json:"recordId,omitempty"`
-	From       *time.Time       `json:"from,omitempty"`
-	To         *time.Time       `json:"to,omitempty"`
+	Direction  *synclog.Direction `json:"direction,omitempty"`
+	Status     *synclog.Status    `json:"status,omitempty"`
+	RecordType *record.Type       `json:"recordType,omitempty"`
+	RecordID   *string            `json:"recordId,omitempty"`
+	From       *time.Time         `json:"from,omitempty"`
+	To         *time.Time         `json:"to,omitempty"`
 }
 
 // Settings → Syncing → Overview.
@@ -399,12 +406,12 @@ type SyncOverview struct {
 	// queuedBatchItems by record type, every type listed (zero when none).
 	QueuedByRecordType []*QueuedCount `json:"queuedByRecordType"`
 	// crmsync's CRM calls in each hour of the rolling 24 hours, oldest first; they add up to conversionDailyLimit.used.
-	APICallsByHour   []*HourlyCalls    `json:"apiCallsByHour"`
-	FailedItems      int               `json:"failedItems"`
-	OldestQueuedAt   *time.Time        `json:"oldestQueuedAt,omitempty"`
-	Paused           bool              `json:"paused"`
-	PauseReason      *PauseReason      `json:"pauseReason,omitempty"`
-	ConnectionStatus *ConnectionStatus `json:"connectionStatus,omitempty"`
+	APICallsByHour   []*HourlyCalls     `json:"apiCallsByHour"`
+	FailedItems      int                `json:"failedItems"`
+	OldestQueuedAt   *time.Time         `json:"oldestQueuedAt,omitempty"`
+	Paused           bool               `json:"paused"`
+	PauseReason      *PauseReason       `json:"pauseReason,omitempty"`
+	ConnectionStatus *connection.Status `json:"connectionStatus,omitempty"`
 	// Why the connection is not CONNECTED (the connection's statusReason); empty when it is, or when there is no connection.
 	ConnectionStatusReason string     `json:"connectionStatusReason"`
 	LastBatchAt            *time.Time `json:"lastBatchAt,omitempty"`
@@ -444,7 +451,7 @@ type TaskInput struct {
 
 // Changes of a record type kept in Conversion because the connection's connector does not support the type.
 type UnsupportedRecordType struct {
-	RecordType RecordType `json:"recordType"`
+	RecordType record.Type `json:"recordType"`
 	// Changes kept local since the type became unsupported for the workspace (they are never sent).
 	Changes int `json:"changes"`
 	// The last such change; null when none.
@@ -452,7 +459,7 @@ type UnsupportedRecordType struct {
 }
 
 type WorkflowActionInput struct {
-	Action WorkflowActionType `json:"action"`
+	Action outbound.WorkflowKind `json:"action"`
 	// Identifies the action run: a retried call with the same id creates nothing twice. Required for CREATE_TASK.
 	ActionID   *string    `json:"actionId,omitempty"`
 	ContactID  string     `json:"contactId"`
@@ -526,124 +533,6 @@ func (e ChangeSource) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-type ConnectionStatus string
-
-const (
-	ConnectionStatusConnected ConnectionStatus = "CONNECTED"
-	// The credentials can no longer be refreshed: reconnect to resume syncing.
-	ConnectionStatusExpired ConnectionStatus = "EXPIRED"
-	// The stored credentials do not decrypt with the server's secret key (the key changed): restore the key, or reconnect, to resume syncing.
-	ConnectionStatusCredentialsUnreadable ConnectionStatus = "CREDENTIALS_UNREADABLE"
-	// The connector's plugin cannot start (statusReason says why: VERSION_MISMATCH, BAD_HANDSHAKE, CHECKSUM_MISMATCH, CRASH_LOOP or START_FAILED, then the details). crmsync retries with back-off (5 s doubling to 5 min) and resumes by itself once the plugin starts (docs/connectors.md).
-	ConnectionStatusConnectorUnavailable ConnectionStatus = "CONNECTOR_UNAVAILABLE"
-)
-
-var AllConnectionStatus = []ConnectionStatus{
-	ConnectionStatusConnected,
-	ConnectionStatusExpired,
-	ConnectionStatusCredentialsUnreadable,
-	ConnectionStatusConnectorUnavailable,
-}
-
-func (e ConnectionStatus) IsValid() bool {
-	switch e {
-	case ConnectionStatusConnected, ConnectionStatusExpired, ConnectionStatusCredentialsUnreadable, ConnectionStatusConnectorUnavailable:
-		return true
-	}
-	return false
-}
-
-func (e ConnectionStatus) String() string {
-	return string(e)
-}
-
-func (e *ConnectionStatus) UnmarshalGQL(v any) error {
-	str, ok := v.(string)
-	if !ok {
-		return fmt.Errorf("enums must be strings")
-	}
-
-	*e = ConnectionStatus(str)
-	if !e.IsValid() {
-		return fmt.Errorf("%s is not a valid ConnectionStatus", str)
-	}
-	return nil
-}
-
-func (e ConnectionStatus) MarshalGQL(w io.Writer) {
-	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
-}
-
-func (e *ConnectionStatus) UnmarshalJSON(b []byte) error {
-	s, err := strconv.Unquote(string(b))
-	if err != nil {
-		return err
-	}
-	return e.UnmarshalGQL(s)
-}
-
-func (e ConnectionStatus) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	e.MarshalGQL(&buf)
-	return buf.Bytes(), nil
-}
-
-// What a new Conversion contact becomes in Salesforce.
-type CreateAs string
-
-const (
-	CreateAsLead    CreateAs = "LEAD"
-	CreateAsContact CreateAs = "CONTACT"
-)
-
-var AllCreateAs = []CreateAs{
-	CreateAsLead,
-	CreateAsContact,
-}
-
-func (e CreateAs) IsValid() bool {
-	switch e {
-	case CreateAsLead, CreateAsContact:
-		return true
-	}
-	return false
-}
-
-func (e CreateAs) String() string {
-	return string(e)
-}
-
-func (e *CreateAs) UnmarshalGQL(v any) error {
-	str, ok := v.(string)
-	if !ok {
-		return fmt.Errorf("enums must be strings")
-	}
-
-	*e = CreateAs(str)
-	if !e.IsValid() {
-		return fmt.Errorf("%s is not a valid CreateAs", str)
-	}
-	return nil
-}
-
-func (e CreateAs) MarshalGQL(w io.Writer) {
-	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
-}
-
-func (e *CreateAs) UnmarshalJSON(b []byte) error {
-	s, err := strconv.Unquote(string(b))
-	if err != nil {
-		return err
-	}
-	return e.UnmarshalGQL(s)
-}
-
-func (e CreateAs) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	e.MarshalGQL(&buf)
-	return buf.Bytes(), nil
-}
-
 // The database crmsync stores its state in.
 type Database string
 
@@ -695,331 +584,6 @@ func (e *Database) UnmarshalJSON(b []byte) error {
 }
 
 func (e Database) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	e.MarshalGQL(&buf)
-	return buf.Bytes(), nil
-}
-
-// What a flush would do with a record (recordChanges with dryRun: true).
-type DryRunAction string
-
-const (
-	DryRunActionCreate DryRunAction = "CREATE"
-	DryRunActionUpdate DryRunAction = "UPDATE"
-	DryRunActionDelete DryRunAction = "DELETE"
-	// No call for the record (no field to send, writing off for its type, not a member to remove); reason says why.
-	DryRunActionNone DryRunAction = "NONE"
-	// The record would wait for a parent that is neither in the CRM nor created by the same batch.
-	DryRunActionWait DryRunAction = "WAIT"
-	// The flush would fail the record (its CRM record was deleted in the CRM, a converted Lead's Contact cannot be read); reason says why.
-	DryRunActionFail DryRunAction = "FAIL"
-)
-
-var AllDryRunAction = []DryRunAction{
-	DryRunActionCreate,
-	DryRunActionUpdate,
-	DryRunActionDelete,
-	DryRunActionNone,
-	DryRunActionWait,
-	DryRunActionFail,
-}
-
-func (e DryRunAction) IsValid() bool {
-	switch e {
-	case DryRunActionCreate, DryRunActionUpdate, DryRunActionDelete, DryRunActionNone, DryRunActionWait, DryRunActionFail:
-		return true
-	}
-	return false
-}
-
-func (e DryRunAction) String() string {
-	return string(e)
-}
-
-func (e *DryRunAction) UnmarshalGQL(v any) error {
-	str, ok := v.(string)
-	if !ok {
-		return fmt.Errorf("enums must be strings")
-	}
-
-	*e = DryRunAction(str)
-	if !e.IsValid() {
-		return fmt.Errorf("%s is not a valid DryRunAction", str)
-	}
-	return nil
-}
-
-func (e DryRunAction) MarshalGQL(w io.Writer) {
-	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
-}
-
-func (e *DryRunAction) UnmarshalJSON(b []byte) error {
-	s, err := strconv.Unquote(string(b))
-	if err != nil {
-		return err
-	}
-	return e.UnmarshalGQL(s)
-}
-
-func (e DryRunAction) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	e.MarshalGQL(&buf)
-	return buf.Bytes(), nil
-}
-
-// Who last set a field: a Conversion source, or Salesforce (inbound sync).
-type FieldSource string
-
-const (
-	FieldSourceUI         FieldSource = "UI"
-	FieldSourceForm       FieldSource = "FORM"
-	FieldSourceImport     FieldSource = "IMPORT"
-	FieldSourceAPI        FieldSource = "API"
-	FieldSourceWorkflow   FieldSource = "WORKFLOW"
-	FieldSourceSalesforce FieldSource = "SALESFORCE"
-)
-
-var AllFieldSource = []FieldSource{
-	FieldSourceUI,
-	FieldSourceForm,
-	FieldSourceImport,
-	FieldSourceAPI,
-	FieldSourceWorkflow,
-	FieldSourceSalesforce,
-}
-
-func (e FieldSource) IsValid() bool {
-	switch e {
-	case FieldSourceUI, FieldSourceForm, FieldSourceImport, FieldSourceAPI, FieldSourceWorkflow, FieldSourceSalesforce:
-		return true
-	}
-	return false
-}
-
-func (e FieldSource) String() string {
-	return string(e)
-}
-
-func (e *FieldSource) UnmarshalGQL(v any) error {
-	str, ok := v.(string)
-	if !ok {
-		return fmt.Errorf("enums must be strings")
-	}
-
-	*e = FieldSource(str)
-	if !e.IsValid() {
-		return fmt.Errorf("%s is not a valid FieldSource", str)
-	}
-	return nil
-}
-
-func (e FieldSource) MarshalGQL(w io.Writer) {
-	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
-}
-
-func (e *FieldSource) UnmarshalJSON(b []byte) error {
-	s, err := strconv.Unquote(string(b))
-	if err != nil {
-		return err
-	}
-	return e.UnmarshalGQL(s)
-}
-
-func (e FieldSource) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	e.MarshalGQL(&buf)
-	return buf.Bytes(), nil
-}
-
-// How inbound sync reads the CRM now (docs/inbound.md).
-type InboundMode string
-
-const (
-	// Changes stream in as they commit (Change Data Capture).
-	InboundModeStreaming InboundMode = "STREAMING"
-	// The stream missed changes (overflow, expired replay id): a pull catches up, then streaming resumes.
-	InboundModeCatchingUp InboundMode = "CATCHING_UP"
-	// Changes are pulled every pull interval: streaming is off, unavailable or broken (see reason).
-	InboundModePolling InboundMode = "POLLING"
-)
-
-var AllInboundMode = []InboundMode{
-	InboundModeStreaming,
-	InboundModeCatchingUp,
-	InboundModePolling,
-}
-
-func (e InboundMode) IsValid() bool {
-	switch e {
-	case InboundModeStreaming, InboundModeCatchingUp, InboundModePolling:
-		return true
-	}
-	return false
-}
-
-func (e InboundMode) String() string {
-	return string(e)
-}
-
-func (e *InboundMode) UnmarshalGQL(v any) error {
-	str, ok := v.(string)
-	if !ok {
-		return fmt.Errorf("enums must be strings")
-	}
-
-	*e = InboundMode(str)
-	if !e.IsValid() {
-		return fmt.Errorf("%s is not a valid InboundMode", str)
-	}
-	return nil
-}
-
-func (e InboundMode) MarshalGQL(w io.Writer) {
-	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
-}
-
-func (e *InboundMode) UnmarshalJSON(b []byte) error {
-	s, err := strconv.Unquote(string(b))
-	if err != nil {
-		return err
-	}
-	return e.UnmarshalGQL(s)
-}
-
-func (e InboundMode) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	e.MarshalGQL(&buf)
-	return buf.Bytes(), nil
-}
-
-// How the dry run found a record's CRM record.
-type MatchedBy string
-
-const (
-	// Linked to its CRM record already.
-	MatchedByLinked MatchedBy = "LINKED"
-	// A Contact (or else a Lead) with the contact's email; a converted Lead leads to its Contact.
-	MatchedByEmail MatchedBy = "EMAIL"
-	// The configured external-id field holds the Conversion id.
-	MatchedByExternalID MatchedBy = "EXTERNAL_ID"
-	// An Account with the company's website domain.
-	MatchedByWebsite MatchedBy = "WEBSITE"
-	// The exact name, after a create whose outcome is unknown.
-	MatchedByName MatchedBy = "NAME"
-	// The contact is already a member of the campaign.
-	MatchedByCampaignMember MatchedBy = "CAMPAIGN_MEMBER"
-	// A task of the contact with the same subject, after a create whose outcome is unknown.
-	MatchedBySubject MatchedBy = "SUBJECT"
-	// Nothing found: the record would be created.
-	MatchedByNew MatchedBy = "NEW"
-)
-
-var AllMatchedBy = []MatchedBy{
-	MatchedByLinked,
-	MatchedByEmail,
-	MatchedByExternalID,
-	MatchedByWebsite,
-	MatchedByName,
-	MatchedByCampaignMember,
-	MatchedBySubject,
-	MatchedByNew,
-}
-
-func (e MatchedBy) IsValid() bool {
-	switch e {
-	case MatchedByLinked, MatchedByEmail, MatchedByExternalID, MatchedByWebsite, MatchedByName, MatchedByCampaignMember, MatchedBySubject, MatchedByNew:
-		return true
-	}
-	return false
-}
-
-func (e MatchedBy) String() string {
-	return string(e)
-}
-
-func (e *MatchedBy) UnmarshalGQL(v any) error {
-	str, ok := v.(string)
-	if !ok {
-		return fmt.Errorf("enums must be strings")
-	}
-
-	*e = MatchedBy(str)
-	if !e.IsValid() {
-		return fmt.Errorf("%s is not a valid MatchedBy", str)
-	}
-	return nil
-}
-
-func (e MatchedBy) MarshalGQL(w io.Writer) {
-	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
-}
-
-func (e *MatchedBy) UnmarshalJSON(b []byte) error {
-	s, err := strconv.Unquote(string(b))
-	if err != nil {
-		return err
-	}
-	return e.UnmarshalGQL(s)
-}
-
-func (e MatchedBy) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	e.MarshalGQL(&buf)
-	return buf.Bytes(), nil
-}
-
-type MembershipAction string
-
-const (
-	MembershipActionAdd    MembershipAction = "ADD"
-	MembershipActionUpdate MembershipAction = "UPDATE"
-	MembershipActionRemove MembershipAction = "REMOVE"
-)
-
-var AllMembershipAction = []MembershipAction{
-	MembershipActionAdd,
-	MembershipActionUpdate,
-	MembershipActionRemove,
-}
-
-func (e MembershipAction) IsValid() bool {
-	switch e {
-	case MembershipActionAdd, MembershipActionUpdate, MembershipActionRemove:
-		return true
-	}
-	return false
-}
-
-func (e MembershipAction) String() string {
-	return string(e)
-}
-
-func (e *MembershipAction) UnmarshalGQL(v any) error {
-	str, ok := v.(string)
-	if !ok {
-		return fmt.Errorf("enums must be strings")
-	}
-
-	*e = MembershipAction(str)
-	if !e.IsValid() {
-		return fmt.Errorf("%s is not a valid MembershipAction", str)
-	}
-	return nil
-}
-
-func (e MembershipAction) MarshalGQL(w io.Writer) {
-	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
-}
-
-func (e *MembershipAction) UnmarshalJSON(b []byte) error {
-	s, err := strconv.Unquote(string(b))
-	if err != nil {
-		return err
-	}
-	return e.UnmarshalGQL(s)
-}
-
-func (e MembershipAction) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil
@@ -1147,379 +711,6 @@ func (e *PauseReason) UnmarshalJSON(b []byte) error {
 }
 
 func (e PauseReason) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	e.MarshalGQL(&buf)
-	return buf.Bytes(), nil
-}
-
-// A kind of Conversion record that syncs with the CRM.
-type RecordType string
-
-const (
-	RecordTypeContact        RecordType = "CONTACT"
-	RecordTypeCompany        RecordType = "COMPANY"
-	RecordTypeCampaign       RecordType = "CAMPAIGN"
-	RecordTypeCampaignMember RecordType = "CAMPAIGN_MEMBER"
-	// A Salesforce Task created by a workflow action.
-	RecordTypeTask RecordType = "TASK"
-)
-
-var AllRecordType = []RecordType{
-	RecordTypeContact,
-	RecordTypeCompany,
-	RecordTypeCampaign,
-	RecordTypeCampaignMember,
-	RecordTypeTask,
-}
-
-func (e RecordType) IsValid() bool {
-	switch e {
-	case RecordTypeContact, RecordTypeCompany, RecordTypeCampaign, RecordTypeCampaignMember, RecordTypeTask:
-		return true
-	}
-	return false
-}
-
-func (e RecordType) String() string {
-	return string(e)
-}
-
-func (e *RecordType) UnmarshalGQL(v any) error {
-	str, ok := v.(string)
-	if !ok {
-		return fmt.Errorf("enums must be strings")
-	}
-
-	*e = RecordType(str)
-	if !e.IsValid() {
-		return fmt.Errorf("%s is not a valid RecordType", str)
-	}
-	return nil
-}
-
-func (e RecordType) MarshalGQL(w io.Writer) {
-	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
-}
-
-func (e *RecordType) UnmarshalJSON(b []byte) error {
-	s, err := strconv.Unquote(string(b))
-	if err != nil {
-		return err
-	}
-	return e.UnmarshalGQL(s)
-}
-
-func (e RecordType) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	e.MarshalGQL(&buf)
-	return buf.Bytes(), nil
-}
-
-type SyncBatchStatus string
-
-const (
-	// No record failed (records waiting for a parent are not failures).
-	SyncBatchStatusSucceeded SyncBatchStatus = "SUCCEEDED"
-	// Some records failed and some were written or skipped; message says what failed.
-	SyncBatchStatusPartial SyncBatchStatus = "PARTIAL"
-	// The whole call failed (every item stays queued), or every record failed; message says why.
-	SyncBatchStatusFailed SyncBatchStatus = "FAILED"
-	// Nothing was sent because syncing is paused; message says why.
-	SyncBatchStatusPaused SyncBatchStatus = "PAUSED"
-)
-
-var AllSyncBatchStatus = []SyncBatchStatus{
-	SyncBatchStatusSucceeded,
-	SyncBatchStatusPartial,
-	SyncBatchStatusFailed,
-	SyncBatchStatusPaused,
-}
-
-func (e SyncBatchStatus) IsValid() bool {
-	switch e {
-	case SyncBatchStatusSucceeded, SyncBatchStatusPartial, SyncBatchStatusFailed, SyncBatchStatusPaused:
-		return true
-	}
-	return false
-}
-
-func (e SyncBatchStatus) String() string {
-	return string(e)
-}
-
-func (e *SyncBatchStatus) UnmarshalGQL(v any) error {
-	str, ok := v.(string)
-	if !ok {
-		return fmt.Errorf("enums must be strings")
-	}
-
-	*e = SyncBatchStatus(str)
-	if !e.IsValid() {
-		return fmt.Errorf("%s is not a valid SyncBatchStatus", str)
-	}
-	return nil
-}
-
-func (e SyncBatchStatus) MarshalGQL(w io.Writer) {
-	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
-}
-
-func (e *SyncBatchStatus) UnmarshalJSON(b []byte) error {
-	s, err := strconv.Unquote(string(b))
-	if err != nil {
-		return err
-	}
-	return e.UnmarshalGQL(s)
-}
-
-func (e SyncBatchStatus) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	e.MarshalGQL(&buf)
-	return buf.Bytes(), nil
-}
-
-type SyncDirection string
-
-const (
-	SyncDirectionOutbound SyncDirection = "OUTBOUND"
-	SyncDirectionInbound  SyncDirection = "INBOUND"
-)
-
-var AllSyncDirection = []SyncDirection{
-	SyncDirectionOutbound,
-	SyncDirectionInbound,
-}
-
-func (e SyncDirection) IsValid() bool {
-	switch e {
-	case SyncDirectionOutbound, SyncDirectionInbound:
-		return true
-	}
-	return false
-}
-
-func (e SyncDirection) String() string {
-	return string(e)
-}
-
-func (e *SyncDirection) UnmarshalGQL(v any) error {
-	str, ok := v.(string)
-	if !ok {
-		return fmt.Errorf("enums must be strings")
-	}
-
-	*e = SyncDirection(str)
-	if !e.IsValid() {
-		return fmt.Errorf("%s is not a valid SyncDirection", str)
-	}
-	return nil
-}
-
-func (e SyncDirection) MarshalGQL(w io.Writer) {
-	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
-}
-
-func (e *SyncDirection) UnmarshalJSON(b []byte) error {
-	s, err := strconv.Unquote(string(b))
-	if err != nil {
-		return err
-	}
-	return e.UnmarshalGQL(s)
-}
-
-func (e SyncDirection) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	e.MarshalGQL(&buf)
-	return buf.Bytes(), nil
-}
-
-// How a field syncs (see docs/sync.md).
-type SyncMode string
-
-const (
-	// The newer change wins, both ways.
-	SyncModeTwoWay SyncMode = "TWO_WAY"
-	// Conversion writes only into a blank Salesforce field; Salesforce's non-blank values come back.
-	SyncModePreferSalesforceUnlessEmpty SyncMode = "PREFER_SALESFORCE_UNLESS_EMPTY"
-	// Conversion always writes and never reads.
-	SyncModeAlwaysPreferConversion SyncMode = "ALWAYS_PREFER_CONVERSION"
-	// Conversion never writes and always reads.
-	SyncModeAlwaysPreferSalesforce SyncMode = "ALWAYS_PREFER_SALESFORCE"
-	// Never synced.
-	SyncModeDoNotSync SyncMode = "DO_NOT_SYNC"
-)
-
-var AllSyncMode = []SyncMode{
-	SyncModeTwoWay,
-	SyncModePreferSalesforceUnlessEmpty,
-	SyncModeAlwaysPreferConversion,
-	SyncModeAlwaysPreferSalesforce,
-	SyncModeDoNotSync,
-}
-
-func (e SyncMode) IsValid() bool {
-	switch e {
-	case SyncModeTwoWay, SyncModePreferSalesforceUnlessEmpty, SyncModeAlwaysPreferConversion, SyncModeAlwaysPreferSalesforce, SyncModeDoNotSync:
-		return true
-	}
-	return false
-}
-
-func (e SyncMode) String() string {
-	return string(e)
-}
-
-func (e *SyncMode) UnmarshalGQL(v any) error {
-	str, ok := v.(string)
-	if !ok {
-		return fmt.Errorf("enums must be strings")
-	}
-
-	*e = SyncMode(str)
-	if !e.IsValid() {
-		return fmt.Errorf("%s is not a valid SyncMode", str)
-	}
-	return nil
-}
-
-func (e SyncMode) MarshalGQL(w io.Writer) {
-	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
-}
-
-func (e *SyncMode) UnmarshalJSON(b []byte) error {
-	s, err := strconv.Unquote(string(b))
-	if err != nil {
-		return err
-	}
-	return e.UnmarshalGQL(s)
-}
-
-func (e SyncMode) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	e.MarshalGQL(&buf)
-	return buf.Bytes(), nil
-}
-
-type SyncOutcome string
-
-const (
-	SyncOutcomeCreated  SyncOutcome = "CREATED"
-	SyncOutcomeUpdated  SyncOutcome = "UPDATED"
-	SyncOutcomeDeleted  SyncOutcome = "DELETED"
-	SyncOutcomeSkipped  SyncOutcome = "SKIPPED"
-	SyncOutcomeFailed   SyncOutcome = "FAILED"
-	SyncOutcomeRetrying SyncOutcome = "RETRYING"
-	SyncOutcomeWaiting  SyncOutcome = "WAITING"
-)
-
-var AllSyncOutcome = []SyncOutcome{
-	SyncOutcomeCreated,
-	SyncOutcomeUpdated,
-	SyncOutcomeDeleted,
-	SyncOutcomeSkipped,
-	SyncOutcomeFailed,
-	SyncOutcomeRetrying,
-	SyncOutcomeWaiting,
-}
-
-func (e SyncOutcome) IsValid() bool {
-	switch e {
-	case SyncOutcomeCreated, SyncOutcomeUpdated, SyncOutcomeDeleted, SyncOutcomeSkipped, SyncOutcomeFailed, SyncOutcomeRetrying, SyncOutcomeWaiting:
-		return true
-	}
-	return false
-}
-
-func (e SyncOutcome) String() string {
-	return string(e)
-}
-
-func (e *SyncOutcome) UnmarshalGQL(v any) error {
-	str, ok := v.(string)
-	if !ok {
-		return fmt.Errorf("enums must be strings")
-	}
-
-	*e = SyncOutcome(str)
-	if !e.IsValid() {
-		return fmt.Errorf("%s is not a valid SyncOutcome", str)
-	}
-	return nil
-}
-
-func (e SyncOutcome) MarshalGQL(w io.Writer) {
-	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
-}
-
-func (e *SyncOutcome) UnmarshalJSON(b []byte) error {
-	s, err := strconv.Unquote(string(b))
-	if err != nil {
-		return err
-	}
-	return e.UnmarshalGQL(s)
-}
-
-func (e SyncOutcome) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	e.MarshalGQL(&buf)
-	return buf.Bytes(), nil
-}
-
-type WorkflowActionType string
-
-const (
-	// Create a Salesforce Task for a contact.
-	WorkflowActionTypeCreateTask WorkflowActionType = "CREATE_TASK"
-	// Add a contact to a campaign.
-	WorkflowActionTypeAddToCampaign WorkflowActionType = "ADD_TO_CAMPAIGN"
-	// Assign a lead to a Salesforce lead queue (OwnerId = the queue).
-	WorkflowActionTypeAssignToQueue WorkflowActionType = "ASSIGN_TO_QUEUE"
-)
-
-var AllWorkflowActionType = []WorkflowActionType{
-	WorkflowActionTypeCreateTask,
-	WorkflowActionTypeAddToCampaign,
-	WorkflowActionTypeAssignToQueue,
-}
-
-func (e WorkflowActionType) IsValid() bool {
-	switch e {
-	case WorkflowActionTypeCreateTask, WorkflowActionTypeAddToCampaign, WorkflowActionTypeAssignToQueue:
-		return true
-	}
-	return false
-}
-
-func (e WorkflowActionType) String() string {
-	return string(e)
-}
-
-func (e *WorkflowActionType) UnmarshalGQL(v any) error {
-	str, ok := v.(string)
-	if !ok {
-		return fmt.Errorf("enums must be strings")
-	}
-
-	*e = WorkflowActionType(str)
-	if !e.IsValid() {
-		return fmt.Errorf("%s is not a valid WorkflowActionType", str)
-	}
-	return nil
-}
-
-func (e WorkflowActionType) MarshalGQL(w io.Writer) {
-	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
-}
-
-func (e *WorkflowActionType) UnmarshalJSON(b []byte) error {
-	s, err := strconv.Unquote(string(b))
-	if err != nil {
-		return err
-	}
-	return e.UnmarshalGQL(s)
-}
-
-func (e WorkflowActionType) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

@@ -26,6 +26,10 @@ const (
 // Types lists the record types users set preferences for.
 var Types = []Type{TypeContact, TypeCompany, TypeCampaign, TypeCampaignMember}
 
+// AllTypes lists every record type, Types then TypeTask (the order of the
+// GraphQL RecordType enum, which is bound to Type).
+var AllTypes = []Type{TypeContact, TypeCompany, TypeCampaign, TypeCampaignMember, TypeTask}
+
 // Valid reports whether t is a known record type.
 func (t Type) Valid() bool {
 	switch t {
