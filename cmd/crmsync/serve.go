@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -150,7 +149,7 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 	river.AddWorker(workers, jobs.NewPullWorker(puller, cfg.PullInterval, logger))
 	river.AddWorker(workers, jobs.NewPullSweepWorker(bdb))
 	periodic := []*river.PeriodicJob{
-		jobs.SweepPeriodic(cmp.Or(cfg.SweepInterval, time.Minute)),
+		jobs.SweepPeriodic(cfg.Sweep()),
 		// The sweep looks for due pulls at least as often as they fall due.
 		jobs.PullSweepPeriodic(min(time.Minute, cfg.PullInterval), cfg.PullInterval),
 	}

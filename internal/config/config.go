@@ -129,6 +129,14 @@ func (s Sync) Settle() time.Duration {
 	return s.FlushSettle
 }
 
+// Sweep is the safety-net sweep's interval (default one minute).
+func (s Sync) Sweep() time.Duration {
+	if s.SweepInterval <= 0 {
+		return time.Minute
+	}
+	return s.SweepInterval
+}
+
 // External parses the third-party connector settings.
 func (s Sync) External() (map[string]ExternalConnector, error) {
 	out := map[string]ExternalConnector{}
