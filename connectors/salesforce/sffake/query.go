@@ -89,12 +89,11 @@ func (s *Server) batchSize(h http.Header) int {
 
 // run evaluates a query and returns the matching records in order.
 func (s *Server) run(sq *soqlQuery, all bool) []*record {
-	var out []*record
-	for _, r := range s.st.sortedAt(sq.obj.Name, all, s.clock.Now()) {
-		if sq.where == nil || sq.where.eval(s.st, r) {
-			out = append(out, r)
-		}
+	var keep func(*record) bool
+	if sq.where != nil {
+		keep = func(r *record) bool { return sq.where.eval(s.st, r) }
 	}
+	out := s.st.sortedWhere(sq.obj.Name, all, s.clock.Now(), keep)
 	if len(sq.orderBy) > 0 {
 		sort.SliceStable(out, func(i, j int) bool {
 			for _, k := range sq.orderBy {

@@ -1,6 +1,7 @@
 package sffake_test
 
 import (
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -365,4 +366,57 @@ func TestAddAndRemoveFields(t *testing.T) {
 	require.Equal(t, 201, r.status, string(r.body))
 	require.Equal(t, "JSON_PARSER_ERROR", b.do(t, "POST", v+"/sobjects/Lead", map[string]any{"LastName": "A", "Company": "B", "Score__c": 7.5}).errorCode(t))
 	require.Len(t, ids(t, b.query(t, "SELECT Id FROM Lead WHERE Score__c > 5")), 1)
+}
+
+// TestExternalIDIndexFollowsWrites: external ids are looked up through an
+// index, so a changed, rolled-back or deleted value must stop matching and
+// a freed value must be usable again.
+func TestExternalIDIndexFollowsWrites(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.insert(t, "Contact", map[string]any{"LastName": "Ng", "Conversion_Id__c": "old"})
+
+	r := b.do(t, "PATCH", v+"/sobjects/Contact/"+id, map[string]any{"Conversion_Id__c": "New"})
+	require.Equal(t, 204, r.status, string(r.body))
+	r = b.do(t, "PATCH", v+"/sobjects/Contact/Conversion_Id__c/new", map[string]any{"Title": "CTO"})
+	require.Equal(t, 200, r.status, "the new value matches, case-insensitively: %s", r.body)
+	r = b.do(t, "POST", v+"/sobjects/Contact", map[string]any{"LastName": "Li", "Conversion_Id__c": "OLD"})
+	require.Equal(t, 201, r.status, "the old value is free again: %s", r.body)
+
+	// An all-or-none collection that fails leaves its external ids unused.
+	r = b.do(t, "POST", v+"/composite/sobjects", map[string]any{"allOrNone": true, "records": []any{
+		rec("Contact", map[string]any{"LastName": "Kept out", "Conversion_Id__c": "rolled-back"}),
+		rec("Contact", map[string]any{"LastName": "Bad", "Email": "bad"}),
+	}})
+	require.Equal(t, 200, r.status, string(r.body))
+	r = b.do(t, "PATCH", v+"/sobjects/Contact/Conversion_Id__c/rolled-back", map[string]any{"LastName": "Fresh"})
+	require.Equal(t, 201, r.status, "a rolled-back create does not hold its external id: %s", r.body)
+
+	// A deleted record's external id no longer matches an upsert.
+	r = b.do(t, "DELETE", v+"/sobjects/Contact/"+id, nil)
+	require.Equal(t, 204, r.status, string(r.body))
+	r = b.do(t, "PATCH", v+"/sobjects/Contact/Conversion_Id__c/new", map[string]any{"LastName": "Again"})
+	require.Equal(t, 201, r.status, "the deleted record is not matched: %s", r.body)
+}
+
+// TestQueryInListOfStrings: IN and NOT IN over strings compare
+// case-insensitively and treat null as equal to no string.
+func TestQueryInListOfStrings(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.insert(t, "Contact", map[string]any{"LastName": "A", "Email": "a@x.io"})
+	b.insert(t, "Contact", map[string]any{"LastName": "B", "Email": "b@x.io"})
+	b.insert(t, "Contact", map[string]any{"LastName": "N"})
+	names := func(q string) []string {
+		r := b.do(t, "GET", v+"/query?q="+url.QueryEscape(q), nil)
+		require.Equal(t, 200, r.status, string(r.body))
+		var out []string
+		for _, rec := range r.json(t).(map[string]any)["records"].([]any) {
+			out = append(out, rec.(map[string]any)["LastName"].(string))
+		}
+		return out
+	}
+	require.Equal(t, []string{"A"}, names("SELECT LastName FROM Contact WHERE Email IN ('A@X.IO', 'c@x.io') ORDER BY LastName"))
+	require.Equal(t, []string{"B", "N"}, names("SELECT LastName FROM Contact WHERE Email NOT IN ('a@x.io') ORDER BY LastName"))
+	require.Equal(t, []string{"A", "N"}, names("SELECT LastName FROM Contact WHERE Email IN ('a@x.io', null) ORDER BY LastName"))
 }

@@ -285,6 +285,9 @@ type cmpExpr struct {
 	op     string // = != < <= > >= IN NOTIN LIKE
 	values []any  // converted literals (nil for null)
 	like   []likeEl
+	// in holds the lower-cased values of an IN or NOT IN list of strings
+	// only (nil otherwise), so a long list costs one lookup per record.
+	in map[string]bool
 }
 
 type parser struct {
@@ -624,10 +627,25 @@ func (p *parser) parseComparison() (expr, *soqlError) {
 				return nil, p.unexpected(sep)
 			}
 		}
+		c.in = stringSet(c.values)
 	default:
 		return nil, p.unexpected(t)
 	}
 	return c, nil
+}
+
+// stringSet is the lower-cased set of values when every one is a string
+// (compare's notion of equal strings), else nil.
+func stringSet(values []any) map[string]bool {
+	set := make(map[string]bool, len(values))
+	for _, v := range values {
+		s, ok := v.(string)
+		if !ok {
+			return nil
+		}
+		set[strings.ToLower(s)] = true
+	}
+	return set
 }
 
 // literal converts a literal token to the stored form of fp's field and
@@ -707,6 +725,15 @@ func (c *cmpExpr) eval(st *store, r *record) bool {
 	case "LIKE":
 		s, ok := v.(string)
 		return ok && likeMatch([]rune(strings.ToLower(s)), lowerLike(c.like))
+	case "IN", "NOTIN":
+		if s, ok := v.(string); ok && c.in != nil {
+			return c.in[strings.ToLower(s)] == (c.op == "IN")
+		}
+		if v == nil && c.in != nil {
+			return c.op == "NOTIN" // no string equals null
+		}
+	}
+	switch c.op {
 	case "IN":
 		for _, x := range c.values {
 			if compare(v, x) == 0 {

@@ -80,10 +80,14 @@ type storeChange struct {
 type store struct {
 	objects map[string]*sobject
 	recs    map[string]map[string]*record // object → id → record
-	seq     uint64
-	pod     string
-	undo    []undoEntry
-	inTx    int
+	// unique indexes the records in recs by the folded value of each
+	// unique field (external ids): an upsert or a create checks one bucket
+	// instead of every record of the object. Only set keeps it.
+	unique map[uniqueKey]map[string]struct{}
+	seq    uint64
+	pod    string
+	undo   []undoEntry
+	inTx   int
 
 	assignOwner string // owner set by the simulated lead assignment rule, "" for none
 	commitLag   time.Duration
@@ -103,7 +107,7 @@ type store struct {
 }
 
 func newStore(pod string) *store {
-	st := &store{objects: defaultSchema(), recs: map[string]map[string]*record{}, pod: pod}
+	st := &store{objects: defaultSchema(), recs: map[string]map[string]*record{}, unique: map[uniqueKey]map[string]struct{}{}, pod: pod}
 	for name := range st.objects {
 		st.recs[name] = map[string]*record{}
 	}
@@ -152,10 +156,75 @@ func (st *store) put(r *record) {
 		st.undo = append(st.undo, undoEntry{object: r.obj.Name, id: id, prev: ch.prev, changes: len(st.changes)})
 		st.changes = append(st.changes, ch)
 	}
-	st.recs[r.obj.Name][id] = r
+	st.set(r.obj.Name, id, r)
 	if st.inTx == 0 && st.onCommit != nil {
 		st.onCommit([]storeChange{ch})
 	}
+}
+
+// uniqueKey names the records of obj whose unique field holds a value
+// (folded, as Salesforce compares external ids case-insensitively).
+type uniqueKey struct{ obj, field, value string }
+
+func fold(s string) string { return strings.ToLower(strings.ToUpper(s)) }
+
+// set stores r as the record id of obj (nil: removes it) and keeps the
+// unique-field index in step. Records are never changed in place (writes
+// clone), so the index is right as long as every store goes through set.
+func (st *store) set(obj, id string, r *record) {
+	if old := st.recs[obj][id]; old != nil {
+		st.index(old, false)
+	}
+	if r == nil {
+		delete(st.recs[obj], id)
+		return
+	}
+	st.recs[obj][id] = r
+	st.index(r, true)
+}
+
+func (st *store) index(r *record, add bool) {
+	for _, f := range r.obj.Fields {
+		v, _ := r.f[f.Name].(string)
+		if !f.Unique || v == "" {
+			continue
+		}
+		k := uniqueKey{r.obj.Name, f.Name, fold(v)}
+		ids := st.unique[k]
+		if !add {
+			delete(ids, r.id())
+			if len(ids) == 0 {
+				delete(st.unique, k)
+			}
+			continue
+		}
+		if ids == nil {
+			ids = map[string]struct{}{}
+			st.unique[k] = ids
+		}
+		ids[r.id()] = struct{}{}
+	}
+}
+
+// withValue returns the records of obj (deleted ones too) whose field f
+// equals value case-insensitively: from the index for a unique field,
+// else by looking at every record.
+func (st *store) withValue(obj *sobject, f *Field, value string) []*record {
+	var out []*record
+	if f.Unique {
+		for id := range st.unique[uniqueKey{obj.Name, f.Name, fold(value)}] {
+			if r := st.recs[obj.Name][id]; strings.EqualFold(r.str(f.Name), value) {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	for _, r := range st.recs[obj.Name] {
+		if strings.EqualFold(r.str(f.Name), value) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // begin opens a (nested) transaction and returns its savepoint.
@@ -181,11 +250,7 @@ func (st *store) rollback(savepoint int) {
 	}
 	for i := len(st.undo) - 1; i >= savepoint; i-- {
 		u := st.undo[i]
-		if u.prev == nil {
-			delete(st.recs[u.object], u.id)
-		} else {
-			st.recs[u.object][u.id] = u.prev
-		}
+		st.set(u.object, u.id, u.prev)
 	}
 	st.undo = st.undo[:savepoint]
 	st.commit()
@@ -207,12 +272,18 @@ func (st *store) sorted(obj string, withDeleted bool) []*record {
 // sortedAt is sorted as reads see it at now (the zero time: the latest
 // versions, ignoring commit lag).
 func (st *store) sortedAt(obj string, withDeleted bool, now time.Time) []*record {
-	out := make([]*record, 0, len(st.recs[obj]))
+	return st.sortedWhere(obj, withDeleted, now, nil)
+}
+
+// sortedWhere is sortedAt of the records keep accepts (nil: all): the
+// filter runs first, so a selective query sorts only what it found.
+func (st *store) sortedWhere(obj string, withDeleted bool, now time.Time, keep func(*record) bool) []*record {
+	var out []*record
 	for _, r := range st.recs[obj] {
 		if !now.IsZero() {
 			r = visible(r, now)
 		}
-		if r != nil && (withDeleted || !r.deleted()) {
+		if r != nil && (withDeleted || !r.deleted()) && (keep == nil || keep(r)) {
 			out = append(out, r)
 		}
 	}
@@ -570,8 +641,8 @@ func (st *store) uniqueError(r *record) *apiError {
 		if v == "" {
 			continue
 		}
-		for _, o := range st.recs[r.obj.Name] {
-			if o.id() != r.id() && !o.deleted() && strings.EqualFold(o.str(f.Name), v) {
+		for _, o := range st.withValue(r.obj, f, v) {
+			if o.id() != r.id() && !o.deleted() {
 				return &apiError{Code: "DUPLICATE_VALUE", Message: fmt.Sprintf("duplicate value found: %s duplicates value on record with id: %s", f.Name, o.id()), Fields: []string{f.Name}}
 			}
 		}
@@ -593,8 +664,8 @@ func (st *store) findByField(obj *sobject, f *Field, value string) []*record {
 		}
 		return out
 	}
-	for _, r := range st.recs[obj.Name] {
-		if !r.deleted() && strings.EqualFold(r.str(f.Name), value) {
+	for _, r := range st.withValue(obj, f, value) {
+		if !r.deleted() {
 			out = append(out, r)
 		}
 	}
