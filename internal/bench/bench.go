@@ -110,7 +110,11 @@ type Report struct {
 	ResumeSec       float64 `json:"seconds_to_resume,omitempty"`
 	Lost            int     `json:"lost"`
 
-	Ingest  []IngestResult  `json:"ingest,omitempty"`
+	// Forecast is what syncForecast predicted for the drained queue, taken
+	// while the connection was paused before the drain (burst, backlog,
+	// import).
+	Forecast *ForecastResult `json:"forecast,omitempty"`
+	Ingest   []IngestResult  `json:"ingest,omitempty"`
 	Inbound *InboundResult  `json:"inbound,omitempty"`
 	Trickle []TrickleResult `json:"trickle,omitempty"`
 	Budget  *BudgetResult   `json:"budget,omitempty"`
@@ -487,6 +491,9 @@ func (b *bench) burst(ctx context.Context, r *Report) error {
 	if err := b.ingest(ctx, changes); err != nil {
 		return err
 	}
+	if err := b.forecast(ctx, r); err != nil {
+		return err
+	}
 	before, start := b.org.Calls(), time.Now()
 	if err := b.a.Connections.SetPaused(ctx, b.ws, false); err != nil {
 		return err
@@ -511,14 +518,51 @@ func (b *bench) burst(ctx context.Context, r *Report) error {
 	return err
 }
 
+// ForecastResult is a forecast next to what the drain then measured.
+type ForecastResult struct {
+	Calls          int     `json:"api_calls"`
+	Flushes        int     `json:"flushes"`
+	DurationSec    float64 `json:"duration_seconds"`
+	LatencyMS      float64 `json:"call_latency_ms"`
+	LatencyAssumed bool    `json:"call_latency_assumed"`
+}
+
+// forecast asks the engine what draining the paused workspace's queue
+// will cost, before it starts.
+func (b *bench) forecast(ctx context.Context, r *Report) error {
+	fc, err := b.a.Engine.Forecast(ctx, b.ws)
+	if err != nil {
+		return fmt.Errorf("forecast: %w", err)
+	}
+	r.Forecast = &ForecastResult{Calls: fc.APICalls, Flushes: fc.Flushes, DurationSec: fc.Duration.Seconds(),
+		LatencyMS: float64(fc.CallLatency) / float64(time.Millisecond), LatencyAssumed: fc.LatencyAssumed}
+	return nil
+}
+
+// connectPaused connects the workspace and pauses it. Call it while the
+// queue is empty: the flush that connecting schedules then finds nothing,
+// and what is queued next waits for the resume.
+func (b *bench) connectPaused(ctx context.Context, cfg salesforce.Config) error {
+	cfgJSON, _ := json.Marshal(cfg)
+	creds, _ := json.Marshal(salesforce.Credentials{ClientSecret: b.org.ClientSecret(), RefreshToken: b.org.IssueRefreshToken(b.org.IntegrationUserID())})
+	if _, err := b.a.Connections.Connect(ctx, b.ws, salesforce.Name, cfgJSON, creds); err != nil {
+		return err
+	}
+	return b.a.Connections.SetPaused(ctx, b.ws, true)
+}
+
 func (b *bench) calls(r *Report, before sffake.CallCounts) {
 	after := b.org.Calls()
 	r.ReadCalls, r.WriteCalls, r.AuthCalls = after.Read-before.Read, after.Write-before.Write, after.Auth-before.Auth
 	r.APICalls = r.ReadCalls + r.WriteCalls
 }
 
-// backlog: changes accepted while no CRM is connected, drained once it is.
+// backlog: changes accepted while the connection is paused, drained once
+// it resumes.
 func (b *bench) backlog(ctx context.Context, r *Report) error {
+	if err := b.connectPaused(ctx, salesforce.Config{LoginURL: b.orgURL, ClientID: b.org.ClientID()}); err != nil {
+		return err
+	}
 	sizeBefore, err := b.dbSize(ctx)
 	if err != nil {
 		return err
@@ -540,8 +584,11 @@ func (b *bench) backlog(ctx context.Context, r *Report) error {
 		return err
 	}
 	r.DBPerItem = float64(sizeAfter-sizeBefore) / float64(n)
+	if err := b.forecast(ctx, r); err != nil {
+		return err
+	}
 	before, start := b.org.Calls(), time.Now()
-	if err := b.connect(ctx); err != nil {
+	if err := b.a.Connections.SetPaused(ctx, b.ws, false); err != nil {
 		return err
 	}
 	if err := b.drain(ctx, 30*time.Minute); err != nil {
@@ -679,6 +726,14 @@ func peakRSSMB() float64 {
 	return 0
 }
 
+// ratio is a/b, 0 when b is.
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
 func printReport(w io.Writer, r *Report, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
@@ -744,6 +799,14 @@ func printReport(w io.Writer, r *Report, asJSON bool) error {
 		row("calls after the first limit error", r.CallsAfterLimit)
 		row("time to pause", fmt.Sprintf("%.2fs", r.PauseSec))
 		row("time to resume after the reset", fmt.Sprintf("%.1fs", r.ResumeSec))
+	}
+	if fc := r.Forecast; fc != nil {
+		latency := fmt.Sprintf("%.0f ms a call, measured", fc.LatencyMS)
+		if fc.LatencyAssumed {
+			latency = fmt.Sprintf("%.0f ms a call, assumed (no batch measured yet)", fc.LatencyMS)
+		}
+		row("forecast before the drain", fmt.Sprintf("%d API calls in %d flushes, %.1fs (%s)", fc.Calls, fc.Flushes, fc.DurationSec, latency))
+		row("forecast / measured", fmt.Sprintf("calls %.2f, duration %.2f", ratio(float64(fc.Calls), float64(r.APICalls)), ratio(fc.DurationSec, r.DrainSec)))
 	}
 	row("lost changes", r.Lost)
 	return tw.Flush()

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -37,6 +36,11 @@ func (b *bench) importRecords(ctx context.Context, r *Report) error {
 	if err := prefs.SetObject(ctx, b.a.DB, b.ws, p); err != nil {
 		return err
 	}
+	// Connected and paused before anything is queued, so the forecast
+	// sees the whole import and the first flush all of it.
+	if err := b.connectPaused(ctx, salesforce.Config{LoginURL: b.orgURL, ClientID: b.org.ClientID(), BulkThreshold: b.cmd.BulkThreshold}); err != nil {
+		return err
+	}
 	companies, contacts := b.cmd.Records, b.cmd.Changes
 	now := time.Now()
 	changes := make([]outbound.Change, 0, companies+contacts)
@@ -67,10 +71,11 @@ func (b *bench) importRecords(ctx context.Context, r *Report) error {
 	}
 	n := len(changes)
 	changes = nil
+	if err := b.forecast(ctx, r); err != nil {
+		return err
+	}
 	before, start := b.org.Calls(), time.Now()
-	cfg, _ := json.Marshal(salesforce.Config{LoginURL: b.orgURL, ClientID: b.org.ClientID(), BulkThreshold: b.cmd.BulkThreshold})
-	creds, _ := json.Marshal(salesforce.Credentials{ClientSecret: b.org.ClientSecret(), RefreshToken: b.org.IssueRefreshToken(b.org.IntegrationUserID())})
-	if _, err := b.a.Connections.Connect(ctx, b.ws, salesforce.Name, cfg, creds); err != nil {
+	if err := b.a.Connections.SetPaused(ctx, b.ws, false); err != nil {
 		return err
 	}
 	if err := b.drain(ctx, 2*time.Hour); err != nil {
