@@ -28,7 +28,9 @@ func (noScheduler) ScheduleFlushTx(context.Context, bun.Tx, int64) error { retur
 
 type oneConnector struct{ c connector.Connector }
 
-func (o oneConnector) Connector(context.Context, string) (connector.Connector, error) { return o.c, nil }
+func (o oneConnector) Connector(context.Context, string) (connector.Connector, error) {
+	return o.c, nil
+}
 
 // progressBundle is a workspace connected to an in-memory CRM, whose
 // ingester and flushes run on one fake clock, so the times progress is
