@@ -434,7 +434,7 @@ func (b *bench) drainWorkspace(ctx context.Context, ws int64, timeout time.Durat
 		}
 		if now := time.Now(); now.Sub(shown) >= time.Second {
 			shown = now
-			p, err := overview.GetProgress(ctx, b.a.DB, ws, d.OldestQueued, int64(d.QueuedRecords), now)
+			p, err := overview.GetProgress(ctx, b.a.DB, ws, d.OldestQueued, now)
 			if err != nil {
 				return err
 			}

@@ -102,7 +102,6 @@ type queueRow struct {
 	WorkspaceID int64          `bun:"workspace_id"`
 	State       outbound.State `bun:"state"`
 	N           int64          `bun:"n"`
-	Records     int64          `bun:"records"`
 	Oldest      bun.NullTime   `bun:"oldest"`
 }
 
@@ -122,7 +121,7 @@ func (c *Collector) read(ctx context.Context, now time.Time) (*state, error) {
 		return nil, fmt.Errorf("read connections: %w", err)
 	}
 	err := c.db.NewSelect().Model((*outbound.Item)(nil)).
-		ColumnExpr("workspace_id, state, COUNT(*) AS n, COUNT(DISTINCT record_id) AS records, MIN(created_at) AS oldest").
+		ColumnExpr("workspace_id, state, COUNT(*) AS n, MIN(created_at) AS oldest").
 		Group("workspace_id", "state").Scan(ctx, &s.queues)
 	if err != nil {
 		return nil, fmt.Errorf("measure queues: %w", err)
@@ -130,14 +129,14 @@ func (c *Collector) read(ctx context.Context, now time.Time) (*state, error) {
 	if s.calls, err = limits.UsedByWorkspace(ctx, c.db, now); err != nil {
 		return nil, err
 	}
-	// One read of the sync log per workspace with a backlog, over that
-	// backlog's batches only (the sync_batches_finished index).
+	// Two reads per workspace with a backlog (its distinct queued records,
+	// its batches in the sync log), none for the others.
 	s.progress = map[int64]overview.Progress{}
 	for _, q := range s.queues {
 		if q.State != outbound.StateQueued || q.N == 0 {
 			continue
 		}
-		p, err := overview.GetProgress(ctx, c.db, q.WorkspaceID, q.Oldest.Time, q.Records, now)
+		p, err := overview.GetProgress(ctx, c.db, q.WorkspaceID, q.Oldest.Time, now)
 		if err != nil {
 			return nil, err
 		}

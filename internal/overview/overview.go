@@ -76,7 +76,7 @@ func Get(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (Ove
 	}
 	o.Queued, o.Waiting, o.Failed, o.OldestQueued, o.QueuedByType = depth.Queued, depth.Waiting, depth.Failed, depth.OldestQueued, depth.QueuedByType
 	if depth.Queued > 0 {
-		p, err := GetProgress(ctx, db, workspaceID, depth.OldestQueued, int64(depth.QueuedRecords), now)
+		p, err := GetProgress(ctx, db, workspaceID, depth.OldestQueued, now)
 		if err != nil {
 			return o, err
 		}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/synclog"
 )
 
@@ -38,10 +39,15 @@ type Progress struct {
 // known now (it grows when changes to new records arrive).
 func (p Progress) Total() int64 { return p.Done + p.Remaining }
 
-// GetProgress computes the progress at now of a workspace whose oldest
-// queued item was queued at since, with remaining distinct records queued
-// (outbound.Depth's OldestQueued and QueuedRecords).
-func GetProgress(ctx context.Context, db bun.IDB, workspaceID int64, since time.Time, remaining int64, now time.Time) (Progress, error) {
+// GetProgress computes the progress at now of a workspace with queued
+// items, the oldest queued at since (outbound.Depth.OldestQueued). Two
+// reads: the distinct queued records, and the backlog's batches in the
+// sync log.
+func GetProgress(ctx context.Context, db bun.IDB, workspaceID int64, since, now time.Time) (Progress, error) {
+	remaining, err := outbound.QueuedRecords(ctx, db, workspaceID)
+	if err != nil {
+		return Progress{}, err
+	}
 	from := since
 	if w := now.Add(-ProgressWindow); w.After(from) {
 		from = w
