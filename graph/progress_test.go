@@ -74,3 +74,39 @@ func TestOverviewProgress(t *testing.T) {
 		require.Nil(t, read(), "drained")
 	})
 }
+
+// TestSyncOverviewUpdatedCarriesProgress: the subscription pushes the
+// progress as changes are queued, and null once the queue drained.
+func TestSyncOverviewUpdatedCarriesProgress(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		s := newSyncStack(t, bdb, events.NewBus(), memcrm.New())
+		ws, token := s.srv.NewWorkspace(t, "Acme")
+		s.connect(t, token, t.Name())
+		c := dialWS(t, s.srv.URL, "graphql-transport-ws")
+		c.init(map[string]any{"authToken": token})
+		c.subscribe("p", `subscription { syncOverviewUpdated { progress { recordsDone recordsRemaining recordsTotal } } }`)
+		type prog struct{ RecordsDone, RecordsRemaining, RecordsTotal int }
+		type msg struct {
+			SyncOverviewUpdated struct{ Progress *prog }
+		}
+		// until reads pushes until one satisfies ok.
+		until := func(ok func(p *prog) bool) {
+			t.Helper()
+			for {
+				var m msg
+				c.next("p", &m)
+				if ok(m.SyncOverviewUpdated.Progress) {
+					return
+				}
+			}
+		}
+		until(func(p *prog) bool { return p == nil })
+		s.recordChanges(t, token, "a", 3)
+		until(func(p *prog) bool { return p != nil && *p == prog{RecordsRemaining: 3, RecordsTotal: 3} })
+		_, err := s.engine.Flush(context.Background(), ws)
+		require.NoError(t, err)
+		until(func(p *prog) bool { return p == nil })
+	})
+}
