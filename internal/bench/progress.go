@@ -65,7 +65,10 @@ func (p *progress) Line(format string, args ...any) {
 }
 
 // progressLine says how a drain is going: a bar and the records done of
-// the total, the rate, the ETA, and the queue.
+// the total, the rate, the ETA, and the queue. The bar is drawn here
+// rather than by a progress-bar module (schollz/progressbar, mpb): the
+// printer above already tells a terminal from a log, and the figures
+// come from the overview, not from counting in the bench.
 //
 //	bench: [######..............] 30000/100000 records (30%), 2400/min, ETA 29m10s; 70000 changes queued, 0 failed
 func progressLine(p overview.Progress, d outbound.Depth, now time.Time) string {
