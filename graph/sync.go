@@ -171,6 +171,14 @@ func overviewModel(o overview.Overview) *model.SyncOverview {
 		s := o.ConnectionStatus
 		out.ConnectionStatus = &s
 	}
+	if p := o.Progress; p != nil {
+		out.Progress = &model.SyncProgress{RecordsDone: int(p.Done), RecordsRemaining: int(p.Remaining), RecordsTotal: int(p.Total()),
+			RecordsPerMinute: p.PerMinute, Since: p.Since}
+		if !p.ETA.IsZero() {
+			eta := p.ETA
+			out.Progress.Eta = &eta
+		}
+	}
 	return out
 }
 

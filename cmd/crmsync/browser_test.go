@@ -302,6 +302,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.Equal(t, 200, status, body)
 	b.waitFor("two contacts queued, live", textIs("#queued-CONTACT", "2"))
 	b.waitFor("one company queued, live", textIs("#queued-COMPANY", "1"))
+	b.waitFor("the backlog's progress, live", textIs("#progress-text", "0 of 3 records done (0%)"))
+	b.waitFor("no estimate while paused", textHas("#progress-eta", "No estimate yet"))
 	b.run("forecast the queue", chromedp.Click(chromedp.CSS("#forecast-run")))
 	b.waitFor("three records to create", textIs("#forecast-records", "3 to create, 0 to update"))
 	b.waitFor("it fits", textHas("#forecast-budget", "fits today's budget"))
@@ -312,6 +314,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	b.run("resume", chromedp.Click(chromedp.CSS("#resume")))
 	b.waitFor("the queue drained, live", textIs("#queued-total", "0"))
+	b.waitFor("no progress without a backlog", `document.querySelector("#progress").hidden`)
 	b.waitFor("no pause", `document.querySelector("#pause").hidden`)
 
 	// crmsync's own daily cap: at 0 it pauses, with the reason; lifting it

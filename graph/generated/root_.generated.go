@@ -323,6 +323,7 @@ type ComplexityRoot struct {
 		Pacing                 func(childComplexity int) int
 		PauseReason            func(childComplexity int) int
 		Paused                 func(childComplexity int) int
+		Progress               func(childComplexity int) int
 		QueuedBatchItems       func(childComplexity int) int
 		QueuedByRecordType     func(childComplexity int) int
 		SalesforceDailyLimit   func(childComplexity int) int
@@ -338,6 +339,15 @@ type ComplexityRoot struct {
 		Spent        func(childComplexity int) int
 		Tokens       func(childComplexity int) int
 		WaitSeconds  func(childComplexity int) int
+	}
+
+	SyncProgress struct {
+		Eta              func(childComplexity int) int
+		RecordsDone      func(childComplexity int) int
+		RecordsPerMinute func(childComplexity int) int
+		RecordsRemaining func(childComplexity int) int
+		RecordsTotal     func(childComplexity int) int
+		Since            func(childComplexity int) int
 	}
 
 	UnsupportedRecordType struct {
@@ -1609,6 +1619,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncOverview.Paused(childComplexity), true
+	case "SyncOverview.progress":
+		if e.ComplexityRoot.SyncOverview.Progress == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.Progress(childComplexity), true
 	case "SyncOverview.queuedBatchItems":
 		if e.ComplexityRoot.SyncOverview.QueuedBatchItems == nil {
 			break
@@ -1682,6 +1698,43 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncPacing.WaitSeconds(childComplexity), true
+
+	case "SyncProgress.eta":
+		if e.ComplexityRoot.SyncProgress.Eta == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncProgress.Eta(childComplexity), true
+	case "SyncProgress.recordsDone":
+		if e.ComplexityRoot.SyncProgress.RecordsDone == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncProgress.RecordsDone(childComplexity), true
+	case "SyncProgress.recordsPerMinute":
+		if e.ComplexityRoot.SyncProgress.RecordsPerMinute == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncProgress.RecordsPerMinute(childComplexity), true
+	case "SyncProgress.recordsRemaining":
+		if e.ComplexityRoot.SyncProgress.RecordsRemaining == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncProgress.RecordsRemaining(childComplexity), true
+	case "SyncProgress.recordsTotal":
+		if e.ComplexityRoot.SyncProgress.RecordsTotal == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncProgress.RecordsTotal(childComplexity), true
+	case "SyncProgress.since":
+		if e.ComplexityRoot.SyncProgress.Since == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncProgress.Since(childComplexity), true
 
 	case "UnsupportedRecordType.changes":
 		if e.ComplexityRoot.UnsupportedRecordType.Changes == nil {
@@ -2370,6 +2423,29 @@ type SyncOverview {
   inbound: InboundSync!
   "The record types the connection's connector does not support ('not supported by this connector'), with the changes kept local for each; empty when it supports every type or there is no connection."
   unsupportedRecordTypes: [UnsupportedRecordType!]!
+  "How far the outbound backlog has come, with its rate and ETA; null when nothing is queued."
+  progress: SyncProgress
+}
+
+"""
+Progress of the outbound backlog (docs/sync.md, "Progress"): the records
+finished since the oldest queued change was accepted, the records still
+queued, and how fast they drain. Computed from the database, so every
+replica reports the same figures.
+"""
+type SyncProgress {
+  "Records the flushes finished since the backlog began: written, skipped with nothing to send, or parked as failed. A record finished twice counts twice."
+  recordsDone: Int!
+  "Distinct records with queued changes (a record's changes are one write)."
+  recordsRemaining: Int!
+  "recordsDone + recordsRemaining: the backlog as known now (it grows while changes to new records arrive)."
+  recordsTotal: Int!
+  "Records finished per minute over the last 5 minutes, or since the backlog began when that is later; 0 when none."
+  recordsPerMinute: Float!
+  "When the queue should be empty at recordsPerMinute; null while the rate is 0 (not started yet, paused or stalled)."
+  eta: Time
+  "When the backlog began: when its oldest queued change was accepted."
+  since: Time!
 }
 
 "How crmsync spends its outbound API calls: a token bucket filled from a daily budget."
@@ -3058,6 +3134,8 @@ func (ec *executionContext) childFields_SyncOverview(ctx context.Context, field 
 		return ec.fieldContext_SyncOverview_inbound(ctx, field)
 	case "unsupportedRecordTypes":
 		return ec.fieldContext_SyncOverview_unsupportedRecordTypes(ctx, field)
+	case "progress":
+		return ec.fieldContext_SyncOverview_progress(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SyncOverview", field.Name)
 }
@@ -3080,6 +3158,24 @@ func (ec *executionContext) childFields_SyncPacing(ctx context.Context, field gr
 		return ec.fieldContext_SyncPacing_waitSeconds(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SyncPacing", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncProgress(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "recordsDone":
+		return ec.fieldContext_SyncProgress_recordsDone(ctx, field)
+	case "recordsRemaining":
+		return ec.fieldContext_SyncProgress_recordsRemaining(ctx, field)
+	case "recordsTotal":
+		return ec.fieldContext_SyncProgress_recordsTotal(ctx, field)
+	case "recordsPerMinute":
+		return ec.fieldContext_SyncProgress_recordsPerMinute(ctx, field)
+	case "eta":
+		return ec.fieldContext_SyncProgress_eta(ctx, field)
+	case "since":
+		return ec.fieldContext_SyncProgress_since(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncProgress", field.Name)
 }
 
 func (ec *executionContext) childFields_UnsupportedRecordType(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

@@ -4159,6 +4159,38 @@ func (ec *executionContext) fieldContext_SyncOverview_unsupportedRecordTypes(_ c
 	return fc, nil
 }
 
+func (ec *executionContext) _SyncOverview_progress(ctx context.Context, field graphql.CollectedField, obj *model.SyncOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncOverview_progress(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Progress, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SyncProgress) graphql.Marshaler {
+			return ec.marshalOSyncProgress2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncProgress(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncOverview_progress(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncOverview",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncProgress(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _SyncPacing_budgetPerDay(ctx context.Context, field graphql.CollectedField, obj *model.SyncPacing) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4318,6 +4350,144 @@ func (ec *executionContext) _SyncPacing_waitSeconds(ctx context.Context, field g
 }
 func (ec *executionContext) fieldContext_SyncPacing_waitSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("SyncPacing", field, false, false, "Float")
+}
+
+func (ec *executionContext) _SyncProgress_recordsDone(ctx context.Context, field graphql.CollectedField, obj *model.SyncProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncProgress_recordsDone(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordsDone, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncProgress_recordsDone(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncProgress", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncProgress_recordsRemaining(ctx context.Context, field graphql.CollectedField, obj *model.SyncProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncProgress_recordsRemaining(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordsRemaining, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncProgress_recordsRemaining(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncProgress", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncProgress_recordsTotal(ctx context.Context, field graphql.CollectedField, obj *model.SyncProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncProgress_recordsTotal(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordsTotal, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncProgress_recordsTotal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncProgress", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncProgress_recordsPerMinute(ctx context.Context, field graphql.CollectedField, obj *model.SyncProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncProgress_recordsPerMinute(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordsPerMinute, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncProgress_recordsPerMinute(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncProgress", field, false, false, "Float")
+}
+
+func (ec *executionContext) _SyncProgress_eta(ctx context.Context, field graphql.CollectedField, obj *model.SyncProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncProgress_eta(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Eta, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncProgress_eta(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncProgress", field, false, false, "Time")
+}
+
+func (ec *executionContext) _SyncProgress_since(ctx context.Context, field graphql.CollectedField, obj *model.SyncProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncProgress_since(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Since, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncProgress_since(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncProgress", field, false, false, "Time")
 }
 
 func (ec *executionContext) _UnsupportedRecordType_recordType(ctx context.Context, field graphql.CollectedField, obj *model.UnsupportedRecordType) (ret graphql.Marshaler) {
@@ -6627,6 +6797,11 @@ func (ec *executionContext) _SyncOverview(ctx context.Context, sel ast.Selection
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "progress":
+			out.Values[i] = ec._SyncOverview_progress(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -6687,6 +6862,64 @@ func (ec *executionContext) _SyncPacing(ctx context.Context, sel ast.SelectionSe
 			}
 		case "waitSeconds":
 			out.Values[i] = ec._SyncPacing_waitSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var syncProgressImplementors = []string{"SyncProgress"}
+
+func (ec *executionContext) _SyncProgress(ctx context.Context, sel ast.SelectionSet, obj *model.SyncProgress) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, syncProgressImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SyncProgress")
+		case "recordsDone":
+			out.Values[i] = ec._SyncProgress_recordsDone(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "recordsRemaining":
+			out.Values[i] = ec._SyncProgress_recordsRemaining(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "recordsTotal":
+			out.Values[i] = ec._SyncProgress_recordsTotal(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "recordsPerMinute":
+			out.Values[i] = ec._SyncProgress_recordsPerMinute(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "eta":
+			out.Values[i] = ec._SyncProgress_eta(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "since":
+			out.Values[i] = ec._SyncProgress_since(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -7889,6 +8122,13 @@ func (ec *executionContext) marshalOSyncPacing2ᚖgithubᚗcomᚋcrmsyncᚋcrmsy
 		return graphql.Null
 	}
 	return ec._SyncPacing(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOSyncProgress2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐSyncProgress(ctx context.Context, sel ast.SelectionSet, v *model.SyncProgress) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._SyncProgress(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOTaskInput2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐTaskInput(ctx context.Context, v any) (*model.TaskInput, error) {

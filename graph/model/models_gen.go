@@ -421,6 +421,8 @@ type SyncOverview struct {
 	Inbound *InboundSync `json:"inbound"`
 	// The record types the connection's connector does not support ('not supported by this connector'), with the changes kept local for each; empty when it supports every type or there is no connection.
 	UnsupportedRecordTypes []*UnsupportedRecordType `json:"unsupportedRecordTypes"`
+	// How far the outbound backlog has come, with its rate and ETA; null when nothing is queued.
+	Progress *SyncProgress `json:"progress,omitempty"`
 }
 
 // How crmsync spends its outbound API calls: a token bucket filled from a daily budget.
@@ -439,6 +441,25 @@ type SyncPacing struct {
 	CallsPerHour float64 `json:"callsPerHour"`
 	// How long a change arriving now waits for the bucket before its flush may start, in seconds (0: at once, after the settle delay).
 	WaitSeconds float64 `json:"waitSeconds"`
+}
+
+// Progress of the outbound backlog (docs/sync.md, "Progress"): the records
+// finished since the oldest queued change was accepted, the records still
+// queued, and how fast they drain. Computed from the database, so every
+// replica reports the same figures.
+type SyncProgress struct {
+	// Records the flushes finished since the backlog began: written, skipped with nothing to send, or parked as failed. A record finished twice counts twice.
+	RecordsDone int `json:"recordsDone"`
+	// Distinct records with queued changes (a record's changes are one write).
+	RecordsRemaining int `json:"recordsRemaining"`
+	// recordsDone + recordsRemaining: the backlog as known now (it grows while changes to new records arrive).
+	RecordsTotal int `json:"recordsTotal"`
+	// Records finished per minute over the last 5 minutes, or since the backlog began when that is later; 0 when none.
+	RecordsPerMinute float64 `json:"recordsPerMinute"`
+	// When the queue should be empty at recordsPerMinute; null while the rate is 0 (not started yet, paused or stalled).
+	Eta *time.Time `json:"eta,omitempty"`
+	// When the backlog began: when its oldest queued change was accepted.
+	Since time.Time `json:"since"`
 }
 
 type TaskInput struct {

@@ -118,7 +118,7 @@ func (v *victim) snapshot(t *testing.T, b *bundle) string {
 		contactFields: fieldSyncPreferences(recordType: CONTACT) { field crmField mode }
 		failedItems(first: 100) { edges { cursor node { id recordType recordId errorCode errorMessage attempts createdAt } } }
 		syncLogs(first: 100) { edges { cursor node { id direction status message created updated failed waiting records { edges { node { recordId crmId outcome fields { field value sent } } } } } } }
-		syncOverview { queuedBatchItems failedItems paused pauseReason connectionStatus conversionDailyLimit { limit } oldestQueuedAt lastBatchAt }`)
+		syncOverview { queuedBatchItems failedItems paused pauseReason connectionStatus conversionDailyLimit { limit } oldestQueuedAt lastBatchAt progress { recordsDone recordsRemaining since } }`)
 	for i, r := range v.records {
 		sb.WriteString(" r" + strconv.Itoa(i) + `: record(type: ` + r[0] + `, id: "` + r[1] + `") { id crmId crmUrl pendingItems failedItems fields { name value changedAt source } history { outcome } }`)
 	}
@@ -241,11 +241,15 @@ var probes = map[string]probe{
 	},
 	"Query.syncOverview": func(t *testing.T, a *attacker, v *victim) {
 		var d struct {
-			SyncOverview struct{ QueuedBatchItems, FailedItems int }
+			SyncOverview struct {
+				QueuedBatchItems, FailedItems int
+				Progress                      *struct{ RecordsDone, RecordsRemaining int }
+			}
 		}
-		a.data(t, `{ syncOverview { queuedBatchItems failedItems conversionDailyLimit { used limit } connectionStatus } }`, nil, &d)
+		a.data(t, `{ syncOverview { queuedBatchItems failedItems conversionDailyLimit { used limit } connectionStatus progress { recordsDone recordsRemaining } } }`, nil, &d)
 		require.Zero(t, d.SyncOverview.QueuedBatchItems)
 		require.Zero(t, d.SyncOverview.FailedItems)
+		require.Nil(t, d.SyncOverview.Progress, "the victim's backlog progress shown to the attacker")
 	},
 
 	"Query.syncForecast": func(t *testing.T, a *attacker, v *victim) {

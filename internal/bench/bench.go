@@ -417,24 +417,35 @@ func (b *bench) drain(ctx context.Context, timeout time.Duration) error {
 	return b.drainWorkspace(ctx, b.ws, timeout)
 }
 
-// drainWorkspace waits until nothing is queued in ws, showing progress.
+// drainWorkspace waits until nothing is queued in ws, showing progress:
+// records done of the total, rate and ETA, as the overview computes them
+// (overview.Progress). The queue is polled every 100 ms so the drain time
+// is exact; the progress, which reads the sync log too, once a second.
 func (b *bench) drainWorkspace(ctx context.Context, ws int64, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	var shown time.Time
 	for {
-		o, err := overview.Get(ctx, b.a.DB, ws, time.Now())
+		d, err := outbound.Measure(ctx, b.a.DB, ws)
 		if err != nil {
 			return err
 		}
-		if o.Queued == 0 {
-			b.progress.Done("bench: drained, %d failed", o.Failed)
-			if o.Failed > 0 {
-				return fmt.Errorf("%d changes parked as failed", o.Failed)
+		if d.Queued == 0 {
+			b.progress.Done("bench: drained, %d failed", d.Failed)
+			if d.Failed > 0 {
+				return fmt.Errorf("%d changes parked as failed", d.Failed)
 			}
 			return nil
 		}
-		b.progress.Update("bench: %d queued, %d failed", o.Queued, o.Failed)
+		if now := time.Now(); now.Sub(shown) >= time.Second {
+			shown = now
+			p, err := overview.GetProgress(ctx, b.a.DB, ws, d.OldestQueued, now)
+			if err != nil {
+				return err
+			}
+			b.progress.Update("%s", progressLine(p, d, now))
+		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("queue not drained after %s (%d queued)", timeout, o.Queued)
+			return fmt.Errorf("queue not drained after %s (%d queued)", timeout, d.Queued)
 		}
 		select {
 		case <-ctx.Done():

@@ -52,6 +52,8 @@ type Collector struct {
 	unreadable, unavailable    *prometheus.Desc
 	// Budget pacing (push.StoredPace), for paced connections.
 	paceTokens, paceWait, budgetPerDay, budgetSpent *prometheus.Desc
+	// Progress of the outbound backlog (overview.Progress).
+	progressDone, progressRemaining, progressRate, progressETA *prometheus.Desc
 }
 
 // NewCollector returns a Collector over db.
@@ -78,13 +80,19 @@ func NewCollector(db bun.IDB, logger *slog.Logger) *Collector {
 		paceWait:     d("crmsync_pace_wait_seconds", "How long a change arriving now waits for the bucket before its flush may start.", ws...),
 		budgetPerDay: d("crmsync_budget_calls_per_day", "The calls crmsync may make in any 24 hours (its daily limit, else its share of the CRM allowance).", ws...),
 		budgetSpent:  d("crmsync_budget_spent_calls", "The calls crmsync made in the rolling 24 hours, against its budget.", ws...),
+
+		progressDone:      d("crmsync_outbound_progress_records_done", "Records the flushes finished (written, skipped or parked as failed) since the oldest queued change was accepted (0 when nothing is queued).", ws...),
+		progressRemaining: d("crmsync_outbound_progress_records_remaining", "Distinct records with queued changes.", ws...),
+		progressRate:      d("crmsync_outbound_progress_records_per_second", "Records finished per second over the last 5 minutes (or since the backlog began, if later).", ws...),
+		progressETA:       d("crmsync_outbound_progress_eta_seconds", "Seconds until the queue is empty at that rate (absent while the rate is 0 or nothing is queued).", ws...),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.queued, c.failed, c.oldest, c.apiUsed, c.apiMax,
-		c.callsUsed, c.callsLimit, c.paused, c.expired, c.unreadable, c.unavailable, c.scrapeErr, c.paceTokens, c.paceWait, c.budgetPerDay, c.budgetSpent} {
+		c.callsUsed, c.callsLimit, c.paused, c.expired, c.unreadable, c.unavailable, c.scrapeErr, c.paceTokens, c.paceWait, c.budgetPerDay, c.budgetSpent,
+		c.progressDone, c.progressRemaining, c.progressRate, c.progressETA} {
 		ch <- d
 	}
 }
@@ -102,6 +110,8 @@ type state struct {
 	conns  []connection.Connection
 	queues []queueRow
 	calls  map[int64]int64
+	// progress of each workspace with queued items.
+	progress map[int64]overview.Progress
 }
 
 func (c *Collector) read(ctx context.Context, now time.Time) (*state, error) {
@@ -118,6 +128,19 @@ func (c *Collector) read(ctx context.Context, now time.Time) (*state, error) {
 	}
 	if s.calls, err = limits.UsedByWorkspace(ctx, c.db, now); err != nil {
 		return nil, err
+	}
+	// Two reads per workspace with a backlog (its distinct queued records,
+	// its batches in the sync log), none for the others.
+	s.progress = map[int64]overview.Progress{}
+	for _, q := range s.queues {
+		if q.State != outbound.StateQueued || q.N == 0 {
+			continue
+		}
+		p, err := overview.GetProgress(ctx, c.db, q.WorkspaceID, q.Oldest.Time, now)
+		if err != nil {
+			return nil, err
+		}
+		s.progress[q.WorkspaceID] = p
 	}
 	return s, nil
 }
@@ -173,6 +196,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			age = max(now.Sub(d.oldest).Seconds(), 0)
 		}
 		gauge(c.oldest, age, labels...)
+		p := s.progress[ws] // zero when nothing is queued
+		gauge(c.progressDone, float64(p.Done), labels...)
+		gauge(c.progressRemaining, float64(p.Remaining), labels...)
+		gauge(c.progressRate, p.PerMinute/60, labels...)
+		if !p.ETA.IsZero() {
+			gauge(c.progressETA, max(p.ETA.Sub(now).Seconds(), 0), labels...)
+		}
 	}
 	for i := range s.conns {
 		cn := &s.conns[i]

@@ -193,3 +193,65 @@ func TestObserverCountsBatchesAndRestarts(t *testing.T) {
 	require.Equal(t, "5", value(t, text, `crmsync_crm_api_calls_total{direction="OUTBOUND",workspace="3"}`))
 	require.Equal(t, "2", value(t, text, `crmsync_plugin_restarts_total{connector="memcrm"}`))
 }
+
+// TestCollectorReportsProgress: a backlog of 5 records queued at t0, with
+// an outbound batch a minute later that created 2, parked 1 as failed, and
+// left one to retry and one waiting for its parent: 3 done, 5 remaining,
+// 3 records in 2 minutes, 200 s to go. Inbound batches and batches from
+// before the backlog do not count; a workspace with nothing queued
+// reports zeros and no ETA.
+func TestCollectorReportsProgress(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		key := make([]byte, secret.KeySize)
+		_, _ = rand.Read(key)
+		box, err := secret.NewBox(key)
+		require.NoError(t, err)
+		store := connection.NewStore(bdb, box)
+		t0 := time.Now().UTC().Truncate(time.Second).Add(-30 * time.Minute) // companies() changes now: less than an hour after
+		in := outbound.NewIngester(bdb, noScheduler{}, nil, outbound.WithClock(func() time.Time { return t0 }))
+
+		a := newWorkspace(t, bdb)
+		_, err = store.Save(ctx, a, "memcrm", []byte(`{"org":"a"}`), []byte(`{"token":"t"}`), connector.Identity{UserID: "005"}, nil)
+		require.NoError(t, err)
+		_, err = in.Ingest(ctx, a, companies(a, "v", "w", "x", "y", "z"))
+		require.NoError(t, err)
+		batch := func(dir synclog.Direction, at time.Time, outcomes ...synclog.Outcome) {
+			t.Helper()
+			b := &synclog.Batch{WorkspaceID: a, Direction: dir, StartedAt: at, FinishedAt: at}
+			for i, o := range outcomes {
+				b.Records = append(b.Records, &synclog.Record{RecordType: record.TypeCompany, ConversionID: fmt.Sprint(i), Outcome: o})
+			}
+			b.Count()
+			require.NoError(t, synclog.Write(ctx, bdb, b))
+		}
+		batch(synclog.Outbound, t0.Add(-time.Minute), synclog.OutcomeCreated, synclog.OutcomeCreated) // an earlier backlog
+		batch(synclog.Inbound, t0.Add(30*time.Second), synclog.OutcomeUpdated, synclog.OutcomeUpdated)
+		batch(synclog.Outbound, t0.Add(time.Minute), synclog.OutcomeCreated, synclog.OutcomeUpdated, synclog.OutcomeFailed,
+			synclog.OutcomeRetrying, synclog.OutcomeWaiting)
+
+		idle := newWorkspace(t, bdb)
+		_, err = store.Save(ctx, idle, "memcrm", []byte(`{"org":"i"}`), []byte(`{"token":"t"}`), connector.Identity{UserID: "005"}, nil)
+		require.NoError(t, err)
+
+		col := NewCollector(bdb, slog.New(slog.DiscardHandler))
+		col.now = func() time.Time { return t0.Add(2 * time.Minute) }
+		reg := prometheus.NewRegistry()
+		require.NoError(t, reg.Register(col))
+		text := scrape(t, reg)
+
+		wa := fmt.Sprintf(`{connector="memcrm",workspace="%d"}`, a)
+		require.Equal(t, "3", value(t, text, "crmsync_outbound_progress_records_done"+wa))
+		require.Equal(t, "5", value(t, text, "crmsync_outbound_progress_records_remaining"+wa))
+		require.Equal(t, "0.025", value(t, text, "crmsync_outbound_progress_records_per_second"+wa))
+		require.Equal(t, "200", value(t, text, "crmsync_outbound_progress_eta_seconds"+wa))
+
+		wi := fmt.Sprintf(`{connector="memcrm",workspace="%d"}`, idle)
+		require.Equal(t, "0", value(t, text, "crmsync_outbound_progress_records_done"+wi))
+		require.Equal(t, "0", value(t, text, "crmsync_outbound_progress_records_remaining"+wi))
+		require.Equal(t, "0", value(t, text, "crmsync_outbound_progress_records_per_second"+wi))
+		require.NotContains(t, text, "crmsync_outbound_progress_eta_seconds"+wi, "no ETA without a backlog")
+	})
+}

@@ -70,6 +70,12 @@ func WithObserver(o GroupObserver) Option { return func(in *Ingester) { in.obser
 // their changes were not accepted).
 func WithLogger(l *slog.Logger) Option { return func(in *Ingester) { in.logger = l } }
 
+// WithClock sets the ingester's clock (default time.Now): the time a
+// change is accepted, which stamps its queue item and the fields it
+// leaves without a change time. Tests that assert times put it on a fake
+// clock.
+func WithClock(now func() time.Time) Option { return func(in *Ingester) { in.now = now } }
+
 // OverloadedError refuses a call because too many calls wait for the
 // database already. Nothing of the call was applied; retry after RetryAfter.
 type OverloadedError struct {

@@ -1,6 +1,7 @@
 // Package overview computes what the product's Settings → Syncing →
-// Overview page shows for a workspace: queue depth, API usage against both
-// limits, pause state and the connection's health.
+// Overview page shows for a workspace: queue depth and the backlog's
+// progress, API usage against both limits, pause state and the
+// connection's health.
 package overview
 
 import (
@@ -61,6 +62,9 @@ type Overview struct {
 	// Unsupported are the record types the connection does not support,
 	// with the changes kept local for each (prefs.Routing).
 	Unsupported []prefs.UnsupportedCount
+	// Progress is how far the outbound backlog has come; nil when nothing
+	// is queued.
+	Progress *Progress
 }
 
 // Get computes the workspace's overview at now.
@@ -71,6 +75,13 @@ func Get(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (Ove
 		return o, err
 	}
 	o.Queued, o.Waiting, o.Failed, o.OldestQueued, o.QueuedByType = depth.Queued, depth.Waiting, depth.Failed, depth.OldestQueued, depth.QueuedByType
+	if depth.Queued > 0 {
+		p, err := GetProgress(ctx, db, workspaceID, depth.OldestQueued, now)
+		if err != nil {
+			return o, err
+		}
+		o.Progress = &p
+	}
 	if o.CallsByHour, err = limits.Hourly(ctx, db, workspaceID, now); err != nil {
 		return o, err
 	}

@@ -36,7 +36,8 @@ const OUTCOME_WORDS = {
 const OVERVIEW = `fragment O on SyncOverview {
   conversionDailyLimit { used limit } crmDailyLimit { used max observedAt }
   queuedBatchItems queuedByRecordType { recordType queued } apiCallsByHour { hour calls }
-  failedItems oldestQueuedAt paused pauseReason connectionStatus connectionStatusReason lastBatchAt }`;
+  failedItems oldestQueuedAt paused pauseReason connectionStatus connectionStatusReason lastBatchAt
+  progress { recordsDone recordsTotal recordsPerMinute eta since } }`;
 
 const $ = (id) => document.getElementById(id);
 let token = sessionStorage.getItem(TOKEN_KEY);
@@ -293,6 +294,24 @@ function sparkline(hours) {
 
 let lastFailed = null;
 
+// renderProgress shows how far the backlog has come (docs/sync.md,
+// "Progress"); hidden while nothing is queued.
+function renderProgress(p) {
+  const el = $('progress');
+  el.hidden = !p;
+  if (!p) { el.replaceChildren(); return; }
+  const pct = p.recordsTotal ? Math.floor((100 * p.recordsDone) / p.recordsTotal) : 0;
+  const rate = p.recordsPerMinute >= 10 ? Math.round(p.recordsPerMinute) : p.recordsPerMinute.toFixed(1);
+  el.replaceChildren(
+    h('label', { for: 'progress-bar' }, 'Progress of this backlog'),
+    h('progress', { id: 'progress-bar', max: p.recordsTotal || 1, value: p.recordsDone }),
+    h('span', { class: 'num', id: 'progress-text' }, `${p.recordsDone} of ${p.recordsTotal} records done (${pct}%)`),
+    h('span', { class: 'hint', id: 'progress-eta' }, p.eta
+      ? `${rate} records a minute; empty about ${when(p.eta)}`
+      : 'No estimate yet: no records finished in the last 5 minutes.'),
+  );
+}
+
 function renderOverview(o) {
   const sf = o.crmDailyLimit;
   const cv = o.conversionDailyLimit;
@@ -312,6 +331,7 @@ function renderOverview(o) {
   $('queued-by-type').replaceChildren(...o.queuedByRecordType.map((q) =>
     h('tr', {}, h('th', { scope: 'row' }, words(q.recordType)), h('td', { id: 'queued-' + q.recordType }, q.queued))));
   $('queue-times').textContent = `Oldest waiting since ${when(o.oldestQueuedAt)}; last batch ${when(o.lastBatchAt)}.`;
+  renderProgress(o.progress);
 
   const pause = $('pause');
   const actions = $('pause-actions');
