@@ -115,10 +115,10 @@ type Report struct {
 	// import).
 	Forecast *ForecastResult `json:"forecast,omitempty"`
 	Ingest   []IngestResult  `json:"ingest,omitempty"`
-	Inbound *InboundResult  `json:"inbound,omitempty"`
-	Trickle []TrickleResult `json:"trickle,omitempty"`
-	Budget  *BudgetResult   `json:"budget,omitempty"`
-	Bulk    *BulkResult     `json:"bulk,omitempty"`
+	Inbound  *InboundResult  `json:"inbound,omitempty"`
+	Trickle  []TrickleResult `json:"trickle,omitempty"`
+	Budget   *BudgetResult   `json:"budget,omitempty"`
+	Bulk     *BulkResult     `json:"bulk,omitempty"`
 }
 
 // IngestResult is one batch size of the ingest scenario.
