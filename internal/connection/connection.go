@@ -320,6 +320,20 @@ func (s *Store) AcquireLease(ctx context.Context, c *Connection, owner string, t
 // pull, on this replica or another) holds its lease.
 var ErrBusy = errors.New("another sync of this connection is running")
 
+// salesforceConnector is the built-in Salesforce connector's name
+// (connectors/salesforce.Name).
+const salesforceConnector = "salesforce"
+
+// CRMName is how user-facing text (sync-log reasons) names the
+// connection's CRM: "Salesforce" for the Salesforce connector, "CRM" for
+// any other, whose Describe carries no display name.
+func (c *Connection) CRMName() string {
+	if c.Connector == salesforceConnector {
+		return "Salesforce"
+	}
+	return "CRM"
+}
+
 // LeaseOwner names one sync for the connection lease: the process (its
 // replica.Identity.Owner(), or host and pid when empty, for operators
 // reading the table), the sync's role ("flush", "pull") and a random suffix.

@@ -408,7 +408,7 @@ func (a *applier) upsert(cr connector.Record) {
 			}
 			continue
 		}
-		d := decideInbound(m, r.Fields[m.Field], v, view)
+		d := decideInbound(m, r.Fields[m.Field], v, view, a.r.c.CRMName())
 		if d.Agree && !d.Apply {
 			continue
 		}
@@ -434,7 +434,7 @@ func (a *applier) upsert(cr connector.Record) {
 	case applied > 0 || fresh:
 		a.logRow(r, cr, synclog.OutcomeUpdated, how, fields)
 	case len(fields) > 0:
-		a.logRow(r, cr, synclog.OutcomeSkipped, reasonNothingApplied, fields)
+		a.logRow(r, cr, synclog.OutcomeSkipped, say(reasonNothingApplied, a.r.c.CRMName()), fields)
 	}
 }
 

@@ -2,6 +2,7 @@ package inbound
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/crmsync/crmsync/internal/prefs"
@@ -36,19 +37,20 @@ type fieldDecision struct {
 	Stamp record.Stamp
 }
 
-// Reasons recorded in the sync log. They are user-facing text.
+// Reasons recorded in the sync log. They are user-facing text; {crm}
+// stands for the CRM's name (connection.CRMName), filled in by say.
 const (
 	reasonNewRecord      = "new record"
-	reasonNeverApplies   = "mode never applies Salesforce values"
-	reasonAlwaysApplies  = "mode always applies Salesforce values"
-	reasonBlank          = "Salesforce field is empty"
-	reasonNotBlank       = "Salesforce value is not empty"
-	reasonSalesforceNew  = "Salesforce value is newer"
-	reasonSameTime       = "Salesforce value is as new (ties go to Salesforce)"
+	reasonNeverApplies   = "mode never applies {crm} values"
+	reasonAlwaysApplies  = "mode always applies {crm} values"
+	reasonBlank          = "{crm} field is empty"
+	reasonNotBlank       = "{crm} value is not empty"
+	reasonCRMNewer  = "{crm} value is newer"
+	reasonSameTime       = "{crm} value is as new (ties go to {crm})"
 	reasonConversionNew  = "Conversion change is newer"
 	reasonAlreadyHas     = "Conversion already has this value"
 	reasonNotReadOnCRM   = "field does not exist on the CRM object"
-	reasonNothingApplied = "no Salesforce change applied"
+	reasonNothingApplied = "no {crm} change applied"
 	reasonSuperseded     = "change event older than the value crmsync holds: left as it is"
 )
 
@@ -65,11 +67,13 @@ const (
 // bumped by an edit to another field therefore never overwrites a newer
 // Conversion change to this one, and crmsync's own writes read back are
 // exactly as old as the Conversion change they carried.
-func decideInbound(m prefs.FieldMapping, conv record.FieldState, v any, cur crmView) fieldDecision {
+//
+// crm names the CRM in the reasons.
+func decideInbound(m prefs.FieldMapping, conv record.FieldState, v any, cur crmView, crm string) fieldDecision {
 	st, how := cur.Stamp(m.CRMField, v, cur.LastModified)
 	d := fieldDecision{Field: m.Field, CRMField: m.CRMField, Mode: m.Mode, Value: v, Stamp: st}
-	apply := func(reason string) fieldDecision { d.Apply, d.Reason = true, reason; return d }
-	keep := func(reason string) fieldDecision { d.Apply, d.Reason = false, reason; return d }
+	apply := func(reason string) fieldDecision { d.Apply, d.Reason = true, say(reason, crm); return d }
+	keep := func(reason string) fieldDecision { d.Apply, d.Reason = false, say(reason, crm); return d }
 
 	if m.Mode == prefs.DoNotSync {
 		d.Agree = record.SameValue(conv.Value, v)
@@ -99,17 +103,20 @@ func decideInbound(m prefs.FieldMapping, conv record.FieldState, v any, cur crmV
 		}
 		return apply(reasonNotBlank)
 	case prefs.TwoWay:
-		times := fmt.Sprintf("(Salesforce value: %s; changed in Conversion %s)", record.DescribeStamp(st, how), stamp(conv.ChangedAt))
+		times := fmt.Sprintf("({crm} value: %s; changed in Conversion %s)", record.DescribeStamp(st, how), stamp(conv.ChangedAt))
 		switch st.Compare(conv.ChangedAt) {
 		case 1:
 			return keep(reasonConversionNew + " " + times)
 		case 0:
 			return apply(reasonSameTime + " " + times)
 		}
-		return apply(reasonSalesforceNew + " " + times)
+		return apply(reasonCRMNewer + " " + times)
 	}
 	return keep(reasonNeverApplies)
 }
+
+// say fills a reason's {crm} with the CRM's name.
+func say(reason, crm string) string { return strings.ReplaceAll(reason, "{crm}", crm) }
 
 func stamp(t time.Time) string {
 	if t.IsZero() {

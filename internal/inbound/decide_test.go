@@ -39,13 +39,13 @@ func TestDecideInbound(t *testing.T) {
 		reason string
 		at     time.Time
 	}{
-		"two-way salesforce newer":                   {in: input{prefs.TwoWay, older, "sf", byRep}, apply: true, reason: reasonSalesforceNew, at: lastMod},
+		"two-way salesforce newer":                   {in: input{prefs.TwoWay, older, "sf", byRep}, apply: true, reason: reasonCRMNewer, at: lastMod},
 		"two-way conversion newer":                   {in: input{prefs.TwoWay, newer, "sf", byRep}, reason: reasonConversionNew},
 		"two-way tie goes to salesforce":             {in: input{prefs.TwoWay, sameSecond, "sf", byRep}, apply: true, reason: reasonSameTime, at: lastMod},
 		"two-way unchanged value read earlier":       {in: input{prefs.TwoWay, older, "sf", readEarlier}, reason: reasonConversionNew},
-		"two-way unchanged value, conversion older":  {in: input{prefs.TwoWay, record.FieldState{Value: "conv", ChangedAt: lastMod.Add(-3 * time.Minute)}, "sf", readEarlier}, apply: true, reason: reasonSalesforceNew, at: lastMod.Add(-2 * time.Minute)},
+		"two-way unchanged value, conversion older":  {in: input{prefs.TwoWay, record.FieldState{Value: "conv", ChangedAt: lastMod.Add(-3 * time.Minute)}, "sf", readEarlier}, apply: true, reason: reasonCRMNewer, at: lastMod.Add(-2 * time.Minute)},
 		"two-way own write older than conversion":    {in: input{prefs.TwoWay, record.FieldState{Value: "conv", ChangedAt: lastMod.Add(-10 * time.Second)}, "sf", ownWrite}, reason: reasonConversionNew},
-		"two-way own write newer than conversion":    {in: input{prefs.TwoWay, older, "sf", ownWrite}, apply: true, reason: reasonSalesforceNew, at: lastMod.Add(-30 * time.Second)},
+		"two-way own write newer than conversion":    {in: input{prefs.TwoWay, older, "sf", ownWrite}, apply: true, reason: reasonCRMNewer, at: lastMod.Add(-30 * time.Second)},
 		"two-way values agree":                       {in: input{prefs.TwoWay, older, "conv", byRep}, agree: true, reason: reasonAlreadyHas},
 		"prefer salesforce unless empty, not blank":  {in: input{prefs.PreferSalesforceUnlessEmpty, newer, "sf", byRep}, apply: true, reason: reasonNotBlank, at: lastMod},
 		"prefer salesforce unless empty, blank":      {in: input{prefs.PreferSalesforceUnlessEmpty, older, "", byRep}, reason: reasonBlank},
@@ -55,7 +55,7 @@ func TestDecideInbound(t *testing.T) {
 		"new record takes every synced field":        {in: input{prefs.AlwaysPreferConversion, record.FieldState{}, "sf", crmView{Created: true, LastModified: lastMod}}, apply: true, reason: reasonNewRecord, at: lastMod},
 		"new record skips blank values":              {in: input{prefs.TwoWay, record.FieldState{}, "", crmView{Created: true}}, agree: true, reason: reasonBlank},
 		"new record never takes do-not-sync":         {in: input{prefs.DoNotSync, record.FieldState{}, "sf", crmView{Created: true}}, reason: reasonNeverApplies},
-		"missing conversion value, salesforce wins":  {in: input{prefs.TwoWay, record.FieldState{}, "sf", crmView{LastModified: lastMod, LastModifiedByID: rep}}, apply: true, reason: reasonSalesforceNew, at: lastMod},
+		"missing conversion value, salesforce wins":  {in: input{prefs.TwoWay, record.FieldState{}, "sf", crmView{LastModified: lastMod, LastModifiedByID: rep}}, apply: true, reason: reasonCRMNewer, at: lastMod},
 		"two-way reason names both times, as read":   {in: input{prefs.TwoWay, older, "sf", byRep}, apply: true, reason: "LastModifiedDate 2026-11-28T12:00:00Z; changed in Conversion 2026-11-28T11:59:00Z", at: lastMod},
 		"two-way reason names both times, own write": {in: input{prefs.TwoWay, older, "sf", ownWrite}, apply: true, reason: "Conversion change of 2026-11-28T11:59:30Z", at: lastMod.Add(-30 * time.Second)},
 	}
@@ -63,10 +63,15 @@ func TestDecideInbound(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			m := prefs.FieldMapping{RecordType: record.TypeContact, Field: "title", CRMField: "Title", Mode: tt.in.mode}
-			d := decideInbound(m, tt.in.conv, tt.in.value, tt.in.view)
+			d := decideInbound(m, tt.in.conv, tt.in.value, tt.in.view, "Salesforce")
 			require.Equal(t, tt.apply, d.Apply, d.Reason)
 			require.Equal(t, tt.agree, d.Agree, d.Reason)
-			require.Contains(t, d.Reason, tt.reason)
+			require.Contains(t, d.Reason, say(tt.reason, "Salesforce"))
+			// Another connector's CRM is named neutrally, with the same verdict.
+			other := decideInbound(m, tt.in.conv, tt.in.value, tt.in.view, "CRM")
+			require.Equal(t, d.Apply, other.Apply)
+			require.Contains(t, other.Reason, say(tt.reason, "CRM"))
+			require.NotContains(t, other.Reason, "Salesforce")
 			if tt.apply {
 				require.Equal(t, tt.at, d.Stamp.At, "the applied value's change time is when it became true in Salesforce")
 			}

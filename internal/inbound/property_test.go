@@ -280,8 +280,13 @@ func (p *propertyCase) pull() {
 	p.compareValues("after a pull")
 }
 
-// verdictOf classifies a sync-log reason.
+// verdictOf classifies a sync-log reason, whichever name it gives the CRM
+// (Salesforce on sffake, the neutral CRM on memcrm).
 func verdictOf(reason string) syncmodel.Verdict {
+	if rest, ok := strings.CutPrefix(reason, "CRM "); ok {
+		reason = "Salesforce " + rest
+	}
+	reason = strings.Replace(reason, "applies CRM values", "applies Salesforce values", 1)
 	for _, v := range []struct {
 		prefix  string
 		verdict syncmodel.Verdict

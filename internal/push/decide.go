@@ -2,6 +2,7 @@ package push
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/crmsync/crmsync/internal/prefs"
@@ -31,19 +32,20 @@ type fieldDecision struct {
 	Reason   string
 }
 
-// Reasons recorded in the sync log. They are user-facing text.
+// Reasons recorded in the sync log. They are user-facing text; {crm}
+// stands for the CRM's name (connection.CRMName), filled in by say.
 const (
 	reasonNewRecord     = "new record"
 	reasonAlwaysSends   = "mode always sends"
 	reasonNeverSends    = "mode never sends"
-	reasonBlank         = "Salesforce field is empty"
-	reasonNotBlank      = "Salesforce field is not empty"
-	reasonEqual         = "Salesforce already has this value"
+	reasonBlank         = "{crm} field is empty"
+	reasonNotBlank      = "{crm} field is not empty"
+	reasonEqual         = "{crm} already has this value"
 	reasonNewer         = "Conversion change is newer"
 	reasonNotOnObject   = "field does not exist on the CRM object"
 	reasonNotWriteable  = "CRM field is not writeable"
-	reasonSalesforceNew = "Salesforce value is newer"
-	reasonSameTime      = "Salesforce value is as new (ties go to Salesforce)"
+	reasonCRMNewer = "{crm} value is newer"
+	reasonSameTime      = "{crm} value is as new (ties go to {crm})"
 	reasonSuperseded    = "superseded"
 )
 
@@ -57,10 +59,12 @@ const (
 // recording the outcome, else the LastModifiedDate just read. It sends only
 // when the Conversion change is newer (record.Stamp.Compare: by the second
 // against a LastModifiedDate; ties go to Salesforce).
-func decideOutbound(m prefs.FieldMapping, fs record.FieldState, cur crmState) fieldDecision {
+//
+// crm names the CRM in the reasons.
+func decideOutbound(m prefs.FieldMapping, fs record.FieldState, cur crmState, crm string) fieldDecision {
 	d := fieldDecision{Field: m.Field, CRMField: m.CRMField, Mode: m.Mode, Value: fs.Value}
-	send := func(reason string) fieldDecision { d.Send, d.Reason = true, reason; return d }
-	drop := func(reason string) fieldDecision { d.Send, d.Reason = false, reason; return d }
+	send := func(reason string) fieldDecision { d.Send, d.Reason = true, say(reason, crm); return d }
+	drop := func(reason string) fieldDecision { d.Send, d.Reason = false, say(reason, crm); return d }
 
 	if m.Mode == prefs.DoNotSync {
 		return drop(reasonNeverSends)
@@ -85,7 +89,7 @@ func decideOutbound(m prefs.FieldMapping, fs record.FieldState, cur crmState) fi
 		return drop(reasonNotBlank)
 	case prefs.TwoWay:
 		st, how := cur.Stamp(m.CRMField, current, cur.LastModified)
-		times := fmt.Sprintf("(changed in Conversion %s; Salesforce value: %s)",
+		times := fmt.Sprintf("(changed in Conversion %s; {crm} value: %s)",
 			fs.ChangedAt.UTC().Format(time.RFC3339Nano), record.DescribeStamp(st, how))
 		switch st.Compare(fs.ChangedAt) {
 		case 1:
@@ -93,18 +97,21 @@ func decideOutbound(m prefs.FieldMapping, fs record.FieldState, cur crmState) fi
 		case 0:
 			return drop(reasonSameTime + " " + times)
 		}
-		return drop(reasonSalesforceNew + " " + times)
+		return drop(reasonCRMNewer + " " + times)
 	}
 	return drop(reasonNeverSends)
 }
 
+// say fills a reason's {crm} with the CRM's name.
+func say(reason, crm string) string { return strings.ReplaceAll(reason, "{crm}", crm) }
+
 // supersededReason is the sync-log reason of a queued Conversion change that
 // is older than the field's value in Conversion: it is never sent.
-func supersededReason(fs, current record.FieldState) string {
+func supersededReason(fs, current record.FieldState, crm string) string {
 	switch {
 	case current.Supersedes(fs) && current.Second:
-		return fmt.Sprintf("%s: Conversion's value from Salesforce (LastModifiedDate %s) is not older than this change (changed %s; ties go to Salesforce); not sent",
-			reasonSuperseded, current.ChangedAt.UTC().Format(time.RFC3339), fs.ChangedAt.UTC().Format(time.RFC3339Nano))
+		return fmt.Sprintf("%s: Conversion's value from %s (last modified %s) is not older than this change (changed %s; ties go to %[2]s); not sent",
+			reasonSuperseded, crm, current.ChangedAt.UTC().Format(time.RFC3339), fs.ChangedAt.UTC().Format(time.RFC3339Nano))
 	case current.Supersedes(fs):
 		return fmt.Sprintf("%s: Conversion's value (changed %s, %s) is newer than this change (changed %s); not sent",
 			reasonSuperseded, current.ChangedAt.UTC().Format(time.RFC3339Nano), current.Source, fs.ChangedAt.UTC().Format(time.RFC3339Nano))

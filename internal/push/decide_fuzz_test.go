@@ -75,7 +75,7 @@ func FuzzDecideOutbound(f *testing.F) {
 			cur.SyncedStamps = map[string]record.Stamp{"Title": syncedAt}
 		}
 
-		d := decideOutbound(m, fs, cur)
+		d := decideOutbound(m, fs, cur, "Salesforce")
 		if d.Reason == "" {
 			t.Fatal("every decision has a reason")
 		}

@@ -38,20 +38,20 @@ func TestDecideOutbound(t *testing.T) {
 		send    bool
 		reason  string
 	}{
-		"two-way, Salesforce newer":                 {prefs.TwoWay, older, sf("VP", rep), false, reasonSalesforceNew},
+		"two-way, Salesforce newer":                 {prefs.TwoWay, older, sf("VP", rep), false, reasonCRMNewer},
 		"two-way, Conversion newer":                 {prefs.TwoWay, newer, sf("VP", rep), true, reasonNewer},
 		"two-way, tie goes to Salesforce":           {prefs.TwoWay, sameSecond, sf("VP", rep), false, reasonSameTime},
-		"two-way, blank Salesforce but newer":       {prefs.TwoWay, older, sf(nil, rep), false, reasonSalesforceNew},
-		"two-way, last modified by crmsync":         {prefs.TwoWay, older, sf("VP", us), false, reasonSalesforceNew},
+		"two-way, blank Salesforce but newer":       {prefs.TwoWay, older, sf(nil, rep), false, reasonCRMNewer},
+		"two-way, last modified by crmsync":         {prefs.TwoWay, older, sf("VP", us), false, reasonCRMNewer},
 		"two-way, unchanged since an earlier read":  {prefs.TwoWay, older, sf("VP", rep, "VP", readEarlier), true, "unchanged since read with LastModifiedDate"},
-		"two-way, unchanged but read after change":  {prefs.TwoWay, older, sf("VP", rep, "VP", record.ReadStamp(base)), false, reasonSalesforceNew},
+		"two-way, unchanged but read after change":  {prefs.TwoWay, older, sf("VP", rep, "VP", record.ReadStamp(base)), false, reasonCRMNewer},
 		"two-way, own write of an older change":     {prefs.TwoWay, older, sf("VP", us, "VP", wroteAt(older.Add(-time.Second))), true, "crmsync's write of the Conversion change"},
-		"two-way, own write of a newer change":      {prefs.TwoWay, older, sf("VP", us, "VP", wroteAt(older.Add(time.Millisecond))), false, reasonSalesforceNew},
+		"two-way, own write of a newer change":      {prefs.TwoWay, older, sf("VP", us, "VP", wroteAt(older.Add(time.Millisecond))), false, reasonCRMNewer},
 		"two-way, own write of the same instant":    {prefs.TwoWay, older, sf("VP", us, "VP", wroteAt(older)), false, reasonSameTime},
 		"two-way, own write is exact, not a second": {prefs.TwoWay, older.Add(time.Millisecond), sf("VP", us, "VP", wroteAt(older)), true, reasonNewer},
 		"two-way, own unrecorded write, older":      {prefs.TwoWay, older, pending(sf("VP", us), "VP", wroteAt(older.Add(-time.Second))), true, "outcome unrecorded"},
 		"two-way, own unrecorded write, newer":      {prefs.TwoWay, older, pending(sf("VP", us), "VP", wroteAt(newer)), false, "outcome unrecorded"},
-		"two-way, field edited since sync":          {prefs.TwoWay, older, sf("VP", rep, "CTO", readEarlier), false, reasonSalesforceNew},
+		"two-way, field edited since sync":          {prefs.TwoWay, older, sf("VP", rep, "CTO", readEarlier), false, reasonCRMNewer},
 		"two-way, already equal":                    {prefs.TwoWay, newer, sf("CEO", rep), false, reasonEqual},
 		"prefer SF, blank":                          {prefs.PreferSalesforceUnlessEmpty, older, sf(nil, rep), true, reasonBlank},
 		"prefer SF, empty string":                   {prefs.PreferSalesforceUnlessEmpty, older, sf("", rep), true, reasonBlank},
@@ -69,9 +69,14 @@ func TestDecideOutbound(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			m := prefs.FieldMapping{RecordType: record.TypeContact, Field: "title", CRMField: "Title", Mode: tt.mode}
-			d := decideOutbound(m, record.FieldState{Value: "CEO", ChangedAt: tt.changed, Source: record.SourceUI}, tt.cur)
+			d := decideOutbound(m, record.FieldState{Value: "CEO", ChangedAt: tt.changed, Source: record.SourceUI}, tt.cur, "Salesforce")
 			require.Equal(t, tt.send, d.Send, d.Reason)
-			require.Contains(t, d.Reason, tt.reason)
+			require.Contains(t, d.Reason, say(tt.reason, "Salesforce"))
+			// Another connector's CRM is named neutrally, with the same verdict.
+			other := decideOutbound(m, record.FieldState{Value: "CEO", ChangedAt: tt.changed, Source: record.SourceUI}, tt.cur, "CRM")
+			require.Equal(t, d.Send, other.Send)
+			require.Contains(t, other.Reason, say(tt.reason, "CRM"))
+			require.NotContains(t, other.Reason, "Salesforce")
 			require.Equal(t, "CEO", d.Value)
 		})
 	}
@@ -87,7 +92,7 @@ func BenchmarkDecideOutbound(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		m := prefs.FieldMapping{RecordType: record.TypeContact, Field: "title", CRMField: "Title", Mode: modes[i%len(modes)]}
-		decideOutbound(m, fs, cur)
+		decideOutbound(m, fs, cur, "Salesforce")
 		i++
 	}
 }

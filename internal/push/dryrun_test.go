@@ -90,7 +90,7 @@ func TestDryRunMatchesDecidesAndStoresNothing(t *testing.T) {
 		require.Equal(t, leadID, grace.Log.CRMID)
 		title := dryField(t, grace, "title")
 		require.False(t, title.Sent)
-		require.Equal(t, "Salesforce field is not empty", title.Reason)
+		require.Equal(t, "CRM field is not empty", title.Reason) // memcrm: named neutrally
 		require.True(t, dryField(t, grace, "phone").Sent)
 
 		newbie := res.Records[2]

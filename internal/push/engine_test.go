@@ -162,7 +162,7 @@ func TestFlushCreatesThenUpdates(t *testing.T) {
 		require.Equal(t, "Countess", lead.Fields["Title"])
 		require.Equal(t, "+44 1", lead.Fields["Phone"])
 		logged := lastBatch(t, b).Records[0].Fields
-		require.Contains(t, logged, synclog.Field{Field: "title", CRMField: "Title", Mode: string(prefs.PreferSalesforceUnlessEmpty), Value: "Engineer", Reason: "Salesforce field is not empty"})
+		require.Contains(t, logged, synclog.Field{Field: "title", CRMField: "Title", Mode: string(prefs.PreferSalesforceUnlessEmpty), Value: "Engineer", Reason: "CRM field is not empty"}) // memcrm: the CRM is named neutrally
 
 		// Nothing queued: a flush makes no CRM call.
 		calls := b.org.CallCount()

@@ -39,7 +39,7 @@ func TestDecisionWording(t *testing.T) {
 						if cur != nil {
 							st.Fields = map[string]any{"Title": *cur}
 						}
-						d := decideOutbound(m, fs, st)
+						d := decideOutbound(m, fs, st, "Salesforce")
 						n++
 						if d.Send {
 							sent++

@@ -180,14 +180,14 @@ func (f *flush) build(j *job) bool {
 			continue
 		}
 		if now := j.rec.Fields[m.Field]; !j.fresh && (fs.Superseded || now.Supersedes(fs)) {
-			j.log.Fields = append(j.log.Fields, synclog.Field{Field: m.Field, CRMField: m.CRMField, Mode: string(m.Mode), Value: fs.Value, Reason: supersededReason(fs, now)})
+			j.log.Fields = append(j.log.Fields, synclog.Field{Field: m.Field, CRMField: m.CRMField, Mode: string(m.Mode), Value: fs.Value, Reason: supersededReason(fs, now, f.c.CRMName())})
 			continue
 		}
 		if ok, why := writable(m.CRMField); !ok {
 			j.log.Fields = append(j.log.Fields, synclog.Field{Field: m.Field, CRMField: m.CRMField, Mode: string(m.Mode), Value: fs.Value, Reason: why})
 			continue
 		}
-		d := decideOutbound(m, fs, j.cur)
+		d := decideOutbound(m, fs, j.cur, f.c.CRMName())
 		j.log.Fields = append(j.log.Fields, synclog.Field{Field: m.Field, CRMField: m.CRMField, Mode: string(m.Mode), Value: d.Value, Sent: d.Send, Reason: d.Reason})
 		if d.Send {
 			fields[m.CRMField] = d.Value
