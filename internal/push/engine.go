@@ -352,7 +352,7 @@ func pauseMessage(reason PauseReason, c *connection.Connection) string {
 	case PauseByUser:
 		return "paused by a user"
 	case PauseSalesforceLimit:
-		return fmt.Sprintf("paused: Salesforce daily API usage %d of %d reached; resumes when usage is back under", c.APIUsed.Int64, c.APIMax.Int64)
+		return fmt.Sprintf("paused: %s daily API usage %d of %d reached; resumes when usage is back under", c.CRMName(), c.APIUsed.Int64, c.APIMax.Int64)
 	case PauseConversionLimit:
 		return "paused: crmsync daily limit reached; resumes when usage is back under"
 	}

@@ -237,7 +237,7 @@ func TestSalesforceLimitPausesAndResumesWithNothingLost(t *testing.T) {
 		require.Equal(t, calls, crm.total(false))
 		paused := pausedBatches(t, b)
 		require.Len(t, paused, 1)
-		require.Contains(t, paused[0].Message, "Salesforce daily API usage")
+		require.Contains(t, paused[0].Message, "CRM daily API usage") // memcrm: named neutrally
 
 		// The allowance resets. A reading younger than the probe age is
 		// still trusted, so nothing moves yet...
