@@ -262,12 +262,16 @@ func TestSyncBatchCompletedDeliversEachBatch(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		t.Parallel()
 		ctx := context.Background()
-		s := newSyncStack(t, bdb, events.NewBus(), memcrm.New())
+		bus := events.NewBus()
+		s := newSyncStack(t, bdb, bus, memcrm.New())
 		ws, token := s.srv.NewWorkspace(t, "Acme")
 		s.connect(t, token, t.Name())
 		c := dialWS(t, s.srv.URL, "graphql-transport-ws")
 		c.init(map[string]any{"authToken": token})
 		c.subscribe("b", batchSub)
+		// The subscription sends nothing until a batch: wait until the
+		// server holds it, or the first batch may go before it listens.
+		require.Eventually(t, func() bool { return bus.Subscribers(ws) == 1 }, 10*time.Second, 5*time.Millisecond)
 
 		for round, n := range []int{2, 3} {
 			s.recordChanges(t, token, fmt.Sprintf("r%d-", round), n)
@@ -299,7 +303,8 @@ func TestSubscriberSeesOnlyItsWorkspace(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		t.Parallel()
 		ctx := context.Background()
-		s := newSyncStack(t, bdb, events.NewBus(), memcrm.New())
+		bus := events.NewBus()
+		s := newSyncStack(t, bdb, bus, memcrm.New())
 		wsA, tokenA := s.srv.NewWorkspace(t, "A")
 		wsB, tokenB := s.srv.NewWorkspace(t, "B")
 		s.connect(t, tokenA, t.Name()+"-a")
@@ -312,6 +317,7 @@ func TestSubscriberSeesOnlyItsWorkspace(t *testing.T) {
 		var first overviewMsg
 		b.next("1", &first)
 		require.Zero(t, first.SyncOverviewUpdated.QueuedBatchItems)
+		require.Eventually(t, func() bool { return bus.Subscribers(wsB) == 2 }, 10*time.Second, 5*time.Millisecond, "both of B's subscriptions listen")
 
 		// A's activity (queue, batch) comes first; B's own next. B's next
 		// messages are B's: had A's leaked, a queue of 4 or A's batch

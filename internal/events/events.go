@@ -68,6 +68,13 @@ func (b *Bus) deliver(e Event) {
 	}
 }
 
+// Subscribers is how many subscriptions the workspace has now.
+func (b *Bus) Subscribers(workspaceID int64) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.subs[workspaceID])
+}
+
 // Subscribe returns a channel of the workspace's events, closed when ctx
 // is done.
 func (b *Bus) Subscribe(ctx context.Context, workspaceID int64) <-chan Event {
