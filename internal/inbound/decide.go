@@ -45,7 +45,7 @@ const (
 	reasonAlwaysApplies  = "mode always applies {crm} values"
 	reasonBlank          = "{crm} field is empty"
 	reasonNotBlank       = "{crm} value is not empty"
-	reasonCRMNewer  = "{crm} value is newer"
+	reasonCRMNewer       = "{crm} value is newer"
 	reasonSameTime       = "{crm} value is as new (ties go to {crm})"
 	reasonConversionNew  = "Conversion change is newer"
 	reasonAlreadyHas     = "Conversion already has this value"

@@ -35,18 +35,18 @@ type fieldDecision struct {
 // Reasons recorded in the sync log. They are user-facing text; {crm}
 // stands for the CRM's name (connection.CRMName), filled in by say.
 const (
-	reasonNewRecord     = "new record"
-	reasonAlwaysSends   = "mode always sends"
-	reasonNeverSends    = "mode never sends"
-	reasonBlank         = "{crm} field is empty"
-	reasonNotBlank      = "{crm} field is not empty"
-	reasonEqual         = "{crm} already has this value"
-	reasonNewer         = "Conversion change is newer"
-	reasonNotOnObject   = "field does not exist on the CRM object"
-	reasonNotWriteable  = "CRM field is not writeable"
-	reasonCRMNewer = "{crm} value is newer"
-	reasonSameTime      = "{crm} value is as new (ties go to {crm})"
-	reasonSuperseded    = "superseded"
+	reasonNewRecord    = "new record"
+	reasonAlwaysSends  = "mode always sends"
+	reasonNeverSends   = "mode never sends"
+	reasonBlank        = "{crm} field is empty"
+	reasonNotBlank     = "{crm} field is not empty"
+	reasonEqual        = "{crm} already has this value"
+	reasonNewer        = "Conversion change is newer"
+	reasonNotOnObject  = "field does not exist on the CRM object"
+	reasonNotWriteable = "CRM field is not writeable"
+	reasonCRMNewer     = "{crm} value is newer"
+	reasonSameTime     = "{crm} value is as new (ties go to {crm})"
+	reasonSuperseded   = "superseded"
 )
 
 // decideOutbound applies a field's mode (docs/architecture.md#sync-modes, outbound column).
