@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test.sh is `make test`: it installs what the build needs (only if
 # missing), starts a throwaway PostgreSQL 15, runs go vet, checks that
-# go.mod is tidy, runs golangci-lint (.golangci.yml: import rules,
+# go.mod is tidy, that every Go file is gofmt-formatted, runs golangci-lint (.golangci.yml: import rules,
 # staticcheck, unused), checks that generated code and the console's
 # browser build (scripts/check-ui.sh) are up to date, and runs every test
 # with the race detector against both SQLite and that PostgreSQL. The
@@ -39,6 +39,13 @@ trap cleanup EXIT
 TEST_DATABASE_URL=$(scripts/pg.sh start "$PGDIR")
 export TEST_DATABASE_URL
 log "PostgreSQL at $TEST_DATABASE_URL"
+
+log "gofmt -l (every Go file formatted)"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [[ -n $unformatted ]]; then
+	log "not gofmt-formatted (run gofmt -w): $unformatted"
+	exit 1
+fi
 
 log "go vet ./..."
 go vet ./...
