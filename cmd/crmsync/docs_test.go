@@ -98,3 +98,67 @@ func withoutComments(s string) string {
 func loadQuery(schema *ast.Schema, query string) (*ast.QueryDocument, gqlerror.List) {
 	return gqlparser.LoadQueryWithRules(schema, query, rules.NewDefaultRules())
 }
+
+// TestDesignReferencesResolve: every code comment and doc that cites a
+// design section (docs/architecture.md and an anchor) points at a heading of
+// docs/architecture.md, and nothing cites a design document the
+// repository does not hold.
+func TestDesignReferencesResolve(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join("..", "..")
+	arch, err := os.ReadFile(filepath.Join(root, "docs", "architecture.md"))
+	require.NoError(t, err)
+	anchors := map[string]bool{}
+	for _, line := range strings.Split(string(arch), "\n") {
+		if h, ok := strings.CutPrefix(line, "## "); ok {
+			anchors[githubAnchor(h)] = true
+		}
+	}
+	ref := regexp.MustCompile(`architecture\.md#([A-Za-z0-9_-]+)`)
+	outside := strings.ToUpper("architecture") + ".md" // spelled so this file does not match itself
+	var refs int
+	err = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); name == ".git" || name == "node_modules" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if ext := filepath.Ext(path); ext != ".go" && ext != ".md" {
+			return nil
+		}
+		body, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		require.NotContains(t, string(body), outside, "%s cites a design document outside the repository", path)
+		for _, m := range ref.FindAllStringSubmatch(string(body), -1) {
+			if m[1] == "section" {
+				continue // architecture.md's own description of the form
+			}
+			refs++
+			require.True(t, anchors[m[1]], "%s cites the architecture section %q, which is not a section of it", path, m[1])
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.Positive(t, refs, "the walk found the design references")
+}
+
+// githubAnchor is the anchor GitHub gives a heading: lower case, spaces
+// to hyphens, punctuation other than hyphens dropped.
+func githubAnchor(heading string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(heading)) {
+		switch {
+		case r == ' ':
+			b.WriteRune('-')
+		case r == '-' || r == '_' || (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9'):
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
