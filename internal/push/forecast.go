@@ -94,8 +94,10 @@ const (
 // without calling the CRM and without changing anything: it reads the
 // queued items MaxItems at a time in queue order (as the flushes claim
 // them), coalesces and plans each page as a flush does, and adds up what
-// plannedCalls says each would spend. A record created by an earlier
-// planned flush is an update in the later ones.
+// plannedCalls says each would spend, by REST and by the connector's bulk
+// path (asked with a describe without credentials). A record created by
+// an earlier planned flush is an update in the later ones, read but not
+// written again.
 func (e *Engine) Forecast(ctx context.Context, workspaceID int64) (*Forecast, error) {
 	c, err := e.conns.Get(ctx, workspaceID)
 	if err != nil {
