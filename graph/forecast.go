@@ -11,9 +11,13 @@ func forecastModel(fc *push.Forecast) *model.SyncForecast {
 	out := &model.SyncForecast{
 		At: fc.At, QueuedItems: fc.Items, Records: fc.Records, Creates: fc.Creates, Updates: fc.Updates,
 		Removes: fc.Removes, Skipped: fc.Skipped, Flushes: fc.Flushes, APICalls: fc.APICalls,
+		RestAPICalls: fc.RESTCalls, BulkAPICalls: fc.BulkCalls, BulkJobs: fc.BulkJobs,
 		CallLatencySeconds: fc.CallLatency.Seconds(), CallLatencyAssumed: fc.LatencyAssumed, CallLatencyCalls: fc.LatencyCalls,
 		Paced: fc.Paced, DurationSeconds: fc.Duration.Seconds(), BudgetLeft: int(fc.BudgetLeft), BudgetSource: fc.BudgetSource,
 		FitsBudget: fc.Fits, FinishesAt: fc.FinishesAt, RecordTypes: []*model.RecordTypeForecast{},
+	}
+	if fc.BulkThreshold > 0 {
+		out.BulkThreshold = &fc.BulkThreshold
 	}
 	for _, t := range fc.Types {
 		out.RecordTypes = append(out.RecordTypes, &model.RecordTypeForecast{

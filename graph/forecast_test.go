@@ -16,6 +16,8 @@ import (
 type forecastOut struct {
 	SyncForecast struct {
 		QueuedItems, Records, Creates, Updates, APICalls, Flushes int
+		RestAPICalls, BulkAPICalls, BulkJobs                      int
+		BulkThreshold                                             *int
 		CallLatencyAssumed                                        bool
 		FitsBudget                                                bool
 		BudgetSource                                              string
@@ -27,7 +29,7 @@ type forecastOut struct {
 	}
 }
 
-const forecastQuery = `{ syncForecast { queuedItems records creates updates apiCalls flushes callLatencyAssumed fitsBudget budgetSource
+const forecastQuery = `{ syncForecast { queuedItems records creates updates apiCalls restApiCalls bulkApiCalls bulkJobs bulkThreshold flushes callLatencyAssumed fitsBudget budgetSource
 	recordTypes { recordType queuedItems creates updates apiCalls } } }`
 
 // TestSyncForecast: the forecast of the caller's workspace counts its
@@ -59,6 +61,11 @@ func TestSyncForecast(t *testing.T) {
 		require.Zero(t, fc.Updates)
 		require.Equal(t, 1, fc.Flushes)
 		require.Positive(t, fc.APICalls)
+		// memcrm announces no bulk path: every call is planned by REST.
+		require.Equal(t, fc.APICalls, fc.RestAPICalls)
+		require.Zero(t, fc.BulkAPICalls)
+		require.Zero(t, fc.BulkJobs)
+		require.Nil(t, fc.BulkThreshold)
 		require.True(t, fc.CallLatencyAssumed)
 		require.True(t, fc.FitsBudget)
 		require.Len(t, fc.RecordTypes, 1)

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"text/tabwriter"
 	"time"
 
+	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/internal/config"
 	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/push"
@@ -27,14 +29,28 @@ func (c forecastCmd) Run(e *env) error {
 	}
 	defer bdb.Close()
 	// The forecast reads the connection row only: no credentials are
-	// opened, so no secret key and no connector are needed.
-	eng := push.New(bdb, connection.NewStore(bdb, nil), nil, nil, e.global.Logger(e.stderr), push.Config{
+	// opened, so no secret key is needed. A built-in connector answers its
+	// static describe in process (its bulk threshold for the connection's
+	// configuration); a third-party one is planned without a bulk path.
+	eng := push.New(bdb, connection.NewStore(bdb, nil), staticConnectors{}, nil, e.global.Logger(e.stderr), push.Config{
 		Pace: push.PaceConfig{Enabled: c.Schedule() == "budget", Share: c.BudgetShare / 100, Burst: float64(c.PaceBurst)}})
 	fc, err := eng.Forecast(e.ctx, c.WorkspaceID)
 	if err != nil {
 		return fmt.Errorf("forecast workspace %d: %w", c.WorkspaceID, err)
 	}
 	return printForecast(e.stdout, c.WorkspaceID, fc)
+}
+
+// staticConnectors hands out the built-in connectors in process, for the
+// forecast's describe without credentials (no CRM call).
+type staticConnectors struct{}
+
+func (staticConnectors) Connector(_ context.Context, name string) (connector.Connector, error) {
+	newConnector, ok := builtinConnectors[name]
+	if !ok {
+		return nil, fmt.Errorf("connector %q is not built in: the forecast cannot ask it for its bulk path", name)
+	}
+	return newConnector(nil), nil
 }
 
 func printForecast(out io.Writer, ws int64, fc *push.Forecast) error {
@@ -61,6 +77,12 @@ func printForecast(out io.Writer, ws int64, fc *push.Forecast) error {
 		fits = "no: the calls beyond it wait for the rolling 24-hour window to free calls"
 	}
 	fmt.Fprintf(out, "\napi_calls: %d in %d flush(es)\n", fc.APICalls, fc.Flushes)
+	fmt.Fprintf(out, "rest_api_calls: %d\n", fc.RESTCalls)
+	bulk := "no bulk path announced by the connector"
+	if fc.BulkThreshold > 0 {
+		bulk = fmt.Sprintf("%d job(s), writes of one kind on one object over %d a flush", fc.BulkJobs, fc.BulkThreshold)
+	}
+	fmt.Fprintf(out, "bulk_api_calls: %d (%s)\n", fc.BulkCalls, bulk)
 	fmt.Fprintf(out, "call_latency: %s\n", latency)
 	fmt.Fprintf(out, "schedule: %s\n", schedule)
 	fmt.Fprintf(out, "duration: %s\n", fc.Duration.Round(time.Second))

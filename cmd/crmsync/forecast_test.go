@@ -14,7 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
+	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/connectors/memcrm"
+	"github.com/crmsync/crmsync/connectors/salesforce"
 	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/db"
 	"github.com/crmsync/crmsync/internal/outbound"
@@ -62,7 +64,21 @@ func TestForecastCommand(t *testing.T) {
 	out := runCmd(t, getenv, "forecast", strconv.FormatInt(ws, 10))
 	require.Regexp(t, regexp.MustCompile(`COMPANY\s+30\s+30\s+30\s+0\s+0\s+0\s+\d+`), out)
 	require.Regexp(t, `api_calls: \d+ in 1 flush\(es\)`, out)
+	require.Regexp(t, `rest_api_calls: \d+`, out)
+	require.Contains(t, out, "bulk_api_calls: 0 (no bulk path announced by the connector)", "memcrm has none")
 	require.Contains(t, out, "call_latency: 1.000s, assumed")
 	require.Contains(t, out, "schedule: fixed windows")
 	require.Contains(t, out, "fits_budget: yes")
+
+	// A Salesforce connection whose bulkThreshold the 30 creates exceed:
+	// the built-in connector's static describe announces it, no CRM call.
+	sf, err := strconv.ParseInt(field(t, runCmd(t, getenv, "workspace", "create", "Bulk"), "workspace_id"), 10, 64)
+	require.NoError(t, err)
+	_, err = connection.NewStore(bdb, box).Save(ctx, sf, salesforce.Name,
+		[]byte(`{"loginUrl": "https://login.salesforce.com", "clientId": "app", "bulkThreshold": 20}`), []byte(`{}`), connector.Identity{}, nil)
+	require.NoError(t, err)
+	_, err = outbound.NewIngester(bdb, noFlush{}, nil).Ingest(ctx, sf, changes)
+	require.NoError(t, err)
+	out = runCmd(t, getenv, "forecast", strconv.FormatInt(sf, 10))
+	require.Contains(t, out, "bulk_api_calls: 5 (1 job(s), writes of one kind on one object over 20 a flush)")
 }

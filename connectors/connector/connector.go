@@ -161,6 +161,13 @@ const (
 	// CapabilityConditionalUpdate: the connector implements
 	// ConditionalUpdater.
 	CapabilityConditionalUpdate Capability = "conditional_update"
+	// CapabilityBulk: BulkUpdate writes the operations of one kind on one
+	// object through the CRM's bulk API (Salesforce: one Bulk API 2.0
+	// ingest job) when there are more than Description.BulkThreshold of
+	// them, and the rest through its per-record API. What BulkUpdate
+	// answers is the same either way; announcing it lets crmsync plan what
+	// a flush will cost (a bulk job costs a few calls whatever its size).
+	CapabilityBulk Capability = "bulk"
 )
 
 // Session is what every call carries: the connection's configuration and its
@@ -216,7 +223,14 @@ type Description struct {
 	Version      string
 	ConfigFields []ConfigField
 	Capabilities []Capability
-	Objects      []Object
+	// BulkThreshold, with CapabilityBulk, is how many operations of one
+	// kind on one object a BulkUpdate must exceed to go through the bulk
+	// API, for the session's configuration (it may be a setting of the
+	// connection). Report it with or without credentials: crmsync reads it
+	// from a describe that carries the configuration only. Zero without
+	// CapabilityBulk.
+	BulkThreshold int
+	Objects       []Object
 	Meta
 }
 

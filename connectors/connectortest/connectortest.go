@@ -68,6 +68,11 @@ type Harness struct {
 	// EditAsOtherUser, if set, changes a record as a CRM user other than the
 	// integration user, so the suite can check LastModifiedByID.
 	EditAsOtherUser func(ctx context.Context, object, id string, fields map[string]any) error
+	// BulkSession, if set, is a valid session whose configuration sets a
+	// small bulk threshold (a few operations), so the suite can check
+	// CapabilityBulk by writing just over it. Without it the suite writes
+	// over the threshold Session reports, up to maxBulkProbe operations.
+	BulkSession *connector.Session
 	// FailWith, if set, returns a session whose every call fails whole with
 	// err, as sent (a fault knob of the connector or of its fake CRM). The
 	// suite sends every error kind this way, with messages that are empty,
@@ -627,6 +632,7 @@ var probes = map[connector.Capability]func(t *testing.T, h Harness, d *connector
 	connector.CapabilityFetchChanges: probeFetchChanges,
 	connector.CapabilityFetchMany:    probeFetchMany,
 	connector.CapabilityUpsert:       probeUpsert,
+	connector.CapabilityBulk:         probeBulk,
 }
 
 // testCapabilities checks announced against implemented, both ways: crmsync
@@ -685,6 +691,51 @@ func probeFetchMany(t *testing.T, h Harness, _ *connector.Description) bool {
 	require.NoError(t, err, "FetchCurrentMany")
 	require.Len(t, resp.Results, 1, "one result per request")
 	require.Len(t, resp.Results[0], 1, "the record read")
+	return true
+}
+
+// maxBulkProbe is the most operations probeBulk writes to go over a
+// connection's bulk threshold.
+const maxBulkProbe = 1000
+
+// probeBulk tells whether the connector has a bulk path: it reports a
+// threshold for its session (with credentials and, as crmsync reads it,
+// with the configuration alone: the same), and a write of one operation
+// more than the threshold answers one successful Result per operation.
+// What the connector sends cannot be seen from here; crmsync counts on the
+// threshold being the one BulkUpdate applies (the connector's own tests
+// check that).
+func probeBulk(t *testing.T, h Harness, _ *connector.Description) bool {
+	session := h.Session
+	if h.BulkSession != nil {
+		session = *h.BulkSession
+	}
+	full, err := h.Connector.Describe(ctx(t), connector.DescribeRequest{Session: session})
+	require.NoError(t, err, "describe")
+	static, err := h.Connector.Describe(ctx(t), connector.DescribeRequest{Session: connector.Session{Config: session.Config}})
+	require.NoError(t, err, "describe with the configuration only")
+	require.Equal(t, full.BulkThreshold, static.BulkThreshold,
+		"the bulk threshold must not depend on credentials: crmsync reads it from a describe that carries the configuration only")
+	require.GreaterOrEqual(t, full.BulkThreshold, 0, "bulk threshold")
+	if full.BulkThreshold == 0 {
+		return false
+	}
+	require.LessOrEqual(t, full.BulkThreshold, maxBulkProbe, "a threshold of %d is too large to probe: set Harness.BulkSession", full.BulkThreshold)
+	first := int(uniq.Add(1)) * 1_000_000
+	ops := make([]connector.Operation, full.BulkThreshold+1)
+	for i := range ops {
+		ops[i] = connector.Operation{Kind: connector.OpCreate, Object: h.Object, Fields: h.NewRecord(first + i)}
+	}
+	resp, err := h.Connector.BulkUpdate(ctx(t), connector.BulkUpdateRequest{Session: session, Operations: ops})
+	if errors.Is(err, connector.ErrUnsupported) {
+		return false
+	}
+	require.NoError(t, err, "a write of %d operations, over the bulk threshold", len(ops))
+	require.Len(t, resp.Results, len(ops), "one result per operation")
+	for i, r := range resp.Results {
+		require.Nil(t, r.Error, "bulk create #%d", i)
+		require.NotEmpty(t, r.ID, "bulk create #%d has an id", i)
+	}
 	return true
 }
 

@@ -72,6 +72,13 @@ func (b broken) Describe(ctx context.Context, req connector.DescribeRequest) (*c
 	if err == nil && b.bug == "unannounced" {
 		d.Capabilities = slices.DeleteFunc(d.Capabilities, func(c connector.Capability) bool { return c == connector.CapabilityFetchMany })
 	}
+	// memcrm writes any number of operations, so a threshold of 3 holds.
+	if err == nil && b.bug == "bulk-threshold-needs-credentials" && len(req.Session.Credentials) > 0 {
+		d.Capabilities, d.BulkThreshold = append(d.Capabilities, connector.CapabilityBulk), 3
+	}
+	if err == nil && b.bug == "bulk-unannounced" {
+		d.BulkThreshold = 3
+	}
 	return d, err
 }
 
@@ -123,6 +130,10 @@ func TestSuiteCatchesBrokenConnectors(t *testing.T) {
 		"lose-retry-after":  "ErrorKinds",
 		"unannounced":       "Capabilities",
 		"announced-missing": "Capabilities",
+		// The bulk threshold crmsync reads without credentials, and a
+		// threshold without the capability.
+		"bulk-threshold-needs-credentials": "Capabilities",
+		"bulk-unannounced":                 "Capabilities",
 	}
 	for bug, subtest := range tests {
 		t.Run(bug, func(t *testing.T) {

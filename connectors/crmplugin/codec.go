@@ -241,7 +241,7 @@ func recordsFromPB(recs []*connectorv1.Record) ([]connector.Record, error) {
 }
 
 func descriptionToPB(d *connector.Description) *connectorv1.DescribeResponse {
-	out := &connectorv1.DescribeResponse{Name: d.Name, Version: d.Version, Meta: metaToPB(d.Meta)}
+	out := &connectorv1.DescribeResponse{Name: d.Name, Version: d.Version, BulkThreshold: int64(d.BulkThreshold), Meta: metaToPB(d.Meta)}
 	for _, c := range d.ConfigFields {
 		out.ConfigFields = append(out.ConfigFields, &connectorv1.ConfigField{Name: c.Name, Description: c.Description, Required: c.Required, Secret: c.Secret})
 	}
@@ -263,7 +263,7 @@ func descriptionToPB(d *connector.Description) *connectorv1.DescribeResponse {
 }
 
 func descriptionFromPB(d *connectorv1.DescribeResponse) *connector.Description {
-	out := &connector.Description{Name: d.GetName(), Version: d.GetVersion(), Meta: metaFromPB(d.GetMeta())}
+	out := &connector.Description{Name: d.GetName(), Version: d.GetVersion(), BulkThreshold: int(d.GetBulkThreshold()), Meta: metaFromPB(d.GetMeta())}
 	for _, c := range d.GetConfigFields() {
 		out.ConfigFields = append(out.ConfigFields, connector.ConfigField{Name: c.GetName(), Description: c.GetDescription(), Required: c.GetRequired(), Secret: c.GetSecret()})
 	}

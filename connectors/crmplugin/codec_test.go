@@ -251,3 +251,39 @@ func TestErrorRoundTripEveryKind(t *testing.T) {
 		}
 	}
 }
+
+// A description crosses the codec whole: capabilities, and the bulk
+// threshold the host plans Bulk calls with.
+func TestDescriptionRoundTrip(t *testing.T) {
+	t.Parallel()
+	tests := map[string]*connector.Description{
+		"static, no bulk": {Name: "memcrm", Version: "1", Capabilities: []connector.Capability{connector.CapabilityUpsert},
+			ConfigFields: []connector.ConfigField{{Name: "org", Description: "the org", Required: true}, {Name: "token", Secret: true}}},
+		"bulk with the connection's threshold": {Name: "salesforce", Version: "1.0.0",
+			Capabilities: []connector.Capability{connector.CapabilityFetchMany, connector.CapabilityBulk}, BulkThreshold: 2500},
+		"objects and meta": {Name: "salesforce", Capabilities: []connector.Capability{connector.CapabilityBulk}, BulkThreshold: 10_000,
+			Objects: []connector.Object{{Name: "Contact", Label: "Contact", Createable: true, Updateable: true, Fields: []connector.Field{
+				{Name: "Email", Type: "email", Createable: true, Updateable: true, Nillable: true, Length: 80},
+				{Name: "AccountId", Type: "reference", ReferenceTo: []string{"Account"}},
+				{Name: "Conversion_Id__c", Type: "string", ExternalID: true, Length: 64},
+				{Name: "LeadSource", Type: "picklist", PicklistValues: []string{"Web", "Other"}},
+			}}},
+			Meta: connector.Meta{Calls: 2}},
+	}
+	for name, sent := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b, err := proto.Marshal(descriptionToPB(sent))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pb connectorv1.DescribeResponse
+			if err := proto.Unmarshal(b, &pb); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(sent, descriptionFromPB(&pb)); diff != "" {
+				t.Fatalf("description changed across the codec (-sent +got):\n%s", diff)
+			}
+		})
+	}
+}

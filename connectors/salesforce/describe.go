@@ -2,7 +2,9 @@ package salesforce
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -136,6 +138,7 @@ func (c *Connector) static() *connector.Description {
 			{Name: "jwtAudience", Description: "aud claim of the JWT bearer assertion (default: loginUrl; https://login.salesforce.com or https://test.salesforce.com for a My Domain loginUrl)."},
 			{Name: "pubsubEndpoint", Description: "Pub/Sub API endpoint that streams Change Data Capture events (default " + DefaultPubSubEndpoint + ")."},
 			{Name: "changeChannels", Description: `Channel to stream an object's changes from instead of /data/<Object>ChangeEvent, per object, e.g. {"Lead": "/data/Crmsync__chn"}.`},
+			{Name: "bulkThreshold", Description: "Operations of one kind on one object a write must exceed to go as one Bulk API 2.0 job instead of sObject Collections (default " + strconv.Itoa(DefaultBulkThreshold) + ")."},
 			{Name: "clientSecret", Description: "Consumer secret of the connected app (refresh-token flow).", Secret: true},
 			{Name: "refreshToken", Description: "OAuth refresh token of the integration user (refresh-token flow, scopes api refresh_token).", Secret: true},
 			{Name: "privateKey", Description: "PEM RSA private key whose certificate is uploaded to the connected app (JWT bearer flow).", Secret: true},
@@ -146,19 +149,36 @@ func (c *Connector) static() *connector.Description {
 			{Name: "userId", Description: "Cached id of the integration user; filled in by the connector.", Secret: true},
 		},
 		Capabilities: []connector.Capability{connector.CapabilityFetchChanges, connector.CapabilityUpsert, connector.CapabilityFetchMany,
-			connector.CapabilityConditionalUpdate, connector.CapabilityStreamChanges, connector.CapabilityFetchChangesMany},
+			connector.CapabilityConditionalUpdate, connector.CapabilityStreamChanges, connector.CapabilityFetchChangesMany,
+			connector.CapabilityBulk},
+		BulkThreshold: DefaultBulkThreshold,
 	}
 }
 
-// Describe reports the connector and, when the session has credentials, the
-// describes of req.Objects (default Lead, Contact, Account, Campaign,
-// CampaignMember and Task) via
+// bulkThresholdOf reads the threshold of a session's configuration for
+// Describe, which reports it with or without credentials: the host plans
+// a flush's Bulk jobs by it. A configuration that does not parse reports
+// the default here and fails the calls that use it.
+func bulkThresholdOf(config json.RawMessage) int {
+	var cfg struct {
+		BulkThreshold int `json:"bulkThreshold"`
+	}
+	if json.Unmarshal(config, &cfg) != nil || cfg.BulkThreshold <= 0 {
+		return DefaultBulkThreshold
+	}
+	return cfg.BulkThreshold
+}
+
+// Describe reports the connector, the session's Bulk threshold and, when
+// the session has credentials, the describes of req.Objects (default Lead,
+// Contact, Account, Campaign, CampaignMember and Task) via
 // GET /sobjects/{T}/describe, cached per instance and object.
 func (c *Connector) Describe(ctx context.Context, req connector.DescribeRequest) (*connector.Description, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, ctxErr("salesforce describe", err)
 	}
 	d := c.static()
+	d.BulkThreshold = bulkThresholdOf(req.Session.Config)
 	if !hasCredentials(req.Session) {
 		return d, nil
 	}

@@ -42,12 +42,14 @@ func conformance(t *testing.T, c connector.Connector) {
 	bad := salesforce.NewSession(salesforce.Config{LoginURL: sf.URL(), ClientID: sffake.DefaultClientID},
 		salesforce.Credentials{ClientSecret: sffake.DefaultClientSecret, RefreshToken: revoked})
 	slowSession := fakeSession(slow)
+	bulkSession := fakeSession(sf, func(c *salesforce.Config) { c.BulkThreshold = 3 })
 	connectortest.Run(t, func(t *testing.T) connectortest.Harness {
 		return connectortest.Harness{
 			Connector:      c,
 			Session:        fakeSession(sf, func(c *salesforce.Config) { c.PubSubEndpoint = pubsub }),
 			BadCredentials: bad,
 			SlowSession:    &slowSession,
+			BulkSession:    &bulkSession,
 			EditAsOtherUser: func(ctx context.Context, object, id string, fields map[string]any) error {
 				return sf.EditAsUser(sf.RepUserID(), object, id, fields)
 			},

@@ -293,6 +293,9 @@ type ComplexityRoot struct {
 		At                 func(childComplexity int) int
 		BudgetLeft         func(childComplexity int) int
 		BudgetSource       func(childComplexity int) int
+		BulkAPICalls       func(childComplexity int) int
+		BulkJobs           func(childComplexity int) int
+		BulkThreshold      func(childComplexity int) int
 		CallLatencyAssumed func(childComplexity int) int
 		CallLatencyCalls   func(childComplexity int) int
 		CallLatencySeconds func(childComplexity int) int
@@ -306,6 +309,7 @@ type ComplexityRoot struct {
 		RecordTypes        func(childComplexity int) int
 		Records            func(childComplexity int) int
 		Removes            func(childComplexity int) int
+		RestAPICalls       func(childComplexity int) int
 		Skipped            func(childComplexity int) int
 		Updates            func(childComplexity int) int
 	}
@@ -1456,6 +1460,24 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncForecast.BudgetSource(childComplexity), true
+	case "SyncForecast.bulkApiCalls":
+		if e.ComplexityRoot.SyncForecast.BulkAPICalls == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.BulkAPICalls(childComplexity), true
+	case "SyncForecast.bulkJobs":
+		if e.ComplexityRoot.SyncForecast.BulkJobs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.BulkJobs(childComplexity), true
+	case "SyncForecast.bulkThreshold":
+		if e.ComplexityRoot.SyncForecast.BulkThreshold == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.BulkThreshold(childComplexity), true
 	case "SyncForecast.callLatencyAssumed":
 		if e.ComplexityRoot.SyncForecast.CallLatencyAssumed == nil {
 			break
@@ -1534,6 +1556,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncForecast.Removes(childComplexity), true
+	case "SyncForecast.restApiCalls":
+		if e.ComplexityRoot.SyncForecast.RestAPICalls == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.RestAPICalls(childComplexity), true
 	case "SyncForecast.skipped":
 		if e.ComplexityRoot.SyncForecast.Skipped == nil {
 			break
@@ -2518,6 +2546,14 @@ type SyncForecast {
   flushes: Int!
   "API calls the flushes plan to spend (describes, reads, matching queries, writes), as crmsync counts them against its budget. An upper bound: a record whose changes turn out to need no write is still counted."
   apiCalls: Int!
+  "The apiCalls made by the CRM's per-record REST API: describes, reads, matching queries and sObject Collections writes (up to 1,000 records a call)."
+  restApiCalls: Int!
+  "The apiCalls made by the connector's bulk path (Salesforce: Bulk API 2.0 ingest jobs, each create, upload, close, a status poll and the results: 5 calls, more when the org works a job for long), for the writes of one kind on one object beyond bulkThreshold in a flush."
+  bulkApiCalls: Int!
+  "Bulk jobs the flushes plan to run."
+  bulkJobs: Int!
+  "Writes of one kind on one object a flush must exceed to go as one bulk job, as the connection's connector announces it (Salesforce: the connection's bulkThreshold, default 10,000). Null when the connector announces no bulk path (or could not be asked): every write is planned by REST."
+  bulkThreshold: Int
   "Seconds per API call the duration assumes: measured over the workspace's latest outbound batches of the last day (their wall time over their calls), or the default when there is none."
   callLatencySeconds: Float!
   "True when no outbound batch made calls in the last day: callLatencySeconds is the default (1 s), not measured."
@@ -3076,6 +3112,14 @@ func (ec *executionContext) childFields_SyncForecast(ctx context.Context, field 
 		return ec.fieldContext_SyncForecast_flushes(ctx, field)
 	case "apiCalls":
 		return ec.fieldContext_SyncForecast_apiCalls(ctx, field)
+	case "restApiCalls":
+		return ec.fieldContext_SyncForecast_restApiCalls(ctx, field)
+	case "bulkApiCalls":
+		return ec.fieldContext_SyncForecast_bulkApiCalls(ctx, field)
+	case "bulkJobs":
+		return ec.fieldContext_SyncForecast_bulkJobs(ctx, field)
+	case "bulkThreshold":
+		return ec.fieldContext_SyncForecast_bulkThreshold(ctx, field)
 	case "callLatencySeconds":
 		return ec.fieldContext_SyncForecast_callLatencySeconds(ctx, field)
 	case "callLatencyAssumed":

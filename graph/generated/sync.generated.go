@@ -3489,6 +3489,98 @@ func (ec *executionContext) fieldContext_SyncForecast_apiCalls(_ context.Context
 	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Int")
 }
 
+func (ec *executionContext) _SyncForecast_restApiCalls(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_restApiCalls(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RestAPICalls, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_restApiCalls(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncForecast_bulkApiCalls(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_bulkApiCalls(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BulkAPICalls, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_bulkApiCalls(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncForecast_bulkJobs(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_bulkJobs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BulkJobs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_bulkJobs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncForecast_bulkThreshold(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_bulkThreshold(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BulkThreshold, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_bulkThreshold(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Int")
+}
+
 func (ec *executionContext) _SyncForecast_callLatencySeconds(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6637,6 +6729,26 @@ func (ec *executionContext) _SyncForecast(ctx context.Context, sel ast.Selection
 		case "apiCalls":
 			out.Values[i] = ec._SyncForecast_apiCalls(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "restApiCalls":
+			out.Values[i] = ec._SyncForecast_restApiCalls(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "bulkApiCalls":
+			out.Values[i] = ec._SyncForecast_bulkApiCalls(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "bulkJobs":
+			out.Values[i] = ec._SyncForecast_bulkJobs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "bulkThreshold":
+			out.Values[i] = ec._SyncForecast_bulkThreshold(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "callLatencySeconds":

@@ -364,6 +364,14 @@ type SyncForecast struct {
 	Flushes int `json:"flushes"`
 	// API calls the flushes plan to spend (describes, reads, matching queries, writes), as crmsync counts them against its budget. An upper bound: a record whose changes turn out to need no write is still counted.
 	APICalls int `json:"apiCalls"`
+	// The apiCalls made by the CRM's per-record REST API: describes, reads, matching queries and sObject Collections writes (up to 1,000 records a call).
+	RestAPICalls int `json:"restApiCalls"`
+	// The apiCalls made by the connector's bulk path (Salesforce: Bulk API 2.0 ingest jobs, each create, upload, close, a status poll and the results: 5 calls, more when the org works a job for long), for the writes of one kind on one object beyond bulkThreshold in a flush.
+	BulkAPICalls int `json:"bulkApiCalls"`
+	// Bulk jobs the flushes plan to run.
+	BulkJobs int `json:"bulkJobs"`
+	// Writes of one kind on one object a flush must exceed to go as one bulk job, as the connection's connector announces it (Salesforce: the connection's bulkThreshold, default 10,000). Null when the connector announces no bulk path (or could not be asked): every write is planned by REST.
+	BulkThreshold *int `json:"bulkThreshold,omitempty"`
 	// Seconds per API call the duration assumes: measured over the workspace's latest outbound batches of the last day (their wall time over their calls), or the default when there is none.
 	CallLatencySeconds float64 `json:"callLatencySeconds"`
 	// True when no outbound batch made calls in the last day: callLatencySeconds is the default (1 s), not measured.

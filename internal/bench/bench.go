@@ -531,7 +531,12 @@ func (b *bench) burst(ctx context.Context, r *Report) error {
 
 // ForecastResult is a forecast next to what the drain then measured.
 type ForecastResult struct {
-	Calls          int     `json:"api_calls"`
+	Calls int `json:"api_calls"`
+	// RESTCalls and BulkCalls split Calls; BulkJobs are the Bulk jobs
+	// planned (over the connection's bulk threshold).
+	RESTCalls      int     `json:"rest_api_calls"`
+	BulkCalls      int     `json:"bulk_api_calls"`
+	BulkJobs       int     `json:"bulk_jobs"`
 	Flushes        int     `json:"flushes"`
 	DurationSec    float64 `json:"duration_seconds"`
 	LatencyMS      float64 `json:"call_latency_ms"`
@@ -545,7 +550,8 @@ func (b *bench) forecast(ctx context.Context, r *Report) error {
 	if err != nil {
 		return fmt.Errorf("forecast: %w", err)
 	}
-	r.Forecast = &ForecastResult{Calls: fc.APICalls, Flushes: fc.Flushes, DurationSec: fc.Duration.Seconds(),
+	r.Forecast = &ForecastResult{Calls: fc.APICalls, RESTCalls: fc.RESTCalls, BulkCalls: fc.BulkCalls, BulkJobs: fc.BulkJobs,
+		Flushes: fc.Flushes, DurationSec: fc.Duration.Seconds(),
 		LatencyMS: float64(fc.CallLatency) / float64(time.Millisecond), LatencyAssumed: fc.LatencyAssumed}
 	return nil
 }
@@ -816,7 +822,8 @@ func printReport(w io.Writer, r *Report, asJSON bool) error {
 		if fc.LatencyAssumed {
 			latency = fmt.Sprintf("%.0f ms a call, assumed (no batch measured yet)", fc.LatencyMS)
 		}
-		row("forecast before the drain", fmt.Sprintf("%d API calls in %d flushes, %.1fs (%s)", fc.Calls, fc.Flushes, fc.DurationSec, latency))
+		row("forecast before the drain", fmt.Sprintf("%d API calls (%d REST, %d Bulk in %d jobs) in %d flushes, %.1fs (%s)",
+			fc.Calls, fc.RESTCalls, fc.BulkCalls, fc.BulkJobs, fc.Flushes, fc.DurationSec, latency))
 		row("forecast / measured", fmt.Sprintf("calls %.2f, duration %.2f", ratio(float64(fc.Calls), float64(r.APICalls)), ratio(fc.DurationSec, r.DrainSec)))
 	}
 	row("lost changes", r.Lost)

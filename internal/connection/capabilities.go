@@ -9,7 +9,8 @@ import "github.com/crmsync/crmsync/connectors/connector"
 // it. A new optional behaviour is one connector.Capability constant and one
 // Has (or Optional) call where the host would use it.
 type Capabilities struct {
-	set map[connector.Capability]bool
+	set  map[connector.Capability]bool
+	bulk int
 }
 
 // NewCapabilities returns the set of the announced list.
@@ -21,8 +22,24 @@ func NewCapabilities(announced []connector.Capability) Capabilities {
 	return Capabilities{set: set}
 }
 
+// CapabilitiesOf returns what a description announces: its capabilities
+// and, with connector.CapabilityBulk, its bulk threshold.
+func CapabilitiesOf(d *connector.Description) Capabilities {
+	caps := NewCapabilities(d.Capabilities)
+	if caps.Has(connector.CapabilityBulk) && d.BulkThreshold > 0 {
+		caps.bulk = d.BulkThreshold
+	}
+	return caps
+}
+
 // Has reports whether the connector announced c.
 func (caps Capabilities) Has(c connector.Capability) bool { return caps.set[c] }
+
+// BulkThreshold is how many operations of one kind on one object a
+// BulkUpdate must exceed for the connector to write them as one bulk job,
+// for the connection's configuration; ok is false when the connector
+// announced no bulk path.
+func (caps Capabilities) BulkThreshold() (n int, ok bool) { return caps.bulk, caps.bulk > 0 }
 
 // Optional returns crm as the optional interface T (connector.ChangeFetcher,
 // connector.BatchFetcher, ...) when the connector announced c and crm has

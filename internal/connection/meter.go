@@ -116,7 +116,7 @@ func (d *DescribeCache) Add(c *Connection, desc *connector.Description) {
 	for _, o := range desc.Objects {
 		e.objects[o.Name] = o
 	}
-	caps := NewCapabilities(desc.Capabilities)
+	caps := CapabilitiesOf(desc)
 	e.caps = &caps
 	d.entries[describeKey(c)] = e
 }
@@ -131,8 +131,10 @@ func (d *DescribeCache) entry(c *Connection) describeEntry {
 }
 
 // Capabilities returns the capabilities c's connector announces: those of
-// the last describe while fresh, otherwise those of a describe without a
-// session (its static part: no CRM call, no API usage).
+// the last describe while fresh, otherwise those of a describe with c's
+// configuration and no credentials (its static part: no CRM call, no API
+// usage; the configuration may set what is announced, such as the bulk
+// threshold).
 func (d *DescribeCache) Capabilities(ctx context.Context, c *Connection, crm connector.Connector) (Capabilities, error) {
 	d.mu.Lock()
 	if e, ok := d.entries[describeKey(c)]; ok && d.now().Sub(e.at) <= d.ttl && e.caps != nil {
@@ -140,10 +142,10 @@ func (d *DescribeCache) Capabilities(ctx context.Context, c *Connection, crm con
 		return *e.caps, nil
 	}
 	d.mu.Unlock()
-	desc, err := crm.Describe(ctx, connector.DescribeRequest{})
+	desc, err := crm.Describe(ctx, connector.DescribeRequest{Session: connector.Session{Config: c.Config}})
 	if err != nil {
 		return Capabilities{}, fmt.Errorf("describe %s capabilities: %w", c.Connector, err)
 	}
-	d.Add(c, &connector.Description{Capabilities: desc.Capabilities})
-	return NewCapabilities(desc.Capabilities), nil
+	d.Add(c, &connector.Description{Capabilities: desc.Capabilities, BulkThreshold: desc.BulkThreshold})
+	return CapabilitiesOf(desc), nil
 }

@@ -167,6 +167,11 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 	if err := f.plan(ctx, items); err != nil {
 		return nil, err
 	}
+	if caps, err := f.e.descs.Capabilities(ctx, f.c, f.crm); err == nil {
+		// The budget checks plan the connector's bulk path as the forecast
+		// does; a failure is the connector's and is met again below.
+		f.caps = caps
+	}
 	if reason, detail, err := f.checkBudget(ctx); err != nil || reason != PauseNone {
 		if err != nil {
 			return nil, err
@@ -625,15 +630,31 @@ func (f *flush) checkBudget(ctx context.Context) (PauseReason, string, error) {
 }
 
 // plannedCalls estimates the calls of this flush before it starts, as
-// the Salesforce connector spends them: one describe per dependency level
-// with objects the engine has not described yet (a connector answering
-// from its own cold cache may spend more); the reads of linked records (2,000 ids a
-// retrieve, five retrieves a call, all objects and levels together); the
-// matching queries of unlinked records (plannedMatchCalls); and the
-// writes, one BulkUpdate of 1,000 operations a call for all levels, split
-// where a level needs a record an earlier one creates.
+// the Salesforce connector spends them: the describes of objects the
+// engine has not described yet (one call for all of them when no record
+// waits for a parent, as tryOneCall describes up front; else one per
+// dependency level; a connector answering from its own cache spends none,
+// but crmsync counts every describe); the reads of linked records (2,000
+// ids a retrieve, five retrieves a call, all objects and levels together);
+// the matching queries of unlinked records (plannedMatchCalls); and the
+// writes (plannedWriteCalls).
 func (f *flush) plannedCalls() int {
-	return f.callsPlanned(f.e.descs.Objects(f.c))
+	return f.callsPlanned(f.e.descs.Objects(f.c)).total()
+}
+
+// callPlan is the calls a flush plans: by REST (describes, reads,
+// matching queries, sObject Collections writes) and by the connector's
+// bulk path (connector.CapabilityBulk: Bulk API 2.0 jobs on Salesforce).
+type callPlan struct {
+	REST, Bulk int
+	// BulkJobs is how many bulk jobs the Bulk calls run.
+	BulkJobs int
+}
+
+func (p callPlan) total() int { return p.REST + p.Bulk }
+
+func (p callPlan) add(q callPlan) callPlan {
+	return callPlan{REST: p.REST + q.REST, Bulk: p.Bulk + q.Bulk, BulkJobs: p.BulkJobs + q.BulkJobs}
 }
 
 // Per-call capacities of the Salesforce connector that plannedCalls counts with.
@@ -643,14 +664,22 @@ const (
 	writesPerCall      = 1000
 	queryBytesPerCall  = 5 * 11_800 // five SOQL queries of 12,000 URL-encoded bytes, less their SELECT
 	queryBytesPerValue = 9          // quotes and comma around each literal, URL-encoded
+	// bulkJobCalls is what one Bulk API 2.0 ingest job costs the
+	// connector (connectors/salesforce/bulk.go): create, upload and close
+	// (writes), one status poll and the successful results' download
+	// (reads). A job the org works for longer is polled more (the polls
+	// back off from 1 s to 15 s: a 100 s job about 10 times); one with
+	// failed rows downloads those too.
+	bulkJobCalls = 5
 )
 
 // callsPlanned is plannedCalls with the objects already described given:
 // the forecast (forecast.go) plans flushes after the first one, whose
 // describes are paid by then.
-func (f *flush) callsPlanned(cached map[string]connector.Object) int {
+func (f *flush) callsPlanned(cached map[string]connector.Object) callPlan {
 	describes := map[int]bool{}
 	linked := map[string]int{}
+	upfront := true
 	for _, j := range f.jobs {
 		if j.done {
 			continue
@@ -663,8 +692,14 @@ func (f *flush) callsPlanned(cached map[string]connector.Object) int {
 		if j.crmID != "" {
 			linked[j.object]++
 		}
+		if f.missingParent(j) != "" {
+			upfront = false // tryOneCall does not describe; each level does
+		}
 	}
 	calls := len(describes)
+	if upfront {
+		calls = min(calls, 1)
+	}
 	retrieves := 0
 	for _, n := range linked {
 		retrieves += ceilDiv(n, idsPerRetrieve)
@@ -673,7 +708,7 @@ func (f *flush) callsPlanned(cached map[string]connector.Object) int {
 	for level := 0; level <= 2; level++ {
 		calls += f.plannedMatchCalls(level)
 	}
-	return calls + f.plannedWriteCalls()
+	return callPlan{REST: calls}.add(f.plannedWriteCalls())
 }
 
 // plannedMatchCalls counts the queries matching a level's unlinked
@@ -720,12 +755,15 @@ func (f *flush) plannedMatchCalls(level int) int {
 	return calls
 }
 
-// plannedWriteCalls counts the BulkUpdate calls of the flush: writes of
-// every level go out together, except that a level with a record whose
-// parent an earlier level creates sends the pending ones first
-// (needsPendingCreates).
-func (f *flush) plannedWriteCalls() int {
-	calls, pending := 0, 0
+// plannedWriteCalls counts the calls of the flush's writes: writes of
+// every level go out in one BulkUpdate, except that a level with a record
+// whose parent an earlier level creates sends the pending ones first
+// (needsPendingCreates). Records an earlier flush of a forecast creates
+// are not written again: the create sent the whole record as it stands,
+// these changes included (the flush reads them and finds nothing to send).
+func (f *flush) plannedWriteCalls() callPlan {
+	var plan callPlan
+	var pending []*job
 	creating := map[int64]bool{}
 	for level := 0; level <= 2; level++ {
 		var jobs []*job
@@ -735,20 +773,65 @@ func (f *flush) plannedWriteCalls() int {
 			}
 		}
 		if f.dependsOn(jobs, creating) {
-			calls += ceilDiv(pending, writesPerCall)
-			pending, creating = 0, map[int64]bool{}
+			plan = plan.add(f.plannedSend(pending))
+			pending, creating = nil, map[int64]bool{}
 		}
 		for _, j := range jobs {
-			if j.superseded() {
+			if j.superseded() || j.crmID == linkedByEarlierFlush {
 				continue // read, decided, and not written (build)
 			}
-			pending++
+			pending = append(pending, j)
 			if j.crmID == "" {
 				creating[j.rec.ID] = true
 			}
 		}
 	}
-	return calls + ceilDiv(pending, writesPerCall)
+	return plan.add(f.plannedSend(pending))
+}
+
+// writeGroup is what the connector groups a BulkUpdate's operations by.
+type writeGroup struct {
+	kind   connector.OpKind
+	object string
+}
+
+// plannedSend counts the calls of one BulkUpdate of jobs: the operations
+// of one kind on one object beyond the connection's bulk threshold
+// (announced with connector.CapabilityBulk) as one bulk job, the rest by
+// sObject Collections, writesPerCall operations a call.
+func (f *flush) plannedSend(jobs []*job) callPlan {
+	groups := map[writeGroup]int{}
+	for _, j := range jobs {
+		groups[writeGroup{f.plannedOp(j), j.object}]++
+	}
+	threshold, bulk := f.caps.BulkThreshold()
+	var plan callPlan
+	rest := 0
+	for _, n := range groups {
+		if bulk && n > threshold {
+			plan.Bulk += bulkJobCalls
+			plan.BulkJobs++
+			continue
+		}
+		rest += n
+	}
+	plan.REST = ceilDiv(rest, writesPerCall)
+	return plan
+}
+
+// plannedOp is the kind of operation build will make of a job, as far as
+// the plan can tell: an unlinked record that matching finds is updated,
+// not created, which the plan cannot know.
+func (f *flush) plannedOp(j *job) connector.OpKind {
+	switch {
+	case j.w.Op == outbound.OpRemove:
+		return connector.OpDelete
+	case j.crmID != "":
+		return connector.OpUpdate
+	case f.extID[j.object] != "" && f.caps.Has(connector.CapabilityUpsert):
+		return connector.OpUpsert
+	}
+	return connector.OpCreate
 }
 
 // dependsOn reports whether a job has a parent among the records being

@@ -2,6 +2,7 @@ package push
 
 import (
 	"context"
+	"log/slog"
 	"maps"
 	"math"
 	"slices"
@@ -42,8 +43,14 @@ type Forecast struct {
 	// for their type, unsupported, gone) are counted in Skipped.
 	Items, Records, Creates, Updates, Removes, Skipped int
 	// Flushes is how many flushes the queue takes (one per MaxItems
-	// items), APICalls what they plan to spend.
-	Flushes, APICalls int
+	// items), APICalls what they plan to spend: RESTCalls by the CRM's
+	// per-record API (describes, reads, matching queries, writes) and
+	// BulkCalls running BulkJobs bulk jobs, which the connector uses for
+	// the writes of one kind on one object beyond BulkThreshold (0: the
+	// connector announced no bulk path, or could not be asked).
+	Flushes, APICalls       int
+	RESTCalls, BulkCalls    int
+	BulkJobs, BulkThreshold int
 	// CallLatency is the time per call assumed: measured over the
 	// workspace's latest outbound batches (LatencyCalls calls) or, with
 	// LatencyAssumed, DefaultCallLatency.
@@ -87,8 +94,10 @@ const (
 // without calling the CRM and without changing anything: it reads the
 // queued items MaxItems at a time in queue order (as the flushes claim
 // them), coalesces and plans each page as a flush does, and adds up what
-// plannedCalls says each would spend. A record created by an earlier
-// planned flush is an update in the later ones.
+// plannedCalls says each would spend, by REST and by the connector's bulk
+// path (asked with a describe without credentials). A record created by
+// an earlier planned flush is an update in the later ones, read but not
+// written again.
 func (e *Engine) Forecast(ctx context.Context, workspaceID int64) (*Forecast, error) {
 	c, err := e.conns.Get(ctx, workspaceID)
 	if err != nil {
@@ -96,6 +105,8 @@ func (e *Engine) Forecast(ctx context.Context, workspaceID int64) (*Forecast, er
 	}
 	now := e.now().UTC()
 	fc := &Forecast{At: now, Paced: e.cfg.Pace.Enabled}
+	caps := e.forecastCapabilities(ctx, c)
+	fc.BulkThreshold, _ = caps.BulkThreshold()
 	byType := map[record.Type]*TypeForecast{}
 	described := e.descs.Objects(c)
 	// seen holds every record planned so far: true for those created.
@@ -111,7 +122,7 @@ func (e *Engine) Forecast(ctx context.Context, workspaceID int64) (*Forecast, er
 			break
 		}
 		after = items[len(items)-1].ID
-		f := &flush{e: e, c: c, now: now, extID: externalIDFields(c.Config), records: map[record.Key]*record.Record{}}
+		f := &flush{e: e, c: c, now: now, caps: caps, extID: externalIDFields(c.Config), records: map[record.Key]*record.Record{}}
 		if err := f.plan(ctx, items); err != nil {
 			return nil, err
 		}
@@ -121,13 +132,14 @@ func (e *Engine) Forecast(ctx context.Context, workspaceID int64) (*Forecast, er
 			fc.Items++
 		}
 		f.forecastJobs(fc, byType, seen)
-		calls := f.callsPlanned(described)
-		flushCalls = append(flushCalls, calls)
-		fc.APICalls += calls
+		plan := f.callsPlanned(described)
+		flushCalls = append(flushCalls, plan.total())
+		fc.APICalls += plan.total()
+		fc.RESTCalls, fc.BulkCalls, fc.BulkJobs = fc.RESTCalls+plan.REST, fc.BulkCalls+plan.Bulk, fc.BulkJobs+plan.BulkJobs
 		all := f.jobs
 		for t, tf := range byType {
 			f.jobs = slices.DeleteFunc(slices.Clone(all), func(j *job) bool { return j.rec.Type != t })
-			tf.APICalls += f.callsPlanned(described)
+			tf.APICalls += f.callsPlanned(described).total()
 		}
 		for _, j := range all {
 			if !j.done {
@@ -167,6 +179,24 @@ func (e *Engine) Forecast(ctx context.Context, workspaceID int64) (*Forecast, er
 	return fc, nil
 }
 
+// forecastCapabilities returns what the connection's connector announces
+// (a describe without credentials: no CRM call), so the forecast plans its
+// bulk path. A connector that cannot be asked (its plugin does not start)
+// is planned without one: the forecast says so with BulkThreshold 0, and
+// the flush will pause on the same failure.
+func (e *Engine) forecastCapabilities(ctx context.Context, c *connection.Connection) connection.Capabilities {
+	crm, err := e.connectors.Connector(ctx, c.Connector)
+	if err == nil {
+		var caps connection.Capabilities
+		if caps, err = e.descs.Capabilities(ctx, c, crm); err == nil {
+			return caps
+		}
+	}
+	e.logger.WarnContext(ctx, "forecast: the connector's capabilities are unknown, planning without a bulk path",
+		slog.Int64("workspace_id", c.WorkspaceID), slog.String("connector", c.Connector), slog.Any("error", err))
+	return connection.Capabilities{}
+}
+
 func typeForecast(byType map[record.Type]*TypeForecast, t record.Type) *TypeForecast {
 	tf := byType[t]
 	if tf == nil {
@@ -181,6 +211,13 @@ func typeForecast(byType map[record.Type]*TypeForecast, t record.Type) *TypeFore
 // they plan as updates. seen holds the records planned so far, true for
 // those created.
 func (f *flush) forecastJobs(fc *Forecast, byType map[record.Type]*TypeForecast, seen map[int64]bool) {
+	// Parents too: a record waits for a parent only if no earlier flush
+	// creates it (missingParent).
+	for _, r := range f.records {
+		if seen[r.ID] && r.CRMID == "" {
+			r.CRMID = linkedByEarlierFlush
+		}
+	}
 	for _, j := range f.jobs {
 		created, planned := seen[j.rec.ID]
 		if j.crmID == "" && created {

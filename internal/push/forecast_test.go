@@ -1,6 +1,7 @@
 package push_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -43,7 +44,9 @@ func (b *sfBundle) conn(t *testing.T) *connection.Connection {
 	return c
 }
 
-func setupSffake(t *testing.T, bdb *bun.DB, cfg push.Config) *sfBundle {
+// setupSffake connects a workspace to a fresh sffake org; sfcfg adjusts
+// the connection's configuration.
+func setupSffake(t *testing.T, bdb *bun.DB, cfg push.Config, sfcfg ...func(*salesforce.Config)) *sfBundle {
 	t.Helper()
 	ctx := context.Background()
 	b := &sfBundle{db: bdb, sf: sffaketest.Start(t)}
@@ -57,7 +60,11 @@ func setupSffake(t *testing.T, bdb *bun.DB, cfg push.Config) *sfBundle {
 	crm := salesforce.New(salesforce.WithAllowedHosts("127.0.0.1"))
 	conns := connectorsFunc(func(context.Context, string) (connector.Connector, error) { return crm, nil })
 	svc := connection.NewService(store, conns, &nowScheduler{})
-	config, err := json.Marshal(map[string]string{"loginUrl": b.sf.URL(), "clientId": sffake.DefaultClientID})
+	sc := salesforce.Config{LoginURL: b.sf.URL(), ClientID: sffake.DefaultClientID}
+	for _, f := range sfcfg {
+		f(&sc)
+	}
+	config, err := json.Marshal(sc)
 	require.NoError(t, err)
 	creds, err := json.Marshal(map[string]string{"clientSecret": sffake.DefaultClientSecret, "refreshToken": b.sf.IssueRefreshToken(b.sf.IntegrationUserID())})
 	require.NoError(t, err)
@@ -112,8 +119,10 @@ func companies(prefix string, n int, field string) []outbound.Change {
 
 // TestForecastPredictsMeasuredCalls checks syncForecast's planned calls
 // against what draining the queue through the real Salesforce connector
-// costs in sffake: within 10% for a backlog of updates, a burst on a few
-// records, and an import of new contacts over new companies.
+// costs in sffake: within 10% for a backlog of updates, a backlog of
+// records never linked (changed again after the flush that creates them),
+// a burst on a few records, and an import of new contacts over new
+// companies, by REST and over a low bulk threshold (Bulk API 2.0 jobs).
 func TestForecastPredictsMeasuredCalls(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
@@ -121,6 +130,8 @@ func TestForecastPredictsMeasuredCalls(t *testing.T) {
 		// before is queued and drained first (records to update later).
 		before, queue    func() []outbound.Change
 		creates, updates int
+		// bulkThreshold is the connection's; bulkJobs the jobs planned.
+		bulkThreshold, bulkJobs int
 	}{
 		{
 			name: "backlog",
@@ -150,12 +161,36 @@ func TestForecastPredictsMeasuredCalls(t *testing.T) {
 			},
 			creates: 3100,
 		},
+		{
+			// Flushes of 1,000 items: the first three write 900 or 1,000
+			// Leads, over the threshold, each as one Bulk job; the last
+			// 100 by REST.
+			name: "import over the bulk threshold",
+			queue: func() []outbound.Change {
+				return append(companies("c", 100, "phone"), contacts("i", 3000, "c", 100, "A")...)
+			},
+			creates:       3100,
+			bulkThreshold: 500,
+			bulkJobs:      3,
+		},
+		{
+			// All new, and changed again after the changes that create
+			// them: the first flush matches and creates 900 records, the
+			// second reads them and writes nothing (the creates sent the
+			// records whole, later changes included).
+			name: "backlog of new records",
+			queue: func() []outbound.Change {
+				out := append(companies("n", 400, "phone"), contacts("q", 500, "n", 400, "A")...)
+				return append(append(out, companies("n", 400, "industry")...), titles("q", 500)...)
+			},
+			creates: 900,
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
-				b := setupSffake(t, bdb, push.Config{MaxItems: 1000})
+				b := setupSffake(t, bdb, push.Config{MaxItems: 1000}, func(c *salesforce.Config) { c.BulkThreshold = tc.bulkThreshold })
 				if tc.before != nil {
 					b.ingest(t, tc.before())
 					b.drain(t)
@@ -165,9 +200,15 @@ func TestForecastPredictsMeasuredCalls(t *testing.T) {
 				require.NoError(t, err)
 				require.Equal(t, tc.creates, fc.Creates)
 				require.Equal(t, tc.updates, fc.Updates)
+				threshold := cmp.Or(tc.bulkThreshold, salesforce.DefaultBulkThreshold)
+				require.Equal(t, threshold, fc.BulkThreshold, "the connection's threshold, announced by the connector")
+				require.Equal(t, tc.bulkJobs, fc.BulkJobs)
+				require.Equal(t, 5*tc.bulkJobs, fc.BulkCalls, "create, upload, close, a poll and the results per job")
+				require.Equal(t, fc.APICalls, fc.RESTCalls+fc.BulkCalls)
 				measured := b.drain(t)
-				t.Logf("%s: predicted %d calls in %d flushes, measured %d", tc.name, fc.APICalls, fc.Flushes, measured)
+				t.Logf("%s: predicted %d calls (%d REST, %d Bulk) in %d flushes, measured %d", tc.name, fc.APICalls, fc.RESTCalls, fc.BulkCalls, fc.Flushes, measured)
 				require.InEpsilon(t, measured, fc.APICalls, 0.10, "predicted %d calls, measured %d", fc.APICalls, measured)
+				require.Equal(t, tc.bulkJobs, b.sf.BulkStats().Jobs, "the Bulk jobs the org ran")
 				// No outbound batch made calls before the import: the latency is assumed.
 				require.Equal(t, tc.before == nil, fc.LatencyAssumed)
 				if fc.LatencyAssumed {

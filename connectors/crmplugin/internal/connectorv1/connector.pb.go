@@ -592,13 +592,16 @@ func (x *Object) GetFields() []*Field {
 }
 
 type DescribeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	ConfigFields  []*ConfigField         `protobuf:"bytes,3,rep,name=config_fields,json=configFields,proto3" json:"config_fields,omitempty"`
-	Capabilities  []string               `protobuf:"bytes,4,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
-	Objects       []*Object              `protobuf:"bytes,5,rep,name=objects,proto3" json:"objects,omitempty"`
-	Meta          *Meta                  `protobuf:"bytes,6,opt,name=meta,proto3" json:"meta,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Name         string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version      string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	ConfigFields []*ConfigField         `protobuf:"bytes,3,rep,name=config_fields,json=configFields,proto3" json:"config_fields,omitempty"`
+	Capabilities []string               `protobuf:"bytes,4,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	Objects      []*Object              `protobuf:"bytes,5,rep,name=objects,proto3" json:"objects,omitempty"`
+	Meta         *Meta                  `protobuf:"bytes,6,opt,name=meta,proto3" json:"meta,omitempty"`
+	// bulk_threshold: with the "bulk" capability, the operations of one kind
+	// on one object a BulkUpdate must exceed to go through the bulk API.
+	BulkThreshold int64 `protobuf:"varint,7,opt,name=bulk_threshold,json=bulkThreshold,proto3" json:"bulk_threshold,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -673,6 +676,13 @@ func (x *DescribeResponse) GetMeta() *Meta {
 		return x.Meta
 	}
 	return nil
+}
+
+func (x *DescribeResponse) GetBulkThreshold() int64 {
+	if x != nil {
+		return x.BulkThreshold
+	}
+	return 0
 }
 
 type CheckRequest struct {
@@ -2127,14 +2137,15 @@ const file_connector_proto_rawDesc = "" +
 	"updateable\x18\x04 \x01(\bR\n" +
 	"updateable\x12\x1c\n" +
 	"\tdeletable\x18\x05 \x01(\bR\tdeletable\x123\n" +
-	"\x06fields\x18\x06 \x03(\v2\x1b.crmsync.connector.v1.FieldR\x06fields\"\x94\x02\n" +
+	"\x06fields\x18\x06 \x03(\v2\x1b.crmsync.connector.v1.FieldR\x06fields\"\xbb\x02\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12F\n" +
 	"\rconfig_fields\x18\x03 \x03(\v2!.crmsync.connector.v1.ConfigFieldR\fconfigFields\x12\"\n" +
 	"\fcapabilities\x18\x04 \x03(\tR\fcapabilities\x126\n" +
 	"\aobjects\x18\x05 \x03(\v2\x1c.crmsync.connector.v1.ObjectR\aobjects\x12.\n" +
-	"\x04meta\x18\x06 \x01(\v2\x1a.crmsync.connector.v1.MetaR\x04meta\"G\n" +
+	"\x04meta\x18\x06 \x01(\v2\x1a.crmsync.connector.v1.MetaR\x04meta\x12%\n" +
+	"\x0ebulk_threshold\x18\a \x01(\x03R\rbulkThreshold\"G\n" +
 	"\fCheckRequest\x127\n" +
 	"\asession\x18\x01 \x01(\v2\x1d.crmsync.connector.v1.SessionR\asession\"y\n" +
 	"\bIdentity\x12\x17\n" +

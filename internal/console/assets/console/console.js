@@ -376,7 +376,7 @@ $('cap-clear').addEventListener('click', () => setCap(null));
 
 // ---- Forecast (docs/sync.md, "Forecast") ----
 
-const FORECAST = `{ syncForecast { creates updates removes skipped apiCalls flushes callLatencySeconds callLatencyAssumed
+const FORECAST = `{ syncForecast { creates updates removes skipped apiCalls restApiCalls bulkApiCalls bulkJobs flushes callLatencySeconds callLatencyAssumed
   callLatencyCalls paced durationSeconds budgetLeft budgetSource fitsBudget finishesAt } }`;
 
 // duration words a number of seconds: "45 s", "12 min", "3.5 h".
@@ -396,7 +396,8 @@ async function loadForecast() {
     $('forecast').replaceChildren(h('dl', {},
       h('dt', {}, 'To write'), h('dd', { id: 'forecast-records' },
         `${f.creates} to create, ${f.updates} to update` + (f.removes ? `, ${f.removes} to remove` : '') + (f.skipped ? ` (${f.skipped} not written)` : '')),
-      h('dt', {}, 'API calls'), h('dd', { id: 'forecast-calls' }, `${f.apiCalls} in ${f.flushes} flush${f.flushes === 1 ? '' : 'es'}`),
+      h('dt', {}, 'API calls'), h('dd', { id: 'forecast-calls' }, `${f.apiCalls} in ${f.flushes} flush${f.flushes === 1 ? '' : 'es'}` +
+        (f.bulkJobs ? ` (${f.restApiCalls} REST, ${f.bulkApiCalls} Bulk API in ${f.bulkJobs} job${f.bulkJobs === 1 ? '' : 's'})` : '')),
       h('dt', {}, 'Duration'), h('dd', {}, `about ${duration(f.durationSeconds)} (${latency}; ${f.paced ? 'budget pacing' : 'fixed windows'})`),
       h('dt', {}, 'Budget'), h('dd', { id: 'forecast-budget' }, f.fitsBudget
         ? `fits today's budget (${f.budgetLeft} calls left: ${f.budgetSource})`
