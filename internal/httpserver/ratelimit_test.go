@@ -80,3 +80,55 @@ func TestBodyRatePerToken(t *testing.T) {
 	require.Equal(t, http.StatusOK, post("admin-token", 1000).Code)
 	require.Equal(t, 4, served)
 }
+
+// TestRequestRatePerToken: one token's requests are bounded per second
+// however small they are, and other tokens keep their own budget.
+func TestRequestRatePerToken(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	bdb := dbtest.Open(t, db.SQLite)
+	svc := workspace.NewService(bdb)
+	served := 0
+	srv, err := httpserver.New(httpserver.Deps{
+		Logger: slog.New(slog.DiscardHandler), DB: bdb,
+		GraphQL: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			served++
+			_, _ = io.WriteString(w, `{"data":{}}`)
+		}),
+		Authenticate: workspace.NewAuthenticator(svc, "admin-token").Authenticate,
+		Registry:     prometheus.NewRegistry(),
+		RequestRate:  1, // a burst of 2, then one a second
+	})
+	require.NoError(t, err)
+	_, attacker, err := svc.Create(ctx, "Attacker")
+	require.NoError(t, err)
+	_, other, err := svc.Create(ctx, "Other")
+	require.NoError(t, err)
+
+	get := func(token string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, "/graphql?query=%7B__typename%7D", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		return rec
+	}
+	require.Equal(t, http.StatusOK, get(attacker.Token).Code)
+	require.Equal(t, http.StatusOK, get(attacker.Token).Code)
+	rec := get(attacker.Token)
+	require.Equal(t, http.StatusTooManyRequests, rec.Code)
+	require.Contains(t, rec.Body.String(), `"RATE_LIMITED"`)
+	require.Equal(t, "1", rec.Header().Get("Retry-After"))
+	require.Equal(t, 2, served)
+
+	// A small body is refused by the count as well.
+	req := httptest.NewRequest(http.MethodPost, "/graphql", strings.NewReader(`{"query":"{ __typename }"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+attacker.Token)
+	rec = httptest.NewRecorder()
+	srv.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusTooManyRequests, rec.Code)
+
+	require.Equal(t, http.StatusOK, get(other.Token).Code)
+	require.Equal(t, http.StatusOK, get("admin-token").Code)
+	require.Equal(t, 4, served)
+}
