@@ -65,9 +65,8 @@ func (h *tokenReads) AfterQuery(_ context.Context, e *bun.QueryEvent) {
 // bytes (0: 100 directives) and the given rates (0: the defaults).
 func underAttack(b *testing.B, attackers, size int, bodyRate, requestRate int64) {
 	ctx := context.Background()
-	bdb := dbtest.Open(b, db.SQLite)
 	reads := &tokenReads{}
-	bdb.AddQueryHook(reads)
+	bdb := dbtest.Open(b, db.SQLite).WithQueryHook(reads)
 	svc := workspace.NewService(bdb)
 	logger := slog.New(slog.DiscardHandler)
 	srv, err := httpserver.New(httpserver.Deps{

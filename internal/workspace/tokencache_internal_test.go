@@ -46,8 +46,7 @@ func (b *cacheBundle) advance(d time.Duration) {
 func setupCache(t *testing.T, bdb *bun.DB, validSize, unknownSize int) *cacheBundle {
 	t.Helper()
 	b := &cacheBundle{reads: &tokenReads{}, clock: time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)}
-	bdb.AddQueryHook(b.reads)
-	b.svc = NewService(bdb)
+	b.svc = NewService(bdb.WithQueryHook(b.reads))
 	b.svc.now = func() time.Time {
 		b.mu.Lock()
 		defer b.mu.Unlock()
