@@ -97,11 +97,11 @@ func (b *buckets) wait(lim *rate.Limiter, n int, now time.Time) time.Duration {
 // reading the body: a declared length is checked as is; a body without
 // one is refused unread when the token's byte bucket is empty, and
 // otherwise read here, no further than the bucket reaches (nor the body
-// limit), and then checked. (net/http
-// itself may still drain up to 256 KiB of a refused body to keep the
-// connection, without parsing it.) Websocket upgrades and CORS preflights
-// carry no principal and pass; websocket messages are bounded by the
-// GraphQL handler's read limit.
+// limit), and then checked. (net/http itself may still discard up to
+// 256 KiB of a refused body afterwards to keep the connection, without
+// parsing it.) Websocket upgrades and CORS preflights carry no principal
+// and pass; websocket messages are bounded by the GraphQL handler's read
+// limit.
 func (s *Server) limitRate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key, ok := rateKey(r)
