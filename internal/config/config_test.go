@@ -41,7 +41,7 @@ func TestDefaultsEnvAndFlags(t *testing.T) {
 	require.False(t, c.NoMigrate)
 	require.Equal(t, 8*time.Second, c.ShutdownTimeout)
 	require.Equal(t, int64(8192), c.RequestRate)
-	require.Equal(t, int64(500), c.RequestCountRate)
+	require.Equal(t, int64(5000), c.RequestCountRate)
 
 	env := map[string]string{
 		"CRMSYNC_REQUEST_COUNT_RATE": "50",
@@ -115,7 +115,7 @@ func TestSecretKeyBytes(t *testing.T) {
 func TestValidate(t *testing.T) {
 	t.Parallel()
 	valid := config.Server{Listen: "127.0.0.1:8080", ShutdownTimeout: time.Second, RequestRate: 8192,
-		RequestCountRate: 500, Sync: config.Sync{FlushInterval: 10 * time.Second, PullInterval: 5 * time.Minute, Connectors: []string{"acme=/opt/acme@" + strings.Repeat("ab", 32)}}}
+		RequestCountRate: 5000, Sync: config.Sync{FlushInterval: 10 * time.Second, PullInterval: 5 * time.Minute, Connectors: []string{"acme=/opt/acme@" + strings.Repeat("ab", 32)}}}
 	require.NoError(t, valid.Validate())
 	ext, err := valid.External()
 	require.NoError(t, err)
