@@ -198,6 +198,7 @@ func newApp(bdb *bun.DB, global *config.Global, cfg config.Server, secretKey []b
 		GraphiQL:       cfg.GraphiQL,
 		AllowedOrigins: cfg.Origins(),
 		BodyRate:       cfg.RequestRate << 10,
+		RequestRate:    cfg.RequestCountRate,
 	})
 	if err != nil {
 		return nil, err

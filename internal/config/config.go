@@ -39,17 +39,18 @@ type Global struct {
 
 // Server settings of `crmsync serve`.
 type Server struct {
-	Listen          string        `name:"listen" envs:"CRMSYNC_LISTEN" default:"127.0.0.1:8080" placeholder:"HOST:PORT" help:"Address the HTTP server listens on (default: 127.0.0.1:8080). Env: CRMSYNC_LISTEN."`
-	OpsListen       string        `name:"ops-listen" envs:"CRMSYNC_OPS_LISTEN" placeholder:"HOST:PORT" help:"Address of the operational listener serving /metrics, /healthz and /readyz (for example 10.0.0.5:9090; keep it off the public network: /metrics labels every workspace). Empty: /metrics is not served; /healthz and /readyz stay on --listen. Env: CRMSYNC_OPS_LISTEN."`
-	AdminToken      secret.String `name:"admin-token" envs:"CRMSYNC_ADMIN_TOKEN" placeholder:"TOKEN" help:"Token for admin operations (createWorkspace). Empty: admin operations are disabled. Env: CRMSYNC_ADMIN_TOKEN."`
-	SecretKey       secret.String `name:"secret-key" envs:"CRMSYNC_SECRET_KEY" placeholder:"BASE64" help:"Key encrypting CRM credentials at rest: 32 random bytes in base64 (openssl rand -base64 32). Empty: read from, or generated into, <data-dir>/secret.key. Replicas on one PostgreSQL must share it. Env: CRMSYNC_SECRET_KEY."`
-	NoMigrate       bool          `name:"no-migrate" envs:"CRMSYNC_NO_MIGRATE" help:"Do not migrate the database on start (run crmsync migrate up yourself). Env: CRMSYNC_NO_MIGRATE=true."`
-	GraphiQL        bool          `name:"graphiql" envs:"CRMSYNC_GRAPHIQL" default:"true" negatable:"" help:"Serve the GraphiQL page at / (--no-graphiql to turn off). Env: CRMSYNC_GRAPHIQL=false."`
-	Introspection   bool          `name:"introspection" envs:"CRMSYNC_INTROSPECTION" default:"true" negatable:"" help:"Allow GraphQL schema introspection (GraphiQL needs it). Env: CRMSYNC_INTROSPECTION=false."`
-	AllowedOrigins  []string      `name:"allowed-origins" envs:"CRMSYNC_ALLOWED_ORIGINS" placeholder:"ORIGIN" help:"Origins besides the server's own whose pages may call the API and open websockets, comma separated (https://app.example.com). Env: CRMSYNC_ALLOWED_ORIGINS."`
-	ReplicaID       string        `name:"replica-id" envs:"CRMSYNC_REPLICA_ID" placeholder:"ID" help:"This replica's name, the same across its restarts and unique among running replicas (a StatefulSet pod name): a restarted replica takes over the sync leases its killed predecessor held instead of waiting for them to expire. Empty: generated once into <data-dir>/replica.id. Env: CRMSYNC_REPLICA_ID."`
-	RequestRate     int64         `name:"request-rate" envs:"CRMSYNC_REQUEST_RATE" default:"8192" placeholder:"KIB" help:"How many KiB of GraphQL request bodies one API token may send per second, sustained (bursts up to twice the 2 MiB body limit); more is refused with 429 and Retry-After. Env: CRMSYNC_REQUEST_RATE."` // 0 (a literal without it): the default
-	ShutdownTimeout time.Duration `name:"shutdown-timeout" envs:"CRMSYNC_SHUTDOWN_TIMEOUT" default:"8s" help:"How long a shutdown waits for requests and jobs in flight before cancelling them. Env: CRMSYNC_SHUTDOWN_TIMEOUT."`
+	Listen           string        `name:"listen" envs:"CRMSYNC_LISTEN" default:"127.0.0.1:8080" placeholder:"HOST:PORT" help:"Address the HTTP server listens on (default: 127.0.0.1:8080). Env: CRMSYNC_LISTEN."`
+	OpsListen        string        `name:"ops-listen" envs:"CRMSYNC_OPS_LISTEN" placeholder:"HOST:PORT" help:"Address of the operational listener serving /metrics, /healthz and /readyz (for example 10.0.0.5:9090; keep it off the public network: /metrics labels every workspace). Empty: /metrics is not served; /healthz and /readyz stay on --listen. Env: CRMSYNC_OPS_LISTEN."`
+	AdminToken       secret.String `name:"admin-token" envs:"CRMSYNC_ADMIN_TOKEN" placeholder:"TOKEN" help:"Token for admin operations (createWorkspace). Empty: admin operations are disabled. Env: CRMSYNC_ADMIN_TOKEN."`
+	SecretKey        secret.String `name:"secret-key" envs:"CRMSYNC_SECRET_KEY" placeholder:"BASE64" help:"Key encrypting CRM credentials at rest: 32 random bytes in base64 (openssl rand -base64 32). Empty: read from, or generated into, <data-dir>/secret.key. Replicas on one PostgreSQL must share it. Env: CRMSYNC_SECRET_KEY."`
+	NoMigrate        bool          `name:"no-migrate" envs:"CRMSYNC_NO_MIGRATE" help:"Do not migrate the database on start (run crmsync migrate up yourself). Env: CRMSYNC_NO_MIGRATE=true."`
+	GraphiQL         bool          `name:"graphiql" envs:"CRMSYNC_GRAPHIQL" default:"true" negatable:"" help:"Serve the GraphiQL page at / (--no-graphiql to turn off). Env: CRMSYNC_GRAPHIQL=false."`
+	Introspection    bool          `name:"introspection" envs:"CRMSYNC_INTROSPECTION" default:"true" negatable:"" help:"Allow GraphQL schema introspection (GraphiQL needs it). Env: CRMSYNC_INTROSPECTION=false."`
+	AllowedOrigins   []string      `name:"allowed-origins" envs:"CRMSYNC_ALLOWED_ORIGINS" placeholder:"ORIGIN" help:"Origins besides the server's own whose pages may call the API and open websockets, comma separated (https://app.example.com). Env: CRMSYNC_ALLOWED_ORIGINS."`
+	ReplicaID        string        `name:"replica-id" envs:"CRMSYNC_REPLICA_ID" placeholder:"ID" help:"This replica's name, the same across its restarts and unique among running replicas (a StatefulSet pod name): a restarted replica takes over the sync leases its killed predecessor held instead of waiting for them to expire. Empty: generated once into <data-dir>/replica.id. Env: CRMSYNC_REPLICA_ID."`
+	RequestRate      int64         `name:"request-rate" envs:"CRMSYNC_REQUEST_RATE" default:"8192" placeholder:"KIB" help:"How many KiB of GraphQL request bodies one API token may send per second, sustained (bursts up to twice the 2 MiB body limit); more is refused with 429 and Retry-After. Env: CRMSYNC_REQUEST_RATE."`   // 0 (a literal without it): the default
+	RequestCountRate int64         `name:"request-count-rate" envs:"CRMSYNC_REQUEST_COUNT_RATE" default:"5000" placeholder:"N" help:"How many GraphQL requests one API token may send per second, sustained (bursts up to twice that), however small; more is refused with 429 and Retry-After. Env: CRMSYNC_REQUEST_COUNT_RATE."` // 0 (a literal without it): the default
+	ShutdownTimeout  time.Duration `name:"shutdown-timeout" envs:"CRMSYNC_SHUTDOWN_TIMEOUT" default:"8s" help:"How long a shutdown waits for requests and jobs in flight before cancelling them. Env: CRMSYNC_SHUTDOWN_TIMEOUT."`
 
 	Sync            `embed:""`
 	SalesforceOAuth `embed:""`
@@ -295,6 +296,9 @@ func (s Server) Validate() error {
 	}
 	if s.RequestRate < 0 || s.RequestRate > 1<<30 {
 		return fmt.Errorf("request rate %d KiB/s: want 1 to %d (the default is 8192, 8 MiB a second per API token)", s.RequestRate, 1<<30)
+	}
+	if s.RequestCountRate < 0 || s.RequestCountRate > 1<<30 {
+		return fmt.Errorf("request count rate %d a second: want 1 to %d (the default is 5000 requests a second per API token)", s.RequestCountRate, 1<<30)
 	}
 	if s.ReplicaID != "" && !replica.ValidID(s.ReplicaID) {
 		return fmt.Errorf("replica id %q: want 1 to 64 letters, digits, '.', '-' or '_'", s.ReplicaID)

@@ -40,13 +40,16 @@ func TestDefaultsEnvAndFlags(t *testing.T) {
 	require.True(t, c.GraphiQL)
 	require.False(t, c.NoMigrate)
 	require.Equal(t, 8*time.Second, c.ShutdownTimeout)
+	require.Equal(t, int64(8192), c.RequestRate)
+	require.Equal(t, int64(5000), c.RequestCountRate)
 
 	env := map[string]string{
-		"CRMSYNC_DATABASE_URL":    "postgres://second@h/db",
-		"CRMSYNC_LISTEN":          "0.0.0.0:9000",
-		"CRMSYNC_GRAPHIQL":        "false",
-		"CRMSYNC_NO_MIGRATE":      "true",
-		"CRMSYNC_ALLOWED_ORIGINS": "https://a.example.com,https://b.example.com/",
+		"CRMSYNC_REQUEST_COUNT_RATE": "50",
+		"CRMSYNC_DATABASE_URL":       "postgres://second@h/db",
+		"CRMSYNC_LISTEN":             "0.0.0.0:9000",
+		"CRMSYNC_GRAPHIQL":           "false",
+		"CRMSYNC_NO_MIGRATE":         "true",
+		"CRMSYNC_ALLOWED_ORIGINS":    "https://a.example.com,https://b.example.com/",
 	}
 	c, err = parse(t, env)
 	require.NoError(t, err)
@@ -55,6 +58,7 @@ func TestDefaultsEnvAndFlags(t *testing.T) {
 	require.False(t, c.GraphiQL)
 	require.True(t, c.NoMigrate)
 	require.Equal(t, []string{"https://a.example.com", "https://b.example.com"}, c.Origins())
+	require.Equal(t, int64(50), c.RequestCountRate)
 	require.NoError(t, c.Server.Validate())
 
 	// DATABASE_URL wins over CRMSYNC_DATABASE_URL; a flag wins over both.
@@ -62,10 +66,11 @@ func TestDefaultsEnvAndFlags(t *testing.T) {
 	c, err = parse(t, env)
 	require.NoError(t, err)
 	require.Equal(t, "postgres://first@h/db", c.DatabaseURL)
-	c, err = parse(t, env, "--database-url", "postgres://flag@h/db", "--graphiql")
+	c, err = parse(t, env, "--database-url", "postgres://flag@h/db", "--graphiql", "--request-count-rate", "70")
 	require.NoError(t, err)
 	require.Equal(t, "postgres://flag@h/db", c.DatabaseURL)
 	require.True(t, c.GraphiQL)
+	require.Equal(t, int64(70), c.RequestCountRate)
 
 	_, err = parse(t, map[string]string{"CRMSYNC_NO_MIGRATE": "maybe"})
 	require.Error(t, err)
@@ -110,7 +115,7 @@ func TestSecretKeyBytes(t *testing.T) {
 func TestValidate(t *testing.T) {
 	t.Parallel()
 	valid := config.Server{Listen: "127.0.0.1:8080", ShutdownTimeout: time.Second, RequestRate: 8192,
-		Sync: config.Sync{FlushInterval: 10 * time.Second, PullInterval: 5 * time.Minute, Connectors: []string{"acme=/opt/acme@" + strings.Repeat("ab", 32)}}}
+		RequestCountRate: 5000, Sync: config.Sync{FlushInterval: 10 * time.Second, PullInterval: 5 * time.Minute, Connectors: []string{"acme=/opt/acme@" + strings.Repeat("ab", 32)}}}
 	require.NoError(t, valid.Validate())
 	ext, err := valid.External()
 	require.NoError(t, err)
@@ -119,6 +124,8 @@ func TestValidate(t *testing.T) {
 		"listen without port":   func(s *config.Server) { s.Listen = "localhost" },
 		"short secret key":      func(s *config.Server) { s.SecretKey = "c2hvcnQ=" },
 		"negative request rate": func(s *config.Server) { s.RequestRate = -1 },
+		"negative count rate":   func(s *config.Server) { s.RequestCountRate = -1 },
+		"huge count rate":       func(s *config.Server) { s.RequestCountRate = 1<<30 + 1 },
 		"not base64 key":        func(s *config.Server) { s.SecretKey = "!!!" },
 		"origin with path":      func(s *config.Server) { s.AllowedOrigins = []string{"https://a.example.com/app"} },
 		"origin no scheme":      func(s *config.Server) { s.AllowedOrigins = []string{"a.example.com"} },

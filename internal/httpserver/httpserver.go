@@ -11,12 +11,10 @@ package httpserver
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -64,14 +62,19 @@ type Deps struct {
 	// /graphql per second (default DefaultBodyRate); the burst is twice
 	// MaxBodyBytes.
 	BodyRate int64
+	// RequestRate is how many requests one API token may send to /graphql
+	// per second (default DefaultRequestRate); the burst is twice that.
+	RequestRate int64
 }
 
 // Server routes crmsync's HTTP requests.
 type Server struct {
-	deps    Deps
-	mux     *http.ServeMux
-	metrics *metrics
-	bodies  *bodyLimiter
+	deps     Deps
+	mux      *http.ServeMux
+	metrics  *metrics
+	bodies   *buckets // request-body bytes per token
+	requests *buckets // requests per token
+	refusals *refusals
 }
 
 // New returns a Server with the standard routes mounted.
@@ -85,11 +88,19 @@ func New(d Deps) (*Server, error) {
 	if d.BodyRate <= 0 {
 		d.BodyRate = DefaultBodyRate
 	}
+	if d.RequestRate <= 0 {
+		d.RequestRate = DefaultRequestRate
+	}
 	m, err := newMetrics(d.Registry)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{deps: d, mux: http.NewServeMux(), metrics: m, bodies: newBodyLimiter(d.BodyRate, 2*d.MaxBodyBytes)}
+	s := &Server{
+		deps: d, mux: http.NewServeMux(), metrics: m,
+		bodies:   newBuckets(d.BodyRate, 2*d.MaxBodyBytes),
+		requests: newBuckets(d.RequestRate, 2*d.RequestRate),
+		refusals: newRefusals(d.BodyRate, d.RequestRate),
+	}
 	s.Handle("/graphql", s.cors(requireJSON(s.limitBody(s.authenticate(s.limitRate(d.GraphQL))))))
 	// The console and GraphiQL are served from assets embedded in the
 	// binary: they work without internet access.
@@ -168,42 +179,23 @@ func isWebsocket(r *http.Request) bool {
 	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 }
 
-// limitBody refuses bodies over MaxBodyBytes with 413, before reading them
-// when Content-Length says so, and otherwise after reading at most one byte
-// more than the limit (it then sets ContentLength to what it read).
+// limitBody refuses a body whose Content-Length is over MaxBodyBytes with
+// 413, before reading it and before authentication. A body without a
+// length is read, up to the limit, only once the request is authenticated
+// and within its token's rate (limitRate).
 func (s *Server) limitBody(next http.Handler) http.Handler {
-	limit := s.deps.MaxBodyBytes
-	tooLarge := func(w http.ResponseWriter) {
-		WriteError(w, http.StatusRequestEntityTooLarge, "REQUEST_TOO_LARGE",
-			fmt.Sprintf("request body is larger than the limit of %d bytes", limit))
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body == nil || r.Body == http.NoBody {
-			next.ServeHTTP(w, r)
+		if r.ContentLength > s.deps.MaxBodyBytes {
+			s.tooLarge(w)
 			return
 		}
-		if r.ContentLength > limit {
-			tooLarge(w)
-			return
-		}
-		if r.ContentLength >= 0 {
-			// Declared and within the limit: the server reads no more than
-			// that, and limitRate can refuse it before anything reads it.
-			next.ServeHTTP(w, r)
-			return
-		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-		if err != nil {
-			WriteError(w, http.StatusBadRequest, "BAD_REQUEST", "could not read the request body")
-			return
-		}
-		if int64(len(body)) > limit {
-			tooLarge(w)
-			return
-		}
-		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 		next.ServeHTTP(w, r)
 	})
+}
+
+func (s *Server) tooLarge(w http.ResponseWriter) {
+	WriteError(w, http.StatusRequestEntityTooLarge, "REQUEST_TOO_LARGE",
+		fmt.Sprintf("request body is larger than the limit of %d bytes", s.deps.MaxBodyBytes))
 }
 
 // cors lets the allowed origins call /graphql from a browser.
@@ -229,6 +221,12 @@ func (s *Server) cors(next http.Handler) http.Handler {
 // WriteError writes a GraphQL-shaped error response:
 // {"errors":[{"message":...,"extensions":{"code":...}}]}.
 func WriteError(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(errorBody(code, message))
+}
+
+func errorBody(code, message string) []byte {
 	type gqlError struct {
 		Message    string            `json:"message"`
 		Extensions map[string]string `json:"extensions"`
@@ -236,9 +234,7 @@ func WriteError(w http.ResponseWriter, status int, code, message string) {
 	body, _ := json.Marshal(struct {
 		Errors []gqlError `json:"errors"`
 	}{[]gqlError{{Message: message, Extensions: map[string]string{"code": code}}}})
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	return body
 }
 
 func healthz(w http.ResponseWriter, _ *http.Request) {

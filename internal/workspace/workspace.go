@@ -23,6 +23,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/uptrace/bun"
+	"golang.org/x/sync/singleflight"
 )
 
 // TokenPrefix starts every API token, so a leaked token is recognizable.
@@ -81,15 +82,28 @@ type Issued struct {
 	Token   string
 }
 
-// Service creates workspaces and tokens and authenticates tokens.
+// Service creates workspaces and tokens and authenticates tokens. It
+// caches what it learns about tokens for TokenCacheTTL (see tokenCache):
+// whatever revokes a token or deletes a workspace in this process must go
+// through the Service, which forgets the cached tokens when it does.
 type Service struct {
 	db  *bun.DB
 	now func() time.Time
+
+	tokens *tokenCache
+	// lookups makes concurrent requests with the same uncached token share
+	// one database read: a flood with one token would otherwise send every
+	// request in flight to the database each time its entry expires.
+	lookups singleflight.Group
 }
 
 // NewService returns a Service on db.
 func NewService(db *bun.DB) *Service {
-	return &Service{db: db, now: func() time.Time { return time.Now().UTC() }}
+	return &Service{
+		db:     db,
+		now:    func() time.Time { return time.Now().UTC() },
+		tokens: newTokenCache(TokenCacheTTL, validTokens, unknownTokens),
+	}
 }
 
 // Create creates a workspace and its first API token, returned in clear
@@ -182,6 +196,9 @@ func (s *Service) RevokeToken(ctx context.Context, tokenID int64) error {
 		return fmt.Errorf("revoke token %d: %w", tokenID, err)
 	}
 	if n, err := res.RowsAffected(); err != nil || n > 0 {
+		// Revoked (or possibly so): the token fails from now on in this
+		// process. Other processes stop trusting it within TokenCacheTTL.
+		s.tokens.forgetValid()
 		return err
 	}
 	exists, err := s.db.NewSelect().Model((*Token)(nil)).Where("id = ?", tokenID).Exists(ctx)
@@ -197,35 +214,89 @@ func (s *Service) RevokeToken(ctx context.Context, tokenID int64) error {
 // lastUsedResolution bounds how often a token's last_used_at is written.
 const lastUsedResolution = time.Minute
 
+// tokenLookupTimeout bounds the database read of an uncached token.
+const tokenLookupTimeout = 10 * time.Second
+
+// tokenLength is the length of every token newToken makes.
+var tokenLength = len(TokenPrefix) + base64.RawURLEncoding.EncodedLen(32)
+
 // Authenticate returns the workspace of a valid (known, not revoked) token,
 // or ErrUnauthenticated.
 func (s *Service) Authenticate(ctx context.Context, token string) (*Workspace, error) {
-	if !strings.HasPrefix(token, TokenPrefix) {
-		return nil, ErrUnauthenticated
+	id, err := s.workspaceOf(ctx, token)
+	if err != nil {
+		return nil, err
 	}
-	rec := new(Token)
-	err := s.db.NewSelect().Model(rec).Where("token_hash = ?", hashToken(token)).Scan(ctx)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrUnauthenticated
-	}
+	ws, err := s.Get(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("authenticate token: %w", err)
 	}
-	if !rec.RevokedAt.IsZero() {
-		return nil, ErrUnauthenticated
+	return ws, nil
+}
+
+// workspaceOf returns the workspace id of a valid token, or
+// ErrUnauthenticated, from the token cache when it knows the token and
+// from the database otherwise. A token of the wrong shape is refused
+// without either.
+func (s *Service) workspaceOf(ctx context.Context, token string) (int64, error) {
+	if len(token) != tokenLength || !strings.HasPrefix(token, TokenPrefix) {
+		return 0, ErrUnauthenticated
+	}
+	var buf [64]byte // a token fits: hashing it allocates nothing
+	key := tokenKey(sha256.Sum256(append(buf[:0], token...)))
+	if id, answer, _ := s.tokens.get(key, s.now()); answer != tokenMiss {
+		return cached(id, answer)
+	}
+	// The read is shared by every request waiting for it, so one client
+	// going away does not fail the others; it has its own deadline.
+	v, err, _ := s.lookups.Do(string(key[:]), func() (any, error) {
+		// A read that finished just before this one began has filled
+		// the cache.
+		id, answer, gen := s.tokens.get(key, s.now())
+		if answer != tokenMiss {
+			return cached(id, answer)
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tokenLookupTimeout)
+		defer cancel()
+		return s.lookupToken(ctx, key, gen)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return v.(int64), nil
+}
+
+// cached turns a token cache hit into workspaceOf's answer.
+func cached(id int64, answer tokenAnswer) (int64, error) {
+	if answer == tokenValid {
+		return id, nil
+	}
+	return 0, ErrUnauthenticated
+}
+
+// lookupToken reads the token with hash key from the database, records
+// its use, and caches the answer.
+func (s *Service) lookupToken(ctx context.Context, key tokenKey, gen uint64) (int64, error) {
+	rec := new(Token)
+	err := s.db.NewSelect().Model(rec).Where("token_hash = ?", hex.EncodeToString(key[:])).Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && !rec.RevokedAt.IsZero()) {
+		s.tokens.putUnknown(key, s.now())
+		return 0, ErrUnauthenticated
+	}
+	if err != nil {
+		return 0, fmt.Errorf("authenticate token: %w", err)
 	}
 	now := s.now()
 	if rec.LastUsedAt.IsZero() || now.Sub(rec.LastUsedAt.Time) >= lastUsedResolution {
 		_, err := s.db.NewUpdate().Model((*Token)(nil)).Set("last_used_at = ?", now).Where("id = ?", rec.ID).Exec(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("authenticate token %d: record use: %w", rec.ID, err)
+			return 0, fmt.Errorf("authenticate token %d: record use: %w", rec.ID, err)
 		}
 	}
-	ws, err := s.Get(ctx, rec.WorkspaceID)
-	if err != nil {
-		return nil, fmt.Errorf("authenticate token %d: %w", rec.ID, err)
-	}
-	return ws, nil
+	// The workspace exists: api_tokens.workspace_id references it, and
+	// deleting it deletes its tokens.
+	s.tokens.putValid(key, rec.WorkspaceID, gen, now)
+	return rec.WorkspaceID, nil
 }
 
 // newToken returns a fresh random token: the prefix and 32 random bytes in
@@ -311,11 +382,11 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (context
 	if AdminTokenMatches(a.adminToken, token) {
 		return NewAdminContext(ctx), nil
 	}
-	ws, err := a.svc.Authenticate(ctx, token)
+	id, err := a.svc.workspaceOf(ctx, token)
 	if err != nil {
 		return ctx, err
 	}
-	return NewContext(ctx, ws.ID), nil
+	return NewContext(ctx, id), nil
 }
 
 // BearerToken returns the token of an "Authorization: Bearer <token>"
