@@ -672,3 +672,45 @@ func TestTwoWayAfterUnrecordedWriteAndRepEdit(t *testing.T) {
 		require.Equal(t, "Rep Co", got.Fields["Company"])
 	})
 }
+
+// The same, but the retry that follows the unrecorded write fails (a row
+// lock): its value replaces the pending one, while the CRM keeps the
+// earlier write. crmsync must still know that value as its own once a rep
+// edits another field, or the next Conversion change is dropped as older
+// than the rep's edit (seen in the reliability soak).
+func TestTwoWayAfterUnrecordedWriteAndFailedRetry(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		ctx := context.Background()
+		b := setup(t, bdb)
+		require.NoError(t, prefs.SetField(ctx, bdb, b.ws, prefs.FieldMapping{RecordType: record.TypeContact, Field: "title", CRMField: "Title", Mode: prefs.TwoWay}))
+		b.ingest(t, change(record.TypeContact, "c1", b.clock.Now(), map[string]any{"email": "r@example.com", "lastName": "R", "company": "X", "title": "T0"}))
+		b.drain(t)
+		lead := b.rec(t, record.TypeContact, "c1").CRMID
+
+		b.clock.Advance(time.Minute)
+		crash := &crashAfterWrite{Connector: b.crm}
+		b.wrap = func(connector.Connector) connector.Connector { return crash }
+		b.ingest(t, change(record.TypeContact, "c1", b.clock.Now(), map[string]any{"title": "T1"}))
+		_, err := b.engine.Flush(ctx, b.ws)
+		require.ErrorIs(t, err, connector.ErrUnavailable)
+		b.wrap = nil
+
+		b.clock.Advance(time.Minute)
+		b.org.SetFaults(memcrm.Faults{Records: []memcrm.RecordFault{{Object: "Lead", Field: "Title", Value: "T2", Code: connector.CodeLocked, Retryable: true, Times: 1}}})
+		b.ingest(t, change(record.TypeContact, "c1", b.clock.Now(), map[string]any{"title": "T2"}))
+		res := b.flush(t)
+		require.Equal(t, synclog.OutcomeRetrying, res.Batch.Records[0].Outcome, "%+v", res.Batch.Records[0])
+		got, _ := b.org.Get("Lead", lead)
+		require.Equal(t, "T1", got.Fields["Title"], "the CRM keeps crmsync's unrecorded write")
+
+		b.clock.Advance(time.Minute)
+		b.ingest(t, change(record.TypeContact, "c1", b.clock.Now(), map[string]any{"title": "T3"}))
+		b.clock.Advance(time.Minute)
+		require.NoError(t, b.org.EditAsUser(b.org.SalesRepIDs()[0], "Lead", lead, map[string]any{"Company": "Rep Co"}))
+		b.drain(t)
+		got, _ = b.org.Get("Lead", lead)
+		require.Equal(t, "T3", got.Fields["Title"], "the last Conversion change wins: the CRM's T1 is crmsync's own write")
+	})
+}

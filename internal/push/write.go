@@ -403,6 +403,7 @@ func (f *flush) markSending(ctx context.Context, jobs []*job) error {
 				j.rec.CRMPendingStamps = map[string]record.Stamp{}
 			}
 			for k, v := range j.op.Fields {
+				keepOwnWrite(j, k)
 				j.rec.CRMPending[k] = v
 				j.rec.CRMPendingStamps[k] = record.WrittenStamp(j.sentAt[k])
 			}
@@ -427,11 +428,38 @@ func (f *flush) markSending(ctx context.Context, jobs []*job) error {
 				return fmt.Errorf("mark %d records as being created: %w", len(creates), err)
 			}
 		}
-		if err := record.Update(ctx, tx, updates, "crm_pending", "crm_pending_stamps"); err != nil {
+		if err := record.Update(ctx, tx, updates, "crm_pending", "crm_pending_stamps", "crm_fields", "crm_stamps"); err != nil {
 			return fmt.Errorf("keep the values being written: %w", err)
 		}
 		return nil
 	})
+}
+
+// keepOwnWrite moves field k's pending value into the record's snapshot
+// when this flush found it in the CRM: it is crmsync's own earlier write
+// whose outcome was never recorded (the call died), and the CRM holds it.
+// The write about to go replaces the pending value; without this, a CRM
+// that keeps the earlier value (the new write fails) would show a value
+// crmsync no longer knows as its own, and the next flush would take it
+// for an edit made in the CRM at its LastModifiedDate and drop a newer
+// Conversion change (found by the reliability soak: a plugin killed
+// during a write, then a retry refused with UNABLE_TO_LOCK_ROW).
+func keepOwnWrite(j *job, k string) {
+	cur, ok := j.cur.Fields[k]
+	if !ok {
+		return
+	}
+	st, how := j.cur.Stamp(k, cur, j.cur.LastModified)
+	if how != record.StampPending {
+		return
+	}
+	if j.rec.CRMFields == nil {
+		j.rec.CRMFields = map[string]any{}
+	}
+	if j.rec.CRMStamps == nil {
+		j.rec.CRMStamps = map[string]record.Stamp{}
+	}
+	j.rec.CRMFields[k], j.rec.CRMStamps[k] = cur, st
 }
 
 // succeed records a written (or deliberately skipped) record: its items
