@@ -343,9 +343,14 @@ func (b *bench) preferences(ctx context.Context) error {
 }
 
 func (b *bench) connect(ctx context.Context) error {
-	cfg, _ := json.Marshal(salesforce.Config{LoginURL: b.orgURL, ClientID: b.org.ClientID()})
+	return b.connectWith(ctx, salesforce.Config{LoginURL: b.orgURL, ClientID: b.org.ClientID()})
+}
+
+// connectWith connects the workspace to the fake org with cfg.
+func (b *bench) connectWith(ctx context.Context, cfg salesforce.Config) error {
+	cfgJSON, _ := json.Marshal(cfg)
 	creds, _ := json.Marshal(salesforce.Credentials{ClientSecret: b.org.ClientSecret(), RefreshToken: b.org.IssueRefreshToken(b.org.IntegrationUserID())})
-	_, err := b.a.Connections.Connect(ctx, b.ws, salesforce.Name, cfg, creds)
+	_, err := b.a.Connections.Connect(ctx, b.ws, salesforce.Name, cfgJSON, creds)
 	return err
 }
 
@@ -560,9 +565,7 @@ func (b *bench) forecast(ctx context.Context, r *Report) error {
 // queue is empty: the flush that connecting schedules then finds nothing,
 // and what is queued next waits for the resume.
 func (b *bench) connectPaused(ctx context.Context, cfg salesforce.Config) error {
-	cfgJSON, _ := json.Marshal(cfg)
-	creds, _ := json.Marshal(salesforce.Credentials{ClientSecret: b.org.ClientSecret(), RefreshToken: b.org.IssueRefreshToken(b.org.IntegrationUserID())})
-	if _, err := b.a.Connections.Connect(ctx, b.ws, salesforce.Name, cfgJSON, creds); err != nil {
+	if err := b.connectWith(ctx, cfg); err != nil {
 		return err
 	}
 	return b.a.Connections.SetPaused(ctx, b.ws, true)

@@ -646,19 +646,7 @@ func TestTwoWayAfterUnrecordedWriteAndRepEdit(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		t.Parallel()
-		ctx := context.Background()
-		b := setup(t, bdb)
-		require.NoError(t, prefs.SetField(ctx, bdb, b.ws, prefs.FieldMapping{RecordType: record.TypeContact, Field: "title", CRMField: "Title", Mode: prefs.TwoWay}))
-		b.ingest(t, change(record.TypeContact, "c1", b.clock.Now(), map[string]any{"email": "r@example.com", "lastName": "R", "company": "X", "title": "T0"}))
-		b.drain(t)
-		lead := b.rec(t, record.TypeContact, "c1").CRMID
-
-		b.clock.Advance(time.Minute)
-		crash := &crashAfterWrite{Connector: b.crm}
-		b.wrap = func(connector.Connector) connector.Connector { return crash }
-		b.ingest(t, change(record.TypeContact, "c1", b.clock.Now(), map[string]any{"title": "T1"}))
-		_, err := b.engine.Flush(ctx, b.ws)
-		require.ErrorIs(t, err, connector.ErrUnavailable)
+		b, lead := unrecordedWrite(t, bdb)
 		got, _ := b.org.Get("Lead", lead)
 		require.Equal(t, "T1", got.Fields["Title"], "the write reached the CRM")
 
@@ -673,6 +661,27 @@ func TestTwoWayAfterUnrecordedWriteAndRepEdit(t *testing.T) {
 	})
 }
 
+// unrecordedWrite syncs a TWO_WAY contact with title T0, then writes T1
+// through a connector that dies after the write reached the CRM: T1 is in
+// the CRM, and crmsync never learned the outcome.
+func unrecordedWrite(t *testing.T, bdb *bun.DB) (*testBundle, string) {
+	t.Helper()
+	ctx := context.Background()
+	b := setup(t, bdb)
+	require.NoError(t, prefs.SetField(ctx, bdb, b.ws, prefs.FieldMapping{RecordType: record.TypeContact, Field: "title", CRMField: "Title", Mode: prefs.TwoWay}))
+	b.ingest(t, change(record.TypeContact, "c1", b.clock.Now(), map[string]any{"email": "r@example.com", "lastName": "R", "company": "X", "title": "T0"}))
+	b.drain(t)
+	lead := b.rec(t, record.TypeContact, "c1").CRMID
+
+	b.clock.Advance(time.Minute)
+	crash := &crashAfterWrite{Connector: b.crm}
+	b.wrap = func(connector.Connector) connector.Connector { return crash }
+	b.ingest(t, change(record.TypeContact, "c1", b.clock.Now(), map[string]any{"title": "T1"}))
+	_, err := b.engine.Flush(ctx, b.ws)
+	require.ErrorIs(t, err, connector.ErrUnavailable)
+	return b, lead
+}
+
 // The same, but the retry that follows the unrecorded write fails (a row
 // lock): its value replaces the pending one, while the CRM keeps the
 // earlier write. crmsync must still know that value as its own once a rep
@@ -682,19 +691,7 @@ func TestTwoWayAfterUnrecordedWriteAndFailedRetry(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
 		t.Parallel()
-		ctx := context.Background()
-		b := setup(t, bdb)
-		require.NoError(t, prefs.SetField(ctx, bdb, b.ws, prefs.FieldMapping{RecordType: record.TypeContact, Field: "title", CRMField: "Title", Mode: prefs.TwoWay}))
-		b.ingest(t, change(record.TypeContact, "c1", b.clock.Now(), map[string]any{"email": "r@example.com", "lastName": "R", "company": "X", "title": "T0"}))
-		b.drain(t)
-		lead := b.rec(t, record.TypeContact, "c1").CRMID
-
-		b.clock.Advance(time.Minute)
-		crash := &crashAfterWrite{Connector: b.crm}
-		b.wrap = func(connector.Connector) connector.Connector { return crash }
-		b.ingest(t, change(record.TypeContact, "c1", b.clock.Now(), map[string]any{"title": "T1"}))
-		_, err := b.engine.Flush(ctx, b.ws)
-		require.ErrorIs(t, err, connector.ErrUnavailable)
+		b, lead := unrecordedWrite(t, bdb)
 		b.wrap = nil
 
 		b.clock.Advance(time.Minute)
