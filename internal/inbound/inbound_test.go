@@ -3,6 +3,7 @@ package inbound_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -292,10 +293,21 @@ func (b *testBundle) ingest(t *testing.T, changes ...outbound.Change) {
 	require.NoError(t, err)
 }
 
+// flush flushes once the connection's lease is free: a running stream
+// applies its batches under the same lease, so a flush right after an
+// applied event may find it still held.
 func (b *testBundle) flush(t *testing.T) *push.Result {
 	t.Helper()
-	res, err := b.engine.Flush(context.Background(), b.ws)
-	require.NoError(t, err)
+	var res *push.Result
+	eventually(t, "a flush", func() bool {
+		var err error
+		res, err = b.engine.Flush(context.Background(), b.ws)
+		if errors.Is(err, connection.ErrBusy) {
+			return false
+		}
+		require.NoError(t, err)
+		return true
+	})
 	return res
 }
 

@@ -2,7 +2,6 @@ package inbound_test
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
-	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/db/dbtest"
 	"github.com/crmsync/crmsync/internal/inbound"
 	"github.com/crmsync/crmsync/internal/prefs"
@@ -390,7 +388,7 @@ func TestStreamRepEditRacingOwnWrite(t *testing.T) {
 
 		b.clock.Advance(time.Minute)
 		b.ingest(t, change(record.TypeContact, "c", b.clock.Now(), map[string]any{"title": "CTO", "phone": "+1 111"}))
-		flushWhenFree(t, b)
+		b.flush(t)
 		b.clock.Advance(time.Second)
 		b.side.edit(t, "Lead", lead, map[string]any{"Title": "Rep's title", "Phone": "+1 222"})
 		b.titleIs(t, "c", "Rep's title")
@@ -400,7 +398,7 @@ func TestStreamRepEditRacingOwnWrite(t *testing.T) {
 
 		// Nothing to send back, and Salesforce keeps the rep's values.
 		require.Zero(t, b.queued(t), "an applied change never queues an outbound write")
-		flushWhenFree(t, b)
+		b.flush(t)
 		sf, ok := b.sf.Get("Lead", lead)
 		require.True(t, ok)
 		require.Equal(t, "Rep's title", sf["Title"])
@@ -442,7 +440,7 @@ func TestStreamLateEventKeepsOwnWrite(t *testing.T) {
 		ctoAt := b.clock.Now()
 		b.ingest(t, change(record.TypeContact, "c", ctoAt, map[string]any{"title": "CTO"}))
 		b.clock.Advance(2 * time.Second)
-		flushWhenFree(t, b) // the live read sees the rep's older edit: CTO is written
+		b.flush(t) // the live read sees the rep's older edit: CTO is written
 		sf, _ := b.sf.Get("Lead", lead)
 		require.Equal(t, "CTO", sf["Title"])
 		// A change made a second after CTO, before CTO's write landed,
@@ -467,7 +465,7 @@ func TestStreamLateEventKeepsOwnWrite(t *testing.T) {
 		})
 		require.Equal(t, "CTO", b.rec(t, record.TypeContact, "c").CRMFields["Title"], "the snapshot keeps crmsync's write")
 
-		flushWhenFree(t, b)
+		b.flush(t)
 		sf, _ = b.sf.Get("Lead", lead)
 		require.Equal(t, "VP", sf["Title"], "the newer Conversion change reaches Salesforce")
 		require.Zero(t, b.queued(t))
@@ -583,19 +581,5 @@ func TestDeadStreamLeaseIsTakenOver(t *testing.T) {
 		})
 		cancel()
 		require.NoError(t, <-done)
-	})
-}
-
-// flushWhenFree flushes once the connection's lease is free: the stream
-// applies its batches under the same lease.
-func flushWhenFree(t *testing.T, b *testBundle) {
-	t.Helper()
-	eventually(t, "a flush", func() bool {
-		_, err := b.engine.Flush(context.Background(), b.ws)
-		if errors.Is(err, connection.ErrBusy) {
-			return false
-		}
-		require.NoError(t, err)
-		return true
 	})
 }
