@@ -231,6 +231,10 @@ type Description struct {
 	// CapabilityBulk.
 	BulkThreshold int
 	Objects       []Object
+	// Contract maps Conversion's record types onto Objects (see
+	// DataContract); nil means Salesforce's shape, SalesforceContract.
+	// Report it with or without credentials.
+	Contract *DataContract
 	Meta
 }
 
