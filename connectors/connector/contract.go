@@ -149,7 +149,7 @@ func ContractOf(d *Description) *DataContract {
 	return d.Contract
 }
 
-// Objects lists every object the contract names, Person before Prospect.
+// Objects lists every object the contract names.
 func (c *DataContract) Objects() []string {
 	var out []string
 	if c.Contact != nil {
@@ -163,13 +163,13 @@ func (c *DataContract) Objects() []string {
 	return out
 }
 
-// Objects lists the contact objects: Person, then Prospect if any.
+// Objects lists the contact objects: Prospect if any, then Person (the
+// order new contacts are created in by default).
 func (c *ContactObjects) Objects() []string {
-	out := []string{c.Person.Object}
 	if c.Prospect != nil {
-		out = append(out, c.Prospect.Object)
+		return []string{c.Prospect.Object, c.Person.Object}
 	}
-	return out
+	return []string{c.Person.Object}
 }
 
 // Convertible reports whether prospects of c can become persons.

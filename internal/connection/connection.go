@@ -103,6 +103,9 @@ type Connection struct {
 	// connection was made (a JSON array; NULL for connections made before
 	// crmsync recorded them). See Objects.
 	CRMObjects sql.NullString `bun:"crm_objects"`
+	// CRMContract is the data contract the connector declared when the
+	// connection was made (JSON; NULL: Salesforce's shape). See Contract.
+	CRMContract sql.NullString `bun:"crm_contract"`
 	// PaceTokens, PaceRate and PaceAt are the outbound token bucket
 	// (internal/push, pace.go): its content in calls at PaceAt and its
 	// refill rate in calls per second. Invalid PaceAt: a full bucket.

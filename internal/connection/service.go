@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/crmsync/crmsync/connectors/connector"
 )
@@ -92,7 +93,16 @@ func (s *Service) Connect(ctx context.Context, workspaceID int64, name string, c
 	}
 	usage := resp.Usage
 	var objects []string // nil: unknown
+	var contract *connector.DataContract
 	if err == nil {
+		// The engine relies on every role the contract names: one
+		// that does not fit the connector's own describe is refused
+		// here, not found out field by field in the sync log.
+		if contract = d.Contract; contract != nil {
+			if verr := contract.Validate(d.Objects); verr != nil {
+				return nil, &InputError{fmt.Sprintf("connector %q declares a data contract that does not fit its objects: %v", name, strings.ReplaceAll(verr.Error(), "\n", "; "))}
+			}
+		}
 		if d.Credentials != nil {
 			credentials = d.Credentials
 		}
@@ -108,7 +118,7 @@ func (s *Service) Connect(ctx context.Context, workspaceID int64, name string, c
 	if err != nil {
 		return nil, err
 	}
-	if err := s.store.SetObjects(ctx, c, objects); err != nil {
+	if err := s.store.SetDescription(ctx, c, objects, contract); err != nil {
 		return nil, err
 	}
 	if err := s.sched.ScheduleNow(ctx, workspaceID); err != nil {

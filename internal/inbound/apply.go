@@ -88,11 +88,6 @@ func (r *run) applyRecords(ctx context.Context, pl objectPlan, recs []connector.
 	return nil
 }
 
-func isConverted(cr connector.Record) bool {
-	b, _ := cr.Fields["IsConverted"].(bool)
-	return b
-}
-
 func stringOf(v any) string {
 	s, _ := v.(string)
 	return strings.TrimSpace(s)
@@ -108,7 +103,7 @@ func (a *applier) load(ctx context.Context, tx bun.Tx, recs []connector.Record) 
 	ids := make([]string, 0, len(recs))
 	for _, cr := range recs {
 		ids = append(ids, cr.ID)
-		if to := stringOf(cr.Fields["ConvertedContactId"]); a.pl.object == objLead && to != "" {
+		if to := a.convertedTo(cr); to != "" {
 			ids = append(ids, to)
 		}
 	}
@@ -123,17 +118,18 @@ func (a *applier) load(ctx context.Context, tx bun.Tx, recs []connector.Record) 
 	var emails, websites []string
 	needUnconfirmed := false
 	for _, cr := range recs {
-		if linked[cr.ID] != nil || cr.Deleted || isConverted(cr) {
+		if linked[cr.ID] != nil || cr.Deleted || a.converted(cr) {
 			continue
 		}
 		keys = append(keys, record.Key{Type: a.pl.t, ID: ConversionIDPrefix + cr.ID})
-		switch a.pl.object {
-		case objLead, objContact:
-			if e := strings.ToLower(stringOf(cr.Fields["Email"])); e != "" {
+		n := a.r.names
+		switch {
+		case n.IsContact(a.pl.object):
+			if e := strings.ToLower(stringOf(cr.Fields[n.Email(a.pl.object)])); e != "" {
 				emails = append(emails, e)
 			}
-		case objAccount:
-			if d := record.Domain(stringOf(cr.Fields["Website"])); d != "" {
+		case a.pl.object == n.Company:
+			if d := record.Domain(stringOf(cr.Fields[n.CompanyDomain])); d != "" && n.CompanyDomain != "" {
 				websites = append(websites, websiteVariants(d)...)
 			}
 			needUnconfirmed = true
@@ -230,7 +226,7 @@ func (a *applier) apply(cr connector.Record) {
 	switch {
 	case cr.Deleted:
 		a.unlinkDeleted(cr)
-	case a.pl.object == objLead && isConverted(cr):
+	case a.converted(cr):
 		a.followConversion(cr)
 	default:
 		a.upsert(cr)
@@ -287,26 +283,42 @@ func (a *applier) unlinkDeleted(cr connector.Record) {
 	a.logRow(r, cr, synclog.OutcomeDeleted, "deleted in the CRM: unlinked (the Conversion record is kept)", nil)
 }
 
-// followConversion relinks the Conversion record of a converted Lead to
-// the Contact it became; the Contact's values come through the Contact pull.
+// converted reports whether cr is a converted prospect.
+func (a *applier) converted(cr connector.Record) bool {
+	return a.r.names.IsProspect(a.pl.object) && a.r.names.IsConverted(cr.Fields)
+}
+
+// convertedTo returns the person a converted prospect became ("" for
+// anything else).
+func (a *applier) convertedTo(cr connector.Record) string {
+	if !a.r.names.IsProspect(a.pl.object) {
+		return ""
+	}
+	return strings.TrimSpace(a.r.names.ConvertedToID(cr.Fields))
+}
+
+// followConversion relinks the Conversion record of a converted prospect
+// (Lead) to the person (Contact) it became; the person's values come
+// through the person's pull.
 func (a *applier) followConversion(cr connector.Record) {
-	to := stringOf(cr.Fields["ConvertedContactId"])
+	n := a.r.names
+	to := a.convertedTo(cr)
 	r := a.byCRMID[cr.ID]
 	switch {
 	case r == nil:
-		a.skip(nil, cr, "converted Lead: its Contact comes through the Contact pull")
+		a.skip(nil, cr, fmt.Sprintf("converted %s: its %s comes through the %[2]s pull", n.Prospect, n.Person))
 	case to == "":
-		a.skip(r, cr, "converted Lead without a Contact: left linked to the Lead")
+		a.skip(r, cr, fmt.Sprintf("converted %s without a %s: left linked to the %[1]s", n.Prospect, n.Person))
 	case a.byCRMID[to] != nil && a.byCRMID[to] != r:
-		a.skip(r, cr, fmt.Sprintf("converted Lead: its Contact %s is already linked to Conversion record %q",
-			to, a.byCRMID[to].ConversionID))
+		a.skip(r, cr, fmt.Sprintf("converted %s: its %s %s is already linked to Conversion record %q",
+			n.Prospect, n.Person, to, a.byCRMID[to].ConversionID))
 	default:
 		a.unlink(r)
-		r.CRMObject, r.CRMID = objContact, to
+		r.CRMObject, r.CRMID = n.Person, to
 		a.byCRMID[to] = r
 		a.touch(r)
-		a.remember(cr) // read again, the Lead (no longer linked) says nothing new
-		a.logRow(r, cr, synclog.OutcomeUpdated, "Lead was converted: relinked to its Contact "+to, nil)
+		a.remember(cr) // read again, the prospect (no longer linked) says nothing new
+		a.logRow(r, cr, synclog.OutcomeUpdated, fmt.Sprintf("%s was converted: relinked to its %s %s", n.Prospect, n.Person, to), nil)
 	}
 }
 
@@ -317,9 +329,10 @@ func (a *applier) match(cr connector.Record) (r *record.Record, how, skip string
 	if k := a.byKey[ConversionIDPrefix+cr.ID]; k != nil && k.CRMID == "" {
 		return k, "relinked to the record created from it earlier", ""
 	}
-	switch a.pl.object {
-	case objLead, objContact:
-		email := strings.ToLower(stringOf(cr.Fields["Email"]))
+	n := a.r.names
+	switch {
+	case n.IsContact(a.pl.object):
+		email := strings.ToLower(stringOf(cr.Fields[n.Email(a.pl.object)]))
 		if email == "" {
 			return nil, "", "no email: crmsync links and creates contacts by email"
 		}
@@ -329,10 +342,10 @@ func (a *applier) match(cr connector.Record) (r *record.Record, how, skip string
 				return c, "matched by email", ""
 			}
 		}
-		if a.pl.object == objContact {
+		if n.IsPerson(a.pl.object) {
 			for _, c := range cands {
-				if c.CRMObject == objLead {
-					return c, "matched by email: a Contact wins over a Lead (was linked to Lead " + c.CRMID + ")", ""
+				if n.IsProspect(c.CRMObject) {
+					return c, fmt.Sprintf("matched by email: a %s wins over a %s (was linked to %[2]s %s)", n.Person, n.Prospect, c.CRMID), ""
 				}
 			}
 		}
@@ -340,13 +353,13 @@ func (a *applier) match(cr connector.Record) (r *record.Record, how, skip string
 			return nil, "", fmt.Sprintf("email already belongs to Conversion contact %q (linked to %s %s)",
 				cands[0].ConversionID, cands[0].CRMObject, cands[0].CRMID)
 		}
-	case objAccount:
-		for _, c := range a.byDomain[record.Domain(stringOf(cr.Fields["Website"]))] {
-			if c.CRMID == "" {
+	case a.pl.object == n.Company:
+		for _, c := range a.byDomain[record.Domain(stringOf(cr.Fields[n.CompanyDomain]))] {
+			if c.CRMID == "" && n.CompanyDomain != "" {
 				return c, "matched by website domain", ""
 			}
 		}
-		name := stringOf(cr.Fields["Name"])
+		name := stringOf(cr.Fields[n.CompanyName])
 		for _, c := range a.unconfirmed {
 			if c.CRMID == "" && name != "" && convString(c, "name") == name {
 				return c, "matched by name after an unconfirmed create", ""

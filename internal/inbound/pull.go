@@ -12,6 +12,7 @@ import (
 
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/contract"
 	"github.com/crmsync/crmsync/internal/events"
 	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/prefs"
@@ -20,32 +21,40 @@ import (
 	"github.com/crmsync/crmsync/internal/synclog"
 )
 
-// CRM objects pulled, and the Conversion record type each feeds. Leads are
-// pulled before Contacts, so a Lead converted since the last pull is
-// relinked to its Contact before that Contact is read.
-const (
-	objLead    = "Lead"
-	objContact = "Contact"
-	objAccount = "Account"
-)
-
+// objectPlan is one CRM object pulled, and the Conversion record type it
+// feeds.
 type objectPlan struct {
 	t      record.Type
 	object string
 }
 
-var plans = []objectPlan{
-	{record.TypeCompany, objAccount},
-	{record.TypeContact, objLead},
-	{record.TypeContact, objContact},
+// plans lists the objects pulled, per the data contract: the company
+// object, then the prospect object before the person object, so a
+// prospect converted since the last pull is relinked to its person before
+// that person is read.
+func plans(n contract.Names) []objectPlan {
+	var out []objectPlan
+	for _, pl := range []objectPlan{{record.TypeCompany, n.Company}, {record.TypeContact, n.Prospect}, {record.TypeContact, n.Person}} {
+		if pl.object != "" {
+			out = append(out, pl)
+		}
+	}
+	return out
 }
 
 // structuralFields are read besides the mapped fields: to match, and to
-// follow converted Leads.
-var structuralFields = map[string][]string{
-	objLead:    {"Email", "IsConverted", "ConvertedContactId"},
-	objContact: {"Email"},
-	objAccount: {"Name", "Website"},
+// follow converted prospects.
+func structuralFields(n contract.Names, object string) []string {
+	var out []string
+	switch object {
+	case n.Prospect:
+		out = []string{n.ProspectEmail, n.Converted, n.ConvertedTo}
+	case n.Person:
+		out = []string{n.PersonEmail}
+	case n.Company:
+		out = []string{n.CompanyName, n.CompanyDomain}
+	}
+	return slices.DeleteFunc(out, func(name string) bool { return name == "" })
 }
 
 // interrupted is a batch's message until its pull finishes: a batch left
@@ -59,6 +68,9 @@ type run struct {
 	crm     connector.Connector
 	meter   *connection.Meter
 	started time.Time
+	// names are the CRM's objects and role fields, from the connection's
+	// data contract (internal/contract).
+	names contract.Names
 
 	objs   map[record.Type]prefs.ObjectPreference
 	maps   map[record.Type][]prefs.FieldMapping
@@ -89,7 +101,7 @@ func (p *Puller) newRun(ctx context.Context, c *connection.Connection) (*run, er
 		return nil, err
 	}
 	now := p.now().UTC()
-	return &run{p: p, c: c, crm: crm, meter: meter, started: now,
+	return &run{p: p, c: c, crm: crm, meter: meter, started: now, names: contract.Of(c.Contract()),
 		batch: &synclog.Batch{WorkspaceID: c.WorkspaceID, Direction: synclog.Inbound, Status: synclog.StatusFailed,
 			Message: interrupted, StartedAt: now, FinishedAt: now}}, nil
 }
@@ -102,13 +114,13 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	var readable []objectPlan
 	r.maps = map[record.Type][]prefs.FieldMapping{}
 	routing := prefs.RoutingOf(r.c)
-	for _, pl := range plans {
+	for _, pl := range plans(r.names) {
 		if !r.objs[pl.t].ReadEnabled || !routing.Describes(pl.object) {
 			continue
 		}
 		readable = append(readable, pl)
 		if _, ok := r.maps[pl.t]; !ok {
-			if r.maps[pl.t], err = prefs.Fields(ctx, r.p.db, r.c.WorkspaceID, pl.t); err != nil {
+			if r.maps[pl.t], err = prefs.Fields(ctx, r.p.db, routing.Contract, r.c.WorkspaceID, pl.t); err != nil {
 				return nil, err
 			}
 		}
@@ -183,7 +195,7 @@ func (r *run) describe(ctx context.Context, readable []objectPlan) error {
 				add(m.CRMField)
 			}
 		}
-		for _, name := range structuralFields[pl.object] {
+		for _, name := range structuralFields(r.names, pl.object) {
 			add(name)
 		}
 	}

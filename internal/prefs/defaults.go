@@ -1,6 +1,9 @@
 package prefs
 
-import "github.com/crmsync/crmsync/internal/record"
+import (
+	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/internal/record"
+)
 
 // FieldMapping links a Conversion field to a CRM field with a sync mode.
 type FieldMapping struct {
@@ -33,30 +36,23 @@ func DefaultObjectPreference(t record.Type) ObjectPreference {
 	return ObjectPreference{RecordType: t, WriteEnabled: true, ReadEnabled: true, CreateAs: CreateAsLead}
 }
 
-// defaultFields are the standard mappings every workspace starts with.
-var defaultFields = map[record.Type][][2]string{
-	record.TypeContact: {
-		{"email", "Email"}, {"firstName", "FirstName"}, {"lastName", "LastName"},
-		{"phone", "Phone"}, {"title", "Title"}, {"company", "Company"},
-	},
-	record.TypeCompany: {
-		{"name", "Name"}, {"website", "Website"}, {"phone", "Phone"}, {"industry", "Industry"},
-	},
-	record.TypeCampaign: {
-		{"name", "Name"}, {"status", "Status"}, {"description", "Description"},
-	},
-	record.TypeCampaignMember: {
-		{"status", "Status"},
-	},
-}
-
-// DefaultFieldMappings returns the standard mappings for t, all in
-// DefaultMode.
-func DefaultFieldMappings(t record.Type) []FieldMapping {
-	pairs := defaultFields[t]
+// DefaultFieldMappings returns the standard mappings of type t, all in
+// DefaultMode: the ones the connector's data contract declares.
+func DefaultFieldMappings(c *connector.DataContract, t record.Type) []FieldMapping {
+	var pairs []connector.FieldMapping
+	switch {
+	case t == record.TypeContact && c.Contact != nil:
+		pairs = c.Contact.Fields
+	case t == record.TypeCompany && c.Company != nil:
+		pairs = c.Company.Fields
+	case t == record.TypeCampaign && c.Campaign != nil:
+		pairs = c.Campaign.Fields
+	case t == record.TypeCampaignMember && c.CampaignMember != nil:
+		pairs = c.CampaignMember.Fields
+	}
 	out := make([]FieldMapping, 0, len(pairs))
 	for _, p := range pairs {
-		out = append(out, FieldMapping{RecordType: t, Field: p[0], CRMField: p[1], Mode: DefaultMode})
+		out = append(out, FieldMapping{RecordType: t, Field: p.Field, CRMField: p.CRMField, Mode: DefaultMode})
 	}
 	return out
 }

@@ -12,25 +12,30 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/internal/connection"
 	"github.com/crmsync/crmsync/internal/record"
 )
 
-// Routing says which record types the workspace's connection takes: a
-// record type is supported when the connector described one of its CRM
-// objects (CRMObjects) when the connection was made. Every type is
-// supported while not connected (changes wait for the next connection) and
-// for connections made before crmsync recorded the objects.
+// Routing says which record types the workspace's connection takes, and
+// where they go: a record type is supported when the connector's data
+// contract maps it (Objects) and the connector described one of those
+// objects when the connection was made. Every type is supported while not
+// connected (changes wait for the next connection) and for connections
+// made before crmsync recorded the objects.
 type Routing struct {
 	Connector string
-	objects   []string
-	known     bool
+	// Contract is the connection's data contract (Salesforce's shape while
+	// not connected).
+	Contract *connector.DataContract
+	objects  []string
+	known    bool
 }
 
 // LoadRouting reads the workspace's routing.
 func LoadRouting(ctx context.Context, db bun.IDB, workspaceID int64) (Routing, error) {
 	var c connection.Connection
-	err := db.NewSelect().Model(&c).Column("connector", "crm_objects").Where("workspace_id = ?", workspaceID).Limit(1).Scan(ctx)
+	err := db.NewSelect().Model(&c).Column("connector", "crm_objects", "crm_contract").Where("workspace_id = ?", workspaceID).Limit(1).Scan(ctx)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return Routing{}, fmt.Errorf("read routing of workspace %d: %w", workspaceID, err)
 	}
@@ -39,7 +44,7 @@ func LoadRouting(ctx context.Context, db bun.IDB, workspaceID int64) (Routing, e
 
 // RoutingOf returns the routing of connection c.
 func RoutingOf(c *connection.Connection) Routing {
-	r := Routing{Connector: c.Connector}
+	r := Routing{Connector: c.Connector, Contract: c.Contract()}
 	r.objects, r.known = c.Objects()
 	return r
 }
@@ -47,12 +52,12 @@ func RoutingOf(c *connection.Connection) Routing {
 // Why says, for the sync log, why a change of unsupported type t is not
 // sent.
 func (r Routing) Why(t record.Type) string {
-	return fmt.Sprintf("not supported by connector %s: it describes no %s object", r.Connector, strings.Join(CRMObjects(t), " or "))
+	return fmt.Sprintf("not supported by connector %s: %s", r.Connector, r.lacks(t))
 }
 
 // Supported reports whether changes of type t go to the connection.
 func (r Routing) Supported(t record.Type) bool {
-	return slices.ContainsFunc(CRMObjects(t), r.Describes)
+	return slices.ContainsFunc(r.Objects(t), r.Describes)
 }
 
 // Describes reports whether the connector described CRM object name (true
@@ -75,8 +80,47 @@ func (r Routing) Unsupported() []record.Type {
 
 // refusal is the error for a preference of an unsupported record type.
 func (r Routing) refusal(t record.Type) error {
-	return &InputError{fmt.Sprintf("the connector %s does not support %s records (it describes no %s object): their changes stay in Conversion and are not sent",
-		r.Connector, t, strings.Join(CRMObjects(t), " or "))}
+	return &InputError{fmt.Sprintf("the connector %s does not support %s records (%s): their changes stay in Conversion and are not sent",
+		r.Connector, t, r.lacks(t))}
+}
+
+// lacks says why type t is not supported.
+func (r Routing) lacks(t record.Type) string {
+	objects := r.Objects(t)
+	if len(objects) == 0 {
+		return "its data contract maps no object to them"
+	}
+	return fmt.Sprintf("it describes no %s object", strings.Join(objects, " or "))
+}
+
+// Objects lists the CRM objects records of type t are written to, per the
+// data contract (for contacts the prospect object, if any, then the person
+// object); none when the contract does not map t.
+func (r Routing) Objects(t record.Type) []string {
+	c := r.Contract
+	switch t {
+	case record.TypeContact:
+		if c.Contact != nil {
+			return c.Contact.Objects()
+		}
+	case record.TypeCompany:
+		if c.Company != nil {
+			return []string{c.Company.Object}
+		}
+	case record.TypeCampaign:
+		if c.Campaign != nil {
+			return []string{c.Campaign.Object}
+		}
+	case record.TypeCampaignMember:
+		if c.CampaignMember != nil {
+			return []string{c.CampaignMember.Object}
+		}
+	case record.TypeTask:
+		if c.Task != nil {
+			return []string{c.Task.Object}
+		}
+	}
+	return nil
 }
 
 // unsupportedRow counts the changes of one record type kept local because

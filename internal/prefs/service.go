@@ -83,27 +83,14 @@ func (s *Service) Fields(ctx context.Context, workspaceID int64, t record.Type) 
 	if !t.Valid() || t == record.TypeTask {
 		return nil, &InputError{fmt.Sprintf("unknown record type %q", t)}
 	}
-	return Fields(ctx, s.db, workspaceID, t)
+	r, err := LoadRouting(ctx, s.db, workspaceID)
+	if err != nil {
+		return nil, err
+	}
+	return Fields(ctx, s.db, r.Contract, workspaceID, t)
 }
 
 var conversionField = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,63}$`)
-
-// CRMObjects lists the CRM objects a record type is written to.
-func CRMObjects(t record.Type) []string {
-	switch t {
-	case record.TypeContact:
-		return []string{"Lead", "Contact"}
-	case record.TypeCompany:
-		return []string{"Account"}
-	case record.TypeCampaign:
-		return []string{"Campaign"}
-	case record.TypeCampaignMember:
-		return []string{"CampaignMember"}
-	case record.TypeTask:
-		return []string{"Task"}
-	}
-	return nil
-}
 
 // SetField changes (or adds) a field mapping. The CRM field must exist on
 // one of the record type's CRM objects, per the connection's describe, and
@@ -118,10 +105,14 @@ func (s *Service) SetField(ctx context.Context, workspaceID int64, m FieldMappin
 	if !m.Mode.Valid() {
 		return &InputError{fmt.Sprintf("unknown sync mode %q", m.Mode)}
 	}
-	if err := s.refuseUnsupported(ctx, workspaceID, m.RecordType); err != nil {
+	r, err := LoadRouting(ctx, s.db, workspaceID)
+	if err != nil {
 		return err
 	}
-	objects := CRMObjects(m.RecordType)
+	if !r.Supported(m.RecordType) {
+		return r.refusal(m.RecordType)
+	}
+	objects := r.Objects(m.RecordType)
 	d, err := s.describer.Describe(ctx, workspaceID, objects)
 	if err != nil {
 		return fmt.Errorf("check CRM field %q: %w", m.CRMField, err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/internal/record"
 )
 
@@ -72,16 +73,17 @@ func SetObject(ctx context.Context, db bun.IDB, workspaceID int64, p ObjectPrefe
 	return nil
 }
 
-// Fields returns the field mappings of a record type: the defaults, with
-// the workspace's own mappings replacing or adding to them, sorted by field.
-func Fields(ctx context.Context, db bun.IDB, workspaceID int64, t record.Type) ([]FieldMapping, error) {
+// Fields returns the field mappings of a record type: the contract's
+// defaults (DefaultFieldMappings), with the workspace's own mappings
+// replacing or adding to them, sorted by field.
+func Fields(ctx context.Context, db bun.IDB, contract *connector.DataContract, workspaceID int64, t record.Type) ([]FieldMapping, error) {
 	var rows []fieldRow
 	err := db.NewSelect().Model(&rows).Where("workspace_id = ? AND record_type = ?", workspaceID, t).Scan(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load %s field mappings of workspace %d: %w", t, workspaceID, err)
 	}
 	byField := map[string]FieldMapping{}
-	for _, m := range DefaultFieldMappings(t) {
+	for _, m := range DefaultFieldMappings(contract, t) {
 		byField[m.Field] = m
 	}
 	for _, r := range rows {

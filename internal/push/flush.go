@@ -15,6 +15,7 @@ import (
 
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/contract"
 	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/prefs"
@@ -22,18 +23,8 @@ import (
 	"github.com/crmsync/crmsync/internal/synclog"
 )
 
-// CRM object names crmsync writes to.
-const (
-	objLead     = "Lead"
-	objContact  = "Contact"
-	objAccount  = "Account"
-	objCampaign = "Campaign"
-	objMember   = "CampaignMember"
-	objTask     = "Task"
-)
-
-// levels orders writes by dependency: Accounts and Campaigns first, then
-// Leads and Contacts (a Contact carries its AccountId), then campaign
+// levels orders writes by dependency: companies and campaigns first, then
+// contacts (a person carries its company reference), then campaign
 // members and tasks (they reference both).
 var levels = map[record.Type]int{
 	record.TypeCompany: 0, record.TypeCampaign: 0,
@@ -90,6 +81,9 @@ type flush struct {
 	// claimed how many it did.
 	claimLimit, claimed int
 
+	// names are the CRM's objects and role fields, from the connection's
+	// data contract (internal/contract).
+	names   contract.Names
 	objs    map[record.Type]prefs.ObjectPreference
 	maps    map[record.Type][]prefs.FieldMapping
 	desc    *connector.Description
@@ -139,7 +133,7 @@ func (e *Engine) newFlush(ctx context.Context, c *connection.Connection) (*flush
 	if err != nil {
 		return nil, err
 	}
-	return &flush{e: e, c: c, crm: crm, meter: meter, now: e.now().UTC(), claimLimit: e.cfg.MaxItems,
+	return &flush{e: e, c: c, crm: crm, meter: meter, now: e.now().UTC(), claimLimit: e.cfg.MaxItems, names: contract.Of(c.Contract()),
 		extID: externalIDFields(c.Config), records: map[record.Key]*record.Record{}, readAt: map[string]time.Time{}}, nil
 }
 
@@ -299,7 +293,7 @@ func (f *flush) planWrites(ctx context.Context, writes []outbound.Write, recs ma
 		if _, ok := f.maps[w.RecordType]; ok {
 			continue
 		}
-		if f.maps[w.RecordType], err = prefs.Fields(ctx, f.e.db, f.c.WorkspaceID, w.RecordType); err != nil {
+		if f.maps[w.RecordType], err = prefs.Fields(ctx, f.e.db, f.c.Contract(), f.c.WorkspaceID, w.RecordType); err != nil {
 			return err
 		}
 	}
@@ -344,23 +338,36 @@ func (f *flush) planWrites(ctx context.Context, writes []outbound.Write, recs ma
 	return nil
 }
 
+// objectFor is the object a new record of type t is created in: a contact
+// in the prospect object unless the workspace creates contacts as persons
+// or the CRM has no prospect object.
 func (f *flush) objectFor(t record.Type) string {
+	n := f.names
 	switch t {
 	case record.TypeContact:
-		if f.objs[t].CreateAs == prefs.CreateAsContact {
-			return objContact
+		if f.objs[t].CreateAs == prefs.CreateAsContact || n.Prospect == "" {
+			return n.Person
 		}
-		return objLead
+		return n.Prospect
 	case record.TypeCompany:
-		return objAccount
+		return n.Company
 	case record.TypeCampaign:
-		return objCampaign
+		return n.Campaign
 	case record.TypeCampaignMember:
-		return objMember
+		return n.Member
 	case record.TypeTask:
-		return objTask
+		return n.Task
 	}
 	return ""
+}
+
+// describedWith lists the objects a write to object describes: object,
+// and the person object for prospects that may have been converted.
+func (f *flush) describedWith(object string) []string {
+	if f.names.IsProspect(object) && f.names.Convertible() {
+		return []string{object, f.names.Person}
+	}
+	return []string{object}
 }
 
 func parentKeys(r *record.Record) []record.Key {
@@ -480,8 +487,8 @@ func (f *flush) missingParent(j *job) string {
 		return ""
 	}
 	for _, k := range parentKeys(j.rec) {
-		if k.Type == record.TypeCompany && j.object != objContact {
-			continue // Leads name their company as text
+		if k.Type == record.TypeCompany && (!f.names.IsPerson(j.object) || f.names.PersonCompany == "") {
+			continue // prospects name their company as text
 		}
 		p := f.records[k]
 		if p == nil {
@@ -519,9 +526,8 @@ func (f *flush) describe(ctx context.Context, jobs []*job) error {
 		}
 	}
 	for _, j := range jobs {
-		need(j.object)
-		if j.object == objLead {
-			need(objContact) // converted leads redirect there
+		for _, o := range f.describedWith(j.object) {
+			need(o) // converted prospects redirect to their person
 		}
 	}
 	if len(want) == 0 {
@@ -684,8 +690,8 @@ func (f *flush) callsPlanned(cached map[string]connector.Object) callPlan {
 		if j.done {
 			continue
 		}
-		for _, o := range []string{j.object, objContact} {
-			if _, ok := cached[o]; !ok && (o == j.object || j.object == objLead) {
+		for _, o := range f.describedWith(j.object) {
+			if _, ok := cached[o]; !ok {
 				describes[j.level] = true
 			}
 		}
@@ -724,23 +730,26 @@ func (f *flush) plannedMatchCalls(level int) int {
 		switch r.Type {
 		case record.TypeContact:
 			if e := strings.ToLower(stringField(r, "email")); e != "" {
-				values["Contact.Email"] = append(values["Contact.Email"], e)
-				values["Lead.Email"] = append(values["Lead.Email"], e)
+				for _, o := range []string{f.names.Person, f.names.Prospect} {
+					if o != "" {
+						values[o+".email"] = append(values[o+".email"], e)
+					}
+				}
 			}
 		case record.TypeCompany, record.TypeCampaign:
 			if ext := f.extID[j.object]; ext != "" {
 				values[j.object+"."+ext] = append(values[j.object+"."+ext], r.ConversionID)
-			} else if d := record.Domain(stringField(r, "website")); d != "" && r.Type == record.TypeCompany {
-				values["Account.Website"] = append(values["Account.Website"], websiteValues(d)...)
+			} else if d := record.Domain(stringField(r, "website")); d != "" && r.Type == record.TypeCompany && f.names.CompanyDomain != "" {
+				values[j.object+".domain"] = append(values[j.object+".domain"], websiteValues(d)...)
 			}
 			if n := stringField(r, "name"); n != "" && !r.CreateAttemptedAt.IsZero() {
-				values[j.object+".Name"] = append(values[j.object+".Name"], n)
+				values[j.object+".name"] = append(values[j.object+".name"], n)
 			}
 		case record.TypeCampaignMember:
-			values["CampaignMember.CampaignId"] = append(values["CampaignMember.CampaignId"], stringField(r, outbound.FieldCampaignID))
+			values[j.object+".campaign"] = append(values[j.object+".campaign"], stringField(r, outbound.FieldCampaignID))
 		case record.TypeTask:
 			if r.CreateAttemptedAt.IsZero() {
-				values["Task.WhoId"] = append(values["Task.WhoId"], stringField(r, outbound.FieldContactID))
+				values[j.object+".who"] = append(values[j.object+".who"], stringField(r, outbound.FieldContactID))
 			}
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/crmsync/crmsync/connectors/connector"
 	"github.com/crmsync/crmsync/internal/connection"
+	"github.com/crmsync/crmsync/internal/contract"
 	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/record"
@@ -122,7 +123,7 @@ func (e *Engine) Forecast(ctx context.Context, workspaceID int64) (*Forecast, er
 			break
 		}
 		after = items[len(items)-1].ID
-		f := &flush{e: e, c: c, now: now, caps: caps, extID: externalIDFields(c.Config), records: map[record.Key]*record.Record{}}
+		f := &flush{e: e, c: c, now: now, caps: caps, names: contract.Of(c.Contract()), extID: externalIDFields(c.Config), records: map[record.Key]*record.Record{}}
 		if err := f.plan(ctx, items); err != nil {
 			return nil, err
 		}
@@ -143,7 +144,7 @@ func (e *Engine) Forecast(ctx context.Context, workspaceID int64) (*Forecast, er
 		}
 		for _, j := range all {
 			if !j.done {
-				described = withDescribed(described, j.object)
+				described = f.withDescribed(described, j.object)
 			}
 		}
 		if len(items) < e.cfg.MaxItems {
@@ -245,11 +246,11 @@ func (f *flush) forecastJobs(fc *Forecast, byType map[record.Type]*TypeForecast,
 	}
 }
 
-// withDescribed returns described with object (and Contact for Leads,
-// which a flush describes too) marked as described.
-func withDescribed(described map[string]connector.Object, object string) map[string]connector.Object {
-	for _, o := range []string{object, objContact} {
-		if _, ok := described[o]; !ok && (o == object || object == objLead) {
+// withDescribed returns described with the objects a write to object
+// describes (describedWith) marked as described.
+func (f *flush) withDescribed(described map[string]connector.Object, object string) map[string]connector.Object {
+	for _, o := range f.describedWith(object) {
+		if _, ok := described[o]; !ok {
 			described = maps.Clone(described)
 			described[o] = connector.Object{Name: o}
 		}

@@ -77,7 +77,7 @@ func (f *flush) loadReobserve(ctx context.Context) error {
 			continue
 		}
 		if _, ok := f.maps[r.Type]; !ok {
-			if f.maps[r.Type], err = prefs.Fields(ctx, f.e.db, f.c.WorkspaceID, r.Type); err != nil {
+			if f.maps[r.Type], err = prefs.Fields(ctx, f.e.db, f.c.Contract(), f.c.WorkspaceID, r.Type); err != nil {
 				return err
 			}
 		}
@@ -161,8 +161,8 @@ func (f *flush) knownReason(j *job) string {
 		return "its CRM state is not known"
 	case !k.Proven():
 		return "its CRM state was observed within the second of its last change"
-	case j.object == objLead && isConverted(connector.Record{Fields: k.Fields}):
-		return "the Lead was converted"
+	case f.names.IsProspect(j.object) && f.names.IsConverted(k.Fields):
+		return "the " + f.names.Prospect + " was converted"
 	}
 	for _, name := range f.decisionFields(j) {
 		if _, ok := k.Fields[name]; !ok {
@@ -193,8 +193,8 @@ func (f *flush) decisionFields(j *job) []string {
 			out = append(out, st.crmField)
 		}
 	}
-	if j.object == objLead {
-		out = append(out, "IsConverted")
+	if f.names.IsProspect(j.object) && f.names.Convertible() {
+		out = append(out, f.names.Converted)
 	}
 	return out
 }

@@ -114,7 +114,7 @@ func (f *flush) readFields(object string) []string {
 			}
 		}
 	}
-	for _, name := range structuralFields[object] {
+	for _, name := range f.structuralFields(object) {
 		add(name)
 	}
 	if ext := f.extID[object]; ext != "" {
@@ -126,19 +126,32 @@ func (f *flush) readFields(object string) []string {
 func (f *flush) objectsOf(t record.Type, object string) bool {
 	switch t {
 	case record.TypeContact:
-		return object == objLead || object == objContact
+		return f.names.IsContact(object)
 	default:
 		return f.objectFor(t) == object
 	}
 }
 
-var structuralFields = map[string][]string{
-	objLead:     {"Email", "IsConverted", "ConvertedContactId", "OwnerId"},
-	objContact:  {"Email", "AccountId"},
-	objAccount:  {"Name", "Website"},
-	objCampaign: {"Name"},
-	objMember:   {"CampaignId", "LeadId", "ContactId", "Status"},
-	objTask:     {"Subject", "WhoId", "Status", "ActivityDate", "Description"},
+// structuralFields are the role fields of object the flush reads besides
+// the mapped ones: match keys, references, the conversion link.
+func (f *flush) structuralFields(object string) []string {
+	n := f.names
+	var out []string
+	switch object {
+	case n.Prospect:
+		out = []string{n.ProspectEmail, n.Converted, n.ConvertedTo, n.ProspectOwner}
+	case n.Person:
+		out = []string{n.PersonEmail, n.PersonCompany}
+	case n.Company:
+		out = []string{n.CompanyName, n.CompanyDomain}
+	case n.Campaign:
+		out = []string{n.CampaignName}
+	case n.Member:
+		out = []string{n.MemberCampaign, n.MemberProspect, n.MemberPerson}
+	case n.Task:
+		out = []string{n.TaskSubject, n.TaskWho, n.TaskStatus, n.TaskDue, n.TaskDescription}
+	}
+	return slices.DeleteFunc(out, func(name string) bool { return name == "" })
 }
 
 func stringField(r *record.Record, name string) string {
@@ -174,70 +187,72 @@ func newest(recs []connector.Record) (connector.Record, bool) {
 }
 
 func (f *flush) matchContacts(ctx context.Context, jobs []*job) error {
-	byEmail := map[string][]*job{}
+	jobsByEmail := map[string][]*job{}
 	var emails []string
 	for _, j := range jobs {
 		if e := strings.ToLower(stringField(j.rec, "email")); e != "" {
-			if _, ok := byEmail[e]; !ok {
+			if _, ok := jobsByEmail[e]; !ok {
 				emails = append(emails, e)
 			}
-			byEmail[e] = append(byEmail[e], j)
+			jobsByEmail[e] = append(jobsByEmail[e], j)
 		}
 	}
 	if len(emails) == 0 {
 		return nil
 	}
-	contacts, err := f.fetch(ctx, objContact, nil, &connector.MatchKey{Field: "Email", Values: emails})
-	if err != nil {
-		return err
-	}
-	leads, err := f.fetch(ctx, objLead, nil, &connector.MatchKey{Field: "Email", Values: emails})
-	if err != nil {
-		return err
-	}
-	group := func(recs []connector.Record) map[string][]connector.Record {
+	n := f.names
+	// byEmail groups the records of a contact object by their email.
+	byEmail := func(object string) (map[string][]connector.Record, error) {
 		out := map[string][]connector.Record{}
+		if object == "" {
+			return out, nil
+		}
+		key := n.Email(object)
+		recs, err := f.fetch(ctx, object, nil, &connector.MatchKey{Field: key, Values: emails})
 		for _, r := range recs {
-			e, _ := r.Fields["Email"].(string)
+			e, _ := r.Fields[key].(string)
 			out[strings.ToLower(e)] = append(out[strings.ToLower(e)], r)
 		}
-		return out
+		return out, err
 	}
-	cByEmail, lByEmail := group(contacts), group(leads)
+	persons, err := byEmail(n.Person)
+	if err != nil {
+		return err
+	}
+	prospects, err := byEmail(n.Prospect)
+	if err != nil {
+		return err
+	}
 	convertedTo := map[string][]*job{}
 	for _, e := range emails {
-		if c, ok := newest(cByEmail[e]); ok {
-			for _, j := range byEmail[e] {
-				f.link(j, objContact, c, MatchedByEmail, "matched a Contact by email")
+		if c, ok := newest(persons[e]); ok {
+			for _, j := range jobsByEmail[e] {
+				f.link(j, n.Person, c, MatchedByEmail, "matched a "+n.Person+" by email")
 			}
 			continue
 		}
 		var open, converted []connector.Record
-		for _, l := range lByEmail[e] {
-			if isConverted(l) {
+		for _, l := range prospects[e] {
+			if n.IsConverted(l.Fields) {
 				converted = append(converted, l)
 			} else {
 				open = append(open, l)
 			}
 		}
 		if l, ok := newest(open); ok {
-			for _, j := range byEmail[e] {
-				f.link(j, objLead, l, MatchedByEmail, "matched a Lead by email")
+			for _, j := range jobsByEmail[e] {
+				f.link(j, n.Prospect, l, MatchedByEmail, "matched a "+n.Prospect+" by email")
 			}
 		} else if l, ok := newest(converted); ok {
-			id, _ := l.Fields["ConvertedContactId"].(string)
-			convertedTo[id] = append(convertedTo[id], byEmail[e]...)
+			id, _ := l.Fields[n.ConvertedTo].(string)
+			convertedTo[id] = append(convertedTo[id], jobsByEmail[e]...)
 		}
 	}
 	return f.followConversions(ctx, convertedTo)
 }
 
-func isConverted(r connector.Record) bool {
-	b, _ := r.Fields["IsConverted"].(bool)
-	return b
-}
-
-// followConversions links jobs to the Contacts their converted Leads became.
+// followConversions links jobs to the persons their converted prospects
+// became.
 func (f *flush) followConversions(ctx context.Context, to map[string][]*job) error {
 	var ids []string
 	for id := range to {
@@ -245,14 +260,18 @@ func (f *flush) followConversions(ctx context.Context, to map[string][]*job) err
 			ids = append(ids, id)
 		}
 	}
+	if len(ids) == 0 {
+		return nil
+	}
 	slices.Sort(ids)
-	recs, err := f.fetch(ctx, objContact, ids, nil)
+	n := f.names
+	recs, err := f.fetch(ctx, n.Person, ids, nil)
 	if err != nil {
 		return err
 	}
 	for _, c := range recs {
 		for _, j := range to[c.ID] {
-			f.link(j, objContact, c, MatchedByEmail, "Lead was converted; writing to its Contact")
+			f.link(j, n.Person, c, MatchedByEmail, n.Prospect+" was converted; writing to its "+n.Person)
 		}
 	}
 	return nil
@@ -302,12 +321,16 @@ func (f *flush) matchByName(ctx context.Context, object string, jobs []*job) err
 			names = append(names, n)
 		}
 	}
-	recs, err := f.fetch(ctx, object, nil, &connector.MatchKey{Field: "Name", Values: names})
+	key := f.names.CompanyName
+	if object == f.names.Campaign {
+		key = f.names.CampaignName
+	}
+	recs, err := f.fetch(ctx, object, nil, &connector.MatchKey{Field: key, Values: names})
 	if err != nil {
 		return err
 	}
 	for _, r := range recs {
-		n, _ := r.Fields["Name"].(string)
+		n, _ := r.Fields[key].(string)
 		if j := byName[n]; j != nil && j.crmID == "" {
 			f.link(j, object, r, MatchedByName, "matched by name after an unconfirmed create")
 		}
@@ -316,9 +339,13 @@ func (f *flush) matchByName(ctx context.Context, object string, jobs []*job) err
 }
 
 func (f *flush) matchCompanies(ctx context.Context, jobs []*job) error {
-	jobs, err := f.matchByExternalID(ctx, objAccount, jobs)
+	n := f.names
+	jobs, err := f.matchByExternalID(ctx, n.Company, jobs)
 	if err != nil || len(jobs) == 0 {
 		return err
+	}
+	if n.CompanyDomain == "" {
+		return f.matchByName(ctx, n.Company, jobs)
 	}
 	byDomain := map[string][]*job{}
 	var values []string
@@ -332,26 +359,35 @@ func (f *flush) matchCompanies(ctx context.Context, jobs []*job) error {
 		}
 		byDomain[d] = append(byDomain[d], j)
 	}
-	recs, err := f.fetch(ctx, objAccount, nil, &connector.MatchKey{Field: "Website", Values: values})
+	recs, err := f.fetch(ctx, n.Company, nil, &connector.MatchKey{Field: n.CompanyDomain, Values: values})
 	if err != nil {
 		return err
 	}
 	byD := map[string][]connector.Record{}
 	for _, r := range recs {
-		w, _ := r.Fields["Website"].(string)
+		w, _ := r.Fields[n.CompanyDomain].(string)
 		byD[record.Domain(w)] = append(byD[record.Domain(w)], r)
 	}
 	for d, js := range byDomain {
 		if r, ok := newest(byD[d]); ok {
 			for _, j := range js {
-				f.link(j, objAccount, r, MatchedByWebsite, "matched an Account by website domain")
+				f.link(j, n.Company, r, MatchedByWebsite, "matched "+article(n.Company)+" by website domain")
 			}
 		}
 	}
-	return f.matchByName(ctx, objAccount, unlinked(jobs))
+	return f.matchByName(ctx, n.Company, unlinked(jobs))
 }
 
-// websiteValues are the Website values an Account of domain d may hold.
+// article returns object with its indefinite article ("an Account").
+func article(object string) string {
+	if object != "" && strings.ContainsRune("AEIOUaeiou", rune(object[0])) {
+		return "an " + object
+	}
+	return "a " + object
+}
+
+// websiteValues are the values a company's domain field may hold for
+// domain d.
 func websiteValues(d string) []string {
 	var out []string
 	for _, p := range []string{"", "www.", "http://", "https://", "http://www.", "https://www."} {
@@ -361,11 +397,11 @@ func websiteValues(d string) []string {
 }
 
 func (f *flush) matchCampaigns(ctx context.Context, jobs []*job) error {
-	jobs, err := f.matchByExternalID(ctx, objCampaign, jobs)
+	jobs, err := f.matchByExternalID(ctx, f.names.Campaign, jobs)
 	if err != nil || len(jobs) == 0 {
 		return err
 	}
-	return f.matchByName(ctx, objCampaign, jobs)
+	return f.matchByName(ctx, f.names.Campaign, jobs)
 }
 
 func (f *flush) parentID(r *record.Record, field string, t record.Type) (object, id string) {
@@ -389,17 +425,18 @@ func (f *flush) matchMembers(ctx context.Context, jobs []*job) error {
 		}
 		byCampaign[cid] = append(byCampaign[cid], j)
 	}
-	recs, err := f.fetch(ctx, objMember, nil, &connector.MatchKey{Field: "CampaignId", Values: campaigns})
+	n := f.names
+	recs, err := f.fetch(ctx, n.Member, nil, &connector.MatchKey{Field: n.MemberCampaign, Values: campaigns})
 	if err != nil {
 		return err
 	}
 	for _, r := range recs {
-		cid, _ := r.Fields["CampaignId"].(string)
-		lead, _ := r.Fields["LeadId"].(string)
-		contact, _ := r.Fields["ContactId"].(string)
+		cid, _ := r.Fields[n.MemberCampaign].(string)
+		person, _ := r.Fields[n.MemberPerson].(string)
+		prospect, _ := r.Fields[n.MemberProspect].(string) // "" field: never set
 		for _, j := range byCampaign[cid] {
-			if _, who := f.parentID(j.rec, outbound.FieldContactID, record.TypeContact); who != "" && (who == lead || who == contact) {
-				f.link(j, objMember, r, MatchedByMembership, "already a campaign member")
+			if _, who := f.parentID(j.rec, outbound.FieldContactID, record.TypeContact); who != "" && (who == person || who == prospect) {
+				f.link(j, n.Member, r, MatchedByMembership, "already a campaign member")
 			}
 		}
 	}
@@ -420,16 +457,17 @@ func (f *flush) matchTasks(ctx context.Context, jobs []*job) error {
 			byWho[who] = append(byWho[who], j)
 		}
 	}
-	recs, err := f.fetch(ctx, objTask, nil, &connector.MatchKey{Field: "WhoId", Values: whos})
+	n := f.names
+	recs, err := f.fetch(ctx, n.Task, nil, &connector.MatchKey{Field: n.TaskWho, Values: whos})
 	if err != nil {
 		return err
 	}
 	for _, r := range recs {
-		who, _ := r.Fields["WhoId"].(string)
-		subject, _ := r.Fields["Subject"].(string)
+		who, _ := r.Fields[n.TaskWho].(string)
+		subject, _ := r.Fields[n.TaskSubject].(string)
 		for _, j := range byWho[who] {
 			if j.crmID == "" && subject == stringField(j.rec, "subject") {
-				f.link(j, objTask, r, MatchedBySubject, "matched by subject after an unconfirmed create")
+				f.link(j, n.Task, r, MatchedBySubject, "matched by subject after an unconfirmed create")
 			}
 		}
 	}

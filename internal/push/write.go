@@ -55,8 +55,8 @@ func (f *flush) readCurrent(ctx context.Context, jobs []*job) error {
 				f.succeed(j, synclog.OutcomeDeleted, "already gone from the CRM", nil)
 			case !ok:
 				f.fail(j, connector.RecordError{Code: connector.CodeNotFound, Message: "the CRM record no longer exists (deleted in the CRM?)"})
-			case o == objLead && isConverted(r):
-				id, _ := r.Fields["ConvertedContactId"].(string)
+			case f.names.IsProspect(o) && f.names.IsConverted(r.Fields):
+				id := f.names.ConvertedToID(r.Fields)
 				converted[id] = append(converted[id], j)
 			default:
 				j.cur = stateOf(r, j.rec)
@@ -72,8 +72,8 @@ func (f *flush) readCurrent(ctx context.Context, jobs []*job) error {
 	}
 	for _, js := range converted {
 		for _, j := range js {
-			if j.object == objLead { // the Contact was not found
-				f.fail(j, connector.RecordError{Code: connector.CodeConvertedLead, Message: "Lead was converted and its Contact cannot be read"})
+			if f.names.IsProspect(j.object) { // the person was not found
+				f.fail(j, connector.RecordError{Code: connector.CodeConvertedLead, Message: fmt.Sprintf("%s was converted and its %s cannot be read", f.names.Prospect, f.names.Person)})
 			}
 		}
 	}
@@ -257,57 +257,79 @@ type structuralValue struct {
 	reason   string // set when the value cannot be sent
 }
 
-// taskFields maps a task's Conversion fields to Task fields.
-var taskFields = map[string]string{"subject": "Subject", "status": "Status", "dueDate": "ActivityDate", "description": "Description"}
+// taskFields are a task's Conversion fields.
+var taskFields = []string{"subject", "status", "dueDate", "description"}
+
+// taskField returns the task object's field that holds Conversion field
+// name, per the contract ("" when the contract names none).
+func (f *flush) taskField(name string) string {
+	switch name {
+	case "subject":
+		return f.names.TaskSubject
+	case "status":
+		return f.names.TaskStatus
+	case "dueDate":
+		return f.names.TaskDue
+	case "description":
+		return f.names.TaskDescription
+	}
+	return ""
+}
 
 func isStructural(t record.Type, name string) bool {
 	switch name {
 	case outbound.FieldCompanyID, outbound.FieldCampaignID, outbound.FieldContactID, outbound.FieldOwnerID:
 		return true
 	}
-	_, ok := taskFields[name]
-	return t == record.TypeTask && ok
+	return t == record.TypeTask && slices.Contains(taskFields, name)
 }
 
 // structural returns the link fields of a job: values that tie records
 // together and always go with the write.
 func structural(f *flush, j *job) map[string]structuralValue {
 	out := map[string]structuralValue{}
-	r := j.rec
+	r, n := j.rec, f.names
 	switch r.Type {
 	case record.TypeContact:
-		if _, ok := r.Fields[outbound.FieldCompanyID]; ok && j.object == objContact {
+		if _, ok := r.Fields[outbound.FieldCompanyID]; ok && n.IsPerson(j.object) && n.PersonCompany != "" {
 			if _, id := f.parentID(r, outbound.FieldCompanyID, record.TypeCompany); id != "" {
-				out[outbound.FieldCompanyID] = structuralValue{crmField: "AccountId", value: id}
+				out[outbound.FieldCompanyID] = structuralValue{crmField: n.PersonCompany, value: id}
 			} else {
-				out[outbound.FieldCompanyID] = structuralValue{crmField: "AccountId", value: stringField(r, outbound.FieldCompanyID), reason: "company is not in the CRM"}
+				out[outbound.FieldCompanyID] = structuralValue{crmField: n.PersonCompany, value: stringField(r, outbound.FieldCompanyID), reason: "company is not in the CRM"}
 			}
 		}
 		if _, ok := j.w.Fields[outbound.FieldOwnerID]; ok {
 			v := stringField(r, outbound.FieldOwnerID)
-			if j.object != objLead {
-				out[outbound.FieldOwnerID] = structuralValue{crmField: "OwnerId", value: v, reason: "queues can own Leads only"}
-			} else {
-				out[outbound.FieldOwnerID] = structuralValue{crmField: "OwnerId", value: v}
+			switch {
+			case n.ProspectOwner == "":
+				out[outbound.FieldOwnerID] = structuralValue{crmField: outbound.FieldOwnerID, value: v, reason: "the CRM has no owner assignment"}
+			case !n.IsProspect(j.object):
+				out[outbound.FieldOwnerID] = structuralValue{crmField: n.ProspectOwner, value: v, reason: "queues can own " + n.Prospect + " records only"}
+			default:
+				out[outbound.FieldOwnerID] = structuralValue{crmField: n.ProspectOwner, value: v}
 			}
 		}
 	case record.TypeCampaignMember:
 		if j.crmID == "" {
 			_, cid := f.parentID(r, outbound.FieldCampaignID, record.TypeCampaign)
-			out[outbound.FieldCampaignID] = structuralValue{crmField: "CampaignId", value: cid}
+			out[outbound.FieldCampaignID] = structuralValue{crmField: n.MemberCampaign, value: cid}
 			obj, who := f.parentID(r, outbound.FieldContactID, record.TypeContact)
-			field := "LeadId"
-			if obj == objContact {
-				field = "ContactId"
+			field := n.MemberProspect
+			if n.IsPerson(obj) || field == "" {
+				field = n.MemberPerson
 			}
 			out[outbound.FieldContactID] = structuralValue{crmField: field, value: who}
 		}
 	case record.TypeTask:
 		if j.crmID == "" {
 			_, who := f.parentID(r, outbound.FieldContactID, record.TypeContact)
-			out[outbound.FieldContactID] = structuralValue{crmField: "WhoId", value: who}
+			out[outbound.FieldContactID] = structuralValue{crmField: n.TaskWho, value: who}
 		}
-		for name, crmField := range taskFields {
+		for _, name := range taskFields {
+			crmField := f.taskField(name)
+			if crmField == "" {
+				continue
+			}
 			if fs, ok := j.w.Fields[name]; ok || j.fresh {
 				if !ok {
 					fs = r.Fields[name]
@@ -506,10 +528,10 @@ func (f *flush) succeed(j *job, outcome synclog.Outcome, reason string, sent map
 // fail records a per-record failure: retryable ones stay queued with
 // backoff, others are parked with the CRM's error.
 func (f *flush) fail(j *job, e connector.RecordError) {
-	e = explain(j.object, e)
+	e = explain(f.names, j.object, e)
 	if e.Code == connector.CodeConvertedLead {
 		// Read again next time: the read follows ConvertedContactId.
-		j.rec.CRMObject, j.rec.CRMID = objLead, j.crmID
+		j.rec.CRMObject, j.rec.CRMID = f.names.Prospect, j.crmID
 		e.Retryable = true
 	}
 	if e.Retryable {
