@@ -748,7 +748,7 @@ func (f *flush) plannedMatchCalls(level int) int {
 		case record.TypeCampaignMember:
 			values[j.object+".campaign"] = append(values[j.object+".campaign"], stringField(r, outbound.FieldCampaignID))
 		case record.TypeTask:
-			if r.CreateAttemptedAt.IsZero() {
+			if !r.CreateAttemptedAt.IsZero() {
 				values[j.object+".who"] = append(values[j.object+".who"], stringField(r, outbound.FieldContactID))
 			}
 		}

@@ -447,8 +447,8 @@ func (f *flush) matchTasks(ctx context.Context, jobs []*job) error {
 	byWho := map[string][]*job{}
 	var whos []string
 	for _, j := range jobs {
-		if !j.rec.CreateAttemptedAt.IsZero() {
-			continue
+		if j.rec.CreateAttemptedAt.IsZero() {
+			continue // never sent: nothing in the CRM to find
 		}
 		if _, who := f.parentID(j.rec, outbound.FieldContactID, record.TypeContact); who != "" && who != createdInDryRun {
 			if _, ok := byWho[who]; !ok {
