@@ -168,6 +168,9 @@ const (
 	// answers is the same either way; announcing it lets crmsync plan what
 	// a flush will cost (a bulk job costs a few calls whatever its size).
 	CapabilityBulk Capability = "bulk"
+	// CapabilityBulkJobs: the connector implements BulkJobRunner (with
+	// CapabilityBulk): crmsync opens and tracks each bulk job itself.
+	CapabilityBulkJobs Capability = "bulk_jobs"
 )
 
 // Session is what every call carries: the connection's configuration and its

@@ -48,8 +48,14 @@ func (b *sfBundle) conn(t *testing.T) *connection.Connection {
 // the connection's configuration.
 func setupSffake(t *testing.T, bdb *bun.DB, cfg push.Config, sfcfg ...func(*salesforce.Config)) *sfBundle {
 	t.Helper()
+	return setupSffakeOrg(t, bdb, sffaketest.Start(t), cfg, sfcfg...)
+}
+
+// setupSffakeOrg is setupSffake on an org the caller started.
+func setupSffakeOrg(t *testing.T, bdb *bun.DB, sf *sffake.Server, cfg push.Config, sfcfg ...func(*salesforce.Config)) *sfBundle {
+	t.Helper()
 	ctx := context.Background()
-	b := &sfBundle{db: bdb, sf: sffaketest.Start(t)}
+	b := &sfBundle{db: bdb, sf: sf}
 	require.NoError(t, bdb.NewRaw("INSERT INTO workspaces (name, created_at) VALUES (?, ?) RETURNING id", "t", time.Now().UTC()).Scan(ctx, &b.ws))
 	key := make([]byte, secret.KeySize)
 	_, _ = rand.Read(key)

@@ -20,8 +20,13 @@ import (
 // and operation, and the job ends JobComplete (or Failed, or Aborted).
 // docs/salesforce.md ("Bulk API 2.0") lists the sources of the formats.
 
-// bulkChunk is how many records Salesforce works as one internal batch.
-const bulkChunk = 10_000
+// bulkChunk is how many records Salesforce works as one internal batch,
+// and bulkTransaction how many rows of a batch it commits at a time (the
+// Bulk API's 200-record chunks: docs/salesforce.md, "Bulk API 2.0").
+const (
+	bulkChunk       = 10_000
+	bulkTransaction = 200
+)
 
 // Bulk API 2.0 allocations (rolling 24 hours): every internal batch of
 // 10,000 records counts against the 15,000 batches Bulk API and Bulk API
@@ -377,11 +382,22 @@ func (s *Server) runJob(job *bulkJob) {
 	}
 }
 
-// runChunk works one chunk as one transaction: it writes the rows (taking
-// the row locks of their parent Accounts), spends their modelled time, then
-// releases the locks. A chunk that starts after the job was aborted leaves
-// its rows unprocessed.
+// runChunk works one internal batch, bulkTransaction rows at a time: each
+// group is one transaction that writes its rows (taking the row locks of
+// their parent Accounts), spends their modelled time, then releases the
+// locks, so the batch's records appear in the org as it is worked. Rows
+// of groups that start after the job was aborted are left unprocessed.
 func (s *Server) runChunk(job *bulkJob, rows [][]string) {
+	s.mu.Lock()
+	s.bulkBatches++
+	s.mu.Unlock()
+	for group := range slices.Chunk(rows, bulkTransaction) {
+		s.runTransaction(job, group)
+	}
+}
+
+// runTransaction works one group of rows of a batch as one transaction.
+func (s *Server) runTransaction(job *bulkJob, rows [][]string) {
 	start := time.Now()
 	s.mu.Lock()
 	if job.state == jobAborted {
@@ -389,11 +405,10 @@ func (s *Server) runChunk(job *bulkJob, rows [][]string) {
 		s.mu.Unlock()
 		return
 	}
-	s.bulkBatches++
 	var w *work
 	if s.cost != nil {
-		// A chunk holds row locks like a request but is not one of the
-		// org's long-running API requests.
+		// A transaction holds row locks like a request but is not one of
+		// the org's long-running API requests.
 		w = &work{parents: map[string]bool{}, failed: map[string]bool{}}
 	}
 	obj := s.st.object(job.object)
