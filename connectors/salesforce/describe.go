@@ -150,7 +150,7 @@ func (c *Connector) static() *connector.Description {
 		},
 		Capabilities: []connector.Capability{connector.CapabilityFetchChanges, connector.CapabilityUpsert, connector.CapabilityFetchMany,
 			connector.CapabilityConditionalUpdate, connector.CapabilityStreamChanges, connector.CapabilityFetchChangesMany,
-			connector.CapabilityBulk},
+			connector.CapabilityBulk, connector.CapabilityBulkJobs},
 		BulkThreshold: DefaultBulkThreshold,
 	}
 }
