@@ -102,7 +102,9 @@ func TestJSONCRMExampleEndToEnd(t *testing.T) {
 	}
 	ingest := func(token, changes string) (queued int) {
 		t.Helper()
-		var out struct{ RecordChanges struct{ Accepted, Queued int } }
+		var out struct {
+			RecordChanges struct{ Accepted, Queued int }
+		}
 		gql(token, `mutation { recordChanges(input: [`+changes+`]) { accepted queued } }`, &out)
 		return out.RecordChanges.Queued
 	}
