@@ -295,7 +295,7 @@ func (c *DataContract) Validate(objects []Object) error {
 		errs = append(errs, errors.New("CampaignMember needs Campaign and Contact"))
 	}
 	if c.Task != nil && c.Contact == nil {
-		errs = append(errs, errors.New("Task needs Contact"))
+		errs = append(errs, errors.New("the Task part needs a Contact part"))
 	}
 	described := func(name string) (Object, bool) {
 		i := slices.IndexFunc(objects, func(o Object) bool { return o.Name == name })

@@ -127,7 +127,7 @@ func TestValidateReportsMistakes(t *testing.T) {
 				c.Contact, c.CampaignMember = nil, nil
 				return salesforceObjects()
 			},
-			wantErr: "Task needs Contact",
+			wantErr: "the Task part needs a Contact part",
 		},
 		"part without an object": {
 			plant: func(c *connector.DataContract) []connector.Object {
