@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // DataContract says how Conversion's record types map onto the CRM's
@@ -221,7 +222,8 @@ type role struct {
 
 func (c *DataContract) roles() []role {
 	var rs []role
-	text := []FieldType{"string", "email", "url", "textarea", "phone"}
+	// combobox: a text with suggested values (Salesforce's Task.Subject).
+	text := []FieldType{"string", "email", "url", "textarea", "phone", "combobox"}
 	if ct := c.Contact; ct != nil {
 		p := ct.Person
 		rs = append(rs, role{object: p.Object, field: p.Email, name: "Contact.Person.Email", required: true, types: text})
@@ -293,7 +295,7 @@ func (c *DataContract) Validate(objects []Object) error {
 		errs = append(errs, errors.New("CampaignMember needs Campaign and Contact"))
 	}
 	if c.Task != nil && c.Contact == nil {
-		errs = append(errs, errors.New("Task needs Contact"))
+		errs = append(errs, errors.New("the Task part needs a Contact part"))
 	}
 	described := func(name string) (Object, bool) {
 		i := slices.IndexFunc(objects, func(o Object) bool { return o.Name == name })
@@ -339,6 +341,9 @@ func (c *DataContract) Validate(objects []Object) error {
 
 func (c *DataContract) validateMappings(described func(string) (Object, bool), check bool) []error {
 	var errs []error
+	// A mapping's CRM field must exist on at least one of the part's
+	// objects: a contact field may live on the Prospect only (Salesforce's
+	// Lead.Company), and is left out of writes to the Person.
 	each := func(part string, objs []string, ms []FieldMapping) {
 		for _, m := range ms {
 			if m.Field == "" || m.CRMField == "" {
@@ -348,12 +353,16 @@ func (c *DataContract) validateMappings(described func(string) (Object, bool), c
 			if !check {
 				continue
 			}
+			found, seen := false, false
 			for _, o := range objs {
 				if d, ok := described(o); ok {
-					if _, ok := d.Field(m.CRMField); !ok {
-						errs = append(errs, fmt.Errorf("%s.Fields maps %s to %s.%s, which is not described", part, m.Field, o, m.CRMField))
-					}
+					seen = true
+					_, has := d.Field(m.CRMField)
+					found = found || has
 				}
+			}
+			if seen && !found {
+				errs = append(errs, fmt.Errorf("%s.Fields maps %s to %s.%s, which is not described", part, m.Field, strings.Join(objs, " or "), m.CRMField))
 			}
 		}
 	}

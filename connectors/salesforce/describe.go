@@ -152,6 +152,9 @@ func (c *Connector) static() *connector.Description {
 			connector.CapabilityConditionalUpdate, connector.CapabilityStreamChanges, connector.CapabilityFetchChangesMany,
 			connector.CapabilityBulk, connector.CapabilityBulkJobs},
 		BulkThreshold: DefaultBulkThreshold,
+		// Salesforce's shape is the default contract; declaring it says so
+		// where a connector author reads.
+		Contract: connector.SalesforceContract(),
 	}
 }
 
