@@ -266,11 +266,13 @@ func (c *DataContract) roles() []role {
 }
 
 // Validate checks the contract against the connector's own description:
-// every part names an object, every required role a field, campaign
-// members need contacts and campaigns, tasks need contacts; when objects
-// holds the described objects, every named object and field exists there,
-// with a fitting type, and references point to the right object. It
-// returns every problem found, joined.
+// every part names an object, every required role a field, every default
+// mapping both its fields, campaign members need contacts and campaigns,
+// tasks need contacts; when objects holds the described objects, every
+// named object and role field exists there, with a fitting type, and
+// references point to the right object (ValidateMappings checks the
+// mappings' fields). It returns every problem found, joined. crmsync
+// refuses a connection whose connector's contract fails it.
 func (c *DataContract) Validate(objects []Object) error {
 	var errs []error
 	if c.Contact != nil {
@@ -335,8 +337,24 @@ func (c *DataContract) Validate(objects []Object) error {
 			errs = append(errs, fmt.Errorf("%s: %s.%s does not reference %s (it references %v)", r.name, r.object, r.field, r.reference, f.ReferenceTo))
 		}
 	}
-	errs = append(errs, c.validateMappings(described, objects != nil)...)
+	errs = append(errs, c.validateMappings(described, false)...)
 	return errors.Join(errs...)
+}
+
+// ValidateMappings checks that the CRM field of every default field
+// mapping exists on the described objects. crmsync does not refuse a
+// connection for it (an org may hide a mapped field from the integration
+// user; the field is then synced as absent), but a connector's own
+// contract should pass it: the conformance suite checks it.
+func (c *DataContract) ValidateMappings(objects []Object) error {
+	described := func(name string) (Object, bool) {
+		i := slices.IndexFunc(objects, func(o Object) bool { return o.Name == name })
+		if i < 0 {
+			return Object{}, false
+		}
+		return objects[i], true
+	}
+	return errors.Join(c.validateMappings(described, true)...)
 }
 
 func (c *DataContract) validateMappings(described func(string) (Object, bool), check bool) []error {

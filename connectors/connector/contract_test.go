@@ -82,13 +82,6 @@ func TestValidateReportsMistakes(t *testing.T) {
 			},
 			wantErr: "Company.Domain names Account.Domain__c, which is not described",
 		},
-		"mapping names a field not described": {
-			plant: func(c *connector.DataContract) []connector.Object {
-				c.Campaign.Fields = append(c.Campaign.Fields, connector.FieldMapping{Field: "budget", CRMField: "Budget__c"})
-				return salesforceObjects()
-			},
-			wantErr: "Campaign.Fields maps budget to Campaign.Budget__c, which is not described",
-		},
 		"object not described": {
 			plant: func(c *connector.DataContract) []connector.Object {
 				c.Task.Object = "Activity"
@@ -154,6 +147,26 @@ func TestValidateReportsMistakes(t *testing.T) {
 				t.Fatalf("Validate = %v, want an error containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// A default mapping to a field the org does not describe is reported by
+// ValidateMappings, not by Validate: an org may hide a mapped field from
+// the integration user, and that does not make the connection unusable.
+func TestValidateMappingsReportsUndescribedFields(t *testing.T) {
+	t.Parallel()
+	c := connector.SalesforceContract()
+	c.Campaign.Fields = append(c.Campaign.Fields, connector.FieldMapping{Field: "budget", CRMField: "Budget__c"})
+	if err := c.Validate(salesforceObjects()); err != nil {
+		t.Fatalf("Validate = %v, want nil", err)
+	}
+	err := c.ValidateMappings(salesforceObjects())
+	want := "Campaign.Fields maps budget to Campaign.Budget__c, which is not described"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("ValidateMappings = %v, want an error containing %q", err, want)
+	}
+	if err := connector.SalesforceContract().ValidateMappings(salesforceObjects()); err != nil {
+		t.Fatalf("ValidateMappings of Salesforce's contract = %v", err)
 	}
 }
 

@@ -30,6 +30,7 @@ func testDataContract(t *testing.T, h Harness) {
 	require.Equal(t, c, connector.ContractOf(d),
 		"the contract must not depend on credentials: crmsync reads it from a describe that carries the configuration only")
 	require.NoError(t, c.Validate(d.Objects), "the declared contract against the described objects")
+	require.NoError(t, c.ValidateMappings(d.Objects), "the contract's default mappings against the described objects")
 
 	r := &contractRecords{h: h, c: c, objects: map[string]connector.Object{}}
 	for _, o := range d.Objects {
