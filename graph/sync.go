@@ -171,6 +171,7 @@ func overviewModel(o overview.Overview) *model.SyncOverview {
 		s := o.ConnectionStatus
 		out.ConnectionStatus = &s
 	}
+	out.Bulk = &model.BulkUsage{RunningJobs: o.Bulk.Running, Jobs: o.Bulk.Jobs, Records: int(o.Bulk.Records), Batches: int(o.Bulk.Batches)}
 	if p := o.Progress; p != nil {
 		out.Progress = &model.SyncProgress{RecordsDone: int(p.Done), RecordsRemaining: int(p.Remaining), RecordsTotal: int(p.Total()),
 			RecordsPerMinute: p.PerMinute, Since: p.Since}

@@ -35,6 +35,13 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	BulkUsage struct {
+		Batches     func(childComplexity int) int
+		Jobs        func(childComplexity int) int
+		Records     func(childComplexity int) int
+		RunningJobs func(childComplexity int) int
+	}
+
 	CRMDailyLimit struct {
 		Max        func(childComplexity int) int
 		ObservedAt func(childComplexity int) int
@@ -316,6 +323,7 @@ type ComplexityRoot struct {
 
 	SyncOverview struct {
 		APICallsByHour         func(childComplexity int) int
+		Bulk                   func(childComplexity int) int
 		ConnectionStatus       func(childComplexity int) int
 		ConnectionStatusReason func(childComplexity int) int
 		ConversionDailyLimit   func(childComplexity int) int
@@ -380,6 +388,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	ec := newExecutionContext(nil, e, nil)
 	_ = ec
 	switch typeName + "." + field {
+
+	case "BulkUsage.batches":
+		if e.ComplexityRoot.BulkUsage.Batches == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkUsage.Batches(childComplexity), true
+	case "BulkUsage.jobs":
+		if e.ComplexityRoot.BulkUsage.Jobs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkUsage.Jobs(childComplexity), true
+	case "BulkUsage.records":
+		if e.ComplexityRoot.BulkUsage.Records == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkUsage.Records(childComplexity), true
+	case "BulkUsage.runningJobs":
+		if e.ComplexityRoot.BulkUsage.RunningJobs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BulkUsage.RunningJobs(childComplexity), true
 
 	case "CRMDailyLimit.max":
 		if e.ComplexityRoot.CRMDailyLimit.Max == nil {
@@ -1581,6 +1614,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncOverview.APICallsByHour(childComplexity), true
+	case "SyncOverview.bulk":
+		if e.ComplexityRoot.SyncOverview.Bulk == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncOverview.Bulk(childComplexity), true
 	case "SyncOverview.connectionStatus":
 		if e.ComplexityRoot.SyncOverview.ConnectionStatus == nil {
 			break
@@ -2453,6 +2492,24 @@ type SyncOverview {
   unsupportedRecordTypes: [UnsupportedRecordType!]!
   "How far the outbound backlog has come, with its rate and ETA; null when nothing is queued."
   progress: SyncProgress
+  "crmsync's use of the CRM's bulk API (Salesforce: Bulk API 2.0 ingest jobs) over the last 24 hours."
+  bulk: BulkUsage!
+}
+
+"""
+crmsync's use of the CRM's bulk API over the last 24 hours (docs/sync.md,
+"Bulk jobs across a restart"). Big groups of writes go as bulk jobs;
+their API calls count in apiCallsByHour like any other.
+"""
+type BulkUsage {
+  "Jobs not finished: being worked by the CRM, or left by a crmsync that stopped and not settled yet (flushes wait for those)."
+  runningJobs: Int!
+  "Jobs opened in the last 24 hours, running ones included."
+  jobs: Int!
+  "Records those jobs carried."
+  records: Int!
+  "What those jobs cost of the CRM's daily bulk allocation, as crmsync counts it (Salesforce: one of the 15,000 DailyBulkApiBatches per 10,000 records of a job)."
+  batches: Int!
 }
 
 """
@@ -2655,6 +2712,20 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // childFields_* functions provide shared child field context lookups.
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
+
+func (ec *executionContext) childFields_BulkUsage(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "runningJobs":
+		return ec.fieldContext_BulkUsage_runningJobs(ctx, field)
+	case "jobs":
+		return ec.fieldContext_BulkUsage_jobs(ctx, field)
+	case "records":
+		return ec.fieldContext_BulkUsage_records(ctx, field)
+	case "batches":
+		return ec.fieldContext_BulkUsage_batches(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BulkUsage", field.Name)
+}
 
 func (ec *executionContext) childFields_CRMDailyLimit(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
@@ -3180,6 +3251,8 @@ func (ec *executionContext) childFields_SyncOverview(ctx context.Context, field 
 		return ec.fieldContext_SyncOverview_unsupportedRecordTypes(ctx, field)
 	case "progress":
 		return ec.fieldContext_SyncOverview_progress(ctx, field)
+	case "bulk":
+		return ec.fieldContext_SyncOverview_bulk(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SyncOverview", field.Name)
 }

@@ -79,6 +79,98 @@ func (ec *executionContext) field_SyncBatch_records_args(ctx context.Context, ra
 
 // region    **************************** field.gotpl *****************************
 
+func (ec *executionContext) _BulkUsage_runningJobs(ctx context.Context, field graphql.CollectedField, obj *model.BulkUsage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkUsage_runningJobs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RunningJobs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkUsage_runningJobs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkUsage", field, false, false, "Int")
+}
+
+func (ec *executionContext) _BulkUsage_jobs(ctx context.Context, field graphql.CollectedField, obj *model.BulkUsage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkUsage_jobs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Jobs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkUsage_jobs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkUsage", field, false, false, "Int")
+}
+
+func (ec *executionContext) _BulkUsage_records(ctx context.Context, field graphql.CollectedField, obj *model.BulkUsage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkUsage_records(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Records, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkUsage_records(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkUsage", field, false, false, "Int")
+}
+
+func (ec *executionContext) _BulkUsage_batches(ctx context.Context, field graphql.CollectedField, obj *model.BulkUsage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BulkUsage_batches(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Batches, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BulkUsage_batches(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BulkUsage", field, false, false, "Int")
+}
+
 func (ec *executionContext) _CRMDailyLimit_used(ctx context.Context, field graphql.CollectedField, obj *model.CRMDailyLimit) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4283,6 +4375,38 @@ func (ec *executionContext) fieldContext_SyncOverview_progress(_ context.Context
 	return fc, nil
 }
 
+func (ec *executionContext) _SyncOverview_bulk(ctx context.Context, field graphql.CollectedField, obj *model.SyncOverview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncOverview_bulk(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Bulk, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.BulkUsage) graphql.Marshaler {
+			return ec.marshalNBulkUsage2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐBulkUsage(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncOverview_bulk(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncOverview",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BulkUsage(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _SyncPacing_budgetPerDay(ctx context.Context, field graphql.CollectedField, obj *model.SyncPacing) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5257,6 +5381,54 @@ func UnmarshalWorkflowActionInput(ctx context.Context, raw any) (model.WorkflowA
 // endregion ************************** interface.gotpl ***************************
 
 // region    **************************** object.gotpl ****************************
+
+var bulkUsageImplementors = []string{"BulkUsage"}
+
+func (ec *executionContext) _BulkUsage(ctx context.Context, sel ast.SelectionSet, obj *model.BulkUsage) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, bulkUsageImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BulkUsage")
+		case "runningJobs":
+			out.Values[i] = ec._BulkUsage_runningJobs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "jobs":
+			out.Values[i] = ec._BulkUsage_jobs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "records":
+			out.Values[i] = ec._BulkUsage_records(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "batches":
+			out.Values[i] = ec._BulkUsage_batches(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
 
 var cRMDailyLimitImplementors = []string{"CRMDailyLimit"}
 
@@ -6914,6 +7086,11 @@ func (ec *executionContext) _SyncOverview(ctx context.Context, sel ast.Selection
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
+		case "bulk":
+			out.Values[i] = ec._SyncOverview_bulk(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -7098,6 +7275,14 @@ func (ec *executionContext) _UnsupportedRecordType(ctx context.Context, sel ast.
 // endregion **************************** object.gotpl ****************************
 
 // region    ***************************** type.gotpl *****************************
+
+func (ec *executionContext) marshalNBulkUsage2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐBulkUsage(ctx context.Context, sel ast.SelectionSet, v *model.BulkUsage) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "BulkUsage!")
+		return graphql.Null
+	}
+	return ec._BulkUsage(ctx, sel, v)
+}
 
 func (ec *executionContext) marshalNCRMDailyLimit2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐCRMDailyLimit(ctx context.Context, sel ast.SelectionSet, v *model.CRMDailyLimit) graphql.Marshaler {
 	if v == nil {

@@ -19,6 +19,20 @@ import (
 	"github.com/crmsync/crmsync/internal/workspace"
 )
 
+// crmsync's use of the CRM's bulk API over the last 24 hours (docs/sync.md,
+// "Bulk jobs across a restart"). Big groups of writes go as bulk jobs;
+// their API calls count in apiCallsByHour like any other.
+type BulkUsage struct {
+	// Jobs not finished: being worked by the CRM, or left by a crmsync that stopped and not settled yet (flushes wait for those).
+	RunningJobs int `json:"runningJobs"`
+	// Jobs opened in the last 24 hours, running ones included.
+	Jobs int `json:"jobs"`
+	// Records those jobs carried.
+	Records int `json:"records"`
+	// What those jobs cost of the CRM's daily bulk allocation, as crmsync counts it (Salesforce: one of the 15,000 DailyBulkApiBatches per 10,000 records of a job).
+	Batches int `json:"batches"`
+}
+
 // The CRM's own daily API allowance as the connector last reported it (Salesforce: DailyApiRequests); null fields until it reported one.
 type CRMDailyLimit struct {
 	// Calls the org made in its current 24-hour window, crmsync's and every other client's.
@@ -431,6 +445,8 @@ type SyncOverview struct {
 	UnsupportedRecordTypes []*UnsupportedRecordType `json:"unsupportedRecordTypes"`
 	// How far the outbound backlog has come, with its rate and ETA; null when nothing is queued.
 	Progress *SyncProgress `json:"progress,omitempty"`
+	// crmsync's use of the CRM's bulk API (Salesforce: Bulk API 2.0 ingest jobs) over the last 24 hours.
+	Bulk *BulkUsage `json:"bulk"`
 }
 
 // How crmsync spends its outbound API calls: a token bucket filled from a daily budget.

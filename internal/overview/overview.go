@@ -65,6 +65,8 @@ type Overview struct {
 	// Progress is how far the outbound backlog has come; nil when nothing
 	// is queued.
 	Progress *Progress
+	// Bulk is the use of the CRM's bulk API over the last 24 hours.
+	Bulk push.BulkUsage
 }
 
 // Get computes the workspace's overview at now.
@@ -92,6 +94,9 @@ func Get(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (Ove
 		return o, err
 	}
 	if o.Inbound, err = inbound.LoadStreamState(ctx, db, workspaceID); err != nil {
+		return o, err
+	}
+	if o.Bulk, err = push.GetBulkUsage(ctx, db, workspaceID, now); err != nil {
 		return o, err
 	}
 	c, err := connection.NewStore(db, nil).Get(ctx, workspaceID)

@@ -116,6 +116,9 @@ func TestBulkJobStillRunningAfterInterruption(t *testing.T) {
 		kill()
 		b.sf.ClearFaults()
 		require.Less(t, len(b.sf.All("Lead")), n, "the job is still being worked")
+		usage, err := push.GetBulkUsage(ctx, bdb, b.ws, time.Now())
+		require.NoError(t, err)
+		require.Equal(t, push.BulkUsage{Running: 1, Jobs: 1, Records: n, Batches: 1}, usage, "the unsettled job in the overview")
 
 		// The next flushes wait for the job, writing nothing, then read
 		// what it wrote and finish the rest.
@@ -130,6 +133,9 @@ func TestBulkJobStillRunningAfterInterruption(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		require.Positive(t, waits, "a flush waited for the job")
+		usage, err = push.GetBulkUsage(ctx, bdb, b.ws, time.Now())
+		require.NoError(t, err)
+		require.Equal(t, push.BulkUsage{Jobs: 1, Records: n, Batches: 1}, usage, "the settled job in the overview")
 		b.drain(t)
 		jobs := 0
 		for _, r := range b.sf.RequestLog() {

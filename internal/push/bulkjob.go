@@ -13,21 +13,45 @@ import (
 	"github.com/crmsync/crmsync/internal/connection"
 )
 
-// bulkJobRow is a bulk job crmsync opened (connector.BulkJobRunner) and has
-// not seen finish: stored, in its own transaction, before anything is
-// uploaded to it, and deleted once its results are read. A row left by a
-// process that died is settled by the next flush of the workspace before it
-// writes anything (settleBulkJobs): writing those records again while the
-// CRM still works the job would create them twice.
+// bulkJobRow is a bulk job crmsync opened (connector.BulkJobRunner): stored,
+// in its own transaction, before anything is uploaded to it, and finished
+// once its results are read. An unfinished row left by a process that died
+// is settled by the next flush of the workspace before it writes anything
+// (settleBulkJobs): writing those records again while the CRM still works
+// the job would create them twice. Finished rows are kept bulkJobsKept for
+// the overview (BulkUsage).
 type bulkJobRow struct {
 	bun.BaseModel `bun:"table:bulk_jobs"`
 
-	WorkspaceID int64     `bun:"workspace_id,pk"`
-	JobID       string    `bun:"job_id,pk"`
-	Object      string    `bun:"object,notnull"`
-	Kind        string    `bun:"kind,notnull"`
-	Records     int       `bun:"records,notnull"`
-	OpenedAt    time.Time `bun:"opened_at,notnull"`
+	WorkspaceID int64        `bun:"workspace_id,pk"`
+	JobID       string       `bun:"job_id,pk"`
+	Object      string       `bun:"object,notnull"`
+	Kind        string       `bun:"kind,notnull"`
+	Records     int          `bun:"records,notnull"`
+	OpenedAt    time.Time    `bun:"opened_at,notnull"`
+	FinishedAt  bun.NullTime `bun:"finished_at"`
+	// State is the CRM's last word on the job ("settled: Aborted", ...);
+	// Processed and Failed count its rows.
+	State             string `bun:"state,notnull"`
+	Processed, Failed int64  `bun:",notnull"`
+}
+
+// bulkJobsKept is how long finished bulk jobs are kept.
+const bulkJobsKept = 7 * 24 * time.Hour
+
+// finishBulkJob records that a job writes nothing more, and forgets jobs
+// finished over bulkJobsKept ago.
+func (f *flush) finishBulkJob(ctx context.Context, row *bulkJobRow, state string, processed, failed int64) error {
+	row.FinishedAt, row.State, row.Processed, row.Failed = bun.NullTime{Time: f.e.now().UTC()}, state, processed, failed
+	if _, err := f.e.db.NewUpdate().Model(row).Column("finished_at", "state", "processed", "failed").WherePK().Exec(ctx); err != nil {
+		return fmt.Errorf("finish bulk job %s: %w", row.JobID, err)
+	}
+	_, err := f.e.db.NewDelete().Model((*bulkJobRow)(nil)).
+		Where("workspace_id = ? AND finished_at < ?", f.c.WorkspaceID, row.FinishedAt.Time.Add(-bulkJobsKept)).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("prune bulk jobs of workspace %d: %w", f.c.WorkspaceID, err)
+	}
+	return nil
 }
 
 // bulkSettleWait is how long a flush waits, with nothing written, while a
@@ -39,7 +63,7 @@ const bulkSettleWait = 10 * time.Second
 // being worked; the flush then writes nothing (its items stay queued).
 func (f *flush) settleBulkJobs(ctx context.Context) (time.Duration, error) {
 	var rows []bulkJobRow
-	if err := f.e.db.NewSelect().Model(&rows).Where("workspace_id = ?", f.c.WorkspaceID).OrderExpr("opened_at").Scan(ctx); err != nil {
+	if err := f.e.db.NewSelect().Model(&rows).Where("workspace_id = ? AND finished_at IS NULL", f.c.WorkspaceID).OrderExpr("opened_at").Scan(ctx); err != nil {
 		return 0, fmt.Errorf("read bulk jobs of workspace %d: %w", f.c.WorkspaceID, err)
 	}
 	if len(rows) == 0 {
@@ -50,7 +74,9 @@ func (f *flush) settleBulkJobs(ctx context.Context) (time.Duration, error) {
 		return 0, err
 	}
 	runner, ok := connection.Optional[connector.BulkJobRunner](caps, connector.CapabilityBulkJobs, f.crm)
-	for _, row := range rows {
+	for i := range rows {
+		row := &rows[i]
+		state, processed, failed := "not settled: the connector no longer runs bulk jobs", int64(0), int64(0)
 		log := f.e.logger.With(slog.Int64("workspace_id", f.c.WorkspaceID), slog.String("job", row.JobID),
 			slog.String("object", row.Object), slog.Int("records", row.Records))
 		if !ok {
@@ -67,9 +93,10 @@ func (f *flush) settleBulkJobs(ctx context.Context) (time.Duration, error) {
 			}
 			log.Info("bulk job opened before a restart is settled; its records are read again", slog.String("state", resp.State),
 				slog.Int64("processed", resp.Processed), slog.Int64("failed", resp.Failed))
+			state, processed, failed = "settled after a restart: "+resp.State, resp.Processed, resp.Failed
 		}
-		if _, err := f.e.db.NewDelete().Model(&row).WherePK().Exec(ctx); err != nil {
-			return 0, fmt.Errorf("forget bulk job %s: %w", row.JobID, err)
+		if err := f.finishBulkJob(ctx, row, state, processed, failed); err != nil {
+			return 0, err
 		}
 	}
 	return 0, nil
@@ -172,12 +199,58 @@ func (f *flush) runBulkJob(ctx context.Context, runner connector.BulkJobRunner, 
 	if len(resp.Results) != len(ops) {
 		return nil, fmt.Errorf("bulk job %s: connector returned %d results for %d operations", open.JobID, len(resp.Results), len(ops))
 	}
-	// Forgotten at once, not with the flush's commit: the results are in
+	// Finished at once, not with the flush's commit: the results are in
 	// hand, and a flush that dies from here on leaves its records
 	// unconfirmed like any write (they are matched again, not re-created
 	// blindly), with no job left running.
-	if _, err := f.e.db.NewDelete().Model(row).WherePK().Exec(ctx); err != nil {
-		return nil, fmt.Errorf("forget bulk job %s: %w", open.JobID, err)
+	var failed int64
+	for _, r := range resp.Results {
+		if r.Error != nil {
+			failed++
+		}
+	}
+	if err := f.finishBulkJob(ctx, row, "results read", int64(len(ops)), failed); err != nil {
+		return nil, err
 	}
 	return resp.Results, nil
 }
+
+// BulkUsage is a workspace's use of the CRM's bulk API through tracked
+// jobs over the last 24 hours (docs/sync.md, "Bulk jobs across a
+// restart").
+type BulkUsage struct {
+	// Running counts the jobs not finished yet (being worked, or left by
+	// a process that died and not settled yet).
+	Running int
+	// Jobs and Records count the jobs opened in the last 24 hours and the
+	// records they carried; Batches estimates what they cost of the
+	// CRM's daily bulk allocation (Salesforce counts a Bulk API 2.0 job
+	// as one batch per 10,000 records: DailyBulkApiBatches, 15,000 a day).
+	Jobs    int
+	Records int64
+	Batches int64
+}
+
+// GetBulkUsage reads the workspace's BulkUsage at now.
+func GetBulkUsage(ctx context.Context, db bun.IDB, workspaceID int64, now time.Time) (BulkUsage, error) {
+	var rows []bulkJobRow
+	err := db.NewSelect().Model(&rows).Column("records", "finished_at").
+		Where("workspace_id = ? AND (opened_at >= ? OR finished_at IS NULL)", workspaceID, now.UTC().Add(-24*time.Hour)).Scan(ctx)
+	if err != nil {
+		return BulkUsage{}, fmt.Errorf("read bulk jobs of workspace %d: %w", workspaceID, err)
+	}
+	var u BulkUsage
+	for _, r := range rows {
+		if r.FinishedAt.IsZero() {
+			u.Running++
+		}
+		u.Jobs++
+		u.Records += int64(r.Records)
+		u.Batches += int64(ceilDiv(r.Records, bulkBatchRecords))
+	}
+	return u, nil
+}
+
+// bulkBatchRecords is how many records of a Bulk API 2.0 job count as one
+// batch of Salesforce's daily allocation.
+const bulkBatchRecords = 10_000

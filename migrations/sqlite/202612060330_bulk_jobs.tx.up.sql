@@ -1,8 +1,9 @@
--- Bulk jobs crmsync opened and has not seen finish (internal/push,
--- bulkjob.go; docs/sync.md, "Bulk jobs across a restart"): stored before
--- the job's upload, deleted once its results are read or, after a
--- restart, once the connector settles it. A flush of the workspace writes
--- nothing while one of them is still being worked.
+-- The bulk jobs crmsync opens (internal/push, bulkjob.go; docs/sync.md,
+-- "Bulk jobs across a restart"): stored before the job's upload, finished
+-- once its results are read or, after a restart, once the connector
+-- settles it. A flush of the workspace writes nothing while a job it did
+-- not see finish is still being worked. Finished jobs are kept seven days
+-- for the overview's Bulk usage.
 CREATE TABLE bulk_jobs (
     workspace_id BIGINT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
     job_id TEXT NOT NULL,
@@ -10,5 +11,9 @@ CREATE TABLE bulk_jobs (
     kind TEXT NOT NULL,
     records INTEGER NOT NULL,
     opened_at TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP,
+    state TEXT NOT NULL DEFAULT '',
+    processed INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (workspace_id, job_id)
 );
