@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -79,6 +80,9 @@ func (b broken) Describe(ctx context.Context, req connector.DescribeRequest) (*c
 	if err == nil && b.bug == "bulk-unannounced" {
 		d.BulkThreshold = 3
 	}
+	if err == nil && b.bug == "bulkjobs-unannounced" {
+		d.Capabilities = slices.DeleteFunc(d.Capabilities, func(c connector.Capability) bool { return c == connector.CapabilityBulkJobs })
+	}
 	return d, err
 }
 
@@ -89,12 +93,37 @@ func (b broken) FetchCurrentMany(ctx context.Context, req connector.FetchManyReq
 	return b.CRM.FetchCurrentMany(ctx, req)
 }
 
+func (b broken) RunBulkJob(ctx context.Context, req connector.RunBulkJobRequest) (*connector.BulkUpdateResponse, error) {
+	if b.bug == "bulkjobs-any-kind" {
+		// Writes whatever it is given, as BulkUpdate would.
+		return b.CRM.BulkUpdate(ctx, connector.BulkUpdateRequest{Session: req.Session, Operations: req.Operations})
+	}
+	resp, err := b.CRM.RunBulkJob(ctx, req)
+	if err == nil && b.bug == "bulkjobs-reorder" {
+		slices.Reverse(resp.Results)
+	}
+	return resp, err
+}
+
+func (b broken) SettleBulkJob(ctx context.Context, req connector.SettleBulkJobRequest) (*connector.SettleBulkJobResponse, error) {
+	if b.bug == "bulkjobs-settle-leaves-open" {
+		return &connector.SettleBulkJobResponse{Done: true, State: memcrm.JobAborted}, nil
+	}
+	return b.CRM.SettleBulkJob(ctx, req)
+}
+
 // TestMemcrmSuite runs the suite against memcrm, or against a broken
-// variant when brokenEnv is set.
+// variant when brokenEnv is set (with memcrm's bulk jobs for the bugs
+// named bulkjobs-*).
 func TestMemcrmSuite(t *testing.T) {
-	crm := memcrm.New()
+	bug := os.Getenv(brokenEnv)
+	var opts []memcrm.Option
+	if strings.HasPrefix(bug, "bulkjobs-") {
+		opts = append(opts, memcrm.WithBulkJobs(3))
+	}
+	crm := memcrm.New(opts...)
 	var c connector.Connector = crm
-	if bug := os.Getenv(brokenEnv); bug != "" {
+	if bug != "" {
 		c = broken{CRM: crm, bug: bug}
 	}
 	connectortest.Run(t, func(t *testing.T) connectortest.Harness {
@@ -134,6 +163,12 @@ func TestSuiteCatchesBrokenConnectors(t *testing.T) {
 		// threshold without the capability.
 		"bulk-threshold-needs-credentials": "Capabilities",
 		"bulk-unannounced":                 "Capabilities",
+		// Bulk jobs: results out of order, a run of mixed kinds written,
+		// an open job reported done but left open, jobs not announced.
+		"bulkjobs-reorder":            "BulkJobs/CreateAndUpdate",
+		"bulkjobs-any-kind":           "BulkJobs/MixedKindRefused",
+		"bulkjobs-settle-leaves-open": "BulkJobs/NeverRunIsAborted",
+		"bulkjobs-unannounced":        "Capabilities",
 	}
 	for bug, subtest := range tests {
 		t.Run(bug, func(t *testing.T) {

@@ -38,6 +38,22 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// With its bulk path memcrm runs the suite's BulkJobs and bulk probes.
+func TestConformanceWithBulkJobs(t *testing.T) {
+	t.Parallel()
+	crm := memcrm.New(memcrm.WithBulkJobs(3))
+	connectortest.Run(t, func(t *testing.T) connectortest.Harness {
+		return connectortest.Harness{
+			Connector:      crm,
+			Session:        memcrm.Session(t.Name(), memcrm.DefaultToken),
+			BadCredentials: memcrm.Session(t.Name(), "revoked"),
+			FailWith: func(err *connector.Error) connector.Session {
+				return sessionWith(t, t.Name(), memcrm.DefaultToken, &memcrm.Faults{Fail: &memcrm.ErrorFault{Kind: err.Kind, Message: []byte(err.Message), RetryAfter: err.RetryAfter}})
+			},
+		}
+	})
+}
+
 func sessionWith(t *testing.T, org, token string, f *memcrm.Faults) connector.Session {
 	t.Helper()
 	cfg, err := json.Marshal(memcrm.Config{Org: org, Faults: f})
