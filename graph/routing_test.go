@@ -13,7 +13,8 @@ import (
 )
 
 // Capability-aware routing: with a connector that describes no Campaign
-// (nor CampaignMember) object, campaign changes stay in Conversion, counted
+// (nor CampaignMember) object, and so declares no such part in its data
+// contract, campaign changes stay in Conversion, counted
 // in the overview, and never become failed items; their preferences say
 // unsupported and cannot be changed; a campaign change queued before the
 // connection is logged as skipped, not failed.
@@ -54,10 +55,10 @@ func TestCapabilityAwareRouting(t *testing.T) {
 
 		resp := s.srv.Query(t, token, `mutation { updateObjectSyncPreference(input: {recordType: CAMPAIGN, writeEnabled: true, readEnabled: true}) { supported } }`, nil)
 		require.Len(t, resp.Errors, 1, resp.Body)
-		require.Equal(t, "the connector memcrm does not support CAMPAIGN records (it describes no Campaign object): their changes stay in Conversion and are not sent", resp.Errors[0].Message)
+		require.Equal(t, "the connector memcrm does not support CAMPAIGN records (its data contract maps no object to them): their changes stay in Conversion and are not sent", resp.Errors[0].Message)
 		resp = s.srv.Query(t, token, `mutation { updateFieldSyncPreference(input: {recordType: CAMPAIGN_MEMBER, field: "status", crmField: "Status", mode: TWO_WAY}) { mode } }`, nil)
 		require.Len(t, resp.Errors, 1, resp.Body)
-		require.Contains(t, resp.Errors[0].Message, "does not support CAMPAIGN_MEMBER records (it describes no CampaignMember object)")
+		require.Contains(t, resp.Errors[0].Message, "does not support CAMPAIGN_MEMBER records (its data contract maps no object to them)")
 		resp = s.srv.Query(t, token, `mutation { updateObjectSyncPreference(input: {recordType: COMPANY, writeEnabled: true, readEnabled: true}) { supported } }`, nil)
 		require.Empty(t, resp.Errors, resp.Body)
 
@@ -108,7 +109,7 @@ func TestCapabilityAwareRouting(t *testing.T) {
 		require.Zero(t, rec.Record.FailedItems)
 		require.Len(t, rec.Record.History, 1)
 		require.Equal(t, "SKIPPED", rec.Record.History[0].Outcome)
-		require.Equal(t, "not supported by connector memcrm: it describes no Campaign object", rec.Record.History[0].Reason)
+		require.Equal(t, "not supported by connector memcrm: its data contract maps no object to them", rec.Record.History[0].Reason)
 		s.srv.Query(t, token, `{ record(type: CAMPAIGN, id: "spring") { pendingItems failedItems history { outcome reason } } }`, nil).Decode(t, &rec)
 		require.Zero(t, rec.Record.PendingItems, "kept in Conversion only")
 		require.Empty(t, rec.Record.History)

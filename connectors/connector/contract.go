@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // DataContract says how Conversion's record types map onto the CRM's
@@ -221,7 +222,8 @@ type role struct {
 
 func (c *DataContract) roles() []role {
 	var rs []role
-	text := []FieldType{"string", "email", "url", "textarea", "phone"}
+	// combobox: a text with suggested values (Salesforce's Task.Subject).
+	text := []FieldType{"string", "email", "url", "textarea", "phone", "combobox"}
 	if ct := c.Contact; ct != nil {
 		p := ct.Person
 		rs = append(rs, role{object: p.Object, field: p.Email, name: "Contact.Person.Email", required: true, types: text})
@@ -264,11 +266,13 @@ func (c *DataContract) roles() []role {
 }
 
 // Validate checks the contract against the connector's own description:
-// every part names an object, every required role a field, campaign
-// members need contacts and campaigns, tasks need contacts; when objects
-// holds the described objects, every named object and field exists there,
-// with a fitting type, and references point to the right object. It
-// returns every problem found, joined.
+// every part names an object, every required role a field, every default
+// mapping both its fields, campaign members need contacts and campaigns,
+// tasks need contacts; when objects holds the described objects, every
+// named object and role field exists there, with a fitting type, and
+// references point to the right object (ValidateMappings checks the
+// mappings' fields). It returns every problem found, joined. crmsync
+// refuses a connection whose connector's contract fails it.
 func (c *DataContract) Validate(objects []Object) error {
 	var errs []error
 	if c.Contact != nil {
@@ -293,7 +297,7 @@ func (c *DataContract) Validate(objects []Object) error {
 		errs = append(errs, errors.New("CampaignMember needs Campaign and Contact"))
 	}
 	if c.Task != nil && c.Contact == nil {
-		errs = append(errs, errors.New("Task needs Contact"))
+		errs = append(errs, errors.New("the Task part needs a Contact part"))
 	}
 	described := func(name string) (Object, bool) {
 		i := slices.IndexFunc(objects, func(o Object) bool { return o.Name == name })
@@ -333,12 +337,31 @@ func (c *DataContract) Validate(objects []Object) error {
 			errs = append(errs, fmt.Errorf("%s: %s.%s does not reference %s (it references %v)", r.name, r.object, r.field, r.reference, f.ReferenceTo))
 		}
 	}
-	errs = append(errs, c.validateMappings(described, objects != nil)...)
+	errs = append(errs, c.validateMappings(described, false)...)
 	return errors.Join(errs...)
+}
+
+// ValidateMappings checks that the CRM field of every default field
+// mapping exists on the described objects. crmsync does not refuse a
+// connection for it (an org may hide a mapped field from the integration
+// user; the field is then synced as absent), but a connector's own
+// contract should pass it: the conformance suite checks it.
+func (c *DataContract) ValidateMappings(objects []Object) error {
+	described := func(name string) (Object, bool) {
+		i := slices.IndexFunc(objects, func(o Object) bool { return o.Name == name })
+		if i < 0 {
+			return Object{}, false
+		}
+		return objects[i], true
+	}
+	return errors.Join(c.validateMappings(described, true)...)
 }
 
 func (c *DataContract) validateMappings(described func(string) (Object, bool), check bool) []error {
 	var errs []error
+	// A mapping's CRM field must exist on at least one of the part's
+	// objects: a contact field may live on the Prospect only (Salesforce's
+	// Lead.Company), and is left out of writes to the Person.
 	each := func(part string, objs []string, ms []FieldMapping) {
 		for _, m := range ms {
 			if m.Field == "" || m.CRMField == "" {
@@ -348,12 +371,16 @@ func (c *DataContract) validateMappings(described func(string) (Object, bool), c
 			if !check {
 				continue
 			}
+			found, seen := false, false
 			for _, o := range objs {
 				if d, ok := described(o); ok {
-					if _, ok := d.Field(m.CRMField); !ok {
-						errs = append(errs, fmt.Errorf("%s.Fields maps %s to %s.%s, which is not described", part, m.Field, o, m.CRMField))
-					}
+					seen = true
+					_, has := d.Field(m.CRMField)
+					found = found || has
 				}
+			}
+			if seen && !found {
+				errs = append(errs, fmt.Errorf("%s.Fields maps %s to %s.%s, which is not described", part, m.Field, strings.Join(objs, " or "), m.CRMField))
 			}
 		}
 	}

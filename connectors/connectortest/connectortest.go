@@ -13,7 +13,11 @@
 //	}
 //
 // The suite writes records (by default Contacts with FirstName, LastName and
-// Email), so point it at a test org or a fake server, never at production.
+// Email, and a record of each object the data contract names, to look it up
+// by its match key), so point it at a test org or a fake server, never at
+// production. Properties that do not apply to the connector (a capability
+// it does not announce, a record type its contract leaves out) are
+// reported as skipped "not applicable", with the reason.
 package connectortest
 
 import (
@@ -137,6 +141,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		"ErrorKinds":        testErrorKinds,
 		"StreamChanges":     testStreamChanges,
 		"BulkJobs":          testBulkJobs,
+		"DataContract":      testDataContract,
 	}
 	for _, name := range slices.Sorted(maps.Keys(tests)) {
 		t.Run(name, func(t *testing.T) {

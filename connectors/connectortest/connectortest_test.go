@@ -36,6 +36,9 @@ func (b broken) BulkUpdate(ctx context.Context, req connector.BulkUpdateRequest)
 }
 
 func (b broken) FetchCurrent(ctx context.Context, req connector.FetchCurrentRequest) (*connector.FetchCurrentResponse, error) {
+	if b.bug == "website-unqueryable" && req.Match != nil && req.Match.Field == "Website" {
+		req.Match = &connector.MatchKey{Field: "Website", Values: []string{"nothing.example.com"}}
+	}
 	resp, err := b.CRM.FetchCurrent(ctx, req)
 	if err == nil && b.bug == "stamps" {
 		for i := range resp.Records {
@@ -83,6 +86,14 @@ func (b broken) Describe(ctx context.Context, req connector.DescribeRequest) (*c
 	if err == nil && b.bug == "bulkjobs-unannounced" {
 		d.Capabilities = slices.DeleteFunc(d.Capabilities, func(c connector.Capability) bool { return c == connector.CapabilityBulkJobs })
 	}
+	if err == nil && b.bug == "contract-undescribed" {
+		d.Contract = connector.SalesforceContract()
+		d.Contract.Contact.Person.Email = "PersonalEmail__c"
+	}
+	if err == nil && b.bug == "contract-needs-credentials" && len(req.Session.Credentials) > 0 {
+		d.Contract = connector.SalesforceContract()
+		d.Contract.Task = nil
+	}
 	return d, err
 }
 
@@ -123,7 +134,11 @@ func TestMemcrmSuite(t *testing.T) {
 	}
 	crm := memcrm.New(opts...)
 	var c connector.Connector = crm
-	if bug != "" {
+	switch bug {
+	case "":
+	case "no-campaigns": // not broken: a CRM without campaigns
+		c = memcrm.New(memcrm.WithoutObjects("Campaign", "CampaignMember"))
+	default:
 		c = broken{CRM: crm, bug: bug}
 	}
 	connectortest.Run(t, func(t *testing.T) connectortest.Harness {
@@ -169,6 +184,12 @@ func TestSuiteCatchesBrokenConnectors(t *testing.T) {
 		"bulkjobs-any-kind":           "BulkJobs/MixedKindRefused",
 		"bulkjobs-settle-leaves-open": "BulkJobs/NeverRunIsAborted",
 		"bulkjobs-unannounced":        "Capabilities",
+		// The data contract: a role naming a field the connector does
+		// not describe, a contract that changes with credentials, and a
+		// match key FetchCurrent cannot find records by.
+		"contract-undescribed":       "DataContract",
+		"contract-needs-credentials": "DataContract",
+		"website-unqueryable":        "DataContract/Company.Domain",
 	}
 	for bug, subtest := range tests {
 		t.Run(bug, func(t *testing.T) {
@@ -179,5 +200,25 @@ func TestSuiteCatchesBrokenConnectors(t *testing.T) {
 			require.Error(t, err, "the suite passes a connector with bug %q:\n%s", bug, out)
 			require.Contains(t, string(out), "--- FAIL: TestMemcrmSuite/"+subtest+" ", "bug %q", bug)
 		})
+	}
+}
+
+// A record type the contract leaves out is reported as not applicable,
+// with the reason, never passed in silence.
+func TestSuiteReportsUnsupportedRecordTypes(t *testing.T) {
+	t.Parallel()
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	cmd := exec.Command(exe, "-test.run=^TestMemcrmSuite$/^DataContract$", "-test.v")
+	cmd.Env = append(os.Environ(), brokenEnv+"=no-campaigns")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "a CRM without campaigns passes:\n%s", out)
+	for _, want := range []string{
+		"--- SKIP: TestMemcrmSuite/DataContract/Campaign.Name ",
+		"not applicable: the contract declares no Campaign part: campaigns stay in Conversion",
+		"--- SKIP: TestMemcrmSuite/DataContract/CampaignMember.Campaign ",
+		"--- PASS: TestMemcrmSuite/DataContract/Contact.Person.Email ",
+	} {
+		require.Contains(t, string(out), want)
 	}
 }

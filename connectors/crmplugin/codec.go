@@ -259,6 +259,7 @@ func descriptionToPB(d *connector.Description) *connectorv1.DescribeResponse {
 		}
 		out.Objects = append(out.Objects, po)
 	}
+	out.Contract = contractToPB(d.Contract)
 	return out
 }
 
@@ -280,6 +281,93 @@ func descriptionFromPB(d *connectorv1.DescribeResponse) *connector.Description {
 			})
 		}
 		out.Objects = append(out.Objects, obj)
+	}
+	out.Contract = contractFromPB(d.GetContract())
+	return out
+}
+
+// contractToPB and contractFromPB carry a data contract; nil (no contract:
+// Salesforce's shape) stays unset on the wire, and so does each part the
+// connector does not support.
+func contractToPB(c *connector.DataContract) *connectorv1.DataContract {
+	if c == nil {
+		return nil
+	}
+	out := &connectorv1.DataContract{}
+	if ct := c.Contact; ct != nil {
+		p := ct.Person
+		out.Contact = &connectorv1.ContactObjects{
+			Person: &connectorv1.PersonObject{Object: p.Object, Email: p.Email, Company: p.Company},
+			Fields: mappingsToPB(ct.Fields),
+		}
+		if pr := ct.Prospect; pr != nil {
+			out.Contact.Prospect = &connectorv1.ProspectObject{Object: pr.Object, Email: pr.Email, CompanyName: pr.CompanyName,
+				Owner: pr.Owner, Converted: pr.Converted, ConvertedTo: pr.ConvertedTo}
+		}
+	}
+	if co := c.Company; co != nil {
+		out.Company = &connectorv1.CompanyObject{Object: co.Object, Name: co.Name, Domain: co.Domain, Fields: mappingsToPB(co.Fields)}
+	}
+	if ca := c.Campaign; ca != nil {
+		out.Campaign = &connectorv1.CampaignObject{Object: ca.Object, Name: ca.Name, Fields: mappingsToPB(ca.Fields)}
+	}
+	if m := c.CampaignMember; m != nil {
+		out.CampaignMember = &connectorv1.MembershipObject{Object: m.Object, Campaign: m.Campaign, Person: m.Person,
+			Prospect: m.Prospect, Fields: mappingsToPB(m.Fields)}
+	}
+	if t := c.Task; t != nil {
+		out.Task = &connectorv1.TaskObject{Object: t.Object, Who: t.Who, Subject: t.Subject, Status: t.Status,
+			Due: t.Due, Description: t.Description}
+	}
+	return out
+}
+
+func contractFromPB(c *connectorv1.DataContract) *connector.DataContract {
+	if c == nil {
+		return nil
+	}
+	out := &connector.DataContract{}
+	if ct := c.GetContact(); ct != nil {
+		p := ct.GetPerson()
+		out.Contact = &connector.ContactObjects{
+			Person: connector.PersonObject{Object: p.GetObject(), Email: p.GetEmail(), Company: p.GetCompany()},
+			Fields: mappingsFromPB(ct.GetFields()),
+		}
+		if pr := ct.GetProspect(); pr != nil {
+			out.Contact.Prospect = &connector.ProspectObject{Object: pr.GetObject(), Email: pr.GetEmail(),
+				CompanyName: pr.GetCompanyName(), Owner: pr.GetOwner(), Converted: pr.GetConverted(), ConvertedTo: pr.GetConvertedTo()}
+		}
+	}
+	if co := c.GetCompany(); co != nil {
+		out.Company = &connector.CompanyObject{Object: co.GetObject(), Name: co.GetName(), Domain: co.GetDomain(),
+			Fields: mappingsFromPB(co.GetFields())}
+	}
+	if ca := c.GetCampaign(); ca != nil {
+		out.Campaign = &connector.CampaignObject{Object: ca.GetObject(), Name: ca.GetName(), Fields: mappingsFromPB(ca.GetFields())}
+	}
+	if m := c.GetCampaignMember(); m != nil {
+		out.CampaignMember = &connector.MembershipObject{Object: m.GetObject(), Campaign: m.GetCampaign(), Person: m.GetPerson(),
+			Prospect: m.GetProspect(), Fields: mappingsFromPB(m.GetFields())}
+	}
+	if t := c.GetTask(); t != nil {
+		out.Task = &connector.TaskObject{Object: t.GetObject(), Who: t.GetWho(), Subject: t.GetSubject(), Status: t.GetStatus(),
+			Due: t.GetDue(), Description: t.GetDescription()}
+	}
+	return out
+}
+
+func mappingsToPB(ms []connector.FieldMapping) []*connectorv1.FieldMapping {
+	var out []*connectorv1.FieldMapping
+	for _, m := range ms {
+		out = append(out, &connectorv1.FieldMapping{Field: m.Field, CrmField: m.CRMField})
+	}
+	return out
+}
+
+func mappingsFromPB(ms []*connectorv1.FieldMapping) []connector.FieldMapping {
+	var out []connector.FieldMapping
+	for _, m := range ms {
+		out = append(out, connector.FieldMapping{Field: m.GetField(), CRMField: m.GetCrmField()})
 	}
 	return out
 }

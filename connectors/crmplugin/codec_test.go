@@ -269,6 +269,17 @@ func TestDescriptionRoundTrip(t *testing.T) {
 				{Name: "LeadSource", Type: "picklist", PicklistValues: []string{"Web", "Other"}},
 			}}},
 			Meta: connector.Meta{Calls: 2}},
+		// No contract stays no contract (Salesforce's shape), not an
+		// empty one that supports nothing.
+		"no contract":         {Name: "legacy", Version: "0.9"},
+		"salesforce contract": {Name: "salesforce", Contract: connector.SalesforceContract()},
+		"person-only contract": {Name: "jsoncrm", Contract: &connector.DataContract{
+			Contact: &connector.ContactObjects{
+				Person: connector.PersonObject{Object: "Person", Email: "Email", Company: "OrganizationId"},
+				Fields: []connector.FieldMapping{{Field: "email", CRMField: "Email"}, {Field: "lastName", CRMField: "LastName"}},
+			},
+			Company: &connector.CompanyObject{Object: "Organization", Name: "Name", Domain: "Domain"},
+		}},
 	}
 	for name, sent := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -230,12 +230,35 @@ func (c *CRM) description() *connector.Description {
 		},
 		Capabilities: []connector.Capability{connector.CapabilityFetchChanges, connector.CapabilityUpsert, connector.CapabilityFetchMany,
 			connector.CapabilityConditionalUpdate, connector.CapabilityStreamChanges},
+		Contract: c.contract(),
 	}
 	if c.bulkThreshold > 0 {
 		d.Capabilities = append(d.Capabilities, connector.CapabilityBulk, connector.CapabilityBulkJobs)
 		d.BulkThreshold = c.bulkThreshold
 	}
 	return d
+}
+
+// contract is Salesforce's shape, declared rather than implied, less the
+// record types whose objects the CRM lacks (WithoutObjects): a CRM without
+// campaigns does not support campaigns or their members.
+func (c *CRM) contract() *connector.DataContract {
+	k := connector.SalesforceContract()
+	has := func(object string) bool { return c.objects[object] != nil }
+	if !has(k.Campaign.Object) {
+		k.Campaign = nil
+	}
+	if k.Campaign == nil || !has(k.CampaignMember.Object) {
+		k.CampaignMember = nil
+	}
+	if !has(k.Task.Object) {
+		k.Task = nil
+	}
+	if !has(k.Company.Object) {
+		k.Company = nil
+		k.Contact.Person.Company = ""
+	}
+	return k
 }
 
 // Describe implements connector.Connector. Without credentials it returns

@@ -323,6 +323,11 @@ func TestDescribeRequiresKnownObjects(t *testing.T) {
 	b := setup(t)
 	d, err := b.crm.Describe(t.Context(), connector.DescribeRequest{Session: b.s})
 	require.NoError(t, err)
+	require.Equal(t, connector.SalesforceContract(), d.Contract, "memcrm declares Salesforce's shape")
+	require.NoError(t, d.Contract.Validate(d.Objects))
+	static, err := b.crm.Describe(t.Context(), connector.DescribeRequest{})
+	require.NoError(t, err)
+	require.Equal(t, connector.SalesforceContract(), static.Contract, "with or without credentials")
 	lead, ok := d.Object("Lead")
 	require.True(t, ok)
 	f, _ := lead.Field("Conversion_Id__c")
@@ -353,6 +358,12 @@ func TestWithoutObjects(t *testing.T) {
 		names = append(names, o.Name)
 	}
 	require.Equal(t, []string{"Lead", "Contact", "Account", "Task", "User", "Group"}, names)
+	// Its contract says so: no campaigns, no campaign members, the rest
+	// as Salesforce's.
+	want := connector.SalesforceContract()
+	want.Campaign, want.CampaignMember = nil, nil
+	require.Equal(t, want, d.Contract)
+	require.NoError(t, d.Contract.Validate(d.Objects))
 	_, err = crm.Describe(t.Context(), connector.DescribeRequest{Session: s, Objects: []string{"Campaign"}})
 	require.ErrorIs(t, err, connector.ErrInvalid)
 	resp, err := crm.BulkUpdate(t.Context(), connector.BulkUpdateRequest{Session: s, Operations: []connector.Operation{

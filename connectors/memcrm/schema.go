@@ -120,6 +120,7 @@ func schema() map[string]*objectDef {
 			required(text("Name", "Name", 80)),
 			picklist("Status", "Status", "Planned", "In Progress", "Completed", "Aborted"),
 			boolean("IsActive", "Active"),
+			typed("Description", "Description", "textarea", 32000),
 			reference("OwnerId", "Owner ID", "User"),
 			externalID("Conversion_Id__c", "Conversion ID"),
 		),

@@ -89,38 +89,57 @@ type jobInfo struct {
 // org refused the job itself (an object the Bulk API does not support, an
 // exhausted Bulk allocation), so the group goes by REST instead.
 func (cl *call) startJob(ctx context.Context, g *group, ops []connector.Operation) (*ingestJob, bool, error) {
-	job := &ingestJob{g: g, rows: map[string][]int{}}
-	data, err := job.csv(ops)
-	if err != nil {
-		return nil, false, connector.Errorf(connector.KindInvalid, "salesforce bulk %s %s: %v", g.kind, g.object, err)
+	id, ok, err := cl.createJob(ctx, g)
+	if err != nil || !ok {
+		return nil, ok, err
 	}
+	job := &ingestJob{g: g, id: id, rows: map[string][]int{}}
+	if err := cl.uploadJob(ctx, job, ops); err != nil {
+		return nil, false, err
+	}
+	return job, true, nil
+}
+
+// createJob creates an ingest job for g's kind, object and external-id
+// field, and returns its id. ok false: the org refused the job.
+func (cl *call) createJob(ctx context.Context, g *group) (id string, ok bool, err error) {
 	spec := map[string]string{"object": g.object, "operation": bulkOperations[g.kind], "contentType": "CSV", "lineEnding": "LF", "columnDelimiter": "COMMA"}
 	if g.kind == connector.OpUpsert {
 		spec["externalIdFieldName"] = g.ext
 	}
 	resp, err := cl.send(ctx, "bulk create job", request{method: "POST", path: "/jobs/ingest", body: spec})
 	if err != nil {
-		return nil, false, err
+		return "", false, err
 	}
 	if resp.status/100 != 2 {
 		cl.c.logger.WarnContext(ctx, "salesforce: Bulk API job refused, writing by REST", "object", g.object, "err", apiError("bulk create job", resp.status, resp.body))
-		return nil, false, nil
+		return "", false, nil
 	}
 	var info jobInfo
 	if err := json.Unmarshal(resp.body, &info); err != nil || !ValidID(info.ID) {
-		return nil, false, connector.Errorf(connector.KindUnavailable, "salesforce bulk create job: unreadable answer: %s", excerpt(string(resp.body), 200))
+		return "", false, connector.Errorf(connector.KindUnavailable, "salesforce bulk create job: unreadable answer: %s", excerpt(string(resp.body), 200))
 	}
-	job.id = info.ID
+	return info.ID, true, nil
+}
+
+// uploadJob uploads the CSV of job's operations and closes the job; a
+// failure aborts it (best effort).
+func (cl *call) uploadJob(ctx context.Context, job *ingestJob, ops []connector.Operation) error {
+	data, err := job.csv(ops)
+	if err != nil {
+		cl.abortJob(ctx, job.id)
+		return connector.Errorf(connector.KindInvalid, "salesforce bulk %s %s: %v", job.g.kind, job.g.object, err)
+	}
 	up := request{method: "PUT", path: "/jobs/ingest/" + job.id + "/batches", raw: data, header: http.Header{"Content-Type": {"text/csv"}}}
 	if err := cl.do(ctx, "bulk upload", up, nil); err != nil {
 		cl.abortJob(ctx, job.id)
-		return nil, false, err
+		return err
 	}
 	if err := cl.do(ctx, "bulk close job", request{method: "PATCH", path: "/jobs/ingest/" + job.id, body: map[string]string{"state": "UploadComplete"}}, nil); err != nil {
 		cl.abortJob(ctx, job.id)
-		return nil, false, err
+		return err
 	}
-	return job, true, nil
+	return nil
 }
 
 // csv renders the group's operations as the job's upload: a header of

@@ -186,11 +186,13 @@ func TestDescribeMapsAndCaches(t *testing.T) {
 	require.True(t, static.Has(connector.CapabilityFetchChanges))
 	require.True(t, static.Has(connector.CapabilityUpsert))
 	require.Empty(t, static.Objects)
+	require.Equal(t, connector.SalesforceContract(), static.Contract, "the contract is declared with or without credentials")
 	require.Empty(t, s.requests("/"), "no call without credentials")
 
 	d, err := c.Describe(t.Context(), connector.DescribeRequest{Session: s.session(), Objects: []string{"Lead"}})
 	require.NoError(t, err)
 	require.Len(t, d.Objects, 1)
+	require.Equal(t, connector.SalesforceContract(), d.Contract)
 	lead := d.Objects[0]
 	status, ok := lead.Field("Status")
 	require.True(t, ok)

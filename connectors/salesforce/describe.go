@@ -150,8 +150,11 @@ func (c *Connector) static() *connector.Description {
 		},
 		Capabilities: []connector.Capability{connector.CapabilityFetchChanges, connector.CapabilityUpsert, connector.CapabilityFetchMany,
 			connector.CapabilityConditionalUpdate, connector.CapabilityStreamChanges, connector.CapabilityFetchChangesMany,
-			connector.CapabilityBulk},
+			connector.CapabilityBulk, connector.CapabilityBulkJobs},
 		BulkThreshold: DefaultBulkThreshold,
+		// Salesforce's shape is the default contract; declaring it says so
+		// where a connector author reads.
+		Contract: connector.SalesforceContract(),
 	}
 }
 

@@ -149,6 +149,17 @@ func (f *flush) run(ctx context.Context) (*Result, error) {
 			return &Result{Wait: f.pace.Wait}, nil
 		}
 	}
+	if wait, err := f.settleBulkJobs(ctx); err != nil || wait > 0 {
+		// A bulk job from before a restart is still being worked: what
+		// it writes must be known before its records are matched again.
+		if err == nil {
+			err = f.commit(ctx, nil) // the settle call's count
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &Result{Wait: wait}, nil
+	}
 	items, err := outbound.Claim(ctx, f.e.db, f.c.WorkspaceID, f.now, f.claimLimit)
 	if err != nil {
 		return nil, err

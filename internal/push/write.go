@@ -343,8 +343,8 @@ func structural(f *flush, j *job) map[string]structuralValue {
 	return out
 }
 
-// write sends the operations of one level in one BulkUpdate and applies
-// each result.
+// write sends the operations of one level (send: one BulkUpdate, and
+// tracked bulk jobs for big groups) and applies each result.
 func (f *flush) write(ctx context.Context, jobs []*job) error {
 	if len(jobs) == 0 {
 		return nil
@@ -356,18 +356,13 @@ func (f *flush) write(ctx context.Context, jobs []*job) error {
 	for i, j := range jobs {
 		ops[i] = j.op
 	}
-	resp, err := f.crm.BulkUpdate(ctx, connector.BulkUpdateRequest{Session: f.meter.Session, Operations: ops})
-	if err := f.meter.Observe(ctx, "write", connection.MetaOf(resp), err); err != nil {
-		f.cutOff(jobs, err)
-		return err
-	}
-	if len(resp.Results) != len(jobs) {
-		err := fmt.Errorf("write: connector returned %d results for %d operations", len(resp.Results), len(jobs))
+	results, err := f.send(ctx, ops)
+	if err != nil {
 		f.cutOff(jobs, err)
 		return err
 	}
 	for i, j := range jobs {
-		res := resp.Results[i]
+		res := results[i]
 		if res.Error != nil {
 			f.fail(j, *res.Error)
 			continue

@@ -602,6 +602,12 @@ type DescribeResponse struct {
 	// bulk_threshold: with the "bulk" capability, the operations of one kind
 	// on one object a BulkUpdate must exceed to go through the bulk API.
 	BulkThreshold int64 `protobuf:"varint,7,opt,name=bulk_threshold,json=bulkThreshold,proto3" json:"bulk_threshold,omitempty"`
+	// contract maps Conversion's record types onto the objects. Added without
+	// a protocol version bump: a plugin that sends none (one built before the
+	// field existed, or one that declares no contract) yields a nil
+	// connector.Description.Contract, which crmsync reads as Salesforce's
+	// shape (connector.SalesforceContract).
+	Contract      *DataContract `protobuf:"bytes,8,opt,name=contract,proto3" json:"contract,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -685,6 +691,637 @@ func (x *DescribeResponse) GetBulkThreshold() int64 {
 	return 0
 }
 
+func (x *DescribeResponse) GetContract() *DataContract {
+	if x != nil {
+		return x.Contract
+	}
+	return nil
+}
+
+// DataContract mirrors connector.DataContract. An unset part is a record
+// type the connector does not support.
+type DataContract struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Contact        *ContactObjects        `protobuf:"bytes,1,opt,name=contact,proto3" json:"contact,omitempty"`
+	Company        *CompanyObject         `protobuf:"bytes,2,opt,name=company,proto3" json:"company,omitempty"`
+	Campaign       *CampaignObject        `protobuf:"bytes,3,opt,name=campaign,proto3" json:"campaign,omitempty"`
+	CampaignMember *MembershipObject      `protobuf:"bytes,4,opt,name=campaign_member,json=campaignMember,proto3" json:"campaign_member,omitempty"`
+	Task           *TaskObject            `protobuf:"bytes,5,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DataContract) Reset() {
+	*x = DataContract{}
+	mi := &file_connector_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataContract) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataContract) ProtoMessage() {}
+
+func (x *DataContract) ProtoReflect() protoreflect.Message {
+	mi := &file_connector_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataContract.ProtoReflect.Descriptor instead.
+func (*DataContract) Descriptor() ([]byte, []int) {
+	return file_connector_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DataContract) GetContact() *ContactObjects {
+	if x != nil {
+		return x.Contact
+	}
+	return nil
+}
+
+func (x *DataContract) GetCompany() *CompanyObject {
+	if x != nil {
+		return x.Company
+	}
+	return nil
+}
+
+func (x *DataContract) GetCampaign() *CampaignObject {
+	if x != nil {
+		return x.Campaign
+	}
+	return nil
+}
+
+func (x *DataContract) GetCampaignMember() *MembershipObject {
+	if x != nil {
+		return x.CampaignMember
+	}
+	return nil
+}
+
+func (x *DataContract) GetTask() *TaskObject {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+// FieldMapping is a default mapping of a Conversion field to a CRM field.
+type FieldMapping struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Field         string                 `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	CrmField      string                 `protobuf:"bytes,2,opt,name=crm_field,json=crmField,proto3" json:"crm_field,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FieldMapping) Reset() {
+	*x = FieldMapping{}
+	mi := &file_connector_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FieldMapping) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FieldMapping) ProtoMessage() {}
+
+func (x *FieldMapping) ProtoReflect() protoreflect.Message {
+	mi := &file_connector_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FieldMapping.ProtoReflect.Descriptor instead.
+func (*FieldMapping) Descriptor() ([]byte, []int) {
+	return file_connector_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *FieldMapping) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *FieldMapping) GetCrmField() string {
+	if x != nil {
+		return x.CrmField
+	}
+	return ""
+}
+
+type ContactObjects struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Person *PersonObject          `protobuf:"bytes,1,opt,name=person,proto3" json:"person,omitempty"`
+	// Unset when the CRM keeps no prospects apart from persons.
+	Prospect      *ProspectObject `protobuf:"bytes,2,opt,name=prospect,proto3" json:"prospect,omitempty"`
+	Fields        []*FieldMapping `protobuf:"bytes,3,rep,name=fields,proto3" json:"fields,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContactObjects) Reset() {
+	*x = ContactObjects{}
+	mi := &file_connector_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContactObjects) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContactObjects) ProtoMessage() {}
+
+func (x *ContactObjects) ProtoReflect() protoreflect.Message {
+	mi := &file_connector_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContactObjects.ProtoReflect.Descriptor instead.
+func (*ContactObjects) Descriptor() ([]byte, []int) {
+	return file_connector_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ContactObjects) GetPerson() *PersonObject {
+	if x != nil {
+		return x.Person
+	}
+	return nil
+}
+
+func (x *ContactObjects) GetProspect() *ProspectObject {
+	if x != nil {
+		return x.Prospect
+	}
+	return nil
+}
+
+func (x *ContactObjects) GetFields() []*FieldMapping {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+type PersonObject struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Object        string                 `protobuf:"bytes,1,opt,name=object,proto3" json:"object,omitempty"`
+	Email         string                 `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
+	Company       string                 `protobuf:"bytes,3,opt,name=company,proto3" json:"company,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PersonObject) Reset() {
+	*x = PersonObject{}
+	mi := &file_connector_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PersonObject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PersonObject) ProtoMessage() {}
+
+func (x *PersonObject) ProtoReflect() protoreflect.Message {
+	mi := &file_connector_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PersonObject.ProtoReflect.Descriptor instead.
+func (*PersonObject) Descriptor() ([]byte, []int) {
+	return file_connector_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PersonObject) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+func (x *PersonObject) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *PersonObject) GetCompany() string {
+	if x != nil {
+		return x.Company
+	}
+	return ""
+}
+
+type ProspectObject struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Object        string                 `protobuf:"bytes,1,opt,name=object,proto3" json:"object,omitempty"`
+	Email         string                 `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
+	CompanyName   string                 `protobuf:"bytes,3,opt,name=company_name,json=companyName,proto3" json:"company_name,omitempty"`
+	Owner         string                 `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
+	Converted     string                 `protobuf:"bytes,5,opt,name=converted,proto3" json:"converted,omitempty"`
+	ConvertedTo   string                 `protobuf:"bytes,6,opt,name=converted_to,json=convertedTo,proto3" json:"converted_to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProspectObject) Reset() {
+	*x = ProspectObject{}
+	mi := &file_connector_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProspectObject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProspectObject) ProtoMessage() {}
+
+func (x *ProspectObject) ProtoReflect() protoreflect.Message {
+	mi := &file_connector_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProspectObject.ProtoReflect.Descriptor instead.
+func (*ProspectObject) Descriptor() ([]byte, []int) {
+	return file_connector_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ProspectObject) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+func (x *ProspectObject) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *ProspectObject) GetCompanyName() string {
+	if x != nil {
+		return x.CompanyName
+	}
+	return ""
+}
+
+func (x *ProspectObject) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *ProspectObject) GetConverted() string {
+	if x != nil {
+		return x.Converted
+	}
+	return ""
+}
+
+func (x *ProspectObject) GetConvertedTo() string {
+	if x != nil {
+		return x.ConvertedTo
+	}
+	return ""
+}
+
+type CompanyObject struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Object        string                 `protobuf:"bytes,1,opt,name=object,proto3" json:"object,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Domain        string                 `protobuf:"bytes,3,opt,name=domain,proto3" json:"domain,omitempty"`
+	Fields        []*FieldMapping        `protobuf:"bytes,4,rep,name=fields,proto3" json:"fields,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompanyObject) Reset() {
+	*x = CompanyObject{}
+	mi := &file_connector_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompanyObject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompanyObject) ProtoMessage() {}
+
+func (x *CompanyObject) ProtoReflect() protoreflect.Message {
+	mi := &file_connector_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompanyObject.ProtoReflect.Descriptor instead.
+func (*CompanyObject) Descriptor() ([]byte, []int) {
+	return file_connector_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CompanyObject) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+func (x *CompanyObject) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CompanyObject) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *CompanyObject) GetFields() []*FieldMapping {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+type CampaignObject struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Object        string                 `protobuf:"bytes,1,opt,name=object,proto3" json:"object,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Fields        []*FieldMapping        `protobuf:"bytes,3,rep,name=fields,proto3" json:"fields,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CampaignObject) Reset() {
+	*x = CampaignObject{}
+	mi := &file_connector_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CampaignObject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CampaignObject) ProtoMessage() {}
+
+func (x *CampaignObject) ProtoReflect() protoreflect.Message {
+	mi := &file_connector_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CampaignObject.ProtoReflect.Descriptor instead.
+func (*CampaignObject) Descriptor() ([]byte, []int) {
+	return file_connector_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CampaignObject) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+func (x *CampaignObject) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CampaignObject) GetFields() []*FieldMapping {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+type MembershipObject struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Object        string                 `protobuf:"bytes,1,opt,name=object,proto3" json:"object,omitempty"`
+	Campaign      string                 `protobuf:"bytes,2,opt,name=campaign,proto3" json:"campaign,omitempty"`
+	Person        string                 `protobuf:"bytes,3,opt,name=person,proto3" json:"person,omitempty"`
+	Prospect      string                 `protobuf:"bytes,4,opt,name=prospect,proto3" json:"prospect,omitempty"`
+	Fields        []*FieldMapping        `protobuf:"bytes,5,rep,name=fields,proto3" json:"fields,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembershipObject) Reset() {
+	*x = MembershipObject{}
+	mi := &file_connector_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembershipObject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembershipObject) ProtoMessage() {}
+
+func (x *MembershipObject) ProtoReflect() protoreflect.Message {
+	mi := &file_connector_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembershipObject.ProtoReflect.Descriptor instead.
+func (*MembershipObject) Descriptor() ([]byte, []int) {
+	return file_connector_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *MembershipObject) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+func (x *MembershipObject) GetCampaign() string {
+	if x != nil {
+		return x.Campaign
+	}
+	return ""
+}
+
+func (x *MembershipObject) GetPerson() string {
+	if x != nil {
+		return x.Person
+	}
+	return ""
+}
+
+func (x *MembershipObject) GetProspect() string {
+	if x != nil {
+		return x.Prospect
+	}
+	return ""
+}
+
+func (x *MembershipObject) GetFields() []*FieldMapping {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+type TaskObject struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Object        string                 `protobuf:"bytes,1,opt,name=object,proto3" json:"object,omitempty"`
+	Who           string                 `protobuf:"bytes,2,opt,name=who,proto3" json:"who,omitempty"`
+	Subject       string                 `protobuf:"bytes,3,opt,name=subject,proto3" json:"subject,omitempty"`
+	Status        string                 `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	Due           string                 `protobuf:"bytes,5,opt,name=due,proto3" json:"due,omitempty"`
+	Description   string                 `protobuf:"bytes,6,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskObject) Reset() {
+	*x = TaskObject{}
+	mi := &file_connector_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskObject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskObject) ProtoMessage() {}
+
+func (x *TaskObject) ProtoReflect() protoreflect.Message {
+	mi := &file_connector_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskObject.ProtoReflect.Descriptor instead.
+func (*TaskObject) Descriptor() ([]byte, []int) {
+	return file_connector_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *TaskObject) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+func (x *TaskObject) GetWho() string {
+	if x != nil {
+		return x.Who
+	}
+	return ""
+}
+
+func (x *TaskObject) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *TaskObject) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *TaskObject) GetDue() string {
+	if x != nil {
+		return x.Due
+	}
+	return ""
+}
+
+func (x *TaskObject) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
 type CheckRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Session       *Session               `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
@@ -694,7 +1331,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_connector_proto_msgTypes[9]
+	mi := &file_connector_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +1343,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[9]
+	mi := &file_connector_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +1356,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{9}
+	return file_connector_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CheckRequest) GetSession() *Session {
@@ -741,7 +1378,7 @@ type Identity struct {
 
 func (x *Identity) Reset() {
 	*x = Identity{}
-	mi := &file_connector_proto_msgTypes[10]
+	mi := &file_connector_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +1390,7 @@ func (x *Identity) String() string {
 func (*Identity) ProtoMessage() {}
 
 func (x *Identity) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[10]
+	mi := &file_connector_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +1403,7 @@ func (x *Identity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Identity.ProtoReflect.Descriptor instead.
 func (*Identity) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{10}
+	return file_connector_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Identity) GetUserId() string {
@@ -807,7 +1444,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_connector_proto_msgTypes[11]
+	mi := &file_connector_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +1456,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[11]
+	mi := &file_connector_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +1469,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{11}
+	return file_connector_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CheckResponse) GetIdentity() *Identity {
@@ -859,7 +1496,7 @@ type MatchKey struct {
 
 func (x *MatchKey) Reset() {
 	*x = MatchKey{}
-	mi := &file_connector_proto_msgTypes[12]
+	mi := &file_connector_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +1508,7 @@ func (x *MatchKey) String() string {
 func (*MatchKey) ProtoMessage() {}
 
 func (x *MatchKey) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[12]
+	mi := &file_connector_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +1521,7 @@ func (x *MatchKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatchKey.ProtoReflect.Descriptor instead.
 func (*MatchKey) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{12}
+	return file_connector_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MatchKey) GetField() string {
@@ -914,7 +1551,7 @@ type FetchCurrentRequest struct {
 
 func (x *FetchCurrentRequest) Reset() {
 	*x = FetchCurrentRequest{}
-	mi := &file_connector_proto_msgTypes[13]
+	mi := &file_connector_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +1563,7 @@ func (x *FetchCurrentRequest) String() string {
 func (*FetchCurrentRequest) ProtoMessage() {}
 
 func (x *FetchCurrentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[13]
+	mi := &file_connector_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1576,7 @@ func (x *FetchCurrentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchCurrentRequest.ProtoReflect.Descriptor instead.
 func (*FetchCurrentRequest) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{13}
+	return file_connector_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FetchCurrentRequest) GetSession() *Session {
@@ -993,7 +1630,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_connector_proto_msgTypes[14]
+	mi := &file_connector_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1005,7 +1642,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[14]
+	mi := &file_connector_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1018,7 +1655,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{14}
+	return file_connector_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Record) GetId() string {
@@ -1080,7 +1717,7 @@ type FetchCurrentResponse struct {
 
 func (x *FetchCurrentResponse) Reset() {
 	*x = FetchCurrentResponse{}
-	mi := &file_connector_proto_msgTypes[15]
+	mi := &file_connector_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1729,7 @@ func (x *FetchCurrentResponse) String() string {
 func (*FetchCurrentResponse) ProtoMessage() {}
 
 func (x *FetchCurrentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[15]
+	mi := &file_connector_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1742,7 @@ func (x *FetchCurrentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchCurrentResponse.ProtoReflect.Descriptor instead.
 func (*FetchCurrentResponse) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{15}
+	return file_connector_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FetchCurrentResponse) GetRecords() []*Record {
@@ -1133,7 +1770,7 @@ type FetchManyRequest struct {
 
 func (x *FetchManyRequest) Reset() {
 	*x = FetchManyRequest{}
-	mi := &file_connector_proto_msgTypes[16]
+	mi := &file_connector_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1782,7 @@ func (x *FetchManyRequest) String() string {
 func (*FetchManyRequest) ProtoMessage() {}
 
 func (x *FetchManyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[16]
+	mi := &file_connector_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1795,7 @@ func (x *FetchManyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchManyRequest.ProtoReflect.Descriptor instead.
 func (*FetchManyRequest) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{16}
+	return file_connector_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FetchManyRequest) GetSession() *Session {
@@ -1184,7 +1821,7 @@ type RecordList struct {
 
 func (x *RecordList) Reset() {
 	*x = RecordList{}
-	mi := &file_connector_proto_msgTypes[17]
+	mi := &file_connector_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1833,7 @@ func (x *RecordList) String() string {
 func (*RecordList) ProtoMessage() {}
 
 func (x *RecordList) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[17]
+	mi := &file_connector_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1846,7 @@ func (x *RecordList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordList.ProtoReflect.Descriptor instead.
 func (*RecordList) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{17}
+	return file_connector_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RecordList) GetRecords() []*Record {
@@ -1229,7 +1866,7 @@ type FetchManyResponse struct {
 
 func (x *FetchManyResponse) Reset() {
 	*x = FetchManyResponse{}
-	mi := &file_connector_proto_msgTypes[18]
+	mi := &file_connector_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1241,7 +1878,7 @@ func (x *FetchManyResponse) String() string {
 func (*FetchManyResponse) ProtoMessage() {}
 
 func (x *FetchManyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[18]
+	mi := &file_connector_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1254,7 +1891,7 @@ func (x *FetchManyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchManyResponse.ProtoReflect.Descriptor instead.
 func (*FetchManyResponse) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{18}
+	return file_connector_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FetchManyResponse) GetResults() []*RecordList {
@@ -1286,7 +1923,7 @@ type Operation struct {
 
 func (x *Operation) Reset() {
 	*x = Operation{}
-	mi := &file_connector_proto_msgTypes[19]
+	mi := &file_connector_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +1935,7 @@ func (x *Operation) String() string {
 func (*Operation) ProtoMessage() {}
 
 func (x *Operation) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[19]
+	mi := &file_connector_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +1948,7 @@ func (x *Operation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Operation.ProtoReflect.Descriptor instead.
 func (*Operation) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{19}
+	return file_connector_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Operation) GetKind() string {
@@ -1366,7 +2003,7 @@ type BulkUpdateRequest struct {
 
 func (x *BulkUpdateRequest) Reset() {
 	*x = BulkUpdateRequest{}
-	mi := &file_connector_proto_msgTypes[20]
+	mi := &file_connector_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +2015,7 @@ func (x *BulkUpdateRequest) String() string {
 func (*BulkUpdateRequest) ProtoMessage() {}
 
 func (x *BulkUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[20]
+	mi := &file_connector_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +2028,7 @@ func (x *BulkUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BulkUpdateRequest.ProtoReflect.Descriptor instead.
 func (*BulkUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{20}
+	return file_connector_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BulkUpdateRequest) GetSession() *Session {
@@ -1420,7 +2057,7 @@ type RecordError struct {
 
 func (x *RecordError) Reset() {
 	*x = RecordError{}
-	mi := &file_connector_proto_msgTypes[21]
+	mi := &file_connector_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1432,7 +2069,7 @@ func (x *RecordError) String() string {
 func (*RecordError) ProtoMessage() {}
 
 func (x *RecordError) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[21]
+	mi := &file_connector_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1445,7 +2082,7 @@ func (x *RecordError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordError.ProtoReflect.Descriptor instead.
 func (*RecordError) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{21}
+	return file_connector_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RecordError) GetCode() string {
@@ -1487,7 +2124,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_connector_proto_msgTypes[22]
+	mi := &file_connector_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1499,7 +2136,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[22]
+	mi := &file_connector_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1512,7 +2149,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{22}
+	return file_connector_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Result) GetId() string {
@@ -1546,7 +2183,7 @@ type BulkUpdateResponse struct {
 
 func (x *BulkUpdateResponse) Reset() {
 	*x = BulkUpdateResponse{}
-	mi := &file_connector_proto_msgTypes[23]
+	mi := &file_connector_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +2195,7 @@ func (x *BulkUpdateResponse) String() string {
 func (*BulkUpdateResponse) ProtoMessage() {}
 
 func (x *BulkUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[23]
+	mi := &file_connector_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +2208,7 @@ func (x *BulkUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BulkUpdateResponse.ProtoReflect.Descriptor instead.
 func (*BulkUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{23}
+	return file_connector_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *BulkUpdateResponse) GetResults() []*Result {
@@ -1597,7 +2234,7 @@ type LimitsRequest struct {
 
 func (x *LimitsRequest) Reset() {
 	*x = LimitsRequest{}
-	mi := &file_connector_proto_msgTypes[24]
+	mi := &file_connector_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +2246,7 @@ func (x *LimitsRequest) String() string {
 func (*LimitsRequest) ProtoMessage() {}
 
 func (x *LimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[24]
+	mi := &file_connector_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +2259,7 @@ func (x *LimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimitsRequest.ProtoReflect.Descriptor instead.
 func (*LimitsRequest) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{24}
+	return file_connector_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LimitsRequest) GetSession() *Session {
@@ -1642,7 +2279,7 @@ type LimitsResponse struct {
 
 func (x *LimitsResponse) Reset() {
 	*x = LimitsResponse{}
-	mi := &file_connector_proto_msgTypes[25]
+	mi := &file_connector_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1654,7 +2291,7 @@ func (x *LimitsResponse) String() string {
 func (*LimitsResponse) ProtoMessage() {}
 
 func (x *LimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[25]
+	mi := &file_connector_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1667,7 +2304,7 @@ func (x *LimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimitsResponse.ProtoReflect.Descriptor instead.
 func (*LimitsResponse) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{25}
+	return file_connector_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LimitsResponse) GetUsage() *Usage {
@@ -1698,7 +2335,7 @@ type FetchChangesRequest struct {
 
 func (x *FetchChangesRequest) Reset() {
 	*x = FetchChangesRequest{}
-	mi := &file_connector_proto_msgTypes[26]
+	mi := &file_connector_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1710,7 +2347,7 @@ func (x *FetchChangesRequest) String() string {
 func (*FetchChangesRequest) ProtoMessage() {}
 
 func (x *FetchChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[26]
+	mi := &file_connector_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1723,7 +2360,7 @@ func (x *FetchChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchChangesRequest.ProtoReflect.Descriptor instead.
 func (*FetchChangesRequest) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{26}
+	return file_connector_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *FetchChangesRequest) GetSession() *Session {
@@ -1780,7 +2417,7 @@ type FetchChangesResponse struct {
 
 func (x *FetchChangesResponse) Reset() {
 	*x = FetchChangesResponse{}
-	mi := &file_connector_proto_msgTypes[27]
+	mi := &file_connector_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1792,7 +2429,7 @@ func (x *FetchChangesResponse) String() string {
 func (*FetchChangesResponse) ProtoMessage() {}
 
 func (x *FetchChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[27]
+	mi := &file_connector_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1805,7 +2442,7 @@ func (x *FetchChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchChangesResponse.ProtoReflect.Descriptor instead.
 func (*FetchChangesResponse) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{27}
+	return file_connector_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *FetchChangesResponse) GetRecords() []*Record {
@@ -1849,7 +2486,7 @@ type ConditionalUpdate struct {
 
 func (x *ConditionalUpdate) Reset() {
 	*x = ConditionalUpdate{}
-	mi := &file_connector_proto_msgTypes[28]
+	mi := &file_connector_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1861,7 +2498,7 @@ func (x *ConditionalUpdate) String() string {
 func (*ConditionalUpdate) ProtoMessage() {}
 
 func (x *ConditionalUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[28]
+	mi := &file_connector_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1874,7 +2511,7 @@ func (x *ConditionalUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConditionalUpdate.ProtoReflect.Descriptor instead.
 func (*ConditionalUpdate) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{28}
+	return file_connector_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ConditionalUpdate) GetObject() string {
@@ -1917,7 +2554,7 @@ type ConditionalUpdateRequest struct {
 
 func (x *ConditionalUpdateRequest) Reset() {
 	*x = ConditionalUpdateRequest{}
-	mi := &file_connector_proto_msgTypes[29]
+	mi := &file_connector_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2566,7 @@ func (x *ConditionalUpdateRequest) String() string {
 func (*ConditionalUpdateRequest) ProtoMessage() {}
 
 func (x *ConditionalUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[29]
+	mi := &file_connector_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2579,7 @@ func (x *ConditionalUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConditionalUpdateRequest.ProtoReflect.Descriptor instead.
 func (*ConditionalUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{29}
+	return file_connector_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ConditionalUpdateRequest) GetSession() *Session {
@@ -1976,7 +2613,7 @@ type ConditionalResult struct {
 
 func (x *ConditionalResult) Reset() {
 	*x = ConditionalResult{}
-	mi := &file_connector_proto_msgTypes[30]
+	mi := &file_connector_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1988,7 +2625,7 @@ func (x *ConditionalResult) String() string {
 func (*ConditionalResult) ProtoMessage() {}
 
 func (x *ConditionalResult) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[30]
+	mi := &file_connector_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2001,7 +2638,7 @@ func (x *ConditionalResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConditionalResult.ProtoReflect.Descriptor instead.
 func (*ConditionalResult) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{30}
+	return file_connector_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ConditionalResult) GetPreconditionFailed() bool {
@@ -2029,7 +2666,7 @@ type ConditionalUpdateResponse struct {
 
 func (x *ConditionalUpdateResponse) Reset() {
 	*x = ConditionalUpdateResponse{}
-	mi := &file_connector_proto_msgTypes[31]
+	mi := &file_connector_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2041,7 +2678,7 @@ func (x *ConditionalUpdateResponse) String() string {
 func (*ConditionalUpdateResponse) ProtoMessage() {}
 
 func (x *ConditionalUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[31]
+	mi := &file_connector_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2054,7 +2691,7 @@ func (x *ConditionalUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConditionalUpdateResponse.ProtoReflect.Descriptor instead.
 func (*ConditionalUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{31}
+	return file_connector_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ConditionalUpdateResponse) GetResults() []*ConditionalResult {
@@ -2091,7 +2728,7 @@ type OpenBulkJobRequest struct {
 
 func (x *OpenBulkJobRequest) Reset() {
 	*x = OpenBulkJobRequest{}
-	mi := &file_connector_proto_msgTypes[32]
+	mi := &file_connector_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2103,7 +2740,7 @@ func (x *OpenBulkJobRequest) String() string {
 func (*OpenBulkJobRequest) ProtoMessage() {}
 
 func (x *OpenBulkJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[32]
+	mi := &file_connector_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2116,7 +2753,7 @@ func (x *OpenBulkJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenBulkJobRequest.ProtoReflect.Descriptor instead.
 func (*OpenBulkJobRequest) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{32}
+	return file_connector_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *OpenBulkJobRequest) GetSession() *Session {
@@ -2157,7 +2794,7 @@ type OpenBulkJobResponse struct {
 
 func (x *OpenBulkJobResponse) Reset() {
 	*x = OpenBulkJobResponse{}
-	mi := &file_connector_proto_msgTypes[33]
+	mi := &file_connector_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2169,7 +2806,7 @@ func (x *OpenBulkJobResponse) String() string {
 func (*OpenBulkJobResponse) ProtoMessage() {}
 
 func (x *OpenBulkJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[33]
+	mi := &file_connector_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2182,7 +2819,7 @@ func (x *OpenBulkJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenBulkJobResponse.ProtoReflect.Descriptor instead.
 func (*OpenBulkJobResponse) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{33}
+	return file_connector_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *OpenBulkJobResponse) GetJobId() string {
@@ -2210,7 +2847,7 @@ type RunBulkJobRequest struct {
 
 func (x *RunBulkJobRequest) Reset() {
 	*x = RunBulkJobRequest{}
-	mi := &file_connector_proto_msgTypes[34]
+	mi := &file_connector_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2222,7 +2859,7 @@ func (x *RunBulkJobRequest) String() string {
 func (*RunBulkJobRequest) ProtoMessage() {}
 
 func (x *RunBulkJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[34]
+	mi := &file_connector_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2235,7 +2872,7 @@ func (x *RunBulkJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunBulkJobRequest.ProtoReflect.Descriptor instead.
 func (*RunBulkJobRequest) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{34}
+	return file_connector_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RunBulkJobRequest) GetSession() *Session {
@@ -2269,7 +2906,7 @@ type SettleBulkJobRequest struct {
 
 func (x *SettleBulkJobRequest) Reset() {
 	*x = SettleBulkJobRequest{}
-	mi := &file_connector_proto_msgTypes[35]
+	mi := &file_connector_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2281,7 +2918,7 @@ func (x *SettleBulkJobRequest) String() string {
 func (*SettleBulkJobRequest) ProtoMessage() {}
 
 func (x *SettleBulkJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[35]
+	mi := &file_connector_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2294,7 +2931,7 @@ func (x *SettleBulkJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettleBulkJobRequest.ProtoReflect.Descriptor instead.
 func (*SettleBulkJobRequest) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{35}
+	return file_connector_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SettleBulkJobRequest) GetSession() *Session {
@@ -2325,7 +2962,7 @@ type SettleBulkJobResponse struct {
 
 func (x *SettleBulkJobResponse) Reset() {
 	*x = SettleBulkJobResponse{}
-	mi := &file_connector_proto_msgTypes[36]
+	mi := &file_connector_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2337,7 +2974,7 @@ func (x *SettleBulkJobResponse) String() string {
 func (*SettleBulkJobResponse) ProtoMessage() {}
 
 func (x *SettleBulkJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_connector_proto_msgTypes[36]
+	mi := &file_connector_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2350,7 +2987,7 @@ func (x *SettleBulkJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettleBulkJobResponse.ProtoReflect.Descriptor instead.
 func (*SettleBulkJobResponse) Descriptor() ([]byte, []int) {
-	return file_connector_proto_rawDescGZIP(), []int{36}
+	return file_connector_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SettleBulkJobResponse) GetDone() bool {
@@ -2447,7 +3084,7 @@ const file_connector_proto_rawDesc = "" +
 	"updateable\x18\x04 \x01(\bR\n" +
 	"updateable\x12\x1c\n" +
 	"\tdeletable\x18\x05 \x01(\bR\tdeletable\x123\n" +
-	"\x06fields\x18\x06 \x03(\v2\x1b.crmsync.connector.v1.FieldR\x06fields\"\xbb\x02\n" +
+	"\x06fields\x18\x06 \x03(\v2\x1b.crmsync.connector.v1.FieldR\x06fields\"\xfb\x02\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12F\n" +
@@ -2455,7 +3092,55 @@ const file_connector_proto_rawDesc = "" +
 	"\fcapabilities\x18\x04 \x03(\tR\fcapabilities\x126\n" +
 	"\aobjects\x18\x05 \x03(\v2\x1c.crmsync.connector.v1.ObjectR\aobjects\x12.\n" +
 	"\x04meta\x18\x06 \x01(\v2\x1a.crmsync.connector.v1.MetaR\x04meta\x12%\n" +
-	"\x0ebulk_threshold\x18\a \x01(\x03R\rbulkThreshold\"G\n" +
+	"\x0ebulk_threshold\x18\a \x01(\x03R\rbulkThreshold\x12>\n" +
+	"\bcontract\x18\b \x01(\v2\".crmsync.connector.v1.DataContractR\bcontract\"\xd6\x02\n" +
+	"\fDataContract\x12>\n" +
+	"\acontact\x18\x01 \x01(\v2$.crmsync.connector.v1.ContactObjectsR\acontact\x12=\n" +
+	"\acompany\x18\x02 \x01(\v2#.crmsync.connector.v1.CompanyObjectR\acompany\x12@\n" +
+	"\bcampaign\x18\x03 \x01(\v2$.crmsync.connector.v1.CampaignObjectR\bcampaign\x12O\n" +
+	"\x0fcampaign_member\x18\x04 \x01(\v2&.crmsync.connector.v1.MembershipObjectR\x0ecampaignMember\x124\n" +
+	"\x04task\x18\x05 \x01(\v2 .crmsync.connector.v1.TaskObjectR\x04task\"A\n" +
+	"\fFieldMapping\x12\x14\n" +
+	"\x05field\x18\x01 \x01(\tR\x05field\x12\x1b\n" +
+	"\tcrm_field\x18\x02 \x01(\tR\bcrmField\"\xca\x01\n" +
+	"\x0eContactObjects\x12:\n" +
+	"\x06person\x18\x01 \x01(\v2\".crmsync.connector.v1.PersonObjectR\x06person\x12@\n" +
+	"\bprospect\x18\x02 \x01(\v2$.crmsync.connector.v1.ProspectObjectR\bprospect\x12:\n" +
+	"\x06fields\x18\x03 \x03(\v2\".crmsync.connector.v1.FieldMappingR\x06fields\"V\n" +
+	"\fPersonObject\x12\x16\n" +
+	"\x06object\x18\x01 \x01(\tR\x06object\x12\x14\n" +
+	"\x05email\x18\x02 \x01(\tR\x05email\x12\x18\n" +
+	"\acompany\x18\x03 \x01(\tR\acompany\"\xb8\x01\n" +
+	"\x0eProspectObject\x12\x16\n" +
+	"\x06object\x18\x01 \x01(\tR\x06object\x12\x14\n" +
+	"\x05email\x18\x02 \x01(\tR\x05email\x12!\n" +
+	"\fcompany_name\x18\x03 \x01(\tR\vcompanyName\x12\x14\n" +
+	"\x05owner\x18\x04 \x01(\tR\x05owner\x12\x1c\n" +
+	"\tconverted\x18\x05 \x01(\tR\tconverted\x12!\n" +
+	"\fconverted_to\x18\x06 \x01(\tR\vconvertedTo\"\x8f\x01\n" +
+	"\rCompanyObject\x12\x16\n" +
+	"\x06object\x18\x01 \x01(\tR\x06object\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06domain\x18\x03 \x01(\tR\x06domain\x12:\n" +
+	"\x06fields\x18\x04 \x03(\v2\".crmsync.connector.v1.FieldMappingR\x06fields\"x\n" +
+	"\x0eCampaignObject\x12\x16\n" +
+	"\x06object\x18\x01 \x01(\tR\x06object\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12:\n" +
+	"\x06fields\x18\x03 \x03(\v2\".crmsync.connector.v1.FieldMappingR\x06fields\"\xb6\x01\n" +
+	"\x10MembershipObject\x12\x16\n" +
+	"\x06object\x18\x01 \x01(\tR\x06object\x12\x1a\n" +
+	"\bcampaign\x18\x02 \x01(\tR\bcampaign\x12\x16\n" +
+	"\x06person\x18\x03 \x01(\tR\x06person\x12\x1a\n" +
+	"\bprospect\x18\x04 \x01(\tR\bprospect\x12:\n" +
+	"\x06fields\x18\x05 \x03(\v2\".crmsync.connector.v1.FieldMappingR\x06fields\"\x9c\x01\n" +
+	"\n" +
+	"TaskObject\x12\x16\n" +
+	"\x06object\x18\x01 \x01(\tR\x06object\x12\x10\n" +
+	"\x03who\x18\x02 \x01(\tR\x03who\x12\x18\n" +
+	"\asubject\x18\x03 \x01(\tR\asubject\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12\x10\n" +
+	"\x03due\x18\x05 \x01(\tR\x03due\x12 \n" +
+	"\vdescription\x18\x06 \x01(\tR\vdescription\"G\n" +
 	"\fCheckRequest\x127\n" +
 	"\asession\x18\x01 \x01(\v2\x1d.crmsync.connector.v1.SessionR\asession\"y\n" +
 	"\bIdentity\x12\x17\n" +
@@ -2604,7 +3289,7 @@ func file_connector_proto_rawDescGZIP() []byte {
 	return file_connector_proto_rawDescData
 }
 
-var file_connector_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_connector_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_connector_proto_goTypes = []any{
 	(*Error)(nil),                     // 0: crmsync.connector.v1.Error
 	(*Session)(nil),                   // 1: crmsync.connector.v1.Session
@@ -2615,114 +3300,135 @@ var file_connector_proto_goTypes = []any{
 	(*Field)(nil),                     // 6: crmsync.connector.v1.Field
 	(*Object)(nil),                    // 7: crmsync.connector.v1.Object
 	(*DescribeResponse)(nil),          // 8: crmsync.connector.v1.DescribeResponse
-	(*CheckRequest)(nil),              // 9: crmsync.connector.v1.CheckRequest
-	(*Identity)(nil),                  // 10: crmsync.connector.v1.Identity
-	(*CheckResponse)(nil),             // 11: crmsync.connector.v1.CheckResponse
-	(*MatchKey)(nil),                  // 12: crmsync.connector.v1.MatchKey
-	(*FetchCurrentRequest)(nil),       // 13: crmsync.connector.v1.FetchCurrentRequest
-	(*Record)(nil),                    // 14: crmsync.connector.v1.Record
-	(*FetchCurrentResponse)(nil),      // 15: crmsync.connector.v1.FetchCurrentResponse
-	(*FetchManyRequest)(nil),          // 16: crmsync.connector.v1.FetchManyRequest
-	(*RecordList)(nil),                // 17: crmsync.connector.v1.RecordList
-	(*FetchManyResponse)(nil),         // 18: crmsync.connector.v1.FetchManyResponse
-	(*Operation)(nil),                 // 19: crmsync.connector.v1.Operation
-	(*BulkUpdateRequest)(nil),         // 20: crmsync.connector.v1.BulkUpdateRequest
-	(*RecordError)(nil),               // 21: crmsync.connector.v1.RecordError
-	(*Result)(nil),                    // 22: crmsync.connector.v1.Result
-	(*BulkUpdateResponse)(nil),        // 23: crmsync.connector.v1.BulkUpdateResponse
-	(*LimitsRequest)(nil),             // 24: crmsync.connector.v1.LimitsRequest
-	(*LimitsResponse)(nil),            // 25: crmsync.connector.v1.LimitsResponse
-	(*FetchChangesRequest)(nil),       // 26: crmsync.connector.v1.FetchChangesRequest
-	(*FetchChangesResponse)(nil),      // 27: crmsync.connector.v1.FetchChangesResponse
-	(*ConditionalUpdate)(nil),         // 28: crmsync.connector.v1.ConditionalUpdate
-	(*ConditionalUpdateRequest)(nil),  // 29: crmsync.connector.v1.ConditionalUpdateRequest
-	(*ConditionalResult)(nil),         // 30: crmsync.connector.v1.ConditionalResult
-	(*ConditionalUpdateResponse)(nil), // 31: crmsync.connector.v1.ConditionalUpdateResponse
-	(*OpenBulkJobRequest)(nil),        // 32: crmsync.connector.v1.OpenBulkJobRequest
-	(*OpenBulkJobResponse)(nil),       // 33: crmsync.connector.v1.OpenBulkJobResponse
-	(*RunBulkJobRequest)(nil),         // 34: crmsync.connector.v1.RunBulkJobRequest
-	(*SettleBulkJobRequest)(nil),      // 35: crmsync.connector.v1.SettleBulkJobRequest
-	(*SettleBulkJobResponse)(nil),     // 36: crmsync.connector.v1.SettleBulkJobResponse
-	(*durationpb.Duration)(nil),       // 37: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),     // 38: google.protobuf.Timestamp
+	(*DataContract)(nil),              // 9: crmsync.connector.v1.DataContract
+	(*FieldMapping)(nil),              // 10: crmsync.connector.v1.FieldMapping
+	(*ContactObjects)(nil),            // 11: crmsync.connector.v1.ContactObjects
+	(*PersonObject)(nil),              // 12: crmsync.connector.v1.PersonObject
+	(*ProspectObject)(nil),            // 13: crmsync.connector.v1.ProspectObject
+	(*CompanyObject)(nil),             // 14: crmsync.connector.v1.CompanyObject
+	(*CampaignObject)(nil),            // 15: crmsync.connector.v1.CampaignObject
+	(*MembershipObject)(nil),          // 16: crmsync.connector.v1.MembershipObject
+	(*TaskObject)(nil),                // 17: crmsync.connector.v1.TaskObject
+	(*CheckRequest)(nil),              // 18: crmsync.connector.v1.CheckRequest
+	(*Identity)(nil),                  // 19: crmsync.connector.v1.Identity
+	(*CheckResponse)(nil),             // 20: crmsync.connector.v1.CheckResponse
+	(*MatchKey)(nil),                  // 21: crmsync.connector.v1.MatchKey
+	(*FetchCurrentRequest)(nil),       // 22: crmsync.connector.v1.FetchCurrentRequest
+	(*Record)(nil),                    // 23: crmsync.connector.v1.Record
+	(*FetchCurrentResponse)(nil),      // 24: crmsync.connector.v1.FetchCurrentResponse
+	(*FetchManyRequest)(nil),          // 25: crmsync.connector.v1.FetchManyRequest
+	(*RecordList)(nil),                // 26: crmsync.connector.v1.RecordList
+	(*FetchManyResponse)(nil),         // 27: crmsync.connector.v1.FetchManyResponse
+	(*Operation)(nil),                 // 28: crmsync.connector.v1.Operation
+	(*BulkUpdateRequest)(nil),         // 29: crmsync.connector.v1.BulkUpdateRequest
+	(*RecordError)(nil),               // 30: crmsync.connector.v1.RecordError
+	(*Result)(nil),                    // 31: crmsync.connector.v1.Result
+	(*BulkUpdateResponse)(nil),        // 32: crmsync.connector.v1.BulkUpdateResponse
+	(*LimitsRequest)(nil),             // 33: crmsync.connector.v1.LimitsRequest
+	(*LimitsResponse)(nil),            // 34: crmsync.connector.v1.LimitsResponse
+	(*FetchChangesRequest)(nil),       // 35: crmsync.connector.v1.FetchChangesRequest
+	(*FetchChangesResponse)(nil),      // 36: crmsync.connector.v1.FetchChangesResponse
+	(*ConditionalUpdate)(nil),         // 37: crmsync.connector.v1.ConditionalUpdate
+	(*ConditionalUpdateRequest)(nil),  // 38: crmsync.connector.v1.ConditionalUpdateRequest
+	(*ConditionalResult)(nil),         // 39: crmsync.connector.v1.ConditionalResult
+	(*ConditionalUpdateResponse)(nil), // 40: crmsync.connector.v1.ConditionalUpdateResponse
+	(*OpenBulkJobRequest)(nil),        // 41: crmsync.connector.v1.OpenBulkJobRequest
+	(*OpenBulkJobResponse)(nil),       // 42: crmsync.connector.v1.OpenBulkJobResponse
+	(*RunBulkJobRequest)(nil),         // 43: crmsync.connector.v1.RunBulkJobRequest
+	(*SettleBulkJobRequest)(nil),      // 44: crmsync.connector.v1.SettleBulkJobRequest
+	(*SettleBulkJobResponse)(nil),     // 45: crmsync.connector.v1.SettleBulkJobResponse
+	(*durationpb.Duration)(nil),       // 46: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 47: google.protobuf.Timestamp
 }
 var file_connector_proto_depIdxs = []int32{
-	37, // 0: crmsync.connector.v1.Error.retry_after:type_name -> google.protobuf.Duration
-	38, // 1: crmsync.connector.v1.Usage.observed_at:type_name -> google.protobuf.Timestamp
+	46, // 0: crmsync.connector.v1.Error.retry_after:type_name -> google.protobuf.Duration
+	47, // 1: crmsync.connector.v1.Usage.observed_at:type_name -> google.protobuf.Timestamp
 	2,  // 2: crmsync.connector.v1.Meta.usage:type_name -> crmsync.connector.v1.Usage
-	38, // 3: crmsync.connector.v1.Meta.server_time:type_name -> google.protobuf.Timestamp
+	47, // 3: crmsync.connector.v1.Meta.server_time:type_name -> google.protobuf.Timestamp
 	1,  // 4: crmsync.connector.v1.DescribeRequest.session:type_name -> crmsync.connector.v1.Session
 	6,  // 5: crmsync.connector.v1.Object.fields:type_name -> crmsync.connector.v1.Field
 	5,  // 6: crmsync.connector.v1.DescribeResponse.config_fields:type_name -> crmsync.connector.v1.ConfigField
 	7,  // 7: crmsync.connector.v1.DescribeResponse.objects:type_name -> crmsync.connector.v1.Object
 	3,  // 8: crmsync.connector.v1.DescribeResponse.meta:type_name -> crmsync.connector.v1.Meta
-	1,  // 9: crmsync.connector.v1.CheckRequest.session:type_name -> crmsync.connector.v1.Session
-	10, // 10: crmsync.connector.v1.CheckResponse.identity:type_name -> crmsync.connector.v1.Identity
-	3,  // 11: crmsync.connector.v1.CheckResponse.meta:type_name -> crmsync.connector.v1.Meta
-	1,  // 12: crmsync.connector.v1.FetchCurrentRequest.session:type_name -> crmsync.connector.v1.Session
-	12, // 13: crmsync.connector.v1.FetchCurrentRequest.match:type_name -> crmsync.connector.v1.MatchKey
-	38, // 14: crmsync.connector.v1.Record.last_modified:type_name -> google.protobuf.Timestamp
-	38, // 15: crmsync.connector.v1.Record.system_modstamp:type_name -> google.protobuf.Timestamp
-	14, // 16: crmsync.connector.v1.FetchCurrentResponse.records:type_name -> crmsync.connector.v1.Record
-	3,  // 17: crmsync.connector.v1.FetchCurrentResponse.meta:type_name -> crmsync.connector.v1.Meta
-	1,  // 18: crmsync.connector.v1.FetchManyRequest.session:type_name -> crmsync.connector.v1.Session
-	13, // 19: crmsync.connector.v1.FetchManyRequest.requests:type_name -> crmsync.connector.v1.FetchCurrentRequest
-	14, // 20: crmsync.connector.v1.RecordList.records:type_name -> crmsync.connector.v1.Record
-	17, // 21: crmsync.connector.v1.FetchManyResponse.results:type_name -> crmsync.connector.v1.RecordList
-	3,  // 22: crmsync.connector.v1.FetchManyResponse.meta:type_name -> crmsync.connector.v1.Meta
-	1,  // 23: crmsync.connector.v1.BulkUpdateRequest.session:type_name -> crmsync.connector.v1.Session
-	19, // 24: crmsync.connector.v1.BulkUpdateRequest.operations:type_name -> crmsync.connector.v1.Operation
-	21, // 25: crmsync.connector.v1.Result.error:type_name -> crmsync.connector.v1.RecordError
-	22, // 26: crmsync.connector.v1.BulkUpdateResponse.results:type_name -> crmsync.connector.v1.Result
-	3,  // 27: crmsync.connector.v1.BulkUpdateResponse.meta:type_name -> crmsync.connector.v1.Meta
-	1,  // 28: crmsync.connector.v1.LimitsRequest.session:type_name -> crmsync.connector.v1.Session
-	2,  // 29: crmsync.connector.v1.LimitsResponse.usage:type_name -> crmsync.connector.v1.Usage
-	3,  // 30: crmsync.connector.v1.LimitsResponse.meta:type_name -> crmsync.connector.v1.Meta
-	1,  // 31: crmsync.connector.v1.FetchChangesRequest.session:type_name -> crmsync.connector.v1.Session
-	38, // 32: crmsync.connector.v1.FetchChangesRequest.since:type_name -> google.protobuf.Timestamp
-	14, // 33: crmsync.connector.v1.FetchChangesResponse.records:type_name -> crmsync.connector.v1.Record
-	3,  // 34: crmsync.connector.v1.FetchChangesResponse.meta:type_name -> crmsync.connector.v1.Meta
-	38, // 35: crmsync.connector.v1.ConditionalUpdate.unmodified_since:type_name -> google.protobuf.Timestamp
-	1,  // 36: crmsync.connector.v1.ConditionalUpdateRequest.session:type_name -> crmsync.connector.v1.Session
-	28, // 37: crmsync.connector.v1.ConditionalUpdateRequest.updates:type_name -> crmsync.connector.v1.ConditionalUpdate
-	13, // 38: crmsync.connector.v1.ConditionalUpdateRequest.reads:type_name -> crmsync.connector.v1.FetchCurrentRequest
-	21, // 39: crmsync.connector.v1.ConditionalResult.error:type_name -> crmsync.connector.v1.RecordError
-	30, // 40: crmsync.connector.v1.ConditionalUpdateResponse.results:type_name -> crmsync.connector.v1.ConditionalResult
-	14, // 41: crmsync.connector.v1.ConditionalUpdateResponse.records:type_name -> crmsync.connector.v1.Record
-	3,  // 42: crmsync.connector.v1.ConditionalUpdateResponse.meta:type_name -> crmsync.connector.v1.Meta
-	1,  // 43: crmsync.connector.v1.OpenBulkJobRequest.session:type_name -> crmsync.connector.v1.Session
-	3,  // 44: crmsync.connector.v1.OpenBulkJobResponse.meta:type_name -> crmsync.connector.v1.Meta
-	1,  // 45: crmsync.connector.v1.RunBulkJobRequest.session:type_name -> crmsync.connector.v1.Session
-	19, // 46: crmsync.connector.v1.RunBulkJobRequest.operations:type_name -> crmsync.connector.v1.Operation
-	1,  // 47: crmsync.connector.v1.SettleBulkJobRequest.session:type_name -> crmsync.connector.v1.Session
-	3,  // 48: crmsync.connector.v1.SettleBulkJobResponse.meta:type_name -> crmsync.connector.v1.Meta
-	4,  // 49: crmsync.connector.v1.Connector.Describe:input_type -> crmsync.connector.v1.DescribeRequest
-	9,  // 50: crmsync.connector.v1.Connector.Check:input_type -> crmsync.connector.v1.CheckRequest
-	13, // 51: crmsync.connector.v1.Connector.FetchCurrent:input_type -> crmsync.connector.v1.FetchCurrentRequest
-	20, // 52: crmsync.connector.v1.Connector.BulkUpdate:input_type -> crmsync.connector.v1.BulkUpdateRequest
-	24, // 53: crmsync.connector.v1.Connector.Limits:input_type -> crmsync.connector.v1.LimitsRequest
-	26, // 54: crmsync.connector.v1.Connector.FetchChanges:input_type -> crmsync.connector.v1.FetchChangesRequest
-	16, // 55: crmsync.connector.v1.Connector.FetchCurrentMany:input_type -> crmsync.connector.v1.FetchManyRequest
-	29, // 56: crmsync.connector.v1.Connector.UpdateIfUnmodified:input_type -> crmsync.connector.v1.ConditionalUpdateRequest
-	32, // 57: crmsync.connector.v1.Connector.OpenBulkJob:input_type -> crmsync.connector.v1.OpenBulkJobRequest
-	34, // 58: crmsync.connector.v1.Connector.RunBulkJob:input_type -> crmsync.connector.v1.RunBulkJobRequest
-	35, // 59: crmsync.connector.v1.Connector.SettleBulkJob:input_type -> crmsync.connector.v1.SettleBulkJobRequest
-	8,  // 60: crmsync.connector.v1.Connector.Describe:output_type -> crmsync.connector.v1.DescribeResponse
-	11, // 61: crmsync.connector.v1.Connector.Check:output_type -> crmsync.connector.v1.CheckResponse
-	15, // 62: crmsync.connector.v1.Connector.FetchCurrent:output_type -> crmsync.connector.v1.FetchCurrentResponse
-	23, // 63: crmsync.connector.v1.Connector.BulkUpdate:output_type -> crmsync.connector.v1.BulkUpdateResponse
-	25, // 64: crmsync.connector.v1.Connector.Limits:output_type -> crmsync.connector.v1.LimitsResponse
-	27, // 65: crmsync.connector.v1.Connector.FetchChanges:output_type -> crmsync.connector.v1.FetchChangesResponse
-	18, // 66: crmsync.connector.v1.Connector.FetchCurrentMany:output_type -> crmsync.connector.v1.FetchManyResponse
-	31, // 67: crmsync.connector.v1.Connector.UpdateIfUnmodified:output_type -> crmsync.connector.v1.ConditionalUpdateResponse
-	33, // 68: crmsync.connector.v1.Connector.OpenBulkJob:output_type -> crmsync.connector.v1.OpenBulkJobResponse
-	23, // 69: crmsync.connector.v1.Connector.RunBulkJob:output_type -> crmsync.connector.v1.BulkUpdateResponse
-	36, // 70: crmsync.connector.v1.Connector.SettleBulkJob:output_type -> crmsync.connector.v1.SettleBulkJobResponse
-	60, // [60:71] is the sub-list for method output_type
-	49, // [49:60] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	9,  // 9: crmsync.connector.v1.DescribeResponse.contract:type_name -> crmsync.connector.v1.DataContract
+	11, // 10: crmsync.connector.v1.DataContract.contact:type_name -> crmsync.connector.v1.ContactObjects
+	14, // 11: crmsync.connector.v1.DataContract.company:type_name -> crmsync.connector.v1.CompanyObject
+	15, // 12: crmsync.connector.v1.DataContract.campaign:type_name -> crmsync.connector.v1.CampaignObject
+	16, // 13: crmsync.connector.v1.DataContract.campaign_member:type_name -> crmsync.connector.v1.MembershipObject
+	17, // 14: crmsync.connector.v1.DataContract.task:type_name -> crmsync.connector.v1.TaskObject
+	12, // 15: crmsync.connector.v1.ContactObjects.person:type_name -> crmsync.connector.v1.PersonObject
+	13, // 16: crmsync.connector.v1.ContactObjects.prospect:type_name -> crmsync.connector.v1.ProspectObject
+	10, // 17: crmsync.connector.v1.ContactObjects.fields:type_name -> crmsync.connector.v1.FieldMapping
+	10, // 18: crmsync.connector.v1.CompanyObject.fields:type_name -> crmsync.connector.v1.FieldMapping
+	10, // 19: crmsync.connector.v1.CampaignObject.fields:type_name -> crmsync.connector.v1.FieldMapping
+	10, // 20: crmsync.connector.v1.MembershipObject.fields:type_name -> crmsync.connector.v1.FieldMapping
+	1,  // 21: crmsync.connector.v1.CheckRequest.session:type_name -> crmsync.connector.v1.Session
+	19, // 22: crmsync.connector.v1.CheckResponse.identity:type_name -> crmsync.connector.v1.Identity
+	3,  // 23: crmsync.connector.v1.CheckResponse.meta:type_name -> crmsync.connector.v1.Meta
+	1,  // 24: crmsync.connector.v1.FetchCurrentRequest.session:type_name -> crmsync.connector.v1.Session
+	21, // 25: crmsync.connector.v1.FetchCurrentRequest.match:type_name -> crmsync.connector.v1.MatchKey
+	47, // 26: crmsync.connector.v1.Record.last_modified:type_name -> google.protobuf.Timestamp
+	47, // 27: crmsync.connector.v1.Record.system_modstamp:type_name -> google.protobuf.Timestamp
+	23, // 28: crmsync.connector.v1.FetchCurrentResponse.records:type_name -> crmsync.connector.v1.Record
+	3,  // 29: crmsync.connector.v1.FetchCurrentResponse.meta:type_name -> crmsync.connector.v1.Meta
+	1,  // 30: crmsync.connector.v1.FetchManyRequest.session:type_name -> crmsync.connector.v1.Session
+	22, // 31: crmsync.connector.v1.FetchManyRequest.requests:type_name -> crmsync.connector.v1.FetchCurrentRequest
+	23, // 32: crmsync.connector.v1.RecordList.records:type_name -> crmsync.connector.v1.Record
+	26, // 33: crmsync.connector.v1.FetchManyResponse.results:type_name -> crmsync.connector.v1.RecordList
+	3,  // 34: crmsync.connector.v1.FetchManyResponse.meta:type_name -> crmsync.connector.v1.Meta
+	1,  // 35: crmsync.connector.v1.BulkUpdateRequest.session:type_name -> crmsync.connector.v1.Session
+	28, // 36: crmsync.connector.v1.BulkUpdateRequest.operations:type_name -> crmsync.connector.v1.Operation
+	30, // 37: crmsync.connector.v1.Result.error:type_name -> crmsync.connector.v1.RecordError
+	31, // 38: crmsync.connector.v1.BulkUpdateResponse.results:type_name -> crmsync.connector.v1.Result
+	3,  // 39: crmsync.connector.v1.BulkUpdateResponse.meta:type_name -> crmsync.connector.v1.Meta
+	1,  // 40: crmsync.connector.v1.LimitsRequest.session:type_name -> crmsync.connector.v1.Session
+	2,  // 41: crmsync.connector.v1.LimitsResponse.usage:type_name -> crmsync.connector.v1.Usage
+	3,  // 42: crmsync.connector.v1.LimitsResponse.meta:type_name -> crmsync.connector.v1.Meta
+	1,  // 43: crmsync.connector.v1.FetchChangesRequest.session:type_name -> crmsync.connector.v1.Session
+	47, // 44: crmsync.connector.v1.FetchChangesRequest.since:type_name -> google.protobuf.Timestamp
+	23, // 45: crmsync.connector.v1.FetchChangesResponse.records:type_name -> crmsync.connector.v1.Record
+	3,  // 46: crmsync.connector.v1.FetchChangesResponse.meta:type_name -> crmsync.connector.v1.Meta
+	47, // 47: crmsync.connector.v1.ConditionalUpdate.unmodified_since:type_name -> google.protobuf.Timestamp
+	1,  // 48: crmsync.connector.v1.ConditionalUpdateRequest.session:type_name -> crmsync.connector.v1.Session
+	37, // 49: crmsync.connector.v1.ConditionalUpdateRequest.updates:type_name -> crmsync.connector.v1.ConditionalUpdate
+	22, // 50: crmsync.connector.v1.ConditionalUpdateRequest.reads:type_name -> crmsync.connector.v1.FetchCurrentRequest
+	30, // 51: crmsync.connector.v1.ConditionalResult.error:type_name -> crmsync.connector.v1.RecordError
+	39, // 52: crmsync.connector.v1.ConditionalUpdateResponse.results:type_name -> crmsync.connector.v1.ConditionalResult
+	23, // 53: crmsync.connector.v1.ConditionalUpdateResponse.records:type_name -> crmsync.connector.v1.Record
+	3,  // 54: crmsync.connector.v1.ConditionalUpdateResponse.meta:type_name -> crmsync.connector.v1.Meta
+	1,  // 55: crmsync.connector.v1.OpenBulkJobRequest.session:type_name -> crmsync.connector.v1.Session
+	3,  // 56: crmsync.connector.v1.OpenBulkJobResponse.meta:type_name -> crmsync.connector.v1.Meta
+	1,  // 57: crmsync.connector.v1.RunBulkJobRequest.session:type_name -> crmsync.connector.v1.Session
+	28, // 58: crmsync.connector.v1.RunBulkJobRequest.operations:type_name -> crmsync.connector.v1.Operation
+	1,  // 59: crmsync.connector.v1.SettleBulkJobRequest.session:type_name -> crmsync.connector.v1.Session
+	3,  // 60: crmsync.connector.v1.SettleBulkJobResponse.meta:type_name -> crmsync.connector.v1.Meta
+	4,  // 61: crmsync.connector.v1.Connector.Describe:input_type -> crmsync.connector.v1.DescribeRequest
+	18, // 62: crmsync.connector.v1.Connector.Check:input_type -> crmsync.connector.v1.CheckRequest
+	22, // 63: crmsync.connector.v1.Connector.FetchCurrent:input_type -> crmsync.connector.v1.FetchCurrentRequest
+	29, // 64: crmsync.connector.v1.Connector.BulkUpdate:input_type -> crmsync.connector.v1.BulkUpdateRequest
+	33, // 65: crmsync.connector.v1.Connector.Limits:input_type -> crmsync.connector.v1.LimitsRequest
+	35, // 66: crmsync.connector.v1.Connector.FetchChanges:input_type -> crmsync.connector.v1.FetchChangesRequest
+	25, // 67: crmsync.connector.v1.Connector.FetchCurrentMany:input_type -> crmsync.connector.v1.FetchManyRequest
+	38, // 68: crmsync.connector.v1.Connector.UpdateIfUnmodified:input_type -> crmsync.connector.v1.ConditionalUpdateRequest
+	41, // 69: crmsync.connector.v1.Connector.OpenBulkJob:input_type -> crmsync.connector.v1.OpenBulkJobRequest
+	43, // 70: crmsync.connector.v1.Connector.RunBulkJob:input_type -> crmsync.connector.v1.RunBulkJobRequest
+	44, // 71: crmsync.connector.v1.Connector.SettleBulkJob:input_type -> crmsync.connector.v1.SettleBulkJobRequest
+	8,  // 72: crmsync.connector.v1.Connector.Describe:output_type -> crmsync.connector.v1.DescribeResponse
+	20, // 73: crmsync.connector.v1.Connector.Check:output_type -> crmsync.connector.v1.CheckResponse
+	24, // 74: crmsync.connector.v1.Connector.FetchCurrent:output_type -> crmsync.connector.v1.FetchCurrentResponse
+	32, // 75: crmsync.connector.v1.Connector.BulkUpdate:output_type -> crmsync.connector.v1.BulkUpdateResponse
+	34, // 76: crmsync.connector.v1.Connector.Limits:output_type -> crmsync.connector.v1.LimitsResponse
+	36, // 77: crmsync.connector.v1.Connector.FetchChanges:output_type -> crmsync.connector.v1.FetchChangesResponse
+	27, // 78: crmsync.connector.v1.Connector.FetchCurrentMany:output_type -> crmsync.connector.v1.FetchManyResponse
+	40, // 79: crmsync.connector.v1.Connector.UpdateIfUnmodified:output_type -> crmsync.connector.v1.ConditionalUpdateResponse
+	42, // 80: crmsync.connector.v1.Connector.OpenBulkJob:output_type -> crmsync.connector.v1.OpenBulkJobResponse
+	32, // 81: crmsync.connector.v1.Connector.RunBulkJob:output_type -> crmsync.connector.v1.BulkUpdateResponse
+	45, // 82: crmsync.connector.v1.Connector.SettleBulkJob:output_type -> crmsync.connector.v1.SettleBulkJobResponse
+	72, // [72:83] is the sub-list for method output_type
+	61, // [61:72] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_connector_proto_init() }
@@ -2736,7 +3442,7 @@ func file_connector_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_connector_proto_rawDesc), len(file_connector_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
