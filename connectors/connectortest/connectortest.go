@@ -83,6 +83,12 @@ type Harness struct {
 	// long or not valid UTF-8, and checks each arrives with its kind and
 	// retry-after: what a plugin boundary must never lose.
 	FailWith func(err *connector.Error) connector.Session
+	// UnknownBulkJobID is a bulk job id the CRM does not know, when the
+	// connector announces CapabilityBulkJobs. Default
+	// "750000000000000AAA", a well-formed Salesforce job id no org hands
+	// out; set it when the connector refuses that form before asking the
+	// CRM.
+	UnknownBulkJobID string
 }
 
 var uniq atomic.Int64
@@ -134,6 +140,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		"Capabilities":      testCapabilities,
 		"ErrorKinds":        testErrorKinds,
 		"StreamChanges":     testStreamChanges,
+		"BulkJobs":          testBulkJobs,
 		"DataContract":      testDataContract,
 	}
 	for _, name := range slices.Sorted(maps.Keys(tests)) {
@@ -638,6 +645,7 @@ var probes = map[connector.Capability]func(t *testing.T, h Harness, d *connector
 	connector.CapabilityFetchMany:    probeFetchMany,
 	connector.CapabilityUpsert:       probeUpsert,
 	connector.CapabilityBulk:         probeBulk,
+	connector.CapabilityBulkJobs:     probeBulkJobs,
 }
 
 // testCapabilities checks announced against implemented, both ways: crmsync

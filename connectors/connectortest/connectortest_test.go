@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -82,6 +83,9 @@ func (b broken) Describe(ctx context.Context, req connector.DescribeRequest) (*c
 	if err == nil && b.bug == "bulk-unannounced" {
 		d.BulkThreshold = 3
 	}
+	if err == nil && b.bug == "bulkjobs-unannounced" {
+		d.Capabilities = slices.DeleteFunc(d.Capabilities, func(c connector.Capability) bool { return c == connector.CapabilityBulkJobs })
+	}
 	if err == nil && b.bug == "contract-undescribed" {
 		d.Contract = connector.SalesforceContract()
 		d.Contract.Contact.Person.Email = "PersonalEmail__c"
@@ -100,12 +104,37 @@ func (b broken) FetchCurrentMany(ctx context.Context, req connector.FetchManyReq
 	return b.CRM.FetchCurrentMany(ctx, req)
 }
 
+func (b broken) RunBulkJob(ctx context.Context, req connector.RunBulkJobRequest) (*connector.BulkUpdateResponse, error) {
+	if b.bug == "bulkjobs-any-kind" {
+		// Writes whatever it is given, as BulkUpdate would.
+		return b.CRM.BulkUpdate(ctx, connector.BulkUpdateRequest{Session: req.Session, Operations: req.Operations})
+	}
+	resp, err := b.CRM.RunBulkJob(ctx, req)
+	if err == nil && b.bug == "bulkjobs-reorder" {
+		slices.Reverse(resp.Results)
+	}
+	return resp, err
+}
+
+func (b broken) SettleBulkJob(ctx context.Context, req connector.SettleBulkJobRequest) (*connector.SettleBulkJobResponse, error) {
+	if b.bug == "bulkjobs-settle-leaves-open" {
+		return &connector.SettleBulkJobResponse{Done: true, State: memcrm.JobAborted}, nil
+	}
+	return b.CRM.SettleBulkJob(ctx, req)
+}
+
 // TestMemcrmSuite runs the suite against memcrm, or against a broken
-// variant when brokenEnv is set.
+// variant when brokenEnv is set (with memcrm's bulk jobs for the bugs
+// named bulkjobs-*).
 func TestMemcrmSuite(t *testing.T) {
-	crm := memcrm.New()
+	bug := os.Getenv(brokenEnv)
+	var opts []memcrm.Option
+	if strings.HasPrefix(bug, "bulkjobs-") {
+		opts = append(opts, memcrm.WithBulkJobs(3))
+	}
+	crm := memcrm.New(opts...)
 	var c connector.Connector = crm
-	switch bug := os.Getenv(brokenEnv); bug {
+	switch bug {
 	case "":
 	case "no-campaigns": // not broken: a CRM without campaigns
 		c = memcrm.New(memcrm.WithoutObjects("Campaign", "CampaignMember"))
@@ -149,6 +178,12 @@ func TestSuiteCatchesBrokenConnectors(t *testing.T) {
 		// threshold without the capability.
 		"bulk-threshold-needs-credentials": "Capabilities",
 		"bulk-unannounced":                 "Capabilities",
+		// Bulk jobs: results out of order, a run of mixed kinds written,
+		// an open job reported done but left open, jobs not announced.
+		"bulkjobs-reorder":            "BulkJobs/CreateAndUpdate",
+		"bulkjobs-any-kind":           "BulkJobs/MixedKindRefused",
+		"bulkjobs-settle-leaves-open": "BulkJobs/NeverRunIsAborted",
+		"bulkjobs-unannounced":        "Capabilities",
 		// The data contract: a role naming a field the connector does
 		// not describe, a contract that changes with credentials, and a
 		// match key FetchCurrent cannot find records by.

@@ -147,6 +147,24 @@ func TestConformanceThroughPlugin(t *testing.T) {
 	})
 }
 
+// memcrm's bulk jobs pass the suite's BulkJobs through a plugin process.
+func TestConformanceThroughPluginWithBulkJobs(t *testing.T) {
+	t.Parallel()
+	h, _ := newHost(t, nil)
+	c, err := h.Connector(t.Context(), "memcrm-bulkjobs")
+	require.NoError(t, err)
+	connectortest.Run(t, func(t *testing.T) connectortest.Harness {
+		return connectortest.Harness{
+			Connector:      c,
+			Session:        session(t, t.Name(), nil),
+			BadCredentials: memcrm.Session(t.Name(), "expired"),
+			FailWith: func(err *connector.Error) connector.Session {
+				return session(t, t.Name(), &memcrm.Faults{Fail: &memcrm.ErrorFault{Kind: err.Kind, Message: []byte(err.Message), RetryAfter: err.RetryAfter}})
+			},
+		}
+	})
+}
+
 // Through a real plugin process, every kind keeps its kind and retry-after,
 // and a message that is not valid UTF-8 or is very long arrives readable
 // and bounded (the conformance suite's ErrorKinds checks the kinds too).

@@ -33,9 +33,11 @@ func servePlugin(name string) {
 	switch name {
 	case "memcrm":
 		Serve(crm)
+	case "memcrm-bulkjobs": // memcrm with its bulk path (a threshold of 3)
+		Serve(memcrm.New(memcrm.WithLogger(Logger()), memcrm.WithBulkJobs(3)))
 	case "memcrm-v2": // built against another protocol version
 		serve(crm, connector.ProtocolVersion+1)
-	case "no-changes": // a connector without the optional ChangeFetcher
+	case "no-changes": // a connector without any optional interface
 		Serve(struct{ connector.Connector }{crm})
 	case "other-cookie": // a go-plugin plugin of another product
 		goplugin.Serve(&goplugin.ServeConfig{

@@ -33,8 +33,10 @@ func handshake(version int) goplugin.HandshakeConfig {
 }
 
 // Serve serves impl as a connector plugin over gRPC and returns only when
-// the host ends the process. Call it from the plugin binary's main. When
-// impl also implements connector.ChangeFetcher, that is served too.
+// the host ends the process. Call it from the plugin binary's main. The
+// optional interfaces impl implements (connector.ChangeFetcher,
+// BatchFetcher, ConditionalUpdater, BulkJobRunner) are served too; the
+// others answer connector.ErrUnsupported.
 //
 // Run directly from a shell (not by crmsync), Serve prints that the binary
 // is a plugin and exits with status 1.

@@ -14,6 +14,12 @@
 // [Org.SetFaults] or, across a plugin boundary, in the session's
 // configuration, so a test driving memcrm as a plugin process can reach them.
 //
+// [WithBulkJobs] gives memcrm a bulk path modelled on Bulk API 2.0: it
+// announces connector.CapabilityBulk and connector.CapabilityBulkJobs and
+// runs connector.BulkJobRunner jobs; Faults.BulkJobCrashAfter leaves a job
+// running after its run failed, as Salesforce goes on working a job after
+// crmsync died.
+//
 // # Sessions
 //
 // Configuration: {"org": "acme"} names the org (each name is a separate,

@@ -25,6 +25,16 @@ type Faults struct {
 	Records []RecordFault `json:"records,omitempty"`
 	// Fail, if set, fails every call whole with this error.
 	Fail *ErrorFault `json:"fail,omitempty"`
+	// BulkJobCrashAfter, if positive, makes RunBulkJob lose its
+	// connection after writing that many rows (all of them when the job
+	// has fewer): the call fails with connector.ErrUnavailable while the
+	// job stays InProgress, as a Salesforce job goes on working after
+	// crmsync died. SettleBulkJob then works the rest of the job.
+	BulkJobCrashAfter int `json:"bulk_job_crash_after,omitempty"`
+	// BulkJobSettlePolls is how many SettleBulkJob calls find a job left
+	// by BulkJobCrashAfter still InProgress (Done false) before the next
+	// one works the rest of its rows.
+	BulkJobSettlePolls int `json:"bulk_job_settle_polls,omitempty"`
 }
 
 // ErrorFault is the whole-call error Faults.Fail injects: any kind, with

@@ -16,6 +16,8 @@ var keyPrefixes = map[string]string{
 	"CampaignMember": "00v",
 	"Organization":   "00D",
 	"Campaign":       "701",
+	// A Bulk API 2.0 ingest job (not an object: its ids never name records).
+	"BulkJob": "750",
 }
 
 const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

@@ -29,8 +29,8 @@ const (
 )
 
 // CRM is an in-memory CRM holding any number of orgs. It implements
-// connector.Connector and connector.ChangeFetcher and is safe for concurrent
-// use.
+// connector.Connector and its optional interfaces (connector.BulkJobRunner
+// only answers WithBulkJobs) and is safe for concurrent use.
 type CRM struct {
 	logger   *slog.Logger
 	now      func() time.Time
@@ -39,6 +39,8 @@ type CRM struct {
 	faults   Faults
 	exit     func(code int)
 	objects  map[string]*objectDef
+	// bulkThreshold, when positive, turns the bulk path on (WithBulkJobs).
+	bulkThreshold int
 
 	mu   sync.Mutex
 	orgs map[string]*Org
@@ -48,6 +50,7 @@ var (
 	_ connector.Connector     = (*CRM)(nil)
 	_ connector.ChangeFetcher = (*CRM)(nil)
 	_ connector.BatchFetcher  = (*CRM)(nil)
+	_ connector.BulkJobRunner = (*CRM)(nil)
 )
 
 // Option configures a CRM.
@@ -71,6 +74,18 @@ func WithFaults(f Faults) Option { return func(c *CRM) { c.faults = f } }
 // WithExit replaces os.Exit, called with CrashExitCode when Faults.CrashOn
 // fires. In process, tests set it to observe a crash without dying.
 func WithExit(exit func(code int)) Option { return func(c *CRM) { c.exit = exit } }
+
+// WithBulkJobs turns on memcrm's bulk path, modelled on Salesforce's Bulk
+// API 2.0: Describe announces connector.CapabilityBulk and
+// connector.CapabilityBulkJobs with threshold as BulkThreshold, BulkUpdate
+// writes each group of more than threshold operations of one kind on one
+// object as one job (five API calls whatever its size), and the
+// connector.BulkJobRunner methods work. Without it they fail with
+// connector.ErrUnsupported and BulkUpdate costs one call per 200
+// operations. A threshold below 1 is 1.
+func WithBulkJobs(threshold int) Option {
+	return func(c *CRM) { c.bulkThreshold = max(threshold, 1) }
+}
 
 // WithoutObjects leaves the named objects out of the CRM, as a CRM without,
 // say, campaigns: Describe does not list them and calls naming them fail
@@ -204,7 +219,7 @@ func orEmpty(b json.RawMessage) json.RawMessage {
 }
 
 func (c *CRM) description() *connector.Description {
-	return &connector.Description{
+	d := &connector.Description{
 		Name:    Name,
 		Version: Version,
 		ConfigFields: []connector.ConfigField{
@@ -217,6 +232,11 @@ func (c *CRM) description() *connector.Description {
 			connector.CapabilityConditionalUpdate, connector.CapabilityStreamChanges},
 		Contract: c.contract(),
 	}
+	if c.bulkThreshold > 0 {
+		d.Capabilities = append(d.Capabilities, connector.CapabilityBulk, connector.CapabilityBulkJobs)
+		d.BulkThreshold = c.bulkThreshold
+	}
+	return d
 }
 
 // contract is Salesforce's shape, declared rather than implied, less the
@@ -370,13 +390,15 @@ func (c *CRM) FetchCurrentMany(ctx context.Context, req connector.FetchManyReque
 }
 
 // BulkUpdate implements connector.Connector. It costs one API call per 200
-// operations, like Salesforce's sObject Collections.
+// operations, like Salesforce's sObject Collections; WithBulkJobs, each
+// group of more than the threshold operations of one kind on one object
+// costs a bulk job's five calls instead.
 func (c *CRM) BulkUpdate(ctx context.Context, req connector.BulkUpdateRequest) (*connector.BulkUpdateResponse, error) {
 	cl, err := c.begin(ctx, "BulkUpdate", req.Session)
 	if err != nil {
 		return nil, err
 	}
-	meta, err := cl.org.charge(int64((len(req.Operations) + 199) / 200))
+	meta, err := cl.org.charge(c.bulkUpdateCalls(req.Operations))
 	if err != nil {
 		return nil, err
 	}

@@ -38,6 +38,22 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// With its bulk path memcrm runs the suite's BulkJobs and bulk probes.
+func TestConformanceWithBulkJobs(t *testing.T) {
+	t.Parallel()
+	crm := memcrm.New(memcrm.WithBulkJobs(3))
+	connectortest.Run(t, func(t *testing.T) connectortest.Harness {
+		return connectortest.Harness{
+			Connector:      crm,
+			Session:        memcrm.Session(t.Name(), memcrm.DefaultToken),
+			BadCredentials: memcrm.Session(t.Name(), "revoked"),
+			FailWith: func(err *connector.Error) connector.Session {
+				return sessionWith(t, t.Name(), memcrm.DefaultToken, &memcrm.Faults{Fail: &memcrm.ErrorFault{Kind: err.Kind, Message: []byte(err.Message), RetryAfter: err.RetryAfter}})
+			},
+		}
+	})
+}
+
 func sessionWith(t *testing.T, org, token string, f *memcrm.Faults) connector.Session {
 	t.Helper()
 	cfg, err := json.Marshal(memcrm.Config{Org: org, Faults: f})
@@ -356,4 +372,210 @@ func TestWithoutObjects(t *testing.T) {
 	require.Len(t, resp.Results, 1)
 	require.NotNil(t, resp.Results[0].Error)
 	require.Equal(t, "INVALID_TYPE", resp.Results[0].Error.Code)
+}
+
+// openJob opens a bulk job of kind on object and returns its id.
+func (b *bundle) openJob(t *testing.T, kind connector.OpKind, object string) string {
+	t.Helper()
+	resp, err := b.crm.OpenBulkJob(t.Context(), connector.OpenBulkJobRequest{Session: b.s, Object: object, Kind: kind})
+	require.NoError(t, err)
+	require.NotEmpty(t, resp.JobID)
+	require.Equal(t, 1, resp.Calls)
+	return resp.JobID
+}
+
+func (b *bundle) settle(t *testing.T, id string) *connector.SettleBulkJobResponse {
+	t.Helper()
+	resp, err := b.crm.SettleBulkJob(t.Context(), connector.SettleBulkJobRequest{Session: b.s, JobID: id})
+	require.NoError(t, err)
+	return resp
+}
+
+// Without WithBulkJobs memcrm announces no bulk path and refuses jobs.
+func TestBulkJobsOff(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	d, err := b.crm.Describe(t.Context(), connector.DescribeRequest{})
+	require.NoError(t, err)
+	require.False(t, d.Has(connector.CapabilityBulk))
+	require.False(t, d.Has(connector.CapabilityBulkJobs))
+	require.Zero(t, d.BulkThreshold)
+	_, err = b.crm.OpenBulkJob(t.Context(), connector.OpenBulkJobRequest{Session: b.s, Object: "Contact", Kind: connector.OpCreate})
+	require.ErrorIs(t, err, connector.ErrUnsupported)
+	_, err = b.crm.RunBulkJob(t.Context(), connector.RunBulkJobRequest{Session: b.s, JobID: "x"})
+	require.ErrorIs(t, err, connector.ErrUnsupported)
+	_, err = b.crm.SettleBulkJob(t.Context(), connector.SettleBulkJobRequest{Session: b.s, JobID: "x"})
+	require.ErrorIs(t, err, connector.ErrUnsupported)
+}
+
+func TestBulkJobRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t, memcrm.WithBulkJobs(2))
+	d, err := b.crm.Describe(t.Context(), connector.DescribeRequest{})
+	require.NoError(t, err)
+	require.True(t, d.Has(connector.CapabilityBulk), "announced without credentials")
+	require.True(t, d.Has(connector.CapabilityBulkJobs))
+	require.Equal(t, 2, d.BulkThreshold)
+
+	id := b.openJob(t, connector.OpCreate, "Contact")
+	require.Equal(t, "750", id[:3], "a Bulk API job's key prefix")
+	ops := []connector.Operation{
+		create("Contact", map[string]any{"LastName": "First"}),
+		create("Contact", map[string]any{"FirstName": "No last name"}),
+		create("Contact", map[string]any{"LastName": "Third"}),
+	}
+	resp, err := b.crm.RunBulkJob(t.Context(), connector.RunBulkJobRequest{Session: b.s, JobID: id, Operations: ops})
+	require.NoError(t, err)
+	require.Equal(t, 4, resp.Calls, "upload, close, poll and results")
+	require.Len(t, resp.Results, 3)
+	require.Equal(t, "REQUIRED_FIELD_MISSING", code(resp.Results[1]), "results in operation order")
+	for _, i := range []int{0, 2} {
+		require.True(t, resp.Results[i].Created)
+		r, ok := b.org.Get("Contact", resp.Results[i].ID)
+		require.True(t, ok)
+		require.Equal(t, ops[i].Fields["LastName"], r.Fields["LastName"])
+	}
+	require.Len(t, b.org.All("Contact"), 2)
+
+	_, err = b.crm.RunBulkJob(t.Context(), connector.RunBulkJobRequest{Session: b.s, JobID: id, Operations: ops[:1]})
+	require.ErrorIs(t, err, connector.ErrInvalid)
+	require.ErrorContains(t, err, "is not open")
+	require.Len(t, b.org.All("Contact"), 2, "a job runs once")
+
+	require.Equal(t, &connector.SettleBulkJobResponse{Done: true, State: memcrm.JobComplete, Processed: 3, Failed: 1},
+		withoutMeta(b.settle(t, id)), "a finished job is reported with its counts")
+	require.Equal(t, &connector.SettleBulkJobResponse{Done: true, State: memcrm.JobUnknown},
+		withoutMeta(b.settle(t, "750000000000000AAA")), "an unknown job is done")
+}
+
+func withoutMeta(r *connector.SettleBulkJobResponse) *connector.SettleBulkJobResponse {
+	r.Meta = connector.Meta{}
+	return r
+}
+
+// A job's operations are written exactly as BulkUpdate writes them:
+// updates, upserts on the job's external-id field, record faults.
+func TestBulkJobWritesAsBulkUpdate(t *testing.T) {
+	t.Parallel()
+	b := setup(t, memcrm.WithBulkJobs(2))
+	a := mustCreate(t, b, "Contact", map[string]any{"LastName": "A"})
+	locked := mustCreate(t, b, "Contact", map[string]any{"LastName": "Locked"})
+	b.org.SetFaults(memcrm.Faults{Records: []memcrm.RecordFault{{ID: locked, Code: connector.CodeLocked, Retryable: true}}})
+
+	id := b.openJob(t, connector.OpUpdate, "Contact")
+	resp, err := b.crm.RunBulkJob(t.Context(), connector.RunBulkJobRequest{Session: b.s, JobID: id, Operations: []connector.Operation{
+		{Kind: connector.OpUpdate, Object: "Contact", ID: locked, Fields: map[string]any{"Title": "x"}},
+		{Kind: connector.OpUpdate, Object: "Contact", ID: a, Fields: map[string]any{"Title": "Boss"}},
+	}})
+	require.NoError(t, err)
+	require.Equal(t, connector.CodeLocked, code(resp.Results[0]))
+	require.True(t, resp.Results[0].Error.Retryable)
+	require.Equal(t, connector.Result{ID: a}, resp.Results[1])
+	r, _ := b.org.Get("Contact", a)
+	require.Equal(t, "Boss", r.Fields["Title"])
+
+	up, err := b.crm.OpenBulkJob(t.Context(), connector.OpenBulkJobRequest{Session: b.s, Object: "Lead", Kind: connector.OpUpsert, ExternalIDField: "Conversion_Id__c"})
+	require.NoError(t, err)
+	resp, err = b.crm.RunBulkJob(t.Context(), connector.RunBulkJobRequest{Session: b.s, JobID: up.JobID, Operations: []connector.Operation{
+		{Kind: connector.OpUpsert, Object: "Lead", ExternalIDField: "Conversion_Id__c", ExternalID: "c-1", Fields: map[string]any{"LastName": "Up", "Company": "Co"}},
+	}})
+	require.NoError(t, err)
+	require.True(t, resp.Results[0].Created)
+}
+
+// A job refuses operations of another kind, object or external-id field,
+// and stays open; an open job settled is aborted and writes nothing.
+func TestBulkJobRefusals(t *testing.T) {
+	t.Parallel()
+	b := setup(t, memcrm.WithBulkJobs(2))
+	id := b.openJob(t, connector.OpCreate, "Contact")
+	for name, op := range map[string]connector.Operation{
+		"kind":   {Kind: connector.OpUpdate, Object: "Contact", ID: "003000000000000AAA", Fields: map[string]any{"LastName": "x"}},
+		"object": create("Lead", map[string]any{"LastName": "x", "Company": "y"}),
+		"ext id": {Kind: connector.OpCreate, Object: "Contact", ExternalIDField: "Email", Fields: map[string]any{"LastName": "x"}},
+	} {
+		_, err := b.crm.RunBulkJob(t.Context(), connector.RunBulkJobRequest{Session: b.s, JobID: id, Operations: []connector.Operation{
+			create("Contact", map[string]any{"LastName": "Valid"}), op,
+		}})
+		require.ErrorIs(t, err, connector.ErrInvalid, name)
+	}
+	_, err := b.crm.RunBulkJob(t.Context(), connector.RunBulkJobRequest{Session: b.s, JobID: id})
+	require.ErrorIs(t, err, connector.ErrInvalid, "no operations")
+	_, err = b.crm.RunBulkJob(t.Context(), connector.RunBulkJobRequest{Session: b.s, JobID: "750000000000000AAA", Operations: []connector.Operation{
+		create("Contact", map[string]any{"LastName": "x"})}})
+	require.ErrorIs(t, err, connector.ErrInvalid, "unknown job")
+	require.Empty(t, b.org.All("Contact"), "a refused run writes nothing")
+
+	require.Equal(t, &connector.SettleBulkJobResponse{Done: true, State: memcrm.JobAborted}, withoutMeta(b.settle(t, id)))
+	_, err = b.crm.RunBulkJob(t.Context(), connector.RunBulkJobRequest{Session: b.s, JobID: id, Operations: []connector.Operation{
+		create("Contact", map[string]any{"LastName": "Late"})}})
+	require.ErrorIs(t, err, connector.ErrInvalid, "an aborted job does not run")
+	require.Empty(t, b.org.All("Contact"))
+
+	for name, req := range map[string]connector.OpenBulkJobRequest{
+		"unknown object":        {Object: "Opportunity", Kind: connector.OpCreate},
+		"unknown kind":          {Object: "Contact", Kind: "merge"},
+		"upsert without field":  {Object: "Contact", Kind: connector.OpUpsert},
+		"upsert on plain field": {Object: "Contact", Kind: connector.OpUpsert, ExternalIDField: "LastName"},
+		"create with field":     {Object: "Lead", Kind: connector.OpCreate, ExternalIDField: "Conversion_Id__c"},
+	} {
+		req.Session = b.s
+		_, err := b.crm.OpenBulkJob(t.Context(), req)
+		require.ErrorIs(t, err, connector.ErrInvalid, name)
+	}
+}
+
+// A run that dies part way leaves the job InProgress: settling finds it
+// still working, then finished with every row written once.
+func TestBulkJobCrashAfter(t *testing.T) {
+	t.Parallel()
+	b := setup(t, memcrm.WithBulkJobs(2))
+	b.org.SetFaults(memcrm.Faults{BulkJobCrashAfter: 2, BulkJobSettlePolls: 1})
+	id := b.openJob(t, connector.OpCreate, "Contact")
+	ops := make([]connector.Operation, 5)
+	for i := range ops {
+		ops[i] = create("Contact", map[string]any{"LastName": fmt.Sprint("Row ", i)})
+	}
+	_, err := b.crm.RunBulkJob(t.Context(), connector.RunBulkJobRequest{Session: b.s, JobID: id, Operations: ops})
+	require.ErrorIs(t, err, connector.ErrUnavailable)
+	require.True(t, connector.Retryable(err))
+	require.Len(t, b.org.All("Contact"), 2, "rows written before the run died")
+
+	b.org.SetFaults(memcrm.Faults{})
+	require.Equal(t, &connector.SettleBulkJobResponse{State: memcrm.JobInProgress, Processed: 2}, withoutMeta(b.settle(t, id)), "still working")
+	require.Len(t, b.org.All("Contact"), 2)
+	require.Equal(t, &connector.SettleBulkJobResponse{Done: true, State: memcrm.JobComplete, Processed: 5}, withoutMeta(b.settle(t, id)))
+	require.Len(t, b.org.All("Contact"), 5, "the job wrote the rest, once")
+	require.Equal(t, &connector.SettleBulkJobResponse{Done: true, State: memcrm.JobComplete, Processed: 5}, withoutMeta(b.settle(t, id)))
+	require.Len(t, b.org.All("Contact"), 5)
+
+	// The knob reaches memcrm through a session's configuration, as
+	// through a plugin; a job shorter than the knob is written whole but
+	// its answer is lost.
+	s := sessionWith(t, "acme", memcrm.DefaultToken, &memcrm.Faults{BulkJobCrashAfter: 10})
+	lost, err := b.crm.OpenBulkJob(t.Context(), connector.OpenBulkJobRequest{Session: s, Object: "Contact", Kind: connector.OpCreate})
+	require.NoError(t, err)
+	_, err = b.crm.RunBulkJob(t.Context(), connector.RunBulkJobRequest{Session: s, JobID: lost.JobID, Operations: ops[:1]})
+	require.ErrorIs(t, err, connector.ErrUnavailable)
+	require.Len(t, b.org.All("Contact"), 6)
+	require.Equal(t, &connector.SettleBulkJobResponse{Done: true, State: memcrm.JobComplete, Processed: 1}, withoutMeta(b.settle(t, lost.JobID)))
+	require.Len(t, b.org.All("Contact"), 6)
+}
+
+// WithBulkJobs, BulkUpdate costs a bulk job's five calls for each group
+// over the threshold and one call per 200 for the rest.
+func TestBulkUpdateCallsWithBulkJobs(t *testing.T) {
+	t.Parallel()
+	b := setup(t, memcrm.WithBulkJobs(100))
+	var ops []connector.Operation
+	for i := range 450 {
+		ops = append(ops, create("Contact", map[string]any{"LastName": fmt.Sprint("C", i)}))
+	}
+	for i := range 10 {
+		ops = append(ops, create("Lead", map[string]any{"LastName": fmt.Sprint("L", i), "Company": "Co"}))
+	}
+	resp, err := b.crm.BulkUpdate(t.Context(), connector.BulkUpdateRequest{Session: b.s, Operations: ops})
+	require.NoError(t, err)
+	require.Equal(t, 5+1, resp.Calls)
+	require.Len(t, b.org.All("Contact"), 450)
 }

@@ -31,6 +31,7 @@ type Org struct {
 	usageDay  time.Time
 	faults    Faults
 	faultHits map[string]int
+	jobs      map[string]*bulkJob
 
 	integrationUser string
 	salesReps       []string
@@ -59,6 +60,7 @@ func newOrg(c *CRM, name string) *Org {
 		max:       c.dailyMax,
 		faults:    c.faults,
 		faultHits: map[string]int{},
+		jobs:      map[string]*bulkJob{},
 	}
 	o.id = o.nextID("Organization")
 	slug := strings.ToLower(strings.Map(func(r rune) rune {

@@ -2715,6 +2715,316 @@ func (x *ConditionalUpdateResponse) GetMeta() *Meta {
 	return nil
 }
 
+type OpenBulkJobRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Session *Session               `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Object  string                 `protobuf:"bytes,2,opt,name=object,proto3" json:"object,omitempty"`
+	// kind is an Operation's kind; external_id_field only with "upsert".
+	Kind            string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	ExternalIdField string `protobuf:"bytes,4,opt,name=external_id_field,json=externalIdField,proto3" json:"external_id_field,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *OpenBulkJobRequest) Reset() {
+	*x = OpenBulkJobRequest{}
+	mi := &file_connector_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenBulkJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenBulkJobRequest) ProtoMessage() {}
+
+func (x *OpenBulkJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_connector_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenBulkJobRequest.ProtoReflect.Descriptor instead.
+func (*OpenBulkJobRequest) Descriptor() ([]byte, []int) {
+	return file_connector_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *OpenBulkJobRequest) GetSession() *Session {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *OpenBulkJobRequest) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+func (x *OpenBulkJobRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *OpenBulkJobRequest) GetExternalIdField() string {
+	if x != nil {
+		return x.ExternalIdField
+	}
+	return ""
+}
+
+type OpenBulkJobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Meta          *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenBulkJobResponse) Reset() {
+	*x = OpenBulkJobResponse{}
+	mi := &file_connector_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenBulkJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenBulkJobResponse) ProtoMessage() {}
+
+func (x *OpenBulkJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_connector_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenBulkJobResponse.ProtoReflect.Descriptor instead.
+func (*OpenBulkJobResponse) Descriptor() ([]byte, []int) {
+	return file_connector_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *OpenBulkJobResponse) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *OpenBulkJobResponse) GetMeta() *Meta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+type RunBulkJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       *Session               `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	JobId         string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Operations    []*Operation           `protobuf:"bytes,3,rep,name=operations,proto3" json:"operations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunBulkJobRequest) Reset() {
+	*x = RunBulkJobRequest{}
+	mi := &file_connector_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunBulkJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunBulkJobRequest) ProtoMessage() {}
+
+func (x *RunBulkJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_connector_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunBulkJobRequest.ProtoReflect.Descriptor instead.
+func (*RunBulkJobRequest) Descriptor() ([]byte, []int) {
+	return file_connector_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *RunBulkJobRequest) GetSession() *Session {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *RunBulkJobRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *RunBulkJobRequest) GetOperations() []*Operation {
+	if x != nil {
+		return x.Operations
+	}
+	return nil
+}
+
+type SettleBulkJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       *Session               `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	JobId         string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SettleBulkJobRequest) Reset() {
+	*x = SettleBulkJobRequest{}
+	mi := &file_connector_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SettleBulkJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SettleBulkJobRequest) ProtoMessage() {}
+
+func (x *SettleBulkJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_connector_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SettleBulkJobRequest.ProtoReflect.Descriptor instead.
+func (*SettleBulkJobRequest) Descriptor() ([]byte, []int) {
+	return file_connector_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *SettleBulkJobRequest) GetSession() *Session {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *SettleBulkJobRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+type SettleBulkJobResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// done: the job writes nothing more.
+	Done          bool   `protobuf:"varint,1,opt,name=done,proto3" json:"done,omitempty"`
+	State         string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	Processed     int64  `protobuf:"varint,3,opt,name=processed,proto3" json:"processed,omitempty"`
+	Failed        int64  `protobuf:"varint,4,opt,name=failed,proto3" json:"failed,omitempty"`
+	Meta          *Meta  `protobuf:"bytes,5,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SettleBulkJobResponse) Reset() {
+	*x = SettleBulkJobResponse{}
+	mi := &file_connector_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SettleBulkJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SettleBulkJobResponse) ProtoMessage() {}
+
+func (x *SettleBulkJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_connector_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SettleBulkJobResponse.ProtoReflect.Descriptor instead.
+func (*SettleBulkJobResponse) Descriptor() ([]byte, []int) {
+	return file_connector_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *SettleBulkJobResponse) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *SettleBulkJobResponse) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *SettleBulkJobResponse) GetProcessed() int64 {
+	if x != nil {
+		return x.Processed
+	}
+	return 0
+}
+
+func (x *SettleBulkJobResponse) GetFailed() int64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *SettleBulkJobResponse) GetMeta() *Meta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
 var File_connector_proto protoreflect.FileDescriptor
 
 const file_connector_proto_rawDesc = "" +
@@ -2928,7 +3238,30 @@ const file_connector_proto_rawDesc = "" +
 	"\x19ConditionalUpdateResponse\x12A\n" +
 	"\aresults\x18\x01 \x03(\v2'.crmsync.connector.v1.ConditionalResultR\aresults\x126\n" +
 	"\arecords\x18\x02 \x03(\v2\x1c.crmsync.connector.v1.RecordR\arecords\x12.\n" +
-	"\x04meta\x18\x03 \x01(\v2\x1a.crmsync.connector.v1.MetaR\x04meta2\x98\x06\n" +
+	"\x04meta\x18\x03 \x01(\v2\x1a.crmsync.connector.v1.MetaR\x04meta\"\xa5\x01\n" +
+	"\x12OpenBulkJobRequest\x127\n" +
+	"\asession\x18\x01 \x01(\v2\x1d.crmsync.connector.v1.SessionR\asession\x12\x16\n" +
+	"\x06object\x18\x02 \x01(\tR\x06object\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12*\n" +
+	"\x11external_id_field\x18\x04 \x01(\tR\x0fexternalIdField\"\\\n" +
+	"\x13OpenBulkJobResponse\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12.\n" +
+	"\x04meta\x18\x02 \x01(\v2\x1a.crmsync.connector.v1.MetaR\x04meta\"\xa4\x01\n" +
+	"\x11RunBulkJobRequest\x127\n" +
+	"\asession\x18\x01 \x01(\v2\x1d.crmsync.connector.v1.SessionR\asession\x12\x15\n" +
+	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12?\n" +
+	"\n" +
+	"operations\x18\x03 \x03(\v2\x1f.crmsync.connector.v1.OperationR\n" +
+	"operations\"f\n" +
+	"\x14SettleBulkJobRequest\x127\n" +
+	"\asession\x18\x01 \x01(\v2\x1d.crmsync.connector.v1.SessionR\asession\x12\x15\n" +
+	"\x06job_id\x18\x02 \x01(\tR\x05jobId\"\xa7\x01\n" +
+	"\x15SettleBulkJobResponse\x12\x12\n" +
+	"\x04done\x18\x01 \x01(\bR\x04done\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1c\n" +
+	"\tprocessed\x18\x03 \x01(\x03R\tprocessed\x12\x16\n" +
+	"\x06failed\x18\x04 \x01(\x03R\x06failed\x12.\n" +
+	"\x04meta\x18\x05 \x01(\v2\x1a.crmsync.connector.v1.MetaR\x04meta2\xc7\b\n" +
 	"\tConnector\x12Y\n" +
 	"\bDescribe\x12%.crmsync.connector.v1.DescribeRequest\x1a&.crmsync.connector.v1.DescribeResponse\x12P\n" +
 	"\x05Check\x12\".crmsync.connector.v1.CheckRequest\x1a#.crmsync.connector.v1.CheckResponse\x12e\n" +
@@ -2938,7 +3271,11 @@ const file_connector_proto_rawDesc = "" +
 	"\x06Limits\x12#.crmsync.connector.v1.LimitsRequest\x1a$.crmsync.connector.v1.LimitsResponse\x12e\n" +
 	"\fFetchChanges\x12).crmsync.connector.v1.FetchChangesRequest\x1a*.crmsync.connector.v1.FetchChangesResponse\x12c\n" +
 	"\x10FetchCurrentMany\x12&.crmsync.connector.v1.FetchManyRequest\x1a'.crmsync.connector.v1.FetchManyResponse\x12u\n" +
-	"\x12UpdateIfUnmodified\x12..crmsync.connector.v1.ConditionalUpdateRequest\x1a/.crmsync.connector.v1.ConditionalUpdateResponseBRZPgithub.com/crmsync/crmsync/connectors/crmplugin/internal/connectorv1;connectorv1b\x06proto3"
+	"\x12UpdateIfUnmodified\x12..crmsync.connector.v1.ConditionalUpdateRequest\x1a/.crmsync.connector.v1.ConditionalUpdateResponse\x12b\n" +
+	"\vOpenBulkJob\x12(.crmsync.connector.v1.OpenBulkJobRequest\x1a).crmsync.connector.v1.OpenBulkJobResponse\x12_\n" +
+	"\n" +
+	"RunBulkJob\x12'.crmsync.connector.v1.RunBulkJobRequest\x1a(.crmsync.connector.v1.BulkUpdateResponse\x12h\n" +
+	"\rSettleBulkJob\x12*.crmsync.connector.v1.SettleBulkJobRequest\x1a+.crmsync.connector.v1.SettleBulkJobResponseBRZPgithub.com/crmsync/crmsync/connectors/crmplugin/internal/connectorv1;connectorv1b\x06proto3"
 
 var (
 	file_connector_proto_rawDescOnce sync.Once
@@ -2952,7 +3289,7 @@ func file_connector_proto_rawDescGZIP() []byte {
 	return file_connector_proto_rawDescData
 }
 
-var file_connector_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_connector_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_connector_proto_goTypes = []any{
 	(*Error)(nil),                     // 0: crmsync.connector.v1.Error
 	(*Session)(nil),                   // 1: crmsync.connector.v1.Session
@@ -2995,14 +3332,19 @@ var file_connector_proto_goTypes = []any{
 	(*ConditionalUpdateRequest)(nil),  // 38: crmsync.connector.v1.ConditionalUpdateRequest
 	(*ConditionalResult)(nil),         // 39: crmsync.connector.v1.ConditionalResult
 	(*ConditionalUpdateResponse)(nil), // 40: crmsync.connector.v1.ConditionalUpdateResponse
-	(*durationpb.Duration)(nil),       // 41: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),     // 42: google.protobuf.Timestamp
+	(*OpenBulkJobRequest)(nil),        // 41: crmsync.connector.v1.OpenBulkJobRequest
+	(*OpenBulkJobResponse)(nil),       // 42: crmsync.connector.v1.OpenBulkJobResponse
+	(*RunBulkJobRequest)(nil),         // 43: crmsync.connector.v1.RunBulkJobRequest
+	(*SettleBulkJobRequest)(nil),      // 44: crmsync.connector.v1.SettleBulkJobRequest
+	(*SettleBulkJobResponse)(nil),     // 45: crmsync.connector.v1.SettleBulkJobResponse
+	(*durationpb.Duration)(nil),       // 46: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 47: google.protobuf.Timestamp
 }
 var file_connector_proto_depIdxs = []int32{
-	41, // 0: crmsync.connector.v1.Error.retry_after:type_name -> google.protobuf.Duration
-	42, // 1: crmsync.connector.v1.Usage.observed_at:type_name -> google.protobuf.Timestamp
+	46, // 0: crmsync.connector.v1.Error.retry_after:type_name -> google.protobuf.Duration
+	47, // 1: crmsync.connector.v1.Usage.observed_at:type_name -> google.protobuf.Timestamp
 	2,  // 2: crmsync.connector.v1.Meta.usage:type_name -> crmsync.connector.v1.Usage
-	42, // 3: crmsync.connector.v1.Meta.server_time:type_name -> google.protobuf.Timestamp
+	47, // 3: crmsync.connector.v1.Meta.server_time:type_name -> google.protobuf.Timestamp
 	1,  // 4: crmsync.connector.v1.DescribeRequest.session:type_name -> crmsync.connector.v1.Session
 	6,  // 5: crmsync.connector.v1.Object.fields:type_name -> crmsync.connector.v1.Field
 	5,  // 6: crmsync.connector.v1.DescribeResponse.config_fields:type_name -> crmsync.connector.v1.ConfigField
@@ -3025,8 +3367,8 @@ var file_connector_proto_depIdxs = []int32{
 	3,  // 23: crmsync.connector.v1.CheckResponse.meta:type_name -> crmsync.connector.v1.Meta
 	1,  // 24: crmsync.connector.v1.FetchCurrentRequest.session:type_name -> crmsync.connector.v1.Session
 	21, // 25: crmsync.connector.v1.FetchCurrentRequest.match:type_name -> crmsync.connector.v1.MatchKey
-	42, // 26: crmsync.connector.v1.Record.last_modified:type_name -> google.protobuf.Timestamp
-	42, // 27: crmsync.connector.v1.Record.system_modstamp:type_name -> google.protobuf.Timestamp
+	47, // 26: crmsync.connector.v1.Record.last_modified:type_name -> google.protobuf.Timestamp
+	47, // 27: crmsync.connector.v1.Record.system_modstamp:type_name -> google.protobuf.Timestamp
 	23, // 28: crmsync.connector.v1.FetchCurrentResponse.records:type_name -> crmsync.connector.v1.Record
 	3,  // 29: crmsync.connector.v1.FetchCurrentResponse.meta:type_name -> crmsync.connector.v1.Meta
 	1,  // 30: crmsync.connector.v1.FetchManyRequest.session:type_name -> crmsync.connector.v1.Session
@@ -3043,10 +3385,10 @@ var file_connector_proto_depIdxs = []int32{
 	2,  // 41: crmsync.connector.v1.LimitsResponse.usage:type_name -> crmsync.connector.v1.Usage
 	3,  // 42: crmsync.connector.v1.LimitsResponse.meta:type_name -> crmsync.connector.v1.Meta
 	1,  // 43: crmsync.connector.v1.FetchChangesRequest.session:type_name -> crmsync.connector.v1.Session
-	42, // 44: crmsync.connector.v1.FetchChangesRequest.since:type_name -> google.protobuf.Timestamp
+	47, // 44: crmsync.connector.v1.FetchChangesRequest.since:type_name -> google.protobuf.Timestamp
 	23, // 45: crmsync.connector.v1.FetchChangesResponse.records:type_name -> crmsync.connector.v1.Record
 	3,  // 46: crmsync.connector.v1.FetchChangesResponse.meta:type_name -> crmsync.connector.v1.Meta
-	42, // 47: crmsync.connector.v1.ConditionalUpdate.unmodified_since:type_name -> google.protobuf.Timestamp
+	47, // 47: crmsync.connector.v1.ConditionalUpdate.unmodified_since:type_name -> google.protobuf.Timestamp
 	1,  // 48: crmsync.connector.v1.ConditionalUpdateRequest.session:type_name -> crmsync.connector.v1.Session
 	37, // 49: crmsync.connector.v1.ConditionalUpdateRequest.updates:type_name -> crmsync.connector.v1.ConditionalUpdate
 	22, // 50: crmsync.connector.v1.ConditionalUpdateRequest.reads:type_name -> crmsync.connector.v1.FetchCurrentRequest
@@ -3054,27 +3396,39 @@ var file_connector_proto_depIdxs = []int32{
 	39, // 52: crmsync.connector.v1.ConditionalUpdateResponse.results:type_name -> crmsync.connector.v1.ConditionalResult
 	23, // 53: crmsync.connector.v1.ConditionalUpdateResponse.records:type_name -> crmsync.connector.v1.Record
 	3,  // 54: crmsync.connector.v1.ConditionalUpdateResponse.meta:type_name -> crmsync.connector.v1.Meta
-	4,  // 55: crmsync.connector.v1.Connector.Describe:input_type -> crmsync.connector.v1.DescribeRequest
-	18, // 56: crmsync.connector.v1.Connector.Check:input_type -> crmsync.connector.v1.CheckRequest
-	22, // 57: crmsync.connector.v1.Connector.FetchCurrent:input_type -> crmsync.connector.v1.FetchCurrentRequest
-	29, // 58: crmsync.connector.v1.Connector.BulkUpdate:input_type -> crmsync.connector.v1.BulkUpdateRequest
-	33, // 59: crmsync.connector.v1.Connector.Limits:input_type -> crmsync.connector.v1.LimitsRequest
-	35, // 60: crmsync.connector.v1.Connector.FetchChanges:input_type -> crmsync.connector.v1.FetchChangesRequest
-	25, // 61: crmsync.connector.v1.Connector.FetchCurrentMany:input_type -> crmsync.connector.v1.FetchManyRequest
-	38, // 62: crmsync.connector.v1.Connector.UpdateIfUnmodified:input_type -> crmsync.connector.v1.ConditionalUpdateRequest
-	8,  // 63: crmsync.connector.v1.Connector.Describe:output_type -> crmsync.connector.v1.DescribeResponse
-	20, // 64: crmsync.connector.v1.Connector.Check:output_type -> crmsync.connector.v1.CheckResponse
-	24, // 65: crmsync.connector.v1.Connector.FetchCurrent:output_type -> crmsync.connector.v1.FetchCurrentResponse
-	32, // 66: crmsync.connector.v1.Connector.BulkUpdate:output_type -> crmsync.connector.v1.BulkUpdateResponse
-	34, // 67: crmsync.connector.v1.Connector.Limits:output_type -> crmsync.connector.v1.LimitsResponse
-	36, // 68: crmsync.connector.v1.Connector.FetchChanges:output_type -> crmsync.connector.v1.FetchChangesResponse
-	27, // 69: crmsync.connector.v1.Connector.FetchCurrentMany:output_type -> crmsync.connector.v1.FetchManyResponse
-	40, // 70: crmsync.connector.v1.Connector.UpdateIfUnmodified:output_type -> crmsync.connector.v1.ConditionalUpdateResponse
-	63, // [63:71] is the sub-list for method output_type
-	55, // [55:63] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	1,  // 55: crmsync.connector.v1.OpenBulkJobRequest.session:type_name -> crmsync.connector.v1.Session
+	3,  // 56: crmsync.connector.v1.OpenBulkJobResponse.meta:type_name -> crmsync.connector.v1.Meta
+	1,  // 57: crmsync.connector.v1.RunBulkJobRequest.session:type_name -> crmsync.connector.v1.Session
+	28, // 58: crmsync.connector.v1.RunBulkJobRequest.operations:type_name -> crmsync.connector.v1.Operation
+	1,  // 59: crmsync.connector.v1.SettleBulkJobRequest.session:type_name -> crmsync.connector.v1.Session
+	3,  // 60: crmsync.connector.v1.SettleBulkJobResponse.meta:type_name -> crmsync.connector.v1.Meta
+	4,  // 61: crmsync.connector.v1.Connector.Describe:input_type -> crmsync.connector.v1.DescribeRequest
+	18, // 62: crmsync.connector.v1.Connector.Check:input_type -> crmsync.connector.v1.CheckRequest
+	22, // 63: crmsync.connector.v1.Connector.FetchCurrent:input_type -> crmsync.connector.v1.FetchCurrentRequest
+	29, // 64: crmsync.connector.v1.Connector.BulkUpdate:input_type -> crmsync.connector.v1.BulkUpdateRequest
+	33, // 65: crmsync.connector.v1.Connector.Limits:input_type -> crmsync.connector.v1.LimitsRequest
+	35, // 66: crmsync.connector.v1.Connector.FetchChanges:input_type -> crmsync.connector.v1.FetchChangesRequest
+	25, // 67: crmsync.connector.v1.Connector.FetchCurrentMany:input_type -> crmsync.connector.v1.FetchManyRequest
+	38, // 68: crmsync.connector.v1.Connector.UpdateIfUnmodified:input_type -> crmsync.connector.v1.ConditionalUpdateRequest
+	41, // 69: crmsync.connector.v1.Connector.OpenBulkJob:input_type -> crmsync.connector.v1.OpenBulkJobRequest
+	43, // 70: crmsync.connector.v1.Connector.RunBulkJob:input_type -> crmsync.connector.v1.RunBulkJobRequest
+	44, // 71: crmsync.connector.v1.Connector.SettleBulkJob:input_type -> crmsync.connector.v1.SettleBulkJobRequest
+	8,  // 72: crmsync.connector.v1.Connector.Describe:output_type -> crmsync.connector.v1.DescribeResponse
+	20, // 73: crmsync.connector.v1.Connector.Check:output_type -> crmsync.connector.v1.CheckResponse
+	24, // 74: crmsync.connector.v1.Connector.FetchCurrent:output_type -> crmsync.connector.v1.FetchCurrentResponse
+	32, // 75: crmsync.connector.v1.Connector.BulkUpdate:output_type -> crmsync.connector.v1.BulkUpdateResponse
+	34, // 76: crmsync.connector.v1.Connector.Limits:output_type -> crmsync.connector.v1.LimitsResponse
+	36, // 77: crmsync.connector.v1.Connector.FetchChanges:output_type -> crmsync.connector.v1.FetchChangesResponse
+	27, // 78: crmsync.connector.v1.Connector.FetchCurrentMany:output_type -> crmsync.connector.v1.FetchManyResponse
+	40, // 79: crmsync.connector.v1.Connector.UpdateIfUnmodified:output_type -> crmsync.connector.v1.ConditionalUpdateResponse
+	42, // 80: crmsync.connector.v1.Connector.OpenBulkJob:output_type -> crmsync.connector.v1.OpenBulkJobResponse
+	32, // 81: crmsync.connector.v1.Connector.RunBulkJob:output_type -> crmsync.connector.v1.BulkUpdateResponse
+	45, // 82: crmsync.connector.v1.Connector.SettleBulkJob:output_type -> crmsync.connector.v1.SettleBulkJobResponse
+	72, // [72:83] is the sub-list for method output_type
+	61, // [61:72] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_connector_proto_init() }
@@ -3088,7 +3442,7 @@ func file_connector_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_connector_proto_rawDesc), len(file_connector_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,9 @@ const (
 	Connector_FetchChanges_FullMethodName       = "/crmsync.connector.v1.Connector/FetchChanges"
 	Connector_FetchCurrentMany_FullMethodName   = "/crmsync.connector.v1.Connector/FetchCurrentMany"
 	Connector_UpdateIfUnmodified_FullMethodName = "/crmsync.connector.v1.Connector/UpdateIfUnmodified"
+	Connector_OpenBulkJob_FullMethodName        = "/crmsync.connector.v1.Connector/OpenBulkJob"
+	Connector_RunBulkJob_FullMethodName         = "/crmsync.connector.v1.Connector/RunBulkJob"
+	Connector_SettleBulkJob_FullMethodName      = "/crmsync.connector.v1.Connector/SettleBulkJob"
 )
 
 // ConnectorClient is the client API for Connector service.
@@ -52,6 +55,12 @@ type ConnectorClient interface {
 	// UpdateIfUnmodified answers a connector error of kind UNSUPPORTED when
 	// the plugin does not implement connector.ConditionalUpdater.
 	UpdateIfUnmodified(ctx context.Context, in *ConditionalUpdateRequest, opts ...grpc.CallOption) (*ConditionalUpdateResponse, error)
+	// OpenBulkJob, RunBulkJob and SettleBulkJob answer a connector error of
+	// kind UNSUPPORTED when the plugin does not implement
+	// connector.BulkJobRunner.
+	OpenBulkJob(ctx context.Context, in *OpenBulkJobRequest, opts ...grpc.CallOption) (*OpenBulkJobResponse, error)
+	RunBulkJob(ctx context.Context, in *RunBulkJobRequest, opts ...grpc.CallOption) (*BulkUpdateResponse, error)
+	SettleBulkJob(ctx context.Context, in *SettleBulkJobRequest, opts ...grpc.CallOption) (*SettleBulkJobResponse, error)
 }
 
 type connectorClient struct {
@@ -142,6 +151,36 @@ func (c *connectorClient) UpdateIfUnmodified(ctx context.Context, in *Conditiona
 	return out, nil
 }
 
+func (c *connectorClient) OpenBulkJob(ctx context.Context, in *OpenBulkJobRequest, opts ...grpc.CallOption) (*OpenBulkJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OpenBulkJobResponse)
+	err := c.cc.Invoke(ctx, Connector_OpenBulkJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *connectorClient) RunBulkJob(ctx context.Context, in *RunBulkJobRequest, opts ...grpc.CallOption) (*BulkUpdateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BulkUpdateResponse)
+	err := c.cc.Invoke(ctx, Connector_RunBulkJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *connectorClient) SettleBulkJob(ctx context.Context, in *SettleBulkJobRequest, opts ...grpc.CallOption) (*SettleBulkJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SettleBulkJobResponse)
+	err := c.cc.Invoke(ctx, Connector_SettleBulkJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConnectorServer is the server API for Connector service.
 // All implementations must embed UnimplementedConnectorServer
 // for forward compatibility.
@@ -160,6 +199,12 @@ type ConnectorServer interface {
 	// UpdateIfUnmodified answers a connector error of kind UNSUPPORTED when
 	// the plugin does not implement connector.ConditionalUpdater.
 	UpdateIfUnmodified(context.Context, *ConditionalUpdateRequest) (*ConditionalUpdateResponse, error)
+	// OpenBulkJob, RunBulkJob and SettleBulkJob answer a connector error of
+	// kind UNSUPPORTED when the plugin does not implement
+	// connector.BulkJobRunner.
+	OpenBulkJob(context.Context, *OpenBulkJobRequest) (*OpenBulkJobResponse, error)
+	RunBulkJob(context.Context, *RunBulkJobRequest) (*BulkUpdateResponse, error)
+	SettleBulkJob(context.Context, *SettleBulkJobRequest) (*SettleBulkJobResponse, error)
 	mustEmbedUnimplementedConnectorServer()
 }
 
@@ -193,6 +238,15 @@ func (UnimplementedConnectorServer) FetchCurrentMany(context.Context, *FetchMany
 }
 func (UnimplementedConnectorServer) UpdateIfUnmodified(context.Context, *ConditionalUpdateRequest) (*ConditionalUpdateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateIfUnmodified not implemented")
+}
+func (UnimplementedConnectorServer) OpenBulkJob(context.Context, *OpenBulkJobRequest) (*OpenBulkJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method OpenBulkJob not implemented")
+}
+func (UnimplementedConnectorServer) RunBulkJob(context.Context, *RunBulkJobRequest) (*BulkUpdateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RunBulkJob not implemented")
+}
+func (UnimplementedConnectorServer) SettleBulkJob(context.Context, *SettleBulkJobRequest) (*SettleBulkJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SettleBulkJob not implemented")
 }
 func (UnimplementedConnectorServer) mustEmbedUnimplementedConnectorServer() {}
 func (UnimplementedConnectorServer) testEmbeddedByValue()                   {}
@@ -359,6 +413,60 @@ func _Connector_UpdateIfUnmodified_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Connector_OpenBulkJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OpenBulkJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectorServer).OpenBulkJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Connector_OpenBulkJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectorServer).OpenBulkJob(ctx, req.(*OpenBulkJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Connector_RunBulkJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RunBulkJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectorServer).RunBulkJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Connector_RunBulkJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectorServer).RunBulkJob(ctx, req.(*RunBulkJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Connector_SettleBulkJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SettleBulkJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectorServer).SettleBulkJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Connector_SettleBulkJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectorServer).SettleBulkJob(ctx, req.(*SettleBulkJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Connector_ServiceDesc is the grpc.ServiceDesc for Connector service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -397,6 +505,18 @@ var Connector_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateIfUnmodified",
 			Handler:    _Connector_UpdateIfUnmodified_Handler,
+		},
+		{
+			MethodName: "OpenBulkJob",
+			Handler:    _Connector_OpenBulkJob_Handler,
+		},
+		{
+			MethodName: "RunBulkJob",
+			Handler:    _Connector_RunBulkJob_Handler,
+		},
+		{
+			MethodName: "SettleBulkJob",
+			Handler:    _Connector_SettleBulkJob_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
