@@ -67,9 +67,11 @@ type cluster struct {
 	orgURL string
 	// pubsub is the fake's Pub/Sub API address; "" when the cluster polls.
 	pubsub string
-	dir    string
-	env    []string
-	admin  string
+	// bulkThreshold is the connection's bulkThreshold (0: the default).
+	bulkThreshold int
+	dir           string
+	env           []string
+	admin         string
 	// refreshToken is the one the workspace is connected with.
 	refreshToken string
 
@@ -89,6 +91,9 @@ type clusterOptions struct {
 	// to it: inbound changes stream (Change Data Capture) instead of being
 	// polled.
 	Streaming bool
+	// BulkThreshold, when set, is the connection's bulkThreshold: groups
+	// of more writes go as Bulk API 2.0 jobs.
+	BulkThreshold int
 	// ReplicaID, when set, is every replica's --replica-id: a restarted
 	// replica keeps its name (a StatefulSet pod) and takes over the leases
 	// of its killed predecessor. Only for tests that run one replica at a
@@ -98,7 +103,7 @@ type clusterOptions struct {
 
 func newCluster(t *testing.T, opts clusterOptions) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dbURL: opts.DatabaseURL, dir: t.TempDir(), admin: "admin-" + randomString(t)}
+	c := &cluster{t: t, dbURL: opts.DatabaseURL, dir: t.TempDir(), admin: "admin-" + randomString(t), bulkThreshold: opts.BulkThreshold}
 	if c.dbURL == "" {
 		c.dbURL = dbtest.PostgresURL(t)
 	}

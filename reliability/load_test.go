@@ -77,6 +77,9 @@ func (c *cluster) connect(ctx context.Context, tn tenant, refreshToken string) {
 	if c.pubsub != "" {
 		config["pubsubEndpoint"] = "http://" + c.pubsub
 	}
+	if c.bulkThreshold > 0 {
+		config["bulkThreshold"] = c.bulkThreshold
+	}
 	require.NoError(c.t, c.call(ctx, tn.token, `mutation($in: ConnectCrmInput!) { connectCrm(input: $in) { status } }`,
 		map[string]any{"in": map[string]any{
 			"connector":   "salesforce",
@@ -115,28 +118,30 @@ func key(i int) record.Key {
 func (l *load) seed(ctx context.Context) {
 	t := l.c.t
 	t.Helper()
-	var changes []Change
-	for i := range l.records {
-		k := key(i)
-		f := map[string]string{"phone": Value("ph", i, 0)}
-		if k.Type == record.TypeContact {
-			f["email"] = fmt.Sprintf("rel-%d@example.com", i)
-			f["lastName"] = fmt.Sprintf("Rel %d", i)
-			f["firstName"] = Value("fn", i, 0)
-			f["company"] = Value("co", i, 0)
-			f["title"] = Value("ti", i, 0)
-		} else {
-			f["name"] = fmt.Sprintf("Rel Account %d", i)
-			f["website"] = Value("ws", i, 0)
-		}
-		changes = append(changes, Change{Type: k.Type, ID: k.ID, Fields: f})
-	}
+	changes := l.seedChanges()
 	for start := 0; start < len(changes); start += 500 {
 		chunk := changes[start:min(start+500, len(changes))]
 		require.NoError(t, l.send(ctx, chunk, time.Now()))
 		l.chk.Seeded(chunk)
 	}
 	require.NoError(t, l.c.waitDrained(ctx, l.tn.id, 3*time.Minute), "seeding")
+}
+
+// seedChange creates record i with its first values.
+func (l *load) seedChange(i int) Change {
+	k := key(i)
+	f := map[string]string{"phone": Value("ph", i, 0)}
+	if k.Type == record.TypeContact {
+		f["email"] = fmt.Sprintf("rel-%d@example.com", i)
+		f["lastName"] = fmt.Sprintf("Rel %d", i)
+		f["firstName"] = Value("fn", i, 0)
+		f["company"] = Value("co", i, 0)
+		f["title"] = Value("ti", i, 0)
+	} else {
+		f["name"] = fmt.Sprintf("Rel Account %d", i)
+		f["website"] = Value("ws", i, 0)
+	}
+	return Change{Type: k.Type, ID: k.ID, Fields: f}
 }
 
 // run sends update batches until ctx ends or stop is closed.
