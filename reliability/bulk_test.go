@@ -1,6 +1,7 @@
 package reliability
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -18,10 +19,15 @@ func TestBulkImportServeKilled(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	cost := sffake.FlatCost(0)
-	cost.Objects = map[string]sffake.RecordCost{"Lead": {Create: 3 * time.Millisecond}} // 0.6 s per 200 Leads
-	c := newCluster(t, clusterOptions{Latency: 10 * time.Millisecond, Cost: &cost, BulkThreshold: 100})
+	cost.Objects = map[string]sffake.RecordCost{"Lead": {Create: 10 * time.Millisecond}} // 2 s per 200 Leads: the job outlives the restart
+	// A restart that keeps the replica id takes its predecessor's leases
+	// over at once (as a StatefulSet pod does): the job is still being
+	// worked when the restarted serve flushes.
+	c := newCluster(t, clusterOptions{Latency: 10 * time.Millisecond, Cost: &cost, BulkThreshold: 100, ReplicaID: "bulk-replica"})
+	began := time.Now()
 	r := c.start()
 	tn := c.setup(ctx)
+	t.Logf("set up in %v", time.Since(began))
 	l := newLoad(c, tn, 2000) // 1,000 contacts (Leads) and 1,000 companies
 	changes := l.seedChanges()
 	require.NoError(t, l.send(ctx, changes, time.Now()))
@@ -39,13 +45,22 @@ func TestBulkImportServeKilled(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "no Bulk job was worked (%d Leads, %+v)", n, c.org.BulkStats())
 		time.Sleep(5 * time.Millisecond)
 	}
+	killed := time.Now()
 	c.kill(r)
 	c.start()
+	t.Logf("restarted in %v", time.Since(killed))
 
 	require.NoError(t, c.waitDrained(ctx, tn.id, 3*time.Minute))
+	t.Logf("drained %v after the kill (%d Leads then)", time.Since(killed), len(c.org.All("Lead")))
 	rep := l.verify(ctx)
 	require.Len(t, c.org.All("Lead"), 1000)
-	t.Logf("%d Bulk jobs, %d changes", c.org.BulkStats().Jobs, rep.Changes)
+	var jobs []string
+	for _, req := range c.org.RequestLog() {
+		if req.Method == "POST" && strings.HasSuffix(req.Path, "/jobs/ingest") {
+			jobs = append(jobs, string(req.Body))
+		}
+	}
+	t.Logf("%d Bulk jobs (%s), %d changes", len(jobs), strings.Join(jobs, "; "), rep.Changes)
 }
 
 // seedChanges are the changes seed sends: every record created.
