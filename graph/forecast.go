@@ -15,6 +15,7 @@ func forecastModel(fc *push.Forecast) *model.SyncForecast {
 		CallLatencySeconds: fc.CallLatency.Seconds(), CallLatencyAssumed: fc.LatencyAssumed, CallLatencyCalls: fc.LatencyCalls,
 		Paced: fc.Paced, DurationSeconds: fc.Duration.Seconds(), BudgetLeft: int(fc.BudgetLeft), BudgetSource: fc.BudgetSource,
 		FitsBudget: fc.Fits, FinishesAt: fc.FinishesAt, RecordTypes: []*model.RecordTypeForecast{},
+		DurationTerms: durationTermsModel(fc.Terms),
 	}
 	if fc.BulkThreshold > 0 {
 		out.BulkThreshold = &fc.BulkThreshold
@@ -24,6 +25,25 @@ func forecastModel(fc *push.Forecast) *model.SyncForecast {
 			RecordType: t.Type, QueuedItems: t.Items, Records: t.Records, Creates: t.Creates,
 			Updates: t.Updates, Removes: t.Removes, Skipped: t.Skipped, APICalls: t.APICalls,
 		})
+	}
+	return out
+}
+
+func durationTermsModel(t push.DurationTerms) *model.ForecastDuration {
+	basis := func(b string) model.DurationBasis {
+		if b == push.BasisMeasured {
+			return model.DurationBasisMeasured
+		}
+		return model.DurationBasisAssumed
+	}
+	out := &model.ForecastDuration{
+		FlushSeconds: t.Flush.Seconds(), CallSeconds: t.Calls.Seconds(), RecordSeconds: t.Records.Seconds(),
+		BulkSeconds: t.Bulk.Seconds(), PacingSeconds: t.Pacing.Seconds(), CallBasis: basis(t.CallBasis),
+		RecordScale: t.RecordScale, BulkBasis: basis(t.BulkBasis), BulkJobsMeasured: t.BulkJobsSeen,
+	}
+	if t.BulkBasis == push.BasisMeasured {
+		s := t.BulkPerRecord.Seconds()
+		out.BulkSecondsPerRecord = &s
 	}
 	return out
 }

@@ -19,9 +19,17 @@ type forecastOut struct {
 		RestAPICalls, BulkAPICalls, BulkJobs                      int
 		BulkThreshold                                             *int
 		CallLatencyAssumed                                        bool
-		FitsBudget                                                bool
-		BudgetSource                                              string
-		RecordTypes                                               []struct {
+		DurationSeconds                                           float64
+		DurationTerms                                             struct {
+			FlushSeconds, CallSeconds, RecordSeconds, BulkSeconds, PacingSeconds float64
+			CallBasis, BulkBasis                                                 string
+			RecordScale                                                          float64
+			BulkSecondsPerRecord                                                 *float64
+			BulkJobsMeasured                                                     int
+		}
+		FitsBudget   bool
+		BudgetSource string
+		RecordTypes  []struct {
 			RecordType           string
 			QueuedItems, Creates int
 			Updates, APICalls    int
@@ -30,6 +38,7 @@ type forecastOut struct {
 }
 
 const forecastQuery = `{ syncForecast { queuedItems records creates updates apiCalls restApiCalls bulkApiCalls bulkJobs bulkThreshold flushes callLatencyAssumed fitsBudget budgetSource
+	durationSeconds durationTerms { flushSeconds callSeconds recordSeconds bulkSeconds pacingSeconds callBasis recordScale bulkBasis bulkSecondsPerRecord bulkJobsMeasured }
 	recordTypes { recordType queuedItems creates updates apiCalls } } }`
 
 // TestSyncForecast: the forecast of the caller's workspace counts its
@@ -67,6 +76,15 @@ func TestSyncForecast(t *testing.T) {
 		require.Zero(t, fc.BulkJobs)
 		require.Nil(t, fc.BulkThreshold)
 		require.True(t, fc.CallLatencyAssumed)
+		terms := fc.DurationTerms
+		require.Equal(t, "ASSUMED", terms.CallBasis)
+		require.Equal(t, "ASSUMED", terms.BulkBasis)
+		require.InDelta(t, 1.0, terms.RecordScale, 0)
+		require.Nil(t, terms.BulkSecondsPerRecord)
+		require.Positive(t, terms.FlushSeconds)
+		require.Positive(t, terms.CallSeconds)
+		require.Positive(t, terms.RecordSeconds, "3 company creates at the assumed time per record")
+		require.InDelta(t, fc.DurationSeconds, terms.FlushSeconds+terms.CallSeconds+terms.RecordSeconds+terms.BulkSeconds+terms.PacingSeconds, 1e-6)
 		require.True(t, fc.FitsBudget)
 		require.Len(t, fc.RecordTypes, 1)
 		require.Equal(t, "COMPANY", fc.RecordTypes[0].RecordType)
@@ -79,6 +97,7 @@ func TestSyncForecast(t *testing.T) {
 		require.Equal(t, 3, fc.Updates)
 		require.Zero(t, fc.Creates)
 		require.False(t, fc.CallLatencyAssumed)
+		require.Equal(t, "MEASURED", fc.DurationTerms.CallBasis, "the first flush's batch")
 	})
 }
 

@@ -64,9 +64,15 @@ func printForecast(out io.Writer, ws int64, fc *push.Forecast) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	latency := fmt.Sprintf("%.3fs, measured over %d calls of the last 24 hours", fc.CallLatency.Seconds(), fc.LatencyCalls)
+	latency := fmt.Sprintf("%.3fs without its records, measured over %d calls of the last 24 hours (records at %.2f× the assumed time)",
+		fc.CallLatency.Seconds(), fc.LatencyCalls, fc.Terms.RecordScale)
 	if fc.LatencyAssumed {
-		latency = fmt.Sprintf("%.3fs, assumed (no outbound batch made calls in the last 24 hours)", fc.CallLatency.Seconds())
+		latency = fmt.Sprintf("%.3fs without its records, assumed (no outbound batch made calls in the last 24 hours)", fc.CallLatency.Seconds())
+	}
+	bulkBasis := "assumed (10,000-record chunks worked 10 at a time)"
+	if fc.Terms.BulkBasis == push.BasisMeasured {
+		bulkBasis = fmt.Sprintf("measured, %.2f ms a record of a job's largest chunk over %d job(s) of the last 7 days",
+			float64(fc.Terms.BulkPerRecord)/float64(time.Millisecond), fc.Terms.BulkJobsSeen)
 	}
 	schedule := "fixed windows (a backlog's flushes follow each other at once)"
 	if fc.Paced {
@@ -86,6 +92,10 @@ func printForecast(out io.Writer, ws int64, fc *push.Forecast) error {
 	fmt.Fprintf(out, "call_latency: %s\n", latency)
 	fmt.Fprintf(out, "schedule: %s\n", schedule)
 	fmt.Fprintf(out, "duration: %s\n", fc.Duration.Round(time.Second))
+	t := fc.Terms
+	fmt.Fprintf(out, "duration_terms: flushes' own work %s (assumed), calls %s, records %s (%s), bulk jobs %s (%s), pacing waits %s\n",
+		t.Flush.Round(100*time.Millisecond), t.Calls.Round(100*time.Millisecond), t.Records.Round(100*time.Millisecond), t.CallBasis,
+		t.Bulk.Round(100*time.Millisecond), bulkBasis, t.Pacing.Round(100*time.Millisecond))
 	fmt.Fprintf(out, "budget_left: %d calls today (%s)\n", fc.BudgetLeft, fc.BudgetSource)
 	fmt.Fprintf(out, "fits_budget: %s\n", fits)
 	fmt.Fprintf(out, "finishes_at: %s\n", fc.FinishesAt.Format(time.RFC3339))

@@ -122,6 +122,19 @@ type ComplexityRoot struct {
 		RecordType func(childComplexity int) int
 	}
 
+	ForecastDuration struct {
+		BulkBasis            func(childComplexity int) int
+		BulkJobsMeasured     func(childComplexity int) int
+		BulkSeconds          func(childComplexity int) int
+		BulkSecondsPerRecord func(childComplexity int) int
+		CallBasis            func(childComplexity int) int
+		CallSeconds          func(childComplexity int) int
+		FlushSeconds         func(childComplexity int) int
+		PacingSeconds        func(childComplexity int) int
+		RecordScale          func(childComplexity int) int
+		RecordSeconds        func(childComplexity int) int
+	}
+
 	Health struct {
 		Database   func(childComplexity int) int
 		Migrations func(childComplexity int) int
@@ -308,6 +321,7 @@ type ComplexityRoot struct {
 		CallLatencySeconds func(childComplexity int) int
 		Creates            func(childComplexity int) int
 		DurationSeconds    func(childComplexity int) int
+		DurationTerms      func(childComplexity int) int
 		FinishesAt         func(childComplexity int) int
 		FitsBudget         func(childComplexity int) int
 		Flushes            func(childComplexity int) int
@@ -706,6 +720,67 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.FieldSyncPreference.RecordType(childComplexity), true
+
+	case "ForecastDuration.bulkBasis":
+		if e.ComplexityRoot.ForecastDuration.BulkBasis == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ForecastDuration.BulkBasis(childComplexity), true
+	case "ForecastDuration.bulkJobsMeasured":
+		if e.ComplexityRoot.ForecastDuration.BulkJobsMeasured == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ForecastDuration.BulkJobsMeasured(childComplexity), true
+	case "ForecastDuration.bulkSeconds":
+		if e.ComplexityRoot.ForecastDuration.BulkSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ForecastDuration.BulkSeconds(childComplexity), true
+	case "ForecastDuration.bulkSecondsPerRecord":
+		if e.ComplexityRoot.ForecastDuration.BulkSecondsPerRecord == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ForecastDuration.BulkSecondsPerRecord(childComplexity), true
+	case "ForecastDuration.callBasis":
+		if e.ComplexityRoot.ForecastDuration.CallBasis == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ForecastDuration.CallBasis(childComplexity), true
+	case "ForecastDuration.callSeconds":
+		if e.ComplexityRoot.ForecastDuration.CallSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ForecastDuration.CallSeconds(childComplexity), true
+	case "ForecastDuration.flushSeconds":
+		if e.ComplexityRoot.ForecastDuration.FlushSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ForecastDuration.FlushSeconds(childComplexity), true
+	case "ForecastDuration.pacingSeconds":
+		if e.ComplexityRoot.ForecastDuration.PacingSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ForecastDuration.PacingSeconds(childComplexity), true
+	case "ForecastDuration.recordScale":
+		if e.ComplexityRoot.ForecastDuration.RecordScale == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ForecastDuration.RecordScale(childComplexity), true
+	case "ForecastDuration.recordSeconds":
+		if e.ComplexityRoot.ForecastDuration.RecordSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ForecastDuration.RecordSeconds(childComplexity), true
 
 	case "Health.database":
 		if e.ComplexityRoot.Health.Database == nil {
@@ -1541,6 +1616,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncForecast.DurationSeconds(childComplexity), true
+	case "SyncForecast.durationTerms":
+		if e.ComplexityRoot.SyncForecast.DurationTerms == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.DurationTerms(childComplexity), true
 	case "SyncForecast.finishesAt":
 		if e.ComplexityRoot.SyncForecast.FinishesAt == nil {
 			break
@@ -2611,16 +2692,18 @@ type SyncForecast {
   bulkJobs: Int!
   "Writes of one kind on one object a flush must exceed to go as one bulk job, as the connection's connector announces it (Salesforce: the connection's bulkThreshold, default 10,000). Null when the connector announces no bulk path (or could not be asked): every write is planned by REST."
   bulkThreshold: Int
-  "Seconds per API call the duration assumes: measured over the workspace's latest outbound batches of the last day (their wall time over their calls), or the default when there is none."
+  "Seconds per API call, without the records it carries: measured over the workspace's latest outbound batches of the last day (durationTerms.callBasis MEASURED), or the default (0.15 s) when there is none."
   callLatencySeconds: Float!
-  "True when no outbound batch made calls in the last day: callLatencySeconds is the default (1 s), not measured."
+  "True when no outbound batch made calls in the last day: callLatencySeconds is the default, not measured."
   callLatencyAssumed: Boolean!
-  "The API calls callLatencySeconds was measured over (0 when assumed)."
+  "The REST API calls callLatencySeconds was measured over (0 when assumed)."
   callLatencyCalls: Int!
   "True on the budget schedule (the flushes wait for the pacing bucket); false on fixed windows."
   paced: Boolean!
-  "Expected time to drain the queue under the current pacing: the calls at callLatencySeconds plus the waits for the bucket."
+  "Expected time to drain the queue under the current pacing: the sum of durationTerms."
   durationSeconds: Float!
+  "Where durationSeconds goes, term by term, and where each term's figures come from (docs/sync.md, \"Forecast\")."
+  durationTerms: ForecastDuration!
   "API calls left today under the tightest of the crmsync daily limit (or the paced budget) and the Salesforce allowance the connector last reported."
   budgetLeft: Int!
   "Which limit budgetLeft comes from."
@@ -2629,6 +2712,38 @@ type SyncForecast {
   fitsBudget: Boolean!
   "When the queue would be drained: now + durationSeconds when it fits, else once enough calls have left the rolling 24-hour window."
   finishesAt: Time!
+}
+
+"Where a forecast's figures come from."
+enum DurationBasis {
+  "Measured over the workspace's own recent batches or bulk jobs."
+  MEASURED
+  "Assumed: crmsync's documented defaults (docs/benchmarks.md, \"The forecast against the drain\")."
+  ASSUMED
+}
+
+"A SyncForecast's duration, term by term: they add up to durationSeconds."
+type ForecastDuration {
+  "The flushes' own work outside their calls (River picking the job up, claim, coalescing, planning, sync log, commit): per flush, per queued item and per record, assumed (measured by crmsync's benchmarks, not per workspace)."
+  flushSeconds: Float!
+  "The REST calls at callLatencySeconds."
+  callSeconds: Float!
+  "The CRM's time for the records the REST calls write and read: recordScale times the assumed time per record by object and operation."
+  recordSeconds: Float!
+  "The bulk jobs, from their opening to their results: the CRM's processing and the connector's status polls."
+  bulkSeconds: Float!
+  "Waits for the pacing bucket (0 on fixed windows)."
+  pacingSeconds: Float!
+  "Where callLatencySeconds and recordScale come from: MEASURED over the workspace's outbound batches of the last day (their time less the flushes' own work and bulk jobs, against what the assumed figures give for their calls and records), else ASSUMED."
+  callBasis: DurationBasis!
+  "The measured REST time over the assumed one (1 when assumed): callLatencySeconds is 0.15 s times it, and each record's time is the assumed one times it."
+  recordScale: Float!
+  "Where bulkSeconds comes from: MEASURED per record over the workspace's bulk jobs finished in the last 7 days, else ASSUMED (chunks of 10,000 records worked 10 at a time at recordScale times the assumed time per record, polls backing off from 1 s to 15 s)."
+  bulkBasis: DurationBasis!
+  "The measured seconds per record of a bulk job's largest chunk (its chunks are worked at once); null when assumed."
+  bulkSecondsPerRecord: Float
+  "The finished bulk jobs bulkSecondsPerRecord was measured over (0 when assumed)."
+  bulkJobsMeasured: Int!
 }
 
 "A SyncForecast's figures for one record type. apiCalls are planned as if the type's records were flushed alone, so the types may add up to a little more than the forecast's apiCalls."
@@ -2885,6 +3000,32 @@ func (ec *executionContext) childFields_FieldSyncPreference(ctx context.Context,
 		return ec.fieldContext_FieldSyncPreference_mode(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type FieldSyncPreference", field.Name)
+}
+
+func (ec *executionContext) childFields_ForecastDuration(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "flushSeconds":
+		return ec.fieldContext_ForecastDuration_flushSeconds(ctx, field)
+	case "callSeconds":
+		return ec.fieldContext_ForecastDuration_callSeconds(ctx, field)
+	case "recordSeconds":
+		return ec.fieldContext_ForecastDuration_recordSeconds(ctx, field)
+	case "bulkSeconds":
+		return ec.fieldContext_ForecastDuration_bulkSeconds(ctx, field)
+	case "pacingSeconds":
+		return ec.fieldContext_ForecastDuration_pacingSeconds(ctx, field)
+	case "callBasis":
+		return ec.fieldContext_ForecastDuration_callBasis(ctx, field)
+	case "recordScale":
+		return ec.fieldContext_ForecastDuration_recordScale(ctx, field)
+	case "bulkBasis":
+		return ec.fieldContext_ForecastDuration_bulkBasis(ctx, field)
+	case "bulkSecondsPerRecord":
+		return ec.fieldContext_ForecastDuration_bulkSecondsPerRecord(ctx, field)
+	case "bulkJobsMeasured":
+		return ec.fieldContext_ForecastDuration_bulkJobsMeasured(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ForecastDuration", field.Name)
 }
 
 func (ec *executionContext) childFields_Health(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3201,6 +3342,8 @@ func (ec *executionContext) childFields_SyncForecast(ctx context.Context, field 
 		return ec.fieldContext_SyncForecast_paced(ctx, field)
 	case "durationSeconds":
 		return ec.fieldContext_SyncForecast_durationSeconds(ctx, field)
+	case "durationTerms":
+		return ec.fieldContext_SyncForecast_durationTerms(ctx, field)
 	case "budgetLeft":
 		return ec.fieldContext_SyncForecast_budgetLeft(ctx, field)
 	case "budgetSource":

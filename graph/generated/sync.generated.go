@@ -1251,6 +1251,236 @@ func (ec *executionContext) fieldContext_FieldSyncPreference_mode(_ context.Cont
 	return graphql.NewScalarFieldContext("FieldSyncPreference", field, false, false, "SyncMode")
 }
 
+func (ec *executionContext) _ForecastDuration_flushSeconds(ctx context.Context, field graphql.CollectedField, obj *model.ForecastDuration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ForecastDuration_flushSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FlushSeconds, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ForecastDuration_flushSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ForecastDuration", field, false, false, "Float")
+}
+
+func (ec *executionContext) _ForecastDuration_callSeconds(ctx context.Context, field graphql.CollectedField, obj *model.ForecastDuration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ForecastDuration_callSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CallSeconds, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ForecastDuration_callSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ForecastDuration", field, false, false, "Float")
+}
+
+func (ec *executionContext) _ForecastDuration_recordSeconds(ctx context.Context, field graphql.CollectedField, obj *model.ForecastDuration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ForecastDuration_recordSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordSeconds, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ForecastDuration_recordSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ForecastDuration", field, false, false, "Float")
+}
+
+func (ec *executionContext) _ForecastDuration_bulkSeconds(ctx context.Context, field graphql.CollectedField, obj *model.ForecastDuration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ForecastDuration_bulkSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BulkSeconds, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ForecastDuration_bulkSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ForecastDuration", field, false, false, "Float")
+}
+
+func (ec *executionContext) _ForecastDuration_pacingSeconds(ctx context.Context, field graphql.CollectedField, obj *model.ForecastDuration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ForecastDuration_pacingSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PacingSeconds, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ForecastDuration_pacingSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ForecastDuration", field, false, false, "Float")
+}
+
+func (ec *executionContext) _ForecastDuration_callBasis(ctx context.Context, field graphql.CollectedField, obj *model.ForecastDuration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ForecastDuration_callBasis(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CallBasis, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.DurationBasis) graphql.Marshaler {
+			return ec.marshalNDurationBasis2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDurationBasis(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ForecastDuration_callBasis(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ForecastDuration", field, false, false, "DurationBasis")
+}
+
+func (ec *executionContext) _ForecastDuration_recordScale(ctx context.Context, field graphql.CollectedField, obj *model.ForecastDuration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ForecastDuration_recordScale(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordScale, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ForecastDuration_recordScale(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ForecastDuration", field, false, false, "Float")
+}
+
+func (ec *executionContext) _ForecastDuration_bulkBasis(ctx context.Context, field graphql.CollectedField, obj *model.ForecastDuration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ForecastDuration_bulkBasis(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BulkBasis, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.DurationBasis) graphql.Marshaler {
+			return ec.marshalNDurationBasis2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDurationBasis(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ForecastDuration_bulkBasis(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ForecastDuration", field, false, false, "DurationBasis")
+}
+
+func (ec *executionContext) _ForecastDuration_bulkSecondsPerRecord(ctx context.Context, field graphql.CollectedField, obj *model.ForecastDuration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ForecastDuration_bulkSecondsPerRecord(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BulkSecondsPerRecord, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ForecastDuration_bulkSecondsPerRecord(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ForecastDuration", field, false, false, "Float")
+}
+
+func (ec *executionContext) _ForecastDuration_bulkJobsMeasured(ctx context.Context, field graphql.CollectedField, obj *model.ForecastDuration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ForecastDuration_bulkJobsMeasured(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BulkJobsMeasured, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ForecastDuration_bulkJobsMeasured(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ForecastDuration", field, false, false, "Int")
+}
+
 func (ec *executionContext) _HourlyCalls_hour(ctx context.Context, field graphql.CollectedField, obj *model.HourlyCalls) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3788,6 +4018,38 @@ func (ec *executionContext) fieldContext_SyncForecast_durationSeconds(_ context.
 	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Float")
 }
 
+func (ec *executionContext) _SyncForecast_durationTerms(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_durationTerms(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DurationTerms, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ForecastDuration) graphql.Marshaler {
+			return ec.marshalNForecastDuration2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐForecastDuration(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_durationTerms(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncForecast",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ForecastDuration(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _SyncForecast_budgetLeft(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5935,6 +6197,84 @@ func (ec *executionContext) _FieldSyncPreference(ctx context.Context, sel ast.Se
 	return out
 }
 
+var forecastDurationImplementors = []string{"ForecastDuration"}
+
+func (ec *executionContext) _ForecastDuration(ctx context.Context, sel ast.SelectionSet, obj *model.ForecastDuration) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, forecastDurationImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ForecastDuration")
+		case "flushSeconds":
+			out.Values[i] = ec._ForecastDuration_flushSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "callSeconds":
+			out.Values[i] = ec._ForecastDuration_callSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "recordSeconds":
+			out.Values[i] = ec._ForecastDuration_recordSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "bulkSeconds":
+			out.Values[i] = ec._ForecastDuration_bulkSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pacingSeconds":
+			out.Values[i] = ec._ForecastDuration_pacingSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "callBasis":
+			out.Values[i] = ec._ForecastDuration_callBasis(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "recordScale":
+			out.Values[i] = ec._ForecastDuration_recordScale(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "bulkBasis":
+			out.Values[i] = ec._ForecastDuration_bulkBasis(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "bulkSecondsPerRecord":
+			out.Values[i] = ec._ForecastDuration_bulkSecondsPerRecord(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "bulkJobsMeasured":
+			out.Values[i] = ec._ForecastDuration_bulkJobsMeasured(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var hourlyCallsImplementors = []string{"HourlyCalls"}
 
 func (ec *executionContext) _HourlyCalls(ctx context.Context, sel ast.SelectionSet, obj *model.HourlyCalls) graphql.Marshaler {
@@ -6948,6 +7288,11 @@ func (ec *executionContext) _SyncForecast(ctx context.Context, sel ast.Selection
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "durationTerms":
+			out.Values[i] = ec._SyncForecast_durationTerms(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "budgetLeft":
 			out.Values[i] = ec._SyncForecast_budgetLeft(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -7445,6 +7790,16 @@ func (ec *executionContext) marshalNDryRunRecord2ᚖgithubᚗcomᚋcrmsyncᚋcrm
 	return ec._DryRunRecord(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNDurationBasis2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDurationBasis(ctx context.Context, v any) (model.DurationBasis, error) {
+	var res model.DurationBasis
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDurationBasis2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐDurationBasis(ctx context.Context, sel ast.SelectionSet, v model.DurationBasis) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) marshalNFailedItem2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐFailedItem(ctx context.Context, sel ast.SelectionSet, v *model.FailedItem) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "FailedItem!")
@@ -7575,6 +7930,14 @@ func (ec *executionContext) marshalNFieldSyncPreference2ᚖgithubᚗcomᚋcrmsyn
 func (ec *executionContext) unmarshalNFieldSyncPreferenceInput2githubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐFieldSyncPreferenceInput(ctx context.Context, v any) (model.FieldSyncPreferenceInput, error) {
 	res, err := ec.unmarshalInputFieldSyncPreferenceInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNForecastDuration2ᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐForecastDuration(ctx context.Context, sel ast.SelectionSet, v *model.ForecastDuration) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ForecastDuration!")
+		return graphql.Null
+	}
+	return ec._ForecastDuration(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNHourlyCalls2ᚕᚖgithubᚗcomᚋcrmsyncᚋcrmsyncᚋgraphᚋmodelᚐHourlyCallsᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.HourlyCalls) graphql.Marshaler {

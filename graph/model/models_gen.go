@@ -154,6 +154,30 @@ type FieldSyncPreferenceInput struct {
 	Mode       prefs.Mode  `json:"mode"`
 }
 
+// A SyncForecast's duration, term by term: they add up to durationSeconds.
+type ForecastDuration struct {
+	// The flushes' own work outside their calls (River picking the job up, claim, coalescing, planning, sync log, commit): per flush, per queued item and per record, assumed (measured by crmsync's benchmarks, not per workspace).
+	FlushSeconds float64 `json:"flushSeconds"`
+	// The REST calls at callLatencySeconds.
+	CallSeconds float64 `json:"callSeconds"`
+	// The CRM's time for the records the REST calls write and read: recordScale times the assumed time per record by object and operation.
+	RecordSeconds float64 `json:"recordSeconds"`
+	// The bulk jobs, from their opening to their results: the CRM's processing and the connector's status polls.
+	BulkSeconds float64 `json:"bulkSeconds"`
+	// Waits for the pacing bucket (0 on fixed windows).
+	PacingSeconds float64 `json:"pacingSeconds"`
+	// Where callLatencySeconds and recordScale come from: MEASURED over the workspace's outbound batches of the last day (their time less the flushes' own work and bulk jobs, against what the assumed figures give for their calls and records), else ASSUMED.
+	CallBasis DurationBasis `json:"callBasis"`
+	// The measured REST time over the assumed one (1 when assumed): callLatencySeconds is 0.15 s times it, and each record's time is the assumed one times it.
+	RecordScale float64 `json:"recordScale"`
+	// Where bulkSeconds comes from: MEASURED per record over the workspace's bulk jobs finished in the last 7 days, else ASSUMED (chunks of 10,000 records worked 10 at a time at recordScale times the assumed time per record, polls backing off from 1 s to 15 s).
+	BulkBasis DurationBasis `json:"bulkBasis"`
+	// The measured seconds per record of a bulk job's largest chunk (its chunks are worked at once); null when assumed.
+	BulkSecondsPerRecord *float64 `json:"bulkSecondsPerRecord,omitempty"`
+	// The finished bulk jobs bulkSecondsPerRecord was measured over (0 when assumed).
+	BulkJobsMeasured int `json:"bulkJobsMeasured"`
+}
+
 type Health struct {
 	// The database in use. An unreachable database is an error, not a value.
 	Database   Database       `json:"database"`
@@ -386,16 +410,18 @@ type SyncForecast struct {
 	BulkJobs int `json:"bulkJobs"`
 	// Writes of one kind on one object a flush must exceed to go as one bulk job, as the connection's connector announces it (Salesforce: the connection's bulkThreshold, default 10,000). Null when the connector announces no bulk path (or could not be asked): every write is planned by REST.
 	BulkThreshold *int `json:"bulkThreshold,omitempty"`
-	// Seconds per API call the duration assumes: measured over the workspace's latest outbound batches of the last day (their wall time over their calls), or the default when there is none.
+	// Seconds per API call, without the records it carries: measured over the workspace's latest outbound batches of the last day (durationTerms.callBasis MEASURED), or the default (0.15 s) when there is none.
 	CallLatencySeconds float64 `json:"callLatencySeconds"`
-	// True when no outbound batch made calls in the last day: callLatencySeconds is the default (1 s), not measured.
+	// True when no outbound batch made calls in the last day: callLatencySeconds is the default, not measured.
 	CallLatencyAssumed bool `json:"callLatencyAssumed"`
-	// The API calls callLatencySeconds was measured over (0 when assumed).
+	// The REST API calls callLatencySeconds was measured over (0 when assumed).
 	CallLatencyCalls int `json:"callLatencyCalls"`
 	// True on the budget schedule (the flushes wait for the pacing bucket); false on fixed windows.
 	Paced bool `json:"paced"`
-	// Expected time to drain the queue under the current pacing: the calls at callLatencySeconds plus the waits for the bucket.
+	// Expected time to drain the queue under the current pacing: the sum of durationTerms.
 	DurationSeconds float64 `json:"durationSeconds"`
+	// Where durationSeconds goes, term by term, and where each term's figures come from (docs/sync.md, "Forecast").
+	DurationTerms *ForecastDuration `json:"durationTerms"`
 	// API calls left today under the tightest of the crmsync daily limit (or the paced budget) and the Salesforce allowance the connector last reported.
 	BudgetLeft int `json:"budgetLeft"`
 	// Which limit budgetLeft comes from.
@@ -629,6 +655,64 @@ func (e *Database) UnmarshalJSON(b []byte) error {
 }
 
 func (e Database) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// Where a forecast's figures come from.
+type DurationBasis string
+
+const (
+	// Measured over the workspace's own recent batches or bulk jobs.
+	DurationBasisMeasured DurationBasis = "MEASURED"
+	// Assumed: crmsync's documented defaults (docs/benchmarks.md, "The forecast against the drain").
+	DurationBasisAssumed DurationBasis = "ASSUMED"
+)
+
+var AllDurationBasis = []DurationBasis{
+	DurationBasisMeasured,
+	DurationBasisAssumed,
+}
+
+func (e DurationBasis) IsValid() bool {
+	switch e {
+	case DurationBasisMeasured, DurationBasisAssumed:
+		return true
+	}
+	return false
+}
+
+func (e DurationBasis) String() string {
+	return string(e)
+}
+
+func (e *DurationBasis) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = DurationBasis(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid DurationBasis", str)
+	}
+	return nil
+}
+
+func (e DurationBasis) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *DurationBasis) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e DurationBasis) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

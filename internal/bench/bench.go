@@ -546,6 +546,16 @@ type ForecastResult struct {
 	DurationSec    float64 `json:"duration_seconds"`
 	LatencyMS      float64 `json:"call_latency_ms"`
 	LatencyAssumed bool    `json:"call_latency_assumed"`
+	// The duration's terms (push.DurationTerms) and where their figures
+	// come from.
+	FlushSec    float64 `json:"flush_seconds"`
+	CallSec     float64 `json:"call_seconds"`
+	RecordSec   float64 `json:"record_seconds"`
+	BulkSec     float64 `json:"bulk_seconds"`
+	PacingSec   float64 `json:"pacing_seconds"`
+	CallBasis   string  `json:"call_basis"`
+	RecordScale float64 `json:"record_scale"`
+	BulkBasis   string  `json:"bulk_basis"`
 }
 
 // forecast asks the engine what draining the paused workspace's queue
@@ -557,7 +567,10 @@ func (b *bench) forecast(ctx context.Context, r *Report) error {
 	}
 	r.Forecast = &ForecastResult{Calls: fc.APICalls, RESTCalls: fc.RESTCalls, BulkCalls: fc.BulkCalls, BulkJobs: fc.BulkJobs,
 		Flushes: fc.Flushes, DurationSec: fc.Duration.Seconds(),
-		LatencyMS: float64(fc.CallLatency) / float64(time.Millisecond), LatencyAssumed: fc.LatencyAssumed}
+		LatencyMS: float64(fc.CallLatency) / float64(time.Millisecond), LatencyAssumed: fc.LatencyAssumed,
+		FlushSec: fc.Terms.Flush.Seconds(), CallSec: fc.Terms.Calls.Seconds(), RecordSec: fc.Terms.Records.Seconds(),
+		BulkSec: fc.Terms.Bulk.Seconds(), PacingSec: fc.Terms.Pacing.Seconds(), CallBasis: fc.Terms.CallBasis,
+		RecordScale: fc.Terms.RecordScale, BulkBasis: fc.Terms.BulkBasis}
 	return nil
 }
 
@@ -821,12 +834,14 @@ func printReport(w io.Writer, r *Report, asJSON bool) error {
 		row("time to resume after the reset", fmt.Sprintf("%.1fs", r.ResumeSec))
 	}
 	if fc := r.Forecast; fc != nil {
-		latency := fmt.Sprintf("%.0f ms a call, measured", fc.LatencyMS)
+		latency := fmt.Sprintf("%.0f ms a call and records at %.2f× the assumed time, measured", fc.LatencyMS, fc.RecordScale)
 		if fc.LatencyAssumed {
-			latency = fmt.Sprintf("%.0f ms a call, assumed (no batch measured yet)", fc.LatencyMS)
+			latency = fmt.Sprintf("%.0f ms a call and the assumed time per record (no batch measured yet)", fc.LatencyMS)
 		}
 		row("forecast before the drain", fmt.Sprintf("%d API calls (%d REST, %d Bulk in %d jobs) in %d flushes, %.1fs (%s)",
 			fc.Calls, fc.RESTCalls, fc.BulkCalls, fc.BulkJobs, fc.Flushes, fc.DurationSec, latency))
+		row("forecast duration terms", fmt.Sprintf("flushes' own work %.1fs (assumed), calls %.1fs, records %.1fs (%s), bulk jobs %.1fs (%s), pacing %.1fs",
+			fc.FlushSec, fc.CallSec, fc.RecordSec, fc.CallBasis, fc.BulkSec, fc.BulkBasis, fc.PacingSec))
 		row("forecast / measured", fmt.Sprintf("calls %.2f, duration %.2f", ratio(float64(fc.Calls), float64(r.APICalls)), ratio(fc.DurationSec, r.DrainSec)))
 	}
 	row("lost changes", r.Lost)

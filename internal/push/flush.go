@@ -666,12 +666,26 @@ type callPlan struct {
 	REST, Bulk int
 	// BulkJobs is how many bulk jobs the Bulk calls run.
 	BulkJobs int
+	// Writes are the planned writes, per BulkUpdate and group: the
+	// forecast times them (forecast.go).
+	Writes []plannedWrite
+}
+
+// plannedWrite is one group of a planned BulkUpdate: records operations
+// of one kind on one object (those of jobs), sent as one bulk job or by
+// REST.
+type plannedWrite struct {
+	kind    connector.OpKind
+	object  string
+	records int
+	bulk    bool
+	jobs    []*job
 }
 
 func (p callPlan) total() int { return p.REST + p.Bulk }
 
 func (p callPlan) add(q callPlan) callPlan {
-	return callPlan{REST: p.REST + q.REST, Bulk: p.Bulk + q.Bulk, BulkJobs: p.BulkJobs + q.BulkJobs}
+	return callPlan{REST: p.REST + q.REST, Bulk: p.Bulk + q.Bulk, BulkJobs: p.BulkJobs + q.BulkJobs, Writes: slices.Concat(p.Writes, q.Writes)}
 }
 
 // Per-call capacities of the Salesforce connector that plannedCalls counts with.
@@ -820,20 +834,28 @@ type writeGroup struct {
 // (announced with connector.CapabilityBulk) as one bulk job, the rest by
 // sObject Collections, writesPerCall operations a call.
 func (f *flush) plannedSend(jobs []*job) callPlan {
-	groups := map[writeGroup]int{}
+	groups := map[writeGroup][]*job{}
+	var order []writeGroup
 	for _, j := range jobs {
-		groups[writeGroup{f.plannedOp(j), j.object}]++
+		g := writeGroup{f.plannedOp(j), j.object}
+		if groups[g] == nil {
+			order = append(order, g)
+		}
+		groups[g] = append(groups[g], j)
 	}
 	threshold, bulk := f.caps.BulkThreshold()
 	var plan callPlan
 	rest := 0
-	for _, n := range groups {
-		if bulk && n > threshold {
+	for _, g := range order {
+		js := groups[g]
+		if bulk && len(js) > threshold {
 			plan.Bulk += bulkJobCalls
 			plan.BulkJobs++
+			plan.Writes = append(plan.Writes, plannedWrite{kind: g.kind, object: g.object, records: len(js), bulk: true, jobs: js})
 			continue
 		}
-		rest += n
+		rest += len(js)
+		plan.Writes = append(plan.Writes, plannedWrite{kind: g.kind, object: g.object, records: len(js), jobs: js})
 	}
 	plan.REST = ceilDiv(rest, writesPerCall)
 	return plan

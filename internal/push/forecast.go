@@ -14,12 +14,7 @@ import (
 	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/outbound"
 	"github.com/crmsync/crmsync/internal/record"
-	"github.com/crmsync/crmsync/internal/synclog"
 )
-
-// DefaultCallLatency is the time per API call a forecast assumes while the
-// workspace has no outbound batch that made calls in the last day.
-const DefaultCallLatency = time.Second
 
 // latencyBatches is how many of the latest outbound batches with calls
 // the measured call latency averages over.
@@ -49,12 +44,17 @@ type Forecast struct {
 	// BulkCalls running BulkJobs bulk jobs, which the connector uses for
 	// the writes of one kind on one object beyond BulkThreshold (0: the
 	// connector announced no bulk path, or could not be asked).
-	Flushes, APICalls       int
-	RESTCalls, BulkCalls    int
+	Flushes, APICalls    int
+	RESTCalls, BulkCalls int
+	// CutOffs is how many of the Flushes are planned to outlive a River
+	// flush job's time and be cut off (their calls are in APICalls):
+	// the claims after them are halved until a flush fits (claim.go).
+	CutOffs                 int
 	BulkJobs, BulkThreshold int
-	// CallLatency is the time per call assumed: measured over the
-	// workspace's latest outbound batches (LatencyCalls calls) or, with
-	// LatencyAssumed, DefaultCallLatency.
+	// CallLatency is the time per call, without the records it carries:
+	// measured over the workspace's latest outbound batches (LatencyCalls
+	// REST calls; Terms.CallBasis) or, with LatencyAssumed,
+	// DefaultCallLatency.
 	CallLatency    time.Duration
 	LatencyCalls   int
 	LatencyAssumed bool
@@ -62,8 +62,9 @@ type Forecast struct {
 	// windows, whose backlog flushes follow each other at once).
 	Paced bool
 	// Duration is the expected time to drain the queue under the current
-	// pacing: the calls at CallLatency plus the waits for the bucket.
+	// pacing: the sum of Terms (forecasttime.go).
 	Duration time.Duration
+	Terms    DurationTerms
 	// BudgetLeft is the calls left today under the tightest of the
 	// crmsync daily limit, the paced budget and the Salesforce allowance
 	// the connector last reported; BudgetSource names it.
@@ -112,29 +113,55 @@ func (e *Engine) Forecast(ctx context.Context, workspaceID int64) (*Forecast, er
 	described := e.descs.Objects(c)
 	// seen holds every record planned so far: true for those created.
 	seen := map[int64]bool{}
-	var flushCalls []int
+	var flushes []plannedFlush
 	var after int64
+	tm, err := e.measureTiming(ctx, workspaceID, fc)
+	if err != nil {
+		return nil, err
+	}
+	// The claims a River flush job makes, fitted to its time (claim.go):
+	// a flush planned to outlive flushTimeout is cut off, and what it
+	// wrote by then (cutDone: true for creates) is matched, not written,
+	// by the smaller claims after it.
+	claim := e.cfg.MaxItems
+	cutDone := map[int64]bool{}
 	for {
-		items, err := outbound.Queued(ctx, e.db, workspaceID, after, e.cfg.MaxItems)
+		items, err := outbound.Queued(ctx, e.db, workspaceID, after, claim)
 		if err != nil {
 			return nil, err
 		}
 		if len(items) == 0 {
 			break
 		}
-		after = items[len(items)-1].ID
 		f := &flush{e: e, c: c, now: now, caps: caps, names: contract.Of(c.Contract()), extID: externalIDFields(c.Config), records: map[record.Key]*record.Record{}}
 		if err := f.plan(ctx, items); err != nil {
 			return nil, err
 		}
+		f.linkEarlier(seen, cutDone)
+		plan := f.callsPlanned(described)
+		pf := f.planned(len(items), plan)
+		took, _ := tm.time(pf, &DurationTerms{})
+		if took > flushTimeout && claim > minClaim {
+			cut := tm.cutAt(pf, flushTimeout)
+			for id, created := range cut.written {
+				cutDone[id] = cutDone[id] || created
+			}
+			flushes = append(flushes, cut)
+			fc.CutOffs++
+			fc.APICalls += cut.cutREST + cut.cutBulk
+			fc.RESTCalls, fc.BulkCalls = fc.RESTCalls+cut.cutREST, fc.BulkCalls+cut.cutBulk
+			described = f.describedAll(described)
+			claim = max(minClaim, min(claim, len(items))/2)
+			continue
+		}
+		after = items[len(items)-1].ID
 		for _, it := range items {
 			tf := typeForecast(byType, it.RecordType)
 			tf.Items++
 			fc.Items++
 		}
-		f.forecastJobs(fc, byType, seen)
-		plan := f.callsPlanned(described)
-		flushCalls = append(flushCalls, plan.total())
+		f.forecastJobs(fc, byType, seen, cutDone)
+		flushes = append(flushes, pf)
 		fc.APICalls += plan.total()
 		fc.RESTCalls, fc.BulkCalls, fc.BulkJobs = fc.RESTCalls+plan.REST, fc.BulkCalls+plan.Bulk, fc.BulkJobs+plan.BulkJobs
 		all := f.jobs
@@ -142,29 +169,24 @@ func (e *Engine) Forecast(ctx context.Context, workspaceID int64) (*Forecast, er
 			f.jobs = slices.DeleteFunc(slices.Clone(all), func(j *job) bool { return j.rec.Type != t })
 			tf.APICalls += f.callsPlanned(described).total()
 		}
-		for _, j := range all {
-			if !j.done {
-				described = f.withDescribed(described, j.object)
-			}
-		}
-		if len(items) < e.cfg.MaxItems {
+		f.jobs = all
+		described = f.describedAll(described)
+		if len(items) < claim {
 			break
 		}
+		claim = nextClaim(claim, took, e.cfg.MaxItems)
 	}
-	fc.Flushes = len(flushCalls)
+	fc.Flushes = len(flushes)
 	for _, t := range []record.Type{record.TypeCompany, record.TypeCampaign, record.TypeContact, record.TypeCampaignMember, record.TypeTask} {
 		if tf := byType[t]; tf != nil {
 			fc.Types = append(fc.Types, *tf)
 		}
 	}
-	if err := e.forecastLatency(ctx, workspaceID, fc); err != nil {
-		return nil, err
-	}
 	pace, err := e.pace(ctx, e.db, c, now)
 	if err != nil {
 		return nil, err
 	}
-	fc.Duration = drainTime(flushCalls, fc.CallLatency, pace)
+	fc.Duration = drainTime(flushes, tm, pace, &fc.Terms)
 	hours, err := limits.Hourly(ctx, e.db, workspaceID, now)
 	if err != nil {
 		return nil, err
@@ -175,7 +197,8 @@ func (e *Engine) Forecast(ctx context.Context, workspaceID int64) (*Forecast, er
 	if !fc.Fits {
 		excess := int64(fc.APICalls) - fc.BudgetLeft
 		release := budgetRelease(hours, excess, max(pace.BudgetPerDay, 1), now)
-		fc.FinishesAt = later(fc.FinishesAt, release.Add(time.Duration(excess)*fc.CallLatency))
+		perCall := fc.Duration / time.Duration(max(fc.APICalls, 1))
+		fc.FinishesAt = later(fc.FinishesAt, release.Add(time.Duration(excess)*perCall))
 	}
 	return fc, nil
 }
@@ -207,24 +230,31 @@ func typeForecast(byType map[record.Type]*TypeForecast, t record.Type) *TypeFore
 	return tf
 }
 
-// forecastJobs counts the planned flush's records not seen in an earlier
-// one, and links (in memory) those an earlier planned flush creates, so
-// they plan as updates. seen holds the records planned so far, true for
-// those created.
-func (f *flush) forecastJobs(fc *Forecast, byType map[record.Type]*TypeForecast, seen map[int64]bool) {
+// linkEarlier links (in memory) the planned flush's records an earlier
+// planned flush creates, so they plan as updates, and those a flush cut
+// off by its deadline wrote (cutDone), so they plan as read and not
+// written. seen holds the records planned so far, true for those created.
+func (f *flush) linkEarlier(seen, cutDone map[int64]bool) {
 	// Parents too: a record waits for a parent only if no earlier flush
 	// creates it (missingParent).
 	for _, r := range f.records {
-		if seen[r.ID] && r.CRMID == "" {
+		if (seen[r.ID] || cutDone[r.ID]) && r.CRMID == "" {
 			r.CRMID = linkedByEarlierFlush
 		}
 	}
 	for _, j := range f.jobs {
-		created, planned := seen[j.rec.ID]
-		if j.crmID == "" && created {
+		if _, cut := cutDone[j.rec.ID]; cut || (j.crmID == "" && seen[j.rec.ID]) {
 			j.crmID = linkedByEarlierFlush
 		}
-		if planned {
+	}
+}
+
+// forecastJobs counts the planned flush's records not seen in an earlier
+// one (a record a cut-off flush created, cutDone true, counts as a
+// create), and marks them in seen, true for those created.
+func (f *flush) forecastJobs(fc *Forecast, byType map[record.Type]*TypeForecast, seen, cutDone map[int64]bool) {
+	for _, j := range f.jobs {
+		if _, planned := seen[j.rec.ID]; planned {
 			continue
 		}
 		seen[j.rec.ID] = false
@@ -236,7 +266,7 @@ func (f *flush) forecastJobs(fc *Forecast, byType map[record.Type]*TypeForecast,
 			continue
 		case j.w.Op == outbound.OpRemove:
 			count(&tf.Removes, &fc.Removes)
-		case j.crmID == "":
+		case j.crmID == "" || cutDone[j.rec.ID]:
 			count(&tf.Creates, &fc.Creates)
 			seen[j.rec.ID] = true
 		default:
@@ -244,6 +274,47 @@ func (f *flush) forecastJobs(fc *Forecast, byType map[record.Type]*TypeForecast,
 		}
 		count(&tf.Records, &fc.Records)
 	}
+}
+
+// describedAll returns described with the objects the planned flush's
+// writes describe.
+func (f *flush) describedAll(described map[string]connector.Object) map[string]connector.Object {
+	for _, j := range f.jobs {
+		if !j.done {
+			described = f.withDescribed(described, j.object)
+		}
+	}
+	return described
+}
+
+// nextClaim is the claim after a full one that took took, as claim.go
+// fits it to flushTimeout: shrunk in proportion past half the time,
+// doubled under a quarter (at most max).
+func nextClaim(claim int, took time.Duration, most int) int {
+	switch {
+	case took > flushTimeout/2:
+		return max(minClaim, int(float64(claim)*float64(flushTimeout/2)/float64(took)))
+	case took < flushTimeout/4:
+		return min(most, 2*claim)
+	}
+	return claim
+}
+
+// planned is what the forecast times of this planned flush of items
+// (forecasttime.go): its records, those it reads by id (linked ones), and
+// its calls and writes.
+func (f *flush) planned(items int, plan callPlan) plannedFlush {
+	p := plannedFlush{items: items, restCalls: plan.REST, writes: plan.Writes}
+	for _, j := range f.jobs {
+		if j.done {
+			continue
+		}
+		p.records++
+		if j.crmID != "" {
+			p.reads++
+		}
+	}
+	return p
 }
 
 // withDescribed returns described with the objects a write to object
@@ -258,50 +329,30 @@ func (f *flush) withDescribed(described map[string]connector.Object, object stri
 	return described
 }
 
-// forecastLatency sets the forecast's time per call: measured over the
-// workspace's latest outbound batches of the last day, else assumed.
-func (e *Engine) forecastLatency(ctx context.Context, workspaceID int64, fc *Forecast) error {
-	calls, took, err := synclog.CallTime(ctx, e.db, workspaceID, fc.At.Add(-limits.Window), latencyBatches)
-	if err != nil {
-		return err
-	}
-	if calls == 0 {
-		fc.CallLatency, fc.LatencyAssumed = DefaultCallLatency, true
-		return nil
-	}
-	fc.CallLatency, fc.LatencyCalls = took/time.Duration(calls), calls
-	return nil
-}
-
-// drainTime is how long flushes of the given calls take one after the
-// other at latency per call. Paced, each waits until the bucket holds a
-// call and takes its calls out of it, as a flush does (pace.go), at the
+// drainTime is how long the planned flushes take one after the other
+// (timing.time), and sets terms. Paced, each waits until the bucket holds
+// a call and takes its calls out of it, as a flush does (pace.go), at the
 // current refill rate (the budget over a day when the rate is nil: the
 // window frees calls on the hour). On fixed windows a backlog's flushes
 // follow each other at once.
-func drainTime(flushCalls []int, latency time.Duration, p Pace) time.Duration {
-	var calls int
-	for _, n := range flushCalls {
-		calls += n
-	}
-	if !p.Enabled {
-		return time.Duration(calls) * latency
-	}
+func drainTime(flushes []plannedFlush, tm timing, p Pace, terms *DurationTerms) time.Duration {
 	rate := p.Rate
 	if rate <= 0 {
 		rate = float64(max(p.BudgetPerDay, 1)) / limits.Window.Seconds()
 	}
-	tokens, seconds := p.Tokens, 0.0
-	for _, n := range flushCalls {
-		if tokens < 1 {
-			seconds += (1 - tokens) / rate
+	tokens, total := p.Tokens, time.Duration(0)
+	for _, pf := range flushes {
+		took, n := tm.time(pf, terms)
+		if p.Enabled && tokens < 1 {
+			wait := time.Duration((1 - tokens) / rate * float64(time.Second))
+			terms.Pacing += wait
+			total += wait
 			tokens = 1
 		}
-		took := float64(n) * latency.Seconds()
-		seconds += took
-		tokens = min(tokens+rate*took, p.Burst) - float64(n)
+		total += took
+		tokens = min(tokens+rate*took.Seconds(), p.Burst) - float64(n)
 	}
-	return time.Duration(seconds * float64(time.Second))
+	return total
 }
 
 // budgetLeft is the calls left today under the tightest of the crmsync

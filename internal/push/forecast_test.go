@@ -54,6 +54,13 @@ func setupSffake(t *testing.T, bdb *bun.DB, cfg push.Config, sfcfg ...func(*sale
 // setupSffakeOrg is setupSffake on an org the caller started.
 func setupSffakeOrg(t *testing.T, bdb *bun.DB, sf *sffake.Server, cfg push.Config, sfcfg ...func(*salesforce.Config)) *sfBundle {
 	t.Helper()
+	return setupSffakeWrapped(t, bdb, sf, cfg, nil, sfcfg...)
+}
+
+// setupSffakeWrapped is setupSffakeOrg with the engine's connector
+// wrapped by wrap (nil: as is).
+func setupSffakeWrapped(t *testing.T, bdb *bun.DB, sf *sffake.Server, cfg push.Config, wrap func(connector.Connector) connector.Connector, sfcfg ...func(*salesforce.Config)) *sfBundle {
+	t.Helper()
 	ctx := context.Background()
 	b := &sfBundle{db: bdb, sf: sf}
 	require.NoError(t, bdb.NewRaw("INSERT INTO workspaces (name, created_at) VALUES (?, ?) RETURNING id", "t", time.Now().UTC()).Scan(ctx, &b.ws))
@@ -76,6 +83,10 @@ func setupSffakeOrg(t *testing.T, bdb *bun.DB, sf *sffake.Server, cfg push.Confi
 	require.NoError(t, err)
 	_, err = svc.Connect(ctx, b.ws, "salesforce", config, creds)
 	require.NoError(t, err)
+	if wrap != nil {
+		wrapped := wrap(crm)
+		conns = func(context.Context, string) (connector.Connector, error) { return wrapped, nil }
+	}
 	b.engine = push.New(bdb, store, conns, nil, slog.New(slog.DiscardHandler), cfg)
 	b.in = outbound.NewIngester(bdb, noScheduler{}, nil)
 	return b
@@ -223,7 +234,8 @@ func TestForecastPredictsMeasuredCalls(t *testing.T) {
 					require.Positive(t, fc.LatencyCalls)
 				}
 				require.False(t, fc.Paced)
-				require.Equal(t, time.Duration(fc.APICalls)*fc.CallLatency, fc.Duration, "fixed windows: the flushes follow each other")
+				require.Zero(t, fc.Terms.Pacing, "fixed windows: the flushes follow each other")
+				require.Equal(t, fc.Terms.Flush+fc.Terms.Calls+fc.Terms.Records+fc.Terms.Bulk, fc.Duration)
 				require.Equal(t, push.BudgetSalesforce, fc.BudgetSource)
 				require.True(t, fc.Fits)
 				require.Equal(t, fc.At.Add(fc.Duration), fc.FinishesAt)
