@@ -10,7 +10,7 @@ var errNoPlanner = &Error{CodeInternal, "forecasts and dry runs are not availabl
 func forecastModel(fc *push.Forecast) *model.SyncForecast {
 	out := &model.SyncForecast{
 		At: fc.At, QueuedItems: fc.Items, Records: fc.Records, Creates: fc.Creates, Updates: fc.Updates,
-		Removes: fc.Removes, Skipped: fc.Skipped, Flushes: fc.Flushes, APICalls: fc.APICalls,
+		Removes: fc.Removes, Skipped: fc.Skipped, Flushes: fc.Flushes, CutOffs: fc.CutOffs, APICalls: fc.APICalls,
 		RestAPICalls: fc.RESTCalls, BulkAPICalls: fc.BulkCalls, BulkJobs: fc.BulkJobs,
 		CallLatencySeconds: fc.CallLatency.Seconds(), CallLatencyAssumed: fc.LatencyAssumed, CallLatencyCalls: fc.LatencyCalls,
 		Paced: fc.Paced, DurationSeconds: fc.Duration.Seconds(), BudgetLeft: int(fc.BudgetLeft), BudgetSource: fc.BudgetSource,
@@ -38,7 +38,7 @@ func durationTermsModel(t push.DurationTerms) *model.ForecastDuration {
 	}
 	out := &model.ForecastDuration{
 		FlushSeconds: t.Flush.Seconds(), CallSeconds: t.Calls.Seconds(), RecordSeconds: t.Records.Seconds(),
-		BulkSeconds: t.Bulk.Seconds(), PacingSeconds: t.Pacing.Seconds(), CallBasis: basis(t.CallBasis),
+		BulkSeconds: t.Bulk.Seconds(), PacingSeconds: t.Pacing.Seconds(), CutOffSeconds: t.CutOff.Seconds(), CallBasis: basis(t.CallBasis),
 		RecordScale: t.RecordScale, BulkBasis: basis(t.BulkBasis), BulkJobsMeasured: t.BulkJobsSeen,
 	}
 	if t.BulkBasis == push.BasisMeasured {

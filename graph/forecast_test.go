@@ -16,16 +16,17 @@ import (
 type forecastOut struct {
 	SyncForecast struct {
 		QueuedItems, Records, Creates, Updates, APICalls, Flushes int
+		CutOffs                                                   int
 		RestAPICalls, BulkAPICalls, BulkJobs                      int
 		BulkThreshold                                             *int
 		CallLatencyAssumed                                        bool
 		DurationSeconds                                           float64
 		DurationTerms                                             struct {
-			FlushSeconds, CallSeconds, RecordSeconds, BulkSeconds, PacingSeconds float64
-			CallBasis, BulkBasis                                                 string
-			RecordScale                                                          float64
-			BulkSecondsPerRecord                                                 *float64
-			BulkJobsMeasured                                                     int
+			FlushSeconds, CallSeconds, RecordSeconds, BulkSeconds, PacingSeconds, CutOffSeconds float64
+			CallBasis, BulkBasis                                                                string
+			RecordScale                                                                         float64
+			BulkSecondsPerRecord                                                                *float64
+			BulkJobsMeasured                                                                    int
 		}
 		FitsBudget   bool
 		BudgetSource string
@@ -38,7 +39,7 @@ type forecastOut struct {
 }
 
 const forecastQuery = `{ syncForecast { queuedItems records creates updates apiCalls restApiCalls bulkApiCalls bulkJobs bulkThreshold flushes callLatencyAssumed fitsBudget budgetSource
-	durationSeconds durationTerms { flushSeconds callSeconds recordSeconds bulkSeconds pacingSeconds callBasis recordScale bulkBasis bulkSecondsPerRecord bulkJobsMeasured }
+	durationSeconds cutOffs durationTerms { flushSeconds callSeconds recordSeconds bulkSeconds pacingSeconds cutOffSeconds callBasis recordScale bulkBasis bulkSecondsPerRecord bulkJobsMeasured }
 	recordTypes { recordType queuedItems creates updates apiCalls } } }`
 
 // TestSyncForecast: the forecast of the caller's workspace counts its
@@ -84,7 +85,9 @@ func TestSyncForecast(t *testing.T) {
 		require.Positive(t, terms.FlushSeconds)
 		require.Positive(t, terms.CallSeconds)
 		require.Positive(t, terms.RecordSeconds, "3 company creates at the assumed time per record")
-		require.InDelta(t, fc.DurationSeconds, terms.FlushSeconds+terms.CallSeconds+terms.RecordSeconds+terms.BulkSeconds+terms.PacingSeconds, 1e-6)
+		require.Zero(t, fc.CutOffs)
+		require.Zero(t, terms.CutOffSeconds)
+		require.InDelta(t, fc.DurationSeconds, terms.FlushSeconds+terms.CallSeconds+terms.RecordSeconds+terms.BulkSeconds+terms.PacingSeconds+terms.CutOffSeconds, 1e-6)
 		require.True(t, fc.FitsBudget)
 		require.Len(t, fc.RecordTypes, 1)
 		require.Equal(t, "COMPANY", fc.RecordTypes[0].RecordType)

@@ -93,9 +93,9 @@ func printForecast(out io.Writer, ws int64, fc *push.Forecast) error {
 	fmt.Fprintf(out, "schedule: %s\n", schedule)
 	fmt.Fprintf(out, "duration: %s\n", fc.Duration.Round(time.Second))
 	t := fc.Terms
-	fmt.Fprintf(out, "duration_terms: flushes' own work %s (assumed), calls %s, records %s (%s), bulk jobs %s (%s), pacing waits %s\n",
+	fmt.Fprintf(out, "duration_terms: flushes' own work %s (assumed), calls %s, records %s (%s), bulk jobs %s (%s), %d cut-off flush(es) %s, pacing waits %s\n",
 		t.Flush.Round(100*time.Millisecond), t.Calls.Round(100*time.Millisecond), t.Records.Round(100*time.Millisecond), t.CallBasis,
-		t.Bulk.Round(100*time.Millisecond), bulkBasis, t.Pacing.Round(100*time.Millisecond))
+		t.Bulk.Round(100*time.Millisecond), bulkBasis, fc.CutOffs, t.CutOff.Round(time.Second), t.Pacing.Round(100*time.Millisecond))
 	fmt.Fprintf(out, "budget_left: %d calls today (%s)\n", fc.BudgetLeft, fc.BudgetSource)
 	fmt.Fprintf(out, "fits_budget: %s\n", fits)
 	fmt.Fprintf(out, "finishes_at: %s\n", fc.FinishesAt.Format(time.RFC3339))

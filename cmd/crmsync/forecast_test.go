@@ -67,7 +67,7 @@ func TestForecastCommand(t *testing.T) {
 	require.Regexp(t, `rest_api_calls: \d+`, out)
 	require.Contains(t, out, "bulk_api_calls: 0 (no bulk path announced by the connector)", "memcrm has none")
 	require.Contains(t, out, "call_latency: 0.150s without its records, assumed")
-	require.Regexp(t, `duration_terms: flushes' own work [0-9.]+m?s \(assumed\), calls [0-9.]+m?s, records [0-9.]+m?s \(assumed\), bulk jobs 0s \(assumed`, out)
+	require.Regexp(t, `duration_terms: flushes' own work [0-9.]+m?s \(assumed\), calls [0-9.]+m?s, records [0-9.]+m?s \(assumed\), bulk jobs 0s \(assumed \(10,000-record chunks worked 10 at a time\)\), 0 cut-off flush\(es\) 0s, pacing waits 0s`, out)
 	require.Contains(t, out, "schedule: fixed windows")
 	require.Contains(t, out, "fits_budget: yes")
 

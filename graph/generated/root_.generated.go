@@ -129,6 +129,7 @@ type ComplexityRoot struct {
 		BulkSecondsPerRecord func(childComplexity int) int
 		CallBasis            func(childComplexity int) int
 		CallSeconds          func(childComplexity int) int
+		CutOffSeconds        func(childComplexity int) int
 		FlushSeconds         func(childComplexity int) int
 		PacingSeconds        func(childComplexity int) int
 		RecordScale          func(childComplexity int) int
@@ -320,6 +321,7 @@ type ComplexityRoot struct {
 		CallLatencyCalls   func(childComplexity int) int
 		CallLatencySeconds func(childComplexity int) int
 		Creates            func(childComplexity int) int
+		CutOffs            func(childComplexity int) int
 		DurationSeconds    func(childComplexity int) int
 		DurationTerms      func(childComplexity int) int
 		FinishesAt         func(childComplexity int) int
@@ -757,6 +759,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ForecastDuration.CallSeconds(childComplexity), true
+	case "ForecastDuration.cutOffSeconds":
+		if e.ComplexityRoot.ForecastDuration.CutOffSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ForecastDuration.CutOffSeconds(childComplexity), true
 	case "ForecastDuration.flushSeconds":
 		if e.ComplexityRoot.ForecastDuration.FlushSeconds == nil {
 			break
@@ -1610,6 +1618,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SyncForecast.Creates(childComplexity), true
+	case "SyncForecast.cutOffs":
+		if e.ComplexityRoot.SyncForecast.CutOffs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncForecast.CutOffs(childComplexity), true
 	case "SyncForecast.durationSeconds":
 		if e.ComplexityRoot.SyncForecast.DurationSeconds == nil {
 			break
@@ -2680,8 +2694,10 @@ type SyncForecast {
   removes: Int!
   "Records written by no call: writing is off for their type, the connector does not support it, or the record is gone."
   skipped: Int!
-  "Flushes the queue takes (one per 50,000 queued items)."
+  "Flushes the queue takes: claims of up to 50,000 queued items, fitted to a flush job's 2 minutes as the engine fits them (cut-off flushes included)."
   flushes: Int!
+  "How many of the flushes are planned to outlive a flush job's 2 minutes and be cut off (their calls are in apiCalls; the claims after them are halved)."
+  cutOffs: Int!
   "API calls the flushes plan to spend (describes, reads, matching queries, writes), as crmsync counts them against its budget. An upper bound: a record whose changes turn out to need no write is still counted."
   apiCalls: Int!
   "The apiCalls made by the CRM's per-record REST API: describes, reads, matching queries and sObject Collections writes (up to 1,000 records a call)."
@@ -2734,6 +2750,8 @@ type ForecastDuration {
   bulkSeconds: Float!
   "Waits for the pacing bucket (0 on fixed windows)."
   pacingSeconds: Float!
+  "The flushes planned to be cut off, 2 minutes each: what they write by then is not written again; their work is here, not in the terms above."
+  cutOffSeconds: Float!
   "Where callLatencySeconds and recordScale come from: MEASURED over the workspace's outbound batches of the last day (their time less the flushes' own work and bulk jobs, against what the assumed figures give for their calls and records), else ASSUMED."
   callBasis: DurationBasis!
   "The measured REST time over the assumed one (1 when assumed): callLatencySeconds is 0.15 s times it, and each record's time is the assumed one times it."
@@ -3014,6 +3032,8 @@ func (ec *executionContext) childFields_ForecastDuration(ctx context.Context, fi
 		return ec.fieldContext_ForecastDuration_bulkSeconds(ctx, field)
 	case "pacingSeconds":
 		return ec.fieldContext_ForecastDuration_pacingSeconds(ctx, field)
+	case "cutOffSeconds":
+		return ec.fieldContext_ForecastDuration_cutOffSeconds(ctx, field)
 	case "callBasis":
 		return ec.fieldContext_ForecastDuration_callBasis(ctx, field)
 	case "recordScale":
@@ -3322,6 +3342,8 @@ func (ec *executionContext) childFields_SyncForecast(ctx context.Context, field 
 		return ec.fieldContext_SyncForecast_skipped(ctx, field)
 	case "flushes":
 		return ec.fieldContext_SyncForecast_flushes(ctx, field)
+	case "cutOffs":
+		return ec.fieldContext_SyncForecast_cutOffs(ctx, field)
 	case "apiCalls":
 		return ec.fieldContext_SyncForecast_apiCalls(ctx, field)
 	case "restApiCalls":

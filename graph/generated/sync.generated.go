@@ -1366,6 +1366,29 @@ func (ec *executionContext) fieldContext_ForecastDuration_pacingSeconds(_ contex
 	return graphql.NewScalarFieldContext("ForecastDuration", field, false, false, "Float")
 }
 
+func (ec *executionContext) _ForecastDuration_cutOffSeconds(ctx context.Context, field graphql.CollectedField, obj *model.ForecastDuration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ForecastDuration_cutOffSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CutOffSeconds, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ForecastDuration_cutOffSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ForecastDuration", field, false, false, "Float")
+}
+
 func (ec *executionContext) _ForecastDuration_callBasis(ctx context.Context, field graphql.CollectedField, obj *model.ForecastDuration) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3785,6 +3808,29 @@ func (ec *executionContext) _SyncForecast_flushes(ctx context.Context, field gra
 	)
 }
 func (ec *executionContext) fieldContext_SyncForecast_flushes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncForecast_cutOffs(ctx context.Context, field graphql.CollectedField, obj *model.SyncForecast) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncForecast_cutOffs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CutOffs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncForecast_cutOffs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("SyncForecast", field, false, false, "Int")
 }
 
@@ -6233,6 +6279,11 @@ func (ec *executionContext) _ForecastDuration(ctx context.Context, sel ast.Selec
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "cutOffSeconds":
+			out.Values[i] = ec._ForecastDuration_cutOffSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "callBasis":
 			out.Values[i] = ec._ForecastDuration_callBasis(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -7235,6 +7286,11 @@ func (ec *executionContext) _SyncForecast(ctx context.Context, sel ast.Selection
 			}
 		case "flushes":
 			out.Values[i] = ec._SyncForecast_flushes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cutOffs":
+			out.Values[i] = ec._SyncForecast_cutOffs(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}

@@ -166,6 +166,8 @@ type ForecastDuration struct {
 	BulkSeconds float64 `json:"bulkSeconds"`
 	// Waits for the pacing bucket (0 on fixed windows).
 	PacingSeconds float64 `json:"pacingSeconds"`
+	// The flushes planned to be cut off, 2 minutes each: what they write by then is not written again; their work is here, not in the terms above.
+	CutOffSeconds float64 `json:"cutOffSeconds"`
 	// Where callLatencySeconds and recordScale come from: MEASURED over the workspace's outbound batches of the last day (their time less the flushes' own work and bulk jobs, against what the assumed figures give for their calls and records), else ASSUMED.
 	CallBasis DurationBasis `json:"callBasis"`
 	// The measured REST time over the assumed one (1 when assumed): callLatencySeconds is 0.15 s times it, and each record's time is the assumed one times it.
@@ -398,8 +400,10 @@ type SyncForecast struct {
 	Removes int `json:"removes"`
 	// Records written by no call: writing is off for their type, the connector does not support it, or the record is gone.
 	Skipped int `json:"skipped"`
-	// Flushes the queue takes (one per 50,000 queued items).
+	// Flushes the queue takes: claims of up to 50,000 queued items, fitted to a flush job's 2 minutes as the engine fits them (cut-off flushes included).
 	Flushes int `json:"flushes"`
+	// How many of the flushes are planned to outlive a flush job's 2 minutes and be cut off (their calls are in apiCalls; the claims after them are halved).
+	CutOffs int `json:"cutOffs"`
 	// API calls the flushes plan to spend (describes, reads, matching queries, writes), as crmsync counts them against its budget. An upper bound: a record whose changes turn out to need no write is still counted.
 	APICalls int `json:"apiCalls"`
 	// The apiCalls made by the CRM's per-record REST API: describes, reads, matching queries and sObject Collections writes (up to 1,000 records a call).

@@ -553,6 +553,8 @@ type ForecastResult struct {
 	RecordSec   float64 `json:"record_seconds"`
 	BulkSec     float64 `json:"bulk_seconds"`
 	PacingSec   float64 `json:"pacing_seconds"`
+	CutOffs     int     `json:"cut_offs"`
+	CutOffSec   float64 `json:"cut_off_seconds"`
 	CallBasis   string  `json:"call_basis"`
 	RecordScale float64 `json:"record_scale"`
 	BulkBasis   string  `json:"bulk_basis"`
@@ -569,7 +571,7 @@ func (b *bench) forecast(ctx context.Context, r *Report) error {
 		Flushes: fc.Flushes, DurationSec: fc.Duration.Seconds(),
 		LatencyMS: float64(fc.CallLatency) / float64(time.Millisecond), LatencyAssumed: fc.LatencyAssumed,
 		FlushSec: fc.Terms.Flush.Seconds(), CallSec: fc.Terms.Calls.Seconds(), RecordSec: fc.Terms.Records.Seconds(),
-		BulkSec: fc.Terms.Bulk.Seconds(), PacingSec: fc.Terms.Pacing.Seconds(), CallBasis: fc.Terms.CallBasis,
+		BulkSec: fc.Terms.Bulk.Seconds(), PacingSec: fc.Terms.Pacing.Seconds(), CutOffs: fc.CutOffs, CutOffSec: fc.Terms.CutOff.Seconds(), CallBasis: fc.Terms.CallBasis,
 		RecordScale: fc.Terms.RecordScale, BulkBasis: fc.Terms.BulkBasis}
 	return nil
 }
@@ -840,8 +842,8 @@ func printReport(w io.Writer, r *Report, asJSON bool) error {
 		}
 		row("forecast before the drain", fmt.Sprintf("%d API calls (%d REST, %d Bulk in %d jobs) in %d flushes, %.1fs (%s)",
 			fc.Calls, fc.RESTCalls, fc.BulkCalls, fc.BulkJobs, fc.Flushes, fc.DurationSec, latency))
-		row("forecast duration terms", fmt.Sprintf("flushes' own work %.1fs (assumed), calls %.1fs, records %.1fs (%s), bulk jobs %.1fs (%s), pacing %.1fs",
-			fc.FlushSec, fc.CallSec, fc.RecordSec, fc.CallBasis, fc.BulkSec, fc.BulkBasis, fc.PacingSec))
+		row("forecast duration terms", fmt.Sprintf("flushes' own work %.1fs (assumed), calls %.1fs, records %.1fs (%s), bulk jobs %.1fs (%s), %d cut-off flushes %.0fs, pacing %.1fs",
+			fc.FlushSec, fc.CallSec, fc.RecordSec, fc.CallBasis, fc.BulkSec, fc.BulkBasis, fc.CutOffs, fc.CutOffSec, fc.PacingSec))
 		row("forecast / measured", fmt.Sprintf("calls %.2f, duration %.2f", ratio(float64(fc.Calls), float64(r.APICalls)), ratio(fc.DurationSec, r.DrainSec)))
 	}
 	row("lost changes", r.Lost)

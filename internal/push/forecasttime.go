@@ -38,7 +38,7 @@ const (
 	// backlog drains of 20,000 to 100,000 items).
 	FlushBase      = 500 * time.Millisecond
 	FlushPerItem   = 25 * time.Microsecond
-	FlushPerRecord = 250 * time.Microsecond
+	FlushPerRecord = 300 * time.Microsecond
 	// readPerID is the CRM's time per record read by id (sffake's
 	// realistic model: an indexed lookup).
 	readPerID = 200 * time.Microsecond

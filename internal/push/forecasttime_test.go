@@ -206,3 +206,38 @@ func TestForecastDurationMeasuresOnlyItsWorkspace(t *testing.T) {
 		require.Zero(t, fc.Items)
 	})
 }
+
+// TestForecastPlansCutOffFlushes: on an org measured 10 times slower than
+// assumed, 1,500 company creates outlive a flush job's 2 minutes. The
+// forecast plans the first flush cut off at 2 minutes with what it wrote
+// by then, then claims halved until they fit, and still counts each
+// record once.
+func TestForecastPlansCutOffFlushes(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		ctx := context.Background()
+		clock := &fakeClock{}
+		clock.ns.Store(time.Now().UnixNano())
+		wrap := func(c connector.Connector) connector.Connector {
+			return &timedCRM{Connector: c, clock: clock, latency: time.Second, scale: 10}
+		}
+		b := setupSffakeWrapped(t, bdb, sffaketest.Start(t), push.Config{MaxItems: 50_000, Now: clock.Now}, wrap)
+		b.ingest(t, companies("g", 300, "phone"))
+		b.drain(t)
+		b.ingest(t, companies("h", 1500, "phone"))
+		fc, err := b.engine.Forecast(ctx, b.ws)
+		require.NoError(t, err)
+		require.Equal(t, push.BasisMeasured, fc.Terms.CallBasis)
+		require.Greater(t, fc.Terms.RecordScale, 8.0)
+		require.Equal(t, 1500, fc.Creates, "the records the cut-off flush wrote are still creates, counted once")
+		require.Equal(t, 1500, fc.Records)
+		require.Equal(t, 1, fc.CutOffs)
+		require.Equal(t, 2*time.Minute, fc.Terms.CutOff)
+		require.Greater(t, fc.Flushes, 1)
+		require.Equal(t, fc.Terms.Flush+fc.Terms.Calls+fc.Terms.Records+fc.Terms.Bulk+fc.Terms.CutOff, fc.Duration)
+		// What the cut-off flush wrote (about 1,000 records in 2 minutes)
+		// is not written again: the rest fits in one more minute or two.
+		require.Less(t, fc.Terms.Records, 90*time.Second, "records after the cut-off: %s", fc.Terms.Records)
+		require.Greater(t, fc.Terms.Records, 30*time.Second)
+	})
+}
