@@ -125,8 +125,10 @@ func TestCutAtKeepsWhatWasWritten(t *testing.T) {
 	require.Equal(t, 3, cut.cutBulk, "create, upload, close; the first poll would be 1 s after")
 	require.Equal(t, 2_500+100, len(cut.written), "the Accounts and 100 rows, 50 in each chunk")
 	require.True(t, cut.written[0])
-	require.True(t, cut.written[10_099])
-	_, ok := cut.written[10_100]
+	// Spread over the job: every 200th row.
+	require.True(t, cut.written[10_000])
+	require.True(t, cut.written[10_200])
+	_, ok := cut.written[10_001]
 	require.False(t, ok)
 	cut = tm.cutAt(pf, 32300*ms+3200*ms)
 	require.Equal(t, 3+2, cut.cutBulk, "polls 1 s and 3.1 s after the close")

@@ -229,7 +229,8 @@ func (tm timing) time(p plannedFlush, t *DurationTerms) (time.Duration, int) {
 // (plannedWriteCalls); a REST call sent before the deadline writes its
 // records (the CRM finishes a request whose client gave up), and a bulk
 // job closed before it has written, by then, the rows its chunks worked
-// (bulkParallel chunks at once, a record at a time). What is left stays
+// (bulkParallel chunks at once, a record at a time, spread over the
+// job's rows). What is left stays
 // queued for the next, smaller claim.
 func (tm timing) cutAt(p plannedFlush, deadline time.Duration) plannedFlush {
 	cut := plannedFlush{cut: true, written: map[int64]bool{}}
@@ -268,7 +269,12 @@ func (tm timing) cutAt(p plannedFlush, deadline time.Duration) plannedFlush {
 			if r := record(w); r > 0 {
 				done = min(w.records, int((deadline-at)/r)*parallel)
 			}
-			for _, j := range w.jobs[:done] {
+			// Every chunk has worked its first rows, and the chunks hold
+			// the job's rows in the connector's order (Salesforce: by
+			// parent Account), not the queue's: the rows written are
+			// spread over the job.
+			for i := range done {
+				j := w.jobs[i*len(w.jobs)/done]
 				cut.written[j.rec.ID] = j.crmID == ""
 			}
 			took, polls := tm.bulkJobTime(w)
