@@ -32,13 +32,16 @@ const (
 	DefaultCallLatency = 150 * time.Millisecond
 	// FlushBase, FlushPerItem and FlushPerRecord are a flush's own work,
 	// outside its calls: River picking the job up, the claim, coalescing
-	// the items, planning, the sync log and the commit. Measured on the
-	// 2-core machine of docs/benchmarks.md, durable PostgreSQL and
-	// SQLite, with a fake org answering in 1 ms (fitted over burst and
-	// backlog drains of 20,000 to 100,000 items).
+	// the items, planning, the sync log and the commit. Fitted to drains
+	// against a fake org answering in 1 ms on the shared 2-core machine of
+	// docs/benchmarks.md ("The forecast against the drain"): durable
+	// PostgreSQL, burst 20,000 items / 2,000 records 1.9 s, backlog
+	// 20,000 / 4,000 1.9 s and 100,000 / 20,000 (two flushes) 23.9 s;
+	// SQLite 1.1 and 1.4 s for the first two. A rough fit: a busy machine
+	// pays up to twice as much per record.
 	FlushBase      = 500 * time.Millisecond
 	FlushPerItem   = 25 * time.Microsecond
-	FlushPerRecord = 300 * time.Microsecond
+	FlushPerRecord = 500 * time.Microsecond
 	// readPerID is the CRM's time per record read by id (sffake's
 	// realistic model: an indexed lookup).
 	readPerID = 200 * time.Microsecond
