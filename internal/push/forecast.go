@@ -149,7 +149,7 @@ func (e *Engine) Forecast(ctx context.Context, workspaceID int64) (*Forecast, er
 			flushes = append(flushes, cut)
 			fc.CutOffs++
 			fc.APICalls += cut.cutREST + cut.cutBulk
-			fc.RESTCalls, fc.BulkCalls = fc.RESTCalls+cut.cutREST, fc.BulkCalls+cut.cutBulk
+			fc.RESTCalls, fc.BulkCalls, fc.BulkJobs = fc.RESTCalls+cut.cutREST, fc.BulkCalls+cut.cutBulk, fc.BulkJobs+cut.cutJobs
 			described = f.describedAll(described)
 			claim = max(minClaim, min(claim, len(items))/2)
 			continue

@@ -123,6 +123,7 @@ func TestCutAtKeepsWhatWasWritten(t *testing.T) {
 	require.True(t, cut.cut)
 	require.Equal(t, 2+3, cut.cutREST)
 	require.Equal(t, 3, cut.cutBulk, "create, upload, close; the first poll would be 1 s after")
+	require.Equal(t, 1, cut.cutJobs)
 	require.Equal(t, 2_500+100, len(cut.written), "the Accounts and 100 rows, 50 in each chunk")
 	require.True(t, cut.written[0])
 	// Spread over the job: every 200th row.
@@ -137,6 +138,7 @@ func TestCutAtKeepsWhatWasWritten(t *testing.T) {
 	require.Equal(t, 3, cut.cutREST)
 	require.Equal(t, 1_000, len(cut.written))
 	require.Zero(t, cut.cutBulk)
+	require.Zero(t, cut.cutJobs)
 	// A linked record written before the cut is not a create.
 	pf.writes[0].jobs = jobs(0, 2_500, true)
 	cut = tm.cutAt(pf, 13*time.Second)

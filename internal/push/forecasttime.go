@@ -147,9 +147,9 @@ type plannedFlush struct {
 	writes                []plannedWrite
 	// cut: a flush cut off at flushTimeout (cutAt) that made cutREST and
 	// cutBulk calls and wrote the records of written (true: created).
-	cut              bool
-	cutREST, cutBulk int
-	written          map[int64]bool
+	cut                       bool
+	cutREST, cutBulk, cutJobs int
+	written                   map[int64]bool
 }
 
 // timing is the figures a forecast times flushes with.
@@ -262,6 +262,7 @@ func (tm timing) cutAt(p plannedFlush, deadline time.Duration) plannedFlush {
 		}
 		if w.bulk {
 			// Create, upload, close; then the chunks.
+			cut.cutJobs++
 			cut.cutBulk += min(3, int((deadline-at)/max(tm.latency, time.Nanosecond))+1)
 			at += 3 * tm.latency
 			if at >= deadline {
