@@ -61,6 +61,14 @@ func TestBulkImportServeKilled(t *testing.T) {
 		}
 	}
 	t.Logf("%d Bulk jobs (%s), %d changes", len(jobs), strings.Join(jobs, "; "), rep.Changes)
+	var tracked []struct {
+		JobID, Object, Kind, State string
+		Records                    int
+		Processed, Failed          int64
+	}
+	require.NoError(t, c.db.NewSelect().Table("bulk_jobs").Column("job_id", "object", "kind", "state", "records", "processed", "failed").
+		Where("workspace_id = ?", tn.id).OrderExpr("opened_at").Scan(ctx, &tracked))
+	t.Logf("jobs crmsync tracked: %+v", tracked)
 }
 
 // seedChanges are the changes seed sends: every record created.

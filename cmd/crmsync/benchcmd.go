@@ -27,7 +27,7 @@ type benchCmd struct {
 	Allowance  int64         `name:"allowance" default:"0" help:"trickle: the fake org's daily API allowance (default 100,000; other scenarios: unlimited)."`
 	Cap        int64         `name:"cap" default:"0" help:"trickle: a crmsync daily limit on the budget-paced side (0: none); budget: the limit of the simulated day (default 2,000)."`
 	CPUProfile string        `name:"cpuprofile" type:"path" help:"Write a CPU profile of the whole run (engine, GraphQL server and fake org) to this file."`
-	MemProfile string        `name:"memprofile" type:"path" help:"Write a heap profile (allocations of the whole run) to this file at the end."`
+	MemProfile string        `name:"memprofile" type:"path" help:"Write a heap profile (allocations of the whole run) to this file at the end, and one of the live heap at its peak to FILE.peak."`
 	Replicas   int           `name:"replicas" default:"1" help:"ingest: crmsync serve replicas on the one PostgreSQL (this process and N-1 child processes); the clients spread their calls over them in turn."`
 	BatchSizes []int         `name:"batch-sizes" default:"1,100,1000" help:"ingest: changes per call, each measured for --duration."`
 	// BulkThreshold is import's connection bulkThreshold.

@@ -173,11 +173,6 @@ func (c *ContactObjects) Objects() []string {
 	return []string{c.Person.Object}
 }
 
-// Convertible reports whether prospects of c can become persons.
-func (c *ContactObjects) Convertible() bool {
-	return c.Prospect != nil && c.Prospect.Converted != "" && c.Prospect.ConvertedTo != ""
-}
-
 // part is one part of the contract other than Contact.
 type part struct {
 	name, object string

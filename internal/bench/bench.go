@@ -103,6 +103,9 @@ type Report struct {
 	DrainSec   float64 `json:"drain_seconds"`
 	ChangesSec float64 `json:"changes_per_second,omitempty"`
 	PeakRSSMB  float64 `json:"peak_rss_mb,omitempty"`
+	// PeakHeapMB is the largest live heap (kept by a GC) of the process:
+	// crmsync and, in this process, the fake org.
+	PeakHeapMB float64 `json:"peak_live_heap_mb,omitempty"`
 	DBPerItem  float64 `json:"db_bytes_per_queued_change,omitempty"`
 
 	CallsAfterLimit int     `json:"calls_after_first_limit_error,omitempty"`
@@ -163,13 +166,17 @@ func Run(c Options, global config.Global, serve Serve, stdout, stderr io.Writer)
 		}
 		defer pprof.StopCPUProfile()
 	}
+	peakProfile := ""
 	if c.MemProfile != "" {
 		f, err := os.Create(c.MemProfile)
 		if err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
 		defer writeHeapProfile(stderr, f)
+		peakProfile = c.MemProfile + ".peak"
 	}
+	heap := watchHeap(stderr, peakProfile, 250*time.Millisecond)
+	defer heap.Close()
 	cost, err := costModel(c)
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
@@ -208,7 +215,7 @@ func Run(c Options, global config.Global, serve Serve, stdout, stderr io.Writer)
 			Streaming: c.Scenario == "inbound"}}
 	var report *Report
 	err = serve(global, cfg, func(ctx context.Context, a *Server) error {
-		b := &bench{cmd: c, cost: cost, global: global, a: a, org: org, orgURL: "http://" + ln.Addr().String(), progress: newProgress(stderr), dir: dir}
+		b := &bench{cmd: c, heap: heap, cost: cost, global: global, a: a, org: org, orgURL: "http://" + ln.Addr().String(), progress: newProgress(stderr), dir: dir}
 		r, err := b.run(ctx)
 		if err != nil {
 			return fmt.Errorf("bench %s: %w", c.Scenario, err)
@@ -262,6 +269,7 @@ func writeHeapProfile(stderr io.Writer, f *os.File) {
 
 type bench struct {
 	cmd      Options
+	heap     *heapWatch
 	cost     sffake.Cost // every fake org's cost model
 	global   config.Global
 	a        *Server
@@ -632,7 +640,7 @@ func (b *bench) backlog(ctx context.Context, r *Report) error {
 	r.DrainSec = time.Since(start).Seconds()
 	r.ChangesSec = float64(n) / r.DrainSec
 	b.calls(r, before)
-	r.PeakRSSMB = peakRSSMB()
+	r.PeakRSSMB, r.PeakHeapMB = peakRSSMB(), b.heap.PeakMB()
 	r.Flushes, err = b.countFlushes(ctx, start)
 	return err
 }
@@ -800,6 +808,9 @@ func printReport(w io.Writer, r *Report, asJSON bool) error {
 	}
 	if r.PeakRSSMB > 0 {
 		row("peak RSS (crmsync, without the plugin)", fmt.Sprintf("%.0f MB", r.PeakRSSMB))
+	}
+	if r.PeakHeapMB > 0 {
+		row("peak live heap (crmsync and the fake org)", fmt.Sprintf("%.0f MB", r.PeakHeapMB))
 	}
 	if r.DBPerItem > 0 {
 		row("database per queued change", fmt.Sprintf("%.0f bytes", r.DBPerItem))

@@ -84,7 +84,7 @@ func (b *bench) importRecords(ctx context.Context, r *Report) error {
 	r.DrainSec = time.Since(start).Seconds()
 	r.ChangesSec = float64(n) / r.DrainSec
 	b.calls(r, before)
-	r.PeakRSSMB = peakRSSMB()
+	r.PeakRSSMB, r.PeakHeapMB = peakRSSMB(), b.heap.PeakMB()
 	var err error
 	if r.Flushes, err = b.countFlushes(ctx, start); err != nil {
 		return err

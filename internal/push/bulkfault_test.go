@@ -155,3 +155,28 @@ func TestBulkJobStillRunningAfterInterruption(t *testing.T) {
 		}
 	})
 }
+
+// A Bulk job the org refuses (an object the Bulk API does not take) is
+// written by REST instead, in the same flush, and leaves no job behind.
+func TestBulkJobRefusedGoesByREST(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, bdb *bun.DB) {
+		t.Parallel()
+		b := setupSffake(t, bdb, push.Config{RetryBase: time.Millisecond}, func(c *salesforce.Config) { c.BulkThreshold = 20 })
+		var changes []outbound.Change
+		for i := range 30 {
+			changes = append(changes, change(record.TypeContact, fmt.Sprintf("c%d", i), time.Now(),
+				map[string]any{"email": fmt.Sprintf("c%d@example.com", i), "lastName": "L", "company": "Acme"}))
+		}
+		b.ingest(t, changes)
+		b.sf.InjectFault(sffake.Fault{Method: "POST", Path: "/jobs/ingest", Kind: sffake.FaultStatus, Status: 400, Code: "INVALIDENTITY",
+			Message: "InvalidEntity : Entity 'Lead' is not supported by the Bulk API.", Times: 10})
+		res, err := b.engine.Flush(context.Background(), b.ws)
+		require.NoError(t, err)
+		require.Equal(t, 30, res.Batch.Created)
+		require.Len(t, b.sf.All("Lead"), 30)
+		usage, err := push.GetBulkUsage(context.Background(), bdb, b.ws, time.Now())
+		require.NoError(t, err)
+		require.Zero(t, usage, "no job was opened")
+	})
+}

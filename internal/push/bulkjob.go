@@ -182,9 +182,8 @@ func (f *flush) send(ctx context.Context, ops []connector.Operation) ([]connecto
 func (f *flush) runBulkJob(ctx context.Context, runner connector.BulkJobRunner, ops []connector.Operation) ([]connector.Result, error) {
 	op := ops[0]
 	open, err := runner.OpenBulkJob(ctx, connector.OpenBulkJobRequest{Session: f.meter.Session, Object: op.Object, Kind: op.Kind, ExternalIDField: op.ExternalIDField})
-	if errors.Is(err, connector.ErrUnsupported) {
-		return nil, err
-	}
+	// A job the CRM refuses (ErrUnsupported, which send sends by
+	// BulkUpdate instead) still cost its call.
 	if err := f.meter.Observe(ctx, "open bulk job", connection.MetaOf(open), err); err != nil {
 		return nil, err
 	}

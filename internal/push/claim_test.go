@@ -46,7 +46,10 @@ func TestClaimShrinksToFitTheFlushDeadline(t *testing.T) {
 		t.Parallel()
 		b := setup(t, bdb)
 		const n = 1000
-		org := &slowOrg{Connector: b.crm, perRecord: time.Millisecond} // a full claim takes 1 s
+		// A full claim takes 5 s against a 2 s deadline; the smallest
+		// claim (200) takes 1 s, leaving a second for the flush's own
+		// work on a loaded machine under the race detector.
+		org := &slowOrg{Connector: b.crm, perRecord: 5 * time.Millisecond}
 		engine := push.New(bdb, b.conns, connectorsFunc(func(context.Context, string) (connector.Connector, error) { return org, nil }),
 			nil, slog.New(slog.DiscardHandler), push.Config{MaxItems: n, RetryBase: time.Millisecond, WaitDelay: time.Millisecond})
 		now := b.clock.Now()
@@ -60,7 +63,7 @@ func TestClaimShrinksToFitTheFlushDeadline(t *testing.T) {
 		cuts, flushes := 0, 0
 		for queued := n; queued > 0; flushes++ {
 			require.Less(t, flushes, 40, "the queue did not drain: %d left after %d cut-off flushes", queued, cuts)
-			ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_, err := engine.Flush(ctx, b.ws)
 			cancel()
 			switch {

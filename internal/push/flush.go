@@ -81,8 +81,11 @@ type flush struct {
 	// claimed how many it did.
 	claimLimit, claimed int
 
-	// names are the CRM's objects and role fields, from the connection's
-	// data contract (internal/contract).
+	// routing is which record types the connection takes, with its data
+	// contract; names are the contract's objects and role fields
+	// (internal/contract). Both are read once per flush: the connection
+	// stores them as JSON.
+	routing prefs.Routing
 	names   contract.Names
 	objs    map[record.Type]prefs.ObjectPreference
 	maps    map[record.Type][]prefs.FieldMapping
@@ -133,7 +136,8 @@ func (e *Engine) newFlush(ctx context.Context, c *connection.Connection) (*flush
 	if err != nil {
 		return nil, err
 	}
-	return &flush{e: e, c: c, crm: crm, meter: meter, now: e.now().UTC(), claimLimit: e.cfg.MaxItems, names: contract.Of(c.Contract()),
+	routing := prefs.RoutingOf(c)
+	return &flush{e: e, c: c, crm: crm, meter: meter, now: e.now().UTC(), claimLimit: e.cfg.MaxItems, routing: routing, names: contract.Of(routing.Contract),
 		extID: externalIDFields(c.Config), records: map[record.Key]*record.Record{}, readAt: map[string]time.Time{}}, nil
 }
 
@@ -304,7 +308,7 @@ func (f *flush) planWrites(ctx context.Context, writes []outbound.Write, recs ma
 		if _, ok := f.maps[w.RecordType]; ok {
 			continue
 		}
-		if f.maps[w.RecordType], err = prefs.Fields(ctx, f.e.db, f.c.Contract(), f.c.WorkspaceID, w.RecordType); err != nil {
+		if f.maps[w.RecordType], err = prefs.Fields(ctx, f.e.db, f.routing.Contract, f.c.WorkspaceID, w.RecordType); err != nil {
 			return err
 		}
 	}
@@ -324,10 +328,10 @@ func (f *flush) planWrites(ctx context.Context, writes []outbound.Write, recs ma
 		if !f.objs[r.Type].WriteEnabled {
 			f.finish(j, synclog.OutcomeSkipped, "writing to the CRM is off for "+string(r.Type), "")
 			f.deleteIDs = append(f.deleteIDs, w.ItemIDs...)
-		} else if routing := prefs.RoutingOf(f.c); !routing.Supported(r.Type) {
+		} else if !f.routing.Supported(r.Type) {
 			// Queued before the connection changed to a connector
 			// without the type's object: kept local, never a failure.
-			f.finish(j, synclog.OutcomeSkipped, routing.Why(r.Type), "")
+			f.finish(j, synclog.OutcomeSkipped, f.routing.Why(r.Type), "")
 			f.deleteIDs = append(f.deleteIDs, w.ItemIDs...)
 		}
 		f.jobs = append(f.jobs, j)

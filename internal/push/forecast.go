@@ -13,6 +13,7 @@ import (
 	"github.com/crmsync/crmsync/internal/contract"
 	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/outbound"
+	"github.com/crmsync/crmsync/internal/prefs"
 	"github.com/crmsync/crmsync/internal/record"
 )
 
@@ -133,7 +134,8 @@ func (e *Engine) Forecast(ctx context.Context, workspaceID int64) (*Forecast, er
 		if len(items) == 0 {
 			break
 		}
-		f := &flush{e: e, c: c, now: now, caps: caps, names: contract.Of(c.Contract()), extID: externalIDFields(c.Config), records: map[record.Key]*record.Record{}}
+		routing := prefs.RoutingOf(c)
+		f := &flush{e: e, c: c, now: now, caps: caps, routing: routing, names: contract.Of(routing.Contract), extID: externalIDFields(c.Config), records: map[record.Key]*record.Record{}}
 		if err := f.plan(ctx, items); err != nil {
 			return nil, err
 		}

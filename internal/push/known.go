@@ -77,7 +77,7 @@ func (f *flush) loadReobserve(ctx context.Context) error {
 			continue
 		}
 		if _, ok := f.maps[r.Type]; !ok {
-			if f.maps[r.Type], err = prefs.Fields(ctx, f.e.db, f.c.Contract(), f.c.WorkspaceID, r.Type); err != nil {
+			if f.maps[r.Type], err = prefs.Fields(ctx, f.e.db, f.routing.Contract, f.c.WorkspaceID, r.Type); err != nil {
 				return err
 			}
 		}
