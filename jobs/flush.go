@@ -233,7 +233,7 @@ func NewFlushWorker(db *bun.DB, e Flusher, interval time.Duration, logger *slog.
 }
 
 // Timeout bounds one flush well under River's rescue delay.
-func (w *FlushWorker) Timeout(*river.Job[FlushArgs]) time.Duration { return 2 * time.Minute }
+func (w *FlushWorker) Timeout(*river.Job[FlushArgs]) time.Duration { return push.FlushTimeout }
 
 // Work implements river.Worker.
 func (w *FlushWorker) Work(ctx context.Context, job *river.Job[FlushArgs]) error {

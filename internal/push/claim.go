@@ -8,6 +8,11 @@ import (
 	"time"
 )
 
+// FlushTimeout is how long one flush may take: the River flush job's
+// timeout (jobs, FlushWorker.Timeout), to which the claims are fitted and
+// by which the forecast plans a flush cut off.
+const FlushTimeout = 2 * time.Minute
+
 // minClaim is the smallest claim the adaptive limit goes down to: one
 // sObject Collections call's worth of records.
 const minClaim = 200

@@ -116,12 +116,12 @@ func (e *Engine) Forecast(ctx context.Context, workspaceID int64) (*Forecast, er
 	seen := map[int64]bool{}
 	var flushes []plannedFlush
 	var after int64
-	tm, err := e.measureTiming(ctx, workspaceID, fc)
+	tm, err := e.measureTiming(ctx, workspaceID, contract.Of(c.Contract()), fc)
 	if err != nil {
 		return nil, err
 	}
 	// The claims a River flush job makes, fitted to its time (claim.go):
-	// a flush planned to outlive flushTimeout is cut off, and what it
+	// a flush planned to outlive FlushTimeout is cut off, and what it
 	// wrote by then (cutDone: true for creates) is matched, not written,
 	// by the smaller claims after it.
 	claim := e.cfg.MaxItems
@@ -143,8 +143,8 @@ func (e *Engine) Forecast(ctx context.Context, workspaceID int64) (*Forecast, er
 		plan := f.callsPlanned(described)
 		pf := f.planned(len(items), plan)
 		took, _ := tm.time(pf, &DurationTerms{})
-		if took > flushTimeout && claim > minClaim {
-			cut := tm.cutAt(pf, flushTimeout)
+		if took > FlushTimeout && claim > minClaim {
+			cut := tm.cutAt(pf, FlushTimeout)
 			for id, created := range cut.written {
 				cutDone[id] = cutDone[id] || created
 			}
@@ -290,13 +290,13 @@ func (f *flush) describedAll(described map[string]connector.Object) map[string]c
 }
 
 // nextClaim is the claim after a full one that took took, as claim.go
-// fits it to flushTimeout: shrunk in proportion past half the time,
+// fits it to FlushTimeout: shrunk in proportion past half the time,
 // doubled under a quarter (at most max).
 func nextClaim(claim int, took time.Duration, most int) int {
 	switch {
-	case took > flushTimeout/2:
-		return max(minClaim, int(float64(claim)*float64(flushTimeout/2)/float64(took)))
-	case took < flushTimeout/4:
+	case took > FlushTimeout/2:
+		return max(minClaim, int(float64(claim)*float64(FlushTimeout/2)/float64(took)))
+	case took < FlushTimeout/4:
 		return min(most, 2*claim)
 	}
 	return claim

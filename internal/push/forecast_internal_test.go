@@ -7,13 +7,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/internal/contract"
 	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/record"
 )
 
 func TestDrainTimeWaitsForTheBucket(t *testing.T) {
 	t.Parallel()
-	tm := timing{latency: time.Second, scale: 1}
+	tm := timing{names: salesforceNames, latency: time.Second, scale: 1}
 	ten := plannedFlush{restCalls: 10}
 	// Fixed windows: the flushes back to back, each its own work and
 	// its calls.
@@ -52,7 +53,7 @@ func TestFlushTimeAddsItsTerms(t *testing.T) {
 	// 1, 2, 4, 8 s, then 15 s each; the tenth finds it over (106.35 s
 	// after the close, each poll a call of 150 ms). Upload, close, ten
 	// polls and the results: 13 calls of 150 ms.
-	tm := timing{latency: 150 * ms, scale: 1}
+	tm := timing{names: salesforceNames, latency: 150 * ms, scale: 1}
 	var terms DurationTerms
 	took, calls := tm.time(pf, &terms)
 	bulk := 1*time.Second + 2*time.Second + 4*time.Second + 8*time.Second + 6*15*time.Second + 13*150*ms
@@ -62,7 +63,7 @@ func TestFlushTimeAddsItsTerms(t *testing.T) {
 
 	// Measured: twice as slow as assumed by REST; the bulk job at the
 	// measured time per record of a chunk wave.
-	tm = timing{latency: 300 * ms, scale: 2, bulkPerRecord: 3 * ms}
+	tm = timing{names: salesforceNames, latency: 300 * ms, scale: 2, bulkPerRecord: 3 * ms}
 	terms = DurationTerms{}
 	took, calls = tm.time(pf, &terms)
 	require.Equal(t, DurationTerms{Flush: own, Calls: 1200 * ms, Records: 2 * records, Bulk: 10_000 * 3 * ms}, terms)
@@ -114,7 +115,7 @@ func TestCutAtKeepsWhatWasWritten(t *testing.T) {
 		{kind: connector.OpCreate, object: "Account", records: 2_500, jobs: accounts},
 		{kind: connector.OpCreate, object: "Contact", records: 20_000, bulk: true, jobs: contacts},
 	}}
-	tm := timing{latency: 100 * ms, scale: 1}
+	tm := timing{names: salesforceNames, latency: 100 * ms, scale: 1}
 	start := FlushBase + 40_000*FlushPerItem // 1.5 s
 	// The reads end at 1.7 s; the REST calls at 13.8, 25.9 and 32 s; the
 	// bulk job is closed at 32.3 s and works 2 rows each 10 ms.
@@ -145,15 +146,18 @@ func TestCutAtKeepsWhatWasWritten(t *testing.T) {
 	require.False(t, cut.written[0])
 	var terms DurationTerms
 	took, calls := tm.time(cut, &terms)
-	require.Equal(t, flushTimeout, took, "a cut flush takes its whole time")
+	require.Equal(t, FlushTimeout, took, "a cut flush takes its whole time")
 	require.Equal(t, 3, calls)
-	require.Equal(t, DurationTerms{CutOff: flushTimeout}, terms)
+	require.Equal(t, DurationTerms{CutOff: FlushTimeout}, terms)
 }
 
 func TestNextClaimFitsTheFlushTime(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, 25_000, nextClaim(50_000, flushTimeout, 50_000), "a full minute for half the claim")
-	require.Equal(t, 30_000, nextClaim(30_000, flushTimeout/3, 50_000))
-	require.Equal(t, 50_000, nextClaim(30_000, flushTimeout/5, 50_000), "doubled, at most the maximum")
-	require.Equal(t, minClaim, nextClaim(300, 10*flushTimeout, 50_000))
+	require.Equal(t, 25_000, nextClaim(50_000, FlushTimeout, 50_000), "a full minute for half the claim")
+	require.Equal(t, 30_000, nextClaim(30_000, FlushTimeout/3, 50_000))
+	require.Equal(t, 50_000, nextClaim(30_000, FlushTimeout/5, 50_000), "doubled, at most the maximum")
+	require.Equal(t, minClaim, nextClaim(300, 10*FlushTimeout, 50_000))
 }
+
+// salesforceNames are the object names of a Salesforce-shaped connection.
+var salesforceNames = contract.Of(connector.SalesforceContract())

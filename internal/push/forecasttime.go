@@ -8,6 +8,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/crmsync/crmsync/connectors/connector"
+	"github.com/crmsync/crmsync/internal/contract"
 	"github.com/crmsync/crmsync/internal/limits"
 	"github.com/crmsync/crmsync/internal/synclog"
 )
@@ -60,9 +61,6 @@ const (
 	// bulkJobsMeasured is how many of the latest finished bulk jobs the
 	// measured bulk time averages over.
 	bulkJobsMeasured = 50
-	// flushTimeout is a River flush job's time (jobs/flush.go,
-	// FlushWorker.Timeout), to which claim.go fits the claims.
-	flushTimeout = 2 * time.Minute
 	// bulkJobResultsRead is the state runBulkJob finishes a job with once
 	// its results are read (bulkjob.go): only such a job timed a whole run.
 	bulkJobResultsRead = "results read"
@@ -71,16 +69,18 @@ const (
 // assumedRecordTime is the CRM's time to write one record of object by
 // op, when the workspace's batches cannot measure it: sffake's realistic
 // model (a production org with light automation: a few validation rules,
-// a flow or two; docs/benchmarks.md, "The cost model", with its sources).
-func assumedRecordTime(object string, op connector.OpKind) time.Duration {
+// a flow or two; docs/benchmarks.md, "The cost model", with its sources),
+// by the role the data contract gives the object (n), so a CRM whose
+// objects have other names is timed alike.
+func assumedRecordTime(n contract.Names, object string, op connector.OpKind) time.Duration {
 	ms := time.Millisecond
 	times := [4]time.Duration{8 * ms, 6 * ms, 10 * ms, 6 * ms} // create, update, upsert, delete
-	switch object {
-	case "Lead", "Contact":
+	switch {
+	case n.IsContact(object): // Salesforce: Lead, Contact
 		times = [4]time.Duration{10 * ms, 8 * ms, 12 * ms, 8 * ms}
-	case "Account":
+	case object == n.Company: // Account
 		times = [4]time.Duration{12 * ms, 10 * ms, 14 * ms, 12 * ms}
-	case "Campaign":
+	case object == n.Campaign:
 		times = [4]time.Duration{6 * ms, 5 * ms, 7 * ms, 5 * ms}
 	}
 	switch op {
@@ -120,7 +120,7 @@ type DurationTerms struct {
 	// Pacing is the time the flushes wait for the pacing bucket.
 	Pacing time.Duration
 	// CutOff is the time of the flushes planned to be cut off by their
-	// deadline (Forecast.CutOffs, each flushTimeout). What they write by
+	// deadline (Forecast.CutOffs, each FlushTimeout). What they write by
 	// then is not written again; their own work, calls, records and bulk
 	// time are in CutOff, not in the terms above.
 	CutOff time.Duration
@@ -145,7 +145,7 @@ type plannedFlush struct {
 	items, records, reads int
 	restCalls             int
 	writes                []plannedWrite
-	// cut: a flush cut off at flushTimeout (cutAt) that made cutREST and
+	// cut: a flush cut off at FlushTimeout (cutAt) that made cutREST and
 	// cutBulk calls and wrote the records of written (true: created).
 	cut                       bool
 	cutREST, cutBulk, cutJobs int
@@ -154,6 +154,8 @@ type plannedFlush struct {
 
 // timing is the figures a forecast times flushes with.
 type timing struct {
+	// names are the connection's objects by role (assumedRecordTime).
+	names         contract.Names
 	latency       time.Duration
 	scale         float64
 	bulkPerRecord time.Duration // 0: assumed
@@ -174,7 +176,7 @@ func (tm timing) bulkJobTime(w plannedWrite) (time.Duration, int) {
 	if tm.bulkPerRecord > 0 {
 		return work * tm.bulkPerRecord, 1
 	}
-	processing := time.Duration(float64(work*assumedRecordTime(w.object, w.kind)) * tm.scale)
+	processing := time.Duration(float64(work*assumedRecordTime(tm.names, w.object, w.kind)) * tm.scale)
 	// Upload and close, then polls until one finds the job over, then
 	// the results.
 	took, wait, polls := 2*tm.latency, bulkPollFirst, 0
@@ -205,8 +207,8 @@ func (tm timing) pollsWithin(d time.Duration) int {
 // time is how long one planned flush takes, by term, and its calls.
 func (tm timing) time(p plannedFlush, t *DurationTerms) (time.Duration, int) {
 	if p.cut {
-		t.CutOff += flushTimeout
-		return flushTimeout, p.cutREST + p.cutBulk
+		t.CutOff += FlushTimeout
+		return FlushTimeout, p.cutREST + p.cutBulk
 	}
 	own := FlushBase + time.Duration(p.items)*FlushPerItem + time.Duration(p.records)*FlushPerRecord
 	calls := time.Duration(p.restCalls) * tm.latency
@@ -220,7 +222,7 @@ func (tm timing) time(p plannedFlush, t *DurationTerms) (time.Duration, int) {
 			n += bulkJobCalls - 1 + polls
 			continue
 		}
-		records += time.Duration(w.records) * assumedRecordTime(w.object, w.kind)
+		records += time.Duration(w.records) * assumedRecordTime(tm.names, w.object, w.kind)
 	}
 	records = time.Duration(float64(records) * tm.scale)
 	t.Flush, t.Calls, t.Records, t.Bulk = t.Flush+own, t.Calls+calls, t.Records+records, t.Bulk+bulk
@@ -254,7 +256,7 @@ func (tm timing) cutAt(p plannedFlush, deadline time.Duration) plannedFlush {
 	}
 	at += time.Duration(float64(time.Duration(p.reads)*readPerID) * tm.scale)
 	record := func(w plannedWrite) time.Duration {
-		return time.Duration(float64(assumedRecordTime(w.object, w.kind)) * tm.scale)
+		return time.Duration(float64(assumedRecordTime(tm.names, w.object, w.kind)) * tm.scale)
 	}
 	for _, w := range p.writes {
 		if at >= deadline {
@@ -308,8 +310,8 @@ func (tm timing) cutAt(p plannedFlush, deadline time.Duration) plannedFlush {
 // measureTiming sets the forecast's call latency and record scale from
 // the workspace's latest outbound batches of the last day that made
 // calls, and its bulk time from its latest finished bulk jobs.
-func (e *Engine) measureTiming(ctx context.Context, workspaceID int64, fc *Forecast) (timing, error) {
-	tm := timing{latency: DefaultCallLatency, scale: 1}
+func (e *Engine) measureTiming(ctx context.Context, workspaceID int64, names contract.Names, fc *Forecast) (timing, error) {
+	tm := timing{names: names, latency: DefaultCallLatency, scale: 1}
 	fc.Terms.CallBasis, fc.Terms.RecordScale, fc.Terms.BulkBasis = BasisAssumed, 1, BasisAssumed
 	fc.CallLatency, fc.LatencyAssumed = DefaultCallLatency, true
 	jobs, err := finishedBulkJobs(ctx, e.db, workspaceID, fc.At.Add(-bulkJobsKept))
@@ -326,7 +328,7 @@ func (e *Engine) measureTiming(ctx context.Context, workspaceID int64, fc *Forec
 		tm.bulkPerRecord = jobTime / time.Duration(jobWork)
 		fc.Terms.BulkBasis, fc.Terms.BulkPerRecord, fc.Terms.BulkJobsSeen = BasisMeasured, tm.bulkPerRecord, len(jobs)
 	}
-	measured, assumed, calls, err := e.batchTime(ctx, workspaceID, fc.At.Add(-limits.Window), jobs)
+	measured, assumed, calls, err := e.batchTime(ctx, workspaceID, names, fc.At.Add(-limits.Window), jobs)
 	if err != nil {
 		return tm, err
 	}
@@ -345,7 +347,7 @@ func (e *Engine) measureTiming(ctx context.Context, workspaceID int64, fc *Forec
 // own work (FlushBase, FlushPerRecord) and its bulk jobs' time, against
 // what DefaultCallLatency and assumedRecordTime give for its calls and
 // the records it wrote by REST. calls counts the batches' REST calls.
-func (e *Engine) batchTime(ctx context.Context, workspaceID int64, since time.Time, jobs []bulkJobRow) (measured, assumed time.Duration, calls int, err error) {
+func (e *Engine) batchTime(ctx context.Context, workspaceID int64, names contract.Names, since time.Time, jobs []bulkJobRow) (measured, assumed time.Duration, calls int, err error) {
 	var batches []synclog.Batch
 	err = e.db.NewSelect().Model(&batches).Column("id", "started_at", "finished_at", "api_calls").
 		Where("workspace_id = ? AND direction = ? AND api_calls > 0 AND started_at >= ?", workspaceID, synclog.Outbound, since.UTC()).
@@ -401,7 +403,7 @@ func (e *Engine) batchTime(ctx context.Context, workspaceID int64, since time.Ti
 		var rest time.Duration
 		for k, n := range counts {
 			took -= time.Duration(n) * FlushPerRecord
-			rest += time.Duration(n) * assumedRecordTime(k.object, k.op)
+			rest += time.Duration(n) * assumedRecordTime(names, k.object, k.op)
 		}
 		if restCalls <= 0 {
 			continue // all bulk
