@@ -294,13 +294,7 @@ func (c *DataContract) Validate(objects []Object) error {
 	if c.Task != nil && c.Contact == nil {
 		errs = append(errs, errors.New("the Task part needs a Contact part"))
 	}
-	described := func(name string) (Object, bool) {
-		i := slices.IndexFunc(objects, func(o Object) bool { return o.Name == name })
-		if i < 0 {
-			return Object{}, false
-		}
-		return objects[i], true
-	}
+	described := describedIn(objects)
 	if objects != nil {
 		for _, o := range c.Objects() {
 			if _, ok := described(o); !ok {
@@ -342,13 +336,7 @@ func (c *DataContract) Validate(objects []Object) error {
 // user; the field is then synced as absent), but a connector's own
 // contract should pass it: the conformance suite checks it.
 func (c *DataContract) ValidateMappings(objects []Object) error {
-	described := func(name string) (Object, bool) {
-		i := slices.IndexFunc(objects, func(o Object) bool { return o.Name == name })
-		if i < 0 {
-			return Object{}, false
-		}
-		return objects[i], true
-	}
+	described := describedIn(objects)
 	return errors.Join(c.validateMappings(described, true)...)
 }
 
@@ -392,4 +380,15 @@ func (c *DataContract) validateMappings(described func(string) (Object, bool), c
 		each("CampaignMember", []string{c.CampaignMember.Object}, c.CampaignMember.Fields)
 	}
 	return errs
+}
+
+// describedIn looks an object up by name among objects.
+func describedIn(objects []Object) func(name string) (Object, bool) {
+	return func(name string) (Object, bool) {
+		i := slices.IndexFunc(objects, func(o Object) bool { return o.Name == name })
+		if i < 0 {
+			return Object{}, false
+		}
+		return objects[i], true
+	}
 }

@@ -68,9 +68,11 @@ type run struct {
 	crm     connector.Connector
 	meter   *connection.Meter
 	started time.Time
-	// names are the CRM's objects and role fields, from the connection's
-	// data contract (internal/contract).
-	names contract.Names
+	// routing is which record types the connection takes, with its data
+	// contract; names are the contract's objects and role fields
+	// (internal/contract). Both are read once per run.
+	routing prefs.Routing
+	names   contract.Names
 
 	objs   map[record.Type]prefs.ObjectPreference
 	maps   map[record.Type][]prefs.FieldMapping
@@ -101,7 +103,8 @@ func (p *Puller) newRun(ctx context.Context, c *connection.Connection) (*run, er
 		return nil, err
 	}
 	now := p.now().UTC()
-	return &run{p: p, c: c, crm: crm, meter: meter, started: now, names: contract.Of(c.Contract()),
+	routing := prefs.RoutingOf(c)
+	return &run{p: p, c: c, crm: crm, meter: meter, started: now, routing: routing, names: contract.Of(routing.Contract),
 		batch: &synclog.Batch{WorkspaceID: c.WorkspaceID, Direction: synclog.Inbound, Status: synclog.StatusFailed,
 			Message: interrupted, StartedAt: now, FinishedAt: now}}, nil
 }
@@ -113,14 +116,13 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	}
 	var readable []objectPlan
 	r.maps = map[record.Type][]prefs.FieldMapping{}
-	routing := prefs.RoutingOf(r.c)
 	for _, pl := range plans(r.names) {
-		if !r.objs[pl.t].ReadEnabled || !routing.Describes(pl.object) {
+		if !r.objs[pl.t].ReadEnabled || !r.routing.Describes(pl.object) {
 			continue
 		}
 		readable = append(readable, pl)
 		if _, ok := r.maps[pl.t]; !ok {
-			if r.maps[pl.t], err = prefs.Fields(ctx, r.p.db, routing.Contract, r.c.WorkspaceID, pl.t); err != nil {
+			if r.maps[pl.t], err = prefs.Fields(ctx, r.p.db, r.routing.Contract, r.c.WorkspaceID, pl.t); err != nil {
 				return nil, err
 			}
 		}

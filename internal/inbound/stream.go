@@ -220,14 +220,13 @@ func (r *run) readable(ctx context.Context) ([]objectPlan, error) {
 	}
 	var out []objectPlan
 	r.maps = map[record.Type][]prefs.FieldMapping{}
-	routing := prefs.RoutingOf(r.c)
 	for _, pl := range plans(r.names) {
-		if !r.objs[pl.t].ReadEnabled || !routing.Describes(pl.object) {
+		if !r.objs[pl.t].ReadEnabled || !r.routing.Describes(pl.object) {
 			continue
 		}
 		out = append(out, pl)
 		if _, ok := r.maps[pl.t]; !ok {
-			if r.maps[pl.t], err = prefs.Fields(ctx, r.p.db, routing.Contract, r.c.WorkspaceID, pl.t); err != nil {
+			if r.maps[pl.t], err = prefs.Fields(ctx, r.p.db, r.routing.Contract, r.c.WorkspaceID, pl.t); err != nil {
 				return nil, err
 			}
 		}

@@ -116,7 +116,10 @@ func (e *Engine) Forecast(ctx context.Context, workspaceID int64) (*Forecast, er
 	seen := map[int64]bool{}
 	var flushes []plannedFlush
 	var after int64
-	tm, err := e.measureTiming(ctx, workspaceID, contract.Of(c.Contract()), fc)
+	// Read once: the connection stores its routing and contract as JSON.
+	routing := prefs.RoutingOf(c)
+	names := contract.Of(routing.Contract)
+	tm, err := e.measureTiming(ctx, workspaceID, names, fc)
 	if err != nil {
 		return nil, err
 	}
@@ -134,8 +137,7 @@ func (e *Engine) Forecast(ctx context.Context, workspaceID int64) (*Forecast, er
 		if len(items) == 0 {
 			break
 		}
-		routing := prefs.RoutingOf(c)
-		f := &flush{e: e, c: c, now: now, caps: caps, routing: routing, names: contract.Of(routing.Contract), extID: externalIDFields(c.Config), records: map[record.Key]*record.Record{}}
+		f := &flush{e: e, c: c, now: now, caps: caps, routing: routing, names: names, extID: externalIDFields(c.Config), records: map[record.Key]*record.Record{}}
 		if err := f.plan(ctx, items); err != nil {
 			return nil, err
 		}
