@@ -18,6 +18,7 @@ package db
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -175,7 +176,7 @@ func openPostgres(ctx context.Context, databaseURL string, logger *slog.Logger) 
 		return nil, fmt.Errorf("parse DATABASE_URL: %s", redact(err.Error(), databaseURL))
 	}
 	where := fmt.Sprintf("%s:%d/%s", cfg.Host, cfg.Port, cfg.Database)
-	sqldb := stdlib.OpenDB(*cfg)
+	sqldb := sql.OpenDB(oneTripConnector{stdlib.GetConnector(*cfg)})
 	// As many idle connections as open ones: with fewer, a burst of
 	// concurrent requests closes connections it opened a moment ago and
 	// opens them again (a PostgreSQL backend each, and pgx prepares every
@@ -193,6 +194,40 @@ func openPostgres(ctx context.Context, databaseURL string, logger *slog.Logger) 
 	logger.Info("database: postgres", slog.String("host", cfg.Host), slog.Int("port", int(cfg.Port)),
 		slog.String("database", cfg.Database), slog.String("user", cfg.User))
 	return bun.NewDB(sqldb, pgdialect.New()), nil
+}
+
+// oneTripConnector opens pgx connections that run a query without
+// arguments in one round trip. bun writes every value into the SQL text,
+// so nearly every statement crmsync sends is new to pgx's statement cache,
+// and pgx's default mode then spends a round trip preparing it (Parse and
+// Describe) before the one that runs it, and evicts the cached statements
+// of River's parameterised queries to make room for ones never run again.
+// A statement without arguments has no parameter types to learn, so it
+// runs in pgx.QueryExecModeExec: Parse, Bind and Execute sent together,
+// results in text. Statements with arguments (River's) are unchanged.
+// pgx already runs an Exec without arguments by the simple protocol.
+// docs/benchmarks.md, "Ingest at Conversion's rate", has the measurement.
+type oneTripConnector struct{ driver.Connector }
+
+func (c oneTripConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return oneTripConn{conn.(*stdlib.Conn)}, nil
+}
+
+// oneTripConn is a pgx connection whose queries without arguments run in
+// one round trip; every other method is pgx's own.
+type oneTripConn struct{ *stdlib.Conn }
+
+var execMode = []driver.NamedValue{{Ordinal: 1, Value: pgx.QueryExecModeExec}}
+
+func (c oneTripConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	if len(args) == 0 {
+		args = execMode
+	}
+	return c.Conn.QueryContext(ctx, query, args)
 }
 
 // redact removes the password of databaseURL from msg.

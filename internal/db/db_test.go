@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
@@ -131,4 +132,37 @@ func TestOpenPostgresDialect(t *testing.T) {
 	bdb := dbtest.Open(t, db.Postgres)
 	require.Equal(t, db.Postgres, db.DialectOf(bdb))
 	require.NotNil(t, db.RiverDriver(bdb))
+}
+
+// TestQueriesWithoutArgumentsArePreparedNowhere checks that a query bun
+// sends (values written into its text, no arguments) runs in one round
+// trip and leaves no prepared statement on the connection, while a
+// parameterised query (River's kind) is still prepared and cached by pgx.
+func TestQueriesWithoutArgumentsArePreparedNowhere(t *testing.T) {
+	t.Parallel()
+	bdb := dbtest.Open(t, db.Postgres)
+	ctx := t.Context()
+	conn, err := bdb.Conn(ctx) // one session for every statement below
+	require.NoError(t, err)
+	defer conn.Close()
+	prepared := func() []string {
+		var stmts []string
+		require.NoError(t, conn.NewRaw("SELECT statement FROM pg_prepared_statements ORDER BY statement").Scan(ctx, &stmts))
+		return stmts
+	}
+	require.Empty(t, prepared())
+
+	var n int
+	for i := range 3 {
+		require.NoError(t, conn.NewSelect().ColumnExpr("?::int", i).Scan(ctx, &n))
+		require.Equal(t, i, n)
+	}
+	var at time.Time
+	require.NoError(t, conn.NewRaw("SELECT TIMESTAMPTZ '2026-12-06 10:00:00+00'").Scan(ctx, &at))
+	require.True(t, at.Equal(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)), "text results decode: %v", at)
+	require.Empty(t, prepared(), "bun's queries carry no arguments and must not be prepared")
+
+	require.NoError(t, conn.Conn.QueryRowContext(ctx, "SELECT $1::int + 1", 41).Scan(&n)) // database/sql, not bun: bun writes arguments into the text
+	require.Equal(t, 42, n)
+	require.Equal(t, []string{"SELECT $1::int + 1"}, prepared(), "parameterised queries keep pgx's statement cache")
 }
